@@ -1,0 +1,34 @@
+//! Cella's core data model, shared by every runtime crate: entity addresses, journal records,
+//! snapshots, module metadata, their versioned binary encoding, and the [`Journal`] trait that is
+//! the seam between the entity layer and durable storage (redb on one node today, Raft next).
+//! No IO, no clocks, no async runtime.
+
+mod encoding;
+mod journal;
+mod model;
+
+pub use encoding::{FORMAT_VERSION, decode, encode};
+pub use journal::{AppendFuture, EntityLoad, Journal, Write};
+pub use model::{
+    EntityId, EntityKind, JournalEntry, JournalPayload, ModuleInfo, ModuleVersion, Snapshot,
+    validate_name,
+};
+
+/// Errors of the core data model.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Persisted bytes could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// Persisted bytes carry a format version this build does not know.
+    #[error("unsupported format version {found} (this build reads {expected})")]
+    UnsupportedFormat { found: u8, expected: u8 },
+    /// Storage failed; the change was not made durable.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// A name (entity type, key, command) is not acceptable.
+    #[error("invalid {what}: {reason}")]
+    InvalidName { what: &'static str, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
