@@ -1,1 +1,245 @@
-//! placeholder
+//! The Cella guest SDK: write an entity as a plain Rust type and export it as a
+//! `cella:entity@0.1.0` component. This file owns the public API surface: the entity traits,
+//! [`Rejection`], the [`reject!`] and [`export_entity!`] macros, and the generated WIT bindings.
+//!
+//! # Entities
+//!
+//! An entity is business logic only. The host owns the state, the journal and replication: for
+//! every command it hands the guest the current state and the command, and the guest answers with
+//! data. There are two kinds:
+//!
+//! - a [`ValueEntity`] mutates its state in place; the SDK persists the whole new state when (and
+//!   only when) the command changed it;
+//! - an [`EventSourcedEntity`] validates a command against its state and emits events; the host
+//!   persists the events and the state is the fold of [`EventSourcedEntity::apply`] over them.
+//!
+//! State and events are serialized as JSON by the SDK. Command payloads and replies are JSON at
+//! the edge.
+//!
+//! # Commands
+//!
+//! Commands are an ordinary serde enum, externally tagged (serde's default), usually with
+//! `#[serde(rename_all = "kebab-case")]`: the variant name is the command name (as in the URL)
+//! and the variant content is the payload. A unit variant takes the payload `null` (an empty
+//! request body). The list of command names reported to the host comes from serde itself, so no
+//! extra annotations are needed; serde aliases are accepted command names too.
+//!
+//! ```
+//! use cella_sdk::{Context, Deserialize, Reply, Result, Serialize, ValueEntity, json, reject};
+//!
+//! #[derive(Default, Serialize, Deserialize)]
+//! pub struct Counter {
+//!     total: i64,
+//! }
+//!
+//! #[derive(Deserialize)]
+//! #[serde(rename_all = "kebab-case")]
+//! pub enum Command {
+//!     Add(i64),
+//!     Get,
+//! }
+//!
+//! impl ValueEntity for Counter {
+//!     type Command = Command;
+//!
+//!     fn handle(&mut self, cmd: Command, _ctx: &mut Context) -> Result<Reply> {
+//!         match cmd {
+//!             Command::Add(n) => match self.total.checked_add(n) {
+//!                 Some(total) => self.total = total,
+//!                 None => reject!("adding {n} would overflow the counter"),
+//!             },
+//!             Command::Get => {}
+//!         }
+//!         Ok(json!(self.total))
+//!     }
+//! }
+//!
+//! cella_sdk::export_entity!(value Counter);
+//! ```
+//!
+//! # Failures
+//!
+//! - a command name the enum does not know is reported as `unknown-command`;
+//! - a payload that does not deserialize into the variant is reported as `bad-request`, with
+//!   serde's message prefixed by the command name;
+//! - a handler returning `Err(`[`Rejection`]`)` is reported as `rejected` with its message;
+//! - state or events that cannot be (de)serialized, and misuse of the [`Context`] (a payload that
+//!   does not serialize, two forwards), are reported as `rejected` with a message starting with
+//!   `entity error:`.
+//!
+//! Whatever the failure, nothing is persisted and no effect runs.
+//!
+//! # Determinism
+//!
+//! Handlers must be deterministic: the host replays and retries commands, and event-sourced
+//! `apply` is re-run whenever state is rebuilt. A guest component gets no clock, no randomness,
+//! no files and no sockets. Everything non-deterministic comes through the [`Context`], which the
+//! host journals: use [`Context::timestamp_ms`] instead of a clock and [`Context::random_u64`]
+//! instead of a random number generator. Do not iterate a `HashMap` to produce replies, events or
+//! effects (its order is randomized per process); prefer `BTreeMap` or a `Vec`.
+//!
+//! # Testing
+//!
+//! [`export_entity!`] only emits the component exports when compiling for `wasm32`, so entity
+//! crates build and run their unit tests natively. [`testing::TestKit`] runs commands through the
+//! same code path as the component exports.
+
+mod command;
+mod context;
+mod glue;
+pub mod testing;
+
+pub use context::{Context, EventContext};
+pub use serde::de::DeserializeOwned;
+pub use serde::{Deserialize, Serialize};
+pub use serde_json::{Value, json};
+
+/// The generated `cella:entity@0.1.0` bindings. Used by [`export_entity!`]; not a stable API.
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_op_in_unsafe_fn)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "entity-world",
+        pub_export_macro: true,
+        default_bindings_module: "cella_sdk::bindings",
+    });
+}
+
+/// What a handler replies: any JSON value (`json!(...)` builds one).
+pub type Reply = serde_json::Value;
+
+/// A business rejection: the command is refused, nothing is persisted, and the message is shown
+/// to the caller. Return it with [`reject!`] or `Err(Rejection::new(..))`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection(String);
+
+impl Rejection {
+    /// A rejection with the given message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// The message shown to the caller.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl core::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+impl From<String> for Rejection {
+    fn from(message: String) -> Self {
+        Self(message)
+    }
+}
+
+impl From<&str> for Rejection {
+    fn from(message: &str) -> Self {
+        Self(message.to_owned())
+    }
+}
+
+/// The result of a handler: `Err` is a [`Rejection`].
+pub type Result<T, E = Rejection> = core::result::Result<T, E>;
+
+/// Returns early from a handler with a [`Rejection`]; the arguments are those of `format!`.
+///
+/// ```
+/// # fn check(quantity: i64) -> cella_sdk::Result<()> {
+/// if quantity <= 0 {
+///     cella_sdk::reject!("quantity must be positive, got {quantity}");
+/// }
+/// # Ok(())
+/// # }
+/// # assert!(check(0).is_err());
+/// ```
+#[macro_export]
+macro_rules! reject {
+    ($($t:tt)*) => {
+        return ::core::result::Result::Err($crate::Rejection::new(::std::format!($($t)*)))
+    };
+}
+
+/// An entity whose state is persisted whole: the handler mutates it in place.
+///
+/// A missing state (a new key) is `Default::default()`. After each successful command the SDK
+/// serializes the state and persists it if it differs from the state the command started from,
+/// so read-only commands persist nothing.
+pub trait ValueEntity: Default + Serialize + DeserializeOwned + 'static {
+    /// The commands: a serde enum, externally tagged (see the [crate docs](crate#commands)).
+    type Command: DeserializeOwned;
+
+    /// Handles one command. `Err` rejects it and discards every change.
+    fn handle(&mut self, cmd: Self::Command, ctx: &mut Context) -> Result<Reply>;
+}
+
+/// An entity whose changes are events: the handler validates a command and emits events, and
+/// the state is the fold of [`apply`](EventSourcedEntity::apply) over all events.
+///
+/// A missing state (a new key) is `Default::default()`.
+pub trait EventSourcedEntity: Default + Serialize + DeserializeOwned + 'static {
+    /// The commands: a serde enum, externally tagged (see the [crate docs](crate#commands)).
+    type Command: DeserializeOwned;
+    /// The events, persisted as JSON.
+    type Event: Serialize + DeserializeOwned;
+    /// Ask the host to snapshot the state every this many events (0 = the host's default).
+    const SNAPSHOT_EVERY: u32 = 0;
+
+    /// Handles one command against the current state: emits events with
+    /// [`EventContext::emit`] and replies. `Err` rejects it and discards the emitted events.
+    fn handle(&self, cmd: Self::Command, ctx: &mut EventContext<Self::Event>) -> Result<Reply>;
+
+    /// Folds one event into the state. Must be pure and must not fail: it runs again whenever
+    /// the host rebuilds the state from the journal.
+    fn apply(&mut self, event: Self::Event);
+}
+
+/// Links an entity type to its component export glue. Implemented by [`export_entity!`]; do not
+/// implement it by hand.
+pub trait ExportedEntity: 'static {
+    #[doc(hidden)]
+    type Glue: bindings::exports::cella::entity::entity::Guest;
+}
+
+/// Exports an entity as the `cella:entity/entity` interface of the component.
+///
+/// ```ignore
+/// cella_sdk::export_entity!(value Counter);
+/// cella_sdk::export_entity!(event_sourced ShoppingCart);
+/// ```
+///
+/// Use it once per crate (a component exports one entity). It implements [`ExportedEntity`] for
+/// the type (which [`testing::TestKit`] needs) on every target, and emits the component exports
+/// only when compiling for `wasm32`, so the crate also builds and tests natively.
+#[macro_export]
+macro_rules! export_entity {
+    (value $entity:ty) => {
+        $crate::export_entity!(@glue $entity, $crate::__private::ValueGlue<$entity>);
+    };
+    (event_sourced $entity:ty) => {
+        $crate::export_entity!(@glue $entity, $crate::__private::EventSourcedGlue<$entity>);
+    };
+    (@glue $entity:ty, $glue:ty) => {
+        impl $crate::ExportedEntity for $entity {
+            type Glue = $glue;
+        }
+
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type CellaEntityGlue = $glue;
+            $crate::bindings::export!(CellaEntityGlue with_types_in $crate::bindings);
+        };
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::glue::{EventSourcedGlue, ValueGlue};
+}

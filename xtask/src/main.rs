@@ -1,2 +1,82 @@
-//! placeholder
-fn main() {}
+//! `cargo xtask`: the workspace's developer tasks. This file owns the command-line dispatch;
+//! each subcommand lives in its own module.
+
+mod bench;
+mod build;
+mod ci;
+mod http;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  build-examples   build the example and test guest components into target/components/
+  test             build-examples, then every test of the workspace
+  ci               rustfmt check, clippy -D warnings, then test (what .ci/run runs)
+  demo [ADDR]      build everything and run a single node serving the examples (default 127.0.0.1:8080)
+  bench [--secs N] [--conns 1,16,64] [--no-micro]
+                   wrk durable-counter workload against a release node, then the
+                   command-path micro-benchmark
+  help             show this message";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build-examples") => {
+            no_extra_args(&args).and_then(|()| build::build_examples().map(|_| ()))
+        }
+        Some("test") => no_extra_args(&args).and_then(|()| ci::test()),
+        Some("ci") => no_extra_args(&args).and_then(|()| ci::ci()),
+        Some("demo") => ci::demo(args.get(1).map(String::as_str).unwrap_or("127.0.0.1:8080")),
+        Some("bench") => bench_args(&args[1..]).and_then(|(secs, conns, micro)| bench::run(secs, &conns, micro)),
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown command `{other}`\n\n{USAGE}")),
+        None => Err(anyhow::anyhow!("no command given\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn no_extra_args(args: &[String]) -> anyhow::Result<()> {
+    match args.get(1) {
+        Some(extra) => Err(anyhow::anyhow!("unexpected argument `{extra}`\n\n{USAGE}")),
+        None => Ok(()),
+    }
+}
+
+fn bench_args(args: &[String]) -> anyhow::Result<(u32, Vec<u32>, bool)> {
+    let (mut secs, mut conns, mut micro) = (10, vec![1, 16, 64], true);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--secs" => secs = it.next().and_then(|v| v.parse().ok()).ok_or_else(|| anyhow::anyhow!("--secs needs a number"))?,
+            "--conns" => {
+                conns = it
+                    .next()
+                    .map(|v| v.split(',').filter_map(|c| c.parse().ok()).collect())
+                    .filter(|c: &Vec<u32>| !c.is_empty())
+                    .ok_or_else(|| anyhow::anyhow!("--conns needs a list like 1,16,64"))?
+            }
+            "--no-micro" => micro = false,
+            other => anyhow::bail!("unexpected argument `{other}`\n\n{USAGE}"),
+        }
+    }
+    Ok((secs, conns, micro))
+}
+
+/// The workspace root: the parent of this crate's directory.
+pub fn workspace_root() -> PathBuf {
+    let xtask_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    xtask_dir.parent().map(PathBuf::from).unwrap_or(xtask_dir)
+}

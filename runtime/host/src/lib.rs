@@ -1,1 +1,61 @@
-//! placeholder
+//! Cella's WebAssembly host: compiles entity components (contract `cella:entity@0.1.0`, world
+//! `entity-world`) and runs their commands in sandboxed instances.
+//!
+//! A [`Host`] owns the wasmtime engine: component model, a pooling instance allocator sized by
+//! [`HostConfig`], and epoch interruption driven by a ticker thread. [`Host::load`] compiles and
+//! validates a component into a [`Module`]; [`Module::instantiate`] gives a fresh [`Instance`]
+//! for one command or one replay. Guests see a locked-down WASI: no files, environment,
+//! arguments or network, clocks that read zero and randomness from a fixed seed, so that the
+//! only non-determinism they get is the journaled [`CommandContext`].
+//!
+//! Every guest call runs under [`HostConfig::deadline`] and every instance under
+//! [`HostConfig::memory_limit`]. A trap (running out of memory included) is [`Error::Trap`], an
+//! overrun [`Error::DeadlineExceeded`]; either poisons the instance. No wasmtime type appears
+//! in this API. The host needs a Tokio runtime with timers enabled.
+
+mod artifact;
+mod bindings;
+mod host;
+mod instance;
+mod sandbox;
+mod types;
+
+pub use host::{Host, HostConfig, HostStats};
+pub use instance::{Instance, Module};
+pub use types::{Call, CommandContext, Descriptor, Effect, Failure, Outcome};
+
+/// Errors of the host.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The bytes are not a component implementing `cella:entity/entity@0.1.0`, or a precompiled
+    /// artifact cannot be used; the message says what is wrong.
+    #[error("invalid component: {0}")]
+    InvalidComponent(String),
+    /// The guest trapped (running out of memory included); the instance is poisoned.
+    #[error("guest trapped: {0}")]
+    Trap(String),
+    /// The guest call ran past the deadline and was stopped; the instance is poisoned.
+    #[error("guest call exceeded its deadline")]
+    DeadlineExceeded,
+    /// The guest returned an error (`apply`, `render-state`, `render-event`).
+    #[error("guest error: {0}")]
+    Guest(String),
+    /// The host failed (engine setup, instance pool, serialization).
+    #[error("host error: {0}")]
+    Internal(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Host>();
+        send_sync::<Module>();
+        send::<Instance>();
+        send_sync::<Error>();
+    }
+}

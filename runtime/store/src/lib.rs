@@ -1,1 +1,145 @@
-//! placeholder
+//! Cella's durable storage on one node: a redb database holding entity journals and
+//! snapshots (behind [`cella_core::Journal`], with group commit), deployed modules, their
+//! component bytes, and a cache of precompiled artifacts. redb stays an implementation detail:
+//! the public API speaks only in `cella_core` types, bytes and this crate's [`Error`].
+//!
+//! - [`Store`] (this file): opening, closing, sharing, stats.
+//! - `tables`: the on-disk layout, table by table, key and value bytes (see its module docs).
+//! - `writer`: the group-commit writer thread.
+//! - `journal`: the [`cella_core::Journal`] implementation (appends and reads).
+//! - `modules`: module metadata, component blobs and artifacts.
+//! - `stats`: counters for metrics.
+
+mod error;
+mod journal;
+mod modules;
+mod stats;
+mod tables;
+mod writer;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, PoisonError, RwLock},
+    time::Duration,
+};
+
+use redb::Database;
+
+pub use error::{Error, Result};
+pub use stats::{BATCH_SIZE_BUCKET_COUNT, BATCH_SIZE_BUCKETS, StoreStats};
+pub use tables::STORE_FORMAT_VERSION;
+
+use crate::{
+    stats::Stats,
+    writer::{BatchPolicy, Writer},
+};
+
+/// File name of the database inside the store directory.
+pub const DB_FILE: &str = "cella.redb";
+
+/// Tuning of the store's group commit.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Most append requests committed in one transaction (at least 1).
+    pub max_batch: usize,
+    /// How long the writer waits for more requests when a batch is not full, after taking
+    /// everything already queued. Zero (the default) commits at once: requests that arrive
+    /// during a commit form the next batch anyway.
+    pub linger: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 1024,
+            linger: Duration::ZERO,
+        }
+    }
+}
+
+/// Handle to an open store. Cheap to clone; every clone shares one database and one writer
+/// thread. The writer stops, and the database closes, when the last clone is dropped or on
+/// [`Store::close`].
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// `None` once closed.
+    db: RwLock<Option<Arc<Database>>>,
+    writer: Writer,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir` (creating the directory and `dir/cella.redb` if needed) and
+    /// starts its writer thread. Fails with [`Error::FormatMismatch`] if the database was
+    /// written in another store format, and with [`Error::Storage`] if it is not a redb file
+    /// or is open elsewhere.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Storage(format!("create directory {}: {e}", dir.display())))?;
+        let path = dir.join(DB_FILE);
+        let db = Database::create(&path)
+            .map_err(|e| Error::Storage(format!("open database {}: {e}", path.display())))?;
+        tables::init(&db)?;
+        let db = Arc::new(db);
+        let stats = Arc::new(Stats::default());
+        let policy = BatchPolicy {
+            max_batch: options.max_batch,
+            linger: options.linger,
+        };
+        let writer = Writer::spawn(db.clone(), stats.clone(), policy)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                db: RwLock::new(Some(db)),
+                writer,
+                stats,
+            }),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Stops the writer after it has committed every request already submitted, and closes
+    /// the database. Later operations on any clone fail with [`Error::Closed`]. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        self.inner.writer.shutdown();
+        let db = self
+            .inner
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match db.map(Arc::try_unwrap) {
+            Some(Ok(db)) => db.close().map_err(Error::storage("close database")),
+            // A read still in progress holds the database; it closes when that read ends.
+            Some(Err(_)) | None => Ok(()),
+        }
+    }
+
+    /// A copy of the group-commit counters.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.stats.snapshot()
+    }
+
+    /// The open database, or [`Error::Closed`].
+    pub(crate) fn db(&self) -> Result<Arc<Database>> {
+        let db = self.inner.db.read().unwrap_or_else(PoisonError::into_inner);
+        db.clone().ok_or(Error::Closed)
+    }
+}

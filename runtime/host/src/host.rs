@@ -1,0 +1,404 @@
+//! The [`Host`]: the wasmtime engine (component model, pooling allocator, epoch interruption),
+//! the linker with the locked-down WASI imports, the epoch ticker thread, instance admission,
+//! counters, and loading (compiling and validating) entity components into [`Module`]s.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use tokio::sync::Semaphore;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+    component::{Component, HasSelf, Linker},
+};
+
+use crate::{
+    Error, Module, artifact,
+    bindings::{EntityWorld, EntityWorldPre},
+    sandbox::StoreState,
+};
+
+/// The interface every entity component must export.
+pub(crate) const ENTITY_EXPORT: &str = "cella:entity/entity@0.1.0";
+
+/// How often the engine's epoch advances; deadlines are checked at this granularity.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-component limits, generous enough for large guests (interpreters compiled to components
+/// carry a dozen or more core modules, several memories and many tables).
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
+const MAX_MEMORIES_PER_COMPONENT: u32 = 8;
+const MAX_TABLES_PER_COMPONENT: u32 = 50;
+const TABLE_ELEMENTS: usize = 100_000;
+/// Pool totals per admitted instance (an instance of a typical component uses one memory and one
+/// or two tables; the pool has room for more).
+const MEMORIES_PER_INSTANCE: u32 = 2;
+const TABLES_PER_INSTANCE: u32 = 4;
+
+/// Limits of the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostConfig {
+    /// Longest a single guest call (including instantiation) may run; default 1 s.
+    pub deadline: Duration,
+    /// Most linear memory one instance may use, in bytes (all its memories together);
+    /// default 64 MiB.
+    pub memory_limit: usize,
+    /// Most instances alive at once; further `instantiate` calls wait for one to be dropped.
+    /// Default 1000.
+    pub max_instances: u32,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            deadline: Duration::from_secs(1),
+            memory_limit: 64 << 20,
+            max_instances: 1000,
+        }
+    }
+}
+
+/// Counters of a host since it was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Instances created, in total.
+    pub instances_created: u64,
+    /// Instances alive now.
+    pub instances_live: u64,
+    /// Guest calls made (describe, handle, apply, render).
+    pub calls: u64,
+    /// Calls or instantiations that trapped (out of memory included, deadlines not).
+    pub traps: u64,
+    /// Calls or instantiations stopped because they ran past the deadline.
+    pub deadline_hits: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) instances_created: AtomicU64,
+    pub(crate) instances_live: AtomicU64,
+    pub(crate) calls: AtomicU64,
+    pub(crate) traps: AtomicU64,
+    pub(crate) deadline_hits: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a [`Host`] and everything made from it share.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<StoreState>,
+    pub(crate) config: HostConfig,
+    pub(crate) counters: Counters,
+    /// Admission: one permit per live instance, `max_instances` in all.
+    pub(crate) permits: Arc<Semaphore>,
+    _ticker: EpochTicker,
+}
+
+/// Runs entity components: compiles them into [`Module`]s and gives out sandboxed instances.
+/// Cheap to clone; clones share the engine, the instance pool and the counters.
+#[derive(Clone)]
+pub struct Host {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Host {
+    /// Creates the engine, the instance pool and the epoch ticker.
+    pub fn new(config: HostConfig) -> Result<Host, Error> {
+        if config.max_instances == 0 {
+            return Err(Error::Internal("max_instances must be at least 1".into()));
+        }
+        if config.deadline.is_zero() {
+            return Err(Error::Internal("the deadline must be positive".into()));
+        }
+        let engine = Engine::new(&engine_config(&config)?)
+            .map_err(|e| Error::Internal(format!("cannot create the wasm engine: {e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| EntityWorld::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s))
+            .map_err(|e| Error::Internal(format!("cannot link host interfaces: {e:#}")))?;
+        let ticker = EpochTicker::start(engine.clone())?;
+        let permits = Arc::new(Semaphore::new(config.max_instances as usize));
+        Ok(Host {
+            shared: Arc::new(Shared {
+                engine,
+                linker,
+                config,
+                counters: Counters::default(),
+                permits,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The limits this host was created with.
+    pub fn config(&self) -> &HostConfig {
+        &self.shared.config
+    }
+
+    /// Compiles and validates a component: it must be a WebAssembly component that exports
+    /// `cella:entity/entity@0.1.0` and imports nothing beyond WASI; its `describe` is called
+    /// once and its descriptor checked. Fails with [`Error::InvalidComponent`] saying what is
+    /// wrong. Compilation runs on a blocking thread.
+    pub async fn load(&self, wasm: &[u8]) -> Result<Module, Error> {
+        check_header(wasm)?;
+        let engine = self.shared.engine.clone();
+        let bytes = wasm.to_vec();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .map_err(|e| Error::Internal(format!("compilation task failed: {e}")))?
+            .map_err(|e| {
+                Error::InvalidComponent(format!("not a valid WebAssembly component: {e:#}"))
+            })?;
+        self.validate(component).await
+    }
+
+    /// Like [`Host::load`], from an artifact made by [`Module::serialize`] (precompiled for this
+    /// engine). Fails, so that the caller can fall back to [`Host::load`], when the artifact is
+    /// damaged or was made by a different build or configuration of the engine.
+    ///
+    /// The artifact contains machine code that is run as is: only pass artifacts that this
+    /// program wrote itself (a checksum guards against damage, not against forgery).
+    pub async fn load_precompiled(&self, artifact: &[u8]) -> Result<Module, Error> {
+        let code = artifact::open(artifact).map_err(Error::InvalidComponent)?;
+        if wasmtime::Engine::detect_precompiled(code) != Some(wasmtime::Precompiled::Component) {
+            return Err(Error::InvalidComponent(
+                "precompiled artifact does not hold a component".into(),
+            ));
+        }
+        // SAFETY: `code` is what `Component::serialize` produced in `Module::serialize` (the
+        // envelope's checksum matches), and wasmtime checks that it was compiled by this version
+        // of wasmtime with settings compatible with this engine before using it.
+        let component =
+            unsafe { Component::deserialize(&self.shared.engine, code) }.map_err(|e| {
+                Error::InvalidComponent(format!("precompiled artifact is not usable here: {e:#}"))
+            })?;
+        self.validate(component).await
+    }
+
+    /// Counters since the host was created.
+    pub fn stats(&self) -> HostStats {
+        let c = &self.shared.counters;
+        HostStats {
+            instances_created: c.instances_created.load(Ordering::Relaxed),
+            instances_live: c.instances_live.load(Ordering::Relaxed),
+            calls: c.calls.load(Ordering::Relaxed),
+            traps: c.traps.load(Ordering::Relaxed),
+            deadline_hits: c.deadline_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Checks a compiled component against the contract and reads its descriptor.
+    async fn validate(&self, component: Component) -> Result<Module, Error> {
+        let engine = &self.shared.engine;
+        if component
+            .component_type()
+            .get_export(engine, ENTITY_EXPORT)
+            .is_none()
+        {
+            let exports: Vec<String> = component
+                .component_type()
+                .exports(engine)
+                .map(|(name, _)| format!("`{name}`"))
+                .collect();
+            let found = if exports.is_empty() {
+                "it exports nothing".to_string()
+            } else {
+                format!("it exports {}", exports.join(", "))
+            };
+            return Err(Error::InvalidComponent(format!(
+                "missing export `{ENTITY_EXPORT}` ({found}); an entity component implements the \
+                 world `cella:entity/entity-world@0.1.0`"
+            )));
+        }
+        let pre = self
+            .shared
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| {
+                Error::InvalidComponent(format!(
+                    "the component needs an import the host does not provide: {e:#}"
+                ))
+            })?;
+        let pre = EntityWorldPre::new(pre).map_err(|e| {
+            Error::InvalidComponent(format!("export `{ENTITY_EXPORT}` is incomplete: {e:#}"))
+        })?;
+        let pre = Arc::new(pre);
+        let mut instance = crate::instance::Instance::create(&self.shared, &pre)
+            .await
+            .map_err(|e| load_error("instantiating the component failed", e))?;
+        let descriptor = instance
+            .describe()
+            .await
+            .map_err(|e| load_error("calling `describe` failed", e))?;
+        descriptor
+            .validate()
+            .map_err(|m| Error::InvalidComponent(format!("invalid descriptor: {m}")))?;
+        drop(instance);
+        Ok(Module::new(self.shared.clone(), component, pre, descriptor))
+    }
+}
+
+/// Maps an error met while validating a component to `InvalidComponent`, keeping host-side
+/// failures (which say nothing about the component) as they are.
+fn load_error(what: &str, e: Error) -> Error {
+    match e {
+        Error::Internal(m) => Error::Internal(m),
+        Error::DeadlineExceeded => Error::InvalidComponent(format!("{what}: deadline exceeded")),
+        Error::Trap(m) | Error::Guest(m) | Error::InvalidComponent(m) => {
+            Error::InvalidComponent(format!("{what}: {m}"))
+        }
+    }
+}
+
+/// Tells apart garbage, core modules and components before handing bytes to the compiler.
+fn check_header(wasm: &[u8]) -> Result<(), Error> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_MODULE: &[u8] = &[0x01, 0x00, 0x00, 0x00];
+    if wasm.len() < 8 || &wasm[..4] != MAGIC {
+        return Err(Error::InvalidComponent(format!(
+            "not a WebAssembly component: the {} bytes do not start with the WebAssembly magic \
+             number `\\0asm`",
+            wasm.len()
+        )));
+    }
+    if &wasm[4..8] == CORE_MODULE {
+        return Err(Error::InvalidComponent(
+            "not a WebAssembly component: this is a core WebAssembly module; build the entity \
+             as a component (for example for the wasm32-wasip2 target)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The engine configuration for a host with these limits.
+fn engine_config(config: &HostConfig) -> Result<Config, Error> {
+    const PAGE: usize = 64 << 10;
+    let memory_limit = config
+        .memory_limit
+        .max(PAGE)
+        .checked_next_multiple_of(PAGE)
+        .ok_or_else(|| Error::Internal("memory_limit is too large".into()))?;
+    let n = config.max_instances;
+
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(n)
+        .total_core_instances(n.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
+        .total_memories(n.saturating_mul(MEMORIES_PER_INSTANCE))
+        .total_tables(n.saturating_mul(TABLES_PER_INSTANCE))
+        .total_stacks(n)
+        .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+        .max_tables_per_module(4)
+        .max_memories_per_module(1)
+        .table_elements(TABLE_ELEMENTS)
+        .max_component_instance_size(8 << 20)
+        .max_core_instance_size(4 << 20)
+        .max_memory_size(memory_limit)
+        .linear_memory_keep_resident(env_usize("KR_MEM", 0))
+        .table_keep_resident(env_usize("KR_TAB", 0));
+
+    let mut cfg = Config::new();
+    cfg.wasm_component_model(true)
+        .epoch_interruption(true)
+        .cranelift_opt_level(OptLevel::Speed)
+        .parallel_compilation(true)
+        // Reserve only what an instance may use (plus guards), not 4 GiB per memory.
+        .memory_reservation(memory_limit as u64)
+        .memory_reservation_for_growth(0)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Ok(cfg)
+}
+
+/// The thread that advances the engine's epoch every [`EPOCH_TICK`]; stopped on drop.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Result<Self, Error> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("cella-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::park_timeout(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the epoch thread: {e}")))?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_non_components() {
+        let msg = |bytes: &[u8]| match check_header(bytes) {
+            Err(Error::InvalidComponent(m)) => m,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert!(msg(b"hello world").starts_with("not a WebAssembly component"));
+        assert!(msg(b"\0asm\x01\0\0\0").contains("core WebAssembly module"));
+        assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    #[test]
+    fn host_starts_and_stops() {
+        let host = Host::new(HostConfig {
+            max_instances: 4,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        let clone = host.clone();
+        drop(host);
+        assert_eq!(clone.stats(), HostStats::default());
+        drop(clone);
+        assert!(
+            Host::new(HostConfig {
+                max_instances: 0,
+                ..HostConfig::default()
+            })
+            .is_err()
+        );
+    }
+}
+
+fn env_usize(k: &str, d: usize) -> usize { std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d) }

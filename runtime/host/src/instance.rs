@@ -1,0 +1,306 @@
+//! [`Module`] (a validated, compiled entity component) and [`Instance`] (one sandboxed
+//! instantiation of it): per-call deadlines, memory limits, trap classification and poisoning.
+
+use std::{
+    future::Future,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline, component::Component};
+
+use crate::{
+    CommandContext, Descriptor, Error, Failure, Outcome, artifact,
+    bindings::{EntityWorld, EntityWorldPre},
+    host::{Counters, Shared},
+    sandbox::StoreState,
+};
+
+/// How long past its deadline a call may stay parked in a host wait (a guest sleeping through
+/// WASI, say) before it is abandoned. Guest code itself is stopped at the deadline by epochs.
+const DEADLINE_GRACE: Duration = Duration::from_millis(50);
+
+/// A compiled, validated entity component. Cheap to clone.
+#[derive(Clone)]
+pub struct Module {
+    inner: Arc<ModuleInner>,
+}
+
+struct ModuleInner {
+    shared: Arc<Shared>,
+    component: Component,
+    pre: Arc<EntityWorldPre<StoreState>>,
+    descriptor: Descriptor,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("descriptor", &self.inner.descriptor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Module {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        component: Component,
+        pre: Arc<EntityWorldPre<StoreState>>,
+        descriptor: Descriptor,
+    ) -> Module {
+        Module {
+            inner: Arc::new(ModuleInner {
+                shared,
+                component,
+                pre,
+                descriptor,
+            }),
+        }
+    }
+
+    /// What the entity declared about itself when it was loaded.
+    pub fn descriptor(&self) -> &Descriptor {
+        &self.inner.descriptor
+    }
+
+    /// The compiled code, for [`Host::load_precompiled`](crate::Host::load_precompiled) (in a
+    /// process with the same build and configuration of the host).
+    pub fn serialize(&self) -> Result<Vec<u8>, Error> {
+        let code = self
+            .inner
+            .component
+            .serialize()
+            .map_err(|e| Error::Internal(format!("cannot serialize the module: {e:#}")))?;
+        Ok(artifact::seal(&code))
+    }
+
+    /// A fresh instance with its own memory, taken from the instance pool. Use it for one
+    /// command (or one entity's replay) and drop it: instances carry no state between uses.
+    /// Waits while `max_instances` instances are alive.
+    pub async fn instantiate(&self) -> Result<Instance, Error> {
+        Instance::create(&self.inner.shared, &self.inner.pre).await
+    }
+}
+
+/// One instance of an entity component, alive for one command or one replay. After a trap or a
+/// deadline it is poisoned: further calls fail with [`Error::Trap`].
+pub struct Instance {
+    // Dropped first: the store gives its slot back to the pool before the permit is released.
+    store: Store<StoreState>,
+    world: EntityWorld,
+    shared: Arc<Shared>,
+    poisoned: Option<String>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl std::fmt::Debug for Instance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instance")
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.shared
+            .counters
+            .instances_live
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Instance {
+    pub(crate) async fn create(
+        shared: &Arc<Shared>,
+        pre: &EntityWorldPre<StoreState>,
+    ) -> Result<Instance, Error> {
+        let permit = shared
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Internal("instance admission is closed".into()))?;
+        let config = &shared.config;
+        let mut store = Store::new(
+            &shared.engine,
+            StoreState::new(config.memory_limit, config.deadline),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if state.call_started.elapsed() >= state.deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Let other tasks on this thread run while a long call is in progress.
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
+        start_call(&mut store);
+        let result = with_deadline(config.deadline, pre.instantiate_async(&mut store)).await;
+        match result {
+            Ok(world) => {
+                Counters::bump(&shared.counters.instances_created);
+                Counters::bump(&shared.counters.instances_live);
+                Ok(Instance {
+                    store,
+                    world,
+                    shared: shared.clone(),
+                    poisoned: None,
+                    _permit: permit,
+                })
+            }
+            Err(e) => Err(classify(&shared.counters, e, store.data())),
+        }
+    }
+
+    /// Whether a trap or deadline has made this instance unusable.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// Handles one command: `Ok(Ok(outcome))` on success, `Ok(Err(failure))` when the guest
+    /// refused the command, `Err` when the call itself failed (trap, deadline, host error).
+    pub async fn handle(
+        &mut self,
+        ctx: &CommandContext,
+        state: Option<&[u8]>,
+        payload: &str,
+    ) -> Result<Result<Outcome, Failure>, Error> {
+        let ctx = ctx.to_wit();
+        let guest = self.world.cella_entity_entity().clone();
+        let result = self
+            .call(async |store| guest.call_handle(store, &ctx, state, payload).await)
+            .await?;
+        Ok(result.map(Outcome::from).map_err(Failure::from))
+    }
+
+    /// Folds one event into the state (event-sourced entities); a guest error is
+    /// [`Error::Guest`].
+    pub async fn apply(&mut self, state: Option<&[u8]>, event: &[u8]) -> Result<Vec<u8>, Error> {
+        let guest = self.world.cella_entity_entity().clone();
+        self.call(async |store| guest.call_apply(store, state, event).await)
+            .await?
+            .map_err(Error::Guest)
+    }
+
+    /// Renders state bytes as JSON text; a guest error is [`Error::Guest`].
+    pub async fn render_state(&mut self, state: &[u8]) -> Result<String, Error> {
+        let guest = self.world.cella_entity_entity().clone();
+        self.call(async |store| guest.call_render_state(store, state).await)
+            .await?
+            .map_err(Error::Guest)
+    }
+
+    /// Renders event bytes as JSON text; a guest error is [`Error::Guest`].
+    pub async fn render_event(&mut self, event: &[u8]) -> Result<String, Error> {
+        let guest = self.world.cella_entity_entity().clone();
+        self.call(async |store| guest.call_render_event(store, event).await)
+            .await?
+            .map_err(Error::Guest)
+    }
+
+    /// Calls `describe`.
+    pub(crate) async fn describe(&mut self) -> Result<Descriptor, Error> {
+        let guest = self.world.cella_entity_entity().clone();
+        Ok(self
+            .call(async |store| guest.call_describe(store).await)
+            .await?
+            .into())
+    }
+
+    /// Runs one guest call under the deadline; a failed call poisons the instance.
+    async fn call<R>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut Store<StoreState>) -> wasmtime::Result<R>,
+    ) -> Result<R, Error> {
+        if let Some(reason) = &self.poisoned {
+            return Err(Error::Trap(format!(
+                "instance poisoned by an earlier failed call ({reason})"
+            )));
+        }
+        Counters::bump(&self.shared.counters.calls);
+        // Poisoned until the call completes, so that a call abandoned mid-way (its future
+        // dropped) leaves the instance unusable.
+        self.poisoned = Some("a call was abandoned before it completed".into());
+        start_call(&mut self.store);
+        let deadline = self.shared.config.deadline;
+        match with_deadline(deadline, f(&mut self.store)).await {
+            Ok(value) => {
+                self.poisoned = None;
+                Ok(value)
+            }
+            Err(e) => {
+                let error = classify(&self.shared.counters, e, self.store.data());
+                self.poisoned = Some(match &error {
+                    Error::Trap(m) => m.clone(),
+                    Error::DeadlineExceeded => "deadline exceeded".into(),
+                    other => other.to_string(),
+                });
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Starts the clock of a call: the epoch callback compares against `call_started`.
+fn start_call(store: &mut Store<StoreState>) {
+    store.data_mut().call_started = Instant::now();
+    store.set_epoch_deadline(1);
+}
+
+/// Runs `fut`, giving up on it a little after `deadline` (epochs stop guest code at the
+/// deadline; this catches calls parked in host waits).
+async fn with_deadline<R>(
+    deadline: Duration,
+    fut: impl Future<Output = wasmtime::Result<R>>,
+) -> wasmtime::Result<R> {
+    match tokio::time::timeout(deadline + DEADLINE_GRACE, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(Trap::Interrupt.into()),
+    }
+}
+
+/// Turns a wasmtime error from instantiation or a call into the host's error, counting it.
+fn classify(counters: &Counters, e: wasmtime::Error, state: &StoreState) -> Error {
+    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        Counters::bump(&counters.deadline_hits);
+        return Error::DeadlineExceeded;
+    }
+    if let Some(limit) = e.downcast_ref::<PoolConcurrencyLimitError>() {
+        return Error::Internal(format!("instance pool exhausted: {limit}"));
+    }
+    Counters::bump(&counters.traps);
+    let mut message = match (
+        e.downcast_ref::<Trap>(),
+        e.downcast_ref::<wasmtime_wasi::I32Exit>(),
+    ) {
+        (Some(trap), _) => trap.to_string(),
+        (None, Some(exit)) => format!("guest exited with status {}", exit.0),
+        (None, None) => error_chain(&e),
+    };
+    if state.limiter.hit {
+        message.push_str(&format!(
+            " (out of memory: the instance reached its limit of {} bytes)",
+            state.limiter.limit()
+        ));
+    }
+    let output = state.output_tail();
+    if !output.is_empty() {
+        message.push_str(&format!("; guest output: {output}"));
+    }
+    Error::Trap(message)
+}
+
+/// An error's messages, outermost first, leaving out wasm backtraces.
+fn error_chain(e: &wasmtime::Error) -> String {
+    e.chain()
+        .map(|cause| cause.to_string())
+        .filter(|message| !message.starts_with("error while executing at wasm backtrace"))
+        .collect::<Vec<_>>()
+        .join(": ")
+}

@@ -1,0 +1,502 @@
+//! Entity execution: the per-entity sequencing, the in-memory cache of hot entity states, and
+//! the command path `state + command → guest → journal append → durable reply`.
+//!
+//! *Architecture invariants.* Commands to one entity run one at a time, in arrival order (a
+//! FIFO async mutex per entity); different entities run concurrently. The host owns state: a
+//! fresh guest instance is taken for every command and dropped after it, so no guest memory ever
+//! carries one entity's state into another's. A command's change is applied to the cached state
+//! as soon as it is handed to the journal, so that the next command of the same entity can run
+//! while the first one's commit is in flight (pipelining); no reply — including replies of
+//! read-only commands and rejections — leaves before every change it observed is durable.
+//! If an append fails, the entity is dropped from the cache and re-activated from disk.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use cella_core::{EntityId, EntityKind, Journal, JournalEntry, JournalPayload, Snapshot, Write};
+use cella_host::{CommandContext, Failure, Instance};
+
+use crate::{
+    error::{Error, Result},
+    metrics::Metrics,
+    registry::{Active, Registry},
+};
+
+/// Tunables of the entity layer.
+#[derive(Clone, Debug)]
+pub struct EntityOptions {
+    /// Entities kept in memory before the least recently used idle ones are evicted.
+    pub cache_capacity: usize,
+    /// Event-sourced entities: snapshot every this many events (unless the module says otherwise).
+    pub snapshot_every: u64,
+    /// Value entities: journal entries kept per entity; older writes are compacted away.
+    pub value_journal_keep: u64,
+    /// The guest deadline, reported in `deadline_exceeded` errors.
+    pub deadline: Duration,
+    /// How many times a command may be forwarded before it fails.
+    pub max_forward_depth: u32,
+}
+
+impl Default for EntityOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity: 100_000,
+            snapshot_every: 100,
+            value_journal_keep: 16,
+            deadline: Duration::from_secs(1),
+            max_forward_depth: 8,
+        }
+    }
+}
+
+/// The state of one activated entity.
+struct Loaded {
+    state: Option<Vec<u8>>,
+    /// Sequence number of the last journal entry applied to `state`.
+    seq: u64,
+    /// Events since the last snapshot (event-sourced).
+    events_since_snapshot: u64,
+}
+
+/// One cached entity.
+struct Slot {
+    loaded: tokio::sync::Mutex<Option<Loaded>>,
+    /// Highest sequence number known durable.
+    durable_seq: AtomicU64,
+    last_used: AtomicU64,
+}
+
+/// The inspected state of an entity.
+pub struct Inspection {
+    pub sequence: u64,
+    pub module_version: u32,
+    pub state: serde_json::Value,
+}
+
+/// Executes commands against entities.
+pub struct Entities {
+    journal: Arc<dyn Journal>,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    options: EntityOptions,
+    cache: Mutex<HashMap<EntityId, Arc<Slot>>>,
+    clock: AtomicU64,
+    commands: AtomicU64,
+    boot_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// splitmix64: spreads a counter into a well-mixed seed.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Entities {
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        options: EntityOptions,
+    ) -> Self {
+        Self {
+            journal,
+            registry,
+            metrics,
+            options,
+            cache: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            boot_ms: now_ms(),
+        }
+    }
+
+    /// Number of entities held in memory.
+    pub fn cached(&self) -> usize {
+        self.cache.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Finds or creates the cache slot of `id`, evicting idle entities past capacity.
+    fn slot(&self, id: &EntityId) -> Result<Arc<Slot>> {
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut cache = self.cache.lock().map_err(|_| Error::Internal("entity cache poisoned".into()))?;
+        if let Some(slot) = cache.get(id) {
+            slot.last_used.store(tick, Ordering::Relaxed);
+            return Ok(slot.clone());
+        }
+        if cache.len() >= self.options.cache_capacity {
+            self.evict(&mut cache);
+        }
+        let slot = Arc::new(Slot {
+            loaded: tokio::sync::Mutex::new(None),
+            durable_seq: AtomicU64::new(0),
+            last_used: AtomicU64::new(tick),
+        });
+        cache.insert(id.clone(), slot.clone());
+        Ok(slot)
+    }
+
+    /// Evicts the least recently used of a sample of idle entities. An entity is idle when no
+    /// command holds it: its last change is then durable, so dropping it loses nothing.
+    fn evict(&self, cache: &mut HashMap<EntityId, Arc<Slot>>) {
+        let victim = cache
+            .iter()
+            .filter(|(_, s)| Arc::strong_count(s) == 1)
+            .take(32)
+            .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
+            .map(|(id, _)| id.clone());
+        if let Some(id) = victim {
+            cache.remove(&id);
+            self.metrics.cache_evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn drop_from_cache(&self, id: &EntityId) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(id);
+        }
+    }
+
+    fn map_host_error(&self, e: cella_host::Error) -> Error {
+        match e {
+            cella_host::Error::DeadlineExceeded => {
+                Error::DeadlineExceeded(self.options.deadline.as_millis() as u64)
+            }
+            cella_host::Error::Trap(m) | cella_host::Error::Guest(m) => Error::EntityFailed(m),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+
+    /// Activates an entity from its snapshot and journal.
+    async fn activate(&self, id: &EntityId, active: &Active) -> Result<Loaded> {
+        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let load = self.journal.load(id)?;
+        let seq = load.last_seq();
+        match active.kind() {
+            EntityKind::Value => {
+                let state = match load.entries.last() {
+                    Some(JournalEntry { payload: JournalPayload::State(s), .. }) => Some(s.clone()),
+                    Some(e) => {
+                        return Err(Error::Storage(format!(
+                            "{id}: journal entry {} holds events but the module is a value entity",
+                            e.seq
+                        )));
+                    }
+                    None => load.snapshot.map(|s| s.state),
+                };
+                Ok(Loaded { state, seq, events_since_snapshot: 0 })
+            }
+            EntityKind::EventSourced => {
+                let mut state = load.snapshot.map(|s| s.state);
+                let mut replayed = 0u64;
+                if !load.entries.is_empty() {
+                    let mut instance =
+                        active.module.instantiate().await.map_err(|e| self.map_host_error(e))?;
+                    for entry in &load.entries {
+                        let JournalPayload::Events(events) = &entry.payload else {
+                            return Err(Error::Storage(format!(
+                                "{id}: journal entry {} holds a state write but the module is event-sourced",
+                                entry.seq
+                            )));
+                        };
+                        for event in events {
+                            state = Some(
+                                instance
+                                    .apply(state.as_deref(), event)
+                                    .await
+                                    .map_err(|e| self.map_host_error(e))?,
+                            );
+                            replayed += 1;
+                        }
+                    }
+                }
+                self.metrics.events_replayed.fetch_add(replayed, Ordering::Relaxed);
+                Ok(Loaded { state, seq, events_since_snapshot: replayed })
+            }
+        }
+    }
+
+    /// Waits until every change up to `seq` of this entity is durable.
+    async fn wait_durable(&self, slot: &Slot, seq: u64) -> Result<()> {
+        if slot.durable_seq.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        // Appends are durable in submission order: an empty append resolves once everything
+        // submitted before it is durable.
+        self.journal.append(Vec::new()).await?;
+        slot.durable_seq.fetch_max(seq, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Runs one command and returns its JSON reply once its change is durable.
+    pub async fn command(
+        &self,
+        entity_type: &str,
+        key: &str,
+        command: &str,
+        payload: String,
+    ) -> Result<String> {
+        self.command_at_depth(entity_type, key, command, payload, 0).await
+    }
+
+    async fn command_at_depth(
+        &self,
+        entity_type: &str,
+        key: &str,
+        command: &str,
+        payload: String,
+        depth: u32,
+    ) -> Result<String> {
+        cella_core::validate_name("key", key)?;
+        let active = self.registry.get(entity_type)?;
+        if !active.has_command(command) {
+            return Err(Error::UnknownCommand {
+                entity_type: entity_type.to_string(),
+                command: command.to_string(),
+                known: active.command_list(),
+            });
+        }
+        let id = EntityId::new(entity_type, key);
+        let slot = self.slot(&id)?;
+        let mut guard = slot.loaded.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.activate(&id, &active).await?);
+        } else {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        let Some(loaded) = guard.as_mut() else {
+            return Err(Error::Internal("entity vanished while locked".into()));
+        };
+        let n = self.commands.fetch_add(1, Ordering::Relaxed);
+        let ctx = CommandContext {
+            entity_type: entity_type.to_string(),
+            key: key.to_string(),
+            command_id: format!("{:x}-{n:x}", self.boot_ms),
+            command: command.to_string(),
+            timestamp_ms: now_ms(),
+            random_seed: mix(self.boot_ms ^ n.rotate_left(32)),
+            sequence: loaded.seq,
+        };
+        let mut instance = active.module.instantiate().await.map_err(|e| self.map_host_error(e))?;
+        let handled = instance.handle(&ctx, loaded.state.as_deref(), &payload).await;
+        let observed_seq = loaded.seq;
+        let outcome = match handled {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(failure)) => {
+                drop(guard);
+                self.wait_durable(&slot, observed_seq).await?;
+                return Err(match failure {
+                    Failure::Rejected(m) => Error::Rejected(m),
+                    Failure::BadRequest(m) => Error::BadRequest(m),
+                    Failure::UnknownCommand(c) => Error::UnknownCommand {
+                        entity_type: entity_type.to_string(),
+                        command: c,
+                        known: active.command_list(),
+                    },
+                });
+            }
+            Err(e) => {
+                drop(guard);
+                return Err(self.map_host_error(e));
+            }
+        };
+
+        let writes = self
+            .plan_writes(&id, &active, &ctx, loaded, &mut instance, &outcome)
+            .await?;
+        drop(instance);
+        let new_seq = loaded.seq;
+        let append = (!writes.is_empty()).then(|| self.journal.append(writes));
+        drop(guard);
+        match append {
+            Some(fut) => {
+                if let Err(e) = fut.await {
+                    self.drop_from_cache(&id);
+                    return Err(e.into());
+                }
+                slot.durable_seq.fetch_max(new_seq, Ordering::AcqRel);
+            }
+            None => self.wait_durable(&slot, new_seq).await?,
+        }
+        drop(slot);
+
+        if let Some(call) = outcome.forward {
+            if depth >= self.options.max_forward_depth {
+                return Err(Error::EntityFailed(format!(
+                    "forwarded more than {} times",
+                    self.options.max_forward_depth
+                )));
+            }
+            return Box::pin(self.command_at_depth(
+                &call.entity_type,
+                &call.key,
+                &call.command,
+                call.payload,
+                depth + 1,
+            ))
+            .await;
+        }
+        Ok(outcome.reply)
+    }
+
+    /// Turns an outcome into journal writes and applies it to the cached state.
+    async fn plan_writes(
+        &self,
+        id: &EntityId,
+        active: &Active,
+        ctx: &CommandContext,
+        loaded: &mut Loaded,
+        instance: &mut Instance,
+        outcome: &cella_host::Outcome,
+    ) -> Result<Vec<Write>> {
+        let mut writes = Vec::new();
+        let entry = |seq, payload| JournalEntry {
+            seq,
+            command_id: ctx.command_id.clone(),
+            command: ctx.command.clone(),
+            timestamp_ms: ctx.timestamp_ms,
+            module_version: active.version,
+            payload,
+        };
+        match active.kind() {
+            EntityKind::Value => {
+                let Some(new_state) = &outcome.state else { return Ok(writes) };
+                let seq = loaded.seq + 1;
+                writes.push(Write::Append(id.clone(), entry(seq, JournalPayload::State(new_state.clone()))));
+                let keep = self.options.value_journal_keep.max(1);
+                if seq > keep && seq % keep == 0 {
+                    writes.push(Write::Trim(id.clone(), seq - keep));
+                }
+                loaded.state = Some(new_state.clone());
+                loaded.seq = seq;
+            }
+            EntityKind::EventSourced => {
+                if outcome.events.is_empty() {
+                    return Ok(writes);
+                }
+                let new_state = match &outcome.state {
+                    Some(s) => s.clone(),
+                    None => {
+                        let mut state = loaded.state.clone();
+                        for event in &outcome.events {
+                            state = Some(
+                                instance
+                                    .apply(state.as_deref(), event)
+                                    .await
+                                    .map_err(|e| self.map_host_error(e))?,
+                            );
+                        }
+                        state.unwrap_or_default()
+                    }
+                };
+                let seq = loaded.seq + 1;
+                writes.push(Write::Append(
+                    id.clone(),
+                    entry(seq, JournalPayload::Events(outcome.events.clone())),
+                ));
+                loaded.events_since_snapshot += outcome.events.len() as u64;
+                let every = match active.module.descriptor().snapshot_every {
+                    0 => self.options.snapshot_every,
+                    n => u64::from(n),
+                };
+                if loaded.events_since_snapshot >= every.max(1) {
+                    writes.push(Write::Snapshot(
+                        id.clone(),
+                        Snapshot { seq, module_version: active.version, state: new_state.clone() },
+                    ));
+                    loaded.events_since_snapshot = 0;
+                }
+                loaded.state = Some(new_state);
+                loaded.seq = seq;
+            }
+        }
+        Ok(writes)
+    }
+
+    /// The entity's current durable state rendered as JSON by its module.
+    pub async fn inspect(&self, entity_type: &str, key: &str) -> Result<Inspection> {
+        cella_core::validate_name("key", key)?;
+        let active = self.registry.get(entity_type)?;
+        let id = EntityId::new(entity_type, key);
+        let slot = self.slot(&id)?;
+        let mut guard = slot.loaded.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.activate(&id, &active).await?);
+        }
+        let Some(loaded) = guard.as_ref() else {
+            return Err(Error::Internal("entity vanished while locked".into()));
+        };
+        let (seq, state) = (loaded.seq, loaded.state.clone());
+        drop(guard);
+        self.wait_durable(&slot, seq).await?;
+        let state = match state {
+            Some(bytes) => {
+                let mut instance =
+                    active.module.instantiate().await.map_err(|e| self.map_host_error(e))?;
+                let text =
+                    instance.render_state(&bytes).await.map_err(|e| self.map_host_error(e))?;
+                parse_rendered(&text)?
+            }
+            None => serde_json::Value::Null,
+        };
+        Ok(Inspection { sequence: seq, module_version: active.version, state })
+    }
+
+    /// Journal entries of an entity from `from`, rendered as JSON.
+    pub async fn journal(
+        &self,
+        entity_type: &str,
+        key: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>> {
+        cella_core::validate_name("key", key)?;
+        let active = self.registry.get(entity_type)?;
+        let id = EntityId::new(entity_type, key);
+        let entries = self.journal.read_journal(&id, from, limit)?;
+        let mut instance = active.module.instantiate().await.map_err(|e| self.map_host_error(e))?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let mut v = serde_json::json!({
+                "seq": e.seq,
+                "commandId": e.command_id,
+                "command": e.command,
+                "timestampMs": e.timestamp_ms,
+                "moduleVersion": e.module_version,
+            });
+            match &e.payload {
+                JournalPayload::Events(events) => {
+                    let mut rendered = Vec::with_capacity(events.len());
+                    for ev in events {
+                        let text =
+                            instance.render_event(ev).await.map_err(|e| self.map_host_error(e))?;
+                        rendered.push(parse_rendered(&text)?);
+                    }
+                    v["events"] = serde_json::Value::Array(rendered);
+                }
+                JournalPayload::State(s) => {
+                    let text = instance.render_state(s).await.map_err(|e| self.map_host_error(e))?;
+                    v["state"] = parse_rendered(&text)?;
+                }
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+}
+
+fn parse_rendered(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::EntityFailed(format!("the module rendered invalid JSON: {e}")))
+}

@@ -1,0 +1,93 @@
+//! The server's error type: every failure a request can meet, with its HTTP status and the
+//! stable `code` string of the JSON error body `{"error":{"code":"…","message":"…"}}`.
+
+use hyper::StatusCode;
+
+/// A failed request or node operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Rejected(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no module is deployed for entity type `{0}`")]
+    UnknownType(String),
+    #[error("entity type `{entity_type}` has no command `{command}` (it has: {known})")]
+    UnknownCommand { entity_type: String, command: String, known: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{what} is {size} bytes; the limit is {limit} bytes")]
+    PayloadTooLarge { what: &'static str, size: u64, limit: u64 },
+    #[error("invalid component: {0}")]
+    InvalidComponent(String),
+    #[error("the entity failed while handling the command: {0}")]
+    EntityFailed(String),
+    #[error("the entity did not finish within its deadline of {0} ms")]
+    DeadlineExceeded(u64),
+    #[error("storage failure: {0}")]
+    Storage(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Rejected(_) | Error::BadRequest(_) | Error::InvalidComponent(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::UnknownType(_) | Error::UnknownCommand { .. } | Error::NotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+            Error::EntityFailed(_) | Error::Storage(_) | Error::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Rejected(_) => "rejected",
+            Error::BadRequest(_) => "bad_request",
+            Error::UnknownType(_) => "unknown_type",
+            Error::UnknownCommand { .. } => "unknown_command",
+            Error::NotFound(_) => "not_found",
+            Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::InvalidComponent(_) => "invalid_component",
+            Error::EntityFailed(_) => "entity_failed",
+            Error::DeadlineExceeded(_) => "deadline_exceeded",
+            Error::Storage(_) => "storage_failed",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The JSON error body.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } })
+    }
+}
+
+impl From<cella_core::Error> for Error {
+    fn from(e: cella_core::Error) -> Self {
+        match e {
+            cella_core::Error::InvalidName { .. } => Error::BadRequest(e.to_string()),
+            other => Error::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<cella_store::Error> for Error {
+    fn from(e: cella_store::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,257 @@
+//! The HTTP edge (hyper, HTTP/1.1): request routing for the entity and admin APIs, body limits,
+//! and the mapping of [`Error`] to JSON error responses.
+//!
+//! Routes:
+//! - `POST /v1/entities/{type}/{key}/{command}` — run a command; the body is JSON (empty = `null`).
+//! - `GET  /v1/entities/{type}/{key}` — the entity's state as JSON.
+//! - `GET  /v1/entities/{type}/{key}/journal?from=N&limit=N` — its journal as JSON.
+//! - `PUT  /v1/modules/{type}` (body: a component), `GET /v1/modules`, `GET /v1/modules/{type}`,
+//!   `DELETE /v1/modules/{type}`.
+//! - `GET /healthz`, `GET /metrics` (Prometheus text).
+
+use std::{convert::Infallible, sync::Arc, time::Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::Incoming,
+    header::{CONTENT_LENGTH, CONTENT_TYPE},
+};
+
+use crate::{
+    error::{Error, Result},
+    metrics::Outcome,
+    node::Node,
+};
+
+pub type Body = Full<Bytes>;
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    text_response(status, "application/json", value.to_string())
+}
+
+fn text_response(status: StatusCode, content_type: &str, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        resp.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    resp
+}
+
+fn error_response(e: &Error) -> Response<Body> {
+    json_response(e.status(), &e.to_json())
+}
+
+/// Decodes `%XX` escapes of one path segment.
+fn percent_decode(segment: &str) -> Result<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| Error::BadRequest(format!("bad percent-escape in `{segment}`")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::BadRequest(format!("`{segment}` is not UTF-8")))
+}
+
+fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| v.to_string())
+    })
+}
+
+fn parse_u64_param(req: &Request<Incoming>, name: &str, default: u64) -> Result<u64> {
+    match query_param(req, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|_| Error::BadRequest(format!("query parameter `{name}` must be a number, got `{v}`"))),
+    }
+}
+
+/// Reads a request body up to `limit` bytes.
+async fn read_body(req: Request<Incoming>, limit: usize, what: &'static str) -> Result<Bytes> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(size) = declared.filter(|s| *s > limit as u64) {
+        return Err(Error::PayloadTooLarge { what, size, limit: limit as u64 });
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(Error::PayloadTooLarge { what, size: limit as u64 + 1, limit: limit as u64 })
+        }
+        Err(e) => Err(Error::BadRequest(format!("could not read the request body: {e}"))),
+    }
+}
+
+/// Normalizes a command body to JSON text: empty means `null`; anything else must parse.
+fn command_payload(body: &[u8]) -> Result<String> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Error::BadRequest("the request body is not UTF-8".into()))?;
+    if text.trim().is_empty() {
+        return Ok("null".into());
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
+        .map_err(|e| Error::BadRequest(format!("the request body is not valid JSON: {e}")))?;
+    Ok(text.to_string())
+}
+
+/// Entry point for every request.
+pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let response = match route(&node, req).await {
+        Ok(resp) => resp,
+        Err(e) => error_response(&e),
+    };
+    Ok(response)
+}
+
+async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body>> {
+    let path = req.uri().path().to_string();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        (&Method::GET, ["metrics"]) => Ok(text_response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            node.render_metrics(),
+        )),
+        (&Method::POST, ["v1", "entities", ty, key, command]) => {
+            let (ty, key, command) = (percent_decode(ty)?, percent_decode(key)?, percent_decode(command)?);
+            let started = Instant::now();
+            let body = read_body(req, node.options.max_payload, "the command payload").await?;
+            let payload = command_payload(&body)?;
+            let result = node.entities.command(&ty, &key, &command, payload).await;
+            let outcome = match &result {
+                Ok(_) => Outcome::Ok,
+                Err(Error::Rejected(_)) => Outcome::Rejected,
+                Err(_) => Outcome::Failed,
+            };
+            node.metrics.command(outcome, started.elapsed());
+            let reply = result?;
+            Ok(text_response(StatusCode::OK, "application/json", reply))
+        }
+        (&Method::GET, ["v1", "entities", ty, key]) => {
+            let (ty, key) = (percent_decode(ty)?, percent_decode(key)?);
+            let inspection = node.entities.inspect(&ty, &key).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "type": ty,
+                    "key": key,
+                    "sequence": inspection.sequence,
+                    "moduleVersion": inspection.module_version,
+                    "state": inspection.state,
+                }),
+            ))
+        }
+        (&Method::GET, ["v1", "entities", ty, key, "journal"]) => {
+            let (ty, key) = (percent_decode(ty)?, percent_decode(key)?);
+            let from = parse_u64_param(&req, "from", 1)?;
+            let limit = parse_u64_param(&req, "limit", 1000)?.min(10_000) as usize;
+            let entries = node.entities.journal(&ty, &key, from, limit).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "type": ty, "key": key, "entries": entries }),
+            ))
+        }
+        (&Method::PUT, ["v1", "modules", ty]) => {
+            let ty = percent_decode(ty)?;
+            node.authorize_admin(&req)?;
+            let body = read_body(req, node.options.max_module, "the component").await?;
+            let (meta, created) = node.registry.deploy(&ty, &body).await?;
+            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            Ok(json_response(
+                status,
+                &serde_json::json!({
+                    "type": ty,
+                    "version": meta.version,
+                    "digest": meta.digest,
+                    "kind": meta.kind.as_str(),
+                    "commands": meta.commands,
+                }),
+            ))
+        }
+        (&Method::GET, ["v1", "modules"]) => {
+            let modules: Vec<_> = node.registry.list()?.iter().map(module_json).collect();
+            Ok(json_response(StatusCode::OK, &serde_json::json!({ "modules": modules })))
+        }
+        (&Method::GET, ["v1", "modules", ty]) => {
+            let info = node.registry.info(&percent_decode(ty)?)?;
+            Ok(json_response(StatusCode::OK, &module_json(&info)))
+        }
+        (&Method::DELETE, ["v1", "modules", ty]) => {
+            let ty = percent_decode(ty)?;
+            node.authorize_admin(&req)?;
+            node.registry.delete(&ty).await?;
+            Ok(json_response(StatusCode::OK, &serde_json::json!({ "type": ty, "deleted": true })))
+        }
+        (_, ["healthz" | "metrics"])
+        | (_, ["v1", "entities", ..])
+        | (_, ["v1", "modules", ..]) => Err(Error::NotFound(format!(
+            "method {method} is not supported on {path}"
+        ))),
+        _ => Err(Error::NotFound(format!("no route for {method} {path}"))),
+    }
+}
+
+fn module_json(info: &cella_core::ModuleInfo) -> serde_json::Value {
+    let versions: Vec<_> = info
+        .versions
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "version": v.version,
+                "digest": v.digest,
+                "size": v.size,
+                "createdMs": v.created_ms,
+                "kind": v.kind.as_str(),
+                "commands": v.commands,
+            })
+        })
+        .collect();
+    let active = info.active_version();
+    serde_json::json!({
+        "type": info.entity_type,
+        "version": info.active,
+        "digest": active.map(|v| v.digest.clone()),
+        "kind": active.map(|v| v.kind.as_str()),
+        "commands": active.map(|v| v.commands.clone()),
+        "versions": versions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_segments() {
+        assert_eq!(percent_decode("a%2Fb%20c").unwrap(), "a/b c");
+        assert!(percent_decode("bad%zz").is_err());
+        assert!(percent_decode("%ff").is_err());
+    }
+
+    #[test]
+    fn payloads() {
+        assert_eq!(command_payload(b"").unwrap(), "null");
+        assert_eq!(command_payload(b" 1 ").unwrap(), " 1 ");
+        assert!(matches!(command_payload(b"{nope"), Err(Error::BadRequest(_))));
+    }
+}

@@ -1,0 +1,172 @@
+//! One Cella node: opens the store, the wasm host and the module registry, wires the entity
+//! layer, and serves HTTP until shut down. `Node::start(options)` returns a [`NodeHandle`]
+//! whose `shutdown` drains in-flight requests before the store closes.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use cella_host::{Host, HostConfig};
+use cella_store::{Store, StoreOptions};
+use hyper::{Request, body::Incoming, header::AUTHORIZATION, service::service_fn};
+use hyper_util::rt::TokioIo;
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+use crate::{
+    entities::{Entities, EntityOptions},
+    error::{Error, Result},
+    http,
+    metrics::Metrics,
+    registry::Registry,
+};
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// When set, module upload and delete need `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+    /// Largest accepted command payload.
+    pub max_payload: usize,
+    /// Largest accepted component upload.
+    pub max_module: usize,
+    pub host: HostConfig,
+    pub entities: EntityOptions,
+    pub store: StoreOptions,
+}
+
+impl NodeOptions {
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        let host = HostConfig::default();
+        let entities = EntityOptions { deadline: host.deadline, ..EntityOptions::default() };
+        Self {
+            data_dir,
+            listen,
+            admin_token: None,
+            max_payload: 1 << 20,
+            max_module: 128 << 20,
+            host,
+            entities,
+            store: StoreOptions::default(),
+        }
+    }
+}
+
+/// The wired parts of a running node, shared by every request.
+pub struct Node {
+    pub options: NodeOptions,
+    pub store: Store,
+    pub host: Host,
+    pub registry: Arc<Registry>,
+    pub entities: Entities,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Node {
+    /// Opens storage and loads deployed modules.
+    pub async fn open(options: NodeOptions) -> Result<Arc<Node>> {
+        let store = Store::open(&options.data_dir, options.store.clone())?;
+        let host = Host::new(options.host.clone()).map_err(|e| Error::Internal(e.to_string()))?;
+        let registry = Registry::open(host.clone(), store.clone()).await?;
+        let metrics = Arc::new(Metrics::default());
+        let entities = Entities::new(
+            Arc::new(store.clone()),
+            registry.clone(),
+            metrics.clone(),
+            options.entities.clone(),
+        );
+        Ok(Arc::new(Node { options, store, host, registry, entities, metrics }))
+    }
+
+    /// Checks the admin token, if one is configured.
+    pub fn authorize_admin(&self, req: &Request<Incoming>) -> Result<()> {
+        let Some(token) = &self.options.admin_token else { return Ok(()) };
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(g) if g == token => Ok(()),
+            Some(_) => Err(Error::Unauthorized("the admin token is wrong".into())),
+            None => Err(Error::Unauthorized(
+                "this operation needs `Authorization: Bearer <admin token>`".into(),
+            )),
+        }
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(
+            &self.store.stats(),
+            &self.host.stats(),
+            self.entities.cached(),
+            self.registry.len(),
+        )
+    }
+
+    /// Starts a node and serves HTTP on `options.listen`.
+    pub async fn start(options: NodeOptions) -> Result<NodeHandle> {
+        let listener = TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", options.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::Internal(format!("cannot read the listen address: {e}")))?;
+        let node = Node::open(options).await?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, node.clone(), stop_rx));
+        Ok(NodeHandle { addr, node, stop: stop_tx, task })
+    }
+}
+
+/// A running node.
+pub struct NodeHandle {
+    pub addr: SocketAddr,
+    pub node: Arc<Node>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// Stops accepting connections, lets in-flight requests finish (bounded), then returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let http = hyper::server::conn::http1::Builder::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let node = node.clone();
+                let conn = http.serve_connection(
+                    TokioIo::new(stream),
+                    service_fn(move |req| http::handle(node.clone(), req)),
+                );
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection ended: {e}");
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections did not finish within 10 s of shutdown");
+    }
+}

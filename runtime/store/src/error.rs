@@ -1,0 +1,69 @@
+//! The store's error type and its conversion into [`cella_core::Error`].
+
+use std::fmt::Display;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database (or the file system under it) failed; the operation was not made durable.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// The file is a database, but not one in the store format this build reads.
+    #[error(
+        "store format mismatch: the database has {}, this build reads format version {expected}",
+        describe_format(*found)
+    )]
+    FormatMismatch {
+        /// The version recorded in the `meta` table (`None`: none recorded).
+        found: Option<u32>,
+        expected: u32,
+    },
+    /// The store was closed; its writer no longer accepts appends.
+    #[error("the store is closed")]
+    Closed,
+    /// No module of this entity type is deployed.
+    #[error("unknown module {0:?}")]
+    UnknownModule(String),
+    /// The module exists but has no such version.
+    #[error("module {entity_type:?} has no version {version}")]
+    UnknownVersion { entity_type: String, version: u32 },
+    /// A new module version did not carry the next version number.
+    #[error("module {entity_type:?}: the next version is {expected}, not {found}")]
+    VersionConflict {
+        entity_type: String,
+        expected: u32,
+        found: u32,
+    },
+    /// The module already has the largest possible version number.
+    #[error("module {0:?} has run out of version numbers")]
+    VersionsExhausted(String),
+    /// Encoding, decoding or validation from the core data model failed.
+    #[error(transparent)]
+    Core(#[from] cella_core::Error),
+}
+
+fn describe_format(found: Option<u32>) -> String {
+    match found {
+        Some(v) => format!("format version {v}"),
+        None => "no format version (not a Cella store)".into(),
+    }
+}
+
+impl Error {
+    /// A closure wrapping any displayable error as [`Error::Storage`] with `context` in front.
+    pub(crate) fn storage<E: Display>(context: &'static str) -> impl FnOnce(E) -> Error {
+        move |e| Error::Storage(format!("{context}: {e}"))
+    }
+}
+
+impl From<Error> for cella_core::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Core(core) => core,
+            other => cella_core::Error::Storage(other.to_string()),
+        }
+    }
+}
+
+/// Results of the store.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

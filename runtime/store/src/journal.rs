@@ -1,0 +1,101 @@
+//! The [`cella_core::Journal`] implementation: appends go to the group-commit writer, reads use
+//! their own read transaction (one per call, so a load sees one consistent state).
+
+use std::ops::Bound;
+
+use cella_core::{
+    AppendFuture, EntityId, EntityLoad, Journal, JournalEntry, Snapshot, Write, decode,
+};
+use redb::{ReadTransaction, ReadableDatabase};
+
+use crate::{
+    Store,
+    error::{Error, Result},
+    tables::{JOURNAL, SNAPSHOTS},
+    writer::Op,
+};
+
+impl Journal for Store {
+    /// Encodes the writes on the calling thread, queues them for the writer and returns a
+    /// future resolving once the batch holding them has committed durably.
+    /// An `Append` whose `seq` already exists replaces that entry: keeping sequence numbers
+    /// consecutive is the caller's job.
+    fn append(&self, writes: Vec<Write>) -> AppendFuture {
+        let ops: Result<Vec<Op>> = writes.into_iter().map(Op::encode).collect();
+        let reply = ops.map(|ops| self.inner.writer.submit(ops));
+        Box::pin(async move {
+            match reply?.await {
+                Ok(outcome) => outcome.map_err(Into::into),
+                // The writer dropped the request without answering: it is gone.
+                Err(_) => Err(Error::Closed.into()),
+            }
+        })
+    }
+
+    fn load(&self, id: &EntityId) -> cella_core::Result<EntityLoad> {
+        Ok(self.load_entity(id)?)
+    }
+
+    fn read_journal(
+        &self,
+        id: &EntityId,
+        from: u64,
+        limit: usize,
+    ) -> cella_core::Result<Vec<JournalEntry>> {
+        let txn = self.begin_read()?;
+        Ok(read_entries(&txn, id, Bound::Included(from), limit)?)
+    }
+}
+
+impl Store {
+    fn begin_read(&self) -> Result<ReadTransaction> {
+        self.db()?
+            .begin_read()
+            .map_err(Error::storage("begin read"))
+    }
+
+    fn load_entity(&self, id: &EntityId) -> Result<EntityLoad> {
+        let txn = self.begin_read()?;
+        let snapshots = txn
+            .open_table(SNAPSHOTS)
+            .map_err(Error::storage("open snapshots table"))?;
+        let snapshot = snapshots
+            .get((id.entity_type.as_str(), id.key.as_str()))
+            .map_err(Error::storage("read snapshot"))?
+            .map(|v| decode::<Snapshot>(v.value()))
+            .transpose()?;
+        let after = match &snapshot {
+            Some(s) => Bound::Excluded(s.seq),
+            None => Bound::Unbounded,
+        };
+        let entries = read_entries(&txn, id, after, usize::MAX)?;
+        Ok(EntityLoad { snapshot, entries })
+    }
+}
+
+/// Up to `limit` journal entries of `id` with `seq` within `(from, u64::MAX]`, in order.
+fn read_entries(
+    txn: &ReadTransaction,
+    id: &EntityId,
+    from: Bound<u64>,
+    limit: usize,
+) -> Result<Vec<JournalEntry>> {
+    let (t, k) = (id.entity_type.as_str(), id.key.as_str());
+    let journal = txn
+        .open_table(JOURNAL)
+        .map_err(Error::storage("open journal table"))?;
+    let lower = match from {
+        Bound::Included(seq) => Bound::Included((t, k, seq)),
+        Bound::Excluded(seq) => Bound::Excluded((t, k, seq)),
+        Bound::Unbounded => Bound::Included((t, k, 0)),
+    };
+    let range = journal
+        .range::<(&str, &str, u64)>((lower, Bound::Included((t, k, u64::MAX))))
+        .map_err(Error::storage("read journal"))?;
+    let mut entries = Vec::new();
+    for row in range.take(limit) {
+        let (_, value) = row.map_err(Error::storage("read journal"))?;
+        entries.push(decode::<JournalEntry>(value.value())?);
+    }
+    Ok(entries)
+}

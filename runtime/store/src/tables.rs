@@ -1,0 +1,133 @@
+//! The on-disk layout: every redb table of the store, and the format check on open.
+//!
+//! One redb file, `<dir>/cella.redb`, with these tables (values marked `encode(..)` are
+//! `[cella_core::FORMAT_VERSION] ++ postcard(value)`):
+//!
+//! | table          | key                                       | value                       |
+//! |----------------|-------------------------------------------|-----------------------------|
+//! | `meta`         | `&str`: `"format_version"`                | `u32` `STORE_FORMAT_VERSION` |
+//! | `journal`      | `(&str entity_type, &str key, u64 seq)`   | `encode(JournalEntry)`      |
+//! | `snapshots`    | `(&str entity_type, &str key)`            | `encode(Snapshot)`          |
+//! | `modules`      | `&str entity_type`                        | `encode(ModuleInfo)`        |
+//! | `module_seq`   | `&str entity_type`                        | `u32` last version assigned |
+//! | `module_blobs` | `(&str entity_type, u32 version)`         | component bytes             |
+//! | `artifacts`    | `(&str entity_type, u32 version)`         | opaque precompiled code     |
+//!
+//! Keys use redb's tuple encoding: a length prefix for each variable-width element but the
+//! last (1 byte below 254, else `0xFE`+u16 LE or `0xFF`+u32 LE), then the elements back to back;
+//! strings as UTF-8, integers little-endian. Tuples order element by element (strings bytewise,
+//! integers numerically), so one entity's journal is one key range ordered by `seq`.
+//! Example: the journal key `("counter", "c1", 7)` is the 19 bytes
+//! `07 02 "counter" "c1" 07 00 00 00 00 00 00 00`; the blob key `("counter", 3)` is
+//! `07 "counter" 03 00 00 00`.
+//!
+//! `meta` holds one row, `"format_version" -> STORE_FORMAT_VERSION`, written when the store is
+//! created and checked on every open.
+//!
+//! `module_seq` outlives `delete_module`: version numbers of an entity type are never reused,
+//! so `(entity_type, version)` always names the same component, including in the
+//! `module_version` of old journal entries and in the artifact cache.
+
+use redb::{Database, ReadableDatabase, TableDefinition, TableHandle, WriteTransaction};
+
+use crate::error::{Error, Result};
+
+/// Version of the store's table layout. Bump it when a table's key or value type changes.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+
+const FORMAT_KEY: &str = "format_version";
+
+pub(crate) const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
+pub(crate) const JOURNAL: TableDefinition<(&str, &str, u64), &[u8]> =
+    TableDefinition::new("journal");
+pub(crate) const SNAPSHOTS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("snapshots");
+pub(crate) const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("modules");
+pub(crate) const MODULE_SEQ: TableDefinition<&str, u32> = TableDefinition::new("module_seq");
+pub(crate) const MODULE_BLOBS: TableDefinition<(&str, u32), &[u8]> =
+    TableDefinition::new("module_blobs");
+pub(crate) const ARTIFACTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("artifacts");
+
+/// Checks the format version of a freshly opened database, or records it (and creates every
+/// table) when the database is new, so that read transactions always find the tables.
+pub(crate) fn init(db: &Database) -> Result<()> {
+    let found = read_format(db)?;
+    match found {
+        Some(STORE_FORMAT_VERSION) => return Ok(()),
+        Some(_) => return Err(mismatch(found)),
+        None => {}
+    }
+    let txn = db
+        .begin_write()
+        .map_err(Error::storage("begin initial transaction"))?;
+    {
+        let existing = txn
+            .list_tables()
+            .map_err(Error::storage("list tables"))?
+            .any(|t| t.name() != META.name());
+        if existing {
+            return Err(mismatch(None));
+        }
+        create_tables(&txn).map_err(Error::storage("create tables"))?;
+        let mut meta = txn
+            .open_table(META)
+            .map_err(Error::storage("open meta table"))?;
+        meta.insert(FORMAT_KEY, STORE_FORMAT_VERSION)
+            .map_err(Error::storage("write format"))?;
+    }
+    txn.commit()
+        .map_err(Error::storage("commit initial transaction"))
+}
+
+fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
+    txn.open_table(META)?;
+    txn.open_table(JOURNAL)?;
+    txn.open_table(SNAPSHOTS)?;
+    txn.open_table(MODULES)?;
+    txn.open_table(MODULE_SEQ)?;
+    txn.open_table(MODULE_BLOBS)?;
+    txn.open_table(ARTIFACTS)?;
+    Ok(())
+}
+
+fn mismatch(found: Option<u32>) -> Error {
+    Error::FormatMismatch {
+        found,
+        expected: STORE_FORMAT_VERSION,
+    }
+}
+
+fn read_format(db: &Database) -> Result<Option<u32>> {
+    let txn = db.begin_read().map_err(Error::storage("begin read"))?;
+    let meta = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(Error::storage("open meta table")(e)),
+    };
+    let value = meta
+        .get(FORMAT_KEY)
+        .map_err(Error::storage("read format"))?;
+    Ok(value.map(|v| v.value()))
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::Value;
+
+    /// The key bytes shown in the module docs.
+    #[test]
+    fn documented_key_encoding() {
+        let key = <(&str, &str, u64)>::as_bytes(&("counter", "c1", 7));
+        let mut expected = vec![7, 2];
+        expected.extend_from_slice(b"counterc1");
+        expected.extend_from_slice(&7u64.to_le_bytes());
+        assert_eq!(key, expected);
+        assert_eq!(key.len(), 19);
+
+        let key = <(&str, u32)>::as_bytes(&("counter", 3));
+        let mut expected = vec![7];
+        expected.extend_from_slice(b"counter");
+        expected.extend_from_slice(&3u32.to_le_bytes());
+        assert_eq!(key, expected);
+    }
+}

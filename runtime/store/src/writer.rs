@@ -1,0 +1,311 @@
+//! Group commit: the writer thread that owns every journal write transaction.
+//!
+//! Callers hand pre-encoded writes to [`Writer::submit`] and await a oneshot reply. The writer
+//! thread blocks for the first request, drains whatever is already queued (up to `max_batch`
+//! requests), optionally lingers for more, applies the whole batch in one write transaction with
+//! [`Durability::Immediate`], commits (one fsync), then resolves every request of the batch.
+//! Batches are processed one after another in arrival order, so a request is durable no later
+//! than any request submitted after it.
+//!
+//! When a batch fails, each of its requests is retried in a transaction of its own, so a request
+//! that cannot be applied (say, a value over redb's size limit) fails alone. Every write is
+//! idempotent (insert, replace, delete), so retrying after an uncertain commit is safe.
+
+use std::{
+    sync::{Arc, Mutex, PoisonError, RwLock, mpsc},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use cella_core::{Write, encode};
+use redb::{Database, Durability};
+use tokio::sync::oneshot;
+
+use crate::{
+    error::{Error, Result},
+    stats::Stats,
+    tables::{JOURNAL, SNAPSHOTS},
+};
+
+/// One write, encoded on the caller's thread, ready for the writer.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Append {
+        entity_type: String,
+        key: String,
+        seq: u64,
+        value: Vec<u8>,
+    },
+    Snapshot {
+        entity_type: String,
+        key: String,
+        value: Vec<u8>,
+    },
+    Trim {
+        entity_type: String,
+        key: String,
+        upto: u64,
+    },
+}
+
+impl Op {
+    /// Encodes a [`Write`] into its table row.
+    pub(crate) fn encode(write: Write) -> Result<Op> {
+        Ok(match write {
+            Write::Append(id, entry) => Op::Append {
+                value: encode(&entry)?,
+                seq: entry.seq,
+                entity_type: id.entity_type,
+                key: id.key,
+            },
+            Write::Snapshot(id, snapshot) => Op::Snapshot {
+                value: encode(&snapshot)?,
+                entity_type: id.entity_type,
+                key: id.key,
+            },
+            Write::Trim(id, upto) => Op::Trim {
+                entity_type: id.entity_type,
+                key: id.key,
+                upto,
+            },
+        })
+    }
+}
+
+/// The reply to one request: `Ok` once its writes are durable.
+pub(crate) type Reply = oneshot::Receiver<Result<()>>;
+
+struct Request {
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+/// How the writer batches.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchPolicy {
+    pub(crate) max_batch: usize,
+    pub(crate) linger: Duration,
+}
+
+/// Handle to the writer thread: the sending side of its queue and its join handle.
+pub(crate) struct Writer {
+    queue: RwLock<Option<mpsc::Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    /// Starts the writer thread.
+    pub(crate) fn spawn(db: Arc<Database>, stats: Arc<Stats>, policy: BatchPolicy) -> Result<Self> {
+        let (queue, rx) = mpsc::channel();
+        let policy = BatchPolicy {
+            max_batch: policy.max_batch.max(1),
+            ..policy
+        };
+        let thread = std::thread::Builder::new()
+            .name("cella-store-writer".into())
+            .spawn(move || {
+                WriterThread {
+                    db,
+                    stats,
+                    policy,
+                    rx,
+                }
+                .run()
+            })
+            .map_err(Error::storage("start the writer thread"))?;
+        Ok(Self {
+            queue: RwLock::new(Some(queue)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues writes; the returned receiver resolves once they are durable (or failed).
+    /// After [`Writer::shutdown`] it resolves to [`Error::Closed`] at once.
+    pub(crate) fn submit(&self, ops: Vec<Op>) -> Reply {
+        let (reply, rx) = oneshot::channel();
+        let request = Request { ops, reply };
+        let queue = self.queue.read().unwrap_or_else(PoisonError::into_inner);
+        let refused = match queue.as_ref() {
+            Some(queue) => queue.send(request).err().map(|e| e.0),
+            None => Some(request),
+        };
+        if let Some(request) = refused {
+            // Nobody waits on a refused request but the caller, who reads the reply.
+            let _ = request.reply.send(Err(Error::Closed));
+        }
+        rx
+    }
+
+    /// Stops accepting requests, lets the thread finish the queued ones, and joins it.
+    /// Idempotent.
+    pub(crate) fn shutdown(&self) {
+        drop(
+            self.queue
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            // A panic of the writer thread has already failed its requests (their senders
+            // dropped); there is nothing more to report here.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct WriterThread {
+    db: Arc<Database>,
+    stats: Arc<Stats>,
+    policy: BatchPolicy,
+    rx: mpsc::Receiver<Request>,
+}
+
+impl WriterThread {
+    fn run(self) {
+        // `recv` fails once every sender is gone and the queue is empty.
+        while let Ok(first) = self.rx.recv() {
+            let batch = self.collect(first);
+            self.process(batch);
+        }
+    }
+
+    /// The batch starting with `first`: everything already queued, then (when lingering)
+    /// whatever arrives before the linger deadline, up to `max_batch` requests.
+    fn collect(&self, first: Request) -> Vec<Request> {
+        let max = self.policy.max_batch;
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match self.rx.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        if self.policy.linger.is_zero() || batch.len() >= max {
+            return batch;
+        }
+        let deadline = Instant::now() + self.policy.linger;
+        while batch.len() < max {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match self.rx.recv_timeout(left) {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// Commits a batch and resolves its requests; on failure retries each request alone.
+    fn process(&self, batch: Vec<Request>) {
+        if batch.iter().all(|r| r.ops.is_empty()) {
+            self.stats.resolved_without_commit(batch.len() as u64);
+            for request in batch {
+                let _ = request.reply.send(Ok(()));
+            }
+            return;
+        }
+        match self.commit(&batch) {
+            Ok(()) => {
+                for request in batch {
+                    // A caller that stopped waiting dropped its receiver; its writes are
+                    // durable regardless.
+                    let _ = request.reply.send(Ok(()));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                self.stats.requests_failed(1);
+                if let Some(request) = batch.into_iter().next() {
+                    let _ = request.reply.send(Err(e));
+                }
+            }
+            Err(_) => {
+                for request in batch {
+                    let outcome = self.commit(std::slice::from_ref(&request));
+                    if outcome.is_err() {
+                        self.stats.requests_failed(1);
+                    }
+                    let _ = request.reply.send(outcome);
+                }
+            }
+        }
+    }
+
+    /// Applies the requests' writes in one durable transaction, recording stats.
+    fn commit(&self, requests: &[Request]) -> Result<()> {
+        let started = Instant::now();
+        let outcome = self.apply(requests);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match outcome {
+            Ok(writes) => self.stats.committed(requests.len() as u64, writes, micros),
+            Err(_) => self.stats.commit_failed(micros),
+        }
+        outcome.map(drop)
+    }
+
+    /// Applies and commits; returns the number of writes.
+    fn apply(&self, requests: &[Request]) -> Result<u64> {
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(Error::storage("begin journal write"))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(Error::storage("set journal durability"))?;
+        let mut writes = 0u64;
+        {
+            let mut journal = txn
+                .open_table(JOURNAL)
+                .map_err(Error::storage("open journal table"))?;
+            let mut snapshots = txn
+                .open_table(SNAPSHOTS)
+                .map_err(Error::storage("open snapshots table"))?;
+            for op in requests.iter().flat_map(|r| &r.ops) {
+                writes += 1;
+                match op {
+                    Op::Append {
+                        entity_type,
+                        key,
+                        seq,
+                        value,
+                    } => {
+                        journal
+                            .insert((entity_type.as_str(), key.as_str(), *seq), value.as_slice())
+                            .map_err(Error::storage("append journal entry"))?;
+                    }
+                    Op::Snapshot {
+                        entity_type,
+                        key,
+                        value,
+                    } => {
+                        snapshots
+                            .insert((entity_type.as_str(), key.as_str()), value.as_slice())
+                            .map_err(Error::storage("write snapshot"))?;
+                    }
+                    Op::Trim {
+                        entity_type,
+                        key,
+                        upto,
+                    } => {
+                        let (t, k) = (entity_type.as_str(), key.as_str());
+                        journal
+                            .retain_in((t, k, 0u64)..=(t, k, *upto), |_, _| false)
+                            .map_err(Error::storage("trim journal"))?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(Error::storage("commit journal"))?;
+        Ok(writes)
+    }
+}

@@ -1,0 +1,157 @@
+//! The generic export glue: implementations of the WIT `entity` interface for any
+//! [`ValueEntity`] ([`ValueGlue`]) and any [`EventSourcedEntity`] ([`EventSourcedGlue`]).
+//! [`export_entity!`](crate::export_entity) exports one of them; the test kit calls them
+//! directly, so tests run exactly this code.
+
+use core::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::bindings::cella::entity::types::{Descriptor, EntityKind, Failure, Outcome};
+use crate::bindings::exports::cella::entity::entity::{Context as WitContext, Guest};
+use crate::command::{command_names, decode_command};
+use crate::context::{Context, EventContext};
+use crate::{EventSourcedEntity, Rejection, ValueEntity};
+
+/// The `entity` interface of a [`ValueEntity`].
+pub struct ValueGlue<E>(PhantomData<fn() -> E>);
+
+/// The `entity` interface of an [`EventSourcedEntity`].
+pub struct EventSourcedGlue<E>(PhantomData<fn() -> E>);
+
+const NO_EVENTS: &str = "a value entity has no events";
+
+impl<E: ValueEntity> Guest for ValueGlue<E> {
+    fn describe() -> Descriptor {
+        descriptor::<E::Command>(EntityKind::Value, 0)
+    }
+
+    fn handle(
+        ctx: WitContext,
+        state: Option<Vec<u8>>,
+        payload: String,
+    ) -> Result<Outcome, Failure> {
+        let command = decode_command::<E::Command>(&ctx.command, &payload)?;
+        let mut entity: E = decode_state(state.as_deref()).map_err(entity_error)?;
+        // Compare with the state as this build serializes it, so that a read-only command never
+        // persists (even if the stored bytes were written by another version of the module).
+        let before = encode("state", &entity).map_err(entity_error)?;
+        let mut context = Context::new(ctx);
+        let reply = entity.handle(command, &mut context).map_err(rejected)?;
+        let requested = context.finish().map_err(entity_error)?;
+        let after = encode("state", &entity).map_err(entity_error)?;
+        Ok(Outcome {
+            events: Vec::new(),
+            state: (after != before).then_some(after),
+            reply: reply.to_string(),
+            forward: requested.forward,
+            effects: requested.effects,
+        })
+    }
+
+    fn apply(_state: Option<Vec<u8>>, _event: Vec<u8>) -> Result<Vec<u8>, String> {
+        Err(NO_EVENTS.to_owned())
+    }
+
+    fn render_state(state: Vec<u8>) -> Result<String, String> {
+        render::<E>("state", &state)
+    }
+
+    fn render_event(_event: Vec<u8>) -> Result<String, String> {
+        Err(NO_EVENTS.to_owned())
+    }
+}
+
+impl<E: EventSourcedEntity> Guest for EventSourcedGlue<E> {
+    fn describe() -> Descriptor {
+        descriptor::<E::Command>(EntityKind::EventSourced, E::SNAPSHOT_EVERY)
+    }
+
+    fn handle(
+        ctx: WitContext,
+        state: Option<Vec<u8>>,
+        payload: String,
+    ) -> Result<Outcome, Failure> {
+        let command = decode_command::<E::Command>(&ctx.command, &payload)?;
+        let mut entity: E = decode_state(state.as_deref()).map_err(entity_error)?;
+        let mut context = EventContext::new(Context::new(ctx));
+        let reply = entity.handle(command, &mut context).map_err(rejected)?;
+        let (context, emitted) = context.into_parts();
+        let requested = context.finish().map_err(entity_error)?;
+        // The handler is done with the state: fold the events into it so that the host need
+        // not call `apply` for them.
+        let mut events = Vec::with_capacity(emitted.len());
+        for event in emitted {
+            events.push(encode("event", &event).map_err(entity_error)?);
+            entity.apply(event);
+        }
+        let state = if events.is_empty() {
+            None
+        } else {
+            Some(encode("state", &entity).map_err(entity_error)?)
+        };
+        Ok(Outcome {
+            events,
+            state,
+            reply: reply.to_string(),
+            forward: requested.forward,
+            effects: requested.effects,
+        })
+    }
+
+    fn apply(state: Option<Vec<u8>>, event: Vec<u8>) -> Result<Vec<u8>, String> {
+        let mut entity: E = decode_state(state.as_deref())?;
+        let event: E::Event = decode("event", &event)?;
+        entity.apply(event);
+        encode("state", &entity)
+    }
+
+    fn render_state(state: Vec<u8>) -> Result<String, String> {
+        render::<E>("state", &state)
+    }
+
+    fn render_event(event: Vec<u8>) -> Result<String, String> {
+        render::<E::Event>("event", &event)
+    }
+}
+
+fn descriptor<C: DeserializeOwned>(kind: EntityKind, snapshot_every: u32) -> Descriptor {
+    let commands = command_names::<C>().unwrap_or_default();
+    Descriptor {
+        kind,
+        commands: commands.iter().map(|name| (*name).to_owned()).collect(),
+        snapshot_every,
+    }
+}
+
+/// The state of the entity: `Default` when there is none yet.
+fn decode_state<E: Default + DeserializeOwned>(state: Option<&[u8]>) -> Result<E, String> {
+    match state {
+        None => Ok(E::default()),
+        Some(bytes) => decode("state", bytes),
+    }
+}
+
+fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| format!("cannot decode the {what}: {e}"))
+}
+
+fn encode<T: Serialize + ?Sized>(what: &str, value: &T) -> Result<Vec<u8>, String> {
+    serde_json::to_vec(value).map_err(|e| format!("cannot encode the {what}: {e}"))
+}
+
+/// Renders stored bytes as JSON text, checking that they decode as `T`.
+fn render<T: Serialize + DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<String, String> {
+    let value: T = decode(what, bytes)?;
+    serde_json::to_string(&value).map_err(|e| format!("cannot render the {what}: {e}"))
+}
+
+fn rejected(rejection: Rejection) -> Failure {
+    Failure::Rejected(rejection.0)
+}
+
+/// A failure of the entity's code or data rather than a business rule.
+fn entity_error(message: String) -> Failure {
+    Failure::Rejected(format!("entity error: {message}"))
+}

@@ -1,0 +1,341 @@
+//! Native unit testing of entities: [`TestKit`] plays the host's part for one entity, running
+//! commands through the same export glue a component runs, against an in-memory state.
+//!
+//! ```
+//! use cella_sdk::testing::{Failure, TestKit};
+//! use cella_sdk::{Context, Deserialize, Reply, Result, Serialize, ValueEntity, json, reject};
+//!
+//! #[derive(Default, Serialize, Deserialize)]
+//! struct Gauge {
+//!     level: u8,
+//! }
+//!
+//! #[derive(Deserialize)]
+//! #[serde(rename_all = "kebab-case")]
+//! enum Command {
+//!     Set(u8),
+//! }
+//!
+//! impl ValueEntity for Gauge {
+//!     type Command = Command;
+//!     fn handle(&mut self, Command::Set(level): Command, _ctx: &mut Context) -> Result<Reply> {
+//!         if level > 100 {
+//!             reject!("level {level} is above 100");
+//!         }
+//!         self.level = level;
+//!         Ok(json!({}))
+//!     }
+//! }
+//! cella_sdk::export_entity!(value Gauge);
+//!
+//! let mut kit = TestKit::<Gauge>::new();
+//! assert_eq!(kit.handle("set", json!(40)), Ok(json!({})));
+//! assert_eq!(kit.state().level, 40);
+//! assert_eq!(kit.handle("set", json!(140)), Err(Failure::Rejected("level 140 is above 100".into())));
+//! assert!(matches!(kit.handle("set", json!("high")), Err(Failure::BadRequest(_))));
+//! assert_eq!(kit.handle("reset", json!(null)), Err(Failure::UnknownCommand("reset".into())));
+//! assert_eq!(kit.sequence(), 1);
+//! ```
+
+use core::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::ExportedEntity;
+use crate::bindings::cella::entity::types::{self as wit, EntityKind};
+use crate::bindings::exports::cella::entity::entity::Guest;
+
+/// Why a command failed, as the host would report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A business rule said no (or the entity's own code failed: `entity error: ...`).
+    Rejected(String),
+    /// The entity has no command of this name.
+    UnknownCommand(String),
+    /// The payload is not what the command expects.
+    BadRequest(String),
+}
+
+impl Failure {
+    /// The failure's message (the command name for `UnknownCommand`).
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Rejected(m) | Failure::UnknownCommand(m) | Failure::BadRequest(m) => m,
+        }
+    }
+}
+
+impl From<wit::Failure> for Failure {
+    fn from(failure: wit::Failure) -> Self {
+        match failure {
+            wit::Failure::Rejected(m) => Failure::Rejected(m),
+            wit::Failure::UnknownCommand(m) => Failure::UnknownCommand(m),
+            wit::Failure::BadRequest(m) => Failure::BadRequest(m),
+        }
+    }
+}
+
+/// A command addressed to an entity, as requested by a handler.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    pub entity_type: String,
+    pub key: String,
+    pub command: String,
+    pub payload: Value,
+}
+
+/// An effect requested by a handler, to run after the command commits.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// [`Context::call`](crate::Context::call).
+    Call(Call),
+    /// [`Context::publish`](crate::Context::publish).
+    Publish { topic: String, payload: Value },
+    /// [`Context::schedule`](crate::Context::schedule).
+    Schedule {
+        name: String,
+        delay_ms: u64,
+        command: String,
+        payload: Value,
+    },
+}
+
+/// What the last successful command produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Handled {
+    /// The reply.
+    pub reply: Value,
+    /// Event-sourced: the events persisted, as JSON.
+    pub events: Vec<Value>,
+    /// Whether the command persisted anything (a new state or events).
+    pub persisted: bool,
+    /// The effects requested, in order.
+    pub effects: Vec<Effect>,
+    /// The forward requested, if any.
+    pub forward: Option<Call>,
+}
+
+/// Runs commands against one in-memory entity the way the host does: the state starts empty,
+/// each command goes through the entity's export glue (command decoding, rejections, state
+/// and event handling), and whatever it persists becomes the next command's state.
+///
+/// For event-sourced entities the kit also folds every persisted event with the `apply`
+/// export, as the host does when it rebuilds a state, and checks that the result equals the
+/// state the handler returned.
+///
+/// The context is deterministic: the command ids are `test-command-<n>`, the time is fixed
+/// (see [`set_time`](TestKit::set_time)) and the random seed depends only on `n`.
+///
+/// # Panics
+///
+/// The kit panics when the entity breaks the contract in a way the host would not accept: a
+/// reply that is not JSON, a value entity emitting events, an `apply` that fails or disagrees
+/// with the handler's state, or stored bytes that do not render.
+pub struct TestKit<E: ExportedEntity> {
+    entity_type: String,
+    key: String,
+    timestamp_ms: u64,
+    state: Option<Vec<u8>>,
+    sequence: u64,
+    commands_run: u64,
+    events: Vec<Value>,
+    last: Option<Handled>,
+    entity: PhantomData<fn() -> E>,
+}
+
+impl<E: ExportedEntity> Default for TestKit<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: ExportedEntity> TestKit<E> {
+    /// The default time of commands: 2025-01-01T00:00:00Z.
+    pub const DEFAULT_TIME_MS: u64 = 1_735_689_600_000;
+
+    /// A new entity `test/test-key` with no state.
+    pub fn new() -> Self {
+        Self::with_address("test", "test-key")
+    }
+
+    /// A new entity with the given address and no state.
+    pub fn with_address(entity_type: impl Into<String>, key: impl Into<String>) -> Self {
+        Self {
+            entity_type: entity_type.into(),
+            key: key.into(),
+            timestamp_ms: Self::DEFAULT_TIME_MS,
+            state: None,
+            sequence: 0,
+            commands_run: 0,
+            events: Vec::new(),
+            last: None,
+            entity: PhantomData,
+        }
+    }
+
+    /// Sets the time the next commands see ([`Context::timestamp_ms`](crate::Context)).
+    pub fn set_time(&mut self, timestamp_ms: u64) {
+        self.timestamp_ms = timestamp_ms;
+    }
+
+    /// The command names the entity declares.
+    pub fn commands(&self) -> Vec<String> {
+        E::Glue::describe().commands
+    }
+
+    /// The snapshot interval the entity declares (0 = the host's default).
+    pub fn snapshot_every(&self) -> u32 {
+        E::Glue::describe().snapshot_every
+    }
+
+    /// Runs `command` with the JSON `payload` (`Value::Null` for none) and returns its reply,
+    /// or why it failed (in which case nothing changes).
+    pub fn handle(&mut self, command: &str, payload: Value) -> Result<Value, Failure> {
+        self.last = None;
+        self.commands_run += 1;
+        let n = self.commands_run;
+        let ctx = wit::Context {
+            entity_type: self.entity_type.clone(),
+            key: self.key.clone(),
+            command_id: format!("test-command-{n}"),
+            command: command.to_owned(),
+            timestamp_ms: self.timestamp_ms,
+            random_seed: n.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            sequence: self.sequence,
+        };
+        let outcome = E::Glue::handle(ctx, self.state.clone(), payload.to_string())?;
+        let reply = parse_json("reply", &outcome.reply);
+
+        let mut events = Vec::with_capacity(outcome.events.len());
+        let persisted = match E::Glue::describe().kind {
+            EntityKind::Value => {
+                assert!(outcome.events.is_empty(), "a value entity returned events");
+                let persisted = outcome.state.is_some();
+                if let Some(state) = outcome.state {
+                    self.state = Some(state);
+                }
+                persisted
+            }
+            EntityKind::EventSourced if outcome.events.is_empty() => false,
+            EntityKind::EventSourced => {
+                let mut folded = self.state.clone();
+                for event in &outcome.events {
+                    events.push(render("event", E::Glue::render_event(event.clone())));
+                    match E::Glue::apply(folded, event.clone()) {
+                        Ok(state) => folded = Some(state),
+                        Err(e) => panic!("`apply` failed on an event the handler emitted: {e}"),
+                    }
+                }
+                if let (Some(returned), Some(folded)) = (&outcome.state, &folded) {
+                    assert_eq!(
+                        parse_json("state", &String::from_utf8_lossy(returned)),
+                        parse_json("state", &String::from_utf8_lossy(folded)),
+                        "the state returned by `handle` differs from the fold of its events \
+                         with `apply`"
+                    );
+                }
+                self.state = outcome.state.or(folded);
+                true
+            }
+        };
+        if persisted {
+            self.sequence += 1;
+        }
+        self.events.extend(events.iter().cloned());
+        self.last = Some(Handled {
+            reply: reply.clone(),
+            events,
+            persisted,
+            effects: outcome.effects.into_iter().map(effect).collect(),
+            forward: outcome.forward.map(call),
+        });
+        Ok(reply)
+    }
+
+    /// What the last command produced; `None` if it failed or none ran yet.
+    pub fn last(&self) -> Option<&Handled> {
+        self.last.as_ref()
+    }
+
+    /// The journal sequence number: how many commands persisted something.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Event-sourced: every event persisted so far, as JSON, in order.
+    pub fn events(&self) -> &[Value] {
+        &self.events
+    }
+
+    /// The stored state as JSON (rendered by the entity), or `None` if nothing was stored yet.
+    pub fn state_json(&self) -> Option<Value> {
+        self.state
+            .as_ref()
+            .map(|state| render("state", E::Glue::render_state(state.clone())))
+    }
+
+    /// Replaces the stored state, e.g. to start a test from a given state.
+    pub fn set_state(&mut self, state: &E)
+    where
+        E: serde::Serialize,
+    {
+        match serde_json::to_vec(state) {
+            Ok(bytes) => self.state = Some(bytes),
+            Err(e) => panic!("cannot serialize the state: {e}"),
+        }
+    }
+
+    /// The stored state, decoded (`Default` if nothing was stored yet).
+    pub fn state(&self) -> E
+    where
+        E: Default + DeserializeOwned,
+    {
+        match &self.state {
+            None => E::default(),
+            Some(bytes) => match serde_json::from_slice(bytes) {
+                Ok(state) => state,
+                Err(e) => panic!("the stored state does not decode: {e}"),
+            },
+        }
+    }
+}
+
+fn parse_json(what: &str, text: &str) -> Value {
+    match serde_json::from_str(text) {
+        Ok(value) => value,
+        Err(e) => panic!("the {what} is not JSON ({e}): {text}"),
+    }
+}
+
+fn render(what: &str, rendered: Result<String, String>) -> Value {
+    match rendered {
+        Ok(text) => parse_json(what, &text),
+        Err(e) => panic!("the {what} does not render: {e}"),
+    }
+}
+
+fn call(call: wit::Call) -> Call {
+    Call {
+        entity_type: call.target.entity_type,
+        key: call.target.key,
+        command: call.command,
+        payload: parse_json("call payload", &call.payload),
+    }
+}
+
+fn effect(effect: wit::Effect) -> Effect {
+    match effect {
+        wit::Effect::Call(c) => Effect::Call(call(c)),
+        wit::Effect::Publish(p) => Effect::Publish {
+            topic: p.topic,
+            payload: parse_json("publication payload", &p.payload),
+        },
+        wit::Effect::Schedule(t) => Effect::Schedule {
+            name: t.name,
+            delay_ms: t.delay_ms,
+            command: t.command,
+            payload: parse_json("timer payload", &t.payload),
+        },
+    }
+}

@@ -1,0 +1,204 @@
+//! `cargo xtask bench`: the durable-counter workload of the peer comparison (wrk, `POST
+//! .../add` body `1`, 1,000 random keys and one hot key, 1/16/64 connections) against a release
+//! `cella serve`, printing req/s, p50 and p99 and checking that the counters' sum matches the
+//! acknowledged requests; then the criterion micro-benchmark of the command path.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+use crate::{build, http::request, workspace_root};
+
+/// The wrk script of the peer comparison: a random key of NKEYS (or one hot key) per request.
+const KEYS_LUA: &str = r#"
+local nkeys  = tonumber(os.getenv("NKEYS") or "1000")
+local prefix = os.getenv("PREFIX") or "k"
+local fmt    = os.getenv("PATHFMT") or "/counter/%s/add"
+local tid = 0
+function setup(thread) tid = tid + 1; thread:set("tid", tid) end
+function init(args) math.randomseed(12345 + (tid or 0)) end
+wrk.method = "POST"
+wrk.body = "1"
+wrk.headers["Content-Type"] = "application/json"
+function request()
+  local key
+  if nkeys <= 1 then key = prefix .. "hot" else key = prefix .. tostring(math.random(0, nkeys - 1)) end
+  return wrk.format(nil, string.format(fmt, key))
+end
+function done(s, lat, req)
+  io.write(string.format(
+    'RESULT {"requests":%d,"duration_us":%d,"err_connect":%d,"err_read":%d,"err_write":%d,"err_status":%d,"err_timeout":%d,"p50_us":%d,"p99_us":%d}\n',
+    s.requests, s.duration, s.errors.connect, s.errors.read, s.errors.write, s.errors.status, s.errors.timeout,
+    lat:percentile(50), lat:percentile(99)))
+end
+"#;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ensure_wrk() -> anyhow::Result<()> {
+    if Command::new("wrk").arg("-v").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("wrk is missing; installing it with apt-get");
+    let ok = Command::new("sh")
+        .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        bail!("wrk is not installed\nhint: apt-get install wrk");
+    }
+    Ok(())
+}
+
+fn sum_counters(addr: &str, keys: &[String]) -> anyhow::Result<i64> {
+    let mut sum = 0;
+    for k in keys {
+        let (status, body) = request(addr, "POST", &format!("/v1/entities/counter/{k}/get"), b"")?;
+        if status != 200 {
+            bail!("reading counter {k}: {status} {body}");
+        }
+        sum += body.trim().parse::<i64>().with_context(|| format!("counter {k} replied {body}"))?;
+    }
+    Ok(sum)
+}
+
+struct Row {
+    pattern: &'static str,
+    conns: u32,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+    ok: u64,
+    delta: i64,
+}
+
+fn run_wrk(addr: &str, script: &Path, conns: u32, nkeys: u32, secs: u32) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new("wrk")
+        .args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--timeout", "10s", "-s"])
+        .arg(script)
+        .arg(format!("http://{addr}"))
+        .env("NKEYS", nkeys.to_string())
+        .env("PREFIX", "k")
+        .env("PATHFMT", "/v1/entities/counter/%s/add")
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .with_context(|| format!("wrk printed no result:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+/// Runs the benchmark. `secs` per cell.
+pub fn run(secs: u32, concs: &[u32], micro: bool) -> anyhow::Result<()> {
+    let root = workspace_root();
+    ensure_wrk()?;
+    build::build_examples()?;
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args(["build", "--release", "-p", "cella-server", "--bin", "cella"])
+        .status()?;
+    if !status.success() {
+        bail!("release build failed");
+    }
+    let tmp = std::env::temp_dir().join(format!("cella-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    let script = tmp.join("keys.lua");
+    std::fs::write(&script, KEYS_LUA)?;
+    let addr = "127.0.0.1:18095";
+    let _server = Server(
+        Command::new(root.join("target/release/cella"))
+            .args(["serve", "--data-dir"])
+            .arg(tmp.join("data"))
+            .args(["--listen", addr])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting cella serve")?,
+    );
+    let started = Instant::now();
+    while request(addr, "GET", "/healthz", b"").map(|r| r.0) .unwrap_or(0) != 200 {
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("cella serve did not become healthy");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let wasm = std::fs::read(root.join("target/components/counter.wasm"))?;
+    let (status, body) = request(addr, "PUT", "/v1/modules/counter", &wasm)?;
+    if status >= 300 {
+        bail!("deploy failed: {status} {body}");
+    }
+    let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
+    let hot = vec!["khot".to_string()];
+    // Warm-up: touch every key, then a short run.
+    for k in keys.iter().chain(&hot) {
+        request(addr, "POST", &format!("/v1/entities/counter/{k}/add"), b"0")?;
+    }
+    run_wrk(addr, &script, 16, 1000, 2)?;
+
+    let mut rows = Vec::new();
+    for (pattern, set, nkeys) in [("1000 keys", &keys, 1000), ("1 hot key", &hot, 1)] {
+        for &conns in concs {
+            let before = sum_counters(addr, set)?;
+            let r = run_wrk(addr, &script, conns, nkeys, secs)?;
+            let get = |k: &str| r[k].as_u64().unwrap_or(0);
+            let errors = get("err_status") + get("err_connect") + get("err_read") + get("err_write") + get("err_timeout");
+            let ok = get("requests") - get("err_status");
+            std::thread::sleep(Duration::from_millis(500));
+            let after = sum_counters(addr, set)?;
+            let row = Row {
+                pattern,
+                conns,
+                rps: ok as f64 / (get("duration_us") as f64 / 1e6),
+                p50_ms: get("p50_us") as f64 / 1000.0,
+                p99_ms: get("p99_us") as f64 / 1000.0,
+                errors,
+                ok,
+                delta: after - before,
+            };
+            eprintln!("{pattern} c={conns}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms", row.rps, row.p50_ms, row.p99_ms);
+            rows.push(row);
+        }
+    }
+    println!("\n| keys | conns | req/s | p50 ms | p99 ms | errors | 2xx | counter delta | check |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut mismatch = false;
+    for r in &rows {
+        let extra = r.delta - r.ok as i64;
+        let check = if extra >= 0 && extra <= i64::from(r.conns) { "ok" } else { mismatch = true; "MISMATCH" };
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {check} |",
+            r.pattern, r.conns, r.rps, r.p50_ms, r.p99_ms, r.errors, r.ok, r.delta
+        );
+    }
+    println!("\n{secs}s per cell, wrk -t1, POST body 1, durable (fsync per group commit). {} cores.", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    drop(_server);
+    let _ = std::fs::remove_dir_all(&tmp);
+    if mismatch {
+        bail!("the counters' sum does not match the acknowledged requests");
+    }
+    if micro {
+        let status = Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["bench", "-p", "cella-host", "--bench", "command_path"])
+            .status()?;
+        if !status.success() {
+            bail!("micro-benchmark failed");
+        }
+    }
+    Ok(())
+}

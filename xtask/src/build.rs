@@ -1,0 +1,101 @@
+//! `cargo xtask build-examples`: builds the guest components (the examples and the runtime's
+//! test guests) for wasm32-wasip2 with the `guest` profile and collects them in
+//! `target/components/<crate>.wasm`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The guest target.
+pub const TARGET: &str = "wasm32-wasip2";
+/// The cargo profile guests are built with.
+pub const PROFILE: &str = "guest";
+/// The guest crates `build-examples` builds.
+pub const GUESTS: &[&str] = &["counter", "shopping-cart", "misbehave", "wrong-world"];
+
+/// A built component.
+#[derive(Clone, Debug)]
+pub struct Component {
+    /// The crate name, e.g. `shopping-cart`.
+    pub name: String,
+    /// Where it was copied: `target/components/<name>.wasm`.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Builds every guest in [`GUESTS`] in one cargo invocation, copies the components to
+/// `<target>/components/<crate>.wasm`, prints their sizes and returns them.
+pub fn build_examples() -> anyhow::Result<Vec<Component>> {
+    let root = crate::workspace_root();
+    ensure_target()?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .current_dir(&root)
+        .args(["build", "--profile", PROFILE, "--target", TARGET]);
+    for guest in GUESTS {
+        build.args(["-p", guest]);
+    }
+    let status = build.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the guest components failed ({status})");
+    }
+
+    let target_dir = target_dir(&root);
+    let built = target_dir.join(TARGET).join(PROFILE);
+    let out = target_dir.join("components");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut components = Vec::with_capacity(GUESTS.len());
+    for guest in GUESTS {
+        let from = built.join(format!("{}.wasm", guest.replace('-', "_")));
+        let to = out.join(format!("{guest}.wasm"));
+        let size = std::fs::copy(&from, &to)
+            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+        components.push(Component {
+            name: (*guest).to_owned(),
+            path: to,
+            size,
+        });
+    }
+    for c in &components {
+        println!("{:<14} {:>8} bytes  {}", c.name, c.size, c.path.display());
+    }
+    Ok(components)
+}
+
+/// Installs the guest target with rustup if it is missing.
+fn ensure_target() -> anyhow::Result<()> {
+    let installed = match Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+    {
+        Ok(output) if output.status.success() => output.stdout,
+        // No rustup (e.g. a distribution toolchain): let cargo report a missing target.
+        _ => return Ok(()),
+    };
+    if String::from_utf8_lossy(&installed)
+        .lines()
+        .any(|line| line.trim() == TARGET)
+    {
+        return Ok(());
+    }
+    println!("installing the {TARGET} target");
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .context("cannot run rustup")?;
+    if !status.success() {
+        bail!("`rustup target add {TARGET}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Cargo's target directory: `CARGO_TARGET_DIR` if set, else `<root>/target`.
+fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => root.join(dir),
+        None => root.join("target"),
+    }
+}
