@@ -21,6 +21,9 @@ pub enum Error {
     /// The store was closed; its writer no longer accepts appends.
     #[error("the store is closed")]
     Closed,
+    /// A journal commit failed earlier; the store accepts no appends until it is reopened.
+    #[error("journal writes are stopped after a failed commit ({0}); restart the node to recover")]
+    Stopped(String),
     /// No module of this entity type is deployed.
     #[error("unknown module {0:?}")]
     UnknownModule(String),

@@ -7,9 +7,11 @@
 //! Batches are processed one after another in arrival order, so a request is durable no later
 //! than any request submitted after it.
 //!
-//! When a batch fails, each of its requests is retried in a transaction of its own, so a request
-//! that cannot be applied (say, a value over redb's size limit) fails alone. Every write is
-//! idempotent (insert, replace, delete), so retrying after an uncertain commit is safe.
+//! *Fail-stop.* When a commit fails, every request of the batch fails, and so does every request
+//! after it until the store is reopened. Later appends may have been computed from the state the
+//! failed ones described (the entity layer pipelines commands behind in-flight commits), so
+//! committing them would leave gaps in a journal; after an IO error the only safe state is the
+//! one on disk, which reopening reads back.
 
 use std::{
     sync::{Arc, Mutex, PoisonError, RwLock, mpsc},
@@ -105,6 +107,7 @@ impl Writer {
             .name("cella-store-writer".into())
             .spawn(move || {
                 WriterThread {
+                    failed: None,
                     db,
                     stats,
                     policy,
@@ -165,6 +168,8 @@ impl Drop for Writer {
 }
 
 struct WriterThread {
+    /// Set after a failed commit: the reason every later request fails with.
+    failed: Option<String>,
     db: Arc<Database>,
     stats: Arc<Stats>,
     policy: BatchPolicy,
@@ -172,7 +177,7 @@ struct WriterThread {
 }
 
 impl WriterThread {
-    fn run(self) {
+    fn run(mut self) {
         // `recv` fails once every sender is gone and the queue is empty.
         while let Ok(first) = self.rx.recv() {
             let batch = self.collect(first);
@@ -207,8 +212,15 @@ impl WriterThread {
         batch
     }
 
-    /// Commits a batch and resolves its requests; on failure retries each request alone.
-    fn process(&self, batch: Vec<Request>) {
+    /// Commits a batch and resolves its requests; a failure fails it and stops the writer.
+    fn process(&mut self, batch: Vec<Request>) {
+        if let Some(reason) = &self.failed {
+            self.stats.requests_failed(batch.len() as u64);
+            for request in batch {
+                let _ = request.reply.send(Err(Error::Stopped(reason.clone())));
+            }
+            return;
+        }
         if batch.iter().all(|r| r.ops.is_empty()) {
             self.stats.resolved_without_commit(batch.len() as u64);
             for request in batch {
@@ -224,19 +236,11 @@ impl WriterThread {
                     let _ = request.reply.send(Ok(()));
                 }
             }
-            Err(e) if batch.len() == 1 => {
-                self.stats.requests_failed(1);
-                if let Some(request) = batch.into_iter().next() {
-                    let _ = request.reply.send(Err(e));
-                }
-            }
-            Err(_) => {
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                self.stats.requests_failed(batch.len() as u64);
                 for request in batch {
-                    let outcome = self.commit(std::slice::from_ref(&request));
-                    if outcome.is_err() {
-                        self.stats.requests_failed(1);
-                    }
-                    let _ = request.reply.send(outcome);
+                    let _ = request.reply.send(Err(Error::Stopped(e.to_string())));
                 }
             }
         }
