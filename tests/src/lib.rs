@@ -19,9 +19,16 @@ pub use cella_server::client::encode_segment;
 /// to the integration test executables (`target/<profile>/deps/..`).
 pub fn cella_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(Path::parent).expect("test executable directory");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable directory");
     let bin = dir.join(format!("cella-node{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: build with `cargo test -p cella-tests`", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: build with `cargo test -p cella-tests`",
+        bin.display()
+    );
     bin
 }
 
@@ -83,7 +90,12 @@ impl TestNode {
             // Keep draining so the node never blocks on a full pipe.
             for _ in lines {}
         });
-        let mut node = TestNode { child: Some(child), url: String::new(), data_dir, args };
+        let mut node = TestNode {
+            child: Some(child),
+            url: String::new(),
+            data_dir,
+            args,
+        };
         let first = rx
             .recv_timeout(Duration::from_secs(60))
             .context("the node did not report its address within 60 s")?;
@@ -116,7 +128,11 @@ impl TestNode {
             .await
             .unwrap_or_else(|e| panic!("request {path} failed: {e:#}"));
         let json = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-        Reply { status: r.status, body: r.body, json }
+        Reply {
+            status: r.status,
+            body: r.body,
+            json,
+        }
     }
 
     /// Runs a command and returns the reply.
@@ -133,7 +149,8 @@ impl TestNode {
     /// Deploys a component file as `ty`.
     pub async fn deploy(&self, ty: &str, file: &Path) -> Reply {
         let bytes = std::fs::read(file).expect("read component");
-        self.request(Method::PUT, &format!("/v1/modules/{ty}"), bytes).await
+        self.request(Method::PUT, &format!("/v1/modules/{ty}"), bytes)
+            .await
     }
 
     /// SIGKILLs the node and waits for it to be gone.
@@ -146,7 +163,9 @@ impl TestNode {
 
     /// SIGTERMs the node and waits (bounded) for a clean exit; returns whether it exited 0.
     pub fn terminate(&mut self) -> anyhow::Result<bool> {
-        let Some(mut child) = self.child.take() else { bail!("not running") };
+        let Some(mut child) = self.child.take() else {
+            bail!("not running")
+        };
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);

@@ -6,11 +6,17 @@ use std::process::{Command, Output};
 use cella_tests::{TestNode, cella_bin, component};
 
 fn cella(args: &[&str]) -> Output {
-    Command::new(cella_bin()).args(args).output().expect("run cella")
+    Command::new(cella_bin())
+        .args(args)
+        .output()
+        .expect("run cella")
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -20,7 +26,14 @@ fn deploy_call_inspect() {
     let server = node.url.as_str();
     let counter = component("counter");
 
-    let out = cella(&["deploy", counter.to_str().unwrap(), "--name", "counter", "--server", server]);
+    let out = cella(&[
+        "deploy",
+        counter.to_str().unwrap(),
+        "--name",
+        "counter",
+        "--server",
+        server,
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("\"version\": 1"), "{stdout}");
@@ -51,15 +64,28 @@ fn deploy_call_inspect() {
 
 #[test]
 fn clear_messages_for_missing_file_and_unreachable_server() {
-    let out = cella(&["deploy", "/nonexistent/x.wasm", "--name", "x", "--server", "http://127.0.0.1:9"]);
+    let out = cella(&[
+        "deploy",
+        "/nonexistent/x.wasm",
+        "--name",
+        "x",
+        "--server",
+        "http://127.0.0.1:9",
+    ]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("cannot read /nonexistent/x.wasm"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read /nonexistent/x.wasm"),
+        "{stderr}"
+    );
 
     // Port 9 (discard) on loopback is closed in the test environment: connection refused.
     let out = cella(&["call", "counter/a", "get", "--server", "http://127.0.0.1:9"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("cannot reach the Cella server at http://127.0.0.1:9"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the Cella server at http://127.0.0.1:9"),
+        "{stderr}"
+    );
     assert!(stderr.contains("hint:"), "{stderr}");
 }

@@ -18,8 +18,16 @@ use serde_json::json;
 async fn graceful_restart_keeps_state_and_modules() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = TestNode::start(dir.path(), &[]).unwrap();
-    assert_eq!(node.deploy("counter", &component("counter")).await.status, 201);
-    assert_eq!(node.deploy("cart", &component("shopping-cart")).await.status, 201);
+    assert_eq!(
+        node.deploy("counter", &component("counter")).await.status,
+        201
+    );
+    assert_eq!(
+        node.deploy("cart", &component("shopping-cart"))
+            .await
+            .status,
+        201
+    );
     for i in 1..=10 {
         assert_eq!(node.call("counter", "a", "add", "1").await.json, json!(i));
     }
@@ -44,8 +52,16 @@ async fn graceful_restart_keeps_state_and_modules() {
 async fn kill9_mid_load_loses_no_acknowledged_command() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = TestNode::start(dir.path(), &[]).unwrap();
-    assert_eq!(node.deploy("counter", &component("counter")).await.status, 201);
-    assert_eq!(node.deploy("cart", &component("shopping-cart")).await.status, 201);
+    assert_eq!(
+        node.deploy("counter", &component("counter")).await.status,
+        201
+    );
+    assert_eq!(
+        node.deploy("cart", &component("shopping-cart"))
+            .await
+            .status,
+        201
+    );
     let url = node.url.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let keys = 20u64;
@@ -58,18 +74,31 @@ async fn kill9_mid_load_loses_no_acknowledged_command() {
             let mut carts_acked = 0u64;
             let mut i = w;
             while !stop.load(Ordering::Relaxed) {
-                i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                i = i
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let k = (i >> 33) % keys;
                 *attempted.entry(k).or_default() += 1;
                 let path = format!("/v1/entities/counter/k{k}/add");
-                match cella_server::client::send(&url, Method::POST, &path, b"1".to_vec(), None).await {
+                match cella_server::client::send(&url, Method::POST, &path, b"1".to_vec(), None)
+                    .await
+                {
                     Ok(r) if r.status == 200 => *acked.entry(k).or_default() += 1,
                     Ok(r) => panic!("unexpected status {} {}", r.status, r.body),
                     Err(_) => break, // the node is gone
                 }
                 if w == 0 {
-                    let item = json!({"productId": format!("p{carts_acked}"), "name": "x", "quantity": 1});
-                    match cella_server::client::send(&url, Method::POST, "/v1/entities/cart/w0/add-item", item.to_string().into_bytes(), None).await {
+                    let item =
+                        json!({"productId": format!("p{carts_acked}"), "name": "x", "quantity": 1});
+                    match cella_server::client::send(
+                        &url,
+                        Method::POST,
+                        "/v1/entities/cart/w0/add-item",
+                        item.to_string().into_bytes(),
+                        None,
+                    )
+                    .await
+                    {
                         Ok(r) if r.status == 200 => carts_acked += 1,
                         _ => break,
                     }
@@ -111,13 +140,27 @@ async fn kill9_mid_load_loses_no_acknowledged_command() {
 
     node.restart().unwrap();
     for k in 0..keys {
-        let value = node.call("counter", &format!("k{k}"), "get", "").await.json.as_u64().unwrap();
-        let (a, t) = (acked.get(&k).copied().unwrap_or(0), attempted.get(&k).copied().unwrap_or(0));
-        assert!(a <= value && value <= t, "k{k}: acknowledged {a}, attempted {t}, recovered {value}");
+        let value = node
+            .call("counter", &format!("k{k}"), "get", "")
+            .await
+            .json
+            .as_u64()
+            .unwrap();
+        let (a, t) = (
+            acked.get(&k).copied().unwrap_or(0),
+            attempted.get(&k).copied().unwrap_or(0),
+        );
+        assert!(
+            a <= value && value <= t,
+            "k{k}: acknowledged {a}, attempted {t}, recovered {value}"
+        );
     }
     let cart = node.call("cart", "w0", "get-cart", "").await;
     let items = cart.json["items"].as_array().unwrap().len() as u64;
-    assert!(items >= carts_acked, "cart lost acknowledged items: {items} < {carts_acked}");
+    assert!(
+        items >= carts_acked,
+        "cart lost acknowledged items: {items} < {carts_acked}"
+    );
 }
 
 /// With a cache of 2 entities and snapshots every 3 events, entities are evicted and
@@ -125,9 +168,21 @@ async fn kill9_mid_load_loses_no_acknowledged_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evicted_entities_come_back_from_snapshot_and_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path(), &["--cache-capacity", "2", "--snapshot-every", "3"]).unwrap();
-    assert_eq!(node.deploy("cart", &component("shopping-cart")).await.status, 201);
-    assert_eq!(node.deploy("counter", &component("counter")).await.status, 201);
+    let node = TestNode::start(
+        dir.path(),
+        &["--cache-capacity", "2", "--snapshot-every", "3"],
+    )
+    .unwrap();
+    assert_eq!(
+        node.deploy("cart", &component("shopping-cart"))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        node.deploy("counter", &component("counter")).await.status,
+        201
+    );
     for round in 1..=7 {
         for c in 0..5 {
             let item = json!({"productId": "p", "name": "n", "quantity": 1}).to_string();
@@ -139,7 +194,10 @@ async fn evicted_entities_come_back_from_snapshot_and_journal() {
     }
     for c in 0..5 {
         let cart = node.call("cart", &format!("c{c}"), "get-cart", "").await;
-        assert_eq!(cart.json, json!({"items": [{"productId": "p", "name": "n", "quantity": 7}]}));
+        assert_eq!(
+            cart.json,
+            json!({"items": [{"productId": "p", "name": "n", "quantity": 7}]})
+        );
     }
     let metrics = node.request(Method::GET, "/metrics", "").await.body;
     let evictions: u64 = metrics
@@ -149,6 +207,8 @@ async fn evicted_entities_come_back_from_snapshot_and_journal() {
         .unwrap();
     assert!(evictions > 10, "expected evictions, metrics:\n{metrics}");
     // The journal keeps every event even though snapshots were taken.
-    let journal = node.request(Method::GET, "/v1/entities/cart/c0/journal", "").await;
+    let journal = node
+        .request(Method::GET, "/v1/entities/cart/c0/journal", "")
+        .await;
     assert_eq!(journal.json["entries"].as_array().unwrap().len(), 7);
 }

@@ -14,20 +14,37 @@ async fn misbehaving_guests_fail_only_their_command() {
         &["--deadline-ms", "300", "--memory-limit-mb", "32"],
     )
     .unwrap();
-    assert_eq!(node.deploy("bad", &component("misbehave")).await.status, 201);
-    assert_eq!(node.deploy("counter", &component("counter")).await.status, 201);
+    assert_eq!(
+        node.deploy("bad", &component("misbehave")).await.status,
+        201
+    );
+    assert_eq!(
+        node.deploy("counter", &component("counter")).await.status,
+        201
+    );
     assert_eq!(node.call("bad", "x", "ok", "").await.json, json!(1));
 
     let trap = node.call("bad", "x", "trap", "").await;
-    assert_eq!((trap.status, trap.json["error"]["code"].as_str()), (500, Some("entity_failed")), "{}", trap.body);
+    assert_eq!(
+        (trap.status, trap.json["error"]["code"].as_str()),
+        (500, Some("entity_failed")),
+        "{}",
+        trap.body
+    );
 
     // A looping guest is stopped by its deadline while other entities keep being served.
     let url = node.url.clone();
     let spin = tokio::spawn(async move {
         let started = Instant::now();
-        let r = cella_server::client::send(&url, hyper::Method::POST, "/v1/entities/bad/y/spin", Vec::new(), None)
-            .await
-            .unwrap();
+        let r = cella_server::client::send(
+            &url,
+            hyper::Method::POST,
+            "/v1/entities/bad/y/spin",
+            Vec::new(),
+            None,
+        )
+        .await
+        .unwrap();
         (r, started.elapsed())
     });
     for i in 1..=5 {
@@ -39,7 +56,12 @@ async fn misbehaving_guests_fail_only_their_command() {
     assert!(took < Duration::from_secs(20), "deadline took {took:?}");
 
     let balloon = node.call("bad", "z", "balloon", "").await;
-    assert_eq!((balloon.status, balloon.json["error"]["code"].as_str()), (500, Some("entity_failed")), "{}", balloon.body);
+    assert_eq!(
+        (balloon.status, balloon.json["error"]["code"].as_str()),
+        (500, Some("entity_failed")),
+        "{}",
+        balloon.body
+    );
 
     // Failed commands persisted nothing; the entity still works.
     assert_eq!(node.call("bad", "x", "ok", "").await.json, json!(2));

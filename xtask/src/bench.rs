@@ -52,7 +52,10 @@ fn ensure_wrk() -> anyhow::Result<()> {
     }
     eprintln!("wrk is missing; installing it with apt-get");
     let ok = Command::new("sh")
-        .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk"])
+        .args([
+            "-c",
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk",
+        ])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
@@ -69,7 +72,10 @@ fn sum_counters(addr: &str, keys: &[String]) -> anyhow::Result<i64> {
         if status != 200 {
             bail!("reading counter {k}: {status} {body}");
         }
-        sum += body.trim().parse::<i64>().with_context(|| format!("counter {k} replied {body}"))?;
+        sum += body
+            .trim()
+            .parse::<i64>()
+            .with_context(|| format!("counter {k} replied {body}"))?;
     }
     Ok(sum)
 }
@@ -85,9 +91,22 @@ struct Row {
     delta: i64,
 }
 
-fn run_wrk(addr: &str, script: &Path, conns: u32, nkeys: u32, secs: u32) -> anyhow::Result<serde_json::Value> {
+fn run_wrk(
+    addr: &str,
+    script: &Path,
+    conns: u32,
+    nkeys: u32,
+    secs: u32,
+) -> anyhow::Result<serde_json::Value> {
     let out = Command::new("wrk")
-        .args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--timeout", "10s", "-s"])
+        .args([
+            "-t1",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--timeout",
+            "10s",
+            "-s",
+        ])
         .arg(script)
         .arg(format!("http://{addr}"))
         .env("NKEYS", nkeys.to_string())
@@ -99,7 +118,12 @@ fn run_wrk(addr: &str, script: &Path, conns: u32, nkeys: u32, secs: u32) -> anyh
     let line = text
         .lines()
         .find_map(|l| l.strip_prefix("RESULT "))
-        .with_context(|| format!("wrk printed no result:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)))?;
+        .with_context(|| {
+            format!(
+                "wrk printed no result:\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
     Ok(serde_json::from_str(line)?)
 }
 
@@ -131,7 +155,11 @@ pub fn run(secs: u32, concs: &[u32], micro: bool) -> anyhow::Result<()> {
             .context("starting cella serve")?,
     );
     let started = Instant::now();
-    while request(addr, "GET", "/healthz", b"").map(|r| r.0) .unwrap_or(0) != 200 {
+    while request(addr, "GET", "/healthz", b"")
+        .map(|r| r.0)
+        .unwrap_or(0)
+        != 200
+    {
         if started.elapsed() > Duration::from_secs(60) {
             bail!("cella serve did not become healthy");
         }
@@ -156,7 +184,11 @@ pub fn run(secs: u32, concs: &[u32], micro: bool) -> anyhow::Result<()> {
             let before = sum_counters(addr, set)?;
             let r = run_wrk(addr, &script, conns, nkeys, secs)?;
             let get = |k: &str| r[k].as_u64().unwrap_or(0);
-            let errors = get("err_status") + get("err_connect") + get("err_read") + get("err_write") + get("err_timeout");
+            let errors = get("err_status")
+                + get("err_connect")
+                + get("err_read")
+                + get("err_write")
+                + get("err_timeout");
             let ok = get("requests") - get("err_status");
             std::thread::sleep(Duration::from_millis(500));
             let after = sum_counters(addr, set)?;
@@ -170,7 +202,10 @@ pub fn run(secs: u32, concs: &[u32], micro: bool) -> anyhow::Result<()> {
                 ok,
                 delta: after - before,
             };
-            eprintln!("{pattern} c={conns}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms", row.rps, row.p50_ms, row.p99_ms);
+            eprintln!(
+                "{pattern} c={conns}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms",
+                row.rps, row.p50_ms, row.p99_ms
+            );
             rows.push(row);
         }
     }
@@ -179,13 +214,23 @@ pub fn run(secs: u32, concs: &[u32], micro: bool) -> anyhow::Result<()> {
     let mut mismatch = false;
     for r in &rows {
         let extra = r.delta - r.ok as i64;
-        let check = if extra >= 0 && extra <= i64::from(r.conns) { "ok" } else { mismatch = true; "MISMATCH" };
+        let check = if extra >= 0 && extra <= i64::from(r.conns) {
+            "ok"
+        } else {
+            mismatch = true;
+            "MISMATCH"
+        };
         println!(
             "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {check} |",
             r.pattern, r.conns, r.rps, r.p50_ms, r.p99_ms, r.errors, r.ok, r.delta
         );
     }
-    println!("\n{secs}s per cell, wrk -t1, POST body 1, durable (fsync per group commit). {} cores.", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!(
+        "\n{secs}s per cell, wrk -t1, POST body 1, durable (fsync per group commit). {} cores.",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     drop(_server);
     let _ = std::fs::remove_dir_all(&tmp);
     if mismatch {

@@ -31,7 +31,9 @@ fn main() -> ExitCode {
         Some("test") => no_extra_args(&args).and_then(|()| ci::test()),
         Some("ci") => no_extra_args(&args).and_then(|()| ci::ci()),
         Some("demo") => ci::demo(args.get(1).map(String::as_str).unwrap_or("127.0.0.1:8080")),
-        Some("bench") => bench_args(&args[1..]).and_then(|(secs, conns, micro)| bench::run(secs, &conns, micro)),
+        Some("bench") => {
+            bench_args(&args[1..]).and_then(|(secs, conns, micro)| bench::run(secs, &conns, micro))
+        }
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -60,7 +62,12 @@ fn bench_args(args: &[String]) -> anyhow::Result<(u32, Vec<u32>, bool)> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--secs" => secs = it.next().and_then(|v| v.parse().ok()).ok_or_else(|| anyhow::anyhow!("--secs needs a number"))?,
+            "--secs" => {
+                secs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| anyhow::anyhow!("--secs needs a number"))?
+            }
             "--conns" => {
                 conns = it
                     .next()

@@ -20,7 +20,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
         .split_first()
         .ok_or_else(|| Error::Corrupt("empty record".into()))?;
     if version != FORMAT_VERSION {
-        return Err(Error::UnsupportedFormat { found: version, expected: FORMAT_VERSION });
+        return Err(Error::UnsupportedFormat {
+            found: version,
+            expected: FORMAT_VERSION,
+        });
     }
     postcard::from_bytes(rest).map_err(|e| Error::Corrupt(e.to_string()))
 }
@@ -61,7 +64,13 @@ mod tests {
     fn rejects_unknown_version() {
         let mut bytes = encode(&sample()).unwrap();
         bytes[0] = 99;
-        assert!(matches!(decode::<JournalEntry>(&bytes), Err(Error::UnsupportedFormat { .. })));
-        assert!(matches!(decode::<JournalEntry>(&[]), Err(Error::Corrupt(_))));
+        assert!(matches!(
+            decode::<JournalEntry>(&bytes),
+            Err(Error::UnsupportedFormat { .. })
+        ));
+        assert!(matches!(
+            decode::<JournalEntry>(&[]),
+            Err(Error::Corrupt(_))
+        ));
     }
 }

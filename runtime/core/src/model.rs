@@ -13,7 +13,10 @@ pub struct EntityId {
 
 impl EntityId {
     pub fn new(entity_type: impl Into<String>, key: impl Into<String>) -> Self {
-        Self { entity_type: entity_type.into(), key: key.into() }
+        Self {
+            entity_type: entity_type.into(),
+            key: key.into(),
+        }
     }
 }
 

@@ -13,7 +13,11 @@ use crate::{
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "cella", version, about = "Cella: stateful serverless entities on WebAssembly components")]
+#[command(
+    name = "cella",
+    version,
+    about = "Cella: stateful serverless entities on WebAssembly components"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -175,7 +179,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             options.entities.snapshot_every = snapshot_every.max(1);
             serve(options, deploy).await
         }
-        Command::Deploy { file, name, server, admin_token } => {
+        Command::Deploy {
+            file,
+            name,
+            server,
+            admin_token,
+        } => {
             let bytes = std::fs::read(&file).map_err(|e| {
                 anyhow::anyhow!("cannot read {}: {e}\nhint: build the component first (cargo xtask build-examples)", file.display())
             })?;
@@ -189,7 +198,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             finish(reply)
         }
-        Command::Call { entity, command, payload, server } => {
+        Command::Call {
+            entity,
+            command,
+            payload,
+            server,
+        } => {
             let (ty, key) = split_entity(&entity)?;
             let body = payload.unwrap_or_default().into_bytes();
             let path = format!(
@@ -200,23 +214,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             finish(client::send(&server.server, Method::POST, &path, body, None).await?)
         }
-        Command::Inspect { entity, journal, server } => {
+        Command::Inspect {
+            entity,
+            journal,
+            server,
+        } => {
             let (ty, key) = split_entity(&entity)?;
-            let mut path = format!("/v1/entities/{}/{}", encode_segment(ty), encode_segment(key));
+            let mut path = format!(
+                "/v1/entities/{}/{}",
+                encode_segment(ty),
+                encode_segment(key)
+            );
             if journal {
                 path.push_str("/journal");
             }
             finish(client::send(&server.server, Method::GET, &path, Vec::new(), None).await?)
         }
-        Command::Modules { server } => {
-            finish(client::send(&server.server, Method::GET, "/v1/modules", Vec::new(), None).await?)
-        }
+        Command::Modules { server } => finish(
+            client::send(&server.server, Method::GET, "/v1/modules", Vec::new(), None).await?,
+        ),
     }
 }
 
 async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> {
     let data_dir = options.data_dir.clone();
-    let handle = Node::start(options).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let handle = Node::start(options)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let base = format!("http://{}", handle.addr);
     println!("cella listening on {base} (data in {})", data_dir.display());
     for spec in deploy {

@@ -16,7 +16,9 @@ pub struct Reply {
 /// Splits `http://host:port[/base]` into the authority and a base path.
 fn split_url(server: &str) -> anyhow::Result<(String, String)> {
     let rest = server.strip_prefix("http://").ok_or_else(|| {
-        anyhow::anyhow!("the server URL `{server}` must start with http:// (e.g. http://127.0.0.1:8080)")
+        anyhow::anyhow!(
+            "the server URL `{server}` must start with http:// (e.g. http://127.0.0.1:8080)"
+        )
     })?;
     let (authority, base) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
@@ -25,7 +27,11 @@ fn split_url(server: &str) -> anyhow::Result<(String, String)> {
     if authority.is_empty() {
         anyhow::bail!("the server URL `{server}` has no host");
     }
-    let authority = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
+    let authority = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
     Ok((authority, base.to_string()))
 }
 
@@ -69,7 +75,10 @@ pub async fn send(
         .await
         .map_err(|e| anyhow::anyhow!("reading the response from {server} failed: {e}"))?
         .to_bytes();
-    Ok(Reply { status, body: String::from_utf8_lossy(&bytes).into_owned() })
+    Ok(Reply {
+        status,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
 }
 
 /// Percent-encodes one path segment.
@@ -91,8 +100,14 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(split_url("http://127.0.0.1:8080").unwrap(), ("127.0.0.1:8080".into(), "".into()));
-        assert_eq!(split_url("http://h/x/").unwrap(), ("h:80".into(), "/x".into()));
+        assert_eq!(
+            split_url("http://127.0.0.1:8080").unwrap(),
+            ("127.0.0.1:8080".into(), "".into())
+        );
+        assert_eq!(
+            split_url("http://h/x/").unwrap(),
+            ("h:80".into(), "/x".into())
+        );
         assert!(split_url("https://h").is_err());
         assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
     }

@@ -92,7 +92,10 @@ pub struct Entities {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// splitmix64: spreads a counter into a well-mixed seed.
@@ -130,7 +133,10 @@ impl Entities {
     /// Finds or creates the cache slot of `id`, evicting idle entities past capacity.
     fn slot(&self, id: &EntityId) -> Result<Arc<Slot>> {
         let tick = self.clock.fetch_add(1, Ordering::Relaxed);
-        let mut cache = self.cache.lock().map_err(|_| Error::Internal("entity cache poisoned".into()))?;
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| Error::Internal("entity cache poisoned".into()))?;
         if let Some(slot) = cache.get(id) {
             slot.last_used.store(tick, Ordering::Relaxed);
             return Ok(slot.clone());
@@ -186,7 +192,10 @@ impl Entities {
         match active.kind() {
             EntityKind::Value => {
                 let state = match load.entries.last() {
-                    Some(JournalEntry { payload: JournalPayload::State(s), .. }) => Some(s.clone()),
+                    Some(JournalEntry {
+                        payload: JournalPayload::State(s),
+                        ..
+                    }) => Some(s.clone()),
                     Some(e) => {
                         return Err(Error::Storage(format!(
                             "{id}: journal entry {} holds events but the module is a value entity",
@@ -195,14 +204,21 @@ impl Entities {
                     }
                     None => load.snapshot.map(|s| s.state),
                 };
-                Ok(Loaded { state, seq, events_since_snapshot: 0 })
+                Ok(Loaded {
+                    state,
+                    seq,
+                    events_since_snapshot: 0,
+                })
             }
             EntityKind::EventSourced => {
                 let mut state = load.snapshot.map(|s| s.state);
                 let mut replayed = 0u64;
                 if !load.entries.is_empty() {
-                    let mut instance =
-                        active.module.instantiate().await.map_err(|e| self.map_host_error(e))?;
+                    let mut instance = active
+                        .module
+                        .instantiate()
+                        .await
+                        .map_err(|e| self.map_host_error(e))?;
                     for entry in &load.entries {
                         let JournalPayload::Events(events) = &entry.payload else {
                             return Err(Error::Storage(format!(
@@ -221,8 +237,14 @@ impl Entities {
                         }
                     }
                 }
-                self.metrics.events_replayed.fetch_add(replayed, Ordering::Relaxed);
-                Ok(Loaded { state, seq, events_since_snapshot: replayed })
+                self.metrics
+                    .events_replayed
+                    .fetch_add(replayed, Ordering::Relaxed);
+                Ok(Loaded {
+                    state,
+                    seq,
+                    events_since_snapshot: replayed,
+                })
             }
         }
     }
@@ -247,7 +269,8 @@ impl Entities {
         command: &str,
         payload: String,
     ) -> Result<String> {
-        self.command_at_depth(entity_type, key, command, payload, 0).await
+        self.command_at_depth(entity_type, key, command, payload, 0)
+            .await
     }
 
     async fn command_at_depth(
@@ -288,8 +311,14 @@ impl Entities {
             random_seed: mix(self.boot_ms ^ n.rotate_left(32)),
             sequence: loaded.seq,
         };
-        let mut instance = active.module.instantiate().await.map_err(|e| self.map_host_error(e))?;
-        let handled = instance.handle(&ctx, loaded.state.as_deref(), &payload).await;
+        let mut instance = active
+            .module
+            .instantiate()
+            .await
+            .map_err(|e| self.map_host_error(e))?;
+        let handled = instance
+            .handle(&ctx, loaded.state.as_deref(), &payload)
+            .await;
         let observed_seq = loaded.seq;
         let outcome = match handled {
             Ok(Ok(outcome)) => outcome,
@@ -371,11 +400,16 @@ impl Entities {
         };
         match active.kind() {
             EntityKind::Value => {
-                let Some(new_state) = &outcome.state else { return Ok(writes) };
+                let Some(new_state) = &outcome.state else {
+                    return Ok(writes);
+                };
                 let seq = loaded.seq + 1;
-                writes.push(Write::Append(id.clone(), entry(seq, JournalPayload::State(new_state.clone()))));
+                writes.push(Write::Append(
+                    id.clone(),
+                    entry(seq, JournalPayload::State(new_state.clone())),
+                ));
                 let keep = self.options.value_journal_keep.max(1);
-                if seq > keep && seq % keep == 0 {
+                if seq > keep && seq.is_multiple_of(keep) {
                     writes.push(Write::Trim(id.clone(), seq - keep));
                 }
                 loaded.state = Some(new_state.clone());
@@ -413,7 +447,11 @@ impl Entities {
                 if loaded.events_since_snapshot >= every.max(1) {
                     writes.push(Write::Snapshot(
                         id.clone(),
-                        Snapshot { seq, module_version: active.version, state: new_state.clone() },
+                        Snapshot {
+                            seq,
+                            module_version: active.version,
+                            state: new_state.clone(),
+                        },
                     ));
                     loaded.events_since_snapshot = 0;
                 }
@@ -442,15 +480,24 @@ impl Entities {
         self.wait_durable(&slot, seq).await?;
         let state = match state {
             Some(bytes) => {
-                let mut instance =
-                    active.module.instantiate().await.map_err(|e| self.map_host_error(e))?;
-                let text =
-                    instance.render_state(&bytes).await.map_err(|e| self.map_host_error(e))?;
+                let mut instance = active
+                    .module
+                    .instantiate()
+                    .await
+                    .map_err(|e| self.map_host_error(e))?;
+                let text = instance
+                    .render_state(&bytes)
+                    .await
+                    .map_err(|e| self.map_host_error(e))?;
                 parse_rendered(&text)?
             }
             None => serde_json::Value::Null,
         };
-        Ok(Inspection { sequence: seq, module_version: active.version, state })
+        Ok(Inspection {
+            sequence: seq,
+            module_version: active.version,
+            state,
+        })
     }
 
     /// Journal entries of an entity from `from`, rendered as JSON.
@@ -465,7 +512,11 @@ impl Entities {
         let active = self.registry.get(entity_type)?;
         let id = EntityId::new(entity_type, key);
         let entries = self.journal.read_journal(&id, from, limit)?;
-        let mut instance = active.module.instantiate().await.map_err(|e| self.map_host_error(e))?;
+        let mut instance = active
+            .module
+            .instantiate()
+            .await
+            .map_err(|e| self.map_host_error(e))?;
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
             let mut v = serde_json::json!({
@@ -479,14 +530,19 @@ impl Entities {
                 JournalPayload::Events(events) => {
                     let mut rendered = Vec::with_capacity(events.len());
                     for ev in events {
-                        let text =
-                            instance.render_event(ev).await.map_err(|e| self.map_host_error(e))?;
+                        let text = instance
+                            .render_event(ev)
+                            .await
+                            .map_err(|e| self.map_host_error(e))?;
                         rendered.push(parse_rendered(&text)?);
                     }
                     v["events"] = serde_json::Value::Array(rendered);
                 }
                 JournalPayload::State(s) => {
-                    let text = instance.render_state(s).await.map_err(|e| self.map_host_error(e))?;
+                    let text = instance
+                        .render_state(s)
+                        .await
+                        .map_err(|e| self.map_host_error(e))?;
                     v["state"] = parse_rendered(&text)?;
                 }
             }

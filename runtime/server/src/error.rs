@@ -13,11 +13,19 @@ pub enum Error {
     #[error("no module is deployed for entity type `{0}`")]
     UnknownType(String),
     #[error("entity type `{entity_type}` has no command `{command}` (it has: {known})")]
-    UnknownCommand { entity_type: String, command: String, known: String },
+    UnknownCommand {
+        entity_type: String,
+        command: String,
+        known: String,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{what} is {size} bytes; the limit is {limit} bytes")]
-    PayloadTooLarge { what: &'static str, size: u64, limit: u64 },
+    PayloadTooLarge {
+        what: &'static str,
+        size: u64,
+        limit: u64,
+    },
     #[error("invalid component: {0}")]
     InvalidComponent(String),
     #[error("the entity failed while handling the command: {0}")]

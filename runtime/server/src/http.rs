@@ -12,7 +12,7 @@
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::{
     Method, Request, Response, StatusCode,
     body::Incoming,
@@ -75,11 +75,17 @@ fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {
 fn parse_u64_param(req: &Request<Incoming>, name: &str, default: u64) -> Result<u64> {
     match query_param(req, name) {
         None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| Error::BadRequest(format!("query parameter `{name}` must be a number, got `{v}`"))),
+        Some(v) => v.parse().map_err(|_| {
+            Error::BadRequest(format!(
+                "query parameter `{name}` must be a number, got `{v}`"
+            ))
+        }),
     }
 }
+
+/// How many bytes past a body limit the server still reads (and discards) before answering 413,
+/// so that a client that is still sending sees the answer instead of a reset connection.
+const DRAIN_MAX: usize = 16 << 20;
 
 /// Reads a request body up to `limit` bytes.
 async fn read_body(req: Request<Incoming>, limit: usize, what: &'static str) -> Result<Bytes> {
@@ -88,16 +94,31 @@ async fn read_body(req: Request<Incoming>, limit: usize, what: &'static str) -> 
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(size) = declared.filter(|s| *s > limit as u64) {
-        return Err(Error::PayloadTooLarge { what, size, limit: limit as u64 });
-    }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(Error::PayloadTooLarge { what, size: limit as u64 + 1, limit: limit as u64 })
+    let mut body = req.into_body();
+    let mut collected = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| Error::BadRequest(format!("could not read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen <= limit {
+            collected.extend_from_slice(&data);
+        } else if seen > limit + DRAIN_MAX {
+            break;
         }
-        Err(e) => Err(Error::BadRequest(format!("could not read the request body: {e}"))),
     }
+    if seen > limit || declared.is_some_and(|d| d > limit as u64) {
+        let size = declared.unwrap_or(seen as u64).max(seen as u64);
+        return Err(Error::PayloadTooLarge {
+            what,
+            size,
+            limit: limit as u64,
+        });
+    }
+    Ok(Bytes::from(collected))
 }
 
 /// Normalizes a command body to JSON text: empty means `null`; anything else must parse.
@@ -126,14 +147,21 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
     match (&method, segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        (&Method::GET, ["healthz"]) => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok"}),
+        )),
         (&Method::GET, ["metrics"]) => Ok(text_response(
             StatusCode::OK,
             "text/plain; version=0.0.4",
             node.render_metrics(),
         )),
         (&Method::POST, ["v1", "entities", ty, key, command]) => {
-            let (ty, key, command) = (percent_decode(ty)?, percent_decode(key)?, percent_decode(command)?);
+            let (ty, key, command) = (
+                percent_decode(ty)?,
+                percent_decode(key)?,
+                percent_decode(command)?,
+            );
             let started = Instant::now();
             let body = read_body(req, node.options.max_payload, "the command payload").await?;
             let payload = command_payload(&body)?;
@@ -176,7 +204,11 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             node.authorize_admin(&req)?;
             let body = read_body(req, node.options.max_module, "the component").await?;
             let (meta, created) = node.registry.deploy(&ty, &body).await?;
-            let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok(json_response(
                 status,
                 &serde_json::json!({
@@ -190,7 +222,10 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         }
         (&Method::GET, ["v1", "modules"]) => {
             let modules: Vec<_> = node.registry.list()?.iter().map(module_json).collect();
-            Ok(json_response(StatusCode::OK, &serde_json::json!({ "modules": modules })))
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "modules": modules }),
+            ))
         }
         (&Method::GET, ["v1", "modules", ty]) => {
             let info = node.registry.info(&percent_decode(ty)?)?;
@@ -200,13 +235,16 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             let ty = percent_decode(ty)?;
             node.authorize_admin(&req)?;
             node.registry.delete(&ty).await?;
-            Ok(json_response(StatusCode::OK, &serde_json::json!({ "type": ty, "deleted": true })))
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "type": ty, "deleted": true }),
+            ))
         }
-        (_, ["healthz" | "metrics"])
-        | (_, ["v1", "entities", ..])
-        | (_, ["v1", "modules", ..]) => Err(Error::NotFound(format!(
-            "method {method} is not supported on {path}"
-        ))),
+        (_, ["healthz" | "metrics"]) | (_, ["v1", "entities", ..]) | (_, ["v1", "modules", ..]) => {
+            Err(Error::NotFound(format!(
+                "method {method} is not supported on {path}"
+            )))
+        }
         _ => Err(Error::NotFound(format!("no route for {method} {path}"))),
     }
 }
@@ -252,6 +290,9 @@ mod tests {
     fn payloads() {
         assert_eq!(command_payload(b"").unwrap(), "null");
         assert_eq!(command_payload(b" 1 ").unwrap(), " 1 ");
-        assert!(matches!(command_payload(b"{nope"), Err(Error::BadRequest(_))));
+        assert!(matches!(
+            command_payload(b"{nope"),
+            Err(Error::BadRequest(_))
+        ));
     }
 }

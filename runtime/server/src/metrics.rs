@@ -50,7 +50,8 @@ impl Metrics {
             self.latency_buckets[i].fetch_add(1, Relaxed);
         }
         self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_us.fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.latency_sum_us
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 
     /// Renders the node's metrics in Prometheus text format.
@@ -63,7 +64,10 @@ impl Metrics {
     ) -> String {
         let mut out = String::new();
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
         let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
@@ -77,7 +81,11 @@ impl Metrics {
             ("rejected", &self.commands_rejected),
             ("failed", &self.commands_failed),
         ] {
-            let _ = writeln!(out, "cella_commands_total{{outcome=\"{label}\"}} {}", c.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "cella_commands_total{{outcome=\"{label}\"}} {}",
+                c.load(Relaxed)
+            );
         }
         let _ = writeln!(
             out,
@@ -86,45 +94,138 @@ impl Metrics {
         let mut cumulative = 0;
         for (bound, c) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
             cumulative += c.load(Relaxed);
-            let _ = writeln!(out, "cella_command_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "cella_command_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
         }
         let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(out, "cella_command_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "cella_command_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let _ = writeln!(
             out,
             "cella_command_duration_seconds_sum {}\ncella_command_duration_seconds_count {count}",
             self.latency_sum_us.load(Relaxed) as f64 / 1e6
         );
-        counter(&mut out, "cella_cache_hits_total", "Commands that found their entity in memory.", self.cache_hits.load(Relaxed));
-        counter(&mut out, "cella_cache_misses_total", "Entity activations from snapshot and journal.", self.cache_misses.load(Relaxed));
-        counter(&mut out, "cella_cache_evictions_total", "Entities evicted from memory.", self.cache_evictions.load(Relaxed));
-        counter(&mut out, "cella_events_replayed_total", "Events folded while activating entities.", self.events_replayed.load(Relaxed));
-        gauge(&mut out, "cella_cached_entities", "Entities held in memory.", cached_entities as u64);
-        gauge(&mut out, "cella_modules", "Deployed entity types.", modules as u64);
-        counter(&mut out, "cella_commits_total", "Durable journal commits (one fsync each).", store.commits);
-        counter(&mut out, "cella_failed_commits_total", "Journal commits that failed.", store.failed_commits);
-        counter(&mut out, "cella_appends_total", "Append requests made durable.", store.append_requests);
-        counter(&mut out, "cella_journal_writes_total", "Journal writes made durable.", store.appended_writes);
-        counter(&mut out, "cella_commit_seconds_total", "Time spent committing.", store.commit_micros / 1_000_000);
+        counter(
+            &mut out,
+            "cella_cache_hits_total",
+            "Commands that found their entity in memory.",
+            self.cache_hits.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "cella_cache_misses_total",
+            "Entity activations from snapshot and journal.",
+            self.cache_misses.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "cella_cache_evictions_total",
+            "Entities evicted from memory.",
+            self.cache_evictions.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "cella_events_replayed_total",
+            "Events folded while activating entities.",
+            self.events_replayed.load(Relaxed),
+        );
+        gauge(
+            &mut out,
+            "cella_cached_entities",
+            "Entities held in memory.",
+            cached_entities as u64,
+        );
+        gauge(
+            &mut out,
+            "cella_modules",
+            "Deployed entity types.",
+            modules as u64,
+        );
+        counter(
+            &mut out,
+            "cella_commits_total",
+            "Durable journal commits (one fsync each).",
+            store.commits,
+        );
+        counter(
+            &mut out,
+            "cella_failed_commits_total",
+            "Journal commits that failed.",
+            store.failed_commits,
+        );
+        counter(
+            &mut out,
+            "cella_appends_total",
+            "Append requests made durable.",
+            store.append_requests,
+        );
+        counter(
+            &mut out,
+            "cella_journal_writes_total",
+            "Journal writes made durable.",
+            store.appended_writes,
+        );
+        counter(
+            &mut out,
+            "cella_commit_seconds_total",
+            "Time spent committing.",
+            store.commit_micros / 1_000_000,
+        );
         let _ = writeln!(
             out,
             "# HELP cella_commit_batch_size Append requests per commit.\n# TYPE cella_commit_batch_size histogram"
         );
         let cumulative = store.cumulative();
-        for (bound, c) in cella_store::BATCH_SIZE_BUCKETS.iter().zip(cumulative.iter()) {
+        for (bound, c) in cella_store::BATCH_SIZE_BUCKETS
+            .iter()
+            .zip(cumulative.iter())
+        {
             let _ = writeln!(out, "cella_commit_batch_size_bucket{{le=\"{bound}\"}} {c}");
         }
-        let _ = writeln!(out, "cella_commit_batch_size_bucket{{le=\"+Inf\"}} {}", store.commits);
+        let _ = writeln!(
+            out,
+            "cella_commit_batch_size_bucket{{le=\"+Inf\"}} {}",
+            store.commits
+        );
         let _ = writeln!(
             out,
             "cella_commit_batch_size_sum {}\ncella_commit_batch_size_count {}",
             store.batch_size_sum, store.commits
         );
-        counter(&mut out, "cella_instances_created_total", "Guest instances created.", host.instances_created);
-        gauge(&mut out, "cella_instances_live", "Guest instances alive now.", host.instances_live);
-        counter(&mut out, "cella_guest_calls_total", "Guest calls.", host.calls);
-        counter(&mut out, "cella_guest_traps_total", "Guest calls that trapped.", host.traps);
-        counter(&mut out, "cella_guest_deadlines_total", "Guest calls stopped at their deadline.", host.deadline_hits);
+        counter(
+            &mut out,
+            "cella_instances_created_total",
+            "Guest instances created.",
+            host.instances_created,
+        );
+        gauge(
+            &mut out,
+            "cella_instances_live",
+            "Guest instances alive now.",
+            host.instances_live,
+        );
+        counter(
+            &mut out,
+            "cella_guest_calls_total",
+            "Guest calls.",
+            host.calls,
+        );
+        counter(
+            &mut out,
+            "cella_guest_traps_total",
+            "Guest calls that trapped.",
+            host.traps,
+        );
+        counter(
+            &mut out,
+            "cella_guest_deadlines_total",
+            "Guest calls stopped at their deadline.",
+            host.deadline_hits,
+        );
         out
     }
 }

@@ -37,7 +37,10 @@ pub struct NodeOptions {
 impl NodeOptions {
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
         let host = HostConfig::default();
-        let entities = EntityOptions { deadline: host.deadline, ..EntityOptions::default() };
+        let entities = EntityOptions {
+            deadline: host.deadline,
+            ..EntityOptions::default()
+        };
         Self {
             data_dir,
             listen,
@@ -74,12 +77,21 @@ impl Node {
             metrics.clone(),
             options.entities.clone(),
         );
-        Ok(Arc::new(Node { options, store, host, registry, entities, metrics }))
+        Ok(Arc::new(Node {
+            options,
+            store,
+            host,
+            registry,
+            entities,
+            metrics,
+        }))
     }
 
     /// Checks the admin token, if one is configured.
     pub fn authorize_admin(&self, req: &Request<Incoming>) -> Result<()> {
-        let Some(token) = &self.options.admin_token else { return Ok(()) };
+        let Some(token) = &self.options.admin_token else {
+            return Ok(());
+        };
         let given = req
             .headers()
             .get(AUTHORIZATION)
@@ -115,7 +127,12 @@ impl Node {
         let node = Node::open(options).await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(serve(listener, node.clone(), stop_rx));
-        Ok(NodeHandle { addr, node, stop: stop_tx, task })
+        Ok(NodeHandle {
+            addr,
+            node,
+            stop: stop_tx,
+            task,
+        })
     }
 }
 
@@ -166,7 +183,10 @@ async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver
         }
     }
     drop(listener);
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within 10 s of shutdown");
     }
 }

@@ -31,7 +31,11 @@ impl Active {
 
     /// Whether the module declares `command`.
     pub fn has_command(&self, command: &str) -> bool {
-        self.module.descriptor().commands.iter().any(|c| c == command)
+        self.module
+            .descriptor()
+            .commands
+            .iter()
+            .any(|c| c == command)
     }
 
     pub fn command_list(&self) -> String {
@@ -49,7 +53,10 @@ pub struct Registry {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn digest_of(bytes: &[u8]) -> String {
@@ -66,7 +73,9 @@ impl Registry {
             admin: tokio::sync::Mutex::new(()),
         });
         for info in registry.store.modules()? {
-            let active = registry.load_version(&info.entity_type, info.active).await?;
+            let active = registry
+                .load_version(&info.entity_type, info.active)
+                .await?;
             registry.insert(&info.entity_type, active);
         }
         Ok(registry)
@@ -91,23 +100,34 @@ impl Registry {
             .find(|v| v.version == version)
             .ok_or_else(|| Error::NotFound(format!("{entity_type} has no version {version}")))?
             .clone();
-        if let Some(artifact) = self.store.get_artifact(entity_type, version)? {
-            if let Ok(module) = self.host.load_precompiled(&artifact).await {
-                return Ok(Active { version, digest: meta.digest, module });
-            }
+        if let Some(artifact) = self.store.get_artifact(entity_type, version)?
+            && let Ok(module) = self.host.load_precompiled(&artifact).await
+        {
+            return Ok(Active {
+                version,
+                digest: meta.digest,
+                module,
+            });
         }
-        let bytes = self.store.module_bytes(entity_type, version)?.ok_or_else(|| {
-            Error::Storage(format!("component bytes of {entity_type} v{version} are missing"))
+        let bytes = self
+            .store
+            .module_bytes(entity_type, version)?
+            .ok_or_else(|| {
+                Error::Storage(format!(
+                    "component bytes of {entity_type} v{version} are missing"
+                ))
+            })?;
+        let module = self.host.load(&bytes).await.map_err(|e| {
+            Error::Internal(format!("stored component {entity_type} v{version}: {e}"))
         })?;
-        let module = self
-            .host
-            .load(&bytes)
-            .await
-            .map_err(|e| Error::Internal(format!("stored component {entity_type} v{version}: {e}")))?;
         if let Ok(artifact) = module.serialize() {
             self.store.put_artifact(entity_type, version, &artifact)?;
         }
-        Ok(Active { version, digest: meta.digest, module })
+        Ok(Active {
+            version,
+            digest: meta.digest,
+            module,
+        })
     }
 
     /// The active module of `entity_type`.
@@ -134,10 +154,10 @@ impl Registry {
         let _guard = self.admin.lock().await;
         let digest = digest_of(wasm);
         // Re-deploying the active bytes is a no-op that returns the existing version.
-        if let Some(info) = self.store.module(entity_type)? {
-            if let Some(v) = info.active_version().filter(|v| v.digest == digest) {
-                return Ok((v.clone(), false));
-            }
+        if let Some(info) = self.store.module(entity_type)?
+            && let Some(v) = info.active_version().filter(|v| v.digest == digest)
+        {
+            return Ok((v.clone(), false));
         }
         let module = self.host.load(wasm).await.map_err(|e| match e {
             cella_host::Error::InvalidComponent(m) => Error::InvalidComponent(m),
@@ -158,9 +178,17 @@ impl Registry {
             .cloned()
             .ok_or_else(|| Error::Internal("the stored module has no active version".into()))?;
         if let Ok(artifact) = module.serialize() {
-            self.store.put_artifact(entity_type, meta.version, &artifact)?;
+            self.store
+                .put_artifact(entity_type, meta.version, &artifact)?;
         }
-        self.insert(entity_type, Active { version: meta.version, digest, module });
+        self.insert(
+            entity_type,
+            Active {
+                version: meta.version,
+                digest,
+                module,
+            },
+        );
         Ok((meta, true))
     }
 
@@ -171,7 +199,9 @@ impl Registry {
 
     /// One deployed type.
     pub fn info(&self, entity_type: &str) -> Result<ModuleInfo> {
-        self.store.module(entity_type)?.ok_or_else(|| Error::UnknownType(entity_type.to_string()))
+        self.store
+            .module(entity_type)?
+            .ok_or_else(|| Error::UnknownType(entity_type.to_string()))
     }
 
     /// Removes a type and all its versions. Entity state of that type stays on disk, so a
