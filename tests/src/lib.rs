@@ -68,6 +68,16 @@ impl TestNode {
         Self::spawn(data_dir.to_path_buf(), "127.0.0.1:0", args)
     }
 
+    /// Starts a node and deploys the examples: `counter` as `counter`, `shopping-cart` as `cart`.
+    pub async fn with_examples(data_dir: &Path, extra: &[&str]) -> TestNode {
+        let node = Self::start(data_dir, extra).expect("start node");
+        for (ty, name) in [("counter", "counter"), ("cart", "shopping-cart")] {
+            let r = node.deploy(ty, &component(name)).await;
+            assert_eq!(r.status, 201, "deploying {name}: {}", r.body);
+        }
+        node
+    }
+
     fn spawn(data_dir: PathBuf, listen: &str, args: Vec<String>) -> anyhow::Result<TestNode> {
         let mut child = Command::new(cella_bin())
             .arg("serve")

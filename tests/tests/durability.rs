@@ -17,17 +17,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_restart_keeps_state_and_modules() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = TestNode::start(dir.path(), &[]).unwrap();
-    assert_eq!(
-        node.deploy("counter", &component("counter")).await.status,
-        201
-    );
-    assert_eq!(
-        node.deploy("cart", &component("shopping-cart"))
-            .await
-            .status,
-        201
-    );
+    let mut node = TestNode::with_examples(dir.path(), &[]).await;
     for i in 1..=10 {
         assert_eq!(node.call("counter", "a", "add", "1").await.json, json!(i));
     }
@@ -51,17 +41,7 @@ async fn graceful_restart_keeps_state_and_modules() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_mid_load_loses_no_acknowledged_command() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = TestNode::start(dir.path(), &[]).unwrap();
-    assert_eq!(
-        node.deploy("counter", &component("counter")).await.status,
-        201
-    );
-    assert_eq!(
-        node.deploy("cart", &component("shopping-cart"))
-            .await
-            .status,
-        201
-    );
+    let mut node = TestNode::with_examples(dir.path(), &[]).await;
     let url = node.url.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let keys = 20u64;

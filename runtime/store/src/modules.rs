@@ -122,16 +122,25 @@ impl Store {
 
     /// The component bytes of one version of a module.
     pub fn module_bytes(&self, entity_type: &str, version: u32) -> Result<Option<Vec<u8>>> {
+        self.read_versioned(MODULE_BLOBS, entity_type, version, "component")
+    }
+
+    /// Reads the `(entity_type, version)` row of a versioned blob table.
+    fn read_versioned(
+        &self,
+        table: VersionedTable,
+        entity_type: &str,
+        version: u32,
+        what: &'static str,
+    ) -> Result<Option<Vec<u8>>> {
         let txn = self
             .db()?
             .begin_read()
             .map_err(Error::storage("begin read"))?;
-        let blobs = txn
-            .open_table(MODULE_BLOBS)
-            .map_err(Error::storage("open module_blobs"))?;
-        let value = blobs
+        let rows = txn.open_table(table).map_err(Error::storage(what))?;
+        let value = rows
             .get((entity_type, version))
-            .map_err(Error::storage("read component"))?;
+            .map_err(Error::storage(what))?;
         Ok(value.map(|v| v.value().to_vec()))
     }
 
@@ -144,12 +153,7 @@ impl Store {
                 .map_err(Error::storage("open modules"))?;
             let mut info = read_info(&modules, entity_type)?
                 .ok_or_else(|| Error::UnknownModule(entity_type.into()))?;
-            if !info.versions.iter().any(|v| v.version == version) {
-                return Err(Error::UnknownVersion {
-                    entity_type: entity_type.into(),
-                    version,
-                });
-            }
+            require_version(&info, version)?;
             info.active = version;
             modules
                 .insert(entity_type, encode(&info)?.as_slice())
@@ -196,12 +200,7 @@ impl Store {
                 .map_err(Error::storage("open modules"))?;
             let info = read_info(&modules, entity_type)?
                 .ok_or_else(|| Error::UnknownModule(entity_type.into()))?;
-            if !info.versions.iter().any(|v| v.version == version) {
-                return Err(Error::UnknownVersion {
-                    entity_type: entity_type.into(),
-                    version,
-                });
-            }
+            require_version(&info, version)?;
             let mut artifacts = txn
                 .open_table(ARTIFACTS)
                 .map_err(Error::storage("open artifacts"))?;
@@ -214,17 +213,7 @@ impl Store {
 
     /// The cached artifact of a module version, if any.
     pub fn get_artifact(&self, entity_type: &str, version: u32) -> Result<Option<Vec<u8>>> {
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(Error::storage("begin read"))?;
-        let artifacts = txn
-            .open_table(ARTIFACTS)
-            .map_err(Error::storage("open artifacts"))?;
-        let value = artifacts
-            .get((entity_type, version))
-            .map_err(Error::storage("read artifact"))?;
-        Ok(value.map(|v| v.value().to_vec()))
+        self.read_versioned(ARTIFACTS, entity_type, version, "artifact")
     }
 
     /// Drops the cached artifact of a module version (say, after a compiler upgrade made it
@@ -270,4 +259,18 @@ fn read_info(
         .get(entity_type)
         .map_err(Error::storage("read module"))?;
     Ok(value.map(|v| decode(v.value())).transpose()?)
+}
+
+/// A table of per-version blobs, keyed by `(entity_type, version)`.
+type VersionedTable = redb::TableDefinition<'static, (&'static str, u32), &'static [u8]>;
+
+/// Fails with [`Error::UnknownVersion`] unless `info` has `version`.
+fn require_version(info: &ModuleInfo, version: u32) -> Result<()> {
+    if info.versions.iter().any(|v| v.version == version) {
+        return Ok(());
+    }
+    Err(Error::UnknownVersion {
+        entity_type: info.entity_type.clone(),
+        version,
+    })
 }
