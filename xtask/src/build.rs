@@ -12,7 +12,16 @@ pub const TARGET: &str = "wasm32-wasip2";
 /// The cargo profile guests are built with.
 pub const PROFILE: &str = "guest";
 /// The guest crates `build-examples` builds.
-pub const GUESTS: &[&str] = &["counter", "shopping-cart", "misbehave", "wrong-world"];
+pub const GUESTS: &[&str] = &[
+    "counter",
+    "shopping-cart",
+    "misbehave",
+    "wrong-world",
+    "tally",
+    "tally-divergent",
+    "tally-trapping",
+    "clock",
+];
 
 /// A built component.
 #[derive(Clone, Debug)]

@@ -231,6 +231,12 @@ impl Host {
                  world `cella:entity/entity-world@0.1.0`"
             )));
         }
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        crate::capabilities::check(imports.iter().map(String::as_str))?;
         let pre = self
             .shared
             .linker

@@ -15,6 +15,7 @@
 
 mod artifact;
 mod bindings;
+mod capabilities;
 mod host;
 mod instance;
 mod sandbox;

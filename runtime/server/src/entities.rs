@@ -26,6 +26,7 @@ use crate::{
     error::{Error, Result},
     metrics::Metrics,
     registry::{Active, Registry},
+    replay::{self, FoldError},
 };
 
 /// Tunables of the entity layer.
@@ -62,6 +63,8 @@ struct Loaded {
     seq: u64,
     /// Events since the last snapshot (event-sourced).
     events_since_snapshot: u64,
+    /// The module version that folded `state`.
+    module_version: u32,
 }
 
 /// One cached entity.
@@ -184,69 +187,58 @@ impl Entities {
         }
     }
 
-    /// Activates an entity from its snapshot and journal.
+    /// Activates an entity from its snapshot and journal. A snapshot written by another module
+    /// version is ignored for event-sourced entities: their whole journal is replayed through
+    /// the active version's `apply`.
     async fn activate(&self, id: &EntityId, active: &Active) -> Result<Loaded> {
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let load = self.journal.load(id)?;
+        let mut load = self.journal.load(id)?;
         let seq = load.last_seq();
-        match active.kind() {
-            EntityKind::Value => {
-                let state = match load.entries.last() {
-                    Some(JournalEntry {
-                        payload: JournalPayload::State(s),
-                        ..
-                    }) => Some(s.clone()),
-                    Some(e) => {
-                        return Err(Error::Storage(format!(
-                            "{id}: journal entry {} holds events but the module is a value entity",
-                            e.seq
-                        )));
-                    }
-                    None => load.snapshot.map(|s| s.state),
-                };
-                Ok(Loaded {
-                    state,
-                    seq,
-                    events_since_snapshot: 0,
-                })
-            }
-            EntityKind::EventSourced => {
-                let mut state = load.snapshot.map(|s| s.state);
-                let mut replayed = 0u64;
-                if !load.entries.is_empty() {
-                    let mut instance = active
-                        .module
-                        .instantiate()
-                        .await
-                        .map_err(|e| self.map_host_error(e))?;
-                    for entry in &load.entries {
-                        let JournalPayload::Events(events) = &entry.payload else {
-                            return Err(Error::Storage(format!(
-                                "{id}: journal entry {} holds a state write but the module is event-sourced",
-                                entry.seq
-                            )));
-                        };
-                        for event in events {
-                            state = Some(
-                                instance
-                                    .apply(state.as_deref(), event)
-                                    .await
-                                    .map_err(|e| self.map_host_error(e))?,
-                            );
-                            replayed += 1;
-                        }
-                    }
-                }
-                self.metrics
-                    .events_replayed
-                    .fetch_add(replayed, Ordering::Relaxed);
-                Ok(Loaded {
-                    state,
-                    seq,
-                    events_since_snapshot: replayed,
-                })
-            }
+        let event_sourced = active.kind() == EntityKind::EventSourced;
+        if event_sourced
+            && load
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.module_version != active.version)
+        {
+            load.snapshot = None;
+            load.entries = self.journal.read_journal(id, 0, usize::MAX)?;
         }
+        let snapshot_state = load.snapshot.map(|s| s.state);
+        let (state, applied) = replay::fold(&active.module, snapshot_state, &load.entries)
+            .await
+            .map_err(|e| match e {
+                FoldError::Mismatch(m) => Error::Storage(format!("{id}: {m}")),
+                FoldError::Guest(g) => self.map_host_error(g),
+            })?;
+        self.metrics
+            .events_replayed
+            .fetch_add(applied, Ordering::Relaxed);
+        Ok(Loaded {
+            state,
+            seq,
+            events_since_snapshot: if event_sourced { applied } else { 0 },
+            module_version: active.version,
+        })
+    }
+
+    /// Makes sure the slot holds the entity as the active module sees it: activates it when it
+    /// is not cached, and re-activates an event-sourced entity folded by another version.
+    async fn ensure_loaded(
+        &self,
+        id: &EntityId,
+        active: &Active,
+        loaded: &mut Option<Loaded>,
+    ) -> Result<()> {
+        let stale = loaded.as_ref().is_some_and(|l| {
+            l.module_version != active.version && active.kind() == EntityKind::EventSourced
+        });
+        if loaded.is_none() || stale {
+            *loaded = Some(self.activate(id, active).await?);
+        } else {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Waits until every change up to `seq` of this entity is durable.
@@ -293,11 +285,7 @@ impl Entities {
         let id = EntityId::new(entity_type, key);
         let slot = self.slot(&id)?;
         let mut guard = slot.loaded.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.activate(&id, &active).await?);
-        } else {
-            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-        }
+        self.ensure_loaded(&id, &active, &mut guard).await?;
         let Some(loaded) = guard.as_mut() else {
             return Err(Error::Internal("entity vanished while locked".into()));
         };
@@ -469,9 +457,7 @@ impl Entities {
         let id = EntityId::new(entity_type, key);
         let slot = self.slot(&id)?;
         let mut guard = slot.loaded.lock().await;
-        if guard.is_none() {
-            *guard = Some(self.activate(&id, &active).await?);
-        }
+        self.ensure_loaded(&id, &active, &mut guard).await?;
         let Some(loaded) = guard.as_ref() else {
             return Err(Error::Internal("entity vanished while locked".into()));
         };

@@ -202,9 +202,15 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         (&Method::PUT, ["v1", "modules", ty]) => {
             let ty = percent_decode(ty)?;
             node.authorize_admin(&req)?;
+            let check = query_param(&req, "check").is_some_and(|v| v == "true" || v == "1");
             let body = read_body(req, node.options.max_module, "the component").await?;
-            let (meta, created) = node.registry.deploy(&ty, &body).await?;
-            let status = if created {
+            if check {
+                let report = node.registry.check(&ty, &body).await?;
+                return Ok(json_response(StatusCode::OK, &report));
+            }
+            let deployed = node.registry.deploy(&ty, &body).await?;
+            let meta = deployed.version;
+            let status = if deployed.created {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
@@ -217,6 +223,38 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
                     "digest": meta.digest,
                     "kind": meta.kind.as_str(),
                     "commands": meta.commands,
+                    "replayed": deployed.replayed,
+                }),
+            ))
+        }
+        (&Method::POST, ["v1", "modules", ty, "rollback"]) => {
+            let ty = percent_decode(ty)?;
+            node.authorize_admin(&req)?;
+            let body = read_body(req, node.options.max_payload, "the rollback request").await?;
+            let to = if body.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                let v: serde_json::Value = serde_json::from_slice(&body)
+                    .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")))?;
+                match v.get("version") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(n) => Some(n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(
+                        || {
+                            Error::BadRequest(format!(
+                                "`version` must be a version number, got {n}"
+                            ))
+                        },
+                    )?),
+                }
+            };
+            let deployed = node.registry.rollback(&ty, to).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "type": ty,
+                    "version": deployed.version.version,
+                    "digest": deployed.version.digest,
+                    "replayed": deployed.replayed,
                 }),
             ))
         }

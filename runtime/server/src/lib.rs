@@ -10,6 +10,7 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod registry;
+pub mod replay;
 
 pub use error::{Error, Result};
 pub use node::{Node, NodeHandle, NodeOptions};

@@ -14,7 +14,10 @@ use cella_host::{Host, Module};
 use cella_store::Store;
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    replay,
+};
 
 /// A loaded, active module version.
 #[derive(Clone)]
@@ -41,6 +44,20 @@ impl Active {
     pub fn command_list(&self) -> String {
         self.module.descriptor().commands.join(", ")
     }
+}
+
+/// How many existing entities a deploy, rollback or check replays through a new version.
+pub const REPLAY_CHECK_LIMIT: usize = 1000;
+
+/// The result of a deploy.
+#[derive(Clone, Debug)]
+pub struct Deployed {
+    /// The active version after the deploy.
+    pub version: ModuleVersion,
+    /// False when the bytes were already the active version (nothing changed).
+    pub created: bool,
+    /// Event-sourced entities whose journals were replayed through the new version.
+    pub replayed: usize,
 }
 
 /// Maps entity types to their active module.
@@ -149,7 +166,7 @@ impl Registry {
     }
 
     /// Validates, compiles, persists and activates a new version of `entity_type`.
-    pub async fn deploy(&self, entity_type: &str, wasm: &[u8]) -> Result<(ModuleVersion, bool)> {
+    pub async fn deploy(&self, entity_type: &str, wasm: &[u8]) -> Result<Deployed> {
         validate_name("entity type", entity_type).map_err(|e| Error::BadRequest(e.to_string()))?;
         let _guard = self.admin.lock().await;
         let digest = digest_of(wasm);
@@ -157,12 +174,17 @@ impl Registry {
         if let Some(info) = self.store.module(entity_type)?
             && let Some(v) = info.active_version().filter(|v| v.digest == digest)
         {
-            return Ok((v.clone(), false));
+            return Ok(Deployed {
+                version: v.clone(),
+                created: false,
+                replayed: 0,
+            });
         }
         let module = self.host.load(wasm).await.map_err(|e| match e {
             cella_host::Error::InvalidComponent(m) => Error::InvalidComponent(m),
             other => Error::InvalidComponent(other.to_string()),
         })?;
+        let replayed = self.verify_replay(entity_type, &module).await?;
         let descriptor = module.descriptor();
         let meta = ModuleVersion {
             version: self.store.next_module_version(entity_type)?,
@@ -189,7 +211,107 @@ impl Registry {
                 module,
             },
         );
-        Ok((meta, true))
+        Ok(Deployed {
+            version: meta,
+            created: true,
+            replayed,
+        })
+    }
+
+    /// Replays the existing entities of `entity_type` (up to [`REPLAY_CHECK_LIMIT`]) through
+    /// `module` and refuses it if any of them cannot be replayed or rendered: a version that
+    /// cannot take over the state it would inherit never becomes active. Returns how many
+    /// entities were replayed.
+    async fn verify_replay(&self, entity_type: &str, module: &Module) -> Result<usize> {
+        let report =
+            replay::check(&self.store, entity_type, None, module, REPLAY_CHECK_LIMIT).await?;
+        if report.failed.is_empty() {
+            return Ok(report.checked);
+        }
+        let examples: Vec<String> = report
+            .failed
+            .iter()
+            .take(3)
+            .map(|(key, error)| format!("{entity_type}/{key}: {error}"))
+            .collect();
+        Err(Error::InvalidComponent(format!(
+            "this version cannot take over the existing entities of `{entity_type}`: {} of {} \
+             replayed entities failed ({}); the active version keeps serving",
+            report.failed.len(),
+            report.checked,
+            examples.join("; ")
+        )))
+    }
+
+    /// Shadow replay: compiles a candidate and replays the journals of existing entities
+    /// through it and through the active version, reporting where they differ. Nothing is
+    /// stored or activated.
+    pub async fn check(&self, entity_type: &str, wasm: &[u8]) -> Result<serde_json::Value> {
+        validate_name("entity type", entity_type).map_err(|e| Error::BadRequest(e.to_string()))?;
+        let candidate = self.host.load(wasm).await.map_err(|e| match e {
+            cella_host::Error::InvalidComponent(m) => Error::InvalidComponent(m),
+            other => Error::InvalidComponent(other.to_string()),
+        })?;
+        let active = self.get(entity_type).ok();
+        let report = replay::check(
+            &self.store,
+            entity_type,
+            active.as_ref().map(|a| &a.module),
+            &candidate,
+            REPLAY_CHECK_LIMIT,
+        )
+        .await?;
+        let mut json = report.to_json();
+        json["type"] = entity_type.into();
+        json["activeVersion"] = active.as_ref().map(|a| a.version).into();
+        json["candidate"] = serde_json::json!({
+            "digest": digest_of(wasm),
+            "kind": candidate.descriptor().kind.as_str(),
+            "commands": candidate.descriptor().commands,
+        });
+        Ok(json)
+    }
+
+    /// Makes an earlier (or any stored) version active again: `to`, or else the newest version
+    /// older than the active one. The version must be able to replay the existing entities.
+    pub async fn rollback(&self, entity_type: &str, to: Option<u32>) -> Result<Deployed> {
+        let _guard = self.admin.lock().await;
+        let info = self.info(entity_type)?;
+        let target = match to {
+            Some(v) => info
+                .versions
+                .iter()
+                .find(|m| m.version == v)
+                .ok_or_else(|| {
+                    let known: Vec<String> =
+                        info.versions.iter().map(|m| m.version.to_string()).collect();
+                    Error::NotFound(format!(
+                        "`{entity_type}` has no version {v} (it has {})",
+                        known.join(", ")
+                    ))
+                })?,
+            None => info
+                .versions
+                .iter()
+                .filter(|m| m.version < info.active)
+                .max_by_key(|m| m.version)
+                .ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "`{entity_type}` v{} is its oldest version; there is nothing to roll back to",
+                        info.active
+                    ))
+                })?,
+        }
+        .clone();
+        let loaded = self.load_version(entity_type, target.version).await?;
+        let replayed = self.verify_replay(entity_type, &loaded.module).await?;
+        self.store.set_active_version(entity_type, target.version)?;
+        self.insert(entity_type, loaded);
+        Ok(Deployed {
+            version: target,
+            created: true,
+            replayed,
+        })
     }
 
     /// All deployed types.

@@ -48,6 +48,39 @@ impl Journal for Store {
 }
 
 impl Store {
+    /// Keys of entities of `entity_type` that have a journal, in key order, starting after
+    /// `after` (exclusive), at most `limit` of them. Each step seeks past the previous key's
+    /// entries, so the cost is one seek per key, not one per entry.
+    pub fn entity_keys(
+        &self,
+        entity_type: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let txn = self.begin_read()?;
+        let journal = txn
+            .open_table(JOURNAL)
+            .map_err(Error::storage("open journal table"))?;
+        let mut keys: Vec<String> = Vec::new();
+        while keys.len() < limit {
+            let lower = match keys.last().map(String::as_str).or(after) {
+                Some(key) => Bound::Excluded((entity_type, key, u64::MAX)),
+                None => Bound::Included((entity_type, "", 0)),
+            };
+            let mut range = journal
+                .range::<(&str, &str, u64)>((lower, Bound::Unbounded))
+                .map_err(Error::storage("read journal"))?;
+            let Some(row) = range.next() else { break };
+            let (key, _) = row.map_err(Error::storage("read journal"))?;
+            let (t, k, _) = key.value();
+            if t != entity_type {
+                break;
+            }
+            keys.push(k.to_string());
+        }
+        Ok(keys)
+    }
+
     fn begin_read(&self) -> Result<ReadTransaction> {
         self.db()?
             .begin_read()

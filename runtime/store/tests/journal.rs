@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use cella_core::{EntityId, EntityLoad, Journal, Write};
+use cella_core::{EntityId, EntityLoad, Journal, JournalEntry, JournalPayload, Write};
 use cella_store::{Error, Store, StoreOptions};
 use common::{append, entry, id, open, snapshot};
 
@@ -354,4 +354,40 @@ fn errors_convert_to_core_errors() {
 fn store_is_send_sync_and_cheap_to_clone() {
     fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
     assert_send_sync::<Store>();
+}
+
+#[tokio::test]
+async fn entity_keys_lists_each_entity_once_per_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let mut writes = Vec::new();
+    for (t, k) in [
+        ("a", "x"),
+        ("b", "k1"),
+        ("b", "k2"),
+        ("b", "k10"),
+        ("c", "z"),
+    ] {
+        for seq in 1..=3 {
+            writes.push(Write::Append(
+                EntityId::new(t, k),
+                JournalEntry {
+                    seq,
+                    command_id: format!("{t}{k}{seq}"),
+                    command: "c".into(),
+                    timestamp_ms: 0,
+                    module_version: 1,
+                    payload: JournalPayload::State(vec![seq as u8]),
+                },
+            ));
+        }
+    }
+    store.append(writes).await.unwrap();
+    assert_eq!(
+        store.entity_keys("b", None, 10).unwrap(),
+        vec!["k1", "k10", "k2"]
+    );
+    assert_eq!(store.entity_keys("b", None, 2).unwrap(), vec!["k1", "k10"]);
+    assert_eq!(store.entity_keys("b", Some("k10"), 10).unwrap(), vec!["k2"]);
+    assert!(store.entity_keys("nope", None, 10).unwrap().is_empty());
 }
