@@ -5,8 +5,9 @@
 //! - `POST /v1/entities/{type}/{key}/{command}` — run a command; the body is JSON (empty = `null`).
 //! - `GET  /v1/entities/{type}/{key}` — the entity's state as JSON.
 //! - `GET  /v1/entities/{type}/{key}/journal?from=N&limit=N` — its journal as JSON.
-//! - `PUT  /v1/modules/{type}` (body: a component), `GET /v1/modules`, `GET /v1/modules/{type}`,
-//!   `DELETE /v1/modules/{type}`.
+//! - `PUT  /v1/modules/{type}` (body: a component; `?check=true` shadow-replays it instead of
+//!   deploying), `POST /v1/modules/{type}/rollback` (body `{"version": N}` or empty),
+//!   `GET /v1/modules`, `GET /v1/modules/{type}`, `DELETE /v1/modules/{type}`.
 //! - `GET /healthz`, `GET /metrics` (Prometheus text).
 
 use std::{convert::Infallible, sync::Arc, time::Instant};
