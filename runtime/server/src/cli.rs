@@ -1,5 +1,8 @@
-//! The `cella` command line (clap): `serve` runs a node; `deploy`, `call`, `inspect` and
-//! `modules` talk to a running node over HTTP and turn its answers into readable output.
+//! The `cella` command line (clap): `serve` runs a node; `deploy` (and `deploy --check`),
+//! `rollback`, `call`, `inspect` and `modules` talk to a running node over HTTP and turn its
+//! answers into readable output; `new`, `build` and `dev` are the developer loop (see
+//! [`crate::scaffold`], [`crate::guest_build`] and [`crate::dev`]). Errors exit 1, a
+//! `deploy --check` that finds differences exits 3.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -9,8 +12,22 @@ use hyper::Method;
 
 use crate::{
     client::{self, encode_segment},
+    dev::{self, DevOptions},
+    guest_build,
     node::{Node, NodeOptions},
+    scaffold::{self, Kind},
 };
+
+/// Exit code of `deploy --check` when the candidate diverges or fails on existing entities.
+pub const EXIT_CHECK_FAILED: u8 = 3;
+
+/// An error that asks for a specific exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitWith {
+    pub code: u8,
+    pub message: String,
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,6 +49,36 @@ struct ServerArg {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create an entity crate: `cella new my-counter`.
+    New {
+        /// Crate name (also the default entity type name).
+        name: String,
+        /// The kind of entity.
+        #[arg(long, value_enum, default_value = "value")]
+        kind: Kind,
+        /// Directory to create the crate in (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        path: Option<PathBuf>,
+    },
+    /// Build an entity crate into a component (wasm32-wasip2, release) and validate it.
+    Build {
+        /// The entity crate.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Build, serve and reload on every save: an embedded node (data in PATH/.cella) that
+    /// deploys each new build in place.
+    Dev {
+        /// The entity crate.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Address to serve HTTP on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Entity type to deploy as (default: the package name).
+        #[arg(long, value_name = "TYPE")]
+        name: Option<String>,
+    },
     /// Run a node (an embedded single node; data and modules persist in --data-dir).
     Serve {
         /// Directory for the journal, snapshots and modules.
@@ -40,7 +87,7 @@ enum Command {
         /// Address to serve HTTP on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Require `Authorization: Bearer TOKEN` for module upload and delete.
+        /// Require `Authorization: Bearer TOKEN` for module upload, check, delete and rollback.
         #[arg(long, env = "CELLA_ADMIN_TOKEN")]
         admin_token: Option<String>,
         /// Deploy a component at start, as TYPE=FILE (repeatable).
@@ -66,6 +113,24 @@ enum Command {
         /// Entity type name to deploy it as.
         #[arg(long)]
         name: String,
+        /// Only check: replay the existing entities through the component and compare with the
+        /// active version, without deploying. Exits 3 if any entity diverges or fails.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        server: ServerArg,
+        /// Admin token, when the node requires one.
+        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+    },
+    /// Make an earlier version of an entity type active again.
+    Rollback {
+        /// Entity type.
+        #[arg(value_name = "TYPE")]
+        entity_type: String,
+        /// The version to activate (default: the one before the active version).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<u32>,
         #[command(flatten)]
         server: ServerArg,
         /// Admin token, when the node requires one.
@@ -113,7 +178,10 @@ pub fn entry() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            match e.downcast_ref::<ExitWith>() {
+                Some(exit) => std::process::ExitCode::from(exit.code),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -126,6 +194,77 @@ pub fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(run(cli))
+}
+
+/// Prints the answer of `PUT /v1/modules/{type}?check=true` readably; an error (exit code 3)
+/// if any entity diverged or failed.
+fn check_summary(entity_type: &str, body: &str) -> anyhow::Result<()> {
+    let report: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| anyhow::anyhow!("the server's answer is not JSON ({e}): {body}"))?;
+    let list = |field: &str| report[field].as_array().cloned().unwrap_or_default();
+    let (diverged, failed) = (list("diverged"), list("failed"));
+    let checked = report["checked"].as_u64().unwrap_or(0);
+    let against = match report.get("activeVersion") {
+        Some(serde_json::Value::Null) => " (no version is active)".to_string(),
+        Some(v) => format!(" against the active v{v}"),
+        None => String::new(),
+    };
+    let entities = if checked == 1 { "entity" } else { "entities" };
+    println!("checked {checked} {entities} of `{entity_type}`{against}");
+    if let Some(candidate) = report.get("candidate") {
+        let commands: Vec<&str> = candidate["commands"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|c| c.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "  candidate: {}, {} entity, commands {}",
+            candidate["digest"].as_str().unwrap_or("?"),
+            candidate["kind"].as_str().unwrap_or("?"),
+            commands.join(", ")
+        );
+    }
+    if report["truncated"].as_bool() == Some(true) {
+        println!("  (more entities exist than were checked)");
+    }
+    let key = |entry: &serde_json::Value| entry["key"].as_str().unwrap_or("?").to_string();
+    if !diverged.is_empty() {
+        println!("diverged: {}", diverged.len());
+        for entry in &diverged {
+            println!("  {entity_type}/{}", key(entry));
+            println!("    current:   {}", entry["current"]);
+            println!("    candidate: {}", entry["candidate"]);
+        }
+    }
+    if !failed.is_empty() {
+        println!("failed: {}", failed.len());
+        for entry in &failed {
+            let error = entry["error"].as_str().unwrap_or("?").trim_end();
+            println!(
+                "  {entity_type}/{}: {}",
+                key(entry),
+                error.replace('\n', "\n    ")
+            );
+        }
+    }
+    if diverged.is_empty() && failed.is_empty() {
+        println!("ok: every checked entity replays to the same state");
+        return Ok(());
+    }
+    let hint = if failed.is_empty() {
+        "if the differences are intended, deploy without --check"
+    } else {
+        "a deploy of this candidate would be refused: it cannot replay the entities that failed"
+    };
+    Err(ExitWith {
+        code: EXIT_CHECK_FAILED,
+        message: format!(
+            "the candidate does not take over `{entity_type}` unchanged: {} diverged, {} \
+             failed\nhint: {hint}",
+            diverged.len(),
+            failed.len()
+        ),
+    }
+    .into())
 }
 
 fn split_entity(entity: &str) -> anyhow::Result<(&str, &str)> {
@@ -182,21 +321,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy {
             file,
             name,
+            check,
             server,
             admin_token,
         } => {
             let bytes = std::fs::read(&file).map_err(|e| {
-                anyhow::anyhow!("cannot read {}: {e}\nhint: build the component first (cargo xtask build-examples)", file.display())
+                anyhow::anyhow!(
+                    "cannot read {}: {e}\nhint: build the component first (`cella build` in \
+                     the entity crate)",
+                    file.display()
+                )
             })?;
+            let mut path = format!("/v1/modules/{}", encode_segment(&name));
+            if check {
+                path.push_str("?check=true");
+            }
             let reply = client::send(
                 &server.server,
                 Method::PUT,
-                &format!("/v1/modules/{}", encode_segment(&name)),
+                &path,
                 bytes,
                 admin_token.as_deref(),
             )
             .await?;
+            if check && (200..300).contains(&reply.status) {
+                return check_summary(&name, &reply.body);
+            }
             finish(reply)
+        }
+        Command::Rollback {
+            entity_type,
+            to,
+            server,
+            admin_token,
+        } => {
+            let body = match to {
+                Some(version) => serde_json::json!({ "version": version }).to_string(),
+                None => String::new(),
+            };
+            let reply = client::send(
+                &server.server,
+                Method::POST,
+                &format!("/v1/modules/{}/rollback", encode_segment(&entity_type)),
+                body.into_bytes(),
+                admin_token.as_deref(),
+            )
+            .await?;
+            finish(reply)
+        }
+        Command::New { name, kind, path } => scaffold::run_new(&name, kind, path),
+        Command::Build { path } => guest_build::run_build(&path).await,
+        Command::Dev { path, listen, name } => {
+            dev::run(DevOptions {
+                dir: path,
+                listen,
+                name,
+            })
+            .await
         }
         Command::Call {
             entity,
@@ -248,12 +429,13 @@ async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> 
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--deploy `{spec}` must be TYPE=FILE"))?;
         let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?;
-        let (meta, _) = handle
+        let meta = handle
             .node
             .registry
             .deploy(ty, &bytes)
             .await
-            .map_err(|e| anyhow::anyhow!("deploying {file} as `{ty}` failed: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("deploying {file} as `{ty}` failed: {e}"))?
+            .version;
         println!(
             "deployed {ty} v{} ({}, commands: {})",
             meta.version,
@@ -267,7 +449,8 @@ async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Resolves on Ctrl-C or (on Unix) SIGTERM.
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

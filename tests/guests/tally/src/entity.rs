@@ -34,10 +34,9 @@ impl EventSourcedEntity for Tally {
     }
 
     fn apply(&mut self, event: Added) {
-        assert!(
-            !super::TRAP_ON_APPLY,
-            "this version cannot replay its journal"
-        );
+        if std::hint::black_box(super::TRAP_ON_APPLY) {
+            panic!("this version cannot replay its journal");
+        }
         self.total += event.0 * super::FACTOR;
     }
 }
