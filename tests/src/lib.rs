@@ -32,6 +32,14 @@ pub fn cella_bin() -> PathBuf {
     bin
 }
 
+/// A finished process's stdout and stderr as text.
+pub fn output_text(o: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 /// Path of a built component, e.g. `component("counter")`.
 pub fn component(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

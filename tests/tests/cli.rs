@@ -3,20 +3,13 @@
 
 use std::process::{Command, Output};
 
-use cella_tests::{TestNode, cella_bin, component};
+use cella_tests::{TestNode, cella_bin, component, output_text as text};
 
 fn cella(args: &[&str]) -> Output {
     Command::new(cella_bin())
         .args(args)
         .output()
         .expect("run cella")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 #[test]

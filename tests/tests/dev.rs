@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cella_tests::{TestNode, cella_bin, component};
+use cella_tests::{TestNode, cella_bin, component, output_text as text};
 use hyper::Method;
 use serde_json::{Value, json};
 
@@ -37,13 +37,6 @@ fn cella(dir: &Path, home: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run cella")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 /// `cargo test` in a scaffolded crate.
