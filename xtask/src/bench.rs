@@ -146,7 +146,7 @@ pub fn run(secs: u32, concs: &[u32], micro: bool) -> anyhow::Result<()> {
     std::fs::write(&script, KEYS_LUA)?;
     let addr = "127.0.0.1:18095";
     let _server = Server(
-        Command::new(root.join("target/release/cella"))
+        Command::new(build::target_dir(&root).join("release/cella"))
             .args(["serve", "--data-dir"])
             .arg(tmp.join("data"))
             .args(["--listen", addr])
@@ -165,7 +165,7 @@ pub fn run(secs: u32, concs: &[u32], micro: bool) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let wasm = std::fs::read(root.join("target/components/counter.wasm"))?;
+    let wasm = std::fs::read(build::target_dir(&root).join("components/counter.wasm"))?;
     let (status, body) = request(addr, "PUT", "/v1/modules/counter", &wasm)?;
     if status >= 300 {
         bail!("deploy failed: {status} {body}");

@@ -95,7 +95,7 @@ pub fn demo(listen: &str) -> anyhow::Result<()> {
     let root = workspace_root();
     build::build_examples()?;
     cargo(&["build", "--release", "-p", "cella-server", "--bin", "cella"])?;
-    let components = root.join("target/components");
+    let components = build::target_dir(&root).join("components");
     let base = format!("http://{listen}");
     println!(
         "\nTry, from another terminal:\n\
@@ -108,7 +108,7 @@ pub fn demo(listen: &str) -> anyhow::Result<()> {
          \x20 target/release/cella inspect counter/alice --server {base}\n\
          Ctrl-C stops the node; its data stays in ./.cella.\n"
     );
-    let status = Command::new(root.join("target/release/cella"))
+    let status = Command::new(build::target_dir(&root).join("release/cella"))
         .current_dir(&root)
         .args([
             "serve",
