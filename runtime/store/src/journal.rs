@@ -81,7 +81,8 @@ impl Store {
         Ok(keys)
     }
 
-    fn begin_read(&self) -> Result<ReadTransaction> {
+    /// A read transaction on the database.
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction> {
         self.db()?
             .begin_read()
             .map_err(Error::storage("begin read"))

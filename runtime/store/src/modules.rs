@@ -9,7 +9,7 @@
 //! and in the artifact cache alike.
 
 use cella_core::{ModuleInfo, ModuleVersion, decode, encode, validate_name};
-use redb::{Durability, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Durability, ReadableTable, WriteTransaction};
 
 use crate::{
     Store,
@@ -22,10 +22,7 @@ impl Store {
     /// one more than the last version ever assigned to the type (1 for a new type). Numbers
     /// are never reused, even after [`Store::delete_module`].
     pub fn next_module_version(&self, entity_type: &str) -> Result<u32> {
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(Error::storage("begin read"))?;
+        let txn = self.begin_read()?;
         let seq = txn
             .open_table(MODULE_SEQ)
             .map_err(Error::storage("open module_seq"))?;
@@ -93,10 +90,7 @@ impl Store {
 
     /// Every deployed module, ordered by entity type.
     pub fn modules(&self) -> Result<Vec<ModuleInfo>> {
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(Error::storage("begin read"))?;
+        let txn = self.begin_read()?;
         let modules = txn
             .open_table(MODULES)
             .map_err(Error::storage("open modules"))?;
@@ -110,10 +104,7 @@ impl Store {
 
     /// The module of `entity_type`, if deployed.
     pub fn module(&self, entity_type: &str) -> Result<Option<ModuleInfo>> {
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(Error::storage("begin read"))?;
+        let txn = self.begin_read()?;
         let modules = txn
             .open_table(MODULES)
             .map_err(Error::storage("open modules"))?;
@@ -133,10 +124,7 @@ impl Store {
         version: u32,
         what: &'static str,
     ) -> Result<Option<Vec<u8>>> {
-        let txn = self
-            .db()?
-            .begin_read()
-            .map_err(Error::storage("begin read"))?;
+        let txn = self.begin_read()?;
         let rows = txn.open_table(table).map_err(Error::storage(what))?;
         let value = rows
             .get((entity_type, version))
