@@ -1,7 +1,7 @@
 //! Module versions on a real node: every deploy is a version; a new event-sourced version
 //! replays the journals through its `apply`; `?check=true` shadow-replays a candidate and
 //! reports divergences; a version that cannot replay is refused; rollback; the upload-time
-//! capability check; the admin token.
+//! capability check (inert WASI interfaces warned about, HTTP refused); the admin token.
 
 use cella_tests::{TestNode, component};
 use hyper::Method;
@@ -130,10 +130,64 @@ async fn versions_check_replay_and_rollback() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn components_importing_clocks_or_files_are_refused() {
+async fn clocks_and_files_are_inert_and_warned_about() {
     let dir = tempfile::tempdir().unwrap();
     let node = TestNode::start(dir.path(), &[]).unwrap();
     let r = put(&node, "/v1/modules/clock", "clock").await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let warnings: Vec<&str> = r.json["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(|w| w.as_str())
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("`wasi:clocks`")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("`wasi:filesystem`")),
+        "{warnings:?}"
+    );
+    assert!(
+        !warnings.iter().any(|w| w.contains("wasi:io")),
+        "{warnings:?}"
+    );
+    // The clock reads zero and there is no file to read.
+    let reply = node.call("clock", "c1", "now", "").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json, json!({"now": 0, "motd": 0}));
+}
+
+/// A component whose only import is `wasi:http/outgoing-handler`, built by hand.
+fn http_importing_component() -> Vec<u8> {
+    use wasm_encoder::{
+        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
+    };
+    let mut component = Component::new();
+    let mut types = ComponentTypeSection::new();
+    types.instance(&InstanceType::new());
+    component.section(&types);
+    let mut imports = ComponentImportSection::new();
+    imports.import(
+        "wasi:http/outgoing-handler@0.2.6",
+        ComponentTypeRef::Instance(0),
+    );
+    component.section(&imports);
+    component.finish()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_importing_http_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path(), &[]).unwrap();
+    let r = node
+        .request(
+            Method::PUT,
+            "/v1/modules/fetcher",
+            http_importing_component(),
+        )
+        .await;
     assert_eq!(
         (r.status, r.json["error"]["code"].as_str()),
         (400, Some("invalid_component")),
@@ -141,11 +195,9 @@ async fn components_importing_clocks_or_files_are_refused() {
         r.body
     );
     let message = r.json["error"]["message"].as_str().unwrap();
-    assert!(message.contains("wasi:clocks/wall-clock"), "{message}");
-    assert!(message.contains("wasi:filesystem"), "{message}");
     assert!(
-        !message.contains("wasi:io"),
-        "allowed imports are not listed: {message}"
+        message.contains("`wasi:http/outgoing-handler@0.2.6` (no HTTP"),
+        "{message}"
     );
     assert_eq!(
         node.request(Method::GET, "/v1/modules", "").await.json["modules"],

@@ -162,6 +162,12 @@ impl Host {
     /// wrong. Compilation runs on a blocking thread.
     pub async fn load(&self, wasm: &[u8]) -> Result<Module, Error> {
         check_header(wasm)?;
+        // Refuse what the component imports before spending seconds compiling it.
+        crate::capabilities::check(
+            crate::capabilities::scan_imports(wasm)?
+                .iter()
+                .map(String::as_str),
+        )?;
         let engine = self.shared.engine.clone();
         let bytes = wasm.to_vec();
         let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
@@ -236,7 +242,7 @@ impl Host {
             .imports(engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        crate::capabilities::check(imports.iter().map(String::as_str))?;
+        let warnings = crate::capabilities::check(imports.iter().map(String::as_str))?;
         let pre = self
             .shared
             .linker
@@ -261,7 +267,13 @@ impl Host {
             .validate()
             .map_err(|m| Error::InvalidComponent(format!("invalid descriptor: {m}")))?;
         drop(instance);
-        Ok(Module::new(self.shared.clone(), component, pre, descriptor))
+        Ok(Module::new(
+            self.shared.clone(),
+            component,
+            pre,
+            descriptor,
+            warnings,
+        ))
     }
 }
 

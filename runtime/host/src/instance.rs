@@ -32,6 +32,7 @@ struct ModuleInner {
     component: Component,
     pre: Arc<EntityWorldPre<StoreState>>,
     descriptor: Descriptor,
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Module {
@@ -48,6 +49,7 @@ impl Module {
         component: Component,
         pre: Arc<EntityWorldPre<StoreState>>,
         descriptor: Descriptor,
+        warnings: Vec<String>,
     ) -> Module {
         Module {
             inner: Arc::new(ModuleInner {
@@ -55,6 +57,7 @@ impl Module {
                 component,
                 pre,
                 descriptor,
+                warnings,
             }),
         }
     }
@@ -62,6 +65,12 @@ impl Module {
     /// What the entity declared about itself when it was loaded.
     pub fn descriptor(&self) -> &Descriptor {
         &self.inner.descriptor
+    }
+
+    /// What the upload-time capability check found worth saying about an accepted component:
+    /// one line per inert interface family it imports (clocks, randomness, files, sockets).
+    pub fn warnings(&self) -> &[String] {
+        &self.inner.warnings
     }
 
     /// The compiled code, for [`Host::load_precompiled`](crate::Host::load_precompiled) (in a

@@ -275,6 +275,18 @@ fn split_entity(entity: &str) -> anyhow::Result<(&str, &str)> {
 }
 
 /// Prints a successful JSON body prettily, or turns an error body into an error.
+/// Prints the `warnings` of a deploy reply to stderr, one `warning:` line each.
+fn print_warnings(body: &str) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
+        return;
+    };
+    for warning in value["warnings"].as_array().into_iter().flatten() {
+        if let Some(w) = warning.as_str() {
+            eprintln!("warning: {w}");
+        }
+    }
+}
+
 fn finish(reply: client::Reply) -> anyhow::Result<()> {
     let parsed: Option<serde_json::Value> = serde_json::from_str(&reply.body).ok();
     if (200..300).contains(&reply.status) {
@@ -347,6 +359,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if check && (200..300).contains(&reply.status) {
                 return check_summary(&name, &reply.body);
             }
+            print_warnings(&reply.body);
             finish(reply)
         }
         Command::Rollback {

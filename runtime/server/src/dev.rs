@@ -307,6 +307,11 @@ impl Dev {
                 plural(deployed.replayed, "entity", "entities")
             );
         }
+        if first {
+            for warning in &deployed.warnings {
+                println!("  warning: {warning}");
+            }
+        }
         if first || before.as_ref() != Some(&meta.commands) {
             println!(
                 "  {} entity; commands: {}; e.g. curl -X POST http://{}/v1/entities/{}/KEY/{} \

@@ -45,6 +45,8 @@ pub struct Built {
 pub struct Checked {
     pub kind: EntityKind,
     pub commands: Vec<String>,
+    /// Inert interfaces the component imports (see the host's capability check).
+    pub warnings: Vec<String>,
 }
 
 /// Reads the package name from the `[package]` table of a `Cargo.toml`.
@@ -308,8 +310,8 @@ pub async fn validate(wasm: &[u8]) -> anyhow::Result<Checked> {
     let module = host.load(wasm).await.map_err(|e| match e {
         cella_host::Error::InvalidComponent(m) => anyhow::anyhow!(
             "the component is not a valid Cella entity: {m}\nhint: export it with \
-             `cella_sdk::export_entity!` and use only what the SDK offers (no files, sockets, \
-             clocks or randomness)"
+             `cella_sdk::export_entity!` (or your language SDK's export) and import nothing \
+             beyond WASI's clocks, random, files, sockets, io and cli"
         ),
         other => anyhow::anyhow!("validating the component failed: {other}"),
     })?;
@@ -317,6 +319,7 @@ pub async fn validate(wasm: &[u8]) -> anyhow::Result<Checked> {
     Ok(Checked {
         kind: descriptor.kind,
         commands: descriptor.commands.clone(),
+        warnings: module.warnings().to_vec(),
     })
 }
 
@@ -341,6 +344,9 @@ pub async fn run_build(dir: &Path) -> anyhow::Result<()> {
     );
     println!("  kind      {}", checked.kind.as_str());
     println!("  commands  {}", checked.commands.join(", "));
+    for warning in &checked.warnings {
+        println!("  warning   {warning}");
+    }
     Ok(())
 }
 

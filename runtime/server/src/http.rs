@@ -225,6 +225,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
                     "kind": meta.kind.as_str(),
                     "commands": meta.commands,
                     "replayed": deployed.replayed,
+                    "warnings": deployed.warnings,
                 }),
             ))
         }
@@ -256,6 +257,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
                     "version": deployed.version.version,
                     "digest": deployed.version.digest,
                     "replayed": deployed.replayed,
+                    "warnings": deployed.warnings,
                 }),
             ))
         }

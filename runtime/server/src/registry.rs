@@ -58,6 +58,8 @@ pub struct Deployed {
     pub created: bool,
     /// Event-sourced entities whose journals were replayed through the new version.
     pub replayed: usize,
+    /// What the capability check said about the component (inert interfaces it imports).
+    pub warnings: Vec<String>,
 }
 
 /// Maps entity types to their active module.
@@ -174,10 +176,15 @@ impl Registry {
         if let Some(info) = self.store.module(entity_type)?
             && let Some(v) = info.active_version().filter(|v| v.digest == digest)
         {
+            let warnings = self
+                .get(entity_type)
+                .map(|a| a.module.warnings().to_vec())
+                .unwrap_or_default();
             return Ok(Deployed {
                 version: v.clone(),
                 created: false,
                 replayed: 0,
+                warnings,
             });
         }
         let module = self.host.load(wasm).await.map_err(|e| match e {
@@ -185,6 +192,7 @@ impl Registry {
             other => Error::InvalidComponent(other.to_string()),
         })?;
         let replayed = self.verify_replay(entity_type, &module).await?;
+        let warnings = module.warnings().to_vec();
         let descriptor = module.descriptor();
         let meta = ModuleVersion {
             version: self.store.next_module_version(entity_type)?,
@@ -215,6 +223,7 @@ impl Registry {
             version: meta,
             created: true,
             replayed,
+            warnings,
         })
     }
 
@@ -305,12 +314,14 @@ impl Registry {
         .clone();
         let loaded = self.load_version(entity_type, target.version).await?;
         let replayed = self.verify_replay(entity_type, &loaded.module).await?;
+        let warnings = loaded.module.warnings().to_vec();
         self.store.set_active_version(entity_type, target.version)?;
         self.insert(entity_type, loaded);
         Ok(Deployed {
             version: target,
             created: true,
             replayed,
+            warnings,
         })
     }
 

@@ -1,5 +1,6 @@
 //! Test guest: a value entity that reads the wall clock and a file — imports (`wasi:clocks`,
-//! `wasi:filesystem`) the upload-time capability check must refuse.
+//! `wasi:filesystem`) the host links inert: the upload is accepted with warnings, the clock reads
+//! zero and there are no files.
 
 use cella_sdk::{Context, Deserialize, Reply, Result, Serialize, ValueEntity, json};
 
