@@ -8,11 +8,14 @@
 //! - `writer`: the group-commit writer thread.
 //! - `journal`: the [`cella_core::Journal`] implementation (appends and reads).
 //! - `modules`: module metadata, component blobs and artifacts.
+//! - `replication`: logs and named values of replication groups, and state-machine writes,
+//!   through the same group commit.
 //! - `stats`: counters for metrics.
 
 mod error;
 mod journal;
 mod modules;
+mod replication;
 mod stats;
 mod tables;
 mod writer;
@@ -26,6 +29,7 @@ use std::{
 use redb::Database;
 
 pub use error::{Error, Result};
+pub use replication::GroupWrite;
 pub use stats::{BATCH_SIZE_BUCKET_COUNT, BATCH_SIZE_BUCKETS, StoreStats};
 pub use tables::STORE_FORMAT_VERSION;
 

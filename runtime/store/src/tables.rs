@@ -12,6 +12,8 @@
 //! | `module_seq`   | `&str entity_type`                        | `u32` last version assigned |
 //! | `module_blobs` | `(&str entity_type, u32 version)`         | component bytes             |
 //! | `artifacts`    | `(&str entity_type, u32 version)`         | opaque precompiled code     |
+//! | `raft_log`     | `(u64 group, u64 index)`                  | a replicated log entry (the caller's bytes) |
+//! | `raft_state`   | `(u64 group, &str name)`                  | a replication group's named value (the caller's bytes: vote, committed, purged, applied) |
 //!
 //! Keys use redb's tuple encoding: a length prefix for each variable-width element but the
 //! last (1 byte below 254, else `0xFE`+u16 LE or `0xFF`+u32 LE), then the elements back to back;
@@ -47,13 +49,17 @@ pub(crate) const MODULE_SEQ: TableDefinition<&str, u32> = TableDefinition::new("
 pub(crate) const MODULE_BLOBS: TableDefinition<(&str, u32), &[u8]> =
     TableDefinition::new("module_blobs");
 pub(crate) const ARTIFACTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("artifacts");
+pub(crate) const RAFT_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("raft_log");
+pub(crate) const RAFT_STATE: TableDefinition<(u64, &str), &[u8]> =
+    TableDefinition::new("raft_state");
 
 /// Checks the format version of a freshly opened database, or records it (and creates every
 /// table) when the database is new, so that read transactions always find the tables.
 pub(crate) fn init(db: &Database) -> Result<()> {
     let found = read_format(db)?;
     match found {
-        Some(STORE_FORMAT_VERSION) => return Ok(()),
+        // Tables added after a store was created are added when it is opened.
+        Some(STORE_FORMAT_VERSION) => return add_missing_tables(db),
         Some(_) => return Err(mismatch(found)),
         None => {}
     }
@@ -87,7 +93,29 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(MODULE_SEQ)?;
     txn.open_table(MODULE_BLOBS)?;
     txn.open_table(ARTIFACTS)?;
+    txn.open_table(RAFT_LOG)?;
+    txn.open_table(RAFT_STATE)?;
     Ok(())
+}
+
+/// Creates the tables a store of the current format may lack (added since it was created).
+fn add_missing_tables(db: &Database) -> Result<()> {
+    let txn = db.begin_read().map_err(Error::storage("begin read"))?;
+    let missing = [RAFT_LOG.name(), RAFT_STATE.name()];
+    let present: Vec<String> = txn
+        .list_tables()
+        .map_err(Error::storage("list tables"))?
+        .map(|t| t.name().to_string())
+        .collect();
+    drop(txn);
+    if missing.iter().all(|m| present.iter().any(|p| p == m)) {
+        return Ok(());
+    }
+    let txn = db
+        .begin_write()
+        .map_err(Error::storage("begin table upgrade"))?;
+    create_tables(&txn).map_err(Error::storage("create tables"))?;
+    txn.commit().map_err(Error::storage("commit table upgrade"))
 }
 
 fn mismatch(found: Option<u32>) -> Error {

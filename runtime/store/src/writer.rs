@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use crate::{
     error::{Error, Result},
     stats::Stats,
-    tables::{JOURNAL, SNAPSHOTS},
+    tables::{JOURNAL, RAFT_LOG, RAFT_STATE, SNAPSHOTS},
 };
 
 /// One write, encoded on the caller's thread, ready for the writer.
@@ -47,6 +47,22 @@ pub(crate) enum Op {
         entity_type: String,
         key: String,
         upto: u64,
+    },
+    /// Removes an entity's journal and snapshot.
+    Clear { entity_type: String, key: String },
+    RaftPut {
+        group: u64,
+        index: u64,
+        value: Vec<u8>,
+    },
+    /// Deletes the group's log entries with `index >= from`.
+    RaftTruncateFrom { group: u64, from: u64 },
+    /// Deletes the group's log entries with `index <= upto`.
+    RaftPurgeUpto { group: u64, upto: u64 },
+    RaftState {
+        group: u64,
+        name: String,
+        value: Option<Vec<u8>>,
     },
 }
 
@@ -274,6 +290,12 @@ impl WriterThread {
             let mut snapshots = txn
                 .open_table(SNAPSHOTS)
                 .map_err(Error::storage("open snapshots table"))?;
+            let mut raft_log = txn
+                .open_table(RAFT_LOG)
+                .map_err(Error::storage("open raft log table"))?;
+            let mut raft_state = txn
+                .open_table(RAFT_STATE)
+                .map_err(Error::storage("open raft state table"))?;
             for op in requests.iter().flat_map(|r| &r.ops) {
                 writes += 1;
                 match op {
@@ -305,6 +327,47 @@ impl WriterThread {
                         journal
                             .retain_in((t, k, 0u64)..=(t, k, *upto), |_, _| false)
                             .map_err(Error::storage("trim journal"))?;
+                    }
+                    Op::Clear { entity_type, key } => {
+                        let (t, k) = (entity_type.as_str(), key.as_str());
+                        journal
+                            .retain_in((t, k, 0u64)..=(t, k, u64::MAX), |_, _| false)
+                            .map_err(Error::storage("clear journal"))?;
+                        snapshots
+                            .remove((t, k))
+                            .map_err(Error::storage("clear snapshot"))?;
+                    }
+                    Op::RaftPut {
+                        group,
+                        index,
+                        value,
+                    } => {
+                        raft_log
+                            .insert((*group, *index), value.as_slice())
+                            .map_err(Error::storage("append log entry"))?;
+                    }
+                    Op::RaftTruncateFrom { group, from } => {
+                        raft_log
+                            .retain_in((*group, *from)..=(*group, u64::MAX), |_, _| false)
+                            .map_err(Error::storage("truncate log"))?;
+                    }
+                    Op::RaftPurgeUpto { group, upto } => {
+                        raft_log
+                            .retain_in((*group, 0)..=(*group, *upto), |_, _| false)
+                            .map_err(Error::storage("purge log"))?;
+                    }
+                    Op::RaftState { group, name, value } => {
+                        let key = (*group, name.as_str());
+                        match value {
+                            Some(v) => raft_state
+                                .insert(key, v.as_slice())
+                                .map(drop)
+                                .map_err(Error::storage("write raft state"))?,
+                            None => raft_state
+                                .remove(key)
+                                .map(drop)
+                                .map_err(Error::storage("write raft state"))?,
+                        }
                     }
                 }
             }

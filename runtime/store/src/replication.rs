@@ -1,0 +1,280 @@
+//! Storage for replication groups: their logs and named values (`raft_log`, `raft_state`), and
+//! the writes a replicated state machine makes. Everything goes through the one group-commit
+//! writer, so the log appends of every group on the node, the entity writes their state
+//! machines apply and the node's own journal writes share one durable transaction per batch.
+//! The store knows nothing of the consensus protocol: entries and values are the caller's bytes.
+
+use cella_core::{AppendFuture, EntityId, EntityLoad, JournalEntry, Snapshot, Write, decode};
+use redb::ReadableTable;
+
+use crate::{
+    Store,
+    error::{Error, Result},
+    tables::{JOURNAL, RAFT_LOG, RAFT_STATE, SNAPSHOTS},
+    writer::Op,
+};
+
+/// One write of a replication group or its state machine, applied with the other writes of
+/// its batch in one durable transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupWrite {
+    /// Stores log entry `index` of `group` (replacing one already there).
+    LogPut {
+        group: u64,
+        index: u64,
+        entry: Vec<u8>,
+    },
+    /// Deletes the entries of `group` with `index >= from`.
+    LogTruncateFrom { group: u64, from: u64 },
+    /// Deletes the entries of `group` with `index <= upto`.
+    LogPurgeUpto { group: u64, upto: u64 },
+    /// Sets (`Some`) or deletes (`None`) a named value of `group`.
+    State {
+        group: u64,
+        name: String,
+        value: Option<Vec<u8>>,
+    },
+    /// An entity write made by a state machine.
+    Entity(Write),
+    /// Deletes an entity's journal and snapshot (a state machine installing a snapshot).
+    ClearEntity(EntityId),
+}
+
+impl GroupWrite {
+    fn into_op(self) -> Result<Op> {
+        Ok(match self {
+            GroupWrite::LogPut {
+                group,
+                index,
+                entry,
+            } => Op::RaftPut {
+                group,
+                index,
+                value: entry,
+            },
+            GroupWrite::LogTruncateFrom { group, from } => Op::RaftTruncateFrom { group, from },
+            GroupWrite::LogPurgeUpto { group, upto } => Op::RaftPurgeUpto { group, upto },
+            GroupWrite::State { group, name, value } => Op::RaftState { group, name, value },
+            GroupWrite::Entity(write) => Op::encode(write)?,
+            GroupWrite::ClearEntity(id) => Op::Clear {
+                entity_type: id.entity_type,
+                key: id.key,
+            },
+        })
+    }
+}
+
+impl Store {
+    /// Queues group writes; the future resolves once they are durable, in submission order with
+    /// every other write of the store (see [`cella_core::Journal::append`]).
+    pub fn write_group(&self, writes: Vec<GroupWrite>) -> AppendFuture {
+        let ops: Result<Vec<Op>> = writes.into_iter().map(GroupWrite::into_op).collect();
+        let reply = ops.map(|ops| self.inner.writer.submit(ops));
+        Box::pin(async move {
+            match reply?.await {
+                Ok(outcome) => outcome.map_err(Into::into),
+                Err(_) => Err(Error::Closed.into()),
+            }
+        })
+    }
+
+    /// The entries of `group` with index in `from..=to`, in order, as `(index, bytes)`.
+    pub fn group_log(&self, group: u64, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let txn = self.begin_read()?;
+        let log = txn
+            .open_table(RAFT_LOG)
+            .map_err(Error::storage("open raft log table"))?;
+        let mut entries = Vec::new();
+        if from > to {
+            return Ok(entries);
+        }
+        for row in log
+            .range((group, from)..=(group, to))
+            .map_err(Error::storage("read raft log"))?
+        {
+            let (key, value) = row.map_err(Error::storage("read raft log"))?;
+            entries.push((key.value().1, value.value().to_vec()));
+        }
+        Ok(entries)
+    }
+
+    /// The last entry of `group`'s log, if any, as `(index, bytes)`.
+    pub fn group_log_last(&self, group: u64) -> Result<Option<(u64, Vec<u8>)>> {
+        let txn = self.begin_read()?;
+        let log = txn
+            .open_table(RAFT_LOG)
+            .map_err(Error::storage("open raft log table"))?;
+        let mut range = log
+            .range((group, 0)..=(group, u64::MAX))
+            .map_err(Error::storage("read raft log"))?;
+        match range.next_back() {
+            None => Ok(None),
+            Some(row) => {
+                let (key, value) = row.map_err(Error::storage("read raft log"))?;
+                Ok(Some((key.value().1, value.value().to_vec())))
+            }
+        }
+    }
+
+    /// A named value of `group`.
+    pub fn group_state(&self, group: u64, name: &str) -> Result<Option<Vec<u8>>> {
+        let txn = self.begin_read()?;
+        let state = txn
+            .open_table(RAFT_STATE)
+            .map_err(Error::storage("open raft state table"))?;
+        Ok(state
+            .get((group, name))
+            .map_err(Error::storage("read raft state"))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Every entity for which `select` is true, with its snapshot and journal, read in one
+    /// transaction (a consistent view), in `(type, key)` order. Scans every entity.
+    pub fn dump_entities(
+        &self,
+        mut select: impl FnMut(&EntityId) -> bool,
+    ) -> Result<Vec<(EntityId, EntityLoad)>> {
+        let txn = self.begin_read()?;
+        let journal = txn
+            .open_table(JOURNAL)
+            .map_err(Error::storage("open journal table"))?;
+        let snapshots = txn
+            .open_table(SNAPSHOTS)
+            .map_err(Error::storage("open snapshots table"))?;
+        let mut out: std::collections::BTreeMap<EntityId, EntityLoad> = Default::default();
+        for row in snapshots.iter().map_err(Error::storage("read snapshots"))? {
+            let (key, value) = row.map_err(Error::storage("read snapshots"))?;
+            let (t, k) = key.value();
+            let id = EntityId::new(t, k);
+            if select(&id) {
+                out.entry(id).or_default().snapshot = Some(decode::<Snapshot>(value.value())?);
+            }
+        }
+        let mut current: Option<(EntityId, bool)> = None;
+        for row in journal.iter().map_err(Error::storage("read journal"))? {
+            let (key, value) = row.map_err(Error::storage("read journal"))?;
+            let (t, k, _) = key.value();
+            let selected = match &current {
+                Some((id, selected)) if id.entity_type == t && id.key == k => *selected,
+                _ => {
+                    let id = EntityId::new(t, k);
+                    let selected = select(&id);
+                    current = Some((id, selected));
+                    selected
+                }
+            };
+            if selected {
+                let id = EntityId::new(t, k);
+                let entry = decode::<JournalEntry>(value.value())?;
+                out.entry(id).or_default().entries.push(entry);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cella_core::{JournalPayload, Write};
+
+    use super::*;
+    use crate::StoreOptions;
+
+    fn entry(seq: u64) -> JournalEntry {
+        JournalEntry {
+            seq,
+            command_id: format!("c{seq}"),
+            command: "set".into(),
+            timestamp_ms: 1,
+            module_version: 1,
+            payload: JournalPayload::State(vec![seq as u8]),
+        }
+    }
+
+    #[tokio::test]
+    async fn logs_of_groups_are_separate_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let mut writes = Vec::new();
+        for group in [1u64, 2] {
+            for index in 1..=5u64 {
+                writes.push(GroupWrite::LogPut {
+                    group,
+                    index,
+                    entry: vec![group as u8, index as u8],
+                });
+            }
+        }
+        writes.push(GroupWrite::State {
+            group: 2,
+            name: "vote".into(),
+            value: Some(b"v".to_vec()),
+        });
+        store.write_group(writes).await.unwrap();
+        store
+            .write_group(vec![
+                GroupWrite::LogTruncateFrom { group: 1, from: 4 },
+                GroupWrite::LogPurgeUpto { group: 2, upto: 2 },
+            ])
+            .await
+            .unwrap();
+        store.close().unwrap();
+
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let one: Vec<u64> = store
+            .group_log(1, 0, u64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(one, [1, 2, 3]);
+        let two = store.group_log(2, 0, 4).unwrap();
+        assert_eq!(two.iter().map(|e| e.0).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(two[0].1, vec![2, 3]);
+        assert_eq!(store.group_log_last(2).unwrap().map(|e| e.0), Some(5));
+        assert_eq!(store.group_log_last(3).unwrap(), None);
+        assert_eq!(store.group_state(2, "vote").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(store.group_state(1, "vote").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn dump_selects_entities_with_their_snapshot_and_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let (a, b) = (EntityId::new("t", "a"), EntityId::new("t", "b"));
+        store
+            .write_group(vec![
+                GroupWrite::Entity(Write::Append(a.clone(), entry(1))),
+                GroupWrite::Entity(Write::Append(a.clone(), entry(2))),
+                GroupWrite::Entity(Write::Append(b.clone(), entry(1))),
+                GroupWrite::Entity(Write::Snapshot(
+                    b.clone(),
+                    Snapshot {
+                        seq: 1,
+                        module_version: 1,
+                        state: vec![9],
+                    },
+                )),
+                GroupWrite::Entity(Write::Trim(b.clone(), 1)),
+            ])
+            .await
+            .unwrap();
+        let all = store.dump_entities(|_| true).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].0, a);
+        assert_eq!(all[0].1.entries.len(), 2);
+        assert_eq!(all[1].0, b);
+        assert!(all[1].1.entries.is_empty());
+        assert_eq!(all[1].1.snapshot.as_ref().map(|s| s.seq), Some(1));
+        let only_a = store.dump_entities(|id| id.key == "a").unwrap();
+        assert_eq!(only_a.len(), 1);
+
+        store
+            .write_group(vec![GroupWrite::ClearEntity(a.clone())])
+            .await
+            .unwrap();
+        let left = store.dump_entities(|_| true).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0, b);
+    }
+}
