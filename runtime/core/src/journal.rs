@@ -6,8 +6,8 @@ use std::{future::Future, pin::Pin};
 
 use crate::{EntityId, JournalEntry, Result, Snapshot};
 
-/// One write in an append batch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One write in an append batch. Serializable: a cluster replicates appends as log entries.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Write {
     /// Append a journal entry (its `seq` must be the entity's next sequence number).
     Append(EntityId, JournalEntry),

@@ -1,0 +1,43 @@
+//! Replication for Cella: every partition of the entity space is an openraft group whose log
+//! holds the partition's journal appends, replicated to three nodes (or all, when fewer).
+//!
+//! - [`types`]: the raft type configuration, the replicated [`types::Command`] and encodings.
+//! - [`placement`]: `(type, key)` → shard → partition, fixed when the cluster is created.
+//! - [`log_store`]: the openraft log storage of one group on the node's redb store. Every group
+//!   appends through the store's one group-commit writer, so one durable transaction covers the
+//!   appends of all groups on the node (openraft has no cross-group batching of its own).
+//! - [`state_machine`]: applies committed journal writes into the node's store and builds and
+//!   installs partition snapshots.
+
+pub mod log_store;
+pub mod placement;
+pub mod state_machine;
+pub mod types;
+
+pub use log_store::LogStore;
+pub use placement::Placement;
+pub use state_machine::StateMachine;
+pub use types::{Applied, Command, GroupId, TypeConfig};
+
+/// What can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The node's store failed.
+    #[error("storage: {0}")]
+    Store(#[from] cella_store::Error),
+    /// Stored or received bytes do not decode.
+    #[error("cannot decode {what}: {message}")]
+    Decode { what: &'static str, message: String },
+    /// A value cannot be encoded.
+    #[error("cannot encode {what}: {message}")]
+    Encode { what: &'static str, message: String },
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Decode { .. } => std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            other => std::io::Error::other(other),
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The replicated state machine of one partition: committed journal writes applied into the
+//! node's store, where the entity layer reads them.
+//!
+//! The state machine is persistent: `apply` returns only after its writes and the new applied
+//! log id are durable (one group-commit write per applied batch), so a restart resumes from
+//! what is on disk and a reader that saw `client_write` return sees the write in the store.
+//! A snapshot is the partition's entities (snapshot and journal of each) as of the applied log
+//! id, read in one go under the state machine's lock so the two agree; installing one replaces
+//! the partition's entities with the snapshot's. The last snapshot is kept in the store so that
+//! it can be sent again without rebuilding.
+
+use std::{
+    io::{self, Cursor},
+    sync::Arc,
+};
+
+use cella_core::{EntityId, JournalEntry, Snapshot, Write};
+use cella_store::{GroupWrite, Store};
+use futures_util::TryStreamExt;
+use openraft::{
+    EntryPayload, OptionalSend, RaftSnapshotBuilder,
+    alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf},
+    entry::RaftEntry,
+    storage::{EntryResponder, RaftStateMachine},
+};
+use tokio::sync::Mutex;
+
+use crate::{
+    Applied, Command, Error, GroupId, TypeConfig,
+    types::{decode, encode},
+};
+
+type C = TypeConfig;
+
+const APPLIED: &str = "applied";
+const MEMBERSHIP: &str = "membership";
+const SNAPSHOT: &str = "snapshot";
+
+/// Which entities belong to this state machine's partition.
+pub type Selector = Arc<dyn Fn(&EntityId) -> bool + Send + Sync>;
+
+/// A partition snapshot's data.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Body {
+    entities: Vec<(EntityId, Option<Snapshot>, Vec<JournalEntry>)>,
+}
+
+struct SmState {
+    applied: Option<LogIdOf<C>>,
+    membership: StoredMembershipOf<C>,
+    /// The last snapshot built or installed: its meta and data.
+    current: Option<(SnapshotMetaOf<C>, Vec<u8>)>,
+}
+
+/// The state machine of one partition. Clones share state (the snapshot builder is a clone).
+#[derive(Clone)]
+pub struct StateMachine {
+    group: GroupId,
+    store: Store,
+    select: Selector,
+    state: Arc<Mutex<SmState>>,
+}
+
+impl StateMachine {
+    /// Opens group `group`'s state machine on `store`; `select` tells its entities.
+    pub fn open(store: Store, group: GroupId, select: Selector) -> Result<StateMachine, Error> {
+        let applied = match store.group_state(group, APPLIED)? {
+            Some(bytes) => decode("the applied log id", &bytes)?,
+            None => None,
+        };
+        let membership = match store.group_state(group, MEMBERSHIP)? {
+            Some(bytes) => decode("the applied membership", &bytes)?,
+            None => StoredMembershipOf::<C>::default(),
+        };
+        let current = match store.group_state(group, SNAPSHOT)? {
+            Some(bytes) => Some(decode("the current snapshot", &bytes)?),
+            None => None,
+        };
+        Ok(StateMachine {
+            group,
+            store,
+            select,
+            state: Arc::new(Mutex::new(SmState {
+                applied,
+                membership,
+                current,
+            })),
+        })
+    }
+
+    /// The last applied log index (0 before any).
+    pub async fn applied_index(&self) -> u64 {
+        self.state.lock().await.applied.map_or(0, |id| id.index())
+    }
+
+    fn state_write(&self, name: &str, value: Vec<u8>) -> GroupWrite {
+        GroupWrite::State {
+            group: self.group,
+            name: name.to_string(),
+            value: Some(value),
+        }
+    }
+
+    async fn write(&self, writes: Vec<GroupWrite>) -> Result<(), io::Error> {
+        self.store
+            .write_group(writes)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    /// The partition's entities as of now, encoded.
+    fn dump(&self) -> Result<Vec<u8>, Error> {
+        let select = self.select.clone();
+        let entities = self
+            .store
+            .dump_entities(|id| select(id))?
+            .into_iter()
+            .map(|(id, load)| (id, load.snapshot, load.entries))
+            .collect();
+        encode("a partition snapshot", &Body { entities })
+    }
+}
+
+impl RaftSnapshotBuilder<C> for StateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, Cursor<Vec<u8>>>, io::Error> {
+        // Holding the lock keeps `apply` out, so the dump and the applied log id agree.
+        let mut state = self.state.lock().await;
+        let data = self.dump()?;
+        let meta = SnapshotMetaOf::<C> {
+            last_log_id: state.applied,
+            last_membership: state.membership.clone(),
+        };
+        let stored = encode("the current snapshot", &(&meta, &data))?;
+        self.write(vec![self.state_write(SNAPSHOT, stored)]).await?;
+        state.current = Some((meta.clone(), data.clone()));
+        Ok(SnapshotOf::<C, _> {
+            meta,
+            snapshot: Cursor::new(data),
+        })
+    }
+}
+
+impl RaftStateMachine<C> for StateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<C>>, StoredMembershipOf<C>), io::Error> {
+        let state = self.state.lock().await;
+        Ok((state.applied, state.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: futures_util::Stream<Item = Result<EntryResponder<C>, io::Error>>
+            + Unpin
+            + OptionalSend,
+    {
+        let mut state = self.state.lock().await;
+        let mut writes = Vec::new();
+        let mut responders = Vec::new();
+        let mut applied = state.applied;
+        let mut membership = None;
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let log_id = entry.log_id();
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(Command::Journal(journal)) => {
+                    writes.extend(journal.into_iter().map(GroupWrite::Entity));
+                }
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembershipOf::<C>::new(Some(log_id), m));
+                }
+            }
+            applied = Some(log_id);
+            if let Some(responder) = responder {
+                responders.push((responder, log_id.index()));
+            }
+        }
+        writes.push(self.state_write(APPLIED, encode("the applied log id", &applied)?));
+        if let Some(m) = &membership {
+            writes.push(self.state_write(MEMBERSHIP, encode("the applied membership", m)?));
+        }
+        self.write(writes).await?;
+        state.applied = applied;
+        if let Some(m) = membership {
+            state.membership = m;
+        }
+        for (responder, index) in responders {
+            responder.send(Applied { index });
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<C>,
+        snapshot: Self::SnapshotData,
+    ) -> Result<(), io::Error> {
+        let data = snapshot.into_inner();
+        let body: Body = decode("a partition snapshot", &data)?;
+        let mut state = self.state.lock().await;
+        let select = self.select.clone();
+        let mut writes: Vec<GroupWrite> = self
+            .store
+            .dump_entities(|id| select(id))
+            .map_err(Error::from)?
+            .into_iter()
+            .map(|(id, _)| GroupWrite::ClearEntity(id))
+            .collect();
+        for (id, snapshot, entries) in body.entities {
+            if let Some(s) = snapshot {
+                writes.push(GroupWrite::Entity(Write::Snapshot(id.clone(), s)));
+            }
+            for entry in entries {
+                writes.push(GroupWrite::Entity(Write::Append(id.clone(), entry)));
+            }
+        }
+        writes.push(self.state_write(APPLIED, encode("the applied log id", &meta.last_log_id)?));
+        writes.push(self.state_write(
+            MEMBERSHIP,
+            encode("the applied membership", &meta.last_membership)?,
+        ));
+        writes.push(self.state_write(SNAPSHOT, encode("the current snapshot", &(meta, &data))?));
+        self.write(writes).await?;
+        state.applied = meta.last_log_id;
+        state.membership = meta.last_membership.clone();
+        state.current = Some((meta.clone(), data));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<C, Self::SnapshotData>>, io::Error> {
+        let state = self.state.lock().await;
+        Ok(state
+            .current
+            .as_ref()
+            .map(|(meta, data)| SnapshotOf::<C, _> {
+                meta: meta.clone(),
+                snapshot: Cursor::new(data.clone()),
+            }))
+    }
+}

@@ -1,0 +1,158 @@
+//! The log store and state machine against openraft's storage test suite, on a real redb store
+//! in a temporary directory (one fresh store per suite case).
+
+use std::sync::Arc;
+
+use cella_cluster::{LogStore, StateMachine, TypeConfig};
+use cella_store::{Store, StoreOptions};
+use openraft::{
+    ErrorSubject, ErrorVerb, StorageError,
+    testing::log::{StoreBuilder, Suite},
+};
+use tempfile::TempDir;
+
+struct Builder;
+
+fn storage_error(e: cella_cluster::Error) -> StorageError<TypeConfig> {
+    StorageError::from_io_error(ErrorSubject::Store, ErrorVerb::Read, e.into())
+}
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path(), StoreOptions::default())
+            .map_err(|e| storage_error(e.into()))?;
+        let log = LogStore::open(store.clone(), 3).map_err(storage_error)?;
+        let sm = StateMachine::open(store, 3, Arc::new(|_| true)).map_err(storage_error)?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_openraft_storage_suite() {
+    Suite::test_all(Builder).await.expect("storage suite");
+}
+
+mod state_machine {
+    use cella_cluster::{Command, Placement};
+    use cella_core::{EntityId, Journal, JournalEntry, JournalPayload, Snapshot, Write};
+    use openraft::{
+        Entry, EntryPayload, RaftSnapshotBuilder,
+        storage::RaftStateMachine,
+        testing::{blank_ent, log_id},
+    };
+
+    use super::*;
+
+    fn entry(seq: u64) -> JournalEntry {
+        JournalEntry {
+            seq,
+            command_id: format!("c{seq}"),
+            command: "add".into(),
+            timestamp_ms: 1,
+            module_version: 1,
+            payload: JournalPayload::State(vec![seq as u8]),
+        }
+    }
+
+    fn journal(index: u64, writes: Vec<Write>) -> openraft::alias::EntryOf<TypeConfig> {
+        Entry {
+            log_id: log_id::<TypeConfig>(1, 1, index),
+            payload: EntryPayload::Normal(Command::Journal(writes)),
+        }
+    }
+
+    async fn apply(sm: &mut StateMachine, entries: Vec<openraft::alias::EntryOf<TypeConfig>>) {
+        let stream = futures_util::stream::iter(entries.into_iter().map(|e| Ok((e, None))));
+        sm.apply(stream).await.expect("apply");
+    }
+
+    /// Applies journal writes of two partitions, snapshots one partition on node A and
+    /// installs the snapshot on node B, which had other data for that partition.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn applies_journal_writes_and_moves_a_partition_by_snapshot() {
+        let placement = Placement {
+            shards: 64,
+            partitions: 2,
+        };
+        let ids: Vec<EntityId> = (0..20)
+            .map(|k| EntityId::new("counter", format!("k{k}")))
+            .collect();
+        let mine: Vec<&EntityId> = ids
+            .iter()
+            .filter(|id| placement.partition(id) == 1)
+            .collect();
+        assert!(!mine.is_empty() && mine.len() < ids.len());
+        let select: std::sync::Arc<dyn Fn(&EntityId) -> bool + Send + Sync> =
+            Arc::new(move |id: &EntityId| placement.partition(id) == 1);
+
+        let dir_a = tempfile::tempdir().unwrap();
+        let store_a = Store::open(dir_a.path(), StoreOptions::default()).unwrap();
+        let mut sm_a = StateMachine::open(store_a.clone(), 1, select.clone()).unwrap();
+        let mut entries = vec![blank_ent::<TypeConfig>(1, 1, 1)];
+        for (i, id) in ids.iter().enumerate() {
+            entries.push(journal(
+                i as u64 + 2,
+                vec![
+                    Write::Append(id.clone(), entry(1)),
+                    Write::Append(id.clone(), entry(2)),
+                ],
+            ));
+        }
+        apply(&mut sm_a, entries).await;
+        assert_eq!(sm_a.applied_index().await, ids.len() as u64 + 1);
+        assert_eq!(store_a.load(&ids[0]).unwrap().last_seq(), 2);
+
+        let snapshot = sm_a.build_snapshot().await.expect("build");
+        assert_eq!(
+            snapshot.meta.last_log_id.map(|l| l.index),
+            Some(ids.len() as u64 + 1)
+        );
+
+        let dir_b = tempfile::tempdir().unwrap();
+        let store_b = Store::open(dir_b.path(), StoreOptions::default()).unwrap();
+        let stale = mine[0].clone();
+        store_b
+            .write_group(vec![
+                cella_store::GroupWrite::Entity(Write::Append(stale.clone(), entry(1))),
+                cella_store::GroupWrite::Entity(Write::Append(stale.clone(), entry(2))),
+                cella_store::GroupWrite::Entity(Write::Append(stale.clone(), entry(3))),
+                cella_store::GroupWrite::Entity(Write::Snapshot(
+                    EntityId::new("counter", "gone"),
+                    Snapshot {
+                        seq: 9,
+                        module_version: 1,
+                        state: vec![],
+                    },
+                )),
+            ])
+            .await
+            .unwrap();
+        let mut sm_b = StateMachine::open(store_b.clone(), 1, select.clone()).unwrap();
+        sm_b.install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .expect("install");
+        for id in &ids {
+            let expected = if placement.partition(id) == 1 { 2 } else { 0 };
+            assert_eq!(store_b.load(id).unwrap().last_seq(), expected, "{id:?}");
+        }
+        if placement.partition(&EntityId::new("counter", "gone")) == 1 {
+            assert_eq!(
+                store_b
+                    .load(&EntityId::new("counter", "gone"))
+                    .unwrap()
+                    .last_seq(),
+                0
+            );
+        }
+
+        // Both survive a restart with their applied log id and current snapshot.
+        drop(sm_b);
+        store_b.close().unwrap();
+        let store_b = Store::open(dir_b.path(), StoreOptions::default()).unwrap();
+        let mut sm_b = StateMachine::open(store_b, 1, select).unwrap();
+        assert_eq!(sm_b.applied_index().await, ids.len() as u64 + 1);
+        let current = sm_b.get_current_snapshot().await.unwrap().expect("current");
+        assert_eq!(current.meta, snapshot.meta);
+    }
+}
