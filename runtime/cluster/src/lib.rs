@@ -3,17 +3,26 @@
 //!
 //! - [`types`]: the raft type configuration, the replicated [`types::Command`] and encodings.
 //! - [`placement`]: `(type, key)` → shard → partition, fixed when the cluster is created.
+//! - [`cluster`]: this node's groups, their layout, initialization, status and the leader
+//!   balancer.
+//! - [`submit`]: ordered submission of journal appends to a group, and barriers.
 //! - [`log_store`]: the openraft log storage of one group on the node's redb store. Every group
 //!   appends through the store's one group-commit writer, so one durable transaction covers the
 //!   appends of all groups on the node (openraft has no cross-group batching of its own).
+//! - [`network`]: raft RPCs between nodes over hyper with postcard bodies, and the pooled peer
+//!   client that also carries forwarded entity commands.
 //! - [`state_machine`]: applies committed journal writes into the node's store and builds and
 //!   installs partition snapshots.
 
+pub mod cluster;
 pub mod log_store;
+pub mod network;
 pub mod placement;
 pub mod state_machine;
+pub mod submit;
 pub mod types;
 
+pub use cluster::{Cluster, ClusterOptions, GroupStatus, META_GROUP};
 pub use log_store::LogStore;
 pub use placement::Placement;
 pub use state_machine::StateMachine;
@@ -28,6 +37,12 @@ pub enum Error {
     /// Stored or received bytes do not decode.
     #[error("cannot decode {what}: {message}")]
     Decode { what: &'static str, message: String },
+    /// The cluster configuration is not usable.
+    #[error("cluster configuration: {0}")]
+    Config(String),
+    /// A raft group failed.
+    #[error("raft: {0}")]
+    Raft(String),
     /// A value cannot be encoded.
     #[error("cannot encode {what}: {message}")]
     Encode { what: &'static str, message: String },

@@ -29,6 +29,11 @@ pub enum Error {
     /// A name (entity type, key, command) is not acceptable.
     #[error("invalid {what}: {reason}")]
     InvalidName { what: &'static str, reason: String },
+    /// A replicated append could not be confirmed: this node stopped leading the entity's
+    /// partition (or lost its quorum) while the append was in flight. The change may or may not
+    /// take effect; the entity must be reloaded.
+    #[error("outcome unknown: {0}")]
+    Unconfirmed(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,399 @@
+//! One node's part of the cluster: a raft group per partition (and group 0 for cluster
+//! metadata), all on the node's one store, with their submission queues, the layout of replicas
+//! and preferred leaders, status, and the leader balancer.
+//!
+//! *Layout.* With the voters sorted by id, partition `p` is replicated on `replicas` consecutive
+//! nodes starting at index `(p - 1) % n`, and prefers the first of them as leader, so replicas
+//! and leaders are spread evenly. Group 0 (metadata) is replicated on every node. The node with
+//! the lowest id of the initial cluster initializes every group; the others wait to be
+//! contacted. The balancer hands a partition's leadership to its preferred node once that node
+//! has caught up, so leaders spread again when a node joins or comes back.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
+
+use cella_core::{AppendFuture, EntityId, Write};
+use cella_store::Store;
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::{
+    BasicNode, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy, alias::CommittedLeaderIdOf,
+};
+
+use crate::{
+    Error, GroupId, LogStore, Placement, StateMachine, TypeConfig,
+    network::{GroupNetwork, PeerClient},
+    submit::Submitter,
+};
+
+type C = TypeConfig;
+
+/// The metadata group.
+pub const META_GROUP: GroupId = 0;
+
+/// How a node takes part in the cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub node_id: u64,
+    /// The address other nodes reach this node at (`host:port`).
+    pub addr: String,
+    /// The initial members (id → address), this node included.
+    pub initial: BTreeMap<u64, String>,
+    pub placement: Placement,
+    /// Replicas per partition.
+    pub replicas: usize,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: (u64, u64),
+}
+
+impl ClusterOptions {
+    /// A cluster of this node alone.
+    pub fn single(node_id: u64, addr: String) -> ClusterOptions {
+        ClusterOptions {
+            node_id,
+            initial: BTreeMap::from([(node_id, addr.clone())]),
+            addr,
+            placement: Placement::default(),
+            replicas: 3,
+            heartbeat_ms: 100,
+            election_timeout_ms: (400, 800),
+        }
+    }
+}
+
+/// The voters of `group` given all `nodes` (sorted ids), and its preferred leader first.
+pub fn layout(group: GroupId, nodes: &[u64], replicas: usize) -> Vec<u64> {
+    if group == META_GROUP || nodes.is_empty() {
+        return nodes.to_vec();
+    }
+    let n = nodes.len();
+    let start = ((group - 1) % n as u64) as usize;
+    (0..replicas.min(n))
+        .map(|i| nodes[(start + i) % n])
+        .collect()
+}
+
+/// One raft group on this node.
+pub struct Group {
+    pub id: GroupId,
+    pub raft: Raft<C, StateMachine>,
+    pub state_machine: StateMachine,
+    submitter: Submitter,
+}
+
+/// This node's groups.
+pub struct Cluster {
+    options: ClusterOptions,
+    placement: Placement,
+    client: PeerClient,
+    groups: BTreeMap<GroupId, Group>,
+}
+
+/// One group as seen from this node, for `GET /v1/cluster`.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupStatus {
+    pub group: GroupId,
+    pub state: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    pub last_log_index: u64,
+    pub committed: u64,
+    pub applied: u64,
+    pub snapshot: u64,
+}
+
+impl Cluster {
+    /// Opens every group on `store` and starts them; initializes the groups when this node is
+    /// the lowest id of the initial cluster and they are not initialized yet.
+    pub async fn start(store: Store, options: ClusterOptions) -> Result<Arc<Cluster>, Error> {
+        let placement = options.placement;
+        let client = PeerClient::new();
+        let config = Config {
+            cluster_name: "cella".into(),
+            heartbeat_interval: options.heartbeat_ms,
+            election_timeout_min: options.election_timeout_ms.0,
+            election_timeout_max: options.election_timeout_ms.1,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(20_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| Error::Config(e.to_string()))?;
+        let config = Arc::new(config);
+        let mut groups = BTreeMap::new();
+        for group in std::iter::once(META_GROUP).chain(placement.groups()) {
+            let select: crate::state_machine::Selector = if group == META_GROUP {
+                Arc::new(|_| false)
+            } else {
+                Arc::new(move |id: &EntityId| placement.partition(id) == group)
+            };
+            let log = LogStore::open(store.clone(), group)?;
+            let state_machine = StateMachine::open(store.clone(), group, select)?;
+            let network = GroupNetwork {
+                group,
+                client: client.clone(),
+            };
+            let raft = Raft::new(
+                options.node_id,
+                config.clone(),
+                network,
+                log,
+                state_machine.clone(),
+            )
+            .await
+            .map_err(|e| Error::Raft(format!("starting group {group}: {e}")))?;
+            let submitter = Submitter::start(raft.clone());
+            groups.insert(
+                group,
+                Group {
+                    id: group,
+                    raft,
+                    state_machine,
+                    submitter,
+                },
+            );
+        }
+        let cluster = Arc::new(Cluster {
+            options,
+            placement,
+            client,
+            groups,
+        });
+        cluster.initialize().await?;
+        let balancer = Arc::downgrade(&cluster);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1000));
+            loop {
+                tick.tick().await;
+                let Some(cluster) = balancer.upgrade() else {
+                    break;
+                };
+                cluster.balance().await;
+            }
+        });
+        Ok(cluster)
+    }
+
+    async fn initialize(&self) -> Result<(), Error> {
+        let Some(lowest) = self.options.initial.keys().next() else {
+            return Err(Error::Config("the initial cluster is empty".into()));
+        };
+        if *lowest != self.options.node_id {
+            return Ok(());
+        }
+        let nodes: Vec<u64> = self.options.initial.keys().copied().collect();
+        for group in self.groups.values() {
+            let initialized = group
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| Error::Raft(e.to_string()))?;
+            if initialized {
+                continue;
+            }
+            let members: BTreeMap<u64, BasicNode> = layout(group.id, &nodes, self.options.replicas)
+                .into_iter()
+                .map(|id| (id, BasicNode::new(self.options.initial[&id].clone())))
+                .collect();
+            group
+                .raft
+                .initialize(members)
+                .await
+                .map_err(|e| Error::Raft(format!("initializing group {}: {e}", group.id)))?;
+        }
+        Ok(())
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.options.node_id
+    }
+
+    /// The pooled client to the other nodes.
+    pub fn client(&self) -> &PeerClient {
+        &self.client
+    }
+
+    /// How entities map to partitions.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// The group of `group_id`.
+    pub fn group(&self, group: GroupId) -> Option<&Group> {
+        self.groups.get(&group)
+    }
+
+    /// The partition owning `id`.
+    pub fn group_of(&self, id: &EntityId) -> &Group {
+        let group = self.placement.partition(id);
+        // Every partition of the placement has a group (created in `start`).
+        &self.groups[&group]
+    }
+
+    /// The leader id under which this node leads `group`, if it does.
+    pub fn leadership(&self, group: &Group) -> Option<CommittedLeaderIdOf<C>> {
+        group
+            .raft
+            .as_leader()
+            .ok()
+            .map(|l| l.to_committed_leader_id())
+    }
+
+    /// The current leader of `group` as this node knows it: its id and address.
+    pub fn leader(&self, group: &Group) -> Option<(u64, String)> {
+        let metrics = group.raft.metrics().borrow_watched().clone();
+        let leader = metrics.current_leader?;
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .clone();
+        Some((leader, node.addr))
+    }
+
+    /// Waits until this node, as leader of `group`, has applied everything committed before it
+    /// confirmed its leadership: reads of its state machine are then linearizable.
+    pub async fn ready(&self, group: &Group) -> Result<(), String> {
+        group
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Submits an entity append to its partition (see [`Submitter::submit`]).
+    pub fn submit(
+        &self,
+        group: &Group,
+        writes: Vec<Write>,
+        leader: Option<CommittedLeaderIdOf<C>>,
+    ) -> AppendFuture {
+        group.submitter.submit(writes, leader)
+    }
+
+    /// Resolves once every append submitted to `group` so far has resolved.
+    pub fn barrier(&self, group: &Group) -> AppendFuture {
+        group.submitter.barrier()
+    }
+
+    /// Resolves once every append submitted to any group so far has resolved.
+    pub fn barrier_all(&self) -> AppendFuture {
+        let barriers: Vec<AppendFuture> = self
+            .groups
+            .values()
+            .map(|g| g.submitter.barrier())
+            .collect();
+        Box::pin(async move {
+            for barrier in barriers {
+                barrier.await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every group as this node sees it.
+    pub fn status(&self) -> Vec<GroupStatus> {
+        self.groups
+            .values()
+            .map(|group| {
+                let m = group.raft.metrics().borrow_watched().clone();
+                let membership = m.membership_config.membership();
+                GroupStatus {
+                    group: group.id,
+                    state: format!("{:?}", m.state).to_lowercase(),
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    voters: membership.voter_ids().collect(),
+                    learners: membership.learner_ids().collect(),
+                    last_log_index: m.last_log_index.unwrap_or(0),
+                    committed: m.cluster_committed.map_or(0, |c| c.index),
+                    applied: m.last_applied.map_or(0, |c| c.index),
+                    snapshot: m.snapshot.map_or(0, |c| c.index),
+                }
+            })
+            .collect()
+    }
+
+    /// Every node known to the metadata group (id → address).
+    pub fn nodes(&self) -> BTreeMap<u64, String> {
+        let meta = &self.groups[&META_GROUP];
+        let metrics = meta.raft.metrics().borrow_watched().clone();
+        let nodes: BTreeMap<u64, String> = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        if nodes.is_empty() {
+            self.options.initial.clone()
+        } else {
+            nodes
+        }
+    }
+
+    /// Hands each partition this node leads to its preferred leader once that node has caught
+    /// up with the log.
+    async fn balance(&self) {
+        for group in self.groups.values().filter(|g| g.id != META_GROUP) {
+            let metrics = group.raft.metrics().borrow_watched().clone();
+            if metrics.state != ServerState::Leader {
+                continue;
+            }
+            let voters: BTreeSet<u64> =
+                metrics.membership_config.membership().voter_ids().collect();
+            let sorted: Vec<u64> = voters.iter().copied().collect();
+            let Some(preferred) = layout(group.id, &sorted, 1).first().copied() else {
+                continue;
+            };
+            if preferred == self.options.node_id {
+                continue;
+            }
+            let last = metrics.last_log_index.unwrap_or(0);
+            let caught_up = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&preferred).cloned().flatten())
+                .is_some_and(|matched| matched.index + 8 >= last);
+            if caught_up {
+                let _ = group.raft.trigger().transfer_leader(preferred).await;
+            }
+        }
+    }
+
+    /// Stops every group.
+    pub async fn shutdown(&self) {
+        for group in self.groups.values() {
+            let _ = group.raft.shutdown().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_and_preferred_leaders_are_spread() {
+        let nodes = [1, 2, 3];
+        assert_eq!(layout(1, &nodes, 3), [1, 2, 3]);
+        assert_eq!(layout(2, &nodes, 3), [2, 3, 1]);
+        assert_eq!(layout(3, &nodes, 3), [3, 1, 2]);
+        assert_eq!(layout(4, &nodes, 3), [1, 2, 3]);
+        assert_eq!(layout(META_GROUP, &nodes, 3), [1, 2, 3]);
+        let five = [1, 2, 3, 4, 5];
+        assert_eq!(layout(4, &five, 3), [4, 5, 1]);
+        let mut leaders = [0; 5];
+        for g in 1..=10 {
+            leaders[(layout(g, &five, 3)[0] - 1) as usize] += 1;
+        }
+        assert_eq!(leaders, [2, 2, 2, 2, 2]);
+        assert_eq!(layout(1, &[7], 3), [7]);
+    }
+}
