@@ -25,6 +25,7 @@ pub struct Context {
     command: String,
     timestamp_ms: u64,
     sequence: u64,
+    random_seed: u64,
     rng: u64,
     effects: Vec<Effect>,
     forward: Option<wit::Call>,
@@ -46,6 +47,7 @@ impl Context {
             command: ctx.command,
             timestamp_ms: ctx.timestamp_ms,
             sequence: ctx.sequence,
+            random_seed: ctx.random_seed,
             rng: ctx.random_seed,
             effects: Vec::new(),
             forward: None,
@@ -82,6 +84,12 @@ impl Context {
     /// The entity's journal sequence number before this command (0 for a new entity).
     pub fn sequence(&self) -> u64 {
         self.sequence
+    }
+
+    /// The host's journaled random seed of this command, as handed to the entity (the start of
+    /// the sequence [`random_u64`](Context::random_u64) draws from; unaffected by drawing).
+    pub fn random_seed(&self) -> u64 {
+        self.random_seed
     }
 
     /// The next number of a deterministic pseudo-random sequence (splitmix64) seeded by the
@@ -275,6 +283,9 @@ mod tests {
             ("counter", "k1", "c-1", "add")
         );
         assert_eq!((ctx.timestamp_ms(), ctx.sequence()), (1_000, 7));
+        let mut ctx = context(42);
+        ctx.random_u64();
+        assert_eq!(ctx.random_seed(), 42);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `cargo xtask build-examples`: builds the guest components (the examples and the runtime's
 //! test guests) for wasm32-wasip2 with the `guest` profile and collects them in
-//! `target/components/<crate>.wasm`.
+//! `target/components/<crate>.wasm`; the components of the TCK (tests/tck/SPEC.md) are also
+//! copied to `target/components/rust/<name>.wasm`, next to the other languages' builds.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +22,12 @@ pub const GUESTS: &[&str] = &[
     "tally-divergent",
     "tally-trapping",
     "clock",
+    "tck-value",
+    "tck-events",
 ];
+
+/// The guests the TCK deploys, also collected as `target/components/rust/<crate>.wasm`.
+pub const TCK_COMPONENTS: &[&str] = &["tck-value", "tck-events", "counter", "shopping-cart"];
 
 /// A built component.
 #[derive(Clone, Debug)]
@@ -35,7 +41,8 @@ pub struct Component {
 }
 
 /// Builds every guest in [`GUESTS`] in one cargo invocation, copies the components to
-/// `<target>/components/<crate>.wasm`, prints their sizes and returns them.
+/// `<target>/components/<crate>.wasm` (and those of [`TCK_COMPONENTS`] to
+/// `<target>/components/rust/<crate>.wasm`), prints their sizes and returns them.
 pub fn build_examples() -> anyhow::Result<Vec<Component>> {
     let root = crate::workspace_root();
     ensure_target()?;
@@ -69,8 +76,22 @@ pub fn build_examples() -> anyhow::Result<Vec<Component>> {
         });
     }
     for c in &components {
-        println!("{:<14} {:>8} bytes  {}", c.name, c.size, c.path.display());
+        println!("{:<15} {:>8} bytes  {}", c.name, c.size, c.path.display());
     }
+
+    let rust = out.join("rust");
+    std::fs::create_dir_all(&rust).with_context(|| format!("cannot create {}", rust.display()))?;
+    for name in TCK_COMPONENTS {
+        let from = out.join(format!("{name}.wasm"));
+        let to = rust.join(format!("{name}.wasm"));
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
+    }
+    println!(
+        "TCK components ({}) also in {}",
+        TCK_COMPONENTS.join(", "),
+        rust.display()
+    );
     Ok(components)
 }
 

@@ -1,6 +1,8 @@
 //! `cargo xtask test`, `ci` and `demo`: the project's standing checks and its main job.
-//! `ci` is exactly what `.ci/run` runs: rustfmt check, clippy with `-D warnings`, the guest
-//! build, and every test of the workspace.
+//! `ci` is exactly what `.ci/run` runs: rustfmt check, a check that the TCK's Python and
+//! JavaScript toolchains are present, the guest build, clippy with `-D warnings`, every test of
+//! the workspace, the Python and JavaScript SDKs' unit tests, then the TCK for every guest
+//! language.
 
 use std::{
     io::{BufRead, BufReader},
@@ -9,7 +11,7 @@ use std::{
 
 use anyhow::bail;
 
-use crate::{build, workspace_root};
+use crate::{build, tck, workspace_root};
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
     eprintln!("$ cargo {}", args.join(" "));
@@ -23,13 +25,19 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `cargo test` with `args`, echoing its output, and adds its `test result:` counts to
-/// `totals` (passed, failed, ignored).
-fn cargo_test(args: &[&str], totals: &mut [u64; 3]) -> anyhow::Result<()> {
-    eprintln!("$ cargo {}", args.join(" "));
+/// Runs `cargo test` with `args` and the environment variables `envs`, echoing its output, and
+/// adds its `test result:` counts to `totals` (passed, failed, ignored).
+pub fn cargo_test(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    totals: &mut [u64; 3],
+) -> anyhow::Result<()> {
+    let shown_envs: String = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    eprintln!("$ {shown_envs}cargo {}", args.join(" "));
     let mut child = Command::new(env!("CARGO"))
         .current_dir(workspace_root())
         .args(args)
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .spawn()?;
     if let Some(stdout) = child.stdout.take() {
@@ -59,14 +67,11 @@ fn count_before(text: &str, label: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Builds the guests, then runs every test of the workspace and prints the totals.
-pub fn test() -> anyhow::Result<()> {
-    build::build_examples()?;
-    let mut totals = [0u64; 3];
-    cargo_test(&["test", "--workspace", "--doc"], &mut totals)?;
-    cargo_test(&["test", "--workspace", "--all-targets"], &mut totals)?;
+/// Prints the totals line of `what` (e.g. `all tests: 3 passed, 0 failed, 1 skipped`); fails
+/// if no test passed.
+pub fn print_totals(what: &str, totals: &[u64; 3]) -> anyhow::Result<()> {
     println!(
-        "\nall tests: {} passed, {} failed, {} skipped",
+        "\n{what}: {} passed, {} failed, {} skipped",
         totals[0], totals[1], totals[2]
     );
     if totals[0] == 0 {
@@ -75,9 +80,25 @@ pub fn test() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Format check, lints, then [`test`].
+/// Every test of the workspace (the guests must be built), counted into `totals`.
+fn workspace_tests(totals: &mut [u64; 3]) -> anyhow::Result<()> {
+    cargo_test(&["test", "--workspace", "--doc"], &[], totals)?;
+    cargo_test(&["test", "--workspace", "--all-targets"], &[], totals)
+}
+
+/// Builds the guests, then runs every test of the workspace and prints the totals.
+pub fn test() -> anyhow::Result<()> {
+    build::build_examples()?;
+    let mut totals = [0u64; 3];
+    workspace_tests(&mut totals)?;
+    print_totals("all tests", &totals)
+}
+
+/// Format check, lints, [`test`], then the TCK for every guest language. A missing Python or
+/// JavaScript toolchain fails it up front: the TCK never skips a language.
 pub fn ci() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
+    tck::check_toolchains(tck::LANGS)?;
     build::build_examples()?;
     cargo(&[
         "clippy",
@@ -87,7 +108,76 @@ pub fn ci() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ])?;
-    test()
+    let mut totals = [0u64; 3];
+    workspace_tests(&mut totals)?;
+    sdk_tests(&mut totals)?;
+    tck::run(tck::LANGS, &mut totals)?;
+    print_totals("all tests", &totals)
+}
+
+/// The Python and JavaScript SDKs' own unit tests (`python3 -m unittest`, `node --test`),
+/// counted into `totals`.
+fn sdk_tests(totals: &mut [u64; 3]) -> anyhow::Result<()> {
+    let root = workspace_root();
+    eprintln!("$ python3 -m unittest discover -s sdk-guest/python/tests");
+    let py = Command::new("python3")
+        .current_dir(&root)
+        .args(["-m", "unittest", "discover", "-s", "sdk-guest/python/tests"])
+        .output()?;
+    let text = String::from_utf8_lossy(&py.stderr);
+    eprint!("{text}");
+    // unittest: `Ran 94 tests in 0.1s` then `OK (skipped=4)` or `FAILED (failures=1, ...)`.
+    let ran = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Ran ")?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with("OK") || l.starts_with("FAILED"))
+            .find_map(|l| {
+                let at = l.find(&format!("{name}="))?;
+                l[at + name.len() + 1..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    let (skipped, failed) = (field("skipped"), field("failures") + field("errors"));
+    totals[0] += ran.saturating_sub(skipped + failed);
+    totals[1] += failed;
+    totals[2] += skipped;
+    if !py.status.success() || ran == 0 {
+        bail!("the Python SDK's tests failed");
+    }
+
+    eprintln!("$ npm test --prefix sdk-guest/js");
+    let js = Command::new("npm")
+        .current_dir(&root)
+        .args(["test", "--prefix", "sdk-guest/js", "--silent"])
+        .output()?;
+    let text = String::from_utf8_lossy(&js.stdout);
+    print!("{text}");
+    // node --test (TAP): `# pass 72`, `# fail 0`, `# skipped 0`.
+    let count = |label: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("# {label} "))?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    totals[0] += count("pass");
+    totals[1] += count("fail");
+    totals[2] += count("skipped") + count("todo");
+    if !js.status.success() || count("pass") == 0 {
+        bail!("the JavaScript SDK's tests failed");
+    }
+    Ok(())
 }
 
 /// Builds the examples and a release `cella`, then runs an embedded single node serving them.

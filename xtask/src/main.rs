@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod ci;
 mod http;
+mod tck;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,8 +15,14 @@ usage: cargo xtask <command>
 
 commands:
   build-examples   build the example and test guest components into target/components/
+                   (the TCK's Rust components also into target/components/rust/)
   test             build-examples, then every test of the workspace
-  ci               rustfmt check, clippy -D warnings, then test (what .ci/run runs)
+  tck [--lang rust|python|js]
+                   build the TCK components of the languages (default: all three) into
+                   target/components/<lang>/, then run the TCK suite (tests/tck/SPEC.md)
+  ci               rustfmt check, clippy -D warnings, test, then the TCK for every
+                   language; fails if the Python or JavaScript toolchain is missing
+                   (what .ci/run runs)
   demo [ADDR]      build everything and run a single node serving the examples (default 127.0.0.1:8080)
   bench [--secs N] [--conns 1,16,64] [--no-micro]
                    wrk durable-counter workload against a release node, then the
@@ -29,6 +36,7 @@ fn main() -> ExitCode {
             no_extra_args(&args).and_then(|()| build::build_examples().map(|_| ()))
         }
         Some("test") => no_extra_args(&args).and_then(|()| ci::test()),
+        Some("tck") => tck::parse_args(&args[1..]).and_then(|langs| tck::tck(&langs)),
         Some("ci") => no_extra_args(&args).and_then(|()| ci::ci()),
         Some("demo") => ci::demo(args.get(1).map(String::as_str).unwrap_or("127.0.0.1:8080")),
         Some("bench") => {

@@ -367,6 +367,25 @@ impl Cluster {
         }
     }
 
+    /// Answers a raft RPC addressed to `path` (`{group}/{kind}`, after [`crate::network::RAFT_PATH`]).
+    pub async fn serve_peer(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
+        let bad = |message: String| Error::Decode {
+            what: "a raft RPC path",
+            message,
+        };
+        let (group, kind) = path
+            .split_once('/')
+            .ok_or_else(|| bad(format!("`{path}` is not GROUP/KIND")))?;
+        let group: GroupId = group
+            .parse()
+            .map_err(|_| bad(format!("`{group}` is not a group number")))?;
+        let group = self
+            .groups
+            .get(&group)
+            .ok_or_else(|| bad(format!("there is no group {group}")))?;
+        crate::network::serve_rpc(&group.raft, kind, body).await
+    }
+
     /// Stops every group.
     pub async fn shutdown(&self) {
         for group in self.groups.values() {

@@ -5,6 +5,7 @@
 //! - [`placement`]: `(type, key)` → shard → partition, fixed when the cluster is created.
 //! - [`cluster`]: this node's groups, their layout, initialization, status and the leader
 //!   balancer.
+//! - [`journal`]: the entity layer's `Journal` in a cluster (appends through raft, leases).
 //! - [`submit`]: ordered submission of journal appends to a group, and barriers.
 //! - [`log_store`]: the openraft log storage of one group on the node's redb store. Every group
 //!   appends through the store's one group-commit writer, so one durable transaction covers the
@@ -15,6 +16,7 @@
 //!   installs partition snapshots.
 
 pub mod cluster;
+pub mod journal;
 pub mod log_store;
 pub mod network;
 pub mod placement;
@@ -23,6 +25,7 @@ pub mod submit;
 pub mod types;
 
 pub use cluster::{Cluster, ClusterOptions, GroupStatus, META_GROUP};
+pub use journal::ClusterJournal;
 pub use log_store::LogStore;
 pub use placement::Placement;
 pub use state_machine::StateMachine;

@@ -36,6 +36,22 @@ impl EntityLoad {
     }
 }
 
+/// The leadership under which a node may write an entity: the raft term and leader node id of
+/// the entity's partition. An append made under a lease commits only while that leadership
+/// lasts, so state cached under an earlier leadership is never written back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub term: u64,
+    pub node: u64,
+}
+
+/// Why this node may not write an entity now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotOwner {
+    /// The address of the node that leads the entity's partition, when known.
+    pub leader: Option<String>,
+}
+
 /// A future that resolves when an append is durable.
 pub type AppendFuture = Pin<Box<dyn Future<Output = Result<()>> + Send + 'static>>;
 
@@ -51,4 +67,26 @@ pub trait Journal: Send + Sync + 'static {
 
     /// Reads up to `limit` journal entries with `seq >= from`, in order.
     fn read_journal(&self, id: &EntityId, from: u64, limit: usize) -> Result<Vec<JournalEntry>>;
+
+    /// The lease under which this node may write `id` now (`None`: no leases, one node owns
+    /// everything), or who owns it instead.
+    fn lease(&self, _id: &EntityId) -> std::result::Result<Option<Lease>, NotOwner> {
+        Ok(None)
+    }
+
+    /// Resolves once this node, holding `lease`, has applied every change committed before the
+    /// lease began, so that [`Journal::load`] sees the entity's latest state.
+    fn ready(&self, _id: &EntityId, _lease: Lease) -> AppendFuture {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Like [`Journal::append`], to commit only while `lease` lasts (when given).
+    fn append_leased(&self, writes: Vec<Write>, _lease: Option<Lease>) -> AppendFuture {
+        self.append(writes)
+    }
+
+    /// Resolves once every append of `id` submitted before this call is durable.
+    fn barrier(&self, _id: &EntityId) -> AppendFuture {
+        self.append(Vec::new())
+    }
 }

@@ -8,7 +8,7 @@ mod journal;
 mod model;
 
 pub use encoding::{FORMAT_VERSION, decode, encode};
-pub use journal::{AppendFuture, EntityLoad, Journal, Write};
+pub use journal::{AppendFuture, EntityLoad, Journal, Lease, NotOwner, Write};
 pub use model::{
     EntityId, EntityKind, JournalEntry, JournalPayload, ModuleInfo, ModuleVersion, Snapshot,
     validate_name,

@@ -59,8 +59,13 @@ enum Command {
         /// Directory to create the crate in (default: ./NAME).
         #[arg(long, value_name = "DIR")]
         path: Option<PathBuf>,
+        /// The language of the entity.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
     },
-    /// Build an entity crate into a component (wasm32-wasip2, release) and validate it.
+    /// Build an entity project into a component and validate it: a Rust crate (wasm32-wasip2,
+    /// release), a Python project (app.py, componentize-py) or a JavaScript project
+    /// (package.json, componentize-js).
     Build {
         /// The entity crate.
         #[arg(default_value = ".")]
@@ -105,6 +110,19 @@ enum Command {
         /// Snapshot event-sourced entities every this many events.
         #[arg(long, default_value_t = 100)]
         snapshot_every: u64,
+        /// This node's id in a cluster (with --initial-cluster).
+        #[arg(long, value_name = "N", requires = "initial_cluster")]
+        node_id: Option<u64>,
+        /// Form a cluster: ID=HOST:PORT,... for every initial member, this node included; the
+        /// lowest id initializes it. Journals are then replicated with Raft.
+        #[arg(long, value_name = "ID=ADDR,...", requires = "node_id")]
+        initial_cluster: Option<String>,
+        /// Raft groups the entity space is split into (fixed when the cluster is created).
+        #[arg(long, default_value_t = 8)]
+        partitions: u32,
+        /// Replicas per partition.
+        #[arg(long, default_value_t = 3)]
+        replicas: usize,
     },
     /// Upload a component as the new version of an entity type.
     Deploy {
@@ -163,6 +181,14 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+}
+
+/// Languages `cella new` scaffolds.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
 }
 
 /// The whole `cella` program: logging to stderr (`CELLA_LOG`), argument parsing, exit code.
@@ -275,6 +301,35 @@ fn split_entity(entity: &str) -> anyhow::Result<(&str, &str)> {
 }
 
 /// Prints a successful JSON body prettily, or turns an error body into an error.
+/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
+fn parse_initial_cluster(text: &str) -> anyhow::Result<std::collections::BTreeMap<u64, String>> {
+    let mut members = std::collections::BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!(
+                "--initial-cluster: `{part}` is not ID=HOST:PORT\nhint: e.g. \
+                 --initial-cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
+            )
+        })?;
+        let id: u64 = id.trim().parse().map_err(|_| {
+            anyhow::anyhow!("--initial-cluster: `{id}` is not a node id (a number)")
+        })?;
+        let addr = addr.trim();
+        if addr.parse::<SocketAddr>().is_err() {
+            anyhow::bail!(
+                "--initial-cluster: `{addr}` (node {id}) is not HOST:PORT with an IP address"
+            );
+        }
+        if members.insert(id, addr.to_string()).is_some() {
+            anyhow::bail!("--initial-cluster: node {id} is listed twice");
+        }
+    }
+    if members.is_empty() {
+        anyhow::bail!("--initial-cluster lists no node");
+    }
+    Ok(members)
+}
+
 /// Prints the `warnings` of a deploy reply to stderr, one `warning:` line each.
 fn print_warnings(body: &str) {
     let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
@@ -320,8 +375,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             memory_limit_mb,
             cache_capacity,
             snapshot_every,
+            node_id,
+            initial_cluster,
+            partitions,
+            replicas,
         } => {
             let mut options = NodeOptions::new(data_dir.clone(), listen);
+            if let (Some(node_id), Some(initial)) = (node_id, initial_cluster) {
+                options.cluster = Some(crate::node::ClusterSettings {
+                    node_id,
+                    initial: parse_initial_cluster(&initial)?,
+                    partitions,
+                    replicas: replicas.max(1),
+                });
+            }
             options.admin_token = admin_token;
             options.host.deadline = Duration::from_millis(deadline_ms);
             options.host.memory_limit = memory_limit_mb << 20;
@@ -382,7 +449,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             finish(reply)
         }
-        Command::New { name, kind, path } => scaffold::run_new(&name, kind, path),
+        Command::New {
+            name,
+            kind,
+            path,
+            lang,
+        } => match lang {
+            Lang::Rust => scaffold::run_new(&name, kind, path),
+            Lang::Python => crate::build_python::run_new(&name, kind, path),
+            Lang::Js => crate::build_js::run_new(&name, kind, path),
+        },
         Command::Build { path } => guest_build::run_build(&path).await,
         Command::Dev { path, listen, name } => {
             dev::run(DevOptions {

@@ -9,6 +9,14 @@
 //! while the first one's commit is in flight (pipelining); no reply — including replies of
 //! read-only commands and rejections — leaves before every change it observed is durable.
 //! If an append fails, the entity is dropped from the cache and re-activated from disk.
+//!
+//! *In a cluster* an entity runs only on the leader of its partition: the journal hands out a
+//! lease (the partition's leadership) that is recorded when the entity is activated; a command
+//! finding another lease (leadership lost, or lost and regained) re-activates the entity once
+//! the node has applied everything committed before its leadership, and appends commit only
+//! under the lease they were computed under. A command for an entity this node does not own
+//! fails with [`Error::NotLeader`] naming the owner, which the HTTP layer forwards to; a
+//! `forward` effect to such an entity goes through the [`Forwarder`].
 
 use std::{
     collections::HashMap,
@@ -19,7 +27,9 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use cella_core::{EntityId, EntityKind, Journal, JournalEntry, JournalPayload, Snapshot, Write};
+use cella_core::{
+    EntityId, EntityKind, Journal, JournalEntry, JournalPayload, Lease, Snapshot, Write,
+};
 use cella_host::{CommandContext, Failure, Instance};
 
 use crate::{
@@ -65,6 +75,19 @@ struct Loaded {
     events_since_snapshot: u64,
     /// The module version that folded `state`.
     module_version: u32,
+    /// The lease the entity was activated under (`None` on a single node).
+    lease: Option<Lease>,
+}
+
+/// Sends a command to the node that owns its entity (a `forward` effect in a cluster).
+pub trait Forwarder: Send + Sync {
+    fn forward(
+        &self,
+        owner: String,
+        id: EntityId,
+        command: String,
+        payload: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>> + Send>>;
 }
 
 /// One cached entity.
@@ -92,6 +115,7 @@ pub struct Entities {
     clock: AtomicU64,
     commands: AtomicU64,
     boot_ms: u64,
+    forwarder: Option<Arc<dyn Forwarder>>,
 }
 
 fn now_ms() -> u64 {
@@ -125,7 +149,26 @@ impl Entities {
             clock: AtomicU64::new(0),
             commands: AtomicU64::new(0),
             boot_ms: now_ms(),
+            forwarder: None,
         }
+    }
+
+    /// Sends `forward` effects for entities owned by other nodes through `forwarder`.
+    pub fn with_forwarder(mut self, forwarder: Arc<dyn Forwarder>) -> Self {
+        self.forwarder = Some(forwarder);
+        self
+    }
+
+    /// Ok when this node may run `id` now, else [`Error::NotLeader`] naming the owner.
+    pub fn owner(&self, id: &EntityId) -> Result<()> {
+        self.lease(id).map(drop)
+    }
+
+    /// The lease under which this node may run `id` now, or [`Error::NotLeader`].
+    fn lease(&self, id: &EntityId) -> Result<Option<Lease>> {
+        self.journal.lease(id).map_err(|owner| Error::NotLeader {
+            leader: owner.leader,
+        })
     }
 
     /// Number of entities held in memory.
@@ -190,8 +233,16 @@ impl Entities {
     /// Activates an entity from its snapshot and journal. A snapshot written by another module
     /// version is ignored for event-sourced entities: their whole journal is replayed through
     /// the active version's `apply`.
-    async fn activate(&self, id: &EntityId, active: &Active) -> Result<Loaded> {
+    async fn activate(
+        &self,
+        id: &EntityId,
+        active: &Active,
+        lease: Option<Lease>,
+    ) -> Result<Loaded> {
         self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        if let Some(lease) = lease {
+            self.journal.ready(id, lease).await?;
+        }
         let mut load = self.journal.load(id)?;
         let seq = load.last_seq();
         let event_sourced = active.kind() == EntityKind::EventSourced;
@@ -219,6 +270,7 @@ impl Entities {
             seq,
             events_since_snapshot: if event_sourced { applied } else { 0 },
             module_version: active.version,
+            lease,
         })
     }
 
@@ -230,11 +282,14 @@ impl Entities {
         active: &Active,
         loaded: &mut Option<Loaded>,
     ) -> Result<()> {
+        let lease = self.lease(id)?;
         let stale = loaded.as_ref().is_some_and(|l| {
-            l.module_version != active.version && active.kind() == EntityKind::EventSourced
+            (l.module_version != active.version && active.kind() == EntityKind::EventSourced)
+                || l.lease != lease
         });
         if loaded.is_none() || stale {
-            *loaded = Some(self.activate(id, active).await?);
+            *loaded = None;
+            *loaded = Some(self.activate(id, active, lease).await?);
         } else {
             self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
         }
@@ -242,13 +297,13 @@ impl Entities {
     }
 
     /// Waits until every change up to `seq` of this entity is durable.
-    async fn wait_durable(&self, slot: &Slot, seq: u64) -> Result<()> {
+    async fn wait_durable(&self, id: &EntityId, slot: &Slot, seq: u64) -> Result<()> {
         if slot.durable_seq.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
-        // Appends are durable in submission order: an empty append resolves once everything
+        // Appends are durable in submission order: a barrier resolves once everything
         // submitted before it is durable.
-        self.journal.append(Vec::new()).await?;
+        self.journal.barrier(id).await?;
         slot.durable_seq.fetch_max(seq, Ordering::AcqRel);
         Ok(())
     }
@@ -312,7 +367,7 @@ impl Entities {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(failure)) => {
                 drop(guard);
-                self.wait_durable(&slot, observed_seq).await?;
+                self.wait_durable(&id, &slot, observed_seq).await?;
                 return Err(match failure {
                     Failure::Rejected(m) => Error::Rejected(m),
                     Failure::BadRequest(m) => Error::BadRequest(m),
@@ -334,7 +389,8 @@ impl Entities {
             .await?;
         drop(instance);
         let new_seq = loaded.seq;
-        let append = (!writes.is_empty()).then(|| self.journal.append(writes));
+        let lease = loaded.lease;
+        let append = (!writes.is_empty()).then(|| self.journal.append_leased(writes, lease));
         drop(guard);
         match append {
             Some(fut) => {
@@ -344,7 +400,7 @@ impl Entities {
                 }
                 slot.durable_seq.fetch_max(new_seq, Ordering::AcqRel);
             }
-            None => self.wait_durable(&slot, new_seq).await?,
+            None => self.wait_durable(&id, &slot, new_seq).await?,
         }
         drop(slot);
 
@@ -355,6 +411,32 @@ impl Entities {
                     self.options.max_forward_depth
                 )));
             }
+            // The command above is committed: whatever happens to the forward must not look
+            // like "not run here" (`NotLeader`), which the HTTP layer would retry elsewhere.
+            let target = EntityId::new(&call.entity_type, &call.key);
+            let unowned = |leader: Option<String>| {
+                Error::Unavailable(format!(
+                    "forwarding to {target}: its partition {}",
+                    match leader {
+                        Some(addr) => format!("is led by {addr}, which is not reachable from here"),
+                        None => "has no leader right now".to_string(),
+                    }
+                ))
+            };
+            match (self.lease(&target), &self.forwarder) {
+                (
+                    Err(Error::NotLeader {
+                        leader: Some(owner),
+                    }),
+                    Some(forwarder),
+                ) => {
+                    return forwarder
+                        .forward(owner, target, call.command, call.payload)
+                        .await;
+                }
+                (Err(Error::NotLeader { leader }), _) => return Err(unowned(leader)),
+                _ => {}
+            }
             return Box::pin(self.command_at_depth(
                 &call.entity_type,
                 &call.key,
@@ -362,7 +444,11 @@ impl Entities {
                 call.payload,
                 depth + 1,
             ))
-            .await;
+            .await
+            .map_err(|e| match e {
+                Error::NotLeader { leader } => unowned(leader),
+                other => other,
+            });
         }
         Ok(outcome.reply)
     }
@@ -463,7 +549,7 @@ impl Entities {
         };
         let (seq, state) = (loaded.seq, loaded.state.clone());
         drop(guard);
-        self.wait_durable(&slot, seq).await?;
+        self.wait_durable(&id, &slot, seq).await?;
         let state = match state {
             Some(bytes) => {
                 let mut instance = active
@@ -497,6 +583,10 @@ impl Entities {
         cella_core::validate_name("key", key)?;
         let active = self.registry.get(entity_type)?;
         let id = EntityId::new(entity_type, key);
+        if let Some(lease) = self.lease(&id)? {
+            self.journal.ready(&id, lease).await?;
+        }
+        self.journal.barrier(&id).await?;
         let entries = self.journal.read_journal(&id, from, limit)?;
         let mut instance = active
             .module

@@ -36,6 +36,16 @@ pub enum Error {
     Storage(String),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{}", match leader {
+        Some(addr) => format!("this node does not own the entity; its partition is led by {addr}"),
+        None => "the entity's partition has no leader right now; retry shortly".to_string(),
+    })]
+    NotLeader { leader: Option<String> },
+    /// An error answered by another node, relayed as is.
+    #[error("{body}")]
+    Remote { status: u16, body: String },
+    #[error("the cluster could not confirm the change (it may or may not have been applied): {0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -53,6 +63,10 @@ impl Error {
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+            Error::NotLeader { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Remote { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+            }
             Error::EntityFailed(_) | Error::Storage(_) | Error::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -73,12 +87,20 @@ impl Error {
             Error::DeadlineExceeded(_) => "deadline_exceeded",
             Error::Storage(_) => "storage_failed",
             Error::Unauthorized(_) => "unauthorized",
+            Error::NotLeader { .. } => "not_leader",
+            Error::Unavailable(_) => "unavailable",
+            Error::Remote { .. } => "remote",
             Error::Internal(_) => "internal",
         }
     }
 
     /// The JSON error body.
     pub fn to_json(&self) -> serde_json::Value {
+        if let Error::Remote { body, .. } = self
+            && let Ok(value) = serde_json::from_str(body)
+        {
+            return value;
+        }
         serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } })
     }
 }
@@ -87,6 +109,7 @@ impl From<cella_core::Error> for Error {
     fn from(e: cella_core::Error) -> Self {
         match e {
             cella_core::Error::InvalidName { .. } => Error::BadRequest(e.to_string()),
+            cella_core::Error::Unconfirmed(m) => Error::Unavailable(m),
             other => Error::Storage(other.to_string()),
         }
     }

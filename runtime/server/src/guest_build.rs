@@ -324,19 +324,29 @@ pub async fn validate(wasm: &[u8]) -> anyhow::Result<Checked> {
 }
 
 /// `cella build`: build, validate, report.
+/// The language is told by the project's files: `Cargo.toml` (Rust), `app.py` (Python with
+/// componentize-py) or `package.json` (JavaScript with componentize-js).
 pub async fn run_build(dir: &Path) -> anyhow::Result<()> {
-    let built = build(dir).await.map_err(|e| match e {
-        BuildError::Compile { status, summary } => anyhow::anyhow!(
-            "the build failed ({status}):\n{summary}\nhint: fix the errors above and run `cella \
-             build` again"
-        ),
-        BuildError::Other(e) => e,
-    })?;
-    let bytes = std::fs::read(&built.wasm)
-        .with_context(|| format!("cannot read {}", built.wasm.display()))?;
+    let (wasm, package) = if crate::build_python::is_python_project(dir) {
+        let wasm = crate::build_python::build(dir).await?;
+        (wasm, project_name(dir))
+    } else if crate::build_js::is_js_project(dir) {
+        let wasm = crate::build_js::build(dir).await?;
+        (wasm, project_name(dir))
+    } else {
+        let built = build(dir).await.map_err(|e| match e {
+            BuildError::Compile { status, summary } => anyhow::anyhow!(
+                "the build failed ({status}):\n{summary}\nhint: fix the errors above and run \
+                 `cella build` again"
+            ),
+            BuildError::Other(e) => e,
+        })?;
+        (built.wasm, built.package)
+    };
+    let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
     let checked = validate(&bytes).await?;
-    println!("built {}", built.wasm.display());
-    println!("  package   {}", built.package);
+    println!("built {}", wasm.display());
+    println!("  package   {package}");
     println!(
         "  size      {} ({} bytes)",
         human_size(bytes.len() as u64),
@@ -348,6 +358,14 @@ pub async fn run_build(dir: &Path) -> anyhow::Result<()> {
         println!("  warning   {warning}");
     }
     Ok(())
+}
+
+/// A Python or JavaScript project's name: its directory's name.
+fn project_name(dir: &Path) -> String {
+    std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "entity".into())
 }
 
 fn human_size(bytes: u64) -> String {

@@ -9,6 +9,9 @@
 //!   deploying), `POST /v1/modules/{type}/rollback` (body `{"version": N}` or empty),
 //!   `GET /v1/modules`, `GET /v1/modules/{type}`, `DELETE /v1/modules/{type}`.
 //! - `GET /healthz`, `GET /metrics` (Prometheus text).
+//! - In a cluster: `GET /v1/cluster` (nodes, partitions, leaders, terms, applied indexes) and
+//!   `POST /v1/peer/raft/{group}/{kind}` (raft RPCs between nodes); entity requests for
+//!   partitions led elsewhere are forwarded there ([`crate::routing`]).
 
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
@@ -41,7 +44,7 @@ fn text_response(status: StatusCode, content_type: &str, body: String) -> Respon
     resp
 }
 
-fn error_response(e: &Error) -> Response<Body> {
+pub(crate) fn error_response(e: &Error) -> Response<Body> {
     json_response(e.status(), &e.to_json())
 }
 
@@ -163,43 +166,87 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
                 percent_decode(key)?,
                 percent_decode(command)?,
             );
-            let started = Instant::now();
+            let forwarded = is_forwarded(&req);
+            let path_and_query = path_and_query(&req);
             let body = read_body(req, node.options.max_payload, "the command payload").await?;
             let payload = command_payload(&body)?;
-            let result = node.entities.command(&ty, &key, &command, payload).await;
-            let outcome = match &result {
-                Ok(_) => Outcome::Ok,
-                Err(Error::Rejected(_)) => Outcome::Rejected,
-                Err(_) => Outcome::Failed,
-            };
-            node.metrics.command(outcome, started.elapsed());
-            let reply = result?;
-            Ok(text_response(StatusCode::OK, "application/json", reply))
+            let run = || run_command(node, &ty, &key, &command, payload.clone());
+            let first = run().await;
+            if forwarded {
+                return first;
+            }
+            let id = cella_core::EntityId::new(&ty, &key);
+            crate::routing::route_entity(
+                node,
+                &id,
+                method.clone(),
+                &path_and_query,
+                body,
+                first,
+                Box::new(move || Box::pin(run())),
+            )
+            .await
         }
         (&Method::GET, ["v1", "entities", ty, key]) => {
             let (ty, key) = (percent_decode(ty)?, percent_decode(key)?);
-            let inspection = node.entities.inspect(&ty, &key).await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "type": ty,
-                    "key": key,
-                    "sequence": inspection.sequence,
-                    "moduleVersion": inspection.module_version,
-                    "state": inspection.state,
-                }),
-            ))
+            let run = || inspect(node, &ty, &key);
+            let first = run().await;
+            if is_forwarded(&req) {
+                return first;
+            }
+            let id = cella_core::EntityId::new(&ty, &key);
+            let pq = path_and_query(&req);
+            crate::routing::route_entity(
+                node,
+                &id,
+                Method::GET,
+                &pq,
+                Bytes::new(),
+                first,
+                Box::new(move || Box::pin(run())),
+            )
+            .await
         }
         (&Method::GET, ["v1", "entities", ty, key, "journal"]) => {
             let (ty, key) = (percent_decode(ty)?, percent_decode(key)?);
             let from = parse_u64_param(&req, "from", 1)?;
             let limit = parse_u64_param(&req, "limit", 1000)?.min(10_000) as usize;
-            let entries = node.entities.journal(&ty, &key, from, limit).await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "type": ty, "key": key, "entries": entries }),
-            ))
+            let run = || journal(node, &ty, &key, from, limit);
+            let first = run().await;
+            if is_forwarded(&req) {
+                return first;
+            }
+            let id = cella_core::EntityId::new(&ty, &key);
+            let pq = path_and_query(&req);
+            crate::routing::route_entity(
+                node,
+                &id,
+                Method::GET,
+                &pq,
+                Bytes::new(),
+                first,
+                Box::new(move || Box::pin(run())),
+            )
+            .await
         }
+        (&Method::GET, ["v1", "cluster"]) => match &node.cluster {
+            Some(cluster) => Ok(json_response(
+                StatusCode::OK,
+                &crate::routing::status(cluster),
+            )),
+            None => Err(Error::NotFound(
+                "this node runs alone (start it with --initial-cluster to form a cluster)".into(),
+            )),
+        },
+        (&Method::POST, ["v1", "peer", "raft", group, kind]) => match &node.cluster {
+            Some(cluster) => {
+                let rest = format!("{group}/{kind}");
+                let body =
+                    read_body(req, node.options.max_module.max(256 << 20), "a raft RPC").await?;
+                crate::routing::peer_rpc(cluster, &rest, &body).await
+            }
+            None => Err(Error::NotFound("this node is not in a cluster".into())),
+        },
         (&Method::PUT, ["v1", "modules", ty]) => {
             let ty = percent_decode(ty)?;
             node.authorize_admin(&req)?;
@@ -288,6 +335,65 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         }
         _ => Err(Error::NotFound(format!("no route for {method} {path}"))),
     }
+}
+
+fn is_forwarded(req: &Request<Incoming>) -> bool {
+    req.headers().contains_key(crate::routing::FORWARDED)
+}
+
+fn path_and_query(req: &Request<Incoming>) -> String {
+    req.uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_string())
+        .unwrap_or_else(|| req.uri().path().to_string())
+}
+
+/// Runs a command here, recording its outcome.
+async fn run_command(
+    node: &Node,
+    ty: &str,
+    key: &str,
+    command: &str,
+    payload: String,
+) -> Result<Response<Body>> {
+    let started = Instant::now();
+    let result = node.entities.command(ty, key, command, payload).await;
+    let outcome = match &result {
+        Ok(_) => Outcome::Ok,
+        Err(Error::Rejected(_)) => Outcome::Rejected,
+        Err(Error::NotLeader { .. }) => return result.map(|_| Response::new(Body::default())),
+        Err(_) => Outcome::Failed,
+    };
+    node.metrics.command(outcome, started.elapsed());
+    Ok(text_response(StatusCode::OK, "application/json", result?))
+}
+
+async fn inspect(node: &Node, ty: &str, key: &str) -> Result<Response<Body>> {
+    let inspection = node.entities.inspect(ty, key).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "type": ty,
+            "key": key,
+            "sequence": inspection.sequence,
+            "moduleVersion": inspection.module_version,
+            "state": inspection.state,
+        }),
+    ))
+}
+
+async fn journal(
+    node: &Node,
+    ty: &str,
+    key: &str,
+    from: u64,
+    limit: usize,
+) -> Result<Response<Body>> {
+    let entries = node.entities.journal(ty, key, from, limit).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "type": ty, "key": key, "entries": entries }),
+    ))
 }
 
 fn module_json(info: &cella_core::ModuleInfo) -> serde_json::Value {

@@ -34,9 +34,15 @@ pub struct Metrics {
     pub cache_misses: AtomicU64,
     pub cache_evictions: AtomicU64,
     pub events_replayed: AtomicU64,
+    forwarded: AtomicU64,
 }
 
 impl Metrics {
+    /// Records one request forwarded to the node leading its entity's partition.
+    pub fn forwarded(&self) {
+        self.forwarded.fetch_add(1, Relaxed);
+    }
+
     /// Records one finished command.
     pub fn command(&self, outcome: Outcome, elapsed: Duration) {
         match outcome {
@@ -132,6 +138,12 @@ impl Metrics {
             "cella_events_replayed_total",
             "Events folded while activating entities.",
             self.events_replayed.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "cella_requests_forwarded_total",
+            "Entity requests forwarded to the node leading the entity's partition.",
+            self.forwarded.load(Relaxed),
         );
         gauge(
             &mut out,

@@ -2,7 +2,10 @@
 //! layer, and serves HTTP until shut down. `Node::start(options)` returns a [`NodeHandle`]
 //! whose `shutdown` drains in-flight requests before the store closes.
 
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use cella_cluster::{Cluster, ClusterJournal, ClusterOptions, Placement};
+use cella_core::Journal;
 
 use cella_host::{Host, HostConfig};
 use cella_store::{Store, StoreOptions};
@@ -32,6 +35,21 @@ pub struct NodeOptions {
     pub host: HostConfig,
     pub entities: EntityOptions,
     pub store: StoreOptions,
+    /// Run as a member of a cluster (replicated journals); `None` runs a single node.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// How a node joins a cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub node_id: u64,
+    /// The initial members, id → `host:port` (this node included: its entry is the address
+    /// the other nodes reach it at).
+    pub initial: BTreeMap<u64, String>,
+    /// Raft groups the entity space is split into.
+    pub partitions: u32,
+    /// Replicas per partition.
+    pub replicas: usize,
 }
 
 impl NodeOptions {
@@ -50,6 +68,7 @@ impl NodeOptions {
             host,
             entities,
             store: StoreOptions::default(),
+            cluster: None,
         }
     }
 }
@@ -62,6 +81,8 @@ pub struct Node {
     pub registry: Arc<Registry>,
     pub entities: Entities,
     pub metrics: Arc<Metrics>,
+    /// This node's raft groups, in a cluster.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Node {
@@ -71,12 +92,23 @@ impl Node {
         let host = Host::new(options.host.clone()).map_err(|e| Error::Internal(e.to_string()))?;
         let registry = Registry::open(host.clone(), store.clone()).await?;
         let metrics = Arc::new(Metrics::default());
-        let entities = Entities::new(
-            Arc::new(store.clone()),
+        let cluster = match &options.cluster {
+            Some(settings) => Some(start_cluster(&store, settings).await?),
+            None => None,
+        };
+        let journal: Arc<dyn Journal> = match &cluster {
+            Some(cluster) => Arc::new(ClusterJournal::new(cluster.clone(), store.clone())),
+            None => Arc::new(store.clone()),
+        };
+        let mut entities = Entities::new(
+            journal,
             registry.clone(),
             metrics.clone(),
             options.entities.clone(),
         );
+        if let Some(cluster) = &cluster {
+            entities = entities.with_forwarder(crate::routing::forwarder(cluster));
+        }
         Ok(Arc::new(Node {
             options,
             store,
@@ -84,6 +116,7 @@ impl Node {
             registry,
             entities,
             metrics,
+            cluster,
         }))
     }
 
@@ -134,6 +167,36 @@ impl Node {
             task,
         })
     }
+}
+
+/// Starts this node's raft groups.
+async fn start_cluster(store: &Store, settings: &ClusterSettings) -> Result<Arc<Cluster>> {
+    let addr = settings
+        .initial
+        .get(&settings.node_id)
+        .cloned()
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "node {} is not in the initial cluster ({})",
+                settings.node_id,
+                settings
+                    .initial
+                    .keys()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    let mut options = ClusterOptions::single(settings.node_id, addr);
+    options.initial = settings.initial.clone();
+    options.replicas = settings.replicas;
+    options.placement = Placement {
+        partitions: settings.partitions.max(1),
+        ..Placement::default()
+    };
+    Cluster::start(store.clone(), options)
+        .await
+        .map_err(|e| Error::Internal(format!("cannot start the cluster: {e}")))
 }
 
 /// A running node.

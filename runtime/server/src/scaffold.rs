@@ -119,7 +119,7 @@ pub fn ensure_sdk() -> anyhow::Result<PathBuf> {
 
 /// Writes `contents` to `path` (through a temporary file and a rename, so a concurrent reader
 /// never sees half a file) unless it already holds exactly that.
-fn write_if_changed(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn write_if_changed(path: &Path, contents: &str) -> std::io::Result<()> {
     if std::fs::read(path).is_ok_and(|existing| existing == contents.as_bytes()) {
         return Ok(());
     }

@@ -1,0 +1,115 @@
+//! The entity layer's [`Journal`] in a cluster: appends go through the raft group of the
+//! entity's partition, reads come from the node's store (which the partition's state machine
+//! keeps up to date), and a lease is this node's leadership of the partition.
+
+use std::sync::Arc;
+
+use cella_core::{
+    AppendFuture, EntityId, EntityLoad, Journal, JournalEntry, Lease, NotOwner, Write,
+};
+use cella_store::Store;
+use openraft::{alias::CommittedLeaderIdOf, impls::leader_id_adv::LeaderId};
+
+use crate::{Cluster, TypeConfig};
+
+/// The replicated journal of one node.
+pub struct ClusterJournal {
+    cluster: Arc<Cluster>,
+    store: Store,
+}
+
+impl ClusterJournal {
+    pub fn new(cluster: Arc<Cluster>, store: Store) -> ClusterJournal {
+        ClusterJournal { cluster, store }
+    }
+}
+
+fn entity_of(write: &Write) -> &EntityId {
+    match write {
+        Write::Append(id, _) | Write::Snapshot(id, _) | Write::Trim(id, _) => id,
+    }
+}
+
+fn leader_id(lease: Lease) -> CommittedLeaderIdOf<TypeConfig> {
+    LeaderId {
+        term: lease.term,
+        node_id: lease.node,
+    }
+}
+
+impl Journal for ClusterJournal {
+    fn append(&self, writes: Vec<Write>) -> AppendFuture {
+        let Some(first) = writes.first() else {
+            return self.cluster.barrier_all();
+        };
+        let group = self.cluster.group_of(entity_of(first));
+        let leader = self.cluster.leadership(group);
+        if leader.is_none() {
+            return Box::pin(async {
+                Err(cella_core::Error::Unconfirmed(
+                    "this node does not lead the entity's partition".into(),
+                ))
+            });
+        }
+        self.cluster.submit(group, writes, leader)
+    }
+
+    fn load(&self, id: &EntityId) -> cella_core::Result<EntityLoad> {
+        self.store.load(id)
+    }
+
+    fn read_journal(
+        &self,
+        id: &EntityId,
+        from: u64,
+        limit: usize,
+    ) -> cella_core::Result<Vec<JournalEntry>> {
+        self.store.read_journal(id, from, limit)
+    }
+
+    fn lease(&self, id: &EntityId) -> Result<Option<Lease>, NotOwner> {
+        let group = self.cluster.group_of(id);
+        match self.cluster.leadership(group) {
+            Some(leader) => Ok(Some(Lease {
+                term: leader.term,
+                node: leader.node_id,
+            })),
+            None => Err(NotOwner {
+                leader: self
+                    .cluster
+                    .leader(group)
+                    .filter(|(node, _)| *node != self.cluster.node_id())
+                    .map(|(_, addr)| addr),
+            }),
+        }
+    }
+
+    fn ready(&self, id: &EntityId, _lease: Lease) -> AppendFuture {
+        let cluster = self.cluster.clone();
+        let group = cluster.placement().partition(id);
+        Box::pin(async move {
+            let Some(group) = cluster.group(group) else {
+                return Ok(());
+            };
+            cluster
+                .ready(group)
+                .await
+                .map_err(cella_core::Error::Unconfirmed)
+        })
+    }
+
+    fn append_leased(&self, writes: Vec<Write>, lease: Option<Lease>) -> AppendFuture {
+        let Some(first) = writes.first() else {
+            return self.cluster.barrier_all();
+        };
+        let group = self.cluster.group_of(entity_of(first));
+        match lease {
+            Some(lease) => self.cluster.submit(group, writes, Some(leader_id(lease))),
+            None => self.append(writes),
+        }
+    }
+
+    fn barrier(&self, id: &EntityId) -> AppendFuture {
+        self.cluster.barrier(self.cluster.group_of(id))
+    }
+}

@@ -1,0 +1,231 @@
+//! Cluster routing at the HTTP edge: any node accepts any entity request and, when another node
+//! leads the entity's partition, forwards it there and relays the answer, so clients need not
+//! know the topology. Leader changes are followed with a bounded retry.
+//!
+//! A forwarded request carries `x-cella-forwarded: 1`; a node never forwards such a request
+//! again, it answers `503 not_leader` instead, which the forwarding node retries after looking
+//! the leader up again. Retries happen only when the command certainly did not run: the target
+//! refused it as `not_leader`, or the connection could not be made. A connection that breaks or
+//! times out after the request went out leaves the outcome unknown and is answered
+//! `503 unavailable`.
+//!
+//! Also here: the raft RPC endpoint (`POST /v1/peer/raft/{group}/{kind}`), `GET /v1/cluster`,
+//! and the [`Forwarder`] used for `forward` effects to entities led elsewhere.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use cella_cluster::{
+    Cluster,
+    network::{PeerClient, PeerError},
+};
+use cella_core::EntityId;
+use http_body_util::Full;
+use hyper::{
+    Method, Response, StatusCode,
+    header::{CONTENT_TYPE, HeaderName, HeaderValue},
+};
+
+use crate::{
+    entities::Forwarder,
+    error::{Error, Result},
+    http::Body,
+    node::Node,
+};
+
+/// The header that marks a request forwarded by another node.
+pub const FORWARDED: &str = "x-cella-forwarded";
+
+/// How long a request may wait for its entity's partition to have a reachable leader.
+const ROUTE_DEADLINE: Duration = Duration::from_secs(8);
+
+/// How long a forwarded request may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+type LocalRun<'a> = Box<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<Response<Body>>> + Send + 'a>>
+        + Send
+        + Sync
+        + 'a,
+>;
+
+fn forwarded_header() -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static(FORWARDED),
+        HeaderValue::from_static("1"),
+    )
+}
+
+/// Runs an entity request where its entity lives: locally when this node leads the entity's
+/// partition, else at the leader. `first` is the answer of the first local attempt; `local`
+/// tries again locally.
+pub async fn route_entity(
+    node: &Node,
+    id: &EntityId,
+    method: Method,
+    path_and_query: &str,
+    body: Bytes,
+    first: Result<Response<Body>>,
+    local: LocalRun<'_>,
+) -> Result<Response<Body>> {
+    let Some(cluster) = node.cluster.as_ref() else {
+        return first;
+    };
+    let mut leader = match first {
+        Err(Error::NotLeader { leader }) => leader,
+        other => return other,
+    };
+    let deadline = Instant::now() + ROUTE_DEADLINE;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        if let Some(addr) = leader.take() {
+            let headers = [
+                forwarded_header(),
+                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            ];
+            let sent = cluster
+                .client()
+                .send(
+                    &addr,
+                    method.clone(),
+                    path_and_query,
+                    &headers,
+                    body.clone(),
+                    FORWARD_TIMEOUT,
+                )
+                .await;
+            match sent {
+                Ok(reply) if !is_not_leader(reply.status, &reply.body) => {
+                    node.metrics.forwarded();
+                    return Ok(relay(reply.status, reply.body));
+                }
+                Ok(_) | Err(PeerError::Unreachable(_)) => {}
+                Err(e) => {
+                    return Err(Error::Unavailable(format!(
+                        "forwarding to {addr} failed after the request was sent: {e}"
+                    )));
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::NotLeader { leader: None });
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(250));
+        match node.entities.owner(id) {
+            Ok(()) => match local().await {
+                Err(Error::NotLeader { leader: next }) => leader = next,
+                other => return other,
+            },
+            Err(Error::NotLeader { leader: next }) => leader = next,
+            Err(other) => return Err(other),
+        }
+    }
+}
+
+fn is_not_leader(status: StatusCode, body: &[u8]) -> bool {
+    status == StatusCode::SERVICE_UNAVAILABLE
+        && serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .is_some_and(|v| v["error"]["code"] == "not_leader")
+}
+
+fn relay(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Answers a raft RPC (`rest` is `{group}/{kind}`).
+pub async fn peer_rpc(cluster: &Cluster, rest: &str, body: &[u8]) -> Result<Response<Body>> {
+    let answer = cluster
+        .serve_peer(rest, body)
+        .await
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let mut response = Response::new(Full::new(Bytes::from(answer)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok(response)
+}
+
+/// `GET /v1/cluster`: nodes, placement and every group as this node sees it.
+pub fn status(cluster: &Cluster) -> serde_json::Value {
+    let placement = cluster.placement();
+    let nodes: Vec<serde_json::Value> = cluster
+        .nodes()
+        .into_iter()
+        .map(|(id, addr)| serde_json::json!({ "id": id, "addr": addr }))
+        .collect();
+    serde_json::json!({
+        "nodeId": cluster.node_id(),
+        "nodes": nodes,
+        "shards": placement.shards,
+        "partitions": placement.partitions,
+        "groups": cluster.status(),
+    })
+}
+
+/// Sends `forward` effects to the node that leads the target entity.
+pub struct PeerForwarder {
+    pub client: PeerClient,
+}
+
+impl Forwarder for PeerForwarder {
+    fn forward(
+        &self,
+        owner: String,
+        id: EntityId,
+        command: String,
+        payload: String,
+    ) -> Pin<Box<dyn Future<Output = Result<String>> + Send>> {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let path = format!(
+                "/v1/entities/{}/{}/{}",
+                crate::client::encode_segment(&id.entity_type),
+                crate::client::encode_segment(&id.key),
+                crate::client::encode_segment(&command)
+            );
+            let headers = [
+                forwarded_header(),
+                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            ];
+            let reply = client
+                .send(
+                    &owner,
+                    Method::POST,
+                    &path,
+                    &headers,
+                    Bytes::from(payload),
+                    FORWARD_TIMEOUT,
+                )
+                .await
+                .map_err(|e| Error::Unavailable(format!("forwarding to {owner}: {e}")))?;
+            if reply.status == StatusCode::OK {
+                return String::from_utf8(reply.body.to_vec())
+                    .map_err(|_| Error::Internal("a forwarded reply is not UTF-8".into()));
+            }
+            Err(Error::Remote {
+                status: reply.status.as_u16(),
+                body: String::from_utf8_lossy(&reply.body).into_owned(),
+            })
+        })
+    }
+}
+
+/// Wraps a [`PeerClient`] for [`crate::entities::Entities::with_forwarder`].
+pub fn forwarder(cluster: &Arc<Cluster>) -> Arc<dyn Forwarder> {
+    Arc::new(PeerForwarder {
+        client: cluster.client().clone(),
+    })
+}

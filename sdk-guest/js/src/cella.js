@@ -1,0 +1,148 @@
+/*
+ * The Cella JavaScript SDK: write an entity as a plain definition object and export it as a
+ * `cella:entity@0.1.0` component (built with componentize-js). This module is the public API:
+ * `valueEntity`, `eventSourcedEntity`, `reject`, `badRequest`, the `schema` decoders, the
+ * context classes and exact JSON helpers. `cella-sdk/testing` holds the test kit.
+ *
+ * # Entities
+ *
+ * An entity is business logic only. The host owns the state, the journal and replication: for
+ * every command it hands the entity the current state and the command, and the entity answers
+ * with data. There are two kinds:
+ *
+ * - a value entity (`valueEntity`) changes its state in place; the SDK persists the whole new
+ *   state when (and only when) the command changed it;
+ * - an event-sourced entity (`eventSourcedEntity`) validates a command against its state and
+ *   emits events; the host persists the events, and the state is the fold of `apply` over them.
+ *
+ * State, events, payloads and replies are JSON. A component exports one entity, as the
+ * module's `entity` export (the name of the WIT interface):
+ *
+ * ```js
+ * import { valueEntity, reject, schema, isInt64 } from 'cella-sdk';
+ *
+ * export const entity = valueEntity({
+ *   initialState: { total: 0n },
+ *   stateSchema: schema.object({ total: schema.int64 }),
+ *   commands: {
+ *     add: {
+ *       payload: schema.int64,
+ *       handle(state, n) {
+ *         const total = state.total + n;
+ *         if (!isInt64(total)) reject(`adding ${n} overflows`);
+ *         state.total = total;
+ *         return total;
+ *       },
+ *     },
+ *     get: { payload: schema.null, handle: (state) => state.total },
+ *   },
+ * });
+ * ```
+ *
+ * # Definitions
+ *
+ * - `initialState`: the state of a new entity (any JSON value; it is copied for every command).
+ * - `commands`: handlers by command name (kebab-case, as in the URL), in the order the entity
+ *   declares them. A handler is `(state, payload, ctx) => reply`, or
+ *   `{ payload: schema, handle(state, payload, ctx) }` to check and decode the payload first
+ *   (see `schema`). The reply is any JSON value (`undefined` replies `null`). An empty request
+ *   body is the payload `null`.
+ * - `stateSchema` (optional): a schema the stored state is decoded with (e.g. to get 64-bit
+ *   integers as BigInts).
+ * - event-sourced only: `apply(state, event)` folds one event into the state: it returns the new
+ *   state, or mutates `state` and returns nothing. It must be pure and must not fail: it runs
+ *   again whenever the host rebuilds the state. `eventSchema` (optional) decodes stored events;
+ *   `snapshotEvery` asks the host for a snapshot every this many events (0 = host default).
+ *
+ * A value handler mutates the `state` it is given (or assigns `ctx.state`). An event-sourced
+ * handler must not touch `state`: it calls `ctx.emit(event)`, which applies the event at once,
+ * so `ctx.state` is the state with every event emitted so far (and so is `state`, if `apply`
+ * mutates).
+ *
+ * # The context
+ *
+ * `ctx` carries what the host chose and journaled for this command: `entityType`, `key`,
+ * `commandId`, `command`, `timestampMs` and `sequence` (numbers), `randomSeed` (a BigInt), and
+ * `random()` / `randomU64()` (a deterministic sequence from the seed). It also collects effects
+ * that run after the change is durable: `call(type, key, command, payload)`,
+ * `publish(topic, payload)`, `schedule(name, delayMs, command, payload)`, and
+ * `forward(type, key, command, payload)`, which hands the command on to another entity whose
+ * reply becomes the caller's (at most once per command).
+ *
+ * # Numbers
+ *
+ * JSON integers beyond 2^53 do not fit a JavaScript number, so the SDK's JSON keeps them exact:
+ * an integer literal outside the safe range is parsed as a BigInt, and BigInts are written as
+ * plain JSON numbers. `schema.int64` / `schema.uint64` always decode to BigInts, so arithmetic
+ * on them is exact; `isInt64` checks a result still fits a signed 64-bit integer.
+ *
+ * # Failures
+ *
+ * - a command name the entity does not declare is `unknown-command`;
+ * - a payload that is not JSON or does not fit the command's schema, or `badRequest(message)`,
+ *   is `bad-request` (the message starts with the command name);
+ * - `reject(message)` is `rejected` with the message;
+ * - state or events that do not decode or encode, a reply with no JSON form, and misuse of the
+ *   context (two forwards, a payload with no JSON form, an event that does not fit
+ *   `eventSchema`) are `rejected` with a message starting with `entity error:`;
+ * - any other exception that escapes the entity's code is a bug: the SDK writes it, with its
+ *   stack, to stderr and the component traps; the host fails the command (`entity_failed`) and
+ *   attaches the tail of the guest's output.
+ *
+ * Whatever the failure, nothing is persisted and no effect runs.
+ *
+ * # Determinism
+ *
+ * Handlers must be deterministic and synchronous: the host replays and retries commands, and
+ * `apply` runs again whenever state is rebuilt. The component has no real clock, randomness,
+ * files or network: `Date.now()` returns the time the component was built and `Math.random()`
+ * a fixed sequence, and timers are not available. Use `ctx.timestampMs` and `ctx.random()`.
+ *
+ * # Testing
+ *
+ * `TestKit` from `cella-sdk/testing` runs commands through the same export functions a
+ * component runs, in Node, without building a component (`node --test`).
+ */
+
+import { normalize, glue, DEFINITION } from './glue.js';
+
+export { Rejection, BadRequest, reject, badRequest } from './glue.js';
+export { Context, ValueContext, EventContext } from './context.js';
+export { schema, SchemaError, isInt64, INT64_MIN, INT64_MAX, UINT64_MAX } from './schema.js';
+export { parse as parseJson, stringify as stringifyJson } from './json.js';
+
+function define(kind, def) {
+  const normalized = normalize(kind, def);
+  const entity = glue(normalized, { logUncaught: true });
+  Object.defineProperty(entity, DEFINITION, { value: normalized });
+  return Object.freeze(entity);
+}
+
+/**
+ * Defines a value entity. Export the result as `entity`:
+ * `export const entity = valueEntity({ initialState, commands })`.
+ * @param {{
+ *   initialState: unknown,
+ *   commands: Record<string, Function | { payload?: Function, handle: Function }>,
+ *   stateSchema?: Function,
+ * }} definition
+ */
+export function valueEntity(definition) {
+  return define('value', definition);
+}
+
+/**
+ * Defines an event-sourced entity. Export the result as `entity`:
+ * `export const entity = eventSourcedEntity({ initialState, commands, apply })`.
+ * @param {{
+ *   initialState: unknown,
+ *   commands: Record<string, Function | { payload?: Function, handle: Function }>,
+ *   apply: (state: any, event: any) => any,
+ *   stateSchema?: Function,
+ *   eventSchema?: Function,
+ *   snapshotEvery?: number,
+ * }} definition
+ */
+export function eventSourcedEntity(definition) {
+  return define('event-sourced', definition);
+}

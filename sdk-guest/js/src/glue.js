@@ -1,0 +1,368 @@
+/*
+ * The export glue: turns an entity definition into the five functions of the WIT `entity`
+ * interface (`describe`, `handle`, `apply`, `renderState`, `renderEvent`), with the WIT types
+ * as componentize-js passes them (records as objects, `u64` as BigInt, `list<u8>` as
+ * `Uint8Array`, `option` as a value or `undefined`, `result` as `{tag: 'ok' | 'err', val}`,
+ * variants as `{tag, val}`). The test kit calls the very same functions.
+ *
+ * Failures:
+ * - an unknown command name is `unknown-command`; a payload that is not JSON or does not fit
+ *   the command's schema (or a `badRequest()` from the handler) is `bad-request`;
+ * - `reject(message)` is `rejected` with the message;
+ * - state or events that do not decode or encode, a reply with no JSON form, and misuse of
+ *   the context are `rejected` with a message starting with `entity error:`;
+ * - any other exception escaping the entity's code is a bug: it is written to stderr (the host
+ *   attaches the tail of the guest's output to the failure) and rethrown, so the component
+ *   traps and the command fails with `entity_failed`. Nothing is persisted either way.
+ */
+
+import { EventContext, ValueContext } from './context.js';
+import { parse, stringify } from './json.js';
+import { SchemaError } from './schema.js';
+
+/** A business rule said no: the command is `rejected` with this message. */
+export class Rejection extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'Rejection';
+  }
+}
+
+/** The payload is not what the command expects: the command is a `bad-request`. */
+export class BadRequest extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'BadRequest';
+  }
+}
+
+/** The entity's code or data failed (not a business rule): `rejected` as `entity error: ...`. */
+export class EntityError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'EntityError';
+  }
+}
+
+/**
+ * Rejects the command: throws a `Rejection`, so nothing is persisted and no effect runs, and the
+ * caller sees `message`.
+ * @param {string} message
+ * @returns {never}
+ */
+export function reject(message) {
+  throw new Rejection(String(message));
+}
+
+/**
+ * Refuses the command's payload: throws a `BadRequest` (for checks a schema does not express).
+ * @param {string} message
+ * @returns {never}
+ */
+export function badRequest(message) {
+  throw new BadRequest(String(message));
+}
+
+const NO_EVENTS = 'a value entity has no events';
+const ENCODER = new TextEncoder();
+const DECODER = new TextDecoder('utf-8', { fatal: true });
+
+/** The key under which an entity keeps its definition, for the test kit. */
+export const DEFINITION = Symbol.for('cella.entity.definition');
+
+/**
+ * Checks a definition and returns its normalized form.
+ * @param {'value' | 'event-sourced'} kind
+ * @param {object} def
+ */
+export function normalize(kind, def) {
+  const what = kind === 'value' ? 'valueEntity' : 'eventSourcedEntity';
+  if (typeof def !== 'object' || def === null) {
+    throw new TypeError(`${what}: expected a definition object`);
+  }
+  if (!('initialState' in def)) {
+    throw new TypeError(`${what}: \`initialState\` is missing (the state of a new entity)`);
+  }
+  let initialText;
+  try {
+    initialText = stringify(def.initialState);
+  } catch (error) {
+    throw new TypeError(`${what}: \`initialState\` has no JSON form: ${error.message}`);
+  }
+  if (initialText === undefined) {
+    throw new TypeError(`${what}: \`initialState\` has no JSON form`);
+  }
+  if (typeof def.commands !== 'object' || def.commands === null) {
+    throw new TypeError(`${what}: \`commands\` must be an object of command handlers by name`);
+  }
+  const commands = new Map();
+  for (const [name, command] of Object.entries(def.commands)) {
+    if (name === '') {
+      throw new TypeError(`${what}: a command name is empty`);
+    }
+    if (typeof command === 'function') {
+      commands.set(name, { payload: undefined, handle: command });
+    } else if (
+      typeof command === 'object' &&
+      command !== null &&
+      typeof command.handle === 'function' &&
+      (command.payload === undefined || typeof command.payload === 'function')
+    ) {
+      commands.set(name, { payload: command.payload, handle: command.handle });
+    } else {
+      throw new TypeError(
+        `${what}: command \`${name}\` must be a function or { payload?: schema, handle(state, payload, ctx) }`,
+      );
+    }
+  }
+  for (const key of ['stateSchema', 'eventSchema']) {
+    if (def[key] !== undefined && typeof def[key] !== 'function') {
+      throw new TypeError(`${what}: \`${key}\` must be a schema (a function)`);
+    }
+  }
+  const snapshotEvery = def.snapshotEvery ?? 0;
+  if (!Number.isInteger(snapshotEvery) || snapshotEvery < 0 || snapshotEvery > 0xffffffff) {
+    throw new TypeError(`${what}: \`snapshotEvery\` must be an integer from 0 to 2^32 - 1`);
+  }
+  if (kind === 'event-sourced' && typeof def.apply !== 'function') {
+    throw new TypeError(`${what}: \`apply(state, event)\` is missing`);
+  }
+  if (kind === 'value' && (def.apply !== undefined || def.eventSchema !== undefined)) {
+    throw new TypeError(`${what}: a value entity has no events (no \`apply\` or \`eventSchema\`)`);
+  }
+  return {
+    kind,
+    initialText,
+    commands,
+    stateSchema: def.stateSchema,
+    eventSchema: def.eventSchema,
+    apply: def.apply,
+    snapshotEvery,
+  };
+}
+
+/** Decodes stored bytes (or the initial state) as JSON fitting `schema`. */
+function decode(what, text, schema) {
+  let value;
+  try {
+    value = parse(text);
+  } catch (error) {
+    throw new EntityError(`cannot decode the ${what}: ${error.message}`);
+  }
+  if (schema === undefined) {
+    return value;
+  }
+  try {
+    return schema(value, '');
+  } catch (error) {
+    if (error instanceof SchemaError) {
+      throw new EntityError(`cannot decode the ${what}: ${error.message}`);
+    }
+    throw error;
+  }
+}
+
+function utf8(what, bytes) {
+  try {
+    return DECODER.decode(bytes);
+  } catch {
+    throw new EntityError(`cannot decode the ${what}: it is not UTF-8`);
+  }
+}
+
+/** JSON text of `value`, or an `EntityError`. */
+function encodeText(what, value) {
+  let text;
+  try {
+    text = stringify(value);
+  } catch (error) {
+    throw new EntityError(`cannot encode the ${what}: ${error.message}`);
+  }
+  if (text === undefined) {
+    throw new EntityError(`cannot encode the ${what}: it has no JSON form`);
+  }
+  return text;
+}
+
+function describeError(error) {
+  if (error instanceof Error) {
+    const stack = typeof error.stack === 'string' ? error.stack.trimEnd() : '';
+    return stack === '' ? String(error) : `${error}\n${stack}`;
+  }
+  try {
+    return stringify(error) ?? String(error);
+  } catch {
+    return String(error);
+  }
+}
+
+const ok = (val) => ({ tag: 'ok', val });
+const err = (val) => ({ tag: 'err', val });
+const failure = (tag, val) => err({ tag, val });
+
+/**
+ * The five functions of the WIT `entity` interface for a normalized definition.
+ * @param {ReturnType<typeof normalize>} def
+ * @param {{logUncaught: boolean}} options log exceptions escaping the entity code to stderr
+ *   before rethrowing them (the component does; the test kit lets them propagate silently)
+ */
+export function glue(def, { logUncaught }) {
+  const eventSourced = def.kind === 'event-sourced';
+  const descriptor = {
+    kind: def.kind,
+    commands: [...def.commands.keys()],
+    snapshotEvery: def.snapshotEvery,
+  };
+
+  /**
+   * What to throw for an exception that escaped the entity's code. In the component, the
+   * exception is written to stderr and a value is thrown whose `payload` getter throws: the
+   * componentize-js bindings read `payload` to turn a thrown value into an `err`, so the throw
+   * escapes the export and the component traps, without the bindings' own complaint about an
+   * invalid `failure`. The test kit gets the original exception.
+   */
+  const uncaught = (where, error) => {
+    if (!logUncaught) {
+      return error;
+    }
+    console.error(`entity error: uncaught exception in ${where}: ${describeError(error)}`);
+    return {
+      get payload() {
+        throw 'the entity trapped on the uncaught exception above';
+      },
+    };
+  };
+
+  const decodeState = (bytes) =>
+    decode('state', bytes === undefined || bytes === null ? def.initialText : utf8('state', bytes), def.stateSchema);
+
+  const decodeEvent = (text) => decode('event', text, def.eventSchema);
+
+  /** Applies the entity's `apply`: it returns the new state, or mutates and returns nothing. */
+  const applyEvent = (state, event) => {
+    const next = def.apply(state, event);
+    return next === undefined ? state : next;
+  };
+
+  /** The fold behind `EventContext.emit`: the event as the journal will give it back. */
+  const foldEmitted = (state, text) => {
+    let event;
+    try {
+      event = decodeEvent(text);
+    } catch (error) {
+      if (error instanceof EntityError) {
+        return `the emitted event does not fit the event schema: ${error.message}`;
+      }
+      throw error;
+    }
+    return { state: applyEvent(state, event), event };
+  };
+
+  function handle(witContext, stateBytes, payloadText) {
+    const name = witContext.command;
+    const command = def.commands.get(name);
+    if (command === undefined) {
+      return failure('unknown-command', name);
+    }
+    let payload;
+    try {
+      payload = payloadText.trim() === '' ? null : parse(payloadText);
+    } catch (error) {
+      return failure('bad-request', `command \`${name}\`: the payload is not valid JSON: ${error.message}`);
+    }
+    try {
+      if (command.payload !== undefined) {
+        payload = command.payload(payload, '');
+      }
+      const state = decodeState(stateBytes);
+      const before = eventSourced ? undefined : encodeText('state', state);
+      const ctx = eventSourced
+        ? new EventContext(witContext, state, foldEmitted)
+        : new ValueContext(witContext, state);
+      const reply = command.handle(state, payload, ctx);
+      if (reply !== null && typeof reply === 'object' && typeof reply.then === 'function') {
+        throw new EntityError(
+          `the handler of \`${name}\` returned a Promise: handlers must be synchronous`,
+        );
+      }
+      const requested = ctx._finish();
+      if (requested.error !== undefined) {
+        throw new EntityError(requested.error);
+      }
+      // Ignored by the host when the command is forwarded, but it must still be JSON.
+      const replyText = encodeText('reply', reply ?? null);
+      let events = [];
+      let newState;
+      if (eventSourced) {
+        events = ctx._events().map((text) => ENCODER.encode(text));
+        if (events.length > 0) {
+          newState = ENCODER.encode(encodeText('state', ctx.state));
+        }
+      } else {
+        // Compared as this code encodes it, so that a read-only command never persists.
+        const after = encodeText('state', ctx.state);
+        if (after !== before) {
+          newState = ENCODER.encode(after);
+        }
+      }
+      return ok({
+        events,
+        state: newState,
+        reply: replyText,
+        forward: requested.forward,
+        effects: requested.effects,
+      });
+    } catch (error) {
+      if (error instanceof Rejection) {
+        return failure('rejected', error.message);
+      }
+      if (error instanceof BadRequest || error instanceof SchemaError) {
+        return failure('bad-request', `command \`${name}\`: ${error.message}`);
+      }
+      if (error instanceof EntityError) {
+        return failure('rejected', `entity error: ${error.message}`);
+      }
+      throw uncaught(`command \`${name}\``, error);
+    }
+  }
+
+  /** Runs `body`, turning entity errors into `err(message)` and logging anything else. */
+  function guarded(where, body) {
+    try {
+      return ok(body());
+    } catch (error) {
+      if (error instanceof EntityError) {
+        return err(error.message);
+      }
+      throw uncaught(where, error);
+    }
+  }
+
+  return {
+    describe: () => descriptor,
+
+    handle,
+
+    apply(stateBytes, eventBytes) {
+      if (!eventSourced) {
+        return err(NO_EVENTS);
+      }
+      return guarded('apply', () => {
+        const state = decodeState(stateBytes);
+        const event = decodeEvent(utf8('event', eventBytes));
+        return ENCODER.encode(encodeText('state', applyEvent(state, event)));
+      });
+    },
+
+    renderState(stateBytes) {
+      return guarded('renderState', () => encodeText('state', decodeState(stateBytes)));
+    },
+
+    renderEvent(eventBytes) {
+      if (!eventSourced) {
+        return err(NO_EVENTS);
+      }
+      return guarded('renderEvent', () => encodeText('event', decodeEvent(utf8('event', eventBytes))));
+    },
+  };
+}

@@ -1,0 +1,290 @@
+/*
+ * Unit testing of entities in Node, without building a component: `TestKit` plays the host's
+ * part for one entity, running commands through the same export functions a component runs,
+ * against an in-memory state.
+ *
+ * ```js
+ * import { test } from 'node:test';
+ * import assert from 'node:assert/strict';
+ * import { TestKit } from 'cella-sdk/testing';
+ * import { entity } from '../src/index.js';
+ *
+ * test('add replies the new total', () => {
+ *   const kit = new TestKit(entity);
+ *   assert.equal(kit.handle('add', 5), 5);
+ *   assert.throws(() => kit.handle('add', 'five'), { kind: 'bad-request' });
+ *   assert.throws(() => kit.handle('reset'), { kind: 'unknown-command', message: 'reset' });
+ *   assert.equal(kit.sequence, 1);
+ * });
+ * ```
+ *
+ * Replies, events and states come back as the SDK's exact JSON reads them (integers beyond
+ * 2^53 as BigInts). An exception that escapes the entity's code propagates out of `handle`
+ * unchanged (a component would trap on it).
+ */
+
+import { DEFINITION, glue } from './glue.js';
+import { parse, stringify } from './json.js';
+
+/** Why a command failed, as the host would report it. */
+export class CommandFailure extends Error {
+  /**
+   * @param {'rejected' | 'unknown-command' | 'bad-request'} kind
+   * @param {string} message the rejection or bad-request message, or the unknown command name
+   */
+  constructor(kind, message) {
+    super(message);
+    this.name = 'CommandFailure';
+    /** @type {'rejected' | 'unknown-command' | 'bad-request'} */
+    this.kind = kind;
+  }
+}
+
+const MASK64 = (1n << 64n) - 1n;
+const DECODER = new TextDecoder();
+const ENCODER = new TextEncoder();
+
+function json(what, text) {
+  try {
+    return parse(text);
+  } catch (error) {
+    throw new Error(`the ${what} is not JSON (${error.message}): ${text}`);
+  }
+}
+
+function rendered(what, result) {
+  if (result.tag !== 'ok') {
+    throw new Error(`the ${what} does not render: ${result.val}`);
+  }
+  return json(what, result.val);
+}
+
+function call(c) {
+  return {
+    entityType: c.target.entityType,
+    key: c.target.key,
+    command: c.command,
+    payload: json('call payload', c.payload),
+  };
+}
+
+function effect({ tag, val }) {
+  switch (tag) {
+    case 'call':
+      return { kind: 'call', ...call(val) };
+    case 'publish':
+      return { kind: 'publish', topic: val.topic, payload: json('publication payload', val.payload) };
+    case 'schedule':
+      return {
+        kind: 'schedule',
+        name: val.name,
+        delayMs: Number(val.delayMs),
+        command: val.command,
+        payload: json('timer payload', val.payload),
+      };
+    default:
+      throw new Error(`unknown effect ${tag}`);
+  }
+}
+
+function sameJson(a, b) {
+  return stringify(a) === stringify(b);
+}
+
+/**
+ * Runs commands against one in-memory entity the way the host does: the state starts empty,
+ * each command goes through the entity's export functions (payload decoding, rejections,
+ * state and event handling), and whatever it persists becomes the next command's state.
+ *
+ * For event-sourced entities the kit also folds every persisted event with the `apply` export,
+ * as the host does when it rebuilds a state, and checks that the result equals the state the
+ * handler returned.
+ *
+ * The context is deterministic: command ids are `test-command-<n>`, the time is fixed (see
+ * `setTime`) and the random seed depends only on `n`.
+ *
+ * The kit throws a plain `Error` when the entity breaks the contract in a way the host would
+ * not accept: a reply that is not JSON, a value entity emitting events, an `apply` that fails
+ * or disagrees with the handler's state, or stored bytes that do not render.
+ */
+export class TestKit {
+  /** The default time of commands: 2025-01-01T00:00:00Z. */
+  static DEFAULT_TIME_MS = 1_735_689_600_000;
+
+  #definition;
+  #glue;
+  #entityType;
+  #key;
+  #timestampMs = TestKit.DEFAULT_TIME_MS;
+  #state = undefined;
+  #sequence = 0;
+  #commandsRun = 0n;
+  #events = [];
+  #last = undefined;
+
+  /**
+   * @param {object} entity what `valueEntity` or `eventSourcedEntity` returned
+   * @param {{entityType?: string, key?: string}} [address] default `test` / `test-key`
+   */
+  constructor(entity, { entityType = 'test', key = 'test-key' } = {}) {
+    const definition = entity?.[DEFINITION];
+    if (definition === undefined) {
+      throw new TypeError('TestKit: expected an entity made by valueEntity or eventSourcedEntity');
+    }
+    this.#definition = definition;
+    // The same functions the component exports, without writing escaping exceptions to stderr.
+    this.#glue = glue(definition, { logUncaught: false });
+    this.#entityType = entityType;
+    this.#key = key;
+  }
+
+  /** The command names the entity declares. @type {string[]} */
+  get commands() {
+    return this.#glue.describe().commands.slice();
+  }
+
+  /** The entity's kind: `value` or `event-sourced`. */
+  get kind() {
+    return this.#glue.describe().kind;
+  }
+
+  /** The snapshot interval the entity declares (0 = the host's default). */
+  get snapshotEvery() {
+    return this.#glue.describe().snapshotEvery;
+  }
+
+  /** Sets the time the next commands see (`ctx.timestampMs`). */
+  setTime(timestampMs) {
+    this.#timestampMs = timestampMs;
+  }
+
+  /**
+   * Runs `command` with `payload` (any JSON value; BigInts are exact) and returns the reply.
+   * Throws a `CommandFailure` if the command failed, in which case nothing changes.
+   * @param {string} command
+   * @param {unknown} [payload] default `null`
+   */
+  handle(command, payload = null) {
+    const text = stringify(payload);
+    if (text === undefined) {
+      throw new TypeError('TestKit.handle: the payload has no JSON form');
+    }
+    return this.handleJson(command, text);
+  }
+
+  /**
+   * Runs `command` with the payload given as JSON text (e.g. `'1.5'`, `''` for an empty body).
+   * @param {string} command
+   * @param {string} payloadText
+   */
+  handleJson(command, payloadText) {
+    this.#last = undefined;
+    this.#commandsRun += 1n;
+    const n = this.#commandsRun;
+    const context = {
+      entityType: this.#entityType,
+      key: this.#key,
+      commandId: `test-command-${n}`,
+      command,
+      timestampMs: BigInt(this.#timestampMs),
+      randomSeed: (n * 0x9e3779b97f4a7c15n) & MASK64,
+      sequence: BigInt(this.#sequence),
+    };
+    const result = this.#glue.handle(context, this.#state?.slice(), payloadText);
+    if (result.tag === 'err') {
+      throw new CommandFailure(result.val.tag, result.val.val);
+    }
+    const outcome = result.val;
+    const reply = json('reply', outcome.reply);
+    const events = [];
+    let persisted;
+    if (this.kind === 'value') {
+      if (outcome.events.length > 0) {
+        throw new Error('a value entity returned events');
+      }
+      persisted = outcome.state !== undefined;
+      if (persisted) {
+        this.#state = outcome.state;
+      }
+    } else if (outcome.events.length === 0) {
+      persisted = false;
+    } else {
+      let folded = this.#state;
+      for (const event of outcome.events) {
+        events.push(rendered('event', this.#glue.renderEvent(event)));
+        const applied = this.#glue.apply(folded, event);
+        if (applied.tag !== 'ok') {
+          throw new Error(`\`apply\` failed on an event the handler emitted: ${applied.val}`);
+        }
+        folded = applied.val;
+      }
+      if (outcome.state !== undefined) {
+        const returned = json('state', DECODER.decode(outcome.state));
+        const replayed = json('state', DECODER.decode(folded));
+        if (!sameJson(returned, replayed)) {
+          throw new Error(
+            'the state returned by `handle` differs from the fold of its events with `apply`: ' +
+              `${stringify(returned)} != ${stringify(replayed)}`,
+          );
+        }
+      }
+      this.#state = outcome.state ?? folded;
+      persisted = true;
+    }
+    if (persisted) {
+      this.#sequence += 1;
+    }
+    this.#events.push(...events);
+    this.#last = {
+      reply,
+      events,
+      persisted,
+      effects: outcome.effects.map(effect),
+      forward: outcome.forward === undefined ? undefined : call(outcome.forward),
+    };
+    return reply;
+  }
+
+  /**
+   * What the last successful command produced: `{reply, events, persisted, effects, forward}`;
+   * `undefined` if it failed or none ran yet. Effects are
+   * `{kind: 'call', entityType, key, command, payload}`, `{kind: 'publish', topic, payload}` or
+   * `{kind: 'schedule', name, delayMs, command, payload}`.
+   */
+  get last() {
+    return this.#last;
+  }
+
+  /** The journal sequence number: how many commands persisted something. */
+  get sequence() {
+    return this.#sequence;
+  }
+
+  /** Event-sourced: every event persisted so far, as JSON, in order. */
+  get events() {
+    return this.#events.slice();
+  }
+
+  /** The stored state as JSON (rendered by the entity), or `undefined` if nothing is stored. */
+  get stateJson() {
+    return this.#state === undefined
+      ? undefined
+      : rendered('state', this.#glue.renderState(this.#state.slice()));
+  }
+
+  /** The state as the entity's handlers see it (decoded with `stateSchema`; initial if new). */
+  get state() {
+    const text = this.#state === undefined ? this.#definition.initialText : DECODER.decode(this.#state);
+    const value = parse(text);
+    return this.#definition.stateSchema === undefined ? value : this.#definition.stateSchema(value, '');
+  }
+
+  /** Replaces the stored state, e.g. to start a test from a given state. */
+  setState(state) {
+    const text = stringify(state);
+    if (text === undefined) {
+      throw new TypeError('TestKit.setState: the state has no JSON form');
+    }
+    this.#state = ENCODER.encode(text);
+  }
+}

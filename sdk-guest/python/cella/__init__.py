@@ -1,0 +1,156 @@
+"""The Cella Python SDK: write an entity as a Python class and build it into a
+``cella:entity@0.1.0`` component with componentize-py.
+
+Entities
+========
+
+An entity is business logic only. The host owns the state, the journal and replication: for
+every command it hands the guest the current state and the command, and the guest answers with
+data. There are two kinds:
+
+- a :class:`ValueEntity` mutates its state in place; the SDK persists the whole new state when
+  (and only when) the command changed it;
+- an :class:`EventSourcedEntity` validates a command against its state and emits events; the
+  host persists the events and the state is the fold of ``apply`` over them.
+
+An entity class is a ``@dataclass`` whose fields are the state; a new entity (a key with no
+state yet) is ``YourClass()``, so every field needs a default. Command handlers are methods
+marked with :func:`command`::
+
+    from dataclasses import dataclass
+
+    import cella
+    from cella import int64, reject
+
+
+    @dataclass
+    class Counter(cella.ValueEntity):
+        total: int64 = 0
+
+        @cella.command
+        def add(self, n: int64) -> int:
+            if not cella.INT64_MIN <= self.total + n <= cella.INT64_MAX:
+                reject(f"adding {n} overflows")
+            self.total += n
+            return self.total
+
+        @cella.command
+        def get(self) -> int:
+            return self.total
+
+
+    Entity = cella.export(Counter)
+
+Commands
+========
+
+The command name is the method name with ``_`` replaced by ``-`` (``add_item`` → ``add-item``;
+a trailing ``_``, as in ``list_``, is dropped), or the name given to ``@command("name")``. The descriptor lists the commands in declaration
+order. After ``self`` a handler takes:
+
+- at most one *payload* parameter: the command's JSON payload, decoded and checked against the
+  parameter's type hint (``int``, ``str``, ``float``, ``bool``, ``list[T]``, ``dict[str, T]``,
+  ``Optional[T]``, ``Literal``, dataclasses and more: see :mod:`cella._codec`; no hint or
+  ``Any`` takes the JSON value as parsed). A payload that does not fit is a ``bad-request``
+  naming the command and where it went wrong. A handler without a payload parameter takes the
+  payload ``null`` (an empty request body); a payload parameter with a default gets the default
+  for ``null``. :data:`int64` and :data:`uint64` are ``int`` hints limited to the 64-bit
+  ranges (Python's ``int`` is unbounded: check arithmetic that must not overflow yourself);
+- optionally the :class:`Context` (:class:`EventContext` for event-sourced entities): the
+  parameter named ``ctx`` or ``context``, or annotated with the context class.
+
+The handler returns the reply: any JSON value (dict, list, str, int, float, bool, ``None``),
+dataclass instances included (encoded as objects of their fields).
+
+JSON
+====
+
+State, events, replies and effect payloads are JSON. A dataclass is a JSON object with a key
+per field (those its constructor takes), in declaration order, named like the field unless
+:func:`json_name` says otherwise: ``product_id: Annotated[str, cella.json_name("productId")]``.
+Missing keys take the field's default (a missing field without one is a bad request), unknown
+keys are ignored. State is stored as compact JSON text.
+
+Events of an event-sourced entity are either
+
+- instances of the event dataclasses listed in the entity's ``event_types``, stored externally
+  tagged, ``{"itemAdded": {"item": ...}}`` (the class name in lower camel case, or the key of
+  ``event_types`` given as a mapping ``{"itemAdded": ItemAdded}``); ``apply`` gets instances;
+- or, when ``event_types`` is empty, plain JSON values, handed to ``apply`` as parsed.
+
+Either way ``apply`` sees an emitted event exactly as a replay will: the SDK encodes each event
+and decodes it again before folding it.
+
+Failures
+========
+
+- A command name the entity does not have is ``unknown-command``.
+- A payload that is not JSON or does not fit the handler's type hint is ``bad-request``; a
+  handler may also raise :class:`BadRequest` itself.
+- :func:`reject` (or ``raise Rejected(message)``) refuses the command: ``rejected`` with the
+  message, shown to the caller.
+- Misuse of the context (a second ``forward``, a payload that is not JSON-serializable, a timer
+  delay that is not a ``u64``), and a state, event or reply that does not encode or decode, are
+  ``rejected`` with a message starting with ``entity error:`` (:class:`EntityError`).
+- Any other exception escaping the entity's code is a bug: its traceback is printed to stderr
+  (the host attaches the tail of the guest's output to the failure) and the component traps, so
+  the command fails with HTTP 500 ``entity_failed``. In the test kit the exception propagates.
+
+Whatever the failure, nothing is persisted and no effect runs.
+
+Determinism
+===========
+
+Handlers must be deterministic: the host replays and retries commands, and ``apply`` runs again
+whenever the state is rebuilt. A component's clocks read zero and its ``random`` module is a
+fixed sequence; there are no files and no network. Everything non-deterministic comes through
+the :class:`Context`, which the host journals: use :attr:`Context.timestamp_ms` instead of a
+clock and :meth:`Context.random_u64` / :meth:`Context.random` instead of ``random``.
+``print`` works: the host keeps the last few KiB of an instance's output (stdout and stderr)
+and attaches them to the failure when the instance traps.
+
+Building and testing
+====================
+
+``componentize-py -d WIT_DIR -w entity-world componentize app -p . -p SDK_DIR -o app.wasm``
+builds the module ``app`` (``cella build`` does this for a directory holding ``app.py``). The
+entity class is checked when the module is imported, so a mistake fails the build.
+:class:`cella.testing.TestKit` runs commands against an entity in plain Python, through the
+same code as the component, so ``python3 -m unittest`` needs no component.
+"""
+
+from ._codec import INT64_MAX, INT64_MIN, UINT64_MAX, int64, json_name, uint64
+from ._component import export
+from ._context import Context, EventContext
+from ._entity import EventSourcedEntity, ValueEntity, command
+from ._errors import (
+    BadRequest,
+    EntityError,
+    Failure,
+    Rejected,
+    UnknownCommand,
+    reject,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadRequest",
+    "Context",
+    "EntityError",
+    "EventContext",
+    "EventSourcedEntity",
+    "Failure",
+    "INT64_MAX",
+    "INT64_MIN",
+    "Rejected",
+    "UINT64_MAX",
+    "UnknownCommand",
+    "ValueEntity",
+    "command",
+    "export",
+    "int64",
+    "json_name",
+    "reject",
+    "uint64",
+]

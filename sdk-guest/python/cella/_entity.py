@@ -1,0 +1,285 @@
+"""Entities as Python classes: the :class:`ValueEntity` and :class:`EventSourcedEntity` base
+classes, the :func:`command` decorator, and :func:`model`, which reads an entity class once
+(its state fields, commands, handler signatures and event types) into the tables the glue runs
+on, checking everything that can be checked before the first command."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import (
+    Any,
+    ClassVar,
+    TypeVar,
+    overload,
+)
+
+from . import _codec
+from ._context import Context
+from ._protocol import EVENT_SOURCED, VALUE
+
+__all__ = ["EventSourcedEntity", "ValueEntity", "command", "model"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The attribute :func:`command` sets on a handler: the command name, or "" for the default.
+_MARK = "__cella_command__"
+#: The attribute holding an entity class's compiled :class:`Model`.
+_MODEL = "__cella_model__"
+#: Parameter names that receive the context rather than the payload.
+_CONTEXT_NAMES = ("ctx", "context")
+
+
+class ValueEntity:
+    """Base class of an entity whose state is persisted whole.
+
+    Subclass it with a ``@dataclass`` whose fields are the state (every field needs a default:
+    a new entity is ``YourClass()``). Command handlers are methods marked with :func:`command`
+    that mutate ``self`` and return the reply. After each successful command the SDK encodes
+    the state and persists it if it differs from the state the command started from, so
+    read-only commands persist nothing.
+    """
+
+    __slots__ = ()
+
+
+class EventSourcedEntity:
+    """Base class of an entity whose changes are events.
+
+    Subclass it with a ``@dataclass`` whose fields are the state (every field needs a default).
+    Command handlers are methods marked with :func:`command` that validate the command against
+    ``self``, emit events with ``ctx.emit(event)`` and return the reply; they must not change
+    ``self``. :meth:`apply` folds one event into the state; the SDK calls it for each emitted
+    event once the handler has returned, and again whenever the host rebuilds the state.
+    """
+
+    __slots__ = ()
+
+    #: The event classes (dataclasses): a sequence, each stored as ``{"<name>": {fields}}`` with
+    #: the class name in lower camel case (``ItemAdded`` → ``itemAdded``), or a mapping from
+    #: name to class. Empty: events are plain JSON values, handed to ``apply`` as parsed.
+    event_types: ClassVar[Sequence[type] | Mapping[str, type]] = ()
+    #: Ask the host to snapshot the state every this many events (0 = the host's default).
+    snapshot_every: ClassVar[int] = 0
+
+    def apply(self, event: Any) -> Any:
+        """Folds one event into the state: mutate ``self`` and return ``None``, or return the
+        new state (e.g. ``dataclasses.replace(self, ...)``). Must be pure and must not fail."""
+        raise NotImplementedError
+
+
+@overload
+def command(func: F) -> F: ...
+
+
+@overload
+def command(name: str, /) -> Callable[[F], F]: ...
+
+
+@overload
+def command(*, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def command(func: Any = None, *, name: str | None = None) -> Any:
+    """Marks a method as a command handler.
+
+    ``@command`` names the command after the method with ``_`` replaced by ``-``
+    (``add_item`` → ``add-item``; a trailing ``_`` that keeps a name off a keyword or builtin is
+    dropped: ``list_`` → ``list``); ``@command("name")`` or ``@command(name="name")`` names it
+    explicitly. See :mod:`cella` for the handler's parameters.
+    """
+    if callable(func):
+        setattr(func, _MARK, name or "")
+        return func
+    given = func if func is not None else name
+    if given is not None and (not isinstance(given, str) or not given):
+        raise TypeError(f"a command name must be a non-empty string, not {given!r}")
+
+    def mark(handler: F) -> F:
+        setattr(handler, _MARK, given or "")
+        return handler
+
+    return mark
+
+
+@dataclass(frozen=True)
+class Handler:
+    """One command: how to call its method."""
+
+    name: str
+    method: str
+    #: ``(parameter name, is the context, passed by keyword)`` after ``self``.
+    params: tuple[tuple[str, bool, bool], ...]
+    #: ``None`` when the handler takes no payload.
+    decode: _codec.Decoder | None
+    default: Any
+
+
+@dataclass(frozen=True)
+class Model:
+    """Everything the glue needs to know about an entity class."""
+
+    cls: type
+    kind: str
+    handlers: dict[str, Handler]
+    snapshot_every: int
+    decode_state: _codec.Decoder
+    #: Event-sourced with ``event_types``: name → decoder of the fields, and class → name.
+    event_decoders: dict[str, _codec.Decoder]
+    event_names: dict[type, str]
+
+    @property
+    def commands(self) -> list[str]:
+        return list(self.handlers)
+
+
+def model(cls: type) -> Model:
+    """The compiled model of the entity class ``cls`` (computed once per class).
+
+    Raises ``TypeError`` describing what is wrong with the class.
+    """
+    known = cls.__dict__.get(_MODEL)
+    if isinstance(known, Model):
+        return known
+    compiled = _compile(cls)
+    setattr(cls, _MODEL, compiled)
+    return compiled
+
+
+def _compile(cls: type) -> Model:
+    if not isinstance(cls, type):
+        raise TypeError(f"an entity is a class, not {cls!r}")
+    name = cls.__qualname__
+    is_value = issubclass(cls, ValueEntity)
+    is_event_sourced = issubclass(cls, EventSourcedEntity)
+    if is_value == is_event_sourced:
+        raise TypeError(
+            f"{name} must subclass exactly one of cella.ValueEntity and cella.EventSourcedEntity"
+        )
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{name} must be a @dataclass: its fields are the entity's state")
+    for f in dataclasses.fields(cls):
+        if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise TypeError(
+                f"field `{f.name}` of {name} needs a default: a new entity is `{name}()`"
+            )
+    decode_state = _codec.decoder(cls, f"the state of {name}")
+    handlers = _handlers(cls)
+    if not handlers:
+        raise TypeError(f"{name} has no commands; mark its handlers with @cella.command")
+
+    event_decoders: dict[str, _codec.Decoder] = {}
+    event_names: dict[type, str] = {}
+    snapshot_every = 0
+    if is_event_sourced:
+        if getattr(cls, "apply", None) is EventSourcedEntity.apply:
+            raise TypeError(f"{name} must define apply(self, event)")
+        snapshot_every = getattr(cls, "snapshot_every", 0)
+        if not _codec._is_int(snapshot_every) or not 0 <= snapshot_every < 2**32:
+            raise TypeError(f"{name}.snapshot_every must be an integer in 0..2^32")
+        event_decoders, event_names = _event_types(cls)
+    return Model(
+        cls=cls,
+        kind=VALUE if is_value else EVENT_SOURCED,
+        handlers=handlers,
+        snapshot_every=snapshot_every,
+        decode_state=decode_state,
+        event_decoders=event_decoders,
+        event_names=event_names,
+    )
+
+
+_COMMAND_NAME = re.compile(r"^[^/\x00-\x1f\x7f]{1,256}$")
+
+
+def _handlers(cls: type) -> dict[str, Handler]:
+    """The handlers of ``cls`` in declaration order, base classes first."""
+    methods: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        for attr, value in vars(klass).items():
+            if hasattr(value, _MARK) or (
+                isinstance(value, (staticmethod, classmethod)) and hasattr(value.__func__, _MARK)
+            ):
+                methods[attr] = value
+            elif attr in methods:
+                del methods[attr]  # overridden by a method that is not a command
+    handlers: dict[str, Handler] = {}
+    for attr, method in methods.items():
+        where = f"{cls.__qualname__}.{attr}"
+        if isinstance(method, (staticmethod, classmethod)):
+            raise TypeError(f"{where}: a command handler is a plain method (it gets the state)")
+        name = getattr(method, _MARK) or _default_name(attr)
+        if not _COMMAND_NAME.match(name):
+            raise TypeError(f"{where}: {name!r} cannot name a command (no `/`, 1-256 bytes)")
+        if name in handlers:
+            raise TypeError(f"{where}: command `{name}` is also handled by {handlers[name].method}")
+        handlers[name] = _handler(name, attr, method, where)
+    return handlers
+
+
+def _default_name(attr: str) -> str:
+    """``add_item`` → ``add-item``; a trailing ``_`` (``list_``, ``import_``) is dropped."""
+    return (attr.rstrip("_") or attr).replace("_", "-")
+
+
+def _handler(name: str, attr: str, method: Callable[..., Any], where: str) -> Handler:
+    signature = inspect.signature(method)
+    hints = _codec.type_hints(method, where)
+    params: list[tuple[str, bool, bool]] = []
+    decode: _codec.Decoder | None = None
+    default: Any = inspect.Parameter.empty
+    parameters = list(signature.parameters.values())
+    if not parameters or parameters[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise TypeError(f"{where}: a command handler is a method: its first parameter is self")
+    for p in parameters[1:]:
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            raise TypeError(f"{where}: *args and **kwargs are not allowed in a command handler")
+        hint = hints.get(p.name, Any)
+        is_context = p.name in _CONTEXT_NAMES or (
+            isinstance(hint, type) and issubclass(hint, Context)
+        )
+        if is_context:
+            if any(c for _, c, _ in params):
+                raise TypeError(f"{where}: only one parameter may receive the context")
+        else:
+            if decode is not None:
+                raise TypeError(
+                    f"{where}: a command has one payload parameter (and optionally `ctx`); "
+                    f"`{p.name}` is a second one"
+                )
+            decode = _codec.decoder(hint, f"{where}, parameter `{p.name}`")
+            default = p.default
+        params.append((p.name, is_context, p.kind is inspect.Parameter.KEYWORD_ONLY))
+    return Handler(name=name, method=attr, params=tuple(params), decode=decode, default=default)
+
+
+def _lower_camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def _event_types(cls: type) -> tuple[dict[str, _codec.Decoder], dict[type, str]]:
+    declared = getattr(cls, "event_types", ())
+    if isinstance(declared, Mapping):
+        pairs = list(declared.items())
+    elif isinstance(declared, (list, tuple)):
+        pairs = [(_lower_camel(getattr(t, "__name__", "")), t) for t in declared]
+    else:
+        raise TypeError(f"{cls.__qualname__}.event_types must be a sequence or a mapping")
+    decoders: dict[str, _codec.Decoder] = {}
+    names: dict[type, str] = {}
+    for event_name, event_type in pairs:
+        if not (isinstance(event_type, type) and dataclasses.is_dataclass(event_type)):
+            raise TypeError(f"{cls.__qualname__}.event_types: {event_type!r} is not a dataclass")
+        if not isinstance(event_name, str) or not event_name:
+            raise TypeError(f"{cls.__qualname__}.event_types: {event_name!r} is not a name")
+        if event_name in decoders or event_type in names:
+            raise TypeError(f"{cls.__qualname__}.event_types: `{event_name}` is declared twice")
+        decoders[event_name] = _codec.decoder(event_type, f"event {event_type.__qualname__}")
+        names[event_type] = event_name
+    return decoders, names

@@ -1,0 +1,277 @@
+"""Unit testing of entities in plain Python: :class:`TestKit` plays the host's part for one
+entity, running commands through the same glue a component runs, against an in-memory state.
+
+::
+
+    import unittest
+
+    import cella
+    from cella.testing import TestKit
+
+    from app import Counter
+
+
+    class CounterTest(unittest.TestCase):
+        def test_add(self) -> None:
+            kit = TestKit(Counter)
+            self.assertEqual(kit.handle("add", 5), 5)
+            self.assertEqual(kit.state.total, 5)
+            with self.assertRaises(cella.BadRequest):
+                kit.handle("add", "five")
+            with self.assertRaisesRegex(cella.Rejected, "overflows"):
+                kit.handle("add", cella.INT64_MAX)
+            self.assertEqual(kit.sequence, 1)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from . import _codec
+from . import _protocol as protocol
+from ._entity import model
+from ._glue import Glue
+
+__all__ = ["Call", "Effect", "Handled", "Publish", "Schedule", "TestKit"]
+
+E = TypeVar("E")
+
+_MASK = (1 << 64) - 1
+
+
+@dataclass(frozen=True)
+class Call:
+    """A command addressed to an entity (:meth:`~cella.Context.call` or a forward)."""
+
+    entity_type: str
+    key: str
+    command: str
+    payload: Any
+
+
+@dataclass(frozen=True)
+class Publish:
+    """:meth:`~cella.Context.publish`."""
+
+    topic: str
+    payload: Any
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """:meth:`~cella.Context.schedule`."""
+
+    name: str
+    delay_ms: int
+    command: str
+    payload: Any
+
+
+Effect = Call | Publish | Schedule
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What the last successful command produced."""
+
+    #: The reply, as JSON data.
+    reply: Any
+    #: Event-sourced: the events persisted, as JSON data.
+    events: list[Any] = field(default_factory=list)
+    #: Whether the command persisted anything (a new state or events).
+    persisted: bool = False
+    #: The effects requested, in order, payloads as JSON data.
+    effects: list[Effect] = field(default_factory=list)
+    #: The forward requested, if any.
+    forward: Call | None = None
+
+
+class TestKit(Generic[E]):
+    """Runs commands against one in-memory entity the way the host does.
+
+    The state starts empty; each command goes through the entity's glue (command lookup,
+    payload decoding, rejections, state and event encoding) and whatever it persists becomes the
+    next command's state. For event-sourced entities the kit also folds every persisted event
+    with ``apply`` from the stored bytes, as the host does when it rebuilds a state, and checks
+    that the result equals the state the handler returned.
+
+    The context is deterministic: command ids are ``test-command-<n>``, the time is fixed (see
+    :meth:`set_time`) and the random seed depends only on ``n``.
+
+    :meth:`handle` raises :class:`~cella.Rejected`, :class:`~cella.BadRequest` or
+    :class:`~cella.UnknownCommand` for a failed command (nothing changes then), and lets any
+    other exception of the entity's code propagate. It raises ``AssertionError`` when the entity
+    breaks the contract in a way the host would not accept (``apply`` disagreeing with the
+    handler's state, stored bytes that do not render).
+    """
+
+    __test__ = False  # not a test case, whatever a test runner thinks of the name
+
+    #: The default time of commands: 2025-01-01T00:00:00Z.
+    DEFAULT_TIME_MS = 1_735_689_600_000
+
+    def __init__(self, entity: type[E], entity_type: str = "test", key: str = "test-key") -> None:
+        self._glue = Glue(model(entity))
+        self._cls = entity
+        self.entity_type = entity_type
+        self.key = key
+        self._timestamp_ms = self.DEFAULT_TIME_MS
+        self._state: bytes | None = None
+        self._sequence = 0
+        self._commands_run = 0
+        self._events: list[Any] = []
+        self._last: Handled | None = None
+
+    def set_time(self, timestamp_ms: int) -> None:
+        """Sets the time the next commands see (:attr:`cella.Context.timestamp_ms`)."""
+        self._timestamp_ms = timestamp_ms
+
+    @property
+    def commands(self) -> list[str]:
+        """The command names the entity declares, in order."""
+        return list(self._glue.describe().commands)
+
+    @property
+    def snapshot_every(self) -> int:
+        """The snapshot interval the entity declares (0 = the host's default)."""
+        return self._glue.describe().snapshot_every
+
+    def handle(self, command: str, payload: Any = None) -> Any:
+        """Runs ``command`` with ``payload`` (JSON data or dataclasses; ``None`` for none) and
+        returns its reply as JSON data. Raises the command's failure."""
+        self._last = None
+        self._commands_run += 1
+        n = self._commands_run
+        host = protocol.HostContext(
+            entity_type=self.entity_type,
+            key=self.key,
+            command_id=f"test-command-{n}",
+            command=command,
+            timestamp_ms=self._timestamp_ms,
+            random_seed=(n * 0x9E3779B97F4A7C15) & _MASK,
+            sequence=self._sequence,
+        )
+        outcome = self._glue.handle(host, self._state, _codec.dumps(payload))
+        reply = _parse("reply", outcome.reply)
+        events: list[Any] = []
+        if self._glue.event_sourced:
+            persisted = bool(outcome.events)
+            if persisted:
+                events = [self._render_event(event) for event in outcome.events]
+                folded = self._fold(outcome.events)
+                if outcome.state is not None and _parse("state", outcome.state) != _parse(
+                    "state", folded
+                ):
+                    raise AssertionError(
+                        "the state returned by the handler differs from the fold of its events "
+                        "with apply"
+                    )
+                self._state = outcome.state if outcome.state is not None else folded
+        else:
+            if outcome.events:
+                raise AssertionError("a value entity returned events")
+            persisted = outcome.state is not None
+            if persisted:
+                self._state = outcome.state
+        if persisted:
+            self._sequence += 1
+        self._events.extend(events)
+        self._last = Handled(
+            reply=reply,
+            events=events,
+            persisted=persisted,
+            effects=[_effect(effect) for effect in outcome.effects],
+            forward=_call(outcome.forward) if outcome.forward is not None else None,
+        )
+        return reply
+
+    def _render_event(self, event: bytes) -> Any:
+        try:
+            return _parse("event", self._glue.render_event(event))
+        except protocol.GuestError as e:
+            raise AssertionError(f"an emitted event does not render: {e}") from None
+
+    def _fold(self, events: list[bytes]) -> bytes:
+        """The stored state with ``events`` folded in by ``apply``, as the host rebuilds it."""
+        folded = self._state
+        for event in events:
+            try:
+                folded = self._glue.apply(folded, event)
+            except protocol.GuestError as e:
+                raise AssertionError(f"an emitted event does not fold: {e}") from None
+        if folded is None:
+            raise AssertionError("no events to fold")
+        return folded
+
+    @property
+    def last(self) -> Handled | None:
+        """What the last command produced; ``None`` if it failed or none ran yet."""
+        return self._last
+
+    @property
+    def sequence(self) -> int:
+        """The journal sequence number: how many commands persisted something."""
+        return self._sequence
+
+    @property
+    def events(self) -> list[Any]:
+        """Event-sourced: every event persisted so far, as JSON data, in order."""
+        return list(self._events)
+
+    @property
+    def state_json(self) -> Any:
+        """The stored state as JSON data (rendered by the entity), or ``None`` if nothing was
+        stored yet."""
+        if self._state is None:
+            return None
+        try:
+            return _parse("state", self._glue.render_state(self._state))
+        except protocol.GuestError as e:
+            raise AssertionError(f"the stored state does not render: {e}") from None
+
+    @property
+    def state(self) -> E:
+        """The stored state, decoded (a new instance of the entity class if nothing was stored
+        yet). Changing it changes nothing: use :meth:`set_state`."""
+        if self._state is None:
+            return self._cls()
+        state: E = self._glue._state(self._state, AssertionError)
+        return state
+
+    def set_state(self, state: E) -> None:
+        """Replaces the stored state (an instance of the entity class), e.g. to start a test
+        from a given state."""
+        if not isinstance(state, self._cls):
+            raise TypeError(f"the state is a {self._cls.__name__}, not {type(state).__name__}")
+        self._state = _codec.dumps(state).encode()
+
+
+def _parse(what: str, text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise AssertionError(f"the {what} is not JSON ({e}): {text!r}") from None
+
+
+def _call(call: protocol.Call) -> Call:
+    return Call(
+        entity_type=call.entity_type,
+        key=call.key,
+        command=call.command,
+        payload=_parse("call payload", call.payload),
+    )
+
+
+def _effect(effect: protocol.Effect) -> Effect:
+    if isinstance(effect, protocol.Call):
+        return _call(effect)
+    if isinstance(effect, protocol.Publication):
+        return Publish(topic=effect.topic, payload=_parse("publication payload", effect.payload))
+    return Schedule(
+        name=effect.name,
+        delay_ms=effect.delay_ms,
+        command=effect.command,
+        payload=_parse("timer payload", effect.payload),
+    )

@@ -1,0 +1,152 @@
+"""Tests of the component export against the real WIT bindings: generates them with
+``componentize-py bindings`` (skipped when componentize-py is not installed) and runs the
+exported class as componentize-py would, without building a component."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+from typing import Any, ClassVar
+
+import _support
+
+import cella
+
+WIT = _support.ROOT.parent.parent / "wit"
+BINDING_MODULES = ("wit_world", "componentize_py_types")
+
+
+@unittest.skipUnless(shutil.which("componentize-py"), "componentize-py is not installed")
+@unittest.skipUnless(sys.version_info >= (3, 11), "the generated bindings need Python 3.11")
+class ComponentTest(unittest.TestCase):
+    wit: ClassVar[Any]
+    err: ClassVar[Any]
+    tmp: ClassVar[tempfile.TemporaryDirectory]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.tmp = tempfile.TemporaryDirectory()
+        subprocess.run(
+            ["componentize-py", "-d", str(WIT), "-w", "entity-world", "bindings", cls.tmp.name],
+            check=True,
+            capture_output=True,
+        )
+        sys.path.insert(0, cls.tmp.name)
+        cls.wit = importlib.import_module("wit_world.imports.types")
+        cls.err = importlib.import_module("componentize_py_types").Err
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        sys.path.remove(cls.tmp.name)
+        for name in list(sys.modules):
+            if name.split(".")[0] in BINDING_MODULES:
+                del sys.modules[name]
+        cls.tmp.cleanup()
+
+    def context(self, command: str) -> Any:
+        return self.wit.Context(
+            entity_type="t",
+            key="k",
+            command_id="c1",
+            command=command,
+            timestamp_ms=1,
+            random_seed=2**64 - 1,
+            sequence=0,
+        )
+
+    def failure(self, entity: Any, command: str, payload: str) -> Any:
+        with self.assertRaises(self.err) as caught:
+            entity.handle(self.context(command), None, payload)
+        return caught.exception.value
+
+    def test_a_value_entity(self) -> None:
+        exported = cella.export(_support.load_example("tck_value").TckValue)
+        exports = importlib.import_module("wit_world.exports")
+        self.assertIn(exports.Entity, exported.__mro__)
+        entity = exported()
+        wit = self.wit
+        self.assertEqual(
+            entity.describe(),
+            wit.Descriptor(
+                kind=wit.EntityKind.VALUE, commands=["process", "get", "context"], snapshot_every=0
+            ),
+        )
+        target = '{"type": "a", "key": "b", "command": "c", "payload": 1}'
+        actions = (
+            f'{{"actions": [{{"update": "x"}}, {{"call": {target}}}, {{"forward": {target}}},'
+            ' {"publish": {"topic": "t", "payload": 2}},'
+            ' {"schedule": {"name": "n", "delayMs": 5, "command": "get", "payload": null}}]}'
+        )
+        outcome = entity.handle(self.context("process"), None, actions)
+        call = wit.Call(target=wit.Address(entity_type="a", key="b"), command="c", payload="1")
+        self.assertEqual(
+            outcome,
+            wit.Outcome(
+                events=[],
+                state=b'{"value":"x"}',
+                reply='{"value":"x"}',
+                forward=call,
+                effects=[
+                    wit.Effect_Call(call),
+                    wit.Effect_Publish(wit.Publication(topic="t", payload="2")),
+                    wit.Effect_Schedule(
+                        wit.Timer(name="n", delay_ms=5, command="get", payload="null")
+                    ),
+                ],
+            ),
+        )
+        reply = entity.handle(self.context("context"), b'{"value":"x"}', "")
+        self.assertIsNone(reply.state)
+        self.assertIn('"randomSeed":18446744073709551615', reply.reply)
+        self.assertEqual(entity.render_state(b'{"value": "x"}'), '{"value":"x"}')
+        for call_export in (lambda: entity.apply(None, b"{}"), lambda: entity.render_event(b"{}")):
+            with self.assertRaises(self.err) as caught:
+                call_export()
+            self.assertEqual(caught.exception.value, "a value entity has no events")
+
+    def test_failures(self) -> None:
+        entity = cella.export(_support.load_example("counter").Counter)()
+        wit = self.wit
+        self.assertEqual(self.failure(entity, "reset", "null"), wit.Failure_UnknownCommand("reset"))
+        self.assertIsInstance(self.failure(entity, "add", '"five"'), wit.Failure_BadRequest)
+        with self.assertRaises(self.err) as caught:
+            entity.handle(self.context("add"), b'{"total":9223372036854775807}', "1")
+        self.assertEqual(caught.exception.value, wit.Failure_Rejected("adding 1 overflows"))
+        with self.assertRaises(self.err) as caught:
+            entity.handle(self.context("get"), b"[]", "null")
+        self.assertIsInstance(caught.exception.value, wit.Failure_Rejected)
+        self.assertTrue(caught.exception.value.value.startswith("entity error: "))
+
+    def test_an_event_sourced_entity(self) -> None:
+        entity = cella.export(_support.load_example("shopping_cart").ShoppingCart)()
+        wit = self.wit
+        self.assertEqual(entity.describe().kind, wit.EntityKind.EVENT_SOURCED)
+        item = '{"productId": "p", "name": "P", "quantity": 2}'
+        outcome = entity.handle(self.context("add-item"), None, item)
+        event = b'{"itemAdded":{"item":{"productId":"p","name":"P","quantity":2}}}'
+        self.assertEqual(outcome.events, [event])
+        self.assertEqual(outcome.state, b'{"items":[{"productId":"p","name":"P","quantity":2}]}')
+        self.assertEqual(entity.apply(None, event), outcome.state)
+        self.assertEqual(entity.render_event(event), event.decode())
+        with self.assertRaises(self.err) as caught:
+            entity.apply(None, b'{"itemAdded": {}}')
+        self.assertIn("missing field `item`", caught.exception.value)
+
+    def test_exceptions_of_the_entity_escape(self) -> None:
+        @dataclasses.dataclass
+        class Crash(cella.ValueEntity):
+            @cella.command
+            def go(self) -> None:
+                raise KeyError("boom")
+
+        with self.assertRaises(KeyError):
+            cella.export(Crash)().handle(self.context("go"), None, "null")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,268 @@
+//! The TCK's event-sourced model (`tck-events`, see tests/tck/SPEC.md): as `tck-value`, except
+//! that `process` changes the state by emitting `{"appended": "<string>"}` events (`emit`),
+//! which `apply` appends to the state's `value`. Events are persisted only if no `fail` ran.
+
+use cella_sdk::{EventContext, EventSourcedEntity, Reply, Result, Value, json};
+use serde::{Deserialize, Serialize};
+
+/// The state: the concatenation of every appended string.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct TckEvents {
+    pub value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Command {
+    Process(Process),
+    Get,
+    Context,
+}
+
+/// The payload of `process`.
+#[derive(Deserialize)]
+pub struct Process {
+    pub actions: Vec<Action>,
+}
+
+/// One action of `process`: an object with exactly one key.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    Emit(String),
+    Fail(String),
+    Forward(Target),
+    Call(Target),
+    Publish(Publication),
+    Schedule(Timer),
+}
+
+/// A command for another entity (`forward`, `call`).
+#[derive(Deserialize)]
+pub struct Target {
+    #[serde(rename = "type")]
+    pub entity_type: String,
+    pub key: String,
+    pub command: String,
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// The argument of `publish`.
+#[derive(Deserialize)]
+pub struct Publication {
+    pub topic: String,
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// The argument of `schedule`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timer {
+    pub name: String,
+    pub delay_ms: u64,
+    pub command: String,
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// The one event.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Event {
+    Appended(String),
+}
+
+impl EventSourcedEntity for TckEvents {
+    type Command = Command;
+    type Event = Event;
+
+    fn handle(&self, cmd: Command, ctx: &mut EventContext<Event>) -> Result<Reply> {
+        match cmd {
+            Command::Process(Process { actions }) => {
+                let mut working = self.value.clone();
+                for action in actions {
+                    match action {
+                        Action::Emit(text) => {
+                            working.push_str(&text);
+                            ctx.emit(Event::Appended(text));
+                        }
+                        Action::Fail(message) => return Err(message.into()),
+                        Action::Forward(t) => {
+                            ctx.forward(t.entity_type, t.key, t.command, &t.payload)
+                        }
+                        Action::Call(t) => ctx.call(t.entity_type, t.key, t.command, &t.payload),
+                        Action::Publish(p) => ctx.publish(p.topic, &p.payload),
+                        Action::Schedule(t) => {
+                            ctx.schedule(t.name, t.delay_ms, t.command, &t.payload)
+                        }
+                    }
+                }
+                Ok(json!({ "value": working }))
+            }
+            Command::Get => Ok(json!({ "value": self.value })),
+            Command::Context => Ok(json!({
+                "entityType": ctx.entity_type(),
+                "key": ctx.key(),
+                "command": ctx.command(),
+                "commandId": ctx.command_id(),
+                "sequence": ctx.sequence(),
+                "timestampMs": ctx.timestamp_ms(),
+                "randomSeed": ctx.random_seed(),
+            })),
+        }
+    }
+
+    fn apply(&mut self, event: Event) {
+        match event {
+            Event::Appended(text) => self.value.push_str(&text),
+        }
+    }
+}
+
+cella_sdk::export_entity!(event_sourced TckEvents);
+
+#[cfg(test)]
+mod tests {
+    use cella_sdk::testing::{Call, Effect, Failure, TestKit};
+    use cella_sdk::{Value, json};
+
+    use super::TckEvents;
+
+    fn process(kit: &mut TestKit<TckEvents>, actions: Value) -> Result<Value, Failure> {
+        kit.handle("process", json!({ "actions": actions }))
+    }
+
+    #[test]
+    fn declares_its_commands_in_order() {
+        let kit = TestKit::<TckEvents>::new();
+        assert_eq!(kit.commands(), ["process", "get", "context"]);
+        assert_eq!(kit.snapshot_every(), 0);
+    }
+
+    #[test]
+    fn emits_append_to_the_working_state() {
+        let mut kit = TestKit::<TckEvents>::new();
+        assert_eq!(kit.handle("get", json!(null)), Ok(json!({"value": ""})));
+        assert_eq!(process(&mut kit, json!([])), Ok(json!({"value": ""})));
+        assert_eq!(kit.sequence(), 0);
+        assert_eq!(
+            process(&mut kit, json!([{"emit": "ab"}, {"emit": "c"}])),
+            Ok(json!({"value": "abc"}))
+        );
+        assert_eq!(
+            kit.last().map(|h| h.events.clone()),
+            Some(vec![json!({"appended": "ab"}), json!({"appended": "c"})])
+        );
+        assert_eq!(
+            process(&mut kit, json!([{"emit": "d"}])),
+            Ok(json!({"value": "abcd"}))
+        );
+        assert_eq!(kit.sequence(), 2);
+        assert_eq!(kit.events().len(), 3);
+        assert_eq!(kit.state_json(), Some(json!({"value": "abcd"})));
+        assert_eq!(kit.handle("get", json!(null)), Ok(json!({"value": "abcd"})));
+    }
+
+    #[test]
+    fn fail_discards_the_events() {
+        let mut kit = TestKit::<TckEvents>::new();
+        process(&mut kit, json!([{"emit": "kept"}])).ok();
+        let actions = json!([{"emit": "lost"}, {"fail": "stop here"}, {"emit": "never"}]);
+        assert_eq!(
+            process(&mut kit, actions),
+            Err(Failure::Rejected("stop here".into()))
+        );
+        assert_eq!(kit.events(), [json!({"appended": "kept"})]);
+        assert_eq!(kit.state_json(), Some(json!({"value": "kept"})));
+    }
+
+    #[test]
+    fn forwards_once_and_keeps_events() {
+        let mut kit = TestKit::<TckEvents>::new();
+        let get = json!({"type": "tck-value", "key": "v", "command": "get", "payload": null});
+        let forward = json!({ "forward": get });
+        assert_eq!(
+            process(&mut kit, json!([{"emit": "x"}, forward])),
+            Ok(json!({"value": "x"}))
+        );
+        let last = kit.last().expect("a handled command");
+        assert_eq!(last.events, [json!({"appended": "x"})]);
+        assert_eq!(
+            last.forward,
+            Some(Call {
+                entity_type: "tck-value".into(),
+                key: "v".into(),
+                command: "get".into(),
+                payload: json!(null),
+            })
+        );
+        assert_eq!(
+            process(&mut kit, json!([forward, {"emit": "y"}, forward])),
+            Err(Failure::Rejected(
+                "entity error: forward called more than once".into()
+            ))
+        );
+        assert_eq!(kit.events().len(), 1);
+    }
+
+    #[test]
+    fn requests_effects() {
+        let mut kit = TestKit::<TckEvents>::new();
+        let actions = json!([
+            {"emit": "e"},
+            {"publish": {"topic": "news", "payload": "hello"}},
+            {"schedule": {"name": "later", "delayMs": 5, "command": "get", "payload": null}},
+        ]);
+        assert_eq!(process(&mut kit, actions), Ok(json!({"value": "e"})));
+        let last = kit.last().expect("a handled command");
+        assert_eq!(last.effects.len(), 2);
+        assert!(matches!(&last.effects[0], Effect::Publish { topic, .. } if topic == "news"));
+    }
+
+    #[test]
+    fn context_replies_the_host_context() {
+        let mut kit = TestKit::<TckEvents>::with_address("tck-events", "k2");
+        process(&mut kit, json!([{"emit": "x"}])).ok();
+        process(&mut kit, json!([{"emit": "y"}])).ok();
+        let reply = kit.handle("context", json!(null)).expect("context");
+        assert_eq!(reply["entityType"], "tck-events");
+        assert_eq!(reply["key"], "k2");
+        assert_eq!(reply["command"], "context");
+        assert_eq!(reply["commandId"], "test-command-3");
+        assert_eq!(reply["sequence"], 2);
+        assert!(reply["timestampMs"].is_u64() && reply["randomSeed"].is_u64());
+        assert_eq!(kit.sequence(), 2);
+    }
+
+    #[test]
+    fn malformed_payloads_are_bad_requests() {
+        let mut kit = TestKit::<TckEvents>::new();
+        for payload in [
+            json!(null),
+            json!("actions"),
+            json!({"actions": null}),
+            json!({"actions": [{"update": "x"}]}),
+            json!({"actions": [{"emit": ["x"]}]}),
+            json!({"actions": [{"publish": {"payload": 1}}]}),
+        ] {
+            assert!(
+                matches!(
+                    kit.handle("process", payload.clone()),
+                    Err(Failure::BadRequest(_))
+                ),
+                "{payload}"
+            );
+        }
+        assert!(matches!(
+            kit.handle("context", json!({})),
+            Err(Failure::BadRequest(_))
+        ));
+        assert_eq!(
+            kit.handle("append", json!(null)),
+            Err(Failure::UnknownCommand("append".into()))
+        );
+        assert!(kit.events().is_empty());
+    }
+}

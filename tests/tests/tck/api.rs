@@ -1,0 +1,188 @@
+//! The TCK's view of a node: [`Api`] sends commands and inspection requests and asserts on
+//! their answers, with messages that name the language and the request.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cella_tests::{Reply, TestNode, encode_segment};
+use hyper::Method;
+use serde_json::{Value, json};
+
+use super::Suite;
+
+/// Requests to one node, with assertions that name the language and the request.
+pub struct Api<'a> {
+    pub lang: &'static str,
+    pub node: &'a TestNode,
+}
+
+impl<'a> Api<'a> {
+    pub fn new(suite: &'a Suite) -> Self {
+        Api {
+            lang: suite.lang,
+            node: &suite.node,
+        }
+    }
+
+    fn what(&self, ty: &str, key: &str, command: &str, payload: &Value) -> String {
+        format!("[{}] {ty}/{key} {command} {payload}", self.lang)
+    }
+
+    /// Sends a command with a JSON payload.
+    pub async fn send(&self, ty: &str, key: &str, command: &str, payload: &Value) -> Reply {
+        self.node.call(ty, key, command, &payload.to_string()).await
+    }
+
+    /// A command that must succeed; returns its reply.
+    pub async fn ok(&self, ty: &str, key: &str, command: &str, payload: Value) -> Value {
+        let r = self.send(ty, key, command, &payload).await;
+        let what = self.what(ty, key, command, &payload);
+        assert_eq!(r.status, 200, "{what}: expected a reply, got {}", r.body);
+        serde_json::from_str(&r.body)
+            .unwrap_or_else(|e| panic!("{what}: the reply is not JSON ({e}): {}", r.body))
+    }
+
+    /// A command that must reply `expected`.
+    pub async fn expect(
+        &self,
+        ty: &str,
+        key: &str,
+        command: &str,
+        payload: Value,
+        expected: Value,
+    ) {
+        let what = self.what(ty, key, command, &payload);
+        let reply = self.ok(ty, key, command, payload).await;
+        assert_eq!(reply, expected, "{what}: the reply");
+    }
+
+    /// A command that must fail with `status` and error `code`; returns the error message.
+    pub async fn fails(
+        &self,
+        ty: &str,
+        key: &str,
+        command: &str,
+        payload: Value,
+        (status, code): (u16, &str),
+    ) -> String {
+        let r = self.send(ty, key, command, &payload).await;
+        let what = self.what(ty, key, command, &payload);
+        assert_eq!(
+            (r.status, r.json["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{what}: expected {status} `{code}`, got {}",
+            r.body
+        );
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: the error has no message: {}", r.body))
+            .to_owned()
+    }
+
+    /// A command that must be rejected with exactly `message`.
+    pub async fn rejected(
+        &self,
+        ty: &str,
+        key: &str,
+        command: &str,
+        payload: Value,
+        message: &str,
+    ) {
+        let what = self.what(ty, key, command, &payload);
+        let got = self
+            .fails(ty, key, command, payload, (400, "rejected"))
+            .await;
+        assert_eq!(got, message, "{what}: the rejection message");
+    }
+
+    /// A command that must be a bad request.
+    pub async fn bad_request(&self, ty: &str, key: &str, command: &str, payload: Value) {
+        self.fails(ty, key, command, payload, (400, "bad_request"))
+            .await;
+    }
+
+    /// A command name the entity does not have.
+    pub async fn unknown_command(&self, ty: &str, key: &str, command: &str) {
+        let what = self.what(ty, key, command, &Value::Null);
+        let message = self
+            .fails(ty, key, command, Value::Null, (404, "unknown_command"))
+            .await;
+        assert!(
+            message.contains(command),
+            "{what}: the message does not name the command: {message}"
+        );
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self.node.request(Method::GET, path, "").await;
+        assert_eq!(r.status, 200, "[{}] GET {path}: {}", self.lang, r.body);
+        r.json
+    }
+
+    /// `GET /v1/entities/{ty}/{key}`: the whole inspection.
+    pub async fn inspection(&self, ty: &str, key: &str) -> Value {
+        let path = format!(
+            "/v1/entities/{}/{}",
+            encode_segment(ty),
+            encode_segment(key)
+        );
+        self.get(&path).await
+    }
+
+    /// The inspected (state, sequence).
+    pub async fn state(&self, ty: &str, key: &str) -> (Value, u64) {
+        let v = self.inspection(ty, key).await;
+        let seq = v["sequence"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("[{}] {ty}/{key}: no sequence in {v}", self.lang));
+        (v["state"].clone(), seq)
+    }
+
+    /// Asserts the inspected state and sequence.
+    pub async fn assert_state(&self, ty: &str, key: &str, state: Value, sequence: u64) {
+        assert_eq!(
+            self.state(ty, key).await,
+            (state, sequence),
+            "[{}] {ty}/{key}: the inspected (state, sequence)",
+            self.lang
+        );
+    }
+
+    /// `GET /v1/entities/{ty}/{key}/journal`: the entries.
+    pub async fn journal(&self, ty: &str, key: &str) -> Vec<Value> {
+        let path = format!(
+            "/v1/entities/{}/{}/journal",
+            encode_segment(ty),
+            encode_segment(key)
+        );
+        match self.get(&path).await["entries"].as_array() {
+            Some(entries) => entries.clone(),
+            None => panic!("[{}] GET {path}: no entries", self.lang),
+        }
+    }
+
+    /// The journal's (seq, rendered state or events) pairs.
+    pub async fn journal_payloads(&self, ty: &str, key: &str, field: &str) -> Vec<(u64, Value)> {
+        self.journal(ty, key)
+            .await
+            .iter()
+            .map(|e| (e["seq"].as_u64().unwrap_or(0), e[field].clone()))
+            .collect()
+    }
+}
+
+/// `{"actions": actions}`.
+pub fn process(actions: Value) -> Value {
+    json!({ "actions": actions })
+}
+
+/// A `forward` (or `call`) action argument.
+pub fn target(ty: &str, key: &str, command: &str, payload: Value) -> Value {
+    json!({"type": ty, "key": key, "command": command, "payload": payload})
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
