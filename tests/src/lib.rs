@@ -76,6 +76,13 @@ impl TestNode {
         Self::spawn(data_dir.to_path_buf(), "127.0.0.1:0", args)
     }
 
+    /// Starts a node listening on `listen` (`host:port`), for nodes whose address must be known
+    /// before they start (cluster members).
+    pub fn start_at(data_dir: &Path, listen: &str, extra: &[&str]) -> anyhow::Result<TestNode> {
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::spawn(data_dir.to_path_buf(), listen, args)
+    }
+
     /// Starts a node and deploys the examples: `counter` as `counter`, `shopping-cart` as `cart`.
     pub async fn with_examples(data_dir: &Path, extra: &[&str]) -> TestNode {
         let node = Self::start(data_dir, extra).expect("start node");
@@ -202,6 +209,15 @@ impl TestNode {
         }
     }
 
+    /// Starts a new process on the same address, data directory and arguments.
+    pub fn restart_in_place(&mut self) -> anyhow::Result<()> {
+        let listen = self.addr();
+        self.kill9();
+        let next = Self::spawn(self.data_dir.clone(), &listen, self.args.clone())?;
+        *self = next;
+        Ok(())
+    }
+
     /// Starts a new process (new port) on the same data directory and arguments.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill9();
@@ -215,6 +231,17 @@ impl Drop for TestNode {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// `n` distinct free ports on 127.0.0.1 (bound, read, released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local address").port())
+        .collect()
 }
 
 /// Polls `check` until it returns true or `timeout` passes.

@@ -88,11 +88,15 @@ impl PeerClient {
             .body(Full::new(body))
             .map_err(|e| PeerError::Request(e.to_string()))?;
         let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| PeerError::Unreachable(format!("{addr}: {e}")))?;
+            let response = self.http.request(request).await.map_err(|e| {
+                // Only a failed connect proves the request never left; anything later
+                // (a reset, a dead peer mid-answer) leaves its outcome unknown.
+                if e.is_connect() {
+                    PeerError::Unreachable(format!("{addr}: {e}"))
+                } else {
+                    PeerError::Broken(format!("{addr}: {e}"))
+                }
+            })?;
             let (parts, body) = response.into_parts();
             let body = body
                 .collect()
@@ -120,6 +124,7 @@ impl PeerClient {
 pub enum PeerError {
     #[error("cannot build the request: {0}")]
     Request(String),
+    /// The connection could not be made: the request certainly did not reach the peer.
     #[error("peer unreachable: {0}")]
     Unreachable(String),
     #[error("connection broken: {0}")]
