@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cella_tests::{TestNode, component, free_ports, wait_until};
+use cella_tests::{TestNode, cella_bin, component, free_ports, output_text, wait_until};
 use hyper::Method;
 use serde_json::{Value, json};
 
@@ -150,6 +150,21 @@ async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
     })
     .await;
     assert!(spread, "leaders not spread: {:?}", leaders(&nodes[0]).await);
+    let out = std::process::Command::new(cella_bin())
+        .args(["cluster", "status", "--server", &nodes[1].url])
+        .output()
+        .expect("run cella cluster status");
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("node 2 · 4 partitions"), "{stdout}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| matches!(l.split_whitespace().nth(1), Some("leader" | "follower")))
+            .count(),
+        PARTITIONS as usize + 1,
+        "{stdout}"
+    );
 
     // Every node serves every entity, with one consistent state.
     for k in 0..12 {

@@ -181,6 +181,23 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Inspect the cluster a node belongs to.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterAction {
+    /// Nodes, partitions, leaders, terms and applied indexes, as one node sees them.
+    Status {
+        #[command(flatten)]
+        server: ServerArg,
+        /// Print the JSON of `GET /v1/cluster` instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Languages `cella new` scaffolds.
@@ -503,7 +520,72 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Modules { server } => finish(
             client::send(&server.server, Method::GET, "/v1/modules", Vec::new(), None).await?,
         ),
+        Command::Cluster {
+            action: ClusterAction::Status { server, json },
+        } => {
+            let reply =
+                client::send(&server.server, Method::GET, "/v1/cluster", Vec::new(), None).await?;
+            if json || reply.status != 200 {
+                return finish(reply);
+            }
+            let status: serde_json::Value = serde_json::from_str(&reply.body)?;
+            print!("{}", cluster_table(&status));
+            Ok(())
+        }
     }
+}
+
+/// `cella cluster status` as text: the nodes, then one line per raft group.
+fn cluster_table(status: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "node {} · {} partitions over {} shards",
+        status["nodeId"], status["partitions"], status["shards"]
+    );
+    for node in status["nodes"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  node {:<4} {}",
+            node["id"],
+            node["addr"].as_str().unwrap_or("?")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<6} {:<10} {:<7} {:<6} {:<12} {:>9} {:>9} {:>9}",
+        "group", "state", "leader", "term", "voters", "last log", "committed", "applied"
+    );
+    for g in status["groups"].as_array().into_iter().flatten() {
+        let voters: Vec<String> = g["voters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.to_string())
+            .collect();
+        let name = match g["group"].as_u64() {
+            Some(0) => "meta".to_string(),
+            Some(n) => n.to_string(),
+            None => "?".to_string(),
+        };
+        let leader = g["leader"]
+            .as_u64()
+            .map_or("-".to_string(), |l| l.to_string());
+        let _ = writeln!(
+            out,
+            "{:<6} {:<10} {:<7} {:<6} {:<12} {:>9} {:>9} {:>9}",
+            name,
+            g["state"].as_str().unwrap_or("?"),
+            leader,
+            g["term"].to_string(),
+            voters.join(","),
+            g["lastLogIndex"].to_string(),
+            g["committed"].to_string(),
+            g["applied"].to_string()
+        );
+    }
+    out
 }
 
 async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> {
