@@ -2,7 +2,8 @@
 //! (requests are forwarded to partition leaders), leaders are spread over the nodes, a `kill -9`
 //! of a leader under concurrent load loses no acknowledged command and a new leader serves
 //! within 5 s, the per-key histories of the counter are linearizable, and the killed node
-//! rejoins and catches up.
+//! rejoins and catches up. Module uploads to any node reach every node, including one that
+//! was down.
 
 use std::{
     collections::BTreeMap,
@@ -77,6 +78,19 @@ async fn leaders(node: &TestNode) -> BTreeMap<u64, u64> {
         .collect()
 }
 
+/// `node` lists exactly `types` (commands load a listed module on first use).
+async fn has_modules(node: &TestNode, types: &[&str]) -> bool {
+    let listed = node.request(Method::GET, "/v1/modules", "").await.json["modules"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m["type"].as_str().map(String::from))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    listed == types
+}
+
 /// One `add 1` as the client saw it.
 #[derive(Clone, Debug)]
 struct Op {
@@ -136,12 +150,18 @@ async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
         "the cluster did not elect leaders: {}",
         cluster_status(&nodes[0]).await
     );
-    // Module uploads are per node for now.
+    // A module uploaded to any node reaches every node (through the metadata group's leader).
+    for (ty, name, via) in [("counter", "counter", 2), ("cart", "shopping-cart", 0)] {
+        let r = nodes[via].deploy(ty, &component(name)).await;
+        assert_eq!(r.status, 201, "deploying {name}: {}", r.body);
+        assert_eq!(r.json["version"], 1, "{}", r.body);
+    }
     for node in &nodes {
-        for (ty, name) in [("counter", "counter"), ("cart", "shopping-cart")] {
-            let r = node.deploy(ty, &component(name)).await;
-            assert_eq!(r.status, 201, "deploying {name}: {}", r.body);
-        }
+        let everywhere = wait_until(Duration::from_secs(30), || async {
+            has_modules(node, &["cart", "counter"]).await
+        })
+        .await;
+        assert!(everywhere, "modules missing on {}", node.url);
     }
     // Leaders spread over the nodes once every replica has caught up.
     let spread = wait_until(Duration::from_secs(20), || async {
@@ -287,8 +307,20 @@ async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
         "too little load got through: {acked_total}"
     );
 
+    // A module deployed while node 1 is down reaches it when it comes back.
+    let r = nodes[2].deploy("tally", &component("tally")).await;
+    assert_eq!(r.status, 201, "deploying tally: {}", r.body);
+
     // The killed node rejoins on its address, catches up and serves.
     nodes[0].restart_in_place().expect("restart node 1");
+    let tally = wait_until(Duration::from_secs(30), || async {
+        has_modules(&nodes[0], &["cart", "counter", "tally"]).await
+    })
+    .await;
+    assert!(
+        tally,
+        "the module deployed while node 1 was down did not reach it"
+    );
     let caught_up = wait_until(Duration::from_secs(30), || async {
         let mut all = true;
         for (key, ops) in &history {

@@ -85,6 +85,8 @@ pub struct Group {
 
 /// This node's groups.
 pub struct Cluster {
+    /// Applied module changes, by entity type (taken once by the node's registry).
+    module_events: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
     options: ClusterOptions,
     placement: Placement,
     client: PeerClient,
@@ -126,6 +128,7 @@ impl Cluster {
         .map_err(|e| Error::Config(e.to_string()))?;
         let config = Arc::new(config);
         let mut groups = BTreeMap::new();
+        let (module_tx, module_rx) = tokio::sync::mpsc::unbounded_channel();
         for group in std::iter::once(META_GROUP).chain(placement.groups()) {
             let select: crate::state_machine::Selector = if group == META_GROUP {
                 Arc::new(|_| false)
@@ -133,7 +136,10 @@ impl Cluster {
                 Arc::new(move |id: &EntityId| placement.partition(id) == group)
             };
             let log = LogStore::open(store.clone(), group)?;
-            let state_machine = StateMachine::open(store.clone(), group, select)?;
+            let mut state_machine = StateMachine::open(store.clone(), group, select)?;
+            if group == META_GROUP {
+                state_machine = state_machine.with_module_events(module_tx.clone());
+            }
             let network = GroupNetwork {
                 group,
                 client: client.clone(),
@@ -159,6 +165,7 @@ impl Cluster {
             );
         }
         let cluster = Arc::new(Cluster {
+            module_events: std::sync::Mutex::new(Some(module_rx)),
             options,
             placement,
             client,
@@ -263,6 +270,36 @@ impl Cluster {
         group
             .raft
             .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The receiver of applied module changes (entity types); `None` after the first call.
+    pub fn take_module_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        self.module_events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    /// Ok when this node leads the metadata group, else the leader's address (if known).
+    pub fn meta_leadership(&self) -> Result<(), Option<String>> {
+        let meta = &self.groups[&META_GROUP];
+        if self.leadership(meta).is_some() {
+            return Ok(());
+        }
+        Err(self
+            .leader(meta)
+            .filter(|(id, _)| *id != self.options.node_id)
+            .map(|(_, addr)| addr))
+    }
+
+    /// Replicates a module change to every node; resolves once it is applied here.
+    pub async fn propose_module(&self, op: crate::types::ModuleOp) -> Result<(), String> {
+        self.groups[&META_GROUP]
+            .raft
+            .client_write(crate::Command::Module(op))
             .await
             .map(drop)
             .map_err(|e| e.to_string())

@@ -27,6 +27,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     Applied, Command, Error, GroupId, TypeConfig,
+    types::ModuleOp,
     types::{decode, encode},
 };
 
@@ -59,6 +60,8 @@ pub struct StateMachine {
     store: Store,
     select: Selector,
     state: Arc<Mutex<SmState>>,
+    /// Where applied module changes are announced (the metadata group), by entity type.
+    module_events: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl StateMachine {
@@ -85,7 +88,50 @@ impl StateMachine {
                 membership,
                 current,
             })),
+            module_events: None,
         })
+    }
+
+    /// Announces every applied module change on `events`.
+    pub fn with_module_events(
+        mut self,
+        events: tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> StateMachine {
+        self.module_events = Some(events);
+        self
+    }
+
+    /// Applies a module change to this node's store. Idempotent, because the change and the
+    /// applied log id are not written in one transaction: a restart may apply it again.
+    fn apply_module(&self, op: &ModuleOp) -> Result<(), Error> {
+        match op {
+            ModuleOp::Put {
+                entity_type,
+                version,
+                component,
+            } => {
+                let already = self
+                    .store
+                    .module(entity_type)?
+                    .is_some_and(|info| info.versions.iter().any(|v| v.version == version.version));
+                if !already {
+                    self.store
+                        .put_module_version(entity_type, version.clone(), component)?;
+                }
+            }
+            ModuleOp::Activate {
+                entity_type,
+                version,
+            } => {
+                if self.store.module(entity_type)?.is_some() {
+                    self.store.set_active_version(entity_type, *version)?;
+                }
+            }
+            ModuleOp::Delete { entity_type } => {
+                self.store.delete_module(entity_type)?;
+            }
+        }
+        Ok(())
     }
 
     /// The last applied log index (0 before any).
@@ -164,12 +210,17 @@ impl RaftStateMachine<C> for StateMachine {
         let mut responders = Vec::new();
         let mut applied = state.applied;
         let mut membership = None;
+        let mut changed_modules = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(Command::Journal(journal)) => {
                     writes.extend(journal.into_iter().map(GroupWrite::Entity));
+                }
+                EntryPayload::Normal(Command::Module(op)) => {
+                    self.apply_module(&op)?;
+                    changed_modules.push(op.entity_type().to_string());
                 }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembershipOf::<C>::new(Some(log_id), m));
@@ -191,6 +242,11 @@ impl RaftStateMachine<C> for StateMachine {
         }
         for (responder, index) in responders {
             responder.send(Applied { index });
+        }
+        if let Some(events) = &self.module_events {
+            for entity_type in changed_modules {
+                let _ = events.send(entity_type);
+            }
         }
         Ok(())
     }

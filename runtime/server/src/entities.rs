@@ -329,7 +329,7 @@ impl Entities {
         depth: u32,
     ) -> Result<String> {
         cella_core::validate_name("key", key)?;
-        let active = self.registry.get(entity_type)?;
+        let active = self.registry.get_loaded(entity_type).await?;
         if !active.has_command(command) {
             return Err(Error::UnknownCommand {
                 entity_type: entity_type.to_string(),
@@ -539,7 +539,7 @@ impl Entities {
     /// The entity's current durable state rendered as JSON by its module.
     pub async fn inspect(&self, entity_type: &str, key: &str) -> Result<Inspection> {
         cella_core::validate_name("key", key)?;
-        let active = self.registry.get(entity_type)?;
+        let active = self.registry.get_loaded(entity_type).await?;
         let id = EntityId::new(entity_type, key);
         let slot = self.slot(&id)?;
         let mut guard = slot.loaded.lock().await;
@@ -581,7 +581,7 @@ impl Entities {
         limit: usize,
     ) -> Result<Vec<serde_json::Value>> {
         cella_core::validate_name("key", key)?;
-        let active = self.registry.get(entity_type)?;
+        let active = self.registry.get_loaded(entity_type).await?;
         let id = EntityId::new(entity_type, key);
         if let Some(lease) = self.lease(&id)? {
             self.journal.ready(&id, lease).await?;

@@ -20,7 +20,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{
     Method, Request, Response, StatusCode,
     body::Incoming,
-    header::{CONTENT_LENGTH, CONTENT_TYPE},
+    header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE},
 };
 
 use crate::{
@@ -251,62 +251,53 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             let ty = percent_decode(ty)?;
             node.authorize_admin(&req)?;
             let check = query_param(&req, "check").is_some_and(|v| v == "true" || v == "1");
+            let (forwarded, pq) = (is_forwarded(&req), path_and_query(&req));
+            let auth = req.headers().get(AUTHORIZATION).cloned();
             let body = read_body(req, node.options.max_module, "the component").await?;
             if check {
                 let report = node.registry.check(&ty, &body).await?;
                 return Ok(json_response(StatusCode::OK, &report));
             }
-            let deployed = node.registry.deploy(&ty, &body).await?;
-            let meta = deployed.version;
-            let status = if deployed.created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            Ok(json_response(
-                status,
-                &serde_json::json!({
-                    "type": ty,
-                    "version": meta.version,
-                    "digest": meta.digest,
-                    "kind": meta.kind.as_str(),
-                    "commands": meta.commands,
-                    "replayed": deployed.replayed,
-                    "warnings": deployed.warnings,
-                }),
-            ))
+            let run = || deploy_module(node, &ty, &body);
+            let first = run().await;
+            if forwarded {
+                return first;
+            }
+            let local: crate::routing::LocalRun<'_> = Box::new(move || Box::pin(run()));
+            crate::routing::route_module_change(
+                node,
+                Method::PUT,
+                &pq,
+                auth,
+                body.clone(),
+                first,
+                local,
+            )
+            .await
         }
         (&Method::POST, ["v1", "modules", ty, "rollback"]) => {
             let ty = percent_decode(ty)?;
             node.authorize_admin(&req)?;
+            let (forwarded, pq) = (is_forwarded(&req), path_and_query(&req));
+            let auth = req.headers().get(AUTHORIZATION).cloned();
             let body = read_body(req, node.options.max_payload, "the rollback request").await?;
-            let to = if body.iter().all(u8::is_ascii_whitespace) {
-                None
-            } else {
-                let v: serde_json::Value = serde_json::from_slice(&body)
-                    .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")))?;
-                match v.get("version") {
-                    None | Some(serde_json::Value::Null) => None,
-                    Some(n) => Some(n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(
-                        || {
-                            Error::BadRequest(format!(
-                                "`version` must be a version number, got {n}"
-                            ))
-                        },
-                    )?),
-                }
-            };
-            let deployed = node.registry.rollback(&ty, to).await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({
-                    "type": ty,
-                    "version": deployed.version.version,
-                    "digest": deployed.version.digest,
-                    "replayed": deployed.replayed,
-                    "warnings": deployed.warnings,
-                }),
-            ))
+            let to = rollback_target(&body)?;
+            let run = || rollback_module(node, &ty, to);
+            let first = run().await;
+            if forwarded {
+                return first;
+            }
+            let local: crate::routing::LocalRun<'_> = Box::new(move || Box::pin(run()));
+            crate::routing::route_module_change(
+                node,
+                Method::POST,
+                &pq,
+                auth,
+                body.clone(),
+                first,
+                local,
+            )
+            .await
         }
         (&Method::GET, ["v1", "modules"]) => {
             let modules: Vec<_> = node.registry.list()?.iter().map(module_json).collect();
@@ -322,11 +313,24 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         (&Method::DELETE, ["v1", "modules", ty]) => {
             let ty = percent_decode(ty)?;
             node.authorize_admin(&req)?;
-            node.registry.delete(&ty).await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "type": ty, "deleted": true }),
-            ))
+            let (forwarded, pq) = (is_forwarded(&req), path_and_query(&req));
+            let auth = req.headers().get(AUTHORIZATION).cloned();
+            let run = || delete_module(node, &ty);
+            let first = run().await;
+            if forwarded {
+                return first;
+            }
+            let local: crate::routing::LocalRun<'_> = Box::new(move || Box::pin(run()));
+            crate::routing::route_module_change(
+                node,
+                Method::DELETE,
+                &pq,
+                auth,
+                Bytes::new(),
+                first,
+                local,
+            )
+            .await
         }
         (_, ["healthz" | "metrics"]) | (_, ["v1", "entities", ..]) | (_, ["v1", "modules", ..]) => {
             Err(Error::NotFound(format!(
@@ -393,6 +397,69 @@ async fn journal(
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({ "type": ty, "key": key, "entries": entries }),
+    ))
+}
+
+async fn deploy_module(node: &Node, ty: &str, body: &[u8]) -> Result<Response<Body>> {
+    let deployed = node.registry.deploy(ty, body).await?;
+    let meta = deployed.version;
+    let status = if deployed.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_response(
+        status,
+        &serde_json::json!({
+            "type": ty,
+            "version": meta.version,
+            "digest": meta.digest,
+            "kind": meta.kind.as_str(),
+            "commands": meta.commands,
+            "replayed": deployed.replayed,
+            "warnings": deployed.warnings,
+        }),
+    ))
+}
+
+/// The version a rollback body names (`{"version": N}`), or `None` (empty body or null).
+fn rollback_target(body: &[u8]) -> Result<Option<u32>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    match v.get("version") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                Error::BadRequest(format!("`version` must be a version number, got {n}"))
+            }),
+    }
+}
+
+async fn rollback_module(node: &Node, ty: &str, to: Option<u32>) -> Result<Response<Body>> {
+    let deployed = node.registry.rollback(ty, to).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "type": ty,
+            "version": deployed.version.version,
+            "digest": deployed.version.digest,
+            "replayed": deployed.replayed,
+            "warnings": deployed.warnings,
+        }),
+    ))
+}
+
+async fn delete_module(node: &Node, ty: &str) -> Result<Response<Body>> {
+    node.registry.delete(ty).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "type": ty, "deleted": true }),
     ))
 }
 

@@ -90,12 +90,26 @@ impl Node {
     pub async fn open(options: NodeOptions) -> Result<Arc<Node>> {
         let store = Store::open(&options.data_dir, options.store.clone())?;
         let host = Host::new(options.host.clone()).map_err(|e| Error::Internal(e.to_string()))?;
-        let registry = Registry::open(host.clone(), store.clone()).await?;
-        let metrics = Arc::new(Metrics::default());
         let cluster = match &options.cluster {
             Some(settings) => Some(start_cluster(&store, settings).await?),
             None => None,
         };
+        let registry = Registry::open(host.clone(), store.clone(), cluster.clone()).await?;
+        if let Some(mut events) = cluster.as_ref().and_then(|c| c.take_module_events()) {
+            // Module changes replicated from the metadata group's leader: load them here.
+            let registry = Arc::downgrade(&registry);
+            tokio::spawn(async move {
+                while let Some(entity_type) = events.recv().await {
+                    let Some(registry) = registry.upgrade() else {
+                        break;
+                    };
+                    if let Err(e) = registry.refresh(&entity_type).await {
+                        tracing::warn!("loading the replicated module `{entity_type}`: {e}");
+                    }
+                }
+            });
+        }
+        let metrics = Arc::new(Metrics::default());
         let journal: Arc<dyn Journal> = match &cluster {
             Some(cluster) => Arc::new(ClusterJournal::new(cluster.clone(), store.clone())),
             None => Arc::new(store.clone()),

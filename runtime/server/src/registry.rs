@@ -69,6 +69,9 @@ pub struct Registry {
     active: RwLock<HashMap<String, Active>>,
     /// Serializes deploys, deletes and rollbacks.
     admin: tokio::sync::Mutex<()>,
+    /// In a cluster, module changes are made by the metadata group's leader and replicated
+    /// through it to every node's store.
+    cluster: Option<Arc<cella_cluster::Cluster>>,
 }
 
 fn now_ms() -> u64 {
@@ -84,12 +87,17 @@ fn digest_of(bytes: &[u8]) -> String {
 
 impl Registry {
     /// Loads every deployed module from the store.
-    pub async fn open(host: Host, store: Store) -> Result<Arc<Registry>> {
+    pub async fn open(
+        host: Host,
+        store: Store,
+        cluster: Option<Arc<cella_cluster::Cluster>>,
+    ) -> Result<Arc<Registry>> {
         let registry = Arc::new(Registry {
             host,
             store,
             active: RwLock::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
+            cluster,
         });
         for info in registry.store.modules()? {
             let active = registry
@@ -149,6 +157,61 @@ impl Registry {
         })
     }
 
+    /// In a cluster: fails with [`Error::NotLeader`] (naming the leader) unless this node leads
+    /// the metadata group, which makes every module change.
+    fn check_module_leader(&self) -> Result<()> {
+        match &self.cluster {
+            Some(cluster) => cluster
+                .meta_leadership()
+                .map_err(|leader| Error::NotLeader { leader }),
+            None => Ok(()),
+        }
+    }
+
+    /// Replicates a module change (cluster) or `None` when there is no cluster.
+    async fn replicate(&self, op: cella_cluster::ModuleOp) -> Result<bool> {
+        match &self.cluster {
+            Some(cluster) => cluster
+                .propose_module(op)
+                .await
+                .map(|()| true)
+                .map_err(Error::Unavailable),
+            None => Ok(false),
+        }
+    }
+
+    /// Loads what the store says is active for `entity_type` (after a replicated change):
+    /// nothing to do when that version is already active here; removed when the type is gone.
+    pub async fn refresh(&self, entity_type: &str) -> Result<()> {
+        let Some(info) = self.store.module(entity_type)? else {
+            if let Ok(mut map) = self.active.write() {
+                map.remove(entity_type);
+            }
+            return Ok(());
+        };
+        if self
+            .get(entity_type)
+            .is_ok_and(|a| a.version == info.active)
+        {
+            return Ok(());
+        }
+        let active = self.load_version(entity_type, info.active).await?;
+        self.insert(entity_type, active);
+        Ok(())
+    }
+
+    /// The active module of `entity_type`, loading it first when the store has it but this
+    /// node has not loaded it yet (a version replicated from another node, still compiling).
+    pub async fn get_loaded(&self, entity_type: &str) -> Result<Active> {
+        match self.get(entity_type) {
+            Err(Error::UnknownType(_)) if self.cluster.is_some() => {
+                self.refresh(entity_type).await?;
+                self.get(entity_type)
+            }
+            other => other,
+        }
+    }
+
     /// The active module of `entity_type`.
     pub fn get(&self, entity_type: &str) -> Result<Active> {
         self.active
@@ -170,6 +233,7 @@ impl Registry {
     /// Validates, compiles, persists and activates a new version of `entity_type`.
     pub async fn deploy(&self, entity_type: &str, wasm: &[u8]) -> Result<Deployed> {
         validate_name("entity type", entity_type).map_err(|e| Error::BadRequest(e.to_string()))?;
+        self.check_module_leader()?;
         let _guard = self.admin.lock().await;
         let digest = digest_of(wasm);
         // Re-deploying the active bytes is a no-op that returns the existing version.
@@ -202,7 +266,18 @@ impl Registry {
             kind: descriptor.kind,
             commands: descriptor.commands.clone(),
         };
-        let info = self.store.put_module_version(entity_type, meta, wasm)?;
+        let op = cella_cluster::ModuleOp::Put {
+            entity_type: entity_type.to_string(),
+            version: meta.clone(),
+            component: wasm.to_vec(),
+        };
+        let info = if self.replicate(op).await? {
+            self.store
+                .module(entity_type)?
+                .ok_or_else(|| Error::Internal("the replicated module is not stored".into()))?
+        } else {
+            self.store.put_module_version(entity_type, meta, wasm)?
+        };
         let meta = info
             .active_version()
             .cloned()
@@ -284,6 +359,7 @@ impl Registry {
     /// Makes an earlier (or any stored) version active again: `to`, or else the newest version
     /// older than the active one. The version must be able to replay the existing entities.
     pub async fn rollback(&self, entity_type: &str, to: Option<u32>) -> Result<Deployed> {
+        self.check_module_leader()?;
         let _guard = self.admin.lock().await;
         let info = self.info(entity_type)?;
         let target = match to {
@@ -315,7 +391,13 @@ impl Registry {
         let loaded = self.load_version(entity_type, target.version).await?;
         let replayed = self.verify_replay(entity_type, &loaded.module).await?;
         let warnings = loaded.module.warnings().to_vec();
-        self.store.set_active_version(entity_type, target.version)?;
+        let op = cella_cluster::ModuleOp::Activate {
+            entity_type: entity_type.to_string(),
+            version: target.version,
+        };
+        if !self.replicate(op).await? {
+            self.store.set_active_version(entity_type, target.version)?;
+        }
         self.insert(entity_type, loaded);
         Ok(Deployed {
             version: target,
@@ -340,8 +422,17 @@ impl Registry {
     /// Removes a type and all its versions. Entity state of that type stays on disk, so a
     /// later deploy of the same type finds it again.
     pub async fn delete(&self, entity_type: &str) -> Result<()> {
+        self.check_module_leader()?;
         let _guard = self.admin.lock().await;
-        if !self.store.delete_module(entity_type)? {
+        if self.cluster.is_some() {
+            if self.store.module(entity_type)?.is_none() {
+                return Err(Error::UnknownType(entity_type.to_string()));
+            }
+            let op = cella_cluster::ModuleOp::Delete {
+                entity_type: entity_type.to_string(),
+            };
+            self.replicate(op).await?;
+        } else if !self.store.delete_module(entity_type)? {
             return Err(Error::UnknownType(entity_type.to_string()));
         }
         if let Ok(mut map) = self.active.write() {

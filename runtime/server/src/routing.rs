@@ -47,7 +47,8 @@ const ROUTE_DEADLINE: Duration = Duration::from_secs(8);
 /// How long a forwarded request may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
-type LocalRun<'a> = Box<
+/// Runs the request on this node again.
+pub type LocalRun<'a> = Box<
     dyn Fn() -> Pin<Box<dyn Future<Output = Result<Response<Body>>> + Send + 'a>>
         + Send
         + Sync
@@ -73,6 +74,64 @@ pub async fn route_entity(
     first: Result<Response<Body>>,
     local: LocalRun<'_>,
 ) -> Result<Response<Body>> {
+    let owner = || node.entities.owner(id);
+    route_to_leader(
+        node,
+        &owner,
+        method,
+        path_and_query,
+        None,
+        body,
+        first,
+        local,
+    )
+    .await
+}
+
+/// Like [`route_entity`] for requests that the metadata group's leader serves (module
+/// changes); `authorization` is passed on.
+#[allow(clippy::too_many_arguments)]
+pub async fn route_module_change(
+    node: &Node,
+    method: Method,
+    path_and_query: &str,
+    authorization: Option<HeaderValue>,
+    body: Bytes,
+    first: Result<Response<Body>>,
+    local: LocalRun<'_>,
+) -> Result<Response<Body>> {
+    let owner = || match &node.cluster {
+        Some(cluster) => cluster
+            .meta_leadership()
+            .map_err(|leader| Error::NotLeader { leader }),
+        None => Ok(()),
+    };
+    route_to_leader(
+        node,
+        &owner,
+        method,
+        path_and_query,
+        authorization,
+        body,
+        first,
+        local,
+    )
+    .await
+}
+
+/// Sends a request to the leader named by `first` (a `NotLeader`), following leader changes
+/// until the deadline; `owner` tells whether this node leads now, and `local` then runs it here.
+#[allow(clippy::too_many_arguments)]
+async fn route_to_leader(
+    node: &Node,
+    owner: &(dyn Fn() -> Result<()> + Sync),
+    method: Method,
+    path_and_query: &str,
+    authorization: Option<HeaderValue>,
+    body: Bytes,
+    first: Result<Response<Body>>,
+    local: LocalRun<'_>,
+) -> Result<Response<Body>> {
     let Some(cluster) = node.cluster.as_ref() else {
         return first;
     };
@@ -84,10 +143,13 @@ pub async fn route_entity(
     let mut backoff = Duration::from_millis(20);
     loop {
         if let Some(addr) = leader.take() {
-            let headers = [
+            let mut headers = vec![
                 forwarded_header(),
                 (CONTENT_TYPE, HeaderValue::from_static("application/json")),
             ];
+            if let Some(token) = &authorization {
+                headers.push((hyper::header::AUTHORIZATION, token.clone()));
+            }
             let sent = cluster
                 .client()
                 .send(
@@ -117,7 +179,7 @@ pub async fn route_entity(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(250));
-        match node.entities.owner(id) {
+        match owner() {
             Ok(()) => match local().await {
                 Err(Error::NotLeader { leader: next }) => leader = next,
                 other => return other,
