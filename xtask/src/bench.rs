@@ -128,7 +128,70 @@ fn run_wrk(
 }
 
 /// Runs the benchmark. `secs` per cell.
-pub fn run(secs: u32, concs: &[u32], micro: bool) -> anyhow::Result<()> {
+/// Waits until every raft group seen from `addr` has a leader, and leaders are on every node.
+fn wait_for_leaders(addr: &str, addrs: &[String]) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let (status, body) = request(addr, "GET", "/v1/cluster", b"")?;
+        if status == 200 {
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            let groups = v["groups"].as_array().cloned().unwrap_or_default();
+            let led = !groups.is_empty() && groups.iter().all(|g| g["leader"].is_u64());
+            let spread = (1..=addrs.len() as u64)
+                .all(|n| groups.iter().any(|g| g["group"] != 0 && g["leader"] == n));
+            if led && spread {
+                return Ok(());
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("the cluster did not elect and spread its leaders: {body}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs one wrk per address at once (connections split evenly) and merges their results:
+/// counts add up, latency percentiles are the worst of the runs.
+fn run_wrk_all(
+    addrs: &[String],
+    script: &Path,
+    conns: u32,
+    nkeys: u32,
+    secs: u32,
+) -> anyhow::Result<serde_json::Value> {
+    if addrs.len() == 1 {
+        return run_wrk(&addrs[0], script, conns, nkeys, secs);
+    }
+    let per = (conns / addrs.len() as u32).max(1);
+    let results: Vec<anyhow::Result<serde_json::Value>> = std::thread::scope(|scope| {
+        let runs: Vec<_> = addrs
+            .iter()
+            .map(|a| scope.spawn(move || run_wrk(a, script, per, nkeys, secs)))
+            .collect();
+        runs.into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("wrk thread panicked")))
+            })
+            .collect()
+    });
+    let mut merged = serde_json::Map::new();
+    for r in results {
+        let r = r?;
+        for (k, v) in r.as_object().into_iter().flatten() {
+            let v = v.as_u64().unwrap_or(0);
+            let entry = merged.entry(k.clone()).or_insert(serde_json::json!(0u64));
+            let old = entry.as_u64().unwrap_or(0);
+            *entry = serde_json::json!(match k.as_str() {
+                "p50_us" | "p99_us" | "duration_us" => old.max(v),
+                _ => old + v,
+            });
+        }
+    }
+    Ok(serde_json::Value::Object(merged))
+}
+
+pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<()> {
     let root = workspace_root();
     ensure_wrk()?;
     build::build_examples()?;
@@ -144,26 +207,46 @@ pub fn run(secs: u32, concs: &[u32], micro: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&tmp)?;
     let script = tmp.join("keys.lua");
     std::fs::write(&script, KEYS_LUA)?;
-    let addr = "127.0.0.1:18095";
-    let _server = Server(
-        Command::new(build::target_dir(&root).join("release/cella"))
+    // One node, or a cluster of `nodes` (each node its own data directory and port).
+    let addrs: Vec<String> = (0..nodes.max(1))
+        .map(|i| format!("127.0.0.1:{}", 18095 + i))
+        .collect();
+    let initial = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut servers = Vec::new();
+    for (i, addr) in addrs.iter().enumerate() {
+        let mut serve = Command::new(build::target_dir(&root).join("release/cella"));
+        serve
             .args(["serve", "--data-dir"])
-            .arg(tmp.join("data"))
+            .arg(tmp.join(format!("data{i}")))
             .args(["--listen", addr])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting cella serve")?,
-    );
-    let started = Instant::now();
-    while request(addr, "GET", "/healthz", b"")
-        .map(|r| r.0)
-        .unwrap_or(0)
-        != 200
-    {
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("cella serve did not become healthy");
+            .stdout(Stdio::null());
+        if addrs.len() > 1 {
+            serve.args([
+                "--node-id",
+                &(i + 1).to_string(),
+                "--initial-cluster",
+                &initial,
+            ]);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        servers.push(Server(serve.spawn().context("starting cella serve")?));
+    }
+    let addr = addrs[0].as_str();
+    let started = Instant::now();
+    for a in &addrs {
+        while request(a, "GET", "/healthz", b"").map(|r| r.0).unwrap_or(0) != 200 {
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("cella serve on {a} did not become healthy");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    if addrs.len() > 1 {
+        wait_for_leaders(addr, &addrs)?;
     }
     let wasm = std::fs::read(build::target_dir(&root).join("components/counter.wasm"))?;
     let (status, body) = request(addr, "PUT", "/v1/modules/counter", &wasm)?;
@@ -176,13 +259,13 @@ pub fn run(secs: u32, concs: &[u32], micro: bool) -> anyhow::Result<()> {
     for k in keys.iter().chain(&hot) {
         request(addr, "POST", &format!("/v1/entities/counter/{k}/add"), b"0")?;
     }
-    run_wrk(addr, &script, 16, 1000, 2)?;
+    run_wrk_all(&addrs, &script, 16, 1000, 2)?;
 
     let mut rows = Vec::new();
     for (pattern, set, nkeys) in [("1000 keys", &keys, 1000), ("1 hot key", &hot, 1)] {
         for &conns in concs {
             let before = sum_counters(addr, set)?;
-            let r = run_wrk(addr, &script, conns, nkeys, secs)?;
+            let r = run_wrk_all(&addrs, &script, conns, nkeys, secs)?;
             let get = |k: &str| r[k].as_u64().unwrap_or(0);
             let errors = get("err_status")
                 + get("err_connect")
@@ -226,12 +309,21 @@ pub fn run(secs: u32, concs: &[u32], micro: bool) -> anyhow::Result<()> {
         );
     }
     println!(
-        "\n{secs}s per cell, wrk -t1, POST body 1, durable (fsync per group commit). {} cores.",
+        "\n{secs}s per cell, wrk -t1, POST body 1, durable (fsync per group commit). {} cores. {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        if addrs.len() > 1 {
+            format!(
+                "{} nodes, 3 replicas per partition; one wrk per node, connections split evenly, \
+                 p50/p99 the worst of the nodes.",
+                addrs.len()
+            )
+        } else {
+            "One node.".to_string()
+        }
     );
-    drop(_server);
+    drop(servers);
     let _ = std::fs::remove_dir_all(&tmp);
     if mismatch {
         bail!("the counters' sum does not match the acknowledged requests");

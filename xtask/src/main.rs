@@ -24,9 +24,9 @@ commands:
                    language; fails if the Python or JavaScript toolchain is missing
                    (what .ci/run runs)
   demo [ADDR]      build everything and run a single node serving the examples (default 127.0.0.1:8080)
-  bench [--secs N] [--conns 1,16,64] [--no-micro]
-                   wrk durable-counter workload against a release node, then the
-                   command-path micro-benchmark
+  bench [--secs N] [--conns 1,16,64] [--nodes N] [--no-micro]
+                   wrk durable-counter workload against a release node (or a cluster of
+                   N nodes, one wrk per node), then the command-path micro-benchmark
   help             show this message";
 
 fn main() -> ExitCode {
@@ -39,9 +39,8 @@ fn main() -> ExitCode {
         Some("tck") => tck::parse_args(&args[1..]).and_then(|langs| tck::tck(&langs)),
         Some("ci") => no_extra_args(&args).and_then(|()| ci::ci()),
         Some("demo") => ci::demo(args.get(1).map(String::as_str).unwrap_or("127.0.0.1:8080")),
-        Some("bench") => {
-            bench_args(&args[1..]).and_then(|(secs, conns, micro)| bench::run(secs, &conns, micro))
-        }
+        Some("bench") => bench_args(&args[1..])
+            .and_then(|(secs, conns, micro, nodes)| bench::run(secs, &conns, micro, nodes)),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())
@@ -65,8 +64,8 @@ fn no_extra_args(args: &[String]) -> anyhow::Result<()> {
     }
 }
 
-fn bench_args(args: &[String]) -> anyhow::Result<(u32, Vec<u32>, bool)> {
-    let (mut secs, mut conns, mut micro) = (10, vec![1, 16, 64], true);
+fn bench_args(args: &[String]) -> anyhow::Result<(u32, Vec<u32>, bool, u32)> {
+    let (mut secs, mut conns, mut micro, mut nodes) = (10, vec![1, 16, 64], true, 1);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -84,10 +83,17 @@ fn bench_args(args: &[String]) -> anyhow::Result<(u32, Vec<u32>, bool)> {
                     .ok_or_else(|| anyhow::anyhow!("--conns needs a list like 1,16,64"))?
             }
             "--no-micro" => micro = false,
+            "--nodes" => {
+                nodes = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| anyhow::anyhow!("--nodes needs a number of nodes (1 or more)"))?
+            }
             other => anyhow::bail!("unexpected argument `{other}`\n\n{USAGE}"),
         }
     }
-    Ok((secs, conns, micro))
+    Ok((secs, conns, micro, nodes))
 }
 
 /// The workspace root: the parent of this crate's directory.
