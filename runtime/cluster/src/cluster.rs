@@ -63,6 +63,39 @@ impl ClusterOptions {
     }
 }
 
+/// Where a node's store records the placement it was created with.
+const PLACEMENT_GROUP: GroupId = u64::MAX;
+
+/// Records the placement on first start; refuses a different one later (entities would be
+/// looked up in the wrong partitions).
+async fn check_placement(store: &Store, placement: Placement) -> Result<(), Error> {
+    match store.group_state(PLACEMENT_GROUP, "placement")? {
+        Some(bytes) => {
+            let stored: Placement = crate::types::decode("the placement", &bytes)?;
+            if stored != placement {
+                return Err(Error::Config(format!(
+                    "this data directory belongs to a cluster of {} partitions over {} shards, not \
+                     {} over {}; start with --partitions {}",
+                    stored.partitions,
+                    stored.shards,
+                    placement.partitions,
+                    placement.shards,
+                    stored.partitions
+                )));
+            }
+            Ok(())
+        }
+        None => store
+            .write_group(vec![cella_store::GroupWrite::State {
+                group: PLACEMENT_GROUP,
+                name: "placement".into(),
+                value: Some(crate::types::encode("the placement", &placement)?),
+            }])
+            .await
+            .map_err(|e| Error::Config(format!("cannot record the placement: {e}"))),
+    }
+}
+
 /// The voters of `group` given all `nodes` (sorted ids), and its preferred leader first.
 pub fn layout(group: GroupId, nodes: &[u64], replicas: usize) -> Vec<u64> {
     if group == META_GROUP || nodes.is_empty() {
@@ -114,6 +147,7 @@ impl Cluster {
     /// the lowest id of the initial cluster and they are not initialized yet.
     pub async fn start(store: Store, options: ClusterOptions) -> Result<Arc<Cluster>, Error> {
         let placement = options.placement;
+        check_placement(&store, placement).await?;
         let client = PeerClient::new();
         let config = Config {
             cluster_name: "cella".into(),

@@ -210,7 +210,10 @@ async fn start_cluster(store: &Store, settings: &ClusterSettings) -> Result<Arc<
     };
     Cluster::start(store.clone(), options)
         .await
-        .map_err(|e| Error::Internal(format!("cannot start the cluster: {e}")))
+        .map_err(|e| match e {
+            cella_cluster::Error::Config(m) => Error::BadRequest(m),
+            other => Error::Internal(format!("cannot start the cluster: {other}")),
+        })
 }
 
 /// A running node.
