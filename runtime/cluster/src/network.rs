@@ -35,6 +35,9 @@ use crate::{
 
 type C = TypeConfig;
 
+/// The least time an append RPC is given.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The path prefix of raft RPCs.
 pub const RAFT_PATH: &str = "/v1/peer/raft/";
 
@@ -206,7 +209,11 @@ impl RaftNetworkV2<C> for PeerLink {
         rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        self.rpc("append", &rpc, option.soft_ttl()).await
+        // openraft derives the TTL from the heartbeat (tens of ms); an append carrying a batch
+        // on a busy node takes longer, and a timeout costs a replication back-off. Only the
+        // detection of a dead follower waits longer; the quorum keeps committing meanwhile.
+        self.rpc("append", &rpc, option.soft_ttl().max(APPEND_TIMEOUT))
+            .await
     }
 
     async fn vote(
