@@ -288,14 +288,12 @@ impl Cluster {
 
     /// The current leader of `group` as this node knows it: its id and address.
     pub fn leader(&self, group: &Group) -> Option<(u64, String)> {
-        let metrics = group.raft.metrics().borrow_watched().clone();
+        // Borrowed, not cloned: this runs for every request forwarded to another node.
+        let watch = group.raft.metrics();
+        let metrics = watch.borrow_watched();
         let leader = metrics.current_leader?;
-        let node = metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)?
-            .clone();
-        Some((leader, node.addr))
+        let node = metrics.membership_config.membership().get_node(&leader)?;
+        Some((leader, node.addr.clone()))
     }
 
     /// Waits until this node, as leader of `group`, has applied everything committed before it

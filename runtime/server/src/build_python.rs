@@ -15,10 +15,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader},
-    process::Command,
-};
+use tokio::process::Command;
 
 use crate::scaffold::{self, Kind};
 
@@ -113,16 +110,7 @@ pub fn ensure_python_sdk() -> anyhow::Result<PythonSdk> {
 }
 
 fn write_sdk(root: &Path) -> anyhow::Result<PythonSdk> {
-    for (relative, contents) in SDK_FILES {
-        let path = root.join(relative);
-        scaffold::write_if_changed(&path, contents).with_context(|| {
-            format!(
-                "cannot write the Cella Python SDK to {}\nhint: set CELLA_HOME to a directory \
-                 cella may write to",
-                path.display()
-            )
-        })?;
-    }
+    scaffold::write_sdk_files(root, SDK_FILES, "the Cella Python SDK")?;
     Ok(PythonSdk {
         python: root.join("python"),
         wit: root.join("wit"),
@@ -198,8 +186,8 @@ async fn build_with(dir: &Path, program: &OsString, sdk: &PythonSdk) -> anyhow::
         .stderr
         .take()
         .context("componentize-py's stderr is missing")?;
-    let out = tokio::spawn(echo(stdout));
-    let err = tokio::spawn(echo(stderr));
+    let out = tokio::spawn(crate::guest_build::echo_lines(stdout));
+    let err = tokio::spawn(crate::guest_build::echo_lines(stderr));
     let status = child
         .wait()
         .await
@@ -260,41 +248,9 @@ fn not_runnable(program: &OsString, e: &std::io::Error) -> anyhow::Error {
     }
 }
 
-/// Copies a stream of the tool to stderr line by line and returns the lines (the last few
-/// hundred).
-async fn echo(stream: impl AsyncRead + Unpin) -> Vec<String> {
-    let mut lines = BufReader::new(stream).lines();
-    let mut kept = Vec::new();
-    let mut out = tokio::io::stderr();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let _ = out.write_all(line.as_bytes()).await;
-        let _ = out.write_all(b"\n").await;
-        kept.push(line);
-        if kept.len() > 400 {
-            kept.drain(..200);
-        }
-    }
-    let _ = out.flush().await;
-    kept
-}
-
-/// Checks `name` as the name of a new Python entity (and its directory and entity type).
+/// Checks `name` as the name of a new Python entity.
 fn validate_name(name: &str) -> anyhow::Result<()> {
-    let hint = "hint: use lowercase ASCII letters, digits, `-` and `_`, starting with a letter \
-                (e.g. `my-counter`)";
-    if name.is_empty() || name.len() > 64 {
-        bail!("the name must be 1 to 64 characters long\n{hint}");
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
-    {
-        bail!("`{name}` contains the character {c:?}\n{hint}");
-    }
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        bail!("`{name}` must start with a letter\n{hint}");
-    }
-    Ok(())
+    scaffold::validate_project_name(name, &[])
 }
 
 /// Scaffolds the Python entity `name` of `kind` in `dir` (which must not exist or be empty):
@@ -307,17 +263,7 @@ pub fn new_project(name: &str, kind: Kind, dir: &Path) -> anyhow::Result<PathBuf
 
 fn write_project(name: &str, kind: Kind, dir: &Path, sdk: &PythonSdk) -> anyhow::Result<()> {
     validate_name(name)?;
-    if dir.exists() {
-        let mut entries = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read the directory {}", dir.display()))?;
-        if entries.next().is_some() {
-            bail!(
-                "{} already exists and is not empty; nothing was written\nhint: choose another \
-                 name, or a new directory with --path DIR",
-                dir.display()
-            );
-        }
-    }
+    scaffold::ensure_empty_dir(dir)?;
     let (app, test) = match kind {
         Kind::Value => (VALUE_TEMPLATE, VALUE_TEST_TEMPLATE),
         Kind::EventSourced => (EVENT_SOURCED_TEMPLATE, EVENT_SOURCED_TEST_TEMPLATE),
@@ -334,14 +280,7 @@ fn write_project(name: &str, kind: Kind, dir: &Path, sdk: &PythonSdk) -> anyhow:
         ),
         (".gitignore", GITIGNORE.to_string()),
     ];
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the directory {}", dir.display()))?;
-    for (relative, contents) in files {
-        let path = dir.join(relative);
-        std::fs::write(&path, contents)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
+    scaffold::write_project_files(dir, &files)
 }
 
 /// `cella new --lang python`: scaffolds the entity and says what to do next.
@@ -349,10 +288,7 @@ pub fn run_new(name: &str, kind: Kind, path: Option<PathBuf>) -> anyhow::Result<
     validate_name(name)?;
     let dir = path.unwrap_or_else(|| PathBuf::from(name));
     let sdk = new_project(name, kind, &dir)?;
-    let label = match kind {
-        Kind::Value => "value",
-        Kind::EventSourced => "event-sourced",
-    };
+    let label = kind.label();
     println!(
         "created the {label} entity `{name}` (Python) in {}",
         dir.display()

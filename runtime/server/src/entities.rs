@@ -338,6 +338,8 @@ impl Entities {
             });
         }
         let id = EntityId::new(entity_type, key);
+        // Entities led elsewhere get no cache slot (re-checked under the entity's lock).
+        self.owner(&id)?;
         let slot = self.slot(&id)?;
         let mut guard = slot.loaded.lock().await;
         self.ensure_loaded(&id, &active, &mut guard).await?;
@@ -541,6 +543,8 @@ impl Entities {
         cella_core::validate_name("key", key)?;
         let active = self.registry.get_loaded(entity_type).await?;
         let id = EntityId::new(entity_type, key);
+        // Entities led elsewhere get no cache slot (re-checked under the entity's lock).
+        self.owner(&id)?;
         let slot = self.slot(&id)?;
         let mut guard = slot.loaded.lock().await;
         self.ensure_loaded(&id, &active, &mut guard).await?;

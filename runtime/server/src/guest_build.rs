@@ -300,6 +300,25 @@ fn error_summary(lines: &[String]) -> String {
     summary.join("\n")
 }
 
+/// Copies a tool's output stream to stderr line by line and returns the lines (the last few
+/// hundred), for `cella build` of Python and JavaScript projects.
+pub(crate) async fn echo_lines(stream: impl tokio::io::AsyncRead + Unpin) -> Vec<String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut lines = tokio::io::BufReader::new(stream).lines();
+    let mut kept = Vec::new();
+    let mut out = tokio::io::stderr();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let _ = out.write_all(line.as_bytes()).await;
+        let _ = out.write_all(b"\n").await;
+        kept.push(line);
+        if kept.len() > 400 {
+            kept.drain(..200);
+        }
+    }
+    let _ = out.flush().await;
+    kept
+}
+
 /// Loads a component the way a node does at upload and returns what it declares.
 pub async fn validate(wasm: &[u8]) -> anyhow::Result<Checked> {
     let host = Host::new(HostConfig {

@@ -20,13 +20,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::{
     Method, Request, Response, StatusCode,
     body::Incoming,
-    header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE},
+    header::{CONTENT_LENGTH, CONTENT_TYPE},
 };
 
 use crate::{
     error::{Error, Result},
     metrics::Outcome,
     node::Node,
+    routing::{LocalRun, Origin, route_entity, route_module_change},
 };
 
 pub type Body = Full<Bytes>;
@@ -166,21 +167,16 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
                 percent_decode(key)?,
                 percent_decode(command)?,
             );
-            let forwarded = is_forwarded(&req);
-            let path_and_query = path_and_query(&req);
+            let origin = Origin::of(&req);
             let body = read_body(req, node.options.max_payload, "the command payload").await?;
             let payload = command_payload(&body)?;
             let run = || run_command(node, &ty, &key, &command, payload.clone());
-            let first = run().await;
-            if forwarded {
-                return first;
-            }
             let id = cella_core::EntityId::new(&ty, &key);
-            crate::routing::route_entity(
+            let first = run().await;
+            route_entity(
                 node,
                 &id,
-                method.clone(),
-                &path_and_query,
+                &origin,
                 body,
                 first,
                 Box::new(move || Box::pin(run())),
@@ -190,17 +186,13 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         (&Method::GET, ["v1", "entities", ty, key]) => {
             let (ty, key) = (percent_decode(ty)?, percent_decode(key)?);
             let run = || inspect(node, &ty, &key);
-            let first = run().await;
-            if is_forwarded(&req) {
-                return first;
-            }
             let id = cella_core::EntityId::new(&ty, &key);
-            let pq = path_and_query(&req);
-            crate::routing::route_entity(
+            let origin = Origin::of(&req);
+            let first = run().await;
+            route_entity(
                 node,
                 &id,
-                Method::GET,
-                &pq,
+                &origin,
                 Bytes::new(),
                 first,
                 Box::new(move || Box::pin(run())),
@@ -212,17 +204,13 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             let from = parse_u64_param(&req, "from", 1)?;
             let limit = parse_u64_param(&req, "limit", 1000)?.min(10_000) as usize;
             let run = || journal(node, &ty, &key, from, limit);
-            let first = run().await;
-            if is_forwarded(&req) {
-                return first;
-            }
             let id = cella_core::EntityId::new(&ty, &key);
-            let pq = path_and_query(&req);
-            crate::routing::route_entity(
+            let origin = Origin::of(&req);
+            let first = run().await;
+            route_entity(
                 node,
                 &id,
-                Method::GET,
-                &pq,
+                &origin,
                 Bytes::new(),
                 first,
                 Box::new(move || Box::pin(run())),
@@ -251,8 +239,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             let ty = percent_decode(ty)?;
             node.authorize_admin(&req)?;
             let check = query_param(&req, "check").is_some_and(|v| v == "true" || v == "1");
-            let (forwarded, pq) = (is_forwarded(&req), path_and_query(&req));
-            let auth = req.headers().get(AUTHORIZATION).cloned();
+            let origin = Origin::of(&req);
             let body = read_body(req, node.options.max_module, "the component").await?;
             if check {
                 let report = node.registry.check(&ty, &body).await?;
@@ -260,44 +247,19 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             }
             let run = || deploy_module(node, &ty, &body);
             let first = run().await;
-            if forwarded {
-                return first;
-            }
-            let local: crate::routing::LocalRun<'_> = Box::new(move || Box::pin(run()));
-            crate::routing::route_module_change(
-                node,
-                Method::PUT,
-                &pq,
-                auth,
-                body.clone(),
-                first,
-                local,
-            )
-            .await
+            let local: LocalRun<'_> = Box::new(move || Box::pin(run()));
+            route_module_change(node, &origin, body.clone(), first, local).await
         }
         (&Method::POST, ["v1", "modules", ty, "rollback"]) => {
             let ty = percent_decode(ty)?;
             node.authorize_admin(&req)?;
-            let (forwarded, pq) = (is_forwarded(&req), path_and_query(&req));
-            let auth = req.headers().get(AUTHORIZATION).cloned();
+            let origin = Origin::of(&req);
             let body = read_body(req, node.options.max_payload, "the rollback request").await?;
             let to = rollback_target(&body)?;
             let run = || rollback_module(node, &ty, to);
             let first = run().await;
-            if forwarded {
-                return first;
-            }
-            let local: crate::routing::LocalRun<'_> = Box::new(move || Box::pin(run()));
-            crate::routing::route_module_change(
-                node,
-                Method::POST,
-                &pq,
-                auth,
-                body.clone(),
-                first,
-                local,
-            )
-            .await
+            let local: LocalRun<'_> = Box::new(move || Box::pin(run()));
+            route_module_change(node, &origin, body.clone(), first, local).await
         }
         (&Method::GET, ["v1", "modules"]) => {
             let modules: Vec<_> = node.registry.list()?.iter().map(module_json).collect();
@@ -313,24 +275,11 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         (&Method::DELETE, ["v1", "modules", ty]) => {
             let ty = percent_decode(ty)?;
             node.authorize_admin(&req)?;
-            let (forwarded, pq) = (is_forwarded(&req), path_and_query(&req));
-            let auth = req.headers().get(AUTHORIZATION).cloned();
+            let origin = Origin::of(&req);
             let run = || delete_module(node, &ty);
             let first = run().await;
-            if forwarded {
-                return first;
-            }
-            let local: crate::routing::LocalRun<'_> = Box::new(move || Box::pin(run()));
-            crate::routing::route_module_change(
-                node,
-                Method::DELETE,
-                &pq,
-                auth,
-                Bytes::new(),
-                first,
-                local,
-            )
-            .await
+            let local: LocalRun<'_> = Box::new(move || Box::pin(run()));
+            route_module_change(node, &origin, Bytes::new(), first, local).await
         }
         (_, ["healthz" | "metrics"]) | (_, ["v1", "entities", ..]) | (_, ["v1", "modules", ..]) => {
             Err(Error::NotFound(format!(
@@ -339,17 +288,6 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         }
         _ => Err(Error::NotFound(format!("no route for {method} {path}"))),
     }
-}
-
-fn is_forwarded(req: &Request<Incoming>) -> bool {
-    req.headers().contains_key(crate::routing::FORWARDED)
-}
-
-fn path_and_query(req: &Request<Incoming>) -> String {
-    req.uri()
-        .path_and_query()
-        .map(|pq| pq.as_str().to_string())
-        .unwrap_or_else(|| req.uri().path().to_string())
 }
 
 /// Runs a command here, recording its outcome.

@@ -55,6 +55,32 @@ pub type LocalRun<'a> = Box<
         + 'a,
 >;
 
+/// What routing needs to know of the incoming request.
+pub struct Origin {
+    /// Whether another node forwarded it (it is then never forwarded again).
+    pub forwarded: bool,
+    /// The method, path and query, to repeat at the leader.
+    pub method: Method,
+    pub path_and_query: String,
+    /// Passed on to the leader (module changes need the admin token).
+    pub authorization: Option<HeaderValue>,
+}
+
+impl Origin {
+    pub fn of<B>(req: &hyper::Request<B>) -> Origin {
+        Origin {
+            forwarded: req.headers().contains_key(FORWARDED),
+            method: req.method().clone(),
+            path_and_query: req
+                .uri()
+                .path_and_query()
+                .map(|pq| pq.as_str().to_string())
+                .unwrap_or_else(|| req.uri().path().to_string()),
+            authorization: req.headers().get(hyper::header::AUTHORIZATION).cloned(),
+        }
+    }
+}
+
 fn forwarded_header() -> (HeaderName, HeaderValue) {
     (
         HeaderName::from_static(FORWARDED),
@@ -64,38 +90,24 @@ fn forwarded_header() -> (HeaderName, HeaderValue) {
 
 /// Runs an entity request where its entity lives: locally when this node leads the entity's
 /// partition, else at the leader. `first` is the answer of the first local attempt; `local`
-/// tries again locally.
+/// tries again locally. A request another node forwarded is answered with `first` as is.
 pub async fn route_entity(
     node: &Node,
     id: &EntityId,
-    method: Method,
-    path_and_query: &str,
+    origin: &Origin,
     body: Bytes,
     first: Result<Response<Body>>,
     local: LocalRun<'_>,
 ) -> Result<Response<Body>> {
     let owner = || node.entities.owner(id);
-    route_to_leader(
-        node,
-        &owner,
-        method,
-        path_and_query,
-        None,
-        body,
-        first,
-        local,
-    )
-    .await
+    route_to_leader(node, &owner, origin, body, first, local).await
 }
 
 /// Like [`route_entity`] for requests that the metadata group's leader serves (module
-/// changes); `authorization` is passed on.
-#[allow(clippy::too_many_arguments)]
+/// changes).
 pub async fn route_module_change(
     node: &Node,
-    method: Method,
-    path_and_query: &str,
-    authorization: Option<HeaderValue>,
+    origin: &Origin,
     body: Bytes,
     first: Result<Response<Body>>,
     local: LocalRun<'_>,
@@ -106,32 +118,22 @@ pub async fn route_module_change(
             .map_err(|leader| Error::NotLeader { leader }),
         None => Ok(()),
     };
-    route_to_leader(
-        node,
-        &owner,
-        method,
-        path_and_query,
-        authorization,
-        body,
-        first,
-        local,
-    )
-    .await
+    route_to_leader(node, &owner, origin, body, first, local).await
 }
 
 /// Sends a request to the leader named by `first` (a `NotLeader`), following leader changes
 /// until the deadline; `owner` tells whether this node leads now, and `local` then runs it here.
-#[allow(clippy::too_many_arguments)]
 async fn route_to_leader(
     node: &Node,
     owner: &(dyn Fn() -> Result<()> + Sync),
-    method: Method,
-    path_and_query: &str,
-    authorization: Option<HeaderValue>,
+    origin: &Origin,
     body: Bytes,
     first: Result<Response<Body>>,
     local: LocalRun<'_>,
 ) -> Result<Response<Body>> {
+    if origin.forwarded {
+        return first;
+    }
     let Some(cluster) = node.cluster.as_ref() else {
         return first;
     };
@@ -147,15 +149,15 @@ async fn route_to_leader(
                 forwarded_header(),
                 (CONTENT_TYPE, HeaderValue::from_static("application/json")),
             ];
-            if let Some(token) = &authorization {
+            if let Some(token) = &origin.authorization {
                 headers.push((hyper::header::AUTHORIZATION, token.clone()));
             }
             let sent = cluster
                 .client()
                 .send(
                     &addr,
-                    method.clone(),
-                    path_and_query,
+                    origin.method.clone(),
+                    &origin.path_and_query,
                     &headers,
                     body.clone(),
                     FORWARD_TIMEOUT,

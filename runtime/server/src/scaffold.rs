@@ -70,7 +70,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Kind::Value => "value",
             Kind::EventSourced => "event-sourced",
@@ -104,17 +104,89 @@ pub fn cella_home() -> anyhow::Result<PathBuf> {
 /// crates depending on the copy do not rebuild it.
 pub fn ensure_sdk() -> anyhow::Result<PathBuf> {
     let root = cella_home()?.join("sdk").join(SDK_VERSION);
-    for (relative, contents) in SDK_FILES {
+    write_sdk_files(&root, SDK_FILES, "the Cella SDK")?;
+    Ok(root.join("sdk-guest"))
+}
+
+/// Writes embedded SDK `files` (paths relative to `root`) where they are missing or differ;
+/// `what` names the SDK in errors.
+pub(crate) fn write_sdk_files(
+    root: &Path,
+    files: &[(&str, &str)],
+    what: &str,
+) -> anyhow::Result<()> {
+    for (relative, contents) in files {
         let path = root.join(relative);
         write_if_changed(&path, contents).with_context(|| {
             format!(
-                "cannot write the Cella SDK to {}\nhint: set CELLA_HOME to a directory cella \
-                 may write to",
+                "cannot write {what} to {}\nhint: set CELLA_HOME to a directory cella may write \
+                 to",
                 path.display()
             )
         })?;
     }
-    Ok(root.join("sdk-guest"))
+    Ok(())
+}
+
+/// Fails unless `dir` is missing or an empty directory, so a scaffold never overwrites.
+pub(crate) fn ensure_empty_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if !dir.is_dir() {
+        bail!(
+            "{} exists and is not a directory\nhint: choose another name or --path",
+            dir.display()
+        );
+    }
+    let mut entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the directory {}", dir.display()))?;
+    if entries.next().is_some() {
+        bail!(
+            "{} already exists and is not empty; nothing was written\nhint: choose another \
+             name, or a new directory with --path DIR",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes a new project's `files` (paths relative to `dir`), creating directories.
+pub(crate) fn write_project_files(dir: &Path, files: &[(&str, String)]) -> anyhow::Result<()> {
+    for (relative, contents) in files {
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create the directory {}", parent.display()))?;
+        }
+        std::fs::write(&path, contents)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Checks the name of a new Python or JavaScript entity (its directory and entity type):
+/// lowercase ASCII letters, digits, `-` and `_`, starting with a letter, at most 64
+/// characters, and none of `reserved`.
+pub(crate) fn validate_project_name(name: &str, reserved: &[&str]) -> anyhow::Result<()> {
+    let hint = "hint: use lowercase ASCII letters, digits, `-` and `_`, starting with a letter \
+                (e.g. `my-counter`)";
+    if name.is_empty() || name.len() > 64 {
+        bail!("the name must be 1 to 64 characters long\n{hint}");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+    {
+        bail!("`{name}` contains the character {c:?}\n{hint}");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        bail!("`{name}` must start with a letter\n{hint}");
+    }
+    if reserved.contains(&name) {
+        bail!("`{name}` is reserved\n{hint}");
+    }
+    Ok(())
 }
 
 /// Writes `contents` to `path` (through a temporary file and a rename, so a concurrent reader
@@ -253,23 +325,7 @@ pub struct Created {
 /// Scaffolds the entity crate `name` of `kind` in `dir`, which must not exist or be empty.
 pub fn new_crate(name: &str, kind: Kind, dir: &Path) -> anyhow::Result<Created> {
     validate_crate_name(name)?;
-    if dir.exists() {
-        if !dir.is_dir() {
-            bail!(
-                "{} exists and is not a directory\nhint: choose another name or --path",
-                dir.display()
-            );
-        }
-        let mut entries = std::fs::read_dir(dir)
-            .with_context(|| format!("cannot read the directory {}", dir.display()))?;
-        if entries.next().is_some() {
-            bail!(
-                "{} already exists and is not empty; nothing was written\nhint: choose another \
-                 name, or a new directory with --path DIR",
-                dir.display()
-            );
-        }
-    }
+    ensure_empty_dir(dir)?;
     let sdk = ensure_sdk()?;
     let template = match kind {
         Kind::Value => VALUE_TEMPLATE,
@@ -280,15 +336,7 @@ pub fn new_crate(name: &str, kind: Kind, dir: &Path) -> anyhow::Result<Created> 
         ("src/lib.rs", template.replace("{{name}}", name)),
         (".gitignore", GITIGNORE.to_string()),
     ];
-    for (relative, contents) in files {
-        let path = dir.join(relative);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create the directory {}", parent.display()))?;
-        }
-        std::fs::write(&path, contents)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
+    write_project_files(dir, &files)?;
     Ok(Created {
         dir: dir.to_path_buf(),
         sdk,
