@@ -307,6 +307,36 @@ impl Cluster {
             .map_err(|e| e.to_string())
     }
 
+    /// Resolves once this node is sure it still leads `group` under `leader`: at once while its
+    /// leader lease holds (a quorum acknowledged it within the last election timeout, so no
+    /// other leader can exist), else after a round of heartbeats (ReadIndex). It does not wait
+    /// for the state machine: the caller reads state it cached under that leadership.
+    pub async fn confirm(
+        &self,
+        group: &Group,
+        leader: CommittedLeaderIdOf<C>,
+    ) -> Result<(), String> {
+        if group
+            .raft
+            .get_read_linearizer(ReadPolicy::LeaseRead)
+            .await
+            .is_err()
+        {
+            group
+                .raft
+                .get_read_linearizer(ReadPolicy::ReadIndex)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())?;
+        }
+        // Confirmed as leader just now; still under the same leadership as the caller's state?
+        if self.leadership(group) == Some(leader) {
+            Ok(())
+        } else {
+            Err("this node no longer leads the entity's partition".into())
+        }
+    }
+
     /// The receiver of applied module changes (entity types); `None` after the first call.
     pub fn take_module_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
         self.module_events

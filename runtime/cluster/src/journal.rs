@@ -109,6 +109,20 @@ impl Journal for ClusterJournal {
         }
     }
 
+    fn confirm(&self, id: &EntityId, lease: Lease) -> AppendFuture {
+        let cluster = self.cluster.clone();
+        let group = cluster.placement().partition(id);
+        Box::pin(async move {
+            let Some(group) = cluster.group(group) else {
+                return Ok(());
+            };
+            cluster
+                .confirm(group, leader_id(lease))
+                .await
+                .map_err(cella_core::Error::Unconfirmed)
+        })
+    }
+
     fn barrier(&self, id: &EntityId) -> AppendFuture {
         self.cluster.barrier(self.cluster.group_of(id))
     }

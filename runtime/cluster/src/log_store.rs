@@ -150,10 +150,10 @@ impl RaftLogStorage<C> for LogStore {
         let value = committed
             .map(|c| encode("a committed log id", &c))
             .transpose()?;
-        // Not awaited: losing the latest value only makes a restart re-apply less.
+        // Volatile and not awaited: losing the latest value only makes a restart re-apply less.
         drop(
             self.store
-                .write_group(vec![self.state_write(COMMITTED, value)]),
+                .write_group_volatile(vec![self.state_write(COMMITTED, value)]),
         );
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! The replicated state machine of one partition: committed journal writes applied into the
 //! node's store, where the entity layer reads them.
 //!
-//! The state machine is persistent: `apply` returns only after its writes and the new applied
-//! log id are durable (one group-commit write per applied batch), so a restart resumes from
-//! what is on disk and a reader that saw `client_write` return sees the write in the store.
+//! The state machine is persistent: `apply` writes the entries' changes and the new applied log
+//! id in one transaction and returns once it is committed, so a reader that saw an entry
+//! applied sees it in the store. That commit is volatile (no fsync of its own): it becomes
+//! durable with the store's next durable write, and a crash before that only makes the restart
+//! apply the tail of the log again, which is idempotent (journal rows are keyed by sequence).
 //! A snapshot is the partition's entities (snapshot and journal of each) as of the applied log
 //! id, read in one go under the state machine's lock so the two agree; installing one replaces
 //! the partition's entities with the snapshot's. The last snapshot is kept in the store so that
@@ -235,7 +237,13 @@ impl RaftStateMachine<C> for StateMachine {
         if let Some(m) = &membership {
             writes.push(self.state_write(MEMBERSHIP, encode("the applied membership", m)?));
         }
-        self.write(writes).await?;
+        // Volatile: the log holds every applied entry, so a crash that loses this write only
+        // makes the restart apply those entries again (applying is idempotent). The next
+        // durable write of the store (the next log append) makes it durable.
+        self.store
+            .write_group_volatile(writes)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
         state.applied = applied;
         if let Some(m) = membership {
             state.membership = m;

@@ -7,8 +7,10 @@
 //! the leader id its entity was loaded under: raft refuses it if leadership changed since, so a
 //! state cached under an old leadership never writes.
 //!
-//! A barrier resolves once every append submitted before it has resolved (each append gets a
-//! ticket; completions advance a watermark).
+//! An append resolves once committed, which is before the state machine has applied it: the
+//! leader's entity cache already holds the new state, and a reader of the store first waits for
+//! the apply (`Cluster::ready`). A barrier resolves once every append submitted before it has
+//! resolved (each append gets a ticket; completions advance a watermark).
 
 use std::sync::{
     Arc,
@@ -52,7 +54,8 @@ impl Submitter {
         }
     }
 
-    /// Queues an append, to commit only under `leader` (if given). Resolves once applied.
+    /// Queues an append, to commit only under `leader` (if given). Resolves once committed
+    /// (durable on a quorum); applying it to the store may still be under way.
     pub fn submit(
         &self,
         writes: Vec<Write>,
@@ -102,7 +105,7 @@ async fn pump(
     finished: Arc<watch::Sender<u64>>,
 ) {
     while let Some(item) = rx.recv().await {
-        let (responder, applied) = ProgressResponder::<C, _>::complete_only();
+        let (responder, committed, applied) = ProgressResponder::<C, _>::new();
         let mut request = raft
             .write(Command::Journal(item.writes))
             .responder(responder);
@@ -120,15 +123,20 @@ async fn pump(
         let finished = finished.clone();
         let done = item.done;
         tokio::spawn(async move {
-            let outcome = match applied.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(
-                    cella_core::Error::Unconfirmed(format!("this node no longer leads: {f}")),
-                ),
-                Ok(Err(e)) => Err(cella_core::Error::Unconfirmed(e.to_string())),
-                Err(_) => Err(cella_core::Error::Unconfirmed(
-                    "the group stopped before applying the append".into(),
-                )),
+            // Committed means durable on a quorum: the append's answer. Without a commit, the
+            // completion says why.
+            let outcome = match committed.await {
+                Ok(_) => Ok(()),
+                Err(_) => match applied.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(
+                        cella_core::Error::Unconfirmed(format!("this node no longer leads: {f}")),
+                    ),
+                    Ok(Err(e)) => Err(cella_core::Error::Unconfirmed(e.to_string())),
+                    Err(_) => Err(cella_core::Error::Unconfirmed(
+                        "the group stopped before committing the append".into(),
+                    )),
+                },
             };
             let _ = done.send(outcome);
             finished.send_modify(|f| *f = (*f).max(ticket));

@@ -85,6 +85,13 @@ pub trait Journal: Send + Sync + 'static {
         self.append(writes)
     }
 
+    /// Resolves once this node still holds `lease` at the time of the call, so that state it
+    /// cached under the lease may be read (a read is then linearizable); fails when it is no
+    /// longer sure.
+    fn confirm(&self, _id: &EntityId, _lease: Lease) -> AppendFuture {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Resolves once every append of `id` submitted before this call is durable.
     fn barrier(&self, _id: &EntityId) -> AppendFuture {
         self.append(Vec::new())

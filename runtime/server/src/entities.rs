@@ -14,7 +14,9 @@
 //! lease (the partition's leadership) that is recorded when the entity is activated; a command
 //! finding another lease (leadership lost, or lost and regained) re-activates the entity once
 //! the node has applied everything committed before its leadership, and appends commit only
-//! under the lease they were computed under. A command for an entity this node does not own
+//! under the lease they were computed under. An answer that changed nothing (a read, a
+//! rejection) is given only after the node confirms it still holds the lease (its raft leader
+//! lease, else a heartbeat round), so reads are linearizable. A command for an entity this node does not own
 //! fails with [`Error::NotLeader`] naming the owner, which the HTTP layer forwards to; a
 //! `forward` effect to such an entity goes through the [`Forwarder`].
 
@@ -296,15 +298,26 @@ impl Entities {
         Ok(())
     }
 
-    /// Waits until every change up to `seq` of this entity is durable.
-    async fn wait_durable(&self, id: &EntityId, slot: &Slot, seq: u64) -> Result<()> {
-        if slot.durable_seq.load(Ordering::Acquire) >= seq {
-            return Ok(());
+    /// Makes an answer computed from the cached state (up to `seq`) without changing it safe to
+    /// give: every change up to `seq` is durable, and this node still holds the `lease` the
+    /// state was cached under (so no other node can have changed the entity since: the read
+    /// is linearizable).
+    async fn settle_read(
+        &self,
+        id: &EntityId,
+        slot: &Slot,
+        seq: u64,
+        lease: Option<Lease>,
+    ) -> Result<()> {
+        if slot.durable_seq.load(Ordering::Acquire) < seq {
+            // Appends are durable in submission order: a barrier resolves once everything
+            // submitted before it is durable.
+            self.journal.barrier(id).await?;
+            slot.durable_seq.fetch_max(seq, Ordering::AcqRel);
         }
-        // Appends are durable in submission order: a barrier resolves once everything
-        // submitted before it is durable.
-        self.journal.barrier(id).await?;
-        slot.durable_seq.fetch_max(seq, Ordering::AcqRel);
+        if let Some(lease) = lease {
+            self.journal.confirm(id, lease).await?;
+        }
         Ok(())
     }
 
@@ -364,12 +377,12 @@ impl Entities {
         let handled = instance
             .handle(&ctx, loaded.state.as_deref(), &payload)
             .await;
-        let observed_seq = loaded.seq;
+        let (observed_seq, lease) = (loaded.seq, loaded.lease);
         let outcome = match handled {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(failure)) => {
                 drop(guard);
-                self.wait_durable(&id, &slot, observed_seq).await?;
+                self.settle_read(&id, &slot, observed_seq, lease).await?;
                 return Err(match failure {
                     Failure::Rejected(m) => Error::Rejected(m),
                     Failure::BadRequest(m) => Error::BadRequest(m),
@@ -391,7 +404,6 @@ impl Entities {
             .await?;
         drop(instance);
         let new_seq = loaded.seq;
-        let lease = loaded.lease;
         let append = (!writes.is_empty()).then(|| self.journal.append_leased(writes, lease));
         drop(guard);
         match append {
@@ -402,7 +414,7 @@ impl Entities {
                 }
                 slot.durable_seq.fetch_max(new_seq, Ordering::AcqRel);
             }
-            None => self.wait_durable(&id, &slot, new_seq).await?,
+            None => self.settle_read(&id, &slot, new_seq, lease).await?,
         }
         drop(slot);
 
@@ -551,9 +563,9 @@ impl Entities {
         let Some(loaded) = guard.as_ref() else {
             return Err(Error::Internal("entity vanished while locked".into()));
         };
-        let (seq, state) = (loaded.seq, loaded.state.clone());
+        let (seq, state, lease) = (loaded.seq, loaded.state.clone(), loaded.lease);
         drop(guard);
-        self.wait_durable(&id, &slot, seq).await?;
+        self.settle_read(&id, &slot, seq, lease).await?;
         let state = match state {
             Some(bytes) => {
                 let mut instance = active
@@ -587,10 +599,13 @@ impl Entities {
         cella_core::validate_name("key", key)?;
         let active = self.registry.get_loaded(entity_type).await?;
         let id = EntityId::new(entity_type, key);
-        if let Some(lease) = self.lease(&id)? {
+        // Appends resolve once committed; `ready` then waits until they are applied to the
+        // store read below.
+        let lease = self.lease(&id)?;
+        self.journal.barrier(&id).await?;
+        if let Some(lease) = lease {
             self.journal.ready(&id, lease).await?;
         }
-        self.journal.barrier(&id).await?;
         let entries = self.journal.read_journal(&id, from, limit)?;
         let mut instance = active
             .module

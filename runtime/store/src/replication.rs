@@ -78,6 +78,20 @@ impl Store {
         })
     }
 
+    /// Like [`Store::write_group`], but resolves once the writes are committed and visible,
+    /// without waiting for them to be durable: a crash may lose them (never tear them), until
+    /// the next durable write. For state a raft group can re-apply from its log.
+    pub fn write_group_volatile(&self, writes: Vec<GroupWrite>) -> AppendFuture {
+        let ops: Result<Vec<Op>> = writes.into_iter().map(GroupWrite::into_op).collect();
+        let reply = ops.map(|ops| self.inner.writer.submit_volatile(ops));
+        Box::pin(async move {
+            match reply?.await {
+                Ok(outcome) => outcome.map_err(Into::into),
+                Err(_) => Err(Error::Closed.into()),
+            }
+        })
+    }
+
     /// The entries of `group` with index in `from..=to`, in order, as `(index, bytes)`.
     pub fn group_log(&self, group: u64, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
         let txn = self.begin_read()?;

@@ -5,7 +5,8 @@
 //! requests), optionally lingers for more, applies the whole batch in one write transaction with
 //! [`Durability::Immediate`], commits (one fsync), then resolves every request of the batch.
 //! Batches are processed one after another in arrival order, so a request is durable no later
-//! than any request submitted after it.
+//! than any request submitted after it. A batch of volatile requests only is committed without
+//! an fsync; the next durable commit makes it durable.
 //!
 //! *Fail-stop.* When a commit fails, every request of the batch fails, and so does every request
 //! after it until the store is reopened. Later appends may have been computed from the state the
@@ -95,6 +96,8 @@ pub(crate) type Reply = oneshot::Receiver<Result<()>>;
 
 struct Request {
     ops: Vec<Op>,
+    /// Whether the reply waits for an fsync (see [`Writer::submit_volatile`]).
+    durable: bool,
     reply: oneshot::Sender<Result<()>>,
 }
 
@@ -141,8 +144,23 @@ impl Writer {
     /// Queues writes; the returned receiver resolves once they are durable (or failed).
     /// After [`Writer::shutdown`] it resolves to [`Error::Closed`] at once.
     pub(crate) fn submit(&self, ops: Vec<Op>) -> Reply {
+        self.enqueue(ops, true)
+    }
+
+    /// Queues writes whose reply does not wait for an fsync: they are committed (visible to
+    /// readers) and become durable with the next durable commit. Only for writes that can be
+    /// recomputed after a crash (a raft state machine re-applies its log).
+    pub(crate) fn submit_volatile(&self, ops: Vec<Op>) -> Reply {
+        self.enqueue(ops, false)
+    }
+
+    fn enqueue(&self, ops: Vec<Op>, durable: bool) -> Reply {
         let (reply, rx) = oneshot::channel();
-        let request = Request { ops, reply };
+        let request = Request {
+            ops,
+            durable,
+            reply,
+        };
         let queue = self.queue.read().unwrap_or_else(PoisonError::into_inner);
         let refused = match queue.as_ref() {
             Some(queue) => queue.send(request).err().map(|e| e.0),
@@ -280,7 +298,13 @@ impl WriterThread {
             .db
             .begin_write()
             .map_err(Error::storage("begin journal write"))?;
-        txn.set_durability(Durability::Immediate)
+        // One fsync covers the batch, and every volatile commit before it.
+        let durability = if requests.iter().any(|r| r.durable) {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        txn.set_durability(durability)
             .map_err(Error::storage("set journal durability"))?;
         let mut writes = 0u64;
         {
