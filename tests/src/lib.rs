@@ -9,6 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod cluster;
+
 use anyhow::{Context, bail};
 use hyper::Method;
 use serde_json::Value;

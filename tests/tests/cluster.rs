@@ -2,154 +2,30 @@
 //! (requests are forwarded to partition leaders), leaders are spread over the nodes, a `kill -9`
 //! of a leader under concurrent load loses no acknowledged command and a new leader serves
 //! within 5 s, the per-key histories of the counter are linearizable, and the killed node
-//! rejoins and catches up. Module uploads to any node reach every node, including one that
+//! rejoins and catches up (through snapshots: the others purged their logs meanwhile). Module uploads to any node reach every node, including one that
 //! was down.
 
-use std::{
-    collections::BTreeMap,
-    path::Path,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use cella_tests::{TestNode, cella_bin, component, free_ports, output_text, wait_until};
+use cella_tests::{
+    cella_bin,
+    cluster::{
+        Load, all_led, check_history, cluster_status, groups, has_modules, leaders,
+        snapshots_installed, start_cluster,
+    },
+    component, output_text, wait_until,
+};
 use hyper::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 const PARTITIONS: u32 = 4;
-
-/// Starts nodes 1..=3 with their data under `root`.
-fn start_cluster(root: &Path) -> Vec<TestNode> {
-    let ports = free_ports(3);
-    let initial = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let partitions = PARTITIONS.to_string();
-    ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| {
-            let id = (i + 1).to_string();
-            TestNode::start_at(
-                &root.join(format!("n{id}")),
-                &format!("127.0.0.1:{port}"),
-                &[
-                    "--node-id",
-                    &id,
-                    "--initial-cluster",
-                    &initial,
-                    "--partitions",
-                    &partitions,
-                ],
-            )
-            .expect("start a cluster node")
-        })
-        .collect()
-}
-
-async fn cluster_status(node: &TestNode) -> Value {
-    node.request(Method::GET, "/v1/cluster", "").await.json
-}
-
-/// Every group seen from `node` has a leader among `alive` node ids.
-async fn all_led(node: &TestNode, alive: &[u64]) -> bool {
-    let status = cluster_status(node).await;
-    let Some(groups) = status["groups"].as_array() else {
-        return false;
-    };
-    groups.len() == PARTITIONS as usize + 1
-        && groups
-            .iter()
-            .all(|g| g["leader"].as_u64().is_some_and(|l| alive.contains(&l)))
-}
-
-/// Partition leaders (not the metadata group), by node id.
-async fn leaders(node: &TestNode) -> BTreeMap<u64, u64> {
-    let status = cluster_status(node).await;
-    status["groups"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|g| g["group"] != 0)
-        .filter_map(|g| Some((g["group"].as_u64()?, g["leader"].as_u64()?)))
-        .collect()
-}
-
-/// `node` lists exactly `types` (commands load a listed module on first use).
-async fn has_modules(node: &TestNode, types: &[&str]) -> bool {
-    let listed = node.request(Method::GET, "/v1/modules", "").await.json["modules"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter_map(|m| m["type"].as_str().map(String::from))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    listed == types
-}
-
-/// One `add 1` as the client saw it.
-#[derive(Clone, Debug)]
-struct Op {
-    invoked: Instant,
-    completed: Instant,
-    /// The total the add replied; `None` when its outcome is unknown (error or no answer).
-    total: Option<i64>,
-}
-
-/// Checks a counter key's history of `add 1` operations for linearizability: acknowledged
-/// totals are distinct, and an add that completed before another began has a smaller total.
-/// Operations with unknown outcome may or may not have taken effect, so they only bound the
-/// final value.
-fn check_linearizable(key: &str, ops: &[Op], final_total: i64) {
-    let acked: Vec<&Op> = ops.iter().filter(|o| o.total.is_some()).collect();
-    let mut totals: Vec<i64> = acked.iter().filter_map(|o| o.total).collect();
-    totals.sort_unstable();
-    let before = totals.len();
-    totals.dedup();
-    assert_eq!(
-        before,
-        totals.len(),
-        "{key}: two adds replied the same total"
-    );
-    for a in &acked {
-        for b in &acked {
-            if a.completed < b.invoked {
-                assert!(
-                    a.total < b.total,
-                    "{key}: an add that finished first replied {:?}, a later one {:?}",
-                    a.total,
-                    b.total
-                );
-            }
-        }
-    }
-    let attempted = ops.len() as i64;
-    assert!(
-        final_total >= acked.len() as i64 && final_total <= attempted,
-        "{key}: final total {final_total}, acknowledged {}, attempted {attempted}",
-        acked.len()
-    );
-    if let Some(max) = totals.last() {
-        assert!(
-            *max <= final_total,
-            "{key}: replied {max} > final {final_total}"
-        );
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
     let root = tempfile::tempdir().unwrap();
-    let mut nodes = start_cluster(root.path());
-    assert!(
-        wait_until(Duration::from_secs(30), || all_led(&nodes[0], &[1, 2, 3])).await,
-        "the cluster did not elect leaders: {}",
-        cluster_status(&nodes[0]).await
-    );
+    // Small snapshots, so that the killed node has to catch up through one.
+    let mut nodes =
+        start_cluster(root.path(), 3, PARTITIONS, &["--raft-snapshot-every", "40"]).await;
     // A module uploaded to any node reaches every node (through the metadata group's leader).
     for (ty, name, via) in [("counter", "counter", 2), ("cart", "shopping-cart", 0)] {
         let r = nodes[via].deploy(ty, &component(name)).await;
@@ -228,43 +104,11 @@ async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
         .map(|(g, _)| g)
         .collect();
     assert!(!victim_partitions.is_empty());
-    let history: Arc<Mutex<BTreeMap<String, Vec<Op>>>> = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let urls = [nodes[1].url.clone(), nodes[2].url.clone()];
-    let mut clients = Vec::new();
-    for c in 0..6usize {
-        let (history, stop, url) = (history.clone(), stop.clone(), urls[c % 2].clone());
-        clients.push(tokio::spawn(async move {
-            let mut n = 0usize;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let key = format!("load{}", (c * 7 + n) % 16);
-                n += 1;
-                let invoked = Instant::now();
-                let reply = tokio::time::timeout(
-                    Duration::from_secs(15),
-                    cella_server::client::send(
-                        &url,
-                        Method::POST,
-                        &format!("/v1/entities/counter/{key}/add"),
-                        b"1".to_vec(),
-                        None,
-                    ),
-                )
-                .await;
-                let total = match reply {
-                    Ok(Ok(r)) if r.status == 200 => r.body.trim().parse::<i64>().ok(),
-                    _ => None,
-                };
-                let op = Op {
-                    invoked,
-                    completed: Instant::now(),
-                    total,
-                };
-                history.lock().unwrap().entry(key).or_default().push(op);
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let load = Load::start(&[nodes[1].url.clone(), nodes[2].url.clone()], 6, "load", 16);
+    assert!(
+        load.wait_for_more(50, Duration::from_secs(30)).await,
+        "the load did not get going"
+    );
     let killed_at = Instant::now();
     nodes[0].kill9();
 
@@ -286,24 +130,17 @@ async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
     .await;
     assert!(served, "no new leader served within 5 s of the kill");
     eprintln!("new leader served after {:?}", killed_at.elapsed());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for client in clients {
-        client.await.unwrap();
-    }
+    // Enough load while node 1 is down for every partition to snapshot and purge past it.
+    assert!(
+        load.wait_for_more(600, Duration::from_secs(60)).await,
+        "too little load got through after the kill"
+    );
+    let history = load.stop().await;
 
     // No acknowledged add is lost, and each key's history is linearizable.
-    let history = history.lock().unwrap().clone();
-    let mut acked_total = 0;
-    for (key, ops) in &history {
-        let r = nodes[1].call("counter", key, "get", "").await;
-        assert_eq!(r.status, 200, "{key}: {}", r.body);
-        let final_total = r.json.as_i64().expect("a total");
-        check_linearizable(key, ops, final_total);
-        acked_total += ops.iter().filter(|o| o.total.is_some()).count();
-    }
+    let acked_total = check_history(&nodes[1], &history).await;
     assert!(
-        acked_total > 50,
+        acked_total > 600,
         "too little load got through: {acked_total}"
     );
 
@@ -330,7 +167,7 @@ async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
                 .await;
             all &= r.status == 200 && r.json["state"]["total"].as_i64() >= Some(acked);
         }
-        all && all_led(&nodes[0], &[1, 2, 3]).await
+        all && all_led(&nodes[0], PARTITIONS, &[1, 2, 3]).await
     })
     .await;
     assert!(
@@ -338,21 +175,28 @@ async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
         "node 1 did not rejoin: {}",
         cluster_status(&nodes[0]).await
     );
-    // Its replicas applied what the others committed while it was gone.
-    let status = cluster_status(&nodes[0]).await;
-    let peer = cluster_status(&nodes[1]).await;
-    let applied_on = |s: &Value, g: u64| {
-        s["groups"]
-            .as_array()
-            .and_then(|gs| gs.iter().find(|x| x["group"] == g))
-            .and_then(|x| x["applied"].as_u64())
-            .unwrap_or(0)
-    };
+    // Its replicas applied what the others committed while it was gone, through snapshots
+    // (the others purged their logs past where it stopped).
+    let peer = groups(&cluster_status(&nodes[1]).await);
     for g in 1..=u64::from(PARTITIONS) {
         let ok = wait_until(Duration::from_secs(10), || async {
-            applied_on(&cluster_status(&nodes[0]).await, g) + 2 >= applied_on(&peer, g)
+            let mine = groups(&cluster_status(&nodes[0]).await);
+            let applied = |s: &std::collections::BTreeMap<u64, serde_json::Value>| {
+                s.get(&g).and_then(|x| x["applied"].as_u64()).unwrap_or(0)
+            };
+            applied(&mine) + 2 >= applied(&peer)
         })
         .await;
-        assert!(ok, "group {g} lags on node 1: {status}");
+        assert!(
+            ok,
+            "group {g} lags on node 1: {}",
+            cluster_status(&nodes[0]).await
+        );
     }
+    let installed = snapshots_installed(&nodes[0]).await;
+    assert!(
+        installed > 0,
+        "node 1 caught up without a snapshot: {}",
+        cluster_status(&nodes[0]).await
+    );
 }

@@ -7,7 +7,8 @@
 //! and leaders are spread evenly. Group 0 (metadata) is replicated on every node. The node with
 //! the lowest id of the initial cluster initializes every group; the others wait to be
 //! contacted. The balancer hands a partition's leadership to its preferred node once that node
-//! has caught up, so leaders spread again when a node joins or comes back.
+//! has caught up, so leaders spread again when a node joins or comes back (see
+//! [`crate::membership`] for joining, leaving and moving replicas).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,9 +19,7 @@ use std::{
 use cella_core::{AppendFuture, EntityId, Write};
 use cella_store::Store;
 use openraft::type_config::async_runtime::WatchReceiver;
-use openraft::{
-    BasicNode, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy, alias::CommittedLeaderIdOf,
-};
+use openraft::{BasicNode, Config, Raft, ReadPolicy, SnapshotPolicy, alias::CommittedLeaderIdOf};
 
 use crate::{
     Error, GroupId, LogStore, Placement, StateMachine, TypeConfig,
@@ -46,6 +45,10 @@ pub struct ClusterOptions {
     pub replicas: usize,
     pub heartbeat_ms: u64,
     pub election_timeout_ms: (u64, u64),
+    /// A partition builds a snapshot (and purges its log up to it) every this many entries.
+    pub snapshot_every: u64,
+    /// Joining an existing cluster: never initialize; wait to be added (`add_node`).
+    pub join: bool,
 }
 
 impl ClusterOptions {
@@ -59,9 +62,14 @@ impl ClusterOptions {
             replicas: 3,
             heartbeat_ms: 100,
             election_timeout_ms: (400, 800),
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            join: false,
         }
     }
 }
+
+/// Entries between partition snapshots, by default.
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 20_000;
 
 /// Where a node's store records the placement it was created with.
 const PLACEMENT_GROUP: GroupId = u64::MAX;
@@ -120,14 +128,16 @@ pub struct Group {
 pub struct Cluster {
     /// Applied module changes, by entity type (taken once by the node's registry).
     module_events: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
-    options: ClusterOptions,
-    placement: Placement,
-    client: PeerClient,
-    groups: BTreeMap<GroupId, Group>,
+    pub(crate) options: ClusterOptions,
+    pub(crate) placement: Placement,
+    pub(crate) client: PeerClient,
+    pub(crate) groups: BTreeMap<GroupId, Group>,
+    /// Partitions whose membership change is under way (see [`crate::membership`]).
+    pub(crate) reconciling: Arc<std::sync::Mutex<BTreeSet<GroupId>>>,
 }
 
 /// One group as seen from this node, for `GET /v1/cluster`.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupStatus {
     pub group: GroupId,
@@ -140,6 +150,8 @@ pub struct GroupStatus {
     pub committed: u64,
     pub applied: u64,
     pub snapshot: u64,
+    /// Snapshots this node installed from a leader since it started.
+    pub snapshots_installed: u64,
 }
 
 impl Cluster {
@@ -149,18 +161,28 @@ impl Cluster {
         let placement = options.placement;
         check_placement(&store, placement).await?;
         let client = PeerClient::new();
+        let every = options.snapshot_every.max(1);
         let config = Config {
             cluster_name: "cella".into(),
             heartbeat_interval: options.heartbeat_ms,
             election_timeout_min: options.election_timeout_ms.0,
             election_timeout_max: options.election_timeout_ms.1,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(20_000),
-            max_in_snapshot_log_to_keep: 1_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(every),
+            // Keep a tail so that a briefly lagging replica catches up from the log.
+            max_in_snapshot_log_to_keep: (every / 10).min(1_000),
             ..Default::default()
-        }
-        .validate()
-        .map_err(|e| Error::Config(e.to_string()))?;
-        let config = Arc::new(config);
+        };
+        // The metadata group keeps its whole log (its snapshot would not carry the modules):
+        // a new node replays it.
+        let meta_config = Config {
+            snapshot_policy: SnapshotPolicy::Never,
+            ..config.clone()
+        };
+        let validate = |c: Config| c.validate().map_err(|e| Error::Config(e.to_string()));
+        let (config, meta_config) = (
+            Arc::new(validate(config)?),
+            Arc::new(validate(meta_config)?),
+        );
         let mut groups = BTreeMap::new();
         let (module_tx, module_rx) = tokio::sync::mpsc::unbounded_channel();
         for group in std::iter::once(META_GROUP).chain(placement.groups()) {
@@ -180,7 +202,11 @@ impl Cluster {
             };
             let raft = Raft::new(
                 options.node_id,
-                config.clone(),
+                if group == META_GROUP {
+                    meta_config.clone()
+                } else {
+                    config.clone()
+                },
                 network,
                 log,
                 state_machine.clone(),
@@ -200,6 +226,7 @@ impl Cluster {
         }
         let cluster = Arc::new(Cluster {
             module_events: std::sync::Mutex::new(Some(module_rx)),
+            reconciling: Arc::default(),
             options,
             placement,
             client,
@@ -224,7 +251,7 @@ impl Cluster {
         let Some(lowest) = self.options.initial.keys().next() else {
             return Err(Error::Config("the initial cluster is empty".into()));
         };
-        if *lowest != self.options.node_id {
+        if *lowest != self.options.node_id || self.options.join {
             return Ok(());
         }
         let nodes: Vec<u64> = self.options.initial.keys().copied().collect();
@@ -260,6 +287,11 @@ impl Cluster {
         &self.client
     }
 
+    /// Replicas per partition.
+    pub fn replicas(&self) -> usize {
+        self.options.replicas
+    }
+
     /// How entities map to partitions.
     pub fn placement(&self) -> Placement {
         self.placement
@@ -286,14 +318,27 @@ impl Cluster {
             .map(|l| l.to_committed_leader_id())
     }
 
-    /// The current leader of `group` as this node knows it: its id and address.
+    /// The current leader of `group` as this node knows it: its id and address. A node that is
+    /// not among the group's replicas by the current layout (it was moved off the group, and
+    /// stopped hearing from it) names the group's preferred replica instead, which knows.
     pub fn leader(&self, group: &Group) -> Option<(u64, String)> {
-        // Borrowed, not cloned: this runs for every request forwarded to another node.
-        let watch = group.raft.metrics();
-        let metrics = watch.borrow_watched();
-        let leader = metrics.current_leader?;
-        let node = metrics.membership_config.membership().get_node(&leader)?;
-        Some((leader, node.addr.clone()))
+        let known = {
+            // Borrowed, not cloned: this runs for every request forwarded to another node.
+            let watch = group.raft.metrics();
+            let metrics = watch.borrow_watched();
+            metrics.current_leader.and_then(|leader| {
+                let node = metrics.membership_config.membership().get_node(&leader)?;
+                Some((leader, node.addr.clone()))
+            })
+        };
+        let members = self.members();
+        let replicas = layout(group.id, &members, self.options.replicas);
+        if replicas.contains(&self.options.node_id) || members.is_empty() {
+            return known;
+        }
+        let preferred = *replicas.first()?;
+        let addr = self.nodes().remove(&preferred)?;
+        Some((preferred, addr))
     }
 
     /// Waits until this node, as leader of `group`, has applied everything committed before it
@@ -415,6 +460,7 @@ impl Cluster {
                     committed: m.cluster_committed.map_or(0, |c| c.index),
                     applied: m.last_applied.map_or(0, |c| c.index),
                     snapshot: m.snapshot.map_or(0, |c| c.index),
+                    snapshots_installed: group.state_machine.snapshots_installed(),
                 }
             })
             .collect()
@@ -434,35 +480,6 @@ impl Cluster {
             self.options.initial.clone()
         } else {
             nodes
-        }
-    }
-
-    /// Hands each partition this node leads to its preferred leader once that node has caught
-    /// up with the log.
-    async fn balance(&self) {
-        for group in self.groups.values().filter(|g| g.id != META_GROUP) {
-            let metrics = group.raft.metrics().borrow_watched().clone();
-            if metrics.state != ServerState::Leader {
-                continue;
-            }
-            let voters: BTreeSet<u64> =
-                metrics.membership_config.membership().voter_ids().collect();
-            let sorted: Vec<u64> = voters.iter().copied().collect();
-            let Some(preferred) = layout(group.id, &sorted, 1).first().copied() else {
-                continue;
-            };
-            if preferred == self.options.node_id {
-                continue;
-            }
-            let last = metrics.last_log_index.unwrap_or(0);
-            let caught_up = metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&preferred).cloned().flatten())
-                .is_some_and(|matched| matched.index + 8 >= last);
-            if caught_up {
-                let _ = group.raft.trigger().transfer_leader(preferred).await;
-            }
         }
     }
 

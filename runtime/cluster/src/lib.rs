@@ -5,6 +5,8 @@
 //! - [`placement`]: `(type, key)` → shard → partition, fixed when the cluster is created.
 //! - [`cluster`]: this node's groups, their layout, initialization, status and the leader
 //!   balancer.
+//! - [`membership`]: nodes joining and leaving, and the reconciler that moves partition
+//!   replicas to follow the node set.
 //! - [`journal`]: the entity layer's `Journal` in a cluster (appends through raft, leases).
 //! - [`submit`]: ordered submission of journal appends to a group, and barriers.
 //! - [`log_store`]: the openraft log storage of one group on the node's redb store. Every group
@@ -18,6 +20,7 @@
 pub mod cluster;
 pub mod journal;
 pub mod log_store;
+pub mod membership;
 pub mod network;
 pub mod placement;
 pub mod state_machine;
@@ -43,6 +46,9 @@ pub enum Error {
     /// The cluster configuration is not usable.
     #[error("cluster configuration: {0}")]
     Config(String),
+    /// A membership change cannot be made as asked.
+    #[error("{0}")]
+    Membership(String),
     /// A raft group failed.
     #[error("raft: {0}")]
     Raft(String),

@@ -13,7 +13,10 @@
 
 use std::{
     io::{self, Cursor},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use cella_core::{EntityId, JournalEntry, Snapshot, Write};
@@ -64,6 +67,8 @@ pub struct StateMachine {
     state: Arc<Mutex<SmState>>,
     /// Where applied module changes are announced (the metadata group), by entity type.
     module_events: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Snapshots installed from a leader since the node started.
+    installed: Arc<AtomicU64>,
 }
 
 impl StateMachine {
@@ -91,6 +96,7 @@ impl StateMachine {
                 current,
             })),
             module_events: None,
+            installed: Arc::default(),
         })
     }
 
@@ -134,6 +140,11 @@ impl StateMachine {
             }
         }
         Ok(())
+    }
+
+    /// How many snapshots this node installed from a leader since it started.
+    pub fn snapshots_installed(&self) -> u64 {
+        self.installed.load(Ordering::Relaxed)
     }
 
     /// The last applied log index (0 before any).
@@ -297,6 +308,7 @@ impl RaftStateMachine<C> for StateMachine {
         state.applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         state.current = Some((meta.clone(), data));
+        self.installed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

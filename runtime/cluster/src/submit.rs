@@ -125,18 +125,22 @@ async fn pump(
         tokio::spawn(async move {
             // Committed means durable on a quorum: the append's answer. Without a commit, the
             // completion says why.
-            let outcome = match committed.await {
-                Ok(_) => Ok(()),
-                Err(_) => match applied.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(
-                        cella_core::Error::Unconfirmed(format!("this node no longer leads: {f}")),
-                    ),
-                    Ok(Err(e)) => Err(cella_core::Error::Unconfirmed(e.to_string())),
-                    Err(_) => Err(cella_core::Error::Unconfirmed(
-                        "the group stopped before committing the append".into(),
-                    )),
-                },
+            if committed.await.is_ok() {
+                let _ = done.send(Ok(()));
+                finished.send_modify(|f| *f = (*f).max(ticket));
+                // Raft answers the completion too; someone has to take it.
+                drop(applied.await);
+                return;
+            }
+            let outcome = match applied.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(
+                    cella_core::Error::Unconfirmed(format!("this node no longer leads: {f}")),
+                ),
+                Ok(Err(e)) => Err(cella_core::Error::Unconfirmed(e.to_string())),
+                Err(_) => Err(cella_core::Error::Unconfirmed(
+                    "the group stopped before committing the append".into(),
+                )),
             };
             let _ = done.send(outcome);
             finished.send_modify(|f| *f = (*f).max(ticket));

@@ -4,7 +4,7 @@
 //! [`crate::scaffold`], [`crate::guest_build`] and [`crate::dev`]). Errors exit 1, a
 //! `deploy --check` that finds differences exits 3.
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -110,13 +110,25 @@ enum Command {
         /// Snapshot event-sourced entities every this many events.
         #[arg(long, default_value_t = 100)]
         snapshot_every: u64,
-        /// This node's id in a cluster (with --initial-cluster).
-        #[arg(long, value_name = "N", requires = "initial_cluster")]
+        /// This node's id in a cluster (with --initial-cluster or --join).
+        #[arg(long, value_name = "N")]
         node_id: Option<u64>,
         /// Form a cluster: ID=HOST:PORT,... for every initial member, this node included; the
         /// lowest id initializes it. Journals are then replicated with Raft.
         #[arg(long, value_name = "ID=ADDR,...", requires = "node_id")]
         initial_cluster: Option<String>,
+        /// Join an existing cluster through one of its nodes (HOST:PORT): the node learns the
+        /// placement from it and waits to be added with `cella cluster add-node`.
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            requires = "node_id",
+            conflicts_with = "initial_cluster"
+        )]
+        join: Option<String>,
+        /// A partition snapshots its state and purges its raft log every this many entries.
+        #[arg(long, value_name = "ENTRIES", default_value_t = cella_cluster::cluster::DEFAULT_SNAPSHOT_EVERY)]
+        raft_snapshot_every: u64,
         /// Raft groups the entity space is split into (fixed when the cluster is created).
         #[arg(long, default_value_t = 8)]
         partitions: u32,
@@ -181,7 +193,7 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
-    /// Inspect the cluster a node belongs to.
+    /// Inspect the cluster a node belongs to, add and remove nodes.
     Cluster {
         #[command(subcommand)]
         action: ClusterAction,
@@ -190,6 +202,30 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum ClusterAction {
+    /// Add a node (started with `cella serve --node-id ID --listen ADDR --join ...`) to the
+    /// cluster; partitions then move replicas to it and leaders spread over it.
+    AddNode {
+        /// The new node's id.
+        id: u64,
+        /// The address the other nodes reach it at (HOST:PORT, its --listen).
+        addr: String,
+        #[command(flatten)]
+        server: ServerArg,
+        /// Admin token, when the node requires one.
+        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+    },
+    /// Remove a node from the cluster; partitions move their replicas off it. Stop the node
+    /// once `cella cluster status` shows it in no group.
+    RemoveNode {
+        /// The node's id.
+        id: u64,
+        #[command(flatten)]
+        server: ServerArg,
+        /// Admin token, when the node requires one.
+        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+    },
     /// Nodes, partitions, leaders, terms and applied indexes, as one node sees them.
     Status {
         #[command(flatten)]
@@ -394,17 +430,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             snapshot_every,
             node_id,
             initial_cluster,
+            join,
+            raft_snapshot_every,
             partitions,
             replicas,
         } => {
             let mut options = NodeOptions::new(data_dir.clone(), listen);
-            if let (Some(node_id), Some(initial)) = (node_id, initial_cluster) {
-                options.cluster = Some(crate::node::ClusterSettings {
+            if let Some(node_id) = node_id {
+                let mut settings = crate::node::ClusterSettings {
                     node_id,
-                    initial: parse_initial_cluster(&initial)?,
+                    initial: BTreeMap::from([(node_id, listen.to_string())]),
+                    join: false,
                     partitions,
                     replicas: replicas.max(1),
-                });
+                    raft_snapshot_every: raft_snapshot_every.max(1),
+                };
+                match (initial_cluster, join) {
+                    (Some(initial), _) => settings.initial = parse_initial_cluster(&initial)?,
+                    (None, Some(peer)) => {
+                        settings.join = true;
+                        let (p, r) = cluster_placement(&peer).await?;
+                        (settings.partitions, settings.replicas) = (p, r);
+                    }
+                    (None, None) => anyhow::bail!(
+                        "--node-id needs --initial-cluster (to form a cluster) or --join (to join \
+                         one)\nhint: cella serve --node-id 1 --listen 127.0.0.1:7001 \
+                         --initial-cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
+                    ),
+                }
+                options.cluster = Some(settings);
             }
             options.admin_token = admin_token;
             options.host.deadline = Duration::from_millis(deadline_ms);
@@ -521,6 +575,44 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client::send(&server.server, Method::GET, "/v1/modules", Vec::new(), None).await?,
         ),
         Command::Cluster {
+            action:
+                ClusterAction::AddNode {
+                    id,
+                    addr,
+                    server,
+                    admin_token,
+                },
+        } => {
+            let body = serde_json::to_vec(&serde_json::json!({ "id": id, "addr": addr }))?;
+            finish(
+                client::send(
+                    &server.server,
+                    Method::POST,
+                    "/v1/cluster/nodes",
+                    body,
+                    admin_token.as_deref(),
+                )
+                .await?,
+            )
+        }
+        Command::Cluster {
+            action:
+                ClusterAction::RemoveNode {
+                    id,
+                    server,
+                    admin_token,
+                },
+        } => finish(
+            client::send(
+                &server.server,
+                Method::DELETE,
+                &format!("/v1/cluster/nodes/{id}"),
+                Vec::new(),
+                admin_token.as_deref(),
+            )
+            .await?,
+        ),
+        Command::Cluster {
             action: ClusterAction::Status { server, json },
         } => {
             let reply =
@@ -532,6 +624,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", cluster_table(&status));
             Ok(())
         }
+    }
+}
+
+/// The partitions and replicas of the cluster `peer` (HOST:PORT) belongs to.
+async fn cluster_placement(peer: &str) -> anyhow::Result<(u32, usize)> {
+    let url = format!("http://{peer}");
+    let reply = client::send(&url, Method::GET, "/v1/cluster", Vec::new(), None).await?;
+    if reply.status != 200 {
+        anyhow::bail!(
+            "--join {peer}: the node answered {} to GET /v1/cluster: {}\nhint: --join takes the \
+             HOST:PORT of a member of the cluster",
+            reply.status,
+            reply.body.trim()
+        );
+    }
+    let status: serde_json::Value = serde_json::from_str(&reply.body)?;
+    match (status["partitions"].as_u64(), status["replicas"].as_u64()) {
+        (Some(p), Some(r)) => Ok((u32::try_from(p)?, usize::try_from(r)?)),
+        _ => anyhow::bail!("--join {peer}: the cluster status names no partitions or replicas"),
     }
 }
 

@@ -101,7 +101,15 @@ impl Error {
         {
             return value;
         }
-        serde_json::json!({ "error": { "code": self.code(), "message": self.to_string() } })
+        let mut error = serde_json::json!({ "code": self.code(), "message": self.to_string() });
+        // The leader's address lets a forwarding node follow the hint.
+        if let Error::NotLeader {
+            leader: Some(leader),
+        } = self
+        {
+            error["leader"] = serde_json::Value::String(leader.clone());
+        }
+        serde_json::json!({ "error": error })
     }
 }
 

@@ -226,6 +226,27 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
                 "this node runs alone (start it with --initial-cluster to form a cluster)".into(),
             )),
         },
+        (&Method::POST, ["v1", "cluster", "nodes"]) => {
+            node.authorize_admin(&req)?;
+            let origin = Origin::of(&req);
+            let body = read_body(req, node.options.max_payload, "the node to add").await?;
+            let (id, addr) = parse_new_node(&body)?;
+            let run = || change_membership(node, Some(addr.as_str()), id);
+            let first = run().await;
+            let local: LocalRun<'_> = Box::new(move || Box::pin(run()));
+            route_module_change(node, &origin, body.clone(), first, local).await
+        }
+        (&Method::DELETE, ["v1", "cluster", "nodes", id]) => {
+            node.authorize_admin(&req)?;
+            let id: u64 = id
+                .parse()
+                .map_err(|_| Error::BadRequest(format!("`{id}` is not a node id (a number)")))?;
+            let origin = Origin::of(&req);
+            let run = || change_membership(node, None, id);
+            let first = run().await;
+            let local: LocalRun<'_> = Box::new(move || Box::pin(run()));
+            route_module_change(node, &origin, Bytes::new(), first, local).await
+        }
         (&Method::POST, ["v1", "peer", "raft", group, kind]) => match &node.cluster {
             Some(cluster) => {
                 let rest = format!("{group}/{kind}");
@@ -281,13 +302,60 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             let local: LocalRun<'_> = Box::new(move || Box::pin(run()));
             route_module_change(node, &origin, Bytes::new(), first, local).await
         }
-        (_, ["healthz" | "metrics"]) | (_, ["v1", "entities", ..]) | (_, ["v1", "modules", ..]) => {
-            Err(Error::NotFound(format!(
-                "method {method} is not supported on {path}"
-            )))
-        }
+        (_, ["healthz" | "metrics"])
+        | (_, ["v1", "entities", ..])
+        | (_, ["v1", "modules", ..])
+        | (_, ["v1", "cluster", ..]) => Err(Error::NotFound(format!(
+            "method {method} is not supported on {path}"
+        ))),
         _ => Err(Error::NotFound(format!("no route for {method} {path}"))),
     }
+}
+
+/// `{"id": N, "addr": "HOST:PORT"}`, the body of `POST /v1/cluster/nodes`.
+fn parse_new_node(body: &[u8]) -> Result<(u64, String)> {
+    #[derive(serde::Deserialize)]
+    struct NewNode {
+        id: u64,
+        addr: String,
+    }
+    let new: NewNode = serde_json::from_slice(body).map_err(|e| {
+        Error::BadRequest(format!(
+            "the body must be {{\"id\": N, \"addr\": \"HOST:PORT\"}}: {e}"
+        ))
+    })?;
+    if new.addr.parse::<std::net::SocketAddr>().is_err() {
+        return Err(Error::BadRequest(format!(
+            "`{}` is not HOST:PORT with an IP address",
+            new.addr
+        )));
+    }
+    Ok((new.id, new.addr))
+}
+
+/// Adds node `id` at `addr` (or removes it, without an address) on the metadata leader, and
+/// answers with the cluster's nodes.
+async fn change_membership(node: &Node, addr: Option<&str>, id: u64) -> Result<Response<Body>> {
+    let Some(cluster) = &node.cluster else {
+        return Err(Error::NotFound(
+            "this node runs alone (start it with --initial-cluster to form a cluster)".into(),
+        ));
+    };
+    cluster
+        .meta_leadership()
+        .map_err(|leader| Error::NotLeader { leader })?;
+    let changed = match addr {
+        Some(addr) => cluster.add_node(id, addr).await,
+        None => cluster.remove_node(id).await,
+    };
+    changed.map_err(|e| match e {
+        cella_cluster::Error::Membership(m) => Error::BadRequest(m),
+        other => Error::Unavailable(other.to_string()),
+    })?;
+    Ok(json_response(
+        StatusCode::OK,
+        &crate::routing::status(cluster),
+    ))
 }
 
 /// Runs a command here, recording its outcome.

@@ -50,6 +50,10 @@ pub struct ClusterSettings {
     pub partitions: u32,
     /// Replicas per partition.
     pub replicas: usize,
+    /// Joining an existing cluster: wait to be added instead of initializing.
+    pub join: bool,
+    /// Raft log entries between partition snapshots.
+    pub raft_snapshot_every: u64,
 }
 
 impl NodeOptions {
@@ -204,6 +208,8 @@ async fn start_cluster(store: &Store, settings: &ClusterSettings) -> Result<Arc<
     let mut options = ClusterOptions::single(settings.node_id, addr);
     options.initial = settings.initial.clone();
     options.replicas = settings.replicas;
+    options.join = settings.join;
+    options.snapshot_every = settings.raft_snapshot_every;
     options.placement = Placement {
         partitions: settings.partitions.max(1),
         ..Placement::default()

@@ -143,6 +143,7 @@ async fn route_to_leader(
     };
     let deadline = Instant::now() + ROUTE_DEADLINE;
     let mut backoff = Duration::from_millis(20);
+    let mut hops = 0;
     loop {
         if let Some(addr) = leader.take() {
             let mut headers = vec![
@@ -164,11 +165,21 @@ async fn route_to_leader(
                 )
                 .await;
             match sent {
-                Ok(reply) if !is_not_leader(reply.status, &reply.body) => {
-                    node.metrics.forwarded();
-                    return Ok(relay(reply.status, reply.body));
-                }
-                Ok(_) | Err(PeerError::Unreachable(_)) => {}
+                Ok(reply) => match not_leader_hint(reply.status, &reply.body) {
+                    None => {
+                        node.metrics.forwarded();
+                        return Ok(relay(reply.status, reply.body));
+                    }
+                    // The node asked knows a leader that this one does not (it may know the
+                    // group better): follow it next, at once.
+                    Some(Some(next)) if next != addr && hops < 3 => {
+                        hops += 1;
+                        leader = Some(next);
+                        continue;
+                    }
+                    Some(_) => {}
+                },
+                Err(PeerError::Unreachable(_)) => {}
                 Err(e) => {
                     return Err(Error::Unavailable(format!(
                         "forwarding to {addr} failed after the request was sent: {e}"
@@ -192,11 +203,14 @@ async fn route_to_leader(
     }
 }
 
-fn is_not_leader(status: StatusCode, body: &[u8]) -> bool {
-    status == StatusCode::SERVICE_UNAVAILABLE
-        && serde_json::from_slice::<serde_json::Value>(body)
-            .ok()
-            .is_some_and(|v| v["error"]["code"] == "not_leader")
+/// `None` unless the answer is `503 not_leader`; then the leader it names, if any.
+fn not_leader_hint(status: StatusCode, body: &[u8]) -> Option<Option<String>> {
+    if status != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    (value["error"]["code"] == "not_leader")
+        .then(|| value["error"]["leader"].as_str().map(String::from))
 }
 
 fn relay(status: StatusCode, body: Bytes) -> Response<Body> {
@@ -235,6 +249,7 @@ pub fn status(cluster: &Cluster) -> serde_json::Value {
         "nodes": nodes,
         "shards": placement.shards,
         "partitions": placement.partitions,
+        "replicas": cluster.replicas(),
         "groups": cluster.status(),
     })
 }

@@ -1,0 +1,267 @@
+//! Membership: nodes join and leave through the metadata group, and every partition follows.
+//!
+//! The metadata group's voters *are* the cluster's nodes. [`Cluster::add_node`] (on the
+//! metadata leader) adds a node as a learner of group 0, waits for it to catch up, then makes it
+//! a voter; [`Cluster::remove_node`] drains a node (it becomes a learner of group 0, so it
+//! still hears that it is leaving), waits until no partition keeps a replica on it, then
+//! forgets it. Partitions are reconciled declaratively:
+//! every partition leader compares its group's voters with [`layout`] over the current nodes
+//! and, when they differ, adds the missing replicas as learners (log replay, or a snapshot when
+//! the log is purged), waits for them to catch up, then replaces the voters in one membership
+//! change. A leader that is not in the new layout steps down once the change commits. The
+//! balancer then hands each partition to its preferred node, so leaders spread over the new
+//! set of nodes.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
+
+use openraft::{BasicNode, ChangeMembers, ServerState, type_config::async_runtime::WatchReceiver};
+
+use crate::{Cluster, Error, GroupStatus, META_GROUP, cluster::layout};
+
+/// How long a new replica may take to catch up before a membership change gives up (the
+/// reconciler tries again on its next round).
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// How long a removal waits for the partitions to move off the node.
+pub const DRAIN: Duration = Duration::from_secs(60);
+
+impl Cluster {
+    /// The voters of the metadata group: the cluster's nodes, sorted.
+    pub fn members(&self) -> Vec<u64> {
+        let meta = &self.groups[&META_GROUP];
+        let watch = meta.raft.metrics();
+        let metrics = watch.borrow_watched();
+        metrics.membership_config.membership().voter_ids().collect()
+    }
+
+    /// Adds node `id`, reachable at `addr`, to the cluster (this node must lead the metadata
+    /// group). Resolves once it is a voter of the metadata group; partitions move replicas to
+    /// it in the background. Adding a member again at the same address is a no-op.
+    pub async fn add_node(&self, id: u64, addr: &str) -> Result<(), Error> {
+        let nodes = self.nodes();
+        let members = self.members();
+        if let Some(known) = nodes.get(&id)
+            && known != addr
+        {
+            return Err(Error::Membership(format!(
+                "node {id} is already a member at {known}; remove it first to move it to {addr}"
+            )));
+        }
+        if let Some((other, _)) = nodes.iter().find(|(n, a)| **n != id && *a == addr) {
+            return Err(Error::Membership(format!(
+                "{addr} is the address of node {other}"
+            )));
+        }
+        if members.contains(&id) {
+            return Ok(());
+        }
+        let meta = &self.groups[&META_GROUP].raft;
+        let added =
+            tokio::time::timeout(CATCH_UP, meta.add_learner(id, BasicNode::new(addr), true)).await;
+        match added {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(Error::Raft(format!("adding node {id}: {e}"))),
+            Err(_) => {
+                return Err(Error::Membership(format!(
+                    "node {id} at {addr} did not catch up within {}s; is it running (started \
+                     with --join)?",
+                    CATCH_UP.as_secs()
+                )));
+            }
+        }
+        meta.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map(drop)
+            .map_err(|e| Error::Raft(format!("making node {id} a voter: {e}")))
+    }
+
+    /// Removes node `id` from the cluster (this node must lead the metadata group), draining it
+    /// first: it becomes a learner of the metadata group (so it hears that it is leaving and
+    /// hands over the partitions it leads), the partitions move their replicas off it, and
+    /// once no partition keeps it, it is forgotten. Resolves when it is forgotten; after
+    /// [`DRAIN`] it fails and a second call resumes the drain.
+    pub async fn remove_node(&self, id: u64) -> Result<(), Error> {
+        let members = self.members();
+        let leaving = !members.contains(&id) && self.nodes().contains_key(&id);
+        if !members.contains(&id) && !leaving {
+            return Err(Error::Membership(format!(
+                "node {id} is not a member; the members are {members:?}"
+            )));
+        }
+        if members == [id] {
+            return Err(Error::Membership(format!(
+                "node {id} is the last member and cannot be removed"
+            )));
+        }
+        let meta = &self.groups[&META_GROUP].raft;
+        if !leaving {
+            meta.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), true)
+                .await
+                .map_err(|e| Error::Raft(format!("demoting node {id}: {e}")))?;
+        }
+        let drained = tokio::time::timeout(DRAIN, async {
+            while !self.drained(id).await {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            return Err(Error::Membership(format!(
+                "node {id} still holds partition replicas after {}s; run remove-node again to \
+                 keep waiting (`cella cluster status` shows where they are)",
+                DRAIN.as_secs()
+            )));
+        }
+        meta.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map(drop)
+            .map_err(|e| Error::Raft(format!("removing node {id}: {e}")))
+    }
+
+    /// Whether every partition is led by a member whose group no longer includes `id`, as the
+    /// members report it.
+    async fn drained(&self, id: u64) -> bool {
+        let addrs = self.nodes();
+        let mut led: BTreeMap<u64, bool> = BTreeMap::new();
+        for member in self.members() {
+            let Some(addr) = addrs.get(&member) else {
+                return false;
+            };
+            let Ok(reply) = self
+                .client
+                .send(
+                    addr,
+                    hyper::Method::GET,
+                    "/v1/cluster",
+                    &[],
+                    bytes::Bytes::new(),
+                    Duration::from_secs(2),
+                )
+                .await
+            else {
+                continue;
+            };
+            #[derive(serde::Deserialize)]
+            struct Status {
+                groups: Vec<GroupStatus>,
+            }
+            let Ok(status) = serde_json::from_slice::<Status>(&reply.body) else {
+                continue;
+            };
+            for g in status.groups {
+                if g.group != META_GROUP && g.state == "leader" {
+                    let clear = !g.voters.contains(&id) && !g.learners.contains(&id);
+                    led.insert(g.group, clear);
+                }
+            }
+        }
+        self.placement.groups().all(|g| led.get(&g) == Some(&true))
+    }
+
+    /// One round of the reconciler and balancer over the partitions this node leads: a group
+    /// whose voters differ from the layout over the current nodes changes its membership (in
+    /// the background); a group laid out right is handed to its preferred leader once that
+    /// node has caught up.
+    pub(crate) async fn balance(&self) {
+        let members = self.members();
+        if members.is_empty() {
+            return;
+        }
+        let addrs = self.nodes();
+        for group in self.groups.values() {
+            let desired = layout(group.id, &members, self.options.replicas);
+            // A node moved off a group no longer hears from it; it must not keep calling
+            // elections there (its term would climb and disturb the group if it came back).
+            let replica = desired.contains(&self.options.node_id);
+            group.raft.runtime_config().elect(replica);
+            if group.id == META_GROUP {
+                continue;
+            }
+            let metrics = group.raft.metrics().borrow_watched().clone();
+            if metrics.state != ServerState::Leader {
+                continue;
+            }
+            let wanted: BTreeSet<u64> = desired.iter().copied().collect();
+            let voters: BTreeSet<u64> =
+                metrics.membership_config.membership().voter_ids().collect();
+            if wanted != voters {
+                self.reconcile(group.id, wanted, &addrs);
+                continue;
+            }
+            let Some(preferred) = desired.first().copied() else {
+                continue;
+            };
+            if preferred == self.options.node_id {
+                continue;
+            }
+            let last = metrics.last_log_index.unwrap_or(0);
+            let caught_up = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&preferred).cloned().flatten())
+                .is_some_and(|matched| matched.index + 8 >= last);
+            if caught_up {
+                let _ = group.raft.trigger().transfer_leader(preferred).await;
+            }
+        }
+    }
+
+    /// Moves `group`'s voters to `wanted` in a background task, unless one is under way.
+    fn reconcile(&self, group: u64, wanted: BTreeSet<u64>, addrs: &BTreeMap<u64, String>) {
+        let Some(raft) = self.groups.get(&group).map(|g| g.raft.clone()) else {
+            return;
+        };
+        {
+            let mut busy = self
+                .reconciling
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !busy.insert(group) {
+                return;
+            }
+        }
+        let new: BTreeMap<u64, String> = wanted
+            .iter()
+            .filter_map(|id| addrs.get(id).map(|a| (*id, a.clone())))
+            .collect();
+        let busy = self.reconciling.clone();
+        tokio::spawn(async move {
+            let outcome = async {
+                let metrics = raft.metrics().borrow_watched().clone();
+                let known: BTreeSet<u64> = metrics
+                    .membership_config
+                    .membership()
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .collect();
+                for (id, addr) in &new {
+                    if known.contains(id) {
+                        continue;
+                    }
+                    // Blocking: resolves once the learner has caught up (by log or snapshot).
+                    tokio::time::timeout(
+                        CATCH_UP,
+                        raft.add_learner(*id, BasicNode::new(addr), true),
+                    )
+                    .await
+                    .map_err(|_| format!("node {id} did not catch up"))?
+                    .map_err(|e| e.to_string())?;
+                }
+                raft.change_membership(ChangeMembers::ReplaceAllVoters(wanted), false)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            .await;
+            if let Err(e) = outcome {
+                tracing::warn!(group, "moving replicas: {e}");
+            }
+            busy.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&group);
+        });
+    }
+}

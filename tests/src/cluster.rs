@@ -1,0 +1,281 @@
+//! Cluster test helpers: start a cluster of `cella` processes, read its status, drive a
+//! concurrent counter load that records every operation as the client saw it, and check the
+//! recorded per-key histories for linearizability.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hyper::Method;
+use serde_json::Value;
+
+use crate::{TestNode, free_ports, wait_until};
+
+/// Starts nodes 1..=n with their data under `root/n{id}`, as one cluster of `partitions`
+/// partitions (`extra` goes to every node's command line), and waits until every group has a
+/// leader.
+pub async fn start_cluster(
+    root: &Path,
+    n: usize,
+    partitions: u32,
+    extra: &[&str],
+) -> Vec<TestNode> {
+    let ports = free_ports(n);
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let count = partitions.to_string();
+    let nodes: Vec<TestNode> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let id = (i + 1).to_string();
+            let mut args = vec![
+                "--node-id",
+                &id,
+                "--initial-cluster",
+                &initial,
+                "--partitions",
+                &count,
+            ];
+            args.extend_from_slice(extra);
+            TestNode::start_at(
+                &root.join(format!("n{id}")),
+                &format!("127.0.0.1:{port}"),
+                &args,
+            )
+            .expect("start a cluster node")
+        })
+        .collect();
+    let ids: Vec<u64> = (1..=n as u64).collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || all_led(
+            &nodes[0], partitions, &ids
+        ))
+        .await,
+        "the cluster did not elect leaders: {}",
+        cluster_status(&nodes[0]).await
+    );
+    nodes
+}
+
+/// Snapshots `node` installed from leaders, over all its groups.
+pub async fn snapshots_installed(node: &TestNode) -> u64 {
+    groups(&cluster_status(node).await)
+        .values()
+        .filter_map(|g| g["snapshotsInstalled"].as_u64())
+        .sum()
+}
+
+/// `GET /v1/cluster` of `node`.
+pub async fn cluster_status(node: &TestNode) -> Value {
+    node.request(Method::GET, "/v1/cluster", "").await.json
+}
+
+/// The groups of a status, by group id.
+pub fn groups(status: &Value) -> BTreeMap<u64, Value> {
+    status["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| Some((g["group"].as_u64()?, g.clone())))
+        .collect()
+}
+
+/// Every one of the `partitions + 1` groups seen from `node` has a leader among `alive`.
+pub async fn all_led(node: &TestNode, partitions: u32, alive: &[u64]) -> bool {
+    let groups = groups(&cluster_status(node).await);
+    groups.len() == partitions as usize + 1
+        && groups
+            .values()
+            .all(|g| g["leader"].as_u64().is_some_and(|l| alive.contains(&l)))
+}
+
+/// Partition leaders (not the metadata group), by group id.
+pub async fn leaders(node: &TestNode) -> BTreeMap<u64, u64> {
+    groups(&cluster_status(node).await)
+        .into_iter()
+        .filter(|(g, _)| *g != 0)
+        .filter_map(|(g, v)| Some((g, v["leader"].as_u64()?)))
+        .collect()
+}
+
+/// `node` lists exactly `types` (commands load a listed module on first use).
+pub async fn has_modules(node: &TestNode, types: &[&str]) -> bool {
+    let listed = node.request(Method::GET, "/v1/modules", "").await.json["modules"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m["type"].as_str().map(String::from))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    listed == types
+}
+
+/// One `add 1` as the client saw it.
+#[derive(Clone, Debug)]
+pub struct Op {
+    pub invoked: Instant,
+    pub completed: Instant,
+    /// The total the add replied; `None` when its outcome is unknown (error or no answer).
+    pub total: Option<i64>,
+}
+
+/// Per-key histories of `add 1` operations.
+pub type History = BTreeMap<String, Vec<Op>>;
+
+/// Concurrent clients sending `add 1` to counters `{prefix}0..{keys}` through `urls` (client
+/// `c` uses `urls[c % len]`), recording every operation.
+pub struct Load {
+    history: Arc<Mutex<History>>,
+    acked: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(urls: &[String], clients: usize, prefix: &str, keys: usize) -> Load {
+        let history: Arc<Mutex<History>> = Arc::default();
+        let acked = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|c| {
+                let (history, acked, stop) = (history.clone(), acked.clone(), stop.clone());
+                let url = urls[c % urls.len()].clone();
+                let prefix = prefix.to_string();
+                tokio::spawn(async move {
+                    let mut n = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        let key = format!("{prefix}{}", (c * 7 + n) % keys);
+                        n += 1;
+                        let invoked = Instant::now();
+                        let reply = tokio::time::timeout(
+                            Duration::from_secs(15),
+                            cella_server::client::send(
+                                &url,
+                                Method::POST,
+                                &format!("/v1/entities/counter/{key}/add"),
+                                b"1".to_vec(),
+                                None,
+                            ),
+                        )
+                        .await;
+                        let total = match reply {
+                            Ok(Ok(r)) if r.status == 200 => r.body.trim().parse::<i64>().ok(),
+                            _ => None,
+                        };
+                        if total.is_some() {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let op = Op {
+                            invoked,
+                            completed: Instant::now(),
+                            total,
+                        };
+                        history
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .entry(key)
+                            .or_default()
+                            .push(op);
+                    }
+                })
+            })
+            .collect();
+        Load {
+            history,
+            acked,
+            stop,
+            clients: tasks,
+        }
+    }
+
+    /// Acknowledged adds so far.
+    pub fn acked(&self) -> usize {
+        self.acked.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `more` adds beyond those acknowledged now are acknowledged.
+    pub async fn wait_for_more(&self, more: usize, timeout: Duration) -> bool {
+        let target = self.acked() + more;
+        wait_until(timeout, || async { self.acked() >= target }).await
+    }
+
+    /// Stops the clients and returns the histories.
+    pub async fn stop(self) -> History {
+        self.stop.store(true, Ordering::Relaxed);
+        for client in self.clients {
+            client.await.expect("a load client panicked");
+        }
+        let history = self
+            .history
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        history.clone()
+    }
+}
+
+/// Checks every key of `history` against its final total (read through `node`): nothing
+/// acknowledged is lost and each history is linearizable. Returns the acknowledged adds.
+pub async fn check_history(node: &TestNode, history: &History) -> usize {
+    let mut acked_total = 0;
+    for (key, ops) in history {
+        let r = node.call("counter", key, "get", "").await;
+        assert_eq!(r.status, 200, "{key}: {}", r.body);
+        let final_total = r.json.as_i64().expect("a total");
+        check_linearizable(key, ops, final_total);
+        acked_total += ops.iter().filter(|o| o.total.is_some()).count();
+    }
+    acked_total
+}
+
+/// Checks a counter key's history of `add 1` operations for linearizability: acknowledged
+/// totals are distinct, and an add that completed before another began has a smaller total.
+/// Operations with unknown outcome may or may not have taken effect, so they only bound the
+/// final value.
+pub fn check_linearizable(key: &str, ops: &[Op], final_total: i64) {
+    let acked: Vec<&Op> = ops.iter().filter(|o| o.total.is_some()).collect();
+    let mut totals: Vec<i64> = acked.iter().filter_map(|o| o.total).collect();
+    totals.sort_unstable();
+    let before = totals.len();
+    totals.dedup();
+    assert_eq!(
+        before,
+        totals.len(),
+        "{key}: two adds replied the same total"
+    );
+    for a in &acked {
+        for b in &acked {
+            if a.completed < b.invoked {
+                assert!(
+                    a.total < b.total,
+                    "{key}: an add that finished first replied {:?}, a later one {:?}",
+                    a.total,
+                    b.total
+                );
+            }
+        }
+    }
+    let attempted = ops.len() as i64;
+    assert!(
+        final_total >= acked.len() as i64 && final_total <= attempted,
+        "{key}: final total {final_total}, acknowledged {}, attempted {attempted}",
+        acked.len()
+    );
+    if let Some(max) = totals.last() {
+        assert!(
+            *max <= final_total,
+            "{key}: replied {max} > final {final_total}"
+        );
+    }
+}
