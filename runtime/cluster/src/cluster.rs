@@ -19,7 +19,7 @@ use std::{
 use cella_core::{AppendFuture, EntityId, Write};
 use cella_store::Store;
 use openraft::type_config::async_runtime::WatchReceiver;
-use openraft::{BasicNode, Config, Raft, ReadPolicy, SnapshotPolicy, alias::CommittedLeaderIdOf};
+use openraft::{BasicNode, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy, alias::CommittedLeaderIdOf};
 
 use crate::{
     Error, GroupId, LogStore, Placement, StateMachine, TypeConfig,
@@ -233,6 +233,7 @@ impl Cluster {
             groups,
         });
         cluster.initialize().await?;
+        cluster.settle_alone().await?;
         let balancer = Arc::downgrade(&cluster);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(1000));
@@ -273,6 +274,40 @@ impl Cluster {
                 .initialize(members)
                 .await
                 .map_err(|e| Error::Raft(format!("initializing group {}: {e}", group.id)))?;
+        }
+        Ok(())
+    }
+
+    /// A node alone in its cluster (the single-node default) elects itself in every group at
+    /// once instead of after an election timeout, waits until it leads them all (so that the
+    /// first requests find leaders), and records its current address if it moved (a restart
+    /// on another port), for nodes that join later.
+    async fn settle_alone(&self) -> Result<(), Error> {
+        let me = self.options.node_id;
+        for group in self.groups.values() {
+            let metrics = group.raft.metrics().borrow_watched().clone();
+            let membership = metrics.membership_config.membership();
+            if membership.voter_ids().collect::<Vec<_>>() != [me] {
+                return Ok(());
+            }
+            let recorded = membership.get_node(&me).map(|n| n.addr.clone());
+            if metrics.state != ServerState::Leader {
+                let _ = group.raft.trigger().elect(false).await;
+            }
+            group
+                .raft
+                .wait(Some(Duration::from_secs(10)))
+                .state(ServerState::Leader, "a node alone leads its groups")
+                .await
+                .map_err(|e| Error::Raft(format!("group {} elected no leader: {e}", group.id)))?;
+            if recorded.as_deref() != Some(self.options.addr.as_str()) {
+                let node = BTreeMap::from([(me, BasicNode::new(&self.options.addr))]);
+                group
+                    .raft
+                    .change_membership(openraft::ChangeMembers::SetNodes(node), false)
+                    .await
+                    .map_err(|e| Error::Raft(format!("recording this node's address: {e}")))?;
+            }
         }
         Ok(())
     }

@@ -436,6 +436,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             replicas,
         } => {
             let mut options = NodeOptions::new(data_dir.clone(), listen);
+            let mut single = crate::node::ClusterSettings::single();
+            single.partitions = partitions;
+            single.raft_snapshot_every = raft_snapshot_every.max(1);
+            options.cluster = Some(single);
             if let Some(node_id) = node_id {
                 let mut settings = crate::node::ClusterSettings {
                     node_id,

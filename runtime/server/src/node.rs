@@ -35,7 +35,9 @@ pub struct NodeOptions {
     pub host: HostConfig,
     pub entities: EntityOptions,
     pub store: StoreOptions,
-    /// Run as a member of a cluster (replicated journals); `None` runs a single node.
+    /// The node's part in a cluster (a single node is a cluster of one: the same replicated
+    /// path with one voter). `None` journals straight to the store, without raft; only for
+    /// embedding the entity layer in tests.
     pub cluster: Option<ClusterSettings>,
 }
 
@@ -44,7 +46,7 @@ pub struct NodeOptions {
 pub struct ClusterSettings {
     pub node_id: u64,
     /// The initial members, id → `host:port` (this node included: its entry is the address
-    /// the other nodes reach it at).
+    /// the other nodes reach it at). Empty: this node alone, at its listen address.
     pub initial: BTreeMap<u64, String>,
     /// Raft groups the entity space is split into.
     pub partitions: u32,
@@ -54,6 +56,21 @@ pub struct ClusterSettings {
     pub join: bool,
     /// Raft log entries between partition snapshots.
     pub raft_snapshot_every: u64,
+}
+
+impl ClusterSettings {
+    /// A cluster of this node alone (node 1): what `cella serve` runs without cluster flags.
+    /// Nodes can join it later (`cella cluster add-node`).
+    pub fn single() -> ClusterSettings {
+        ClusterSettings {
+            node_id: 1,
+            initial: BTreeMap::new(),
+            partitions: cella_cluster::Placement::default().partitions,
+            replicas: 3,
+            join: false,
+            raft_snapshot_every: cella_cluster::cluster::DEFAULT_SNAPSHOT_EVERY,
+        }
+    }
 }
 
 impl NodeOptions {
@@ -72,7 +89,7 @@ impl NodeOptions {
             host,
             entities,
             store: StoreOptions::default(),
-            cluster: None,
+            cluster: Some(ClusterSettings::single()),
         }
     }
 }
@@ -90,12 +107,13 @@ pub struct Node {
 }
 
 impl Node {
-    /// Opens storage and loads deployed modules.
-    pub async fn open(options: NodeOptions) -> Result<Arc<Node>> {
+    /// Opens storage, starts the node's raft groups and loads deployed modules; `addr` is the
+    /// address the node listens on.
+    pub async fn open(options: NodeOptions, addr: SocketAddr) -> Result<Arc<Node>> {
         let store = Store::open(&options.data_dir, options.store.clone())?;
         let host = Host::new(options.host.clone()).map_err(|e| Error::Internal(e.to_string()))?;
         let cluster = match &options.cluster {
-            Some(settings) => Some(start_cluster(&store, settings).await?),
+            Some(settings) => Some(start_cluster(&store, settings, addr).await?),
             None => None,
         };
         let registry = Registry::open(host.clone(), store.clone(), cluster.clone()).await?;
@@ -175,7 +193,7 @@ impl Node {
         let addr = listener
             .local_addr()
             .map_err(|e| Error::Internal(format!("cannot read the listen address: {e}")))?;
-        let node = Node::open(options).await?;
+        let node = Node::open(options, addr).await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(serve(listener, node.clone(), stop_rx));
         Ok(NodeHandle {
@@ -188,7 +206,15 @@ impl Node {
 }
 
 /// Starts this node's raft groups.
-async fn start_cluster(store: &Store, settings: &ClusterSettings) -> Result<Arc<Cluster>> {
+async fn start_cluster(
+    store: &Store,
+    settings: &ClusterSettings,
+    listen: SocketAddr,
+) -> Result<Arc<Cluster>> {
+    let mut settings = settings.clone();
+    if settings.initial.is_empty() {
+        settings.initial.insert(settings.node_id, listen.to_string());
+    }
     let addr = settings
         .initial
         .get(&settings.node_id)

@@ -183,6 +183,8 @@ impl Registry {
     /// Loads what the store says is active for `entity_type` (after a replicated change):
     /// nothing to do when that version is already active here; removed when the type is gone.
     pub async fn refresh(&self, entity_type: &str) -> Result<()> {
+        // A deploy made here loads the version itself: wait for it rather than compile twice.
+        let _guard = self.admin.lock().await;
         let Some(info) = self.store.module(entity_type)? else {
             if let Ok(mut map) = self.active.write() {
                 map.remove(entity_type);
