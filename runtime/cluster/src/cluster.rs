@@ -19,7 +19,9 @@ use std::{
 use cella_core::{AppendFuture, EntityId, Write};
 use cella_store::Store;
 use openraft::type_config::async_runtime::WatchReceiver;
-use openraft::{BasicNode, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy, alias::CommittedLeaderIdOf};
+use openraft::{
+    BasicNode, Config, Raft, ReadPolicy, ServerState, SnapshotPolicy, alias::CommittedLeaderIdOf,
+};
 
 use crate::{
     Error, GroupId, LogStore, Placement, StateMachine, TypeConfig,

@@ -213,7 +213,9 @@ async fn start_cluster(
 ) -> Result<Arc<Cluster>> {
     let mut settings = settings.clone();
     if settings.initial.is_empty() {
-        settings.initial.insert(settings.node_id, listen.to_string());
+        settings
+            .initial
+            .insert(settings.node_id, listen.to_string());
     }
     let addr = settings
         .initial
