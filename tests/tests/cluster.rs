@@ -25,7 +25,7 @@ async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
     let root = tempfile::tempdir().unwrap();
     // Small snapshots, so that the killed node has to catch up through one.
     let mut nodes =
-        start_cluster(root.path(), 3, PARTITIONS, &["--raft-snapshot-every", "40"]).await;
+        start_cluster(root.path(), 3, PARTITIONS, &["--raft-snapshot-every", "10"]).await;
     // A module uploaded to any node reaches every node (through the metadata group's leader).
     for (ty, name, via) in [("counter", "counter", 2), ("cart", "shopping-cart", 0)] {
         let r = nodes[via].deploy(ty, &component(name)).await;

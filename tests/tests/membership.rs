@@ -65,7 +65,7 @@ async fn laid_out_over(views: &[&TestNode], members: &[u64]) -> bool {
 async fn a_node_joins_and_one_leaves_while_serving() {
     let root = tempfile::tempdir().unwrap();
     let mut nodes =
-        start_cluster(root.path(), 3, PARTITIONS, &["--raft-snapshot-every", "40"]).await;
+        start_cluster(root.path(), 3, PARTITIONS, &["--raft-snapshot-every", "10"]).await;
     let r = nodes[0].deploy("counter", &component("counter")).await;
     assert_eq!(r.status, 201, "deploying counter: {}", r.body);
 

@@ -7,7 +7,9 @@
 //! the leader id its entity was loaded under: raft refuses it if leadership changed since, so a
 //! state cached under an old leadership never writes.
 //!
-//! An append resolves once committed, which is before the state machine has applied it: the
+//! Appends queued together under the same leader condition are proposed as one raft entry
+//! (their writes concatenated, in order), so a busy partition pays raft's per-entry costs once
+//! per batch. An append resolves once committed, which is before the state machine has applied it: the
 //! leader's entity cache already holds the new state, and a reader of the store first waits for
 //! the apply (`Cluster::ready`). A barrier resolves once every append submitted before it has
 //! resolved (each append gets a ticket; completions advance a watermark).
@@ -99,50 +101,84 @@ impl Submitter {
     }
 }
 
+/// Appends queued together that share a leader condition go to raft as one entry.
+const MAX_BATCH: usize = 256;
+
 async fn pump(
     raft: Raft<C, StateMachine>,
     mut rx: mpsc::UnboundedReceiver<Item>,
     finished: Arc<watch::Sender<u64>>,
 ) {
-    while let Some(item) = rx.recv().await {
+    let mut held: Option<Item> = None;
+    loop {
+        let first = match held.take() {
+            Some(item) => item,
+            None => match rx.recv().await {
+                Some(item) => item,
+                None => break,
+            },
+        };
+        // Everything already queued under the same leader condition joins this entry: one
+        // raft entry (one log write, one replication message) for many appends.
+        let leader = first.leader;
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) if item.leader == leader => batch.push(item),
+                Ok(item) => {
+                    held = Some(item);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let ticket = batch.iter().map(|i| i.ticket).max().unwrap_or(0);
+        let mut writes = Vec::new();
+        let mut dones = Vec::with_capacity(batch.len());
+        for item in batch {
+            writes.extend(item.writes);
+            dones.push(item.done);
+        }
         let (responder, committed, applied) = ProgressResponder::<C, _>::new();
-        let mut request = raft
-            .write(Command::Journal(item.writes))
-            .responder(responder);
-        if let Some(leader) = item.leader {
+        let mut request = raft.write(Command::Journal(writes)).responder(responder);
+        if let Some(leader) = leader {
             request = request.with_leader(leader);
         }
-        let ticket = item.ticket;
         if let Err(fatal) = request.await {
-            let _ = item
-                .done
-                .send(Err(cella_core::Error::Unconfirmed(fatal.to_string())));
+            for done in dones {
+                let _ = done.send(Err(cella_core::Error::Unconfirmed(fatal.to_string())));
+            }
             finished.send_modify(|f| *f = (*f).max(ticket));
             continue;
         }
         let finished = finished.clone();
-        let done = item.done;
         tokio::spawn(async move {
-            // Committed means durable on a quorum: the append's answer. Without a commit, the
+            // Committed means durable on a quorum: the appends' answer. Without a commit, the
             // completion says why.
             if committed.await.is_ok() {
-                let _ = done.send(Ok(()));
+                for done in dones {
+                    let _ = done.send(Ok(()));
+                }
                 finished.send_modify(|f| *f = (*f).max(ticket));
                 // Raft answers the completion too; someone has to take it.
                 drop(applied.await);
                 return;
             }
-            let outcome = match applied.await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(
-                    cella_core::Error::Unconfirmed(format!("this node no longer leads: {f}")),
-                ),
-                Ok(Err(e)) => Err(cella_core::Error::Unconfirmed(e.to_string())),
-                Err(_) => Err(cella_core::Error::Unconfirmed(
-                    "the group stopped before committing the append".into(),
-                )),
+            let message = match applied.await {
+                Ok(Ok(_)) => None,
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                    Some(format!("this node no longer leads: {f}"))
+                }
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("the group stopped before committing the append".into()),
             };
-            let _ = done.send(outcome);
+            for done in dones {
+                let outcome = match &message {
+                    None => Ok(()),
+                    Some(m) => Err(cella_core::Error::Unconfirmed(m.clone())),
+                };
+                let _ = done.send(outcome);
+            }
             finished.send_modify(|f| *f = (*f).max(ticket));
         });
     }
