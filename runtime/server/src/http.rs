@@ -9,9 +9,11 @@
 //!   deploying), `POST /v1/modules/{type}/rollback` (body `{"version": N}` or empty),
 //!   `GET /v1/modules`, `GET /v1/modules/{type}`, `DELETE /v1/modules/{type}`.
 //! - `GET /healthz`, `GET /metrics` (Prometheus text).
-//! - In a cluster: `GET /v1/cluster` (nodes, partitions, leaders, terms, applied indexes) and
-//!   `POST /v1/peer/raft/{group}/{kind}` (raft RPCs between nodes); entity requests for
-//!   partitions led elsewhere are forwarded there ([`crate::routing`]).
+//! - Cluster (a single node is a cluster of one): `GET /v1/cluster` (nodes, partitions,
+//!   leaders, terms, applied indexes), `POST /v1/cluster/nodes` and
+//!   `DELETE /v1/cluster/nodes/{id}` (membership, admin), and `POST /v1/peer/raft/{group}/{kind}`
+//!   (raft RPCs between nodes); entity requests for partitions led elsewhere are forwarded there
+//!   ([`crate::routing`]).
 
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
@@ -223,7 +225,8 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
                 &crate::routing::status(cluster),
             )),
             None => Err(Error::NotFound(
-                "this node runs alone (start it with --initial-cluster to form a cluster)".into(),
+                "this node journals without replication (it was embedded without cluster settings)"
+                    .into(),
             )),
         },
         (&Method::POST, ["v1", "cluster", "nodes"]) => {
@@ -338,7 +341,8 @@ fn parse_new_node(body: &[u8]) -> Result<(u64, String)> {
 async fn change_membership(node: &Node, addr: Option<&str>, id: u64) -> Result<Response<Body>> {
     let Some(cluster) = &node.cluster else {
         return Err(Error::NotFound(
-            "this node runs alone (start it with --initial-cluster to form a cluster)".into(),
+            "this node journals without replication (it was embedded without cluster settings)"
+                .into(),
         ));
     };
     cluster
