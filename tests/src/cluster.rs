@@ -56,15 +56,17 @@ pub async fn start_cluster(
             .expect("start a cluster node")
         })
         .collect();
-    let ids: Vec<u64> = (1..=n as u64).collect();
-    assert!(
-        wait_until(Duration::from_secs(30), || all_led(
-            &nodes[0], partitions, &ids
-        ))
-        .await,
-        "the cluster did not elect leaders: {}",
-        cluster_status(&nodes[0]).await
-    );
+    if !wait_until(Duration::from_secs(30), || {
+        all_groups_led(&nodes, partitions)
+    })
+    .await
+    {
+        let mut views = Vec::new();
+        for node in &nodes {
+            views.push(cluster_status(node).await.to_string());
+        }
+        panic!("the cluster did not elect leaders:\n{}", views.join("\n"));
+    }
     nodes
 }
 
@@ -98,6 +100,20 @@ pub async fn all_led(node: &TestNode, partitions: u32, alive: &[u64]) -> bool {
         && groups
             .values()
             .all(|g| g["leader"].as_u64().is_some_and(|l| alive.contains(&l)))
+}
+
+/// Every one of the `partitions + 1` groups is led, as some node of `nodes` reports it (a node
+/// reports only the groups it holds a replica of).
+pub async fn all_groups_led(nodes: &[TestNode], partitions: u32) -> bool {
+    let mut led = std::collections::BTreeSet::new();
+    for node in nodes {
+        for (g, v) in groups(&cluster_status(node).await) {
+            if v["leader"].is_u64() {
+                led.insert(g);
+            }
+        }
+    }
+    led.len() == partitions as usize + 1
 }
 
 /// Partition leaders (not the metadata group), by group id.

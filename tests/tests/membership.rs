@@ -31,6 +31,11 @@ fn cluster_cli(args: &[&str], server: &str) -> String {
 /// Whether every group is led by one of `members`, whose view lists `members` as the nodes and
 /// the group's voters as the `layout` over `members`. `views` are the nodes asked.
 async fn laid_out_over(views: &[&TestNode], members: &[u64]) -> bool {
+    laid_out(views, members, 3).await
+}
+
+/// [`laid_out_over`] with `replicas` per partition.
+async fn laid_out(views: &[&TestNode], members: &[u64], replicas: usize) -> bool {
     let mut leading = std::collections::BTreeMap::new();
     for node in views {
         let status = cluster_status(node).await;
@@ -54,7 +59,7 @@ async fn laid_out_over(views: &[&TestNode], members: &[u64]) -> bool {
                 .flatten()
                 .filter_map(|x| x.as_u64())
                 .collect();
-            let want: BTreeSet<u64> = cella_cluster::cluster::layout(*g, members, 3)
+            let want: BTreeSet<u64> = cella_cluster::cluster::layout(*g, members, replicas)
                 .into_iter()
                 .collect();
             voters == want && v["leader"].as_u64().is_some_and(|l| members.contains(&l))
@@ -160,4 +165,36 @@ async fn a_node_joins_and_one_leaves_while_serving() {
     let history = load.stop().await;
     let acked = check_history(&nodes[3], &history).await;
     assert!(acked > 700, "too little load got through: {acked}");
+}
+
+/// With fewer replicas than nodes, each group is initialized by the lowest of its own replicas,
+/// and every node serves every partition, including those it holds no replica of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fewer_replicas_than_nodes() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(root.path(), 4, PARTITIONS, &["--replicas", "2"]).await;
+    let views: Vec<&TestNode> = nodes.iter().collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || laid_out(
+            &views,
+            &[1, 2, 3, 4],
+            2
+        ))
+        .await,
+        "partitions not laid out on two replicas each: {}",
+        cluster_status(&nodes[0]).await
+    );
+    let r = nodes[3].deploy("counter", &component("counter")).await;
+    assert_eq!(r.status, 201, "deploying counter: {}", r.body);
+    for k in 0..8 {
+        let key = format!("r{k}");
+        for (i, node) in nodes.iter().enumerate() {
+            let r = node.call("counter", &key, "add", "1").await;
+            assert_eq!(
+                (r.status, r.body.trim()),
+                (200, (i + 1).to_string().as_str()),
+                "{key}"
+            );
+        }
+    }
 }

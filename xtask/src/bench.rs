@@ -129,22 +129,34 @@ fn run_wrk(
 
 /// Runs the benchmark. `secs` per cell.
 /// Waits until every raft group seen from `addr` has a leader, and leaders are on every node.
-fn wait_for_leaders(addr: &str, addrs: &[String]) -> anyhow::Result<()> {
+fn wait_for_leaders(addrs: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
-        let (status, body) = request(addr, "GET", "/v1/cluster", b"")?;
-        if status == 200 {
+        // A node reports the groups it takes part in: each group must be led as some node
+        // reports it, and every node must lead a partition.
+        let mut leaders = std::collections::BTreeMap::new();
+        let mut last = String::new();
+        for addr in addrs {
+            let (status, body) = request(addr, "GET", "/v1/cluster", b"")?;
+            if status != 200 {
+                continue;
+            }
             let v: serde_json::Value = serde_json::from_str(&body)?;
-            let groups = v["groups"].as_array().cloned().unwrap_or_default();
-            let led = !groups.is_empty() && groups.iter().all(|g| g["leader"].is_u64());
-            let spread = (1..=addrs.len() as u64)
-                .all(|n| groups.iter().any(|g| g["group"] != 0 && g["leader"] == n));
-            if led && spread {
+            for g in v["groups"].as_array().cloned().unwrap_or_default() {
+                if let (Some(group), Some(leader)) = (g["group"].as_u64(), g["leader"].as_u64()) {
+                    leaders.insert(group, leader);
+                }
+            }
+            let partitions = v["partitions"].as_u64().unwrap_or(0);
+            if leaders.len() as u64 == partitions + 1
+                && (1..=addrs.len() as u64).all(|n| leaders.iter().any(|(g, l)| *g != 0 && *l == n))
+            {
                 return Ok(());
             }
+            last = body;
         }
         if started.elapsed() > Duration::from_secs(60) {
-            bail!("the cluster did not elect and spread its leaders: {body}");
+            bail!("the cluster did not elect and spread its leaders: {last}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -233,6 +245,10 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
                 &initial,
             ]);
         }
+        // Extra `cella serve` arguments for experiments, e.g. `--replicas 1`.
+        if let Ok(extra) = std::env::var("CELLA_BENCH_SERVE_ARGS") {
+            serve.args(extra.split_whitespace());
+        }
         servers.push(Server(serve.spawn().context("starting cella serve")?));
     }
     let addr = addrs[0].as_str();
@@ -246,7 +262,7 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
         }
     }
     if addrs.len() > 1 {
-        wait_for_leaders(addr, &addrs)?;
+        wait_for_leaders(&addrs)?;
     }
     let wasm = std::fs::read(build::target_dir(&root).join("components/counter.wasm"))?;
     let (status, body) = request(addr, "PUT", "/v1/modules/counter", &wasm)?;

@@ -4,9 +4,8 @@
 //!
 //! *Layout.* With the voters sorted by id, partition `p` is replicated on `replicas` consecutive
 //! nodes starting at index `(p - 1) % n`, and prefers the first of them as leader, so replicas
-//! and leaders are spread evenly. Group 0 (metadata) is replicated on every node. The node with
-//! the lowest id of the initial cluster initializes every group; the others wait to be
-//! contacted. The balancer hands a partition's leadership to its preferred node once that node
+//! and leaders are spread evenly. Group 0 (metadata) is replicated on every node. The lowest
+//! id among a group's initial replicas initializes it; the others wait to be contacted. The balancer hands a partition's leadership to its preferred node once that node
 //! has caught up, so leaders spread again when a node joins or comes back (see
 //! [`crate::membership`] for joining, leaving and moving replicas).
 
@@ -157,8 +156,8 @@ pub struct GroupStatus {
 }
 
 impl Cluster {
-    /// Opens every group on `store` and starts them; initializes the groups when this node is
-    /// the lowest id of the initial cluster and they are not initialized yet.
+    /// Opens every group on `store` and starts them; initializes the groups of which this node
+    /// is the lowest initial replica and that are not initialized yet.
     pub async fn start(store: Store, options: ClusterOptions) -> Result<Arc<Cluster>, Error> {
         let placement = options.placement;
         check_placement(&store, placement).await?;
@@ -251,14 +250,19 @@ impl Cluster {
     }
 
     async fn initialize(&self) -> Result<(), Error> {
-        let Some(lowest) = self.options.initial.keys().next() else {
+        if self.options.initial.is_empty() {
             return Err(Error::Config("the initial cluster is empty".into()));
-        };
-        if *lowest != self.options.node_id || self.options.join {
+        }
+        if self.options.join {
             return Ok(());
         }
         let nodes: Vec<u64> = self.options.initial.keys().copied().collect();
         for group in self.groups.values() {
+            // The lowest id among a group's initial replicas initializes it.
+            let replicas = layout(group.id, &nodes, self.options.replicas);
+            if replicas.iter().min() != Some(&self.options.node_id) {
+                continue;
+            }
             let initialized = group
                 .raft
                 .is_initialized()
@@ -267,7 +271,7 @@ impl Cluster {
             if initialized {
                 continue;
             }
-            let members: BTreeMap<u64, BasicNode> = layout(group.id, &nodes, self.options.replicas)
+            let members: BTreeMap<u64, BasicNode> = replicas
                 .into_iter()
                 .map(|id| (id, BasicNode::new(self.options.initial[&id].clone())))
                 .collect();
