@@ -1,8 +1,9 @@
 //! The openraft log storage of one group, on the node's redb store.
 //!
-//! The group's unpurged entries are kept in memory too (the log tail between snapshots), so
-//! replication reads never touch disk and entries are readable as soon as `append` returns, as
-//! openraft requires; redb holds the durable copy, read back once when the group opens. Every
+//! The newest entries are kept in memory too (at least [`CACHED`], and every entry not yet
+//! durable), so replication of the tail never touches disk and entries are readable as soon as
+//! `append` returns, as openraft requires; redb holds the durable copy, and older entries (a
+//! lagging replica's catch-up, the metadata group's history) are read back from it on demand. Every
 //! write goes through the store's group-commit writer, whose FIFO order serializes a group's
 //! votes, appends, truncations and purges as openraft requires, and whose batches put the
 //! appends of every group on the node into one durable transaction.
@@ -34,12 +35,32 @@ const VOTE: &str = "vote";
 const PURGED: &str = "purged";
 const COMMITTED: &str = "committed";
 
+/// How many of the newest durable entries stay in memory.
+pub const CACHED: usize = 1024;
+
 /// What the group's log holds, in memory.
 #[derive(Default)]
 struct Cached {
+    /// The newest entries; older ones are only on disk.
     entries: BTreeMap<u64, EntryOf<C>>,
+    /// Entries up to this index are durable (and may leave memory).
+    durable: u64,
     vote: Option<VoteOf<C>>,
     purged: Option<LogIdOf<C>>,
+}
+
+impl Cached {
+    /// Drops the oldest durable entries beyond [`CACHED`].
+    fn trim(&mut self) {
+        while self.entries.len() > CACHED {
+            match self.entries.first_key_value() {
+                Some((index, _)) if *index <= self.durable => {
+                    self.entries.pop_first();
+                }
+                _ => break,
+            }
+        }
+    }
 }
 
 /// The log storage of one group. Clones share the cache (the reader is a clone).
@@ -54,7 +75,10 @@ impl LogStore {
     /// Opens group `group`'s log on `store`, reading what is on disk.
     pub fn open(store: Store, group: GroupId) -> Result<LogStore, Error> {
         let mut cached = Cached::default();
-        for (index, bytes) in store.group_log(group, 0, u64::MAX)? {
+        let last = store.group_log_last(group)?.map_or(0, |(index, _)| index);
+        cached.durable = last;
+        let from = last.saturating_sub(CACHED as u64 - 1);
+        for (index, bytes) in store.group_log(group, from, last)? {
             cached
                 .entries
                 .insert(index, decode::<EntryOf<C>>("a log entry", &bytes)?);
@@ -97,26 +121,47 @@ impl RaftLogReader<C> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<EntryOf<C>>, io::Error> {
-        let start = range.start_bound().cloned();
-        let end = range.end_bound().cloned();
-        // An empty or inverted range is an empty answer, not a panic of `BTreeMap::range`.
-        let empty = match (start, end) {
-            (Bound::Included(s), Bound::Included(e)) => s > e,
-            (Bound::Included(s), Bound::Excluded(e)) | (Bound::Excluded(s), Bound::Included(e)) => {
-                s >= e
-            }
-            (Bound::Excluded(s), Bound::Excluded(e)) => s >= e || s + 1 == e,
-            _ => false,
+        let start = match range.start_bound() {
+            Bound::Included(s) => *s,
+            Bound::Excluded(s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
         };
-        if empty {
+        let end = match range.end_bound() {
+            Bound::Included(e) => e.saturating_add(1),
+            Bound::Excluded(e) => *e,
+            Bound::Unbounded => u64::MAX,
+        };
+        // An empty or inverted range is an empty answer, not a panic of `BTreeMap::range`.
+        if start >= end {
             return Ok(Vec::new());
         }
-        Ok(self
-            .cache()
-            .entries
-            .range((start, end))
-            .map(|(_, e)| e.clone())
-            .collect())
+        let (first_cached, cached): (u64, Vec<EntryOf<C>>) = {
+            let cache = self.cache();
+            let first = cache.entries.keys().next().copied().unwrap_or(u64::MAX);
+            (
+                first,
+                cache
+                    .entries
+                    .range(start..end)
+                    .map(|(_, e)| e.clone())
+                    .collect(),
+            )
+        };
+        if start >= first_cached {
+            return Ok(cached);
+        }
+        // The part older than the cache is durable (only durable entries leave memory).
+        let mut entries = Vec::new();
+        let to = end.min(first_cached) - 1;
+        for (_, bytes) in self
+            .store
+            .group_log(self.group, start, to)
+            .map_err(|e| io::Error::other(e.to_string()))?
+        {
+            entries.push(decode::<EntryOf<C>>("a log entry", &bytes)?);
+        }
+        entries.extend(cached);
+        Ok(entries)
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
@@ -172,10 +217,12 @@ impl RaftLogStorage<C> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut writes = Vec::new();
+        let mut last = None;
         {
             let mut cache = self.cache();
             for entry in entries {
                 let index = entry.index();
+                last = Some(index);
                 writes.push(GroupWrite::LogPut {
                     group: self.group,
                     index,
@@ -186,8 +233,16 @@ impl RaftLogStorage<C> for LogStore {
         }
         // Queued now, in order with every other write of this group; durable when it resolves.
         let durable = self.store.write_group(writes);
+        let cache = self.cache.clone();
         tokio::spawn(async move {
             let outcome = durable.await.map_err(|e| io::Error::other(e.to_string()));
+            if outcome.is_ok()
+                && let Some(last) = last
+            {
+                let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                cache.durable = cache.durable.max(last);
+                cache.trim();
+            }
             callback.io_completed(outcome);
         });
         Ok(())
@@ -195,7 +250,11 @@ impl RaftLogStorage<C> for LogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogIdOf<C>>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index() + 1);
-        self.cache().entries.retain(|index, _| *index < from);
+        {
+            let mut cache = self.cache();
+            cache.entries.retain(|index, _| *index < from);
+            cache.durable = cache.durable.min(from.saturating_sub(1));
+        }
         self.write(vec![GroupWrite::LogTruncateFrom {
             group: self.group,
             from,

@@ -156,3 +156,46 @@ mod state_machine {
         assert_eq!(current.meta, snapshot.meta);
     }
 }
+
+/// More entries than the log keeps in memory: the older ones are read back from disk, in
+/// order, both while the group runs and after it reopens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_beyond_the_memory_cache_are_read_from_disk() {
+    use openraft::{
+        RaftLogReader,
+        storage::{IOFlushed, RaftLogStorage},
+        testing::{blank_ent, log_id},
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path(), StoreOptions::default()).expect("open the store");
+    let mut log = LogStore::open(store.clone(), 5).expect("open the log");
+    let n = cella_cluster::log_store::CACHED as u64 * 2 + 17;
+    for index in 1..=n {
+        let (tx, rx) = <TypeConfig as openraft::type_config::TypeConfigExt>::oneshot();
+        log.append(
+            [blank_ent::<TypeConfig>(1, 1, index)],
+            IOFlushed::signal(tx),
+        )
+        .await
+        .expect("append");
+        rx.await.expect("flushed").expect("durable");
+    }
+    let check = |entries: Vec<openraft::alias::EntryOf<TypeConfig>>, from: u64, to: u64| {
+        let indexes: Vec<u64> = entries.iter().map(|e| e.log_id.index).collect();
+        assert_eq!(indexes, (from..=to).collect::<Vec<_>>());
+    };
+    check(log.try_get_log_entries(1..=n).await.expect("read"), 1, n);
+    check(log.try_get_log_entries(3..40).await.expect("read"), 3, 39);
+    check(
+        log.try_get_log_entries(n - 5..).await.expect("read"),
+        n - 5,
+        n,
+    );
+    drop(log);
+    let mut reopened = LogStore::open(store, 5).expect("reopen the log");
+    check(reopened.try_get_log_entries(..).await.expect("read"), 1, n);
+    assert_eq!(
+        reopened.get_log_state().await.expect("state").last_log_id,
+        Some(log_id::<TypeConfig>(1, 1, n))
+    );
+}
