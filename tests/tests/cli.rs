@@ -82,3 +82,27 @@ fn clear_messages_for_missing_file_and_unreachable_server() {
     );
     assert!(stderr.contains("hint:"), "{stderr}");
 }
+
+/// `cella serve --deploy TYPE=FILE` deploys through the node's own API once it listens (in a
+/// cluster of one: through its metadata group), then serves the type.
+#[test]
+fn serve_deploys_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("counter={}", component("counter").display());
+    let node = TestNode::start(dir.path(), &["--deploy", &spec]).unwrap();
+    let server = node.url.as_str();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = cella(&["call", "counter/a", "add", "2", "--server", server]);
+        let (stdout, stderr) = text(&out);
+        if out.status.success() {
+            assert_eq!(stdout.trim(), "2", "{stderr}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the type deployed at start is not served: {stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -289,12 +289,38 @@ impl Cluster {
     /// first requests find leaders), and records its current address if it moved (a restart
     /// on another port), for nodes that join later.
     async fn settle_alone(&self) -> Result<(), Error> {
+        if self.options.join {
+            return Ok(());
+        }
         let me = self.options.node_id;
         for group in self.groups.values() {
-            let metrics = group.raft.metrics().borrow_watched().clone();
+            let initialized = group
+                .raft
+                .is_initialized()
+                .await
+                .map_err(|e| Error::Raft(e.to_string()))?;
+            if !initialized {
+                continue;
+            }
+            // Metrics follow initialization asynchronously: wait until they show the members.
+            let metrics = group
+                .raft
+                .wait(Some(Duration::from_secs(10)))
+                .metrics(
+                    |m| {
+                        m.membership_config
+                            .membership()
+                            .voter_ids()
+                            .next()
+                            .is_some()
+                    },
+                    "the group's membership is known",
+                )
+                .await
+                .map_err(|e| Error::Raft(format!("group {}: {e}", group.id)))?;
             let membership = metrics.membership_config.membership();
             if membership.voter_ids().collect::<Vec<_>>() != [me] {
-                return Ok(());
+                continue;
             }
             let recorded = membership.get_node(&me).map(|n| n.addr.clone());
             if metrics.state != ServerState::Leader {

@@ -705,6 +705,7 @@ fn cluster_table(status: &serde_json::Value) -> String {
 
 async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> {
     let data_dir = options.data_dir.clone();
+    let token = options.admin_token.clone();
     let handle = Node::start(options)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -715,18 +716,29 @@ async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> 
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--deploy `{spec}` must be TYPE=FILE"))?;
         let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?;
-        let meta = handle
-            .node
-            .registry
-            .deploy(ty, &bytes)
-            .await
-            .map_err(|e| anyhow::anyhow!("deploying {file} as `{ty}` failed: {e}"))?
-            .version;
+        // Through the node's own API, so that in a cluster the change goes to the metadata
+        // group's leader (and waits for one) like any upload.
+        let path = format!("/v1/modules/{}", client::encode_segment(ty));
+        let reply = client::send(&base, Method::PUT, &path, bytes, token.as_deref()).await?;
+        if reply.status != 200 && reply.status != 201 {
+            anyhow::bail!(
+                "deploying {file} as `{ty}` failed ({}): {}",
+                reply.status,
+                reply.body.trim()
+            );
+        }
+        let meta: serde_json::Value = serde_json::from_str(&reply.body)?;
+        let commands: Vec<&str> = meta["commands"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .collect();
         println!(
             "deployed {ty} v{} ({}, commands: {})",
-            meta.version,
-            meta.kind.as_str(),
-            meta.commands.join(", ")
+            meta["version"],
+            meta["kind"].as_str().unwrap_or("?"),
+            commands.join(", ")
         );
     }
     wait_for_signal().await;
