@@ -68,22 +68,19 @@ impl Store {
     /// Queues group writes; the future resolves once they are durable, in submission order with
     /// every other write of the store (see [`cella_core::Journal::append`]).
     pub fn write_group(&self, writes: Vec<GroupWrite>) -> AppendFuture {
-        let ops: Result<Vec<Op>> = writes.into_iter().map(GroupWrite::into_op).collect();
-        let reply = ops.map(|ops| self.inner.writer.submit(ops));
-        Box::pin(async move {
-            match reply?.await {
-                Ok(outcome) => outcome.map_err(Into::into),
-                Err(_) => Err(Error::Closed.into()),
-            }
-        })
+        self.queue_group(writes, true)
     }
 
     /// Like [`Store::write_group`], but resolves once the writes are committed and visible,
     /// without waiting for them to be durable: a crash may lose them (never tear them), until
     /// the next durable write. For state a raft group can re-apply from its log.
     pub fn write_group_volatile(&self, writes: Vec<GroupWrite>) -> AppendFuture {
+        self.queue_group(writes, false)
+    }
+
+    fn queue_group(&self, writes: Vec<GroupWrite>, durable: bool) -> AppendFuture {
         let ops: Result<Vec<Op>> = writes.into_iter().map(GroupWrite::into_op).collect();
-        let reply = ops.map(|ops| self.inner.writer.submit_volatile(ops));
+        let reply = ops.map(|ops| self.inner.writer.enqueue(ops, durable));
         Box::pin(async move {
             match reply?.await {
                 Ok(outcome) => outcome.map_err(Into::into),

@@ -96,7 +96,7 @@ pub(crate) type Reply = oneshot::Receiver<Result<()>>;
 
 struct Request {
     ops: Vec<Op>,
-    /// Whether the reply waits for an fsync (see [`Writer::submit_volatile`]).
+    /// Whether the reply waits for an fsync (see [`Writer::enqueue`]).
     durable: bool,
     reply: oneshot::Sender<Result<()>>,
 }
@@ -147,14 +147,11 @@ impl Writer {
         self.enqueue(ops, true)
     }
 
-    /// Queues writes whose reply does not wait for an fsync: they are committed (visible to
-    /// readers) and become durable with the next durable commit. Only for writes that can be
-    /// recomputed after a crash (a raft state machine re-applies its log).
-    pub(crate) fn submit_volatile(&self, ops: Vec<Op>) -> Reply {
-        self.enqueue(ops, false)
-    }
-
-    fn enqueue(&self, ops: Vec<Op>, durable: bool) -> Reply {
+    /// Queues writes; with `durable` false the reply does not wait for an fsync: the writes
+    /// are committed (visible to readers) and become durable with the next durable commit.
+    /// Only for writes that can be recomputed after a crash (a raft state machine re-applies
+    /// its log).
+    pub(crate) fn enqueue(&self, ops: Vec<Op>, durable: bool) -> Reply {
         let (reply, rx) = oneshot::channel();
         let request = Request {
             ops,
