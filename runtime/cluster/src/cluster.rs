@@ -171,12 +171,17 @@ impl Cluster {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(every),
             // Keep a tail so that a briefly lagging replica catches up from the log.
             max_in_snapshot_log_to_keep: (every / 10).min(1_000),
+            // An entry carries at most about `MAX_BATCH_BYTES` of appends (one large append
+            // more): this many stay well under the peer transport's body limit.
+            max_payload_entries: 64,
             ..Default::default()
         };
         // The metadata group keeps its whole log (its snapshot would not carry the modules):
         // a new node replays it.
+        // Its entries may each carry a whole module: one per message.
         let meta_config = Config {
             snapshot_policy: SnapshotPolicy::Never,
+            max_payload_entries: 1,
             ..config.clone()
         };
         let validate = |c: Config| c.validate().map_err(|e| Error::Config(e.to_string()));
@@ -387,7 +392,9 @@ impl Cluster {
 
     /// The current leader of `group` as this node knows it: its id and address. A node that is
     /// not among the group's replicas by the current layout (it was moved off the group, and
-    /// stopped hearing from it) names the group's preferred replica instead, which knows.
+    /// stopped hearing from it) trusts a known leader only if that one is among them too (it
+    /// may have been moved off and stopped as well), and else names the group's preferred
+    /// replica, which knows.
     pub fn leader(&self, group: &Group) -> Option<(u64, String)> {
         let known = {
             // Borrowed, not cloned: this runs for every request forwarded to another node.
@@ -401,6 +408,11 @@ impl Cluster {
         let members = self.members();
         let replicas = layout(group.id, &members, self.options.replicas);
         if replicas.contains(&self.options.node_id) || members.is_empty() {
+            return known;
+        }
+        if let Some((id, _)) = &known
+            && replicas.contains(id)
+        {
             return known;
         }
         let preferred = *replicas.first()?;

@@ -222,7 +222,7 @@ impl RaftLogStorage<C> for LogStore {
             let mut cache = self.cache();
             for entry in entries {
                 let index = entry.index();
-                last = Some(index);
+                last = Some(entry.log_id());
                 writes.push(GroupWrite::LogPut {
                     group: self.group,
                     index,
@@ -240,8 +240,13 @@ impl RaftLogStorage<C> for LogStore {
                 && let Some(last) = last
             {
                 let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
-                cache.durable = cache.durable.max(last);
-                cache.trim();
+                // Unless a truncation replaced these entries meanwhile (their successors at
+                // the same indexes are not durable yet).
+                let index = last.index();
+                if cache.entries.get(&index).map(|e| e.log_id()) == Some(last) {
+                    cache.durable = cache.durable.max(index);
+                    cache.trim();
+                }
             }
             callback.io_completed(outcome);
         });

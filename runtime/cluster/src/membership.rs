@@ -102,6 +102,18 @@ impl Cluster {
                 .await
                 .map_err(|e| Error::Raft(format!("demoting node {id}: {e}")))?;
         }
+        if id == self.options.node_id {
+            // Demoted, this node hands the metadata group over; the new leader continues the
+            // removal (the caller retries there).
+            let _ = meta
+                .wait(Some(Duration::from_secs(5)))
+                .metrics(|m| m.state != ServerState::Leader, "stepped down")
+                .await;
+            return Err(Error::Raft(format!(
+                "node {id} led the metadata group and stepped down to leave; the new leader \
+                 continues its removal"
+            )));
+        }
         let drained = tokio::time::timeout(DRAIN, async {
             while !self.drained(id).await {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -173,21 +185,22 @@ impl Cluster {
         let addrs = self.nodes();
         for group in self.groups.values() {
             let desired = layout(group.id, &members, self.options.replicas);
-            // A node moved off a group no longer hears from it; it must not keep calling
-            // elections there (its term would climb and disturb the group if it came back).
-            let replica = desired.contains(&self.options.node_id);
-            group.raft.runtime_config().elect(replica);
-            if group.id == META_GROUP {
-                continue;
-            }
             let metrics = group.raft.metrics().borrow_watched().clone();
-            if metrics.state != ServerState::Leader {
+            let membership = metrics.membership_config.membership();
+            let voters: BTreeSet<u64> = membership.voter_ids().collect();
+            let nodes: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
+            // A node moved off a group no longer hears from it; it must not keep calling
+            // elections there (its term would climb and disturb the group if it came back),
+            // unless none of the group's voters is in the new layout: then only the old voters
+            // can elect the leader that moves the group.
+            let replica = desired.contains(&self.options.node_id)
+                || !voters.iter().any(|v| desired.contains(v));
+            group.raft.runtime_config().elect(replica);
+            if group.id == META_GROUP || metrics.state != ServerState::Leader {
                 continue;
             }
             let wanted: BTreeSet<u64> = desired.iter().copied().collect();
-            let voters: BTreeSet<u64> =
-                metrics.membership_config.membership().voter_ids().collect();
-            if wanted != voters {
+            if wanted != voters || wanted != nodes {
                 self.reconcile(group.id, wanted, &addrs);
                 continue;
             }
@@ -230,15 +243,14 @@ impl Cluster {
         let busy = self.reconciling.clone();
         tokio::spawn(async move {
             let outcome = async {
-                let metrics = raft.metrics().borrow_watched().clone();
-                let known: BTreeSet<u64> = metrics
-                    .membership_config
-                    .membership()
-                    .nodes()
-                    .map(|(id, _)| *id)
-                    .collect();
+                let voters: BTreeSet<u64> = {
+                    let metrics = raft.metrics().borrow_watched().clone();
+                    metrics.membership_config.membership().voter_ids().collect()
+                };
+                // Every wanted replica that is not a voter yet becomes (or, left over from an
+                // earlier round, is again) a learner, and must catch up before it votes.
                 for (id, addr) in &new {
-                    if known.contains(id) {
+                    if voters.contains(id) {
                         continue;
                     }
                     // Blocking: resolves once the learner has caught up (by log or snapshot).
@@ -250,10 +262,29 @@ impl Cluster {
                     .map_err(|_| format!("node {id} did not catch up"))?
                     .map_err(|e| e.to_string())?;
                 }
-                raft.change_membership(ChangeMembers::ReplaceAllVoters(wanted), false)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
+                if voters != wanted {
+                    raft.change_membership(ChangeMembers::ReplaceAllVoters(wanted.clone()), false)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                // Learners outside the layout (a replica moved off, or one that never caught
+                // up) are forgotten, so that a drain of their node can finish.
+                let extra: BTreeSet<u64> = {
+                    let metrics = raft.metrics().borrow_watched().clone();
+                    metrics
+                        .membership_config
+                        .membership()
+                        .nodes()
+                        .map(|(id, _)| *id)
+                        .filter(|id| !wanted.contains(id))
+                        .collect()
+                };
+                if !extra.is_empty() {
+                    raft.change_membership(ChangeMembers::RemoveNodes(extra), false)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok::<(), String>(())
             }
             .await;
             if let Err(e) = outcome {

@@ -12,11 +12,13 @@
 //! per batch. An append resolves once committed, which is before the state machine has applied it: the
 //! leader's entity cache already holds the new state, and a reader of the store first waits for
 //! the apply (`Cluster::ready`). A barrier resolves once every append submitted before it has
-//! resolved (each append gets a ticket; completions advance a watermark).
+//! resolved: each append gets a ticket, taken and queued under one lock so that tickets reach
+//! the queue in order; a batch covers consecutive tickets, and the watermark advances only over
+//! tickets all of whose predecessors resolved too.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, PoisonError},
 };
 
 use cella_core::{AppendFuture, Write};
@@ -38,21 +40,45 @@ struct Item {
 
 /// The submission queue of one group.
 pub struct Submitter {
-    queue: mpsc::UnboundedSender<Item>,
-    issued: AtomicU64,
-    finished: Arc<watch::Sender<u64>>,
+    /// The sender and the last ticket issued, under one lock: tickets are queued in order.
+    queue: Mutex<(mpsc::UnboundedSender<Item>, u64)>,
+    progress: Arc<Progress>,
+}
+
+/// Which tickets resolved: every ticket up to the watermark, and ranges beyond it.
+struct Progress {
+    finished: watch::Sender<u64>,
+    /// Resolved ranges (first → last) past the watermark, waiting for an earlier one.
+    ahead: Mutex<BTreeMap<u64, u64>>,
+}
+
+impl Progress {
+    /// Records that tickets `first..=last` resolved.
+    fn resolved(&self, first: u64, last: u64) {
+        let mut ahead = self.ahead.lock().unwrap_or_else(PoisonError::into_inner);
+        ahead.insert(first, last);
+        self.finished.send_if_modified(|mark| {
+            let before = *mark;
+            while let Some(last) = ahead.remove(&(*mark + 1)) {
+                *mark = last;
+            }
+            *mark != before
+        });
+    }
 }
 
 impl Submitter {
     /// Starts the pump task of `raft`'s group.
     pub fn start(raft: Raft<C, StateMachine>) -> Submitter {
         let (queue, rx) = mpsc::unbounded_channel();
-        let finished = Arc::new(watch::Sender::new(0u64));
-        tokio::spawn(pump(raft, rx, finished.clone()));
+        let progress = Arc::new(Progress {
+            finished: watch::Sender::new(0),
+            ahead: Mutex::default(),
+        });
+        tokio::spawn(pump(raft, rx, progress.clone()));
         Submitter {
-            queue,
-            issued: AtomicU64::new(0),
-            finished,
+            queue: Mutex::new((queue, 0)),
+            progress,
         }
     }
 
@@ -64,17 +90,23 @@ impl Submitter {
         leader: Option<CommittedLeaderIdOf<C>>,
     ) -> AppendFuture {
         let (done, rx) = oneshot::channel();
-        let ticket = self.issued.fetch_add(1, Ordering::AcqRel) + 1;
-        let sent = self.queue.send(Item {
-            writes,
-            leader,
-            ticket,
-            done,
-        });
-        let finished = self.finished.clone();
+        let sent = {
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let ticket = queue.1 + 1;
+            let sent = queue.0.send(Item {
+                writes,
+                leader,
+                ticket,
+                done,
+            });
+            // A refused item took no ticket.
+            if sent.is_ok() {
+                queue.1 = ticket;
+            }
+            sent.is_ok()
+        };
         Box::pin(async move {
-            if sent.is_err() {
-                finished.send_modify(|f| *f = (*f).max(ticket));
+            if !sent {
                 return Err(cella_core::Error::Unconfirmed(
                     "the group is shut down".into(),
                 ));
@@ -89,8 +121,8 @@ impl Submitter {
 
     /// Resolves once every append submitted before this call has resolved.
     pub fn barrier(&self) -> AppendFuture {
-        let ticket = self.issued.load(Ordering::Acquire);
-        let mut finished = self.finished.subscribe();
+        let ticket = self.queue.lock().unwrap_or_else(PoisonError::into_inner).1;
+        let mut finished = self.progress.finished.subscribe();
         Box::pin(async move {
             finished
                 .wait_for(|f| *f >= ticket)
@@ -101,13 +133,42 @@ impl Submitter {
     }
 }
 
-/// Appends queued together that share a leader condition go to raft as one entry.
+/// Appends queued together that share a leader condition go to raft as one entry, up to this
+/// many appends…
 const MAX_BATCH: usize = 256;
+/// …and about this many bytes of payload (a single larger append still goes alone), so that a
+/// replication message of many entries stays well under the peer transport's body limit.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// About how many bytes `writes` take in a raft entry.
+fn weight(writes: &[Write]) -> usize {
+    use cella_core::JournalPayload;
+    writes
+        .iter()
+        .map(|write| match write {
+            Write::Append(id, entry) => {
+                let payload = match &entry.payload {
+                    JournalPayload::Events(events) => events.iter().map(|e| e.len() + 8).sum(),
+                    JournalPayload::State(state) => state.len(),
+                };
+                64 + id.entity_type.len()
+                    + id.key.len()
+                    + entry.command_id.len()
+                    + entry.command.len()
+                    + payload
+            }
+            Write::Snapshot(id, snapshot) => {
+                64 + id.entity_type.len() + id.key.len() + snapshot.state.len()
+            }
+            Write::Trim(id, _) => 32 + id.entity_type.len() + id.key.len(),
+        })
+        .sum()
+}
 
 async fn pump(
     raft: Raft<C, StateMachine>,
     mut rx: mpsc::UnboundedReceiver<Item>,
-    finished: Arc<watch::Sender<u64>>,
+    progress: Arc<Progress>,
 ) {
     let mut held: Option<Item> = None;
     loop {
@@ -120,11 +181,17 @@ async fn pump(
         };
         // Everything already queued under the same leader condition joins this entry: one
         // raft entry (one log write, one replication message) for many appends.
+        // Items arrive in ticket order, so a batch covers consecutive tickets.
         let leader = first.leader;
+        let first_ticket = first.ticket;
+        let mut bytes = weight(&first.writes);
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(item) if item.leader == leader => batch.push(item),
+                Ok(item) if item.leader == leader => {
+                    bytes += weight(&item.writes);
+                    batch.push(item);
+                }
                 Ok(item) => {
                     held = Some(item);
                     break;
@@ -132,7 +199,7 @@ async fn pump(
                 Err(_) => break,
             }
         }
-        let ticket = batch.iter().map(|i| i.ticket).max().unwrap_or(0);
+        let last_ticket = first_ticket + batch.len() as u64 - 1;
         let mut writes = Vec::new();
         let mut dones = Vec::with_capacity(batch.len());
         for item in batch {
@@ -148,10 +215,10 @@ async fn pump(
             for done in dones {
                 let _ = done.send(Err(cella_core::Error::Unconfirmed(fatal.to_string())));
             }
-            finished.send_modify(|f| *f = (*f).max(ticket));
+            progress.resolved(first_ticket, last_ticket);
             continue;
         }
-        let finished = finished.clone();
+        let progress = progress.clone();
         tokio::spawn(async move {
             // Committed means durable on a quorum: the appends' answer. Without a commit, the
             // completion says why.
@@ -159,7 +226,7 @@ async fn pump(
                 for done in dones {
                     let _ = done.send(Ok(()));
                 }
-                finished.send_modify(|f| *f = (*f).max(ticket));
+                progress.resolved(first_ticket, last_ticket);
                 // Raft answers the completion too; someone has to take it.
                 drop(applied.await);
                 return;
@@ -179,7 +246,31 @@ async fn pump(
                 };
                 let _ = done.send(outcome);
             }
-            finished.send_modify(|f| *f = (*f).max(ticket));
+            progress.resolved(first_ticket, last_ticket);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watermark_advances_only_over_contiguous_tickets() {
+        let progress = Progress {
+            finished: watch::Sender::new(0),
+            ahead: Mutex::default(),
+        };
+        let mark = || *progress.finished.borrow();
+        progress.resolved(4, 6);
+        assert_eq!(mark(), 0, "tickets 1..=3 are still out");
+        progress.resolved(2, 3);
+        assert_eq!(mark(), 0);
+        progress.resolved(1, 1);
+        assert_eq!(mark(), 6);
+        progress.resolved(8, 8);
+        assert_eq!(mark(), 6);
+        progress.resolved(7, 7);
+        assert_eq!(mark(), 8);
     }
 }

@@ -315,8 +315,12 @@ impl Entities {
             self.journal.barrier(id).await?;
             slot.durable_seq.fetch_max(seq, Ordering::AcqRel);
         }
-        if let Some(lease) = lease {
-            self.journal.confirm(id, lease).await?;
+        if let Some(lease) = lease
+            && let Err(e) = self.journal.confirm(id, lease).await
+        {
+            // Nothing changed: when another node leads now, the answer is to ask it there.
+            self.lease(id)?;
+            return Err(e.into());
         }
         Ok(())
     }

@@ -354,7 +354,12 @@ async fn change_membership(node: &Node, addr: Option<&str>, id: u64) -> Result<R
     };
     changed.map_err(|e| match e {
         cella_cluster::Error::Membership(m) => Error::BadRequest(m),
-        other => Error::Unavailable(other.to_string()),
+        // Leadership moved meanwhile (or this node handed it over to leave): the caller
+        // retries at the new leader, which resumes the change.
+        other => match cluster.meta_leadership() {
+            Err(leader) => Error::NotLeader { leader },
+            Ok(()) => Error::Unavailable(other.to_string()),
+        },
     })?;
     Ok(json_response(
         StatusCode::OK,

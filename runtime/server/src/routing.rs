@@ -47,6 +47,10 @@ const ROUTE_DEADLINE: Duration = Duration::from_secs(8);
 /// How long a forwarded request may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a forwarded membership change may take: adding a node waits for it to catch up,
+/// removing one waits for the partitions to drain it (a minute each at most).
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(150);
+
 /// Runs the request on this node again.
 pub type LocalRun<'a> = Box<
     dyn Fn() -> Pin<Box<dyn Future<Output = Result<Response<Body>>> + Send + 'a>>
@@ -142,6 +146,11 @@ async fn route_to_leader(
         other => return other,
     };
     let deadline = Instant::now() + ROUTE_DEADLINE;
+    let timeout = if origin.path_and_query.starts_with("/v1/cluster/nodes") {
+        MEMBERSHIP_TIMEOUT
+    } else {
+        FORWARD_TIMEOUT
+    };
     let mut backoff = Duration::from_millis(20);
     let mut hops = 0;
     loop {
@@ -161,7 +170,7 @@ async fn route_to_leader(
                     &origin.path_and_query,
                     &headers,
                     body.clone(),
-                    FORWARD_TIMEOUT,
+                    timeout,
                 )
                 .await;
             match sent {
