@@ -581,6 +581,23 @@ impl Cluster {
         crate::network::serve_rpc(&group.raft, kind, body).await
     }
 
+    /// Answers the append stream of `group` (see [`crate::stream`]).
+    pub fn serve_append_stream(
+        &self,
+        group: &str,
+        body: hyper::body::Incoming,
+    ) -> Result<crate::stream::StreamingBody, Error> {
+        let group = group
+            .parse::<GroupId>()
+            .ok()
+            .and_then(|g| self.groups.get(&g))
+            .ok_or_else(|| Error::Decode {
+                what: "a raft RPC path",
+                message: format!("there is no group `{group}`"),
+            })?;
+        Ok(crate::stream::serve(group.raft.clone(), body))
+    }
+
     /// Stops every group.
     pub async fn shutdown(&self) {
         for group in self.groups.values() {

@@ -14,6 +14,7 @@
 //!   appends of all groups on the node (openraft has no cross-group batching of its own).
 //! - [`network`]: raft RPCs between nodes over hyper with postcard bodies, and the pooled peer
 //!   client that also carries forwarded entity commands.
+//! - [`stream`]: pipelined replication, one streaming HTTP exchange per group and follower.
 //! - [`state_machine`]: applies committed journal writes into the node's store and builds and
 //!   installs partition snapshots.
 
@@ -24,6 +25,7 @@ pub mod membership;
 pub mod network;
 pub mod placement;
 pub mod state_machine;
+pub mod stream;
 pub mod submit;
 pub mod types;
 

@@ -47,6 +47,9 @@ struct Cached {
     durable: u64,
     vote: Option<VoteOf<C>>,
     purged: Option<LogIdOf<C>>,
+    /// The latest committed log id openraft reported, not yet handed to the store (it goes
+    /// with the next append).
+    committed: Option<Option<LogIdOf<C>>>,
 }
 
 impl Cached {
@@ -192,14 +195,9 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
-        let value = committed
-            .map(|c| encode("a committed log id", &c))
-            .transpose()?;
-        // Volatile and not awaited: losing the latest value only makes a restart re-apply less.
-        drop(
-            self.store
-                .write_group_volatile(vec![self.state_write(COMMITTED, value)]),
-        );
+        // Written with the next append, not on its own: losing the latest value only makes a
+        // restart re-apply less, and a write of its own per commit would cost a store request.
+        self.cache().committed = Some(committed);
         Ok(())
     }
 
@@ -220,6 +218,12 @@ impl RaftLogStorage<C> for LogStore {
         let mut last = None;
         {
             let mut cache = self.cache();
+            if let Some(committed) = cache.committed.take() {
+                let value = committed
+                    .map(|c| encode("a committed log id", &c))
+                    .transpose()?;
+                writes.push(self.state_write(COMMITTED, value));
+            }
             for entry in entries {
                 let index = entry.index();
                 last = Some(entry.log_id());

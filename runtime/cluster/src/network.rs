@@ -10,12 +10,14 @@
 use std::{future::Future, io::Cursor, time::Duration};
 
 use bytes::Bytes;
+use futures_util::{Stream, future::BoxFuture, stream::BoxStream};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
 };
+use openraft::raft::StreamAppendResult;
 use openraft::{
     OptionalSend, Raft, RaftNetworkFactory,
     alias::{SnapshotMetaOf, SnapshotOf, VoteOf},
@@ -45,6 +47,8 @@ pub const RAFT_PATH: &str = "/v1/peer/raft/";
 #[derive(Clone)]
 pub struct PeerClient {
     http: Client<HttpConnector, Full<Bytes>>,
+    /// For exchanges whose request body is written as it is produced (append streams).
+    streaming: Client<HttpConnector, crate::stream::StreamingBody>,
 }
 
 impl Default for PeerClient {
@@ -67,8 +71,19 @@ impl PeerClient {
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector.clone());
+        let streaming = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        PeerClient { http }
+        PeerClient { http, streaming }
+    }
+
+    /// Sends a request whose body streams; resolves with the answer's head.
+    pub(crate) async fn stream(
+        &self,
+        request: Request<crate::stream::StreamingBody>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
+        self.streaming.request(request).await
     }
 
     /// Sends one request to `addr` (`host:port`) and reads the whole answer within `timeout`.
@@ -214,6 +229,23 @@ impl RaftNetworkV2<C> for PeerLink {
         // detection of a dead follower waits longer; the quorum keeps committing meanwhile.
         self.rpc("append", &rpc, option.soft_ttl().max(APPEND_TIMEOUT))
             .await
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>, RPCError<C>>>
+    where
+        S: Stream<Item = AppendEntriesRequest<C>> + OptionalSend + Unpin + 'static,
+    {
+        crate::stream::send(
+            self.client.clone(),
+            self.addr.clone(),
+            self.group,
+            input,
+            option.soft_ttl().max(APPEND_TIMEOUT),
+        )
     }
 
     async fn vote(

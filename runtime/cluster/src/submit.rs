@@ -140,6 +140,11 @@ const MAX_BATCH: usize = 256;
 /// replication message of many entries stays well under the peer transport's body limit.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
+/// Entries of one group proposed and not yet committed, at most: the appends that arrive
+/// meanwhile wait and are proposed together, so that raft's per-entry costs (log and apply
+/// writes, replication bookkeeping, completions) are paid per batch rather than per append.
+const MAX_IN_FLIGHT: usize = 4;
+
 /// About how many bytes `writes` take in a raft entry.
 fn weight(writes: &[Write]) -> usize {
     use cella_core::JournalPayload;
@@ -171,7 +176,12 @@ async fn pump(
     progress: Arc<Progress>,
 ) {
     let mut held: Option<Item> = None;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     loop {
+        // While the entries in flight commit, appends queue up and go as one entry next.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
         let first = match held.take() {
             Some(item) => item,
             None => match rx.recv().await {
@@ -223,6 +233,7 @@ async fn pump(
             // Committed means durable on a quorum: the appends' answer. Without a commit, the
             // completion says why.
             if committed.await.is_ok() {
+                drop(permit);
                 for done in dones {
                     let _ = done.send(Ok(()));
                 }

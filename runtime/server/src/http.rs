@@ -18,7 +18,7 @@
 use std::{convert::Infallible, sync::Arc, time::Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::{
     Method, Request, Response, StatusCode,
     body::Incoming,
@@ -32,14 +32,20 @@ use crate::{
     routing::{LocalRun, Origin, route_entity, route_module_change},
 };
 
-pub type Body = Full<Bytes>;
+/// The body of every answer: whole, or written as it is produced (an append stream).
+pub type Body = cella_cluster::stream::StreamingBody;
+
+/// A whole answer body.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    cella_cluster::stream::full_body(bytes.into())
+}
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     text_response(status, "application/json", value.to_string())
 }
 
 fn text_response(status: StatusCode, content_type: &str, body: String) -> Response<Body> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     if let Ok(v) = content_type.parse() {
         resp.headers_mut().insert(CONTENT_TYPE, v);
@@ -250,6 +256,29 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             let local: LocalRun<'_> = Box::new(move || Box::pin(run()));
             route_module_change(node, &origin, Bytes::new(), first, local).await
         }
+        (
+            &Method::POST,
+            [
+                "v1",
+                "peer",
+                "raft",
+                group,
+                cella_cluster::stream::STREAM_KIND,
+            ],
+        ) => match &node.cluster {
+            Some(cluster) => {
+                let body = cluster
+                    .serve_append_stream(group, req.into_body())
+                    .map_err(|e| Error::BadRequest(e.to_string()))?;
+                let mut response = Response::new(body);
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/octet-stream"),
+                );
+                Ok(response)
+            }
+            None => Err(Error::NotFound("this node is not in a cluster".into())),
+        },
         (&Method::POST, ["v1", "peer", "raft", group, kind]) => match &node.cluster {
             Some(cluster) => {
                 let rest = format!("{group}/{kind}");

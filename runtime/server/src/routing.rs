@@ -25,7 +25,6 @@ use cella_cluster::{
     network::{PeerClient, PeerError},
 };
 use cella_core::EntityId;
-use http_body_util::Full;
 use hyper::{
     Method, Response, StatusCode,
     header::{CONTENT_TYPE, HeaderName, HeaderValue},
@@ -223,7 +222,7 @@ fn not_leader_hint(status: StatusCode, body: &[u8]) -> Option<Option<String>> {
 }
 
 fn relay(status: StatusCode, body: Bytes) -> Response<Body> {
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(crate::http::full(body));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -237,7 +236,7 @@ pub async fn peer_rpc(cluster: &Cluster, rest: &str, body: &[u8]) -> Result<Resp
         .serve_peer(rest, body)
         .await
         .map_err(|e| Error::BadRequest(e.to_string()))?;
-    let mut response = Response::new(Full::new(Bytes::from(answer)));
+    let mut response = Response::new(crate::http::full(answer));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),

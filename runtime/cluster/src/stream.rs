@@ -1,0 +1,290 @@
+//! Pipelined replication: the append stream of one group to one follower is one HTTP/1.1
+//! exchange whose request body carries the append requests and whose response body carries
+//! their answers, in order, each a length-prefixed postcard frame.
+//!
+//! openraft hands a replication session a stream of append requests and expects the answers
+//! in the same order. Answering one request before sending the next (openraft's default) makes
+//! every batch wait for the follower's previous round trip, which includes the follower's
+//! durable write. Here up to [`PIPELINE`] requests are on the wire at once: a new entry goes
+//! out while the previous ones are being written. Order holds because one connection carries
+//! the whole stream and the follower feeds it to `Raft::stream_append`, which answers in order.
+//! Heartbeats, votes and snapshots keep their single-shot RPCs (see [`crate::network`]).
+
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::{
+    Stream, StreamExt,
+    future::BoxFuture,
+    stream::{self, BoxStream},
+};
+use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
+use hyper::{
+    Method, Request, StatusCode,
+    body::{Frame, Incoming},
+    header::CONTENT_TYPE,
+};
+use openraft::{
+    Raft,
+    error::{NetworkError, RPCError, RaftError, Unreachable},
+    raft::{AppendEntriesRequest, StreamAppendResult},
+};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::{
+    StateMachine, TypeConfig,
+    network::{PeerClient, RAFT_PATH},
+    types::{decode, encode},
+};
+
+type C = TypeConfig;
+
+/// The follower's answers to an append stream, in order.
+pub type Answers<'s> = BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>;
+
+/// A body written as it is produced (the server's and the streaming client's body type).
+pub type StreamingBody = UnsyncBoxBody<Bytes, Infallible>;
+
+/// Append requests of one stream sent and not yet answered, at most.
+pub const PIPELINE: usize = 8;
+
+/// The last path segment of the append stream (after `{RAFT_PATH}{group}/`).
+pub const STREAM_KIND: &str = "stream";
+
+/// A whole body at once, as a [`StreamingBody`].
+pub fn full_body(bytes: Bytes) -> StreamingBody {
+    http_body_util::Full::new(bytes).boxed_unsync()
+}
+
+/// A body of the chunks sent on `rx`, ending when its sender is dropped.
+fn channel_body(rx: mpsc::Receiver<Bytes>) -> StreamingBody {
+    let chunks = stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(Frame::data(chunk)), rx))
+    });
+    StreamBody::new(chunks).boxed_unsync()
+}
+
+/// `payload` with its length in front.
+fn frame(payload: &[u8]) -> Option<Bytes> {
+    let len = u32::try_from(payload.len()).ok()?;
+    let mut out = BytesMut::with_capacity(4 + payload.len());
+    out.put_u32(len);
+    out.put_slice(payload);
+    Some(out.freeze())
+}
+
+/// Splits a body into the frames written by [`frame`].
+struct FrameReader {
+    body: Incoming,
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    fn new(body: Incoming) -> FrameReader {
+        FrameReader {
+            body,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// The next frame; `None` at the end of the body. Cancel-safe: bytes read stay buffered.
+    async fn next(&mut self) -> Result<Option<Bytes>, String> {
+        loop {
+            if let Some(head) = self.buf.first_chunk::<4>() {
+                let len = u32::from_be_bytes(*head) as usize;
+                if self.buf.len() >= 4 + len {
+                    self.buf.advance(4);
+                    return Ok(Some(self.buf.split_to(len).freeze()));
+                }
+            }
+            match self.body.frame().await {
+                None if self.buf.is_empty() => return Ok(None),
+                None => return Err("the append stream ended inside a frame".into()),
+                Some(Err(e)) => return Err(format!("the append stream broke: {e}")),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The follower's side: feeds the append requests of `body` to `raft` in order and answers
+/// each, in order, in the returned body.
+pub fn serve(raft: Raft<C, StateMachine>, body: Incoming) -> StreamingBody {
+    let (requests_tx, requests_rx) = mpsc::channel::<AppendEntriesRequest<C>>(PIPELINE);
+    tokio::spawn(async move {
+        let mut reader = FrameReader::new(body);
+        while let Ok(Some(bytes)) = reader.next().await {
+            let Ok(request) = decode::<AppendEntriesRequest<C>>("an append request", &bytes) else {
+                break;
+            };
+            if requests_tx.send(request).await.is_err() {
+                break;
+            }
+        }
+    });
+    let input = stream::unfold(requests_rx, |mut rx| async move {
+        rx.recv().await.map(|request| (request, rx))
+    });
+    let (answers_tx, answers_rx) = mpsc::channel::<Bytes>(PIPELINE);
+    tokio::spawn(async move {
+        let mut answers = std::pin::pin!(raft.stream_append(input));
+        while let Some(answer) = answers.next().await {
+            let answer: Result<StreamAppendResult<C>, RaftError<C>> =
+                answer.map_err(RaftError::Fatal);
+            let Some(chunk) = encode("an append answer", &answer)
+                .ok()
+                .and_then(|bytes| frame(&bytes))
+            else {
+                break;
+            };
+            if answers_tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    channel_body(answers_rx)
+}
+
+/// Aborts the task feeding a stream when the stream's reader is dropped.
+struct Feeder(tokio::task::JoinHandle<()>);
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn network_error(message: String) -> RPCError<C> {
+    RPCError::Network(NetworkError::from_string(message))
+}
+
+/// The leader's side: sends `input` to the follower at `addr` as one pipelined stream and
+/// yields the follower's answers in order. An answer missing for `timeout` while requests
+/// are outstanding ends the stream with an error (openraft then starts a new one).
+pub fn send<'s, S>(
+    client: PeerClient,
+    addr: String,
+    group: u64,
+    input: S,
+    timeout: Duration,
+) -> BoxFuture<'s, Result<Answers<'s>, RPCError<C>>>
+where
+    S: Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
+{
+    Box::pin(async move {
+        let (body_tx, body_rx) = mpsc::channel::<Bytes>(PIPELINE);
+        let window = Arc::new(Semaphore::new(PIPELINE));
+        // Requests sent and not yet answered (the window also counts one being prepared).
+        let outstanding = Arc::new(AtomicUsize::new(0));
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{addr}{RAFT_PATH}{group}/{STREAM_KIND}"))
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(channel_body(body_rx))
+            .map_err(|e| network_error(format!("cannot build the append stream: {e}")))?;
+        let feeder_window = window.clone();
+        let sent = outstanding.clone();
+        let feeder = Feeder(tokio::spawn(async move {
+            let mut input = input;
+            loop {
+                // Pull the next request only when the window has room: what accumulates
+                // meanwhile goes in that request, as one batch.
+                let Ok(permit) = feeder_window.clone().acquire_owned().await else {
+                    break;
+                };
+                permit.forget();
+                let Some(request) = input.next().await else {
+                    break;
+                };
+                let Some(chunk) = encode("an append request", &request)
+                    .ok()
+                    .and_then(|bytes| frame(&bytes))
+                else {
+                    break;
+                };
+                sent.fetch_add(1, Ordering::AcqRel);
+                if body_tx.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        let response = tokio::time::timeout(timeout, client.stream(request))
+            .await
+            .map_err(|_| network_error(format!("{addr}: no append stream within {timeout:?}")))?
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::from_string(format!("{addr}: {e}")))
+                } else {
+                    network_error(format!("{addr}: {e}"))
+                }
+            })?;
+        if response.status() != StatusCode::OK {
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            return Err(network_error(format!(
+                "HTTP {status} from {addr} for the append stream: {}",
+                String::from_utf8_lossy(&body)
+            )));
+        }
+        let reader = FrameReader::new(response.into_body());
+        let answers = stream::unfold(Some((reader, window, feeder)), move |state| {
+            let addr = addr.clone();
+            let outstanding = outstanding.clone();
+            async move {
+                let (mut reader, window, feeder) = state?;
+                let next = loop {
+                    let waiting = outstanding.load(Ordering::Acquire) > 0;
+                    match tokio::time::timeout(timeout, reader.next()).await {
+                        Ok(next) => break next,
+                        // Nothing asked, nothing to answer: keep listening.
+                        Err(_) if !waiting => continue,
+                        Err(_) => {
+                            break Err(format!("{addr}: no append answer within {timeout:?}"));
+                        }
+                    }
+                };
+                match next {
+                    Ok(Some(bytes)) => {
+                        outstanding.fetch_sub(1, Ordering::AcqRel);
+                        window.add_permits(1);
+                        let answer: Result<StreamAppendResult<C>, RaftError<C>> =
+                            match decode("an append answer", &bytes) {
+                                Ok(answer) => answer,
+                                Err(e) => return Some((Err(network_error(e.to_string())), None)),
+                            };
+                        match answer {
+                            Ok(result) => {
+                                let go_on = result.is_ok();
+                                Some((Ok(result), go_on.then_some((reader, window, feeder))))
+                            }
+                            Err(e) => {
+                                Some((Err(RPCError::Unreachable(Unreachable::new(&e))), None))
+                            }
+                        }
+                    }
+                    Ok(None) => None,
+                    Err(message) => Some((Err(network_error(message)), None)),
+                }
+            }
+        });
+        Ok(answers.boxed())
+    })
+}
