@@ -135,6 +135,8 @@ pub struct Cluster {
     pub(crate) groups: BTreeMap<GroupId, Group>,
     /// Partitions whose membership change is under way (see [`crate::membership`]).
     pub(crate) reconciling: Arc<std::sync::Mutex<BTreeSet<GroupId>>>,
+    /// Turns true when the node stops: the append streams it answers end.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// One group as seen from this node, for `GET /v1/cluster`.
@@ -233,6 +235,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             module_events: std::sync::Mutex::new(Some(module_rx)),
             reconciling: Arc::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
             options,
             placement,
             client,
@@ -595,11 +598,22 @@ impl Cluster {
                 what: "a raft RPC path",
                 message: format!("there is no group `{group}`"),
             })?;
-        Ok(crate::stream::serve(group.raft.clone(), body))
+        Ok(crate::stream::serve(
+            group.raft.clone(),
+            body,
+            self.stopping.subscribe(),
+        ))
+    }
+
+    /// Ends the append streams this node answers (they would hold a graceful shutdown of its
+    /// connections until the leaders close them); leaders open new ones when they can.
+    pub fn stop_streams(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Stops every group.
     pub async fn shutdown(&self) {
+        self.stop_streams();
         for group in self.groups.values() {
             let _ = group.raft.shutdown().await;
         }

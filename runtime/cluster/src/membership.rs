@@ -191,10 +191,11 @@ impl Cluster {
             let nodes: BTreeSet<u64> = membership.nodes().map(|(id, _)| *id).collect();
             // A node moved off a group no longer hears from it; it must not keep calling
             // elections there (its term would climb and disturb the group if it came back),
-            // unless none of the group's voters is in the new layout: then only the old voters
-            // can elect the leader that moves the group.
-            let replica = desired.contains(&self.options.node_id)
-                || !voters.iter().any(|v| desired.contains(v));
+            // unless the group's voters in the new layout are no majority of its voters: then
+            // a live quorum may hold none of them, and only the old voters can elect the
+            // leader that moves the group.
+            let staying = voters.iter().filter(|v| desired.contains(v)).count();
+            let replica = desired.contains(&self.options.node_id) || 2 * staying <= voters.len();
             group.raft.runtime_config().elect(replica);
             if group.id == META_GROUP || metrics.state != ServerState::Leader {
                 continue;
@@ -240,6 +241,14 @@ impl Cluster {
             .iter()
             .filter_map(|id| addrs.get(id).map(|a| (*id, a.clone())))
             .collect();
+        if new.len() != wanted.len() {
+            // A member without an address (not yet known here): try again next round.
+            self.reconciling
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&group);
+            return;
+        }
         let busy = self.reconciling.clone();
         tokio::spawn(async move {
             let outcome = async {

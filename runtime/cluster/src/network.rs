@@ -69,6 +69,8 @@ impl PeerClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        // A peer gone without closing its connections (a partition, a power loss) is noticed.
+        connector.set_keepalive(Some(Duration::from_secs(10)));
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector.clone());

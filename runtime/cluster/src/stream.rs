@@ -11,12 +11,10 @@
 //! Heartbeats, votes and snapshots keep their single-shot RPCs (see [`crate::network`]).
 
 use std::{
+    collections::VecDeque,
     convert::Infallible,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -54,6 +52,12 @@ pub type StreamingBody = UnsyncBoxBody<Bytes, Infallible>;
 
 /// Append requests of one stream sent and not yet answered, at most.
 pub const PIPELINE: usize = 8;
+
+/// How often a stream waiting for answers checks how long the oldest has been outstanding.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// The largest frame accepted (the peer transport's body limit).
+const MAX_FRAME: usize = 256 << 20;
 
 /// The last path segment of the append stream (after `{RAFT_PATH}{group}/`).
 pub const STREAM_KIND: &str = "stream";
@@ -101,6 +105,9 @@ impl FrameReader {
         loop {
             if let Some(head) = self.buf.first_chunk::<4>() {
                 let len = u32::from_be_bytes(*head) as usize;
+                if len > MAX_FRAME {
+                    return Err(format!("a frame of {len} bytes is over the limit"));
+                }
                 if self.buf.len() >= 4 + len {
                     self.buf.advance(4);
                     return Ok(Some(self.buf.split_to(len).freeze()));
@@ -122,7 +129,13 @@ impl FrameReader {
 
 /// The follower's side: feeds the append requests of `body` to `raft` in order and answers
 /// each, in order, in the returned body.
-pub fn serve(raft: Raft<C, StateMachine>, body: Incoming) -> StreamingBody {
+/// The body ends when `stop` turns true (the node is shutting down), so that the exchange
+/// does not hold the node's graceful shutdown.
+pub fn serve(
+    raft: Raft<C, StateMachine>,
+    body: Incoming,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> StreamingBody {
     let (requests_tx, requests_rx) = mpsc::channel::<AppendEntriesRequest<C>>(PIPELINE);
     tokio::spawn(async move {
         let mut reader = FrameReader::new(body);
@@ -141,7 +154,14 @@ pub fn serve(raft: Raft<C, StateMachine>, body: Incoming) -> StreamingBody {
     let (answers_tx, answers_rx) = mpsc::channel::<Bytes>(PIPELINE);
     tokio::spawn(async move {
         let mut answers = std::pin::pin!(raft.stream_append(input));
-        while let Some(answer) = answers.next().await {
+        loop {
+            let answer = tokio::select! {
+                answer = answers.next() => answer,
+                _ = stop.wait_for(|stop| *stop) => None,
+            };
+            let Some(answer) = answer else {
+                break;
+            };
             let answer: Result<StreamAppendResult<C>, RaftError<C>> =
                 answer.map_err(RaftError::Fatal);
             let Some(chunk) = encode("an append answer", &answer)
@@ -187,8 +207,9 @@ where
     Box::pin(async move {
         let (body_tx, body_rx) = mpsc::channel::<Bytes>(PIPELINE);
         let window = Arc::new(Semaphore::new(PIPELINE));
-        // Requests sent and not yet answered (the window also counts one being prepared).
-        let outstanding = Arc::new(AtomicUsize::new(0));
+        // When each request sent and not yet answered was sent, oldest first (the window also
+        // counts one being prepared).
+        let outstanding: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
         let request = Request::builder()
             .method(Method::POST)
             .uri(format!("http://{addr}{RAFT_PATH}{group}/{STREAM_KIND}"))
@@ -215,7 +236,9 @@ where
                 else {
                     break;
                 };
-                sent.fetch_add(1, Ordering::AcqRel);
+                sent.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push_back(Instant::now());
                 if body_tx.send(chunk).await.is_err() {
                     break;
                 }
@@ -250,12 +273,18 @@ where
             let outstanding = outstanding.clone();
             async move {
                 let (mut reader, window, feeder) = state?;
+                let oldest = || {
+                    outstanding
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .front()
+                        .copied()
+                };
                 let next = loop {
-                    let waiting = outstanding.load(Ordering::Acquire) > 0;
-                    match tokio::time::timeout(timeout, reader.next()).await {
+                    match tokio::time::timeout(CHECK_EVERY.min(timeout), reader.next()).await {
                         Ok(next) => break next,
-                        // Nothing asked, nothing to answer: keep listening.
-                        Err(_) if !waiting => continue,
+                        // Nothing asked for too long: keep listening.
+                        Err(_) if oldest().is_none_or(|sent| sent.elapsed() < timeout) => {}
                         Err(_) => {
                             break Err(format!("{addr}: no append answer within {timeout:?}"));
                         }
@@ -263,7 +292,10 @@ where
                 };
                 match next {
                     Ok(Some(bytes)) => {
-                        outstanding.fetch_sub(1, Ordering::AcqRel);
+                        outstanding
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .pop_front();
                         window.add_permits(1);
                         let answer: Result<StreamAppendResult<C>, RaftError<C>> =
                             match decode("an append answer", &bytes) {
@@ -280,7 +312,20 @@ where
                             }
                         }
                     }
-                    Ok(None) => None,
+                    // The follower ended the stream: fine when all was answered, else a failure
+                    // openraft must see (the next stream starts from what was answered).
+                    Ok(None) => {
+                        let unanswered = outstanding
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .len();
+                        (unanswered > 0).then(|| {
+                            let message = format!(
+                                "{addr}: the append stream ended with {unanswered} unanswered"
+                            );
+                            (Err(network_error(message)), None)
+                        })
+                    }
                     Err(message) => Some((Err(network_error(message)), None)),
                 }
             }

@@ -144,6 +144,8 @@ pub const MAX_BATCH_BYTES: usize = 1 << 20;
 /// meanwhile wait and are proposed together, so that raft's per-entry costs (log and apply
 /// writes, replication bookkeeping, completions) are paid per batch rather than per append.
 const MAX_IN_FLIGHT: usize = 4;
+/// How long the next entry waits for one in flight to commit before going anyway.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// About how many bytes `writes` take in a raft entry.
 fn weight(writes: &[Write]) -> usize {
@@ -178,10 +180,15 @@ async fn pump(
     let mut held: Option<Item> = None;
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     loop {
-        // While the entries in flight commit, appends queue up and go as one entry next.
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
-        };
+        // While the entries in flight commit, appends queue up and go as one entry next. The
+        // wait is bounded: an entry of a leader that stepped down may stay uncommitted for
+        // long, and the appends behind it must reach raft to be refused and sent elsewhere.
+        let permit =
+            match tokio::time::timeout(IN_FLIGHT_WAIT, in_flight.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => Some(permit),
+                Ok(Err(_)) => break,
+                Err(_) => None,
+            };
         let first = match held.take() {
             Some(item) => item,
             None => match rx.recv().await {

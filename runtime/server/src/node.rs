@@ -297,6 +297,9 @@ async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver
         }
     }
     drop(listener);
+    if let Some(cluster) = &node.cluster {
+        cluster.stop_streams();
+    }
     if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
         .await
         .is_err()
