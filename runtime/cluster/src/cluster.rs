@@ -567,21 +567,11 @@ impl Cluster {
 
     /// Answers a raft RPC addressed to `path` (`{group}/{kind}`, after [`crate::network::RAFT_PATH`]).
     pub async fn serve_peer(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, Error> {
-        let bad = |message: String| Error::Decode {
+        let (group, kind) = path.split_once('/').ok_or_else(|| Error::Decode {
             what: "a raft RPC path",
-            message,
-        };
-        let (group, kind) = path
-            .split_once('/')
-            .ok_or_else(|| bad(format!("`{path}` is not GROUP/KIND")))?;
-        let group: GroupId = group
-            .parse()
-            .map_err(|_| bad(format!("`{group}` is not a group number")))?;
-        let group = self
-            .groups
-            .get(&group)
-            .ok_or_else(|| bad(format!("there is no group {group}")))?;
-        crate::network::serve_rpc(&group.raft, kind, body).await
+            message: format!("`{path}` is not GROUP/KIND"),
+        })?;
+        crate::network::serve_rpc(&self.peer_group(group)?.raft, kind, body).await
     }
 
     /// Answers the append stream of `group` (see [`crate::stream`]).
@@ -590,19 +580,25 @@ impl Cluster {
         group: &str,
         body: hyper::body::Incoming,
     ) -> Result<crate::stream::StreamingBody, Error> {
-        let group = group
-            .parse::<GroupId>()
-            .ok()
-            .and_then(|g| self.groups.get(&g))
-            .ok_or_else(|| Error::Decode {
-                what: "a raft RPC path",
-                message: format!("there is no group `{group}`"),
-            })?;
         Ok(crate::stream::serve(
-            group.raft.clone(),
+            self.peer_group(group)?.raft.clone(),
             body,
             self.stopping.subscribe(),
         ))
+    }
+
+    /// The group named by the `group` segment of a raft RPC path.
+    fn peer_group(&self, group: &str) -> Result<&Group, Error> {
+        let bad = |message: String| Error::Decode {
+            what: "a raft RPC path",
+            message,
+        };
+        let id: GroupId = group
+            .parse()
+            .map_err(|_| bad(format!("`{group}` is not a group number")))?;
+        self.groups
+            .get(&id)
+            .ok_or_else(|| bad(format!("there is no group {id}")))
     }
 
     /// Ends the append streams this node answers (they would hold a graceful shutdown of its

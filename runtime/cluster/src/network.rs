@@ -80,12 +80,16 @@ impl PeerClient {
         PeerClient { http, streaming }
     }
 
-    /// Sends a request whose body streams; resolves with the answer's head.
+    /// Sends a request whose body streams to `addr`; resolves with the answer's head.
     pub(crate) async fn stream(
         &self,
+        addr: &str,
         request: Request<crate::stream::StreamingBody>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        self.streaming.request(request).await
+    ) -> Result<hyper::Response<hyper::body::Incoming>, PeerError> {
+        self.streaming
+            .request(request)
+            .await
+            .map_err(|e| request_error(addr, e))
     }
 
     /// Sends one request to `addr` (`host:port`) and reads the whole answer within `timeout`.
@@ -108,15 +112,11 @@ impl PeerClient {
             .body(Full::new(body))
             .map_err(|e| PeerError::Request(e.to_string()))?;
         let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| {
-                // Only a failed connect proves the request never left; anything later
-                // (a reset, a dead peer mid-answer) leaves its outcome unknown.
-                if e.is_connect() {
-                    PeerError::Unreachable(format!("{addr}: {e}"))
-                } else {
-                    PeerError::Broken(format!("{addr}: {e}"))
-                }
-            })?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| request_error(addr, e))?;
             let (parts, body) = response.into_parts();
             let body = body
                 .collect()
@@ -136,6 +136,24 @@ impl PeerClient {
                 timeout.as_millis()
             ))),
         }
+    }
+}
+
+/// A failed exchange with the peer at `addr`. Only a failed connect proves the request never
+/// left; anything later (a reset, a dead peer mid-answer) leaves its outcome unknown.
+fn request_error(addr: &str, e: hyper_util::client::legacy::Error) -> PeerError {
+    if e.is_connect() {
+        PeerError::Unreachable(format!("{addr}: {e}"))
+    } else {
+        PeerError::Broken(format!("{addr}: {e}"))
+    }
+}
+
+/// What a failed exchange means to raft: unreachable (never sent) or a network failure.
+pub(crate) fn rpc_error(e: PeerError) -> RPCError<C> {
+    match e {
+        PeerError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
+        other => RPCError::Network(NetworkError::new(&other)),
     }
 }
 
@@ -200,10 +218,7 @@ impl PeerLink {
                 timeout,
             )
             .await
-            .map_err(|e| match e {
-                PeerError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
-                other => RPCError::Network(NetworkError::new(&other)),
-            })?;
+            .map_err(rpc_error)?;
         if reply.status != StatusCode::OK {
             return Err(RPCError::Network(NetworkError::from_string(format!(
                 "HTTP {} from {}{path}: {}",

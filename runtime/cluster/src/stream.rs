@@ -38,7 +38,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::{
     StateMachine, TypeConfig,
-    network::{PeerClient, RAFT_PATH},
+    network::{PeerClient, RAFT_PATH, rpc_error},
     types::{decode, encode},
 };
 
@@ -128,8 +128,7 @@ impl FrameReader {
 }
 
 /// The follower's side: feeds the append requests of `body` to `raft` in order and answers
-/// each, in order, in the returned body.
-/// The body ends when `stop` turns true (the node is shutting down), so that the exchange
+/// each, in order, in the returned body. The body ends when `stop` turns true (the node is shutting down), so that the exchange
 /// does not hold the node's graceful shutdown.
 pub fn serve(
     raft: Raft<C, StateMachine>,
@@ -244,16 +243,10 @@ where
                 }
             }
         }));
-        let response = tokio::time::timeout(timeout, client.stream(request))
+        let response = tokio::time::timeout(timeout, client.stream(&addr, request))
             .await
             .map_err(|_| network_error(format!("{addr}: no append stream within {timeout:?}")))?
-            .map_err(|e| {
-                if e.is_connect() {
-                    RPCError::Unreachable(Unreachable::from_string(format!("{addr}: {e}")))
-                } else {
-                    network_error(format!("{addr}: {e}"))
-                }
-            })?;
+            .map_err(rpc_error)?;
         if response.status() != StatusCode::OK {
             let status = response.status();
             let body = response
@@ -283,7 +276,7 @@ where
                 let next = loop {
                     match tokio::time::timeout(CHECK_EVERY.min(timeout), reader.next()).await {
                         Ok(next) => break next,
-                        // Nothing asked for too long: keep listening.
+                        // Nothing outstanding, or not for long yet: keep listening.
                         Err(_) if oldest().is_none_or(|sent| sent.elapsed() < timeout) => {}
                         Err(_) => {
                             break Err(format!("{addr}: no append answer within {timeout:?}"));

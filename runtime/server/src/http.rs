@@ -266,17 +266,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
                 cella_cluster::stream::STREAM_KIND,
             ],
         ) => match &node.cluster {
-            Some(cluster) => {
-                let body = cluster
-                    .serve_append_stream(group, req.into_body())
-                    .map_err(|e| Error::BadRequest(e.to_string()))?;
-                let mut response = Response::new(body);
-                response.headers_mut().insert(
-                    CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static("application/octet-stream"),
-                );
-                Ok(response)
-            }
+            Some(cluster) => crate::routing::peer_stream(cluster, group, req.into_body()),
             None => Err(Error::NotFound("this node is not in a cluster".into())),
         },
         (&Method::POST, ["v1", "peer", "raft", group, kind]) => match &node.cluster {

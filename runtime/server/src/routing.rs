@@ -27,6 +27,7 @@ use cella_cluster::{
 use cella_core::EntityId;
 use hyper::{
     Method, Response, StatusCode,
+    body::Incoming,
     header::{CONTENT_TYPE, HeaderName, HeaderValue},
 };
 
@@ -236,12 +237,26 @@ pub async fn peer_rpc(cluster: &Cluster, rest: &str, body: &[u8]) -> Result<Resp
         .serve_peer(rest, body)
         .await
         .map_err(|e| Error::BadRequest(e.to_string()))?;
-    let mut response = Response::new(crate::http::full(answer));
+    Ok(octet_stream(crate::http::full(answer)))
+}
+
+/// Answers a group's append stream (`group` is the path segment): the answers stream back as
+/// the requests are read.
+pub fn peer_stream(cluster: &Cluster, group: &str, body: Incoming) -> Result<Response<Body>> {
+    let answers = cluster
+        .serve_append_stream(group, body)
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    Ok(octet_stream(answers))
+}
+
+/// A peer answer of postcard bytes.
+fn octet_stream(body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
     );
-    Ok(response)
+    response
 }
 
 /// `GET /v1/cluster`: nodes, placement and every group as this node sees it.
