@@ -587,6 +587,15 @@ impl Cluster {
         ))
     }
 
+    /// Answers a peer's forwarding exchange: `handler` runs each command (see [`crate::mux`]).
+    pub fn serve_mux(
+        &self,
+        body: hyper::body::Incoming,
+        handler: crate::mux::Handler,
+    ) -> crate::stream::StreamingBody {
+        crate::mux::serve(body, handler, self.stopping.subscribe())
+    }
+
     /// The group named by the `group` segment of a raft RPC path.
     fn peer_group(&self, group: &str) -> Result<&Group, Error> {
         let bad = |message: String| Error::Decode {

@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod journal;
 pub mod log_store;
 pub mod membership;
+pub mod mux;
 pub mod network;
 pub mod placement;
 pub mod state_machine;

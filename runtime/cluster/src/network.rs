@@ -49,6 +49,8 @@ pub struct PeerClient {
     http: Client<HttpConnector, Full<Bytes>>,
     /// For exchanges whose request body is written as it is produced (append streams).
     streaming: Client<HttpConnector, crate::stream::StreamingBody>,
+    /// The forwarding exchange to each peer (see [`crate::mux`]).
+    links: crate::mux::Links,
 }
 
 impl Default for PeerClient {
@@ -77,7 +79,11 @@ impl PeerClient {
         let streaming = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        PeerClient { http, streaming }
+        PeerClient {
+            http,
+            streaming,
+            links: crate::mux::Links::default(),
+        }
     }
 
     /// Sends a request whose body streams to `addr`; resolves with the answer's head.
@@ -90,6 +96,18 @@ impl PeerClient {
             .request(request)
             .await
             .map_err(|e| request_error(addr, e))
+    }
+
+    /// Sends an entity command (`POST path`, marked forwarded) to `addr` on the forwarding
+    /// exchange to it, and waits for its answer within `timeout`.
+    pub async fn forward(
+        &self,
+        addr: &str,
+        path: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<PeerReply, PeerError> {
+        self.links.send(self, addr, path, body, timeout).await
     }
 
     /// Sends one request to `addr` (`host:port`) and reads the whole answer within `timeout`.

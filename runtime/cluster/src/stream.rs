@@ -78,7 +78,7 @@ fn channel_body(rx: mpsc::Receiver<Bytes>) -> StreamingBody {
 }
 
 /// `payload` with its length in front.
-fn frame(payload: &[u8]) -> Option<Bytes> {
+pub(crate) fn frame(payload: &[u8]) -> Option<Bytes> {
     let len = u32::try_from(payload.len()).ok()?;
     let mut out = BytesMut::with_capacity(4 + payload.len());
     out.put_u32(len);
@@ -87,13 +87,13 @@ fn frame(payload: &[u8]) -> Option<Bytes> {
 }
 
 /// Splits a body into the frames written by [`frame`].
-struct FrameReader {
+pub(crate) struct FrameReader {
     body: Incoming,
     buf: BytesMut,
 }
 
 impl FrameReader {
-    fn new(body: Incoming) -> FrameReader {
+    pub(crate) fn new(body: Incoming) -> FrameReader {
         FrameReader {
             body,
             buf: BytesMut::new(),
@@ -101,7 +101,7 @@ impl FrameReader {
     }
 
     /// The next frame; `None` at the end of the body. Cancel-safe: bytes read stay buffered.
-    async fn next(&mut self) -> Result<Option<Bytes>, String> {
+    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, String> {
         loop {
             if let Some(head) = self.buf.first_chunk::<4>() {
                 let len = u32::from_be_bytes(*head) as usize;
@@ -115,8 +115,8 @@ impl FrameReader {
             }
             match self.body.frame().await {
                 None if self.buf.is_empty() => return Ok(None),
-                None => return Err("the append stream ended inside a frame".into()),
-                Some(Err(e)) => return Err(format!("the append stream broke: {e}")),
+                None => return Err("the stream ended inside a frame".into()),
+                Some(Err(e)) => return Err(format!("the stream broke: {e}")),
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         self.buf.extend_from_slice(&data);

@@ -269,6 +269,19 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             Some(cluster) => crate::routing::peer_stream(cluster, group, req.into_body()),
             None => Err(Error::NotFound("this node is not in a cluster".into())),
         },
+        (&Method::POST, ["v1", "peer", "mux"]) => match &node.cluster {
+            Some(cluster) => {
+                let node = node.clone();
+                let handler: cella_cluster::mux::Handler = Arc::new(move |path, body| {
+                    let node = node.clone();
+                    Box::pin(async move { forwarded_command(&node, &path, body).await })
+                });
+                Ok(crate::routing::octet_stream(
+                    cluster.serve_mux(req.into_body(), handler),
+                ))
+            }
+            None => Err(Error::NotFound("this node is not in a cluster".into())),
+        },
         (&Method::POST, ["v1", "peer", "raft", group, kind]) => match &node.cluster {
             Some(cluster) => {
                 let rest = format!("{group}/{kind}");
@@ -387,6 +400,40 @@ async fn change_membership(node: &Node, addr: Option<&str>, id: u64) -> Result<R
 }
 
 /// Runs a command here, recording its outcome.
+/// Runs an entity command another node forwarded on its forwarding exchange (`path` is
+/// `/v1/entities/{type}/{key}/{command}`), as the HTTP route does for a request marked
+/// forwarded: it runs here or is answered `not_leader`, never forwarded again.
+async fn forwarded_command(node: &Node, path: &str, body: Bytes) -> (StatusCode, Bytes) {
+    let run = async {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let ["v1", "entities", ty, key, command] = segments.as_slice() else {
+            return Err(Error::BadRequest(format!(
+                "`{path}` is not an entity command path"
+            )));
+        };
+        let (ty, key, command) = (
+            percent_decode(ty)?,
+            percent_decode(key)?,
+            percent_decode(command)?,
+        );
+        if body.len() > node.options.max_payload {
+            return Err(Error::PayloadTooLarge {
+                what: "the command payload",
+                size: body.len() as u64,
+                limit: node.options.max_payload as u64,
+            });
+        }
+        let payload = command_payload(&body)?;
+        run_command(node, &ty, &key, &command, payload).await
+    };
+    let response = run.await.unwrap_or_else(|e| error_response(&e));
+    let status = response.status();
+    match response.into_body().collect().await {
+        Ok(body) => (status, body.to_bytes()),
+        Err(never) => match never {},
+    }
+}
+
 async fn run_command(
     node: &Node,
     ty: &str,

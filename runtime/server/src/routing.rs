@@ -2,8 +2,10 @@
 //! leads the entity's partition, forwards it there and relays the answer, so clients need not
 //! know the topology. Leader changes are followed with a bounded retry.
 //!
-//! A forwarded request carries `x-cella-forwarded: 1`; a node never forwards such a request
-//! again, it answers `503 not_leader` instead, which the forwarding node retries after looking
+//! Entity commands travel on the forwarding exchange to the leader (one multiplexed stream per
+//! node pair, `cella_cluster::mux`); other requests (reads, module and membership changes) go
+//! as HTTP requests of their own carrying `x-cella-forwarded: 1`. A node never forwards a
+//! forwarded request again, it answers `503 not_leader` instead, which the forwarding node retries after looking
 //! the leader up again. Retries happen only when the command certainly did not run: the target
 //! refused it as `not_leader`, or the connection could not be made. A connection that breaks or
 //! times out after the request went out leaves the outcome unknown and is answered
@@ -85,6 +87,18 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// Whether this is `POST /v1/entities/{type}/{key}/{command}` (no query).
+    fn is_entity_command(&self) -> bool {
+        self.method == Method::POST
+            && !self.path_and_query.contains('?')
+            && self
+                .path_and_query
+                .strip_prefix("/v1/entities/")
+                .is_some_and(|rest| rest.split('/').count() == 3)
+    }
+}
+
 fn forwarded_header() -> (HeaderName, HeaderValue) {
     (
         HeaderName::from_static(FORWARDED),
@@ -162,17 +176,25 @@ async fn route_to_leader(
             if let Some(token) = &origin.authorization {
                 headers.push((hyper::header::AUTHORIZATION, token.clone()));
             }
-            let sent = cluster
-                .client()
-                .send(
-                    &addr,
-                    origin.method.clone(),
-                    &origin.path_and_query,
-                    &headers,
-                    body.clone(),
-                    timeout,
-                )
-                .await;
+            // Entity commands go on the forwarding exchange to the leader; the rest (reads,
+            // module and membership changes) as HTTP requests of their own.
+            let client = cluster.client();
+            let sent = if origin.is_entity_command() {
+                client
+                    .forward(&addr, &origin.path_and_query, body.clone(), timeout)
+                    .await
+            } else {
+                client
+                    .send(
+                        &addr,
+                        origin.method.clone(),
+                        &origin.path_and_query,
+                        &headers,
+                        body.clone(),
+                        timeout,
+                    )
+                    .await
+            };
             match sent {
                 Ok(reply) => match not_leader_hint(reply.status, &reply.body) {
                     None => {
@@ -250,7 +272,7 @@ pub fn peer_stream(cluster: &Cluster, group: &str, body: Incoming) -> Result<Res
 }
 
 /// A peer answer of postcard bytes.
-fn octet_stream(body: Body) -> Response<Body> {
+pub(crate) fn octet_stream(body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -298,19 +320,8 @@ impl Forwarder for PeerForwarder {
                 crate::client::encode_segment(&id.key),
                 crate::client::encode_segment(&command)
             );
-            let headers = [
-                forwarded_header(),
-                (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            ];
             let reply = client
-                .send(
-                    &owner,
-                    Method::POST,
-                    &path,
-                    &headers,
-                    Bytes::from(payload),
-                    FORWARD_TIMEOUT,
-                )
+                .forward(&owner, &path, Bytes::from(payload), FORWARD_TIMEOUT)
                 .await
                 .map_err(|e| Error::Unavailable(format!("forwarding to {owner}: {e}")))?;
             if reply.status == StatusCode::OK {

@@ -1,0 +1,337 @@
+//! Forwarded commands between nodes, multiplexed: every entity command one node forwards to
+//! another travels on one long-lived HTTP/1.1 exchange per node pair (`POST /v1/peer/mux`),
+//! whose request body carries the commands and whose response body carries the answers, each
+//! a length-prefixed postcard frame (the framing of [`crate::stream`]).
+//!
+//! A command forwarded as an HTTP request of its own costs a pooled connection's request and
+//! answer, with their headers, parsing and wakeups on both nodes. Here the commands waiting at
+//! once go out in one write, the answers waiting at once come back in one, and the receiving
+//! node runs each command as soon as it is read, so answers may come back in any order: each
+//! carries the id of its command.
+//!
+//! Failures keep the forwarding rule of the HTTP path: a command is retried elsewhere only
+//! when it certainly did not run. Commands queued on an exchange whose connection could not be
+//! made fail as [`PeerError::Unreachable`]; commands sent on an exchange that breaks fail as
+//! [`PeerError::Broken`] (their outcome is unknown). The next command opens a new exchange.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{future::BoxFuture, stream};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::{
+    Method, Request, StatusCode,
+    body::{Frame, Incoming},
+    header::CONTENT_TYPE,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{
+    network::{PeerClient, PeerError, PeerReply},
+    stream::{FrameReader, StreamingBody, frame},
+    types::{decode, encode},
+};
+
+/// The path of the multiplexed exchange.
+pub const MUX_PATH: &str = "/v1/peer/mux";
+
+/// One forwarded command: the request path it was sent to and its body.
+#[derive(Debug, Serialize, Deserialize)]
+struct MuxRequest {
+    id: u64,
+    path: String,
+    body: Vec<u8>,
+}
+
+/// The answer to the command `id`: an HTTP status and its JSON body.
+#[derive(Debug, Serialize, Deserialize)]
+struct MuxAnswer {
+    id: u64,
+    status: u16,
+    body: Vec<u8>,
+}
+
+/// Runs one forwarded command (its path and body) and gives its answer (status and body).
+pub type Handler =
+    Arc<dyn Fn(String, Bytes) -> BoxFuture<'static, (StatusCode, Bytes)> + Send + Sync>;
+
+/// A command waiting to go out, and where its answer goes.
+struct Pending {
+    path: String,
+    body: Bytes,
+    reply: oneshot::Sender<Result<PeerReply, PeerError>>,
+}
+
+/// The exchanges of one node to its peers: one task per peer address.
+#[derive(Clone, Default)]
+pub(crate) struct Links {
+    links: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Pending>>>>,
+}
+
+/// A body of the chunks sent on `rx`; chunks already waiting are written as one.
+fn coalescing_body(rx: mpsc::UnboundedReceiver<Bytes>) -> StreamingBody {
+    let chunks = stream::unfold(rx, |mut rx| async move {
+        let first = rx.recv().await?;
+        let mut more = Vec::new();
+        while more.len() < 256 {
+            match rx.try_recv() {
+                Ok(chunk) => more.push(chunk),
+                Err(_) => break,
+            }
+        }
+        let chunk = if more.is_empty() {
+            first
+        } else {
+            let len = first.len() + more.iter().map(Bytes::len).sum::<usize>();
+            let mut joined = BytesMut::with_capacity(len);
+            joined.extend_from_slice(&first);
+            for chunk in more {
+                joined.extend_from_slice(&chunk);
+            }
+            joined.freeze()
+        };
+        Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
+    });
+    StreamBody::new(chunks).boxed_unsync()
+}
+
+impl Links {
+    /// Sends the command at `path` to `addr` on the exchange to it and waits for the answer
+    /// (at most `timeout`).
+    pub(crate) async fn send(
+        &self,
+        client: &PeerClient,
+        addr: &str,
+        path: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<PeerReply, PeerError> {
+        let (reply, answer) = oneshot::channel();
+        let mut pending = Pending {
+            path: path.to_string(),
+            body,
+            reply,
+        };
+        // A link task lives as long as the client; should one have ended anyway, it is
+        // replaced once.
+        for _ in 0..2 {
+            let link = {
+                let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+                links
+                    .entry(addr.to_string())
+                    .or_insert_with(|| {
+                        let (tx, rx) = mpsc::unbounded_channel();
+                        tokio::spawn(run_link(client.clone(), addr.to_string(), rx));
+                        tx
+                    })
+                    .clone()
+            };
+            match link.send(pending) {
+                Ok(()) => break,
+                Err(mpsc::error::SendError(back)) => {
+                    pending = back;
+                    self.links
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(addr);
+                }
+            }
+        }
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(PeerError::Broken(format!(
+                "{addr}: the forwarding exchange ended without an answer"
+            ))),
+            Err(_) => Err(PeerError::Timeout(format!(
+                "{addr}: no answer within {} ms",
+                timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// The task of one peer: runs one exchange after another, each until it fails.
+async fn run_link(client: PeerClient, addr: String, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        exchange(&client, &addr, &mut rx, first).await;
+    }
+}
+
+/// One exchange: sends `first` and every later command, routes the answers, and returns
+/// when the exchange fails (every command on it is answered with the failure) or the client
+/// is gone.
+async fn exchange(
+    client: &PeerClient,
+    addr: &str,
+    rx: &mut mpsc::UnboundedReceiver<Pending>,
+    first: Pending,
+) {
+    let (body_tx, body_rx) = mpsc::unbounded_channel::<Bytes>();
+    let mut outstanding: HashMap<u64, oneshot::Sender<Result<PeerReply, PeerError>>> =
+        HashMap::new();
+    let mut next_id = 0u64;
+    let mut enqueue = |pending: Pending, outstanding: &mut HashMap<_, _>| {
+        next_id += 1;
+        let request = MuxRequest {
+            id: next_id,
+            path: pending.path,
+            body: pending.body.to_vec(),
+        };
+        match encode("a forwarded command", &request)
+            .ok()
+            .and_then(|bytes| frame(&bytes))
+        {
+            Some(chunk) => {
+                outstanding.insert(next_id, pending.reply);
+                // The body lives as long as this exchange.
+                let _ = body_tx.send(chunk);
+            }
+            None => {
+                let _ = pending.reply.send(Err(PeerError::Request(
+                    "cannot encode the forwarded command".into(),
+                )));
+            }
+        }
+    };
+    enqueue(first, &mut outstanding);
+    let request = match Request::builder()
+        .method(Method::POST)
+        .uri(format!("http://{addr}{MUX_PATH}"))
+        .header(CONTENT_TYPE, "application/octet-stream")
+        .body(coalescing_body(body_rx))
+    {
+        Ok(request) => request,
+        Err(e) => {
+            fail_all(outstanding, |_| PeerError::Request(e.to_string()));
+            return;
+        }
+    };
+    // While the answer's head is awaited, later commands already go out.
+    let mut head = std::pin::pin!(client.stream(addr, request));
+    let response = loop {
+        tokio::select! {
+            response = &mut head => break response,
+            pending = rx.recv() => match pending {
+                Some(pending) => enqueue(pending, &mut outstanding),
+                None => return,
+            },
+        }
+    };
+    let response = match response {
+        Ok(response) if response.status() == StatusCode::OK => response,
+        Ok(response) => {
+            let status = response.status();
+            fail_all(outstanding, |_| {
+                PeerError::Broken(format!(
+                    "HTTP {status} from {addr} for the forwarding exchange"
+                ))
+            });
+            return;
+        }
+        Err(e) => {
+            let unreachable = matches!(e, PeerError::Unreachable(_));
+            let message = e.to_string();
+            fail_all(outstanding, |_| {
+                if unreachable {
+                    PeerError::Unreachable(message.clone())
+                } else {
+                    PeerError::Broken(message.clone())
+                }
+            });
+            return;
+        }
+    };
+    let mut reader = FrameReader::new(response.into_body());
+    loop {
+        tokio::select! {
+            next = reader.next() => {
+                let bytes = match next {
+                    Ok(Some(bytes)) => bytes,
+                    other => {
+                        let message = match other {
+                            Err(message) => message,
+                            _ => "the peer ended the forwarding exchange".to_string(),
+                        };
+                        fail_all(outstanding, |_| PeerError::Broken(format!("{addr}: {message}")));
+                        return;
+                    }
+                };
+                let answer: MuxAnswer = match decode("a forwarded answer", &bytes) {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        fail_all(outstanding, |_| PeerError::Broken(format!("{addr}: {e}")));
+                        return;
+                    }
+                };
+                if let Some(reply) = outstanding.remove(&answer.id) {
+                    let status = StatusCode::from_u16(answer.status)
+                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                    let _ = reply.send(Ok(PeerReply {
+                        status,
+                        headers: hyper::HeaderMap::new(),
+                        body: Bytes::from(answer.body),
+                    }));
+                }
+            }
+            pending = rx.recv() => match pending {
+                Some(pending) => enqueue(pending, &mut outstanding),
+                None => return,
+            },
+        }
+    }
+}
+
+/// Answers every command still waiting with `error`.
+fn fail_all(
+    outstanding: HashMap<u64, oneshot::Sender<Result<PeerReply, PeerError>>>,
+    error: impl Fn(u64) -> PeerError,
+) {
+    for (id, reply) in outstanding {
+        let _ = reply.send(Err(error(id)));
+    }
+}
+
+/// The receiving side: runs every command of `body` as it is read (concurrently) and streams
+/// the answers back as they finish. Reading stops when `stop` turns true (the node is
+/// shutting down); the answers of commands already running are still sent.
+pub fn serve(body: Incoming, handler: Handler, mut stop: watch::Receiver<bool>) -> StreamingBody {
+    let (answers_tx, answers_rx) = mpsc::unbounded_channel::<Bytes>();
+    tokio::spawn(async move {
+        let mut reader = FrameReader::new(body);
+        loop {
+            let next = tokio::select! {
+                next = reader.next() => next,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            let Ok(Some(bytes)) = next else {
+                break;
+            };
+            let Ok(request) = decode::<MuxRequest>("a forwarded command", &bytes) else {
+                break;
+            };
+            let handler = handler.clone();
+            let answers = answers_tx.clone();
+            tokio::spawn(async move {
+                let (status, body) = handler(request.path, Bytes::from(request.body)).await;
+                let answer = MuxAnswer {
+                    id: request.id,
+                    status: status.as_u16(),
+                    body: body.to_vec(),
+                };
+                if let Some(chunk) = encode("a forwarded answer", &answer)
+                    .ok()
+                    .and_then(|bytes| frame(&bytes))
+                {
+                    let _ = answers.send(chunk);
+                }
+            });
+        }
+    });
+    coalescing_body(answers_rx)
+}

@@ -1,0 +1,159 @@
+//! The forwarding exchange (`cella_cluster::mux`) over real loopback HTTP/1.1: answers that
+//! finish out of order reach their own callers, a peer that cannot be reached fails as
+//! unreachable (retryable), and a peer that goes away mid-command fails as broken (outcome
+//! unknown).
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use cella_cluster::{
+    mux::{Handler, MUX_PATH},
+    network::{PeerClient, PeerError},
+};
+use hyper::{StatusCode, server::conn::http1, service::service_fn};
+use hyper_util::rt::TokioIo;
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+
+/// Serves the forwarding exchange with `handler` on a loopback port; dropping the returned
+/// set closes the listener and every connection.
+async fn serve(handler: Handler) -> (String, JoinSet<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let (_stop_tx, stop) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(async move {
+        let _keep = _stop_tx;
+        let mut connections = JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
+            let handler = handler.clone();
+            let stop = stop.clone();
+            connections.spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    assert_eq!(req.uri().path(), MUX_PATH);
+                    let body =
+                        cella_cluster::mux::serve(req.into_body(), handler.clone(), stop.clone());
+                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(body)) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, tasks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_reach_their_callers_in_any_order() {
+    // Command `n` takes (20 - n) ms: later commands finish first.
+    let handler: Handler = Arc::new(|path: String, body: Bytes| {
+        Box::pin(async move {
+            let n: u64 = path
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(20u64.saturating_sub(n))).await;
+            let mut answer = path.into_bytes();
+            answer.extend_from_slice(&body);
+            (StatusCode::OK, Bytes::from(answer))
+        })
+    });
+    let (addr, _server) = serve(handler).await;
+    let client = PeerClient::new();
+    let mut calls = JoinSet::new();
+    for n in 0..20u64 {
+        let client = client.clone();
+        let addr = addr.clone();
+        calls.spawn(async move {
+            let path = format!("/v1/entities/counter/k/{n}");
+            let reply = client
+                .forward(
+                    &addr,
+                    &path,
+                    Bytes::from(format!(" body {n}")),
+                    Duration::from_secs(10),
+                )
+                .await
+                .expect("answered");
+            assert_eq!(reply.status, StatusCode::OK);
+            assert_eq!(reply.body, Bytes::from(format!("{path} body {n}")));
+        });
+    }
+    while let Some(call) = calls.join_next().await {
+        call.expect("call");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_peer_is_reported_as_never_sent() {
+    // A port that was just free: nothing listens there.
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").to_string()
+    };
+    let client = PeerClient::new();
+    let err = client
+        .forward(
+            &addr,
+            "/v1/entities/counter/k/add",
+            Bytes::new(),
+            Duration::from_secs(10),
+        )
+        .await
+        .err()
+        .expect("no peer");
+    assert!(matches!(err, PeerError::Unreachable(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_gone_mid_command_leaves_the_outcome_unknown_and_the_next_exchange_works() {
+    // The first command never finishes; the server then goes away.
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let handler: Handler = Arc::new(move |path: String, _body: Bytes| {
+        let started = started_tx.clone();
+        Box::pin(async move {
+            if path.ends_with("/hang") {
+                let _ = started.send(());
+                std::future::pending::<()>().await;
+            }
+            (StatusCode::OK, Bytes::from_static(b"7"))
+        })
+    });
+    let (addr, server) = serve(handler.clone()).await;
+    let client = PeerClient::new();
+    let call = {
+        let client = client.clone();
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            client
+                .forward(
+                    &addr,
+                    "/v1/entities/counter/k/hang",
+                    Bytes::new(),
+                    Duration::from_secs(10),
+                )
+                .await
+        })
+    };
+    started.recv().await.expect("the command started");
+    drop(server);
+    let err = call.await.expect("call").err().expect("the peer went away");
+    assert!(matches!(err, PeerError::Broken(_)), "{err}");
+
+    // A new server on another port: the client opens a new exchange for it.
+    let (addr, _server) = serve(handler).await;
+    let reply = client
+        .forward(
+            &addr,
+            "/v1/entities/counter/k/add",
+            Bytes::new(),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(reply.body, Bytes::from_static(b"7"));
+}
