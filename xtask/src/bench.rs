@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: the durable-counter workload of the peer comparison (wrk, `POST
-//! .../add` body `1`, 1,000 random keys and one hot key, 1/16/64 connections) against a release
-//! `cella serve`, printing req/s, p50 and p99 and checking that the counters' sum matches the
+//! .../add` body `1`, 1,000 random keys and one hot key, 1/16/64 connections) against a `cella serve`
+//! built with the `dist` profile (release with link-time optimization), printing req/s, p50 and p99 and checking that the counters' sum matches the
 //! acknowledged requests; then the criterion micro-benchmark of the command path.
 
 use std::{
@@ -209,10 +209,18 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
     build::build_examples()?;
     let status = Command::new(env!("CARGO"))
         .current_dir(&root)
-        .args(["build", "--release", "-p", "cella-server", "--bin", "cella"])
+        .args([
+            "build",
+            "--profile",
+            "dist",
+            "-p",
+            "cella-server",
+            "--bin",
+            "cella",
+        ])
         .status()?;
     if !status.success() {
-        bail!("release build failed");
+        bail!("build of the benchmarked node (profile dist) failed");
     }
     let tmp = std::env::temp_dir().join(format!("cella-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -231,7 +239,7 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
         .join(",");
     let mut servers = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
-        let mut serve = Command::new(build::target_dir(&root).join("release/cella"));
+        let mut serve = Command::new(build::target_dir(&root).join("dist/cella"));
         serve
             .args(["serve", "--data-dir"])
             .arg(tmp.join(format!("data{i}")))

@@ -25,7 +25,7 @@ commands:
                    (what .ci/run runs)
   demo [ADDR]      build everything and run a single node serving the examples (default 127.0.0.1:8080)
   bench [--secs N] [--conns 1,16,64] [--nodes N] [--no-micro]
-                   wrk durable-counter workload against a release node (or a cluster of
+                   wrk durable-counter workload against a dist-profile node (or a cluster of
                    N nodes, one wrk per node), then the command-path micro-benchmark
   help             show this message";
 

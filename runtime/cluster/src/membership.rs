@@ -201,7 +201,11 @@ impl Cluster {
                 continue;
             }
             let wanted: BTreeSet<u64> = desired.iter().copied().collect();
-            if wanted != voters || wanted != nodes {
+            // A replica known under another address than its node has now is corrected too.
+            let moved = membership
+                .nodes()
+                .any(|(id, node)| addrs.get(id).is_some_and(|addr| addr != &node.addr));
+            if wanted != voters || wanted != nodes || moved {
                 self.reconcile(group.id, wanted, &addrs);
                 continue;
             }
@@ -252,14 +256,36 @@ impl Cluster {
         let busy = self.reconciling.clone();
         tokio::spawn(async move {
             let outcome = async {
-                let voters: BTreeSet<u64> = {
-                    let metrics = raft.metrics().borrow_watched().clone();
-                    metrics.membership_config.membership().voter_ids().collect()
-                };
-                // Every wanted replica that is not a voter yet becomes (or, left over from an
-                // earlier round, is again) a learner, and must catch up before it votes.
+                let mut membership = raft
+                    .metrics()
+                    .borrow_watched()
+                    .membership_config
+                    .membership()
+                    .clone();
+                let voters: BTreeSet<u64> = membership.voter_ids().collect();
+                // A replica known under an old address (its node came back elsewhere) is
+                // corrected first, or replication would keep trying the old one.
+                let moved: BTreeMap<u64, BasicNode> = new
+                    .iter()
+                    .filter(|(id, addr)| membership.get_node(id).is_some_and(|n| &n.addr != *addr))
+                    .map(|(id, addr)| (*id, BasicNode::new(addr)))
+                    .collect();
+                if !moved.is_empty() {
+                    let changed = raft
+                        .change_membership(ChangeMembers::SetNodes(moved), false)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    membership = changed.membership.unwrap_or(membership);
+                }
+                // Every wanted replica that is not a voter yet becomes a learner, and must
+                // catch up before it votes. A learner left from an earlier round is not added
+                // again (that would append a membership entry each round); it is waited for.
                 for (id, addr) in &new {
                     if voters.contains(id) {
+                        continue;
+                    }
+                    if membership.get_node(id).is_some() {
+                        wait_caught_up(&raft, *id).await?;
                         continue;
                     }
                     // Blocking: resolves once the learner has caught up (by log or snapshot).
@@ -272,22 +298,20 @@ impl Cluster {
                     .map_err(|e| e.to_string())?;
                 }
                 if voters != wanted {
-                    raft.change_membership(ChangeMembers::ReplaceAllVoters(wanted.clone()), false)
+                    let changed = raft
+                        .change_membership(ChangeMembers::ReplaceAllVoters(wanted.clone()), false)
                         .await
                         .map_err(|e| e.to_string())?;
+                    membership = changed.membership.unwrap_or(membership);
                 }
                 // Learners outside the layout (a replica moved off, or one that never caught
-                // up) are forgotten, so that a drain of their node can finish.
-                let extra: BTreeSet<u64> = {
-                    let metrics = raft.metrics().borrow_watched().clone();
-                    metrics
-                        .membership_config
-                        .membership()
-                        .nodes()
-                        .map(|(id, _)| *id)
-                        .filter(|id| !wanted.contains(id))
-                        .collect()
-                };
+                // up) are forgotten, so that a drain of their node can finish. The membership
+                // is the one the last change answered (metrics may not show it yet).
+                let extra: BTreeSet<u64> = membership
+                    .nodes()
+                    .map(|(id, _)| *id)
+                    .filter(|id| !wanted.contains(id))
+                    .collect();
                 if !extra.is_empty() {
                     raft.change_membership(ChangeMembers::RemoveNodes(extra), false)
                         .await
@@ -304,4 +328,26 @@ impl Cluster {
                 .remove(&group);
         });
     }
+}
+
+/// Waits (at most [`CATCH_UP`]) until the learner `id` of `raft`'s group is within a few
+/// entries of the leader's log.
+async fn wait_caught_up(
+    raft: &openraft::Raft<crate::TypeConfig, crate::StateMachine>,
+    id: u64,
+) -> Result<(), String> {
+    raft.wait(Some(CATCH_UP))
+        .metrics(
+            |m| {
+                let last = m.last_log_index.unwrap_or(0);
+                m.replication
+                    .as_ref()
+                    .and_then(|r| r.get(&id).cloned().flatten())
+                    .is_some_and(|matched| matched.index + 8 >= last)
+            },
+            "learner caught up",
+        )
+        .await
+        .map(drop)
+        .map_err(|_| format!("node {id} did not catch up"))
 }

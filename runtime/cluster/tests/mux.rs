@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use cella_cluster::{
     mux::{Handler, MUX_PATH},
-    network::{PeerClient, PeerError},
+    network::{PeerClient, PeerError, PeerReply},
 };
 use hyper::{StatusCode, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
@@ -44,6 +44,14 @@ async fn serve(handler: Handler) -> (String, JoinSet<()>) {
         }
     });
     (addr, tasks)
+}
+
+/// Forwards the command `name` of `counter/k` with an empty body.
+async fn add(client: &PeerClient, addr: &str, name: &str) -> Result<PeerReply, PeerError> {
+    let path = format!("/v1/entities/counter/k/{name}");
+    client
+        .forward(addr, &path, Bytes::new(), Duration::from_secs(10))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,16 +104,7 @@ async fn an_unreachable_peer_is_reported_as_never_sent() {
         listener.local_addr().expect("addr").to_string()
     };
     let client = PeerClient::new();
-    let err = client
-        .forward(
-            &addr,
-            "/v1/entities/counter/k/add",
-            Bytes::new(),
-            Duration::from_secs(10),
-        )
-        .await
-        .err()
-        .expect("no peer");
+    let err = add(&client, &addr, "add").await.err().expect("no peer");
     assert!(matches!(err, PeerError::Unreachable(_)), "{err}");
 }
 
@@ -128,16 +127,7 @@ async fn a_peer_gone_mid_command_leaves_the_outcome_unknown_and_the_next_exchang
     let call = {
         let client = client.clone();
         let addr = addr.clone();
-        tokio::spawn(async move {
-            client
-                .forward(
-                    &addr,
-                    "/v1/entities/counter/k/hang",
-                    Bytes::new(),
-                    Duration::from_secs(10),
-                )
-                .await
-        })
+        tokio::spawn(async move { add(&client, &addr, "hang").await })
     };
     started.recv().await.expect("the command started");
     drop(server);
@@ -146,14 +136,6 @@ async fn a_peer_gone_mid_command_leaves_the_outcome_unknown_and_the_next_exchang
 
     // A new server on another port: the client opens a new exchange for it.
     let (addr, _server) = serve(handler).await;
-    let reply = client
-        .forward(
-            &addr,
-            "/v1/entities/counter/k/add",
-            Bytes::new(),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("answered");
+    let reply = add(&client, &addr, "add").await.expect("answered");
     assert_eq!(reply.body, Bytes::from_static(b"7"));
 }
