@@ -162,6 +162,12 @@ fn wait_for_leaders(addrs: &[String]) -> anyhow::Result<()> {
     }
 }
 
+/// The connections `conns` becomes over `nodes` wrk runs: split evenly, at least one each.
+fn connections_used(nodes: usize, conns: u32) -> u32 {
+    let nodes = nodes.max(1) as u32;
+    (conns / nodes).max(1) * nodes
+}
+
 /// Runs one wrk per address at once (connections split evenly) and merges their results:
 /// counts add up, latency percentiles are the worst of the runs.
 fn run_wrk_all(
@@ -174,7 +180,7 @@ fn run_wrk_all(
     if addrs.len() == 1 {
         return run_wrk(&addrs[0], script, conns, nkeys, secs);
     }
-    let per = (conns / addrs.len() as u32).max(1);
+    let per = connections_used(addrs.len(), conns) / addrs.len() as u32;
     let results: Vec<anyhow::Result<serde_json::Value>> = std::thread::scope(|scope| {
         let runs: Vec<_> = addrs
             .iter()
@@ -301,7 +307,9 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
             let after = sum_counters(addr, set)?;
             let row = Row {
                 pattern,
-                conns,
+                // Connections actually open (each node's wrk gets at least one): at most this
+                // many requests were in flight, applied but unanswered, when wrk stopped.
+                conns: connections_used(addrs.len(), conns),
                 rps: ok as f64 / (get("duration_us") as f64 / 1e6),
                 p50_ms: get("p50_us") as f64 / 1000.0,
                 p99_ms: get("p99_us") as f64 / 1000.0,

@@ -312,8 +312,12 @@ pub fn serve(body: Incoming, handler: Handler, mut stop: watch::Receiver<bool>) 
             let Ok(Some(bytes)) = next else {
                 break;
             };
-            let Ok(request) = decode::<MuxRequest>("a forwarded command", &bytes) else {
-                break;
+            let request = match decode::<MuxRequest>("a forwarded command", &bytes) {
+                Ok(request) => request,
+                Err(e) => {
+                    tracing::warn!("ending a forwarding exchange: {e}");
+                    break;
+                }
             };
             let handler = handler.clone();
             let answers = answers_tx.clone();

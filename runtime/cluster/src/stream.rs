@@ -139,8 +139,12 @@ pub fn serve(
     tokio::spawn(async move {
         let mut reader = FrameReader::new(body);
         while let Ok(Some(bytes)) = reader.next().await {
-            let Ok(request) = decode::<AppendEntriesRequest<C>>("an append request", &bytes) else {
-                break;
+            let request = match decode::<AppendEntriesRequest<C>>("an append request", &bytes) {
+                Ok(request) => request,
+                Err(e) => {
+                    tracing::warn!("ending an append stream: {e}");
+                    break;
+                }
             };
             if requests_tx.send(request).await.is_err() {
                 break;
