@@ -201,11 +201,7 @@ impl Cluster {
                 continue;
             }
             let wanted: BTreeSet<u64> = desired.iter().copied().collect();
-            // A replica known under another address than its node has now is corrected too.
-            let moved = membership
-                .nodes()
-                .any(|(id, node)| addrs.get(id).is_some_and(|addr| addr != &node.addr));
-            if wanted != voters || wanted != nodes || moved {
+            if wanted != voters || wanted != nodes {
                 self.reconcile(group.id, wanted, &addrs);
                 continue;
             }
@@ -263,20 +259,6 @@ impl Cluster {
                     .membership()
                     .clone();
                 let voters: BTreeSet<u64> = membership.voter_ids().collect();
-                // A replica known under an old address (its node came back elsewhere) is
-                // corrected first, or replication would keep trying the old one.
-                let moved: BTreeMap<u64, BasicNode> = new
-                    .iter()
-                    .filter(|(id, addr)| membership.get_node(id).is_some_and(|n| &n.addr != *addr))
-                    .map(|(id, addr)| (*id, BasicNode::new(addr)))
-                    .collect();
-                if !moved.is_empty() {
-                    let changed = raft
-                        .change_membership(ChangeMembers::SetNodes(moved), false)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    membership = changed.membership.unwrap_or(membership);
-                }
                 // Every wanted replica that is not a voter yet becomes a learner, and must
                 // catch up before it votes. A learner left from an earlier round is not added
                 // again (that would append a membership entry each round); it is waited for.
@@ -330,24 +312,29 @@ impl Cluster {
     }
 }
 
-/// Waits (at most [`CATCH_UP`]) until the learner `id` of `raft`'s group is within a few
-/// entries of the leader's log.
+/// Waits (at most [`CATCH_UP`]) until the learner `id` of `raft`'s group has every entry the
+/// leader had when the wait began; fails at once if this node stops leading.
 async fn wait_caught_up(
     raft: &openraft::Raft<crate::TypeConfig, crate::StateMachine>,
     id: u64,
 ) -> Result<(), String> {
-    raft.wait(Some(CATCH_UP))
+    let target = raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
+    let metrics = raft
+        .wait(Some(CATCH_UP))
         .metrics(
             |m| {
-                let last = m.last_log_index.unwrap_or(0);
-                m.replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).cloned().flatten())
-                    .is_some_and(|matched| matched.index + 8 >= last)
+                m.state != ServerState::Leader
+                    || m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id).cloned().flatten())
+                        .is_some_and(|matched| matched.index >= target)
             },
             "learner caught up",
         )
         .await
-        .map(drop)
-        .map_err(|_| format!("node {id} did not catch up"))
+        .map_err(|_| format!("node {id} did not catch up"))?;
+    if metrics.state != ServerState::Leader {
+        return Err("this node stopped leading the group".into());
+    }
+    Ok(())
 }

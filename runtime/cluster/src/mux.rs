@@ -13,12 +13,15 @@
 //! when it certainly did not run. Commands queued on an exchange whose connection could not be
 //! made fail as [`PeerError::Unreachable`]; commands sent on an exchange that breaks fail as
 //! [`PeerError::Broken`] (their outcome is unknown). The next command opens a new exchange.
+//! A peer that shuts down stops reading and says which command it read last (a *goaway*):
+//! it answers those, and the later ones fail as unreachable, since they never ran. An
+//! exchange that hears nothing for 30 s while a command waits as long is taken for dead.
 
 use std::{
     collections::HashMap,
     convert::Infallible,
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -33,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    network::{PeerClient, PeerError, PeerReply},
+    network::{PeerError, PeerReply, StreamClient},
     stream::{FrameReader, StreamingBody, frame},
     types::{decode, encode},
 };
@@ -48,6 +51,10 @@ struct MuxRequest {
     path: String,
     body: Vec<u8>,
 }
+
+/// The id of the answer that says the peer reads no more commands; its body is the id of the
+/// last command it read (little-endian `u64`). Command ids start at 1.
+const GOAWAY: u64 = 0;
 
 /// The answer to the command `id`: an HTTP status and its JSON body.
 #[derive(Debug, Serialize, Deserialize)]
@@ -106,7 +113,7 @@ impl Links {
     /// (at most `timeout`).
     pub(crate) async fn send(
         &self,
-        client: &PeerClient,
+        client: &StreamClient,
         addr: &str,
         path: &str,
         body: Bytes,
@@ -118,8 +125,8 @@ impl Links {
             body,
             reply,
         };
-        // A link task lives as long as the client; should one have ended anyway, it is
-        // replaced once.
+        // A link task lives as long as the client that made it; should one have ended anyway,
+        // it is replaced once.
         for _ in 0..2 {
             let link = {
                 let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
@@ -136,10 +143,10 @@ impl Links {
                 Ok(()) => break,
                 Err(mpsc::error::SendError(back)) => {
                     pending = back;
-                    self.links
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(addr);
+                    let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+                    if links.get(addr).is_some_and(|l| l.same_channel(&link)) {
+                        links.remove(addr);
+                    }
                 }
             }
         }
@@ -156,27 +163,43 @@ impl Links {
     }
 }
 
-/// The task of one peer: runs one exchange after another, each until it fails.
-async fn run_link(client: PeerClient, addr: String, mut rx: mpsc::UnboundedReceiver<Pending>) {
+/// How long the answer's head of a new exchange may take.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// An exchange that has heard nothing for this long while a command has waited as long is
+/// taken for dead (a peer gone without closing the connection), and its commands fail.
+const SILENCE: Duration = Duration::from_secs(30);
+/// How often an exchange checks for silence and for callers that gave up.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The task of one peer: runs one exchange after another, each until it fails. It ends when
+/// the client that made it is dropped.
+async fn run_link(client: StreamClient, addr: String, mut rx: mpsc::UnboundedReceiver<Pending>) {
     while let Some(first) = rx.recv().await {
         exchange(&client, &addr, &mut rx, first).await;
     }
 }
 
+/// The commands sent on an exchange and not yet answered: when each was sent, and where its
+/// answer goes.
+type Outstanding = HashMap<u64, (Instant, oneshot::Sender<Result<PeerReply, PeerError>>)>;
+
 /// One exchange: sends `first` and every later command, routes the answers, and returns
-/// when the exchange fails (every command on it is answered with the failure) or the client
-/// is gone.
+/// when the exchange fails or the peer said it stops (every command on it is then answered),
+/// or the client is gone.
 async fn exchange(
-    client: &PeerClient,
+    client: &StreamClient,
     addr: &str,
     rx: &mut mpsc::UnboundedReceiver<Pending>,
     first: Pending,
 ) {
     let (body_tx, body_rx) = mpsc::unbounded_channel::<Bytes>();
-    let mut outstanding: HashMap<u64, oneshot::Sender<Result<PeerReply, PeerError>>> =
-        HashMap::new();
+    let mut outstanding = Outstanding::new();
     let mut next_id = 0u64;
-    let mut enqueue = |pending: Pending, outstanding: &mut HashMap<_, _>| {
+    let mut enqueue = |pending: Pending, outstanding: &mut Outstanding| {
+        // Its caller gave up: not worth running.
+        if pending.reply.is_closed() {
+            return;
+        }
         next_id += 1;
         let request = MuxRequest {
             id: next_id,
@@ -188,7 +211,7 @@ async fn exchange(
             .and_then(|bytes| frame(&bytes))
         {
             Some(chunk) => {
-                outstanding.insert(next_id, pending.reply);
+                outstanding.insert(next_id, (Instant::now(), pending.reply));
                 // The body lives as long as this exchange.
                 let _ = body_tx.send(chunk);
             }
@@ -213,7 +236,10 @@ async fn exchange(
         }
     };
     // While the answer's head is awaited, later commands already go out.
-    let mut head = std::pin::pin!(client.stream(addr, request));
+    let mut head = std::pin::pin!(tokio::time::timeout(
+        HEAD_TIMEOUT,
+        client.stream(addr, request)
+    ));
     let response = loop {
         tokio::select! {
             response = &mut head => break response,
@@ -224,17 +250,18 @@ async fn exchange(
         }
     };
     let response = match response {
-        Ok(response) if response.status() == StatusCode::OK => response,
-        Ok(response) => {
+        Ok(Ok(response)) if response.status() == StatusCode::OK => response,
+        // The peer does not serve the exchange: none of its commands ran.
+        Ok(Ok(response)) => {
             let status = response.status();
             fail_all(outstanding, |_| {
-                PeerError::Broken(format!(
+                PeerError::Unreachable(format!(
                     "HTTP {status} from {addr} for the forwarding exchange"
                 ))
             });
             return;
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             let unreachable = matches!(e, PeerError::Unreachable(_));
             let message = e.to_string();
             fail_all(outstanding, |_| {
@@ -246,9 +273,24 @@ async fn exchange(
             });
             return;
         }
+        Err(_) => {
+            fail_all(outstanding, |_| {
+                PeerError::Broken(format!(
+                    "{addr}: no forwarding exchange within {HEAD_TIMEOUT:?}"
+                ))
+            });
+            return;
+        }
     };
     let mut reader = FrameReader::new(response.into_body());
+    let mut heard = Instant::now();
+    // Set once the peer said it stops reading: the last command it read.
+    let mut draining: Option<u64> = None;
+    let mut check = tokio::time::interval(CHECK_EVERY);
     loop {
+        if draining.is_some() && outstanding.is_empty() {
+            return;
+        }
         tokio::select! {
             next = reader.next() => {
                 let bytes = match next {
@@ -262,6 +304,7 @@ async fn exchange(
                         return;
                     }
                 };
+                heard = Instant::now();
                 let answer: MuxAnswer = match decode("a forwarded answer", &bytes) {
                     Ok(answer) => answer,
                     Err(e) => {
@@ -269,7 +312,25 @@ async fn exchange(
                         return;
                     }
                 };
-                if let Some(reply) = outstanding.remove(&answer.id) {
+                if answer.id == GOAWAY {
+                    // Commands past the last one read never ran.
+                    let last = answer
+                        .body
+                        .first_chunk::<8>()
+                        .map(|b| u64::from_le_bytes(*b))
+                        .unwrap_or(0);
+                    let unread: Vec<u64> = outstanding.keys().copied().filter(|id| *id > last).collect();
+                    for id in unread {
+                        if let Some((_, reply)) = outstanding.remove(&id) {
+                            let _ = reply.send(Err(PeerError::Unreachable(format!(
+                                "{addr} is stopping"
+                            ))));
+                        }
+                    }
+                    draining = Some(last);
+                    continue;
+                }
+                if let Some((_, reply)) = outstanding.remove(&answer.id) {
                     let status = StatusCode::from_u16(answer.status)
                         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                     let _ = reply.send(Ok(PeerReply {
@@ -280,19 +341,32 @@ async fn exchange(
                 }
             }
             pending = rx.recv() => match pending {
+                // A peer that stops takes no more commands: this one never ran there.
+                Some(pending) if draining.is_some() => {
+                    let _ = pending.reply.send(Err(PeerError::Unreachable(format!(
+                        "{addr} is stopping"
+                    ))));
+                }
                 Some(pending) => enqueue(pending, &mut outstanding),
                 None => return,
             },
+            _ = check.tick() => {
+                outstanding.retain(|_, (_, reply)| !reply.is_closed());
+                let oldest = outstanding.values().map(|(sent, _)| *sent).min();
+                if oldest.is_some_and(|sent| sent.elapsed() > SILENCE) && heard.elapsed() > SILENCE {
+                    fail_all(outstanding, |_| {
+                        PeerError::Broken(format!("{addr}: nothing heard for {SILENCE:?}"))
+                    });
+                    return;
+                }
+            }
         }
     }
 }
 
 /// Answers every command still waiting with `error`.
-fn fail_all(
-    outstanding: HashMap<u64, oneshot::Sender<Result<PeerReply, PeerError>>>,
-    error: impl Fn(u64) -> PeerError,
-) {
-    for (id, reply) in outstanding {
+fn fail_all(outstanding: Outstanding, error: impl Fn(u64) -> PeerError) {
+    for (id, (_, reply)) in outstanding {
         let _ = reply.send(Err(error(id)));
     }
 }
@@ -304,10 +378,29 @@ pub fn serve(body: Incoming, handler: Handler, mut stop: watch::Receiver<bool>) 
     let (answers_tx, answers_rx) = mpsc::unbounded_channel::<Bytes>();
     tokio::spawn(async move {
         let mut reader = FrameReader::new(body);
+        let mut last_read = 0u64;
+        // Tells the peer which commands were read (they run and are answered); the later
+        // ones never ran, so it may send them elsewhere.
+        let goaway = |last_read: u64| {
+            let answer = MuxAnswer {
+                id: GOAWAY,
+                status: 0,
+                body: last_read.to_le_bytes().to_vec(),
+            };
+            if let Some(chunk) = encode("a goaway", &answer)
+                .ok()
+                .and_then(|bytes| frame(&bytes))
+            {
+                let _ = answers_tx.send(chunk);
+            }
+        };
         loop {
             let next = tokio::select! {
                 next = reader.next() => next,
-                _ = stop.wait_for(|stop| *stop) => break,
+                _ = stop.wait_for(|stop| *stop) => {
+                    goaway(last_read);
+                    break;
+                }
             };
             let Ok(Some(bytes)) = next else {
                 break;
@@ -316,9 +409,11 @@ pub fn serve(body: Incoming, handler: Handler, mut stop: watch::Receiver<bool>) 
                 Ok(request) => request,
                 Err(e) => {
                     tracing::warn!("ending a forwarding exchange: {e}");
+                    goaway(last_read);
                     break;
                 }
             };
+            last_read = request.id;
             let handler = handler.clone();
             let answers = answers_tx.clone();
             tokio::spawn(async move {

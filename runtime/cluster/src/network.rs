@@ -48,7 +48,7 @@ pub const RAFT_PATH: &str = "/v1/peer/raft/";
 pub struct PeerClient {
     http: Client<HttpConnector, Full<Bytes>>,
     /// For exchanges whose request body is written as it is produced (append streams).
-    streaming: Client<HttpConnector, crate::stream::StreamingBody>,
+    streaming: StreamClient,
     /// The forwarding exchange to each peer (see [`crate::mux`]).
     links: crate::mux::Links,
 }
@@ -56,6 +56,24 @@ pub struct PeerClient {
 impl Default for PeerClient {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The pooled client of streaming exchanges (append streams, forwarding exchanges).
+#[derive(Clone)]
+pub(crate) struct StreamClient(Client<HttpConnector, crate::stream::StreamingBody>);
+
+impl StreamClient {
+    /// Sends a request whose body streams to `addr`; resolves with the answer's head.
+    pub(crate) async fn stream(
+        &self,
+        addr: &str,
+        request: Request<crate::stream::StreamingBody>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, PeerError> {
+        self.0
+            .request(request)
+            .await
+            .map_err(|e| request_error(addr, e))
     }
 }
 
@@ -76,9 +94,11 @@ impl PeerClient {
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector.clone());
-        let streaming = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let streaming = StreamClient(
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
+        );
         PeerClient {
             http,
             streaming,
@@ -92,10 +112,7 @@ impl PeerClient {
         addr: &str,
         request: Request<crate::stream::StreamingBody>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, PeerError> {
-        self.streaming
-            .request(request)
-            .await
-            .map_err(|e| request_error(addr, e))
+        self.streaming.stream(addr, request).await
     }
 
     /// Sends an entity command (`POST path`, marked forwarded) to `addr` on the forwarding
@@ -107,7 +124,9 @@ impl PeerClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<PeerReply, PeerError> {
-        self.links.send(self, addr, path, body, timeout).await
+        self.links
+            .send(&self.streaming, addr, path, body, timeout)
+            .await
     }
 
     /// Sends one request to `addr` (`host:port`) and reads the whole answer within `timeout`.

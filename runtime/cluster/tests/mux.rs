@@ -14,15 +14,13 @@ use hyper::{StatusCode, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::{net::TcpListener, sync::watch, task::JoinSet};
 
-/// Serves the forwarding exchange with `handler` on a loopback port; dropping the returned
-/// set closes the listener and every connection.
-async fn serve(handler: Handler) -> (String, JoinSet<()>) {
+/// Serves the forwarding exchange with `handler` on a loopback port until `stop`; dropping
+/// the returned set closes the listener and every connection.
+async fn serve(handler: Handler, stop: watch::Receiver<bool>) -> (String, JoinSet<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
-    let (_stop_tx, stop) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tasks.spawn(async move {
-        let _keep = _stop_tx;
         let mut connections = JoinSet::new();
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -44,6 +42,13 @@ async fn serve(handler: Handler) -> (String, JoinSet<()>) {
         }
     });
     (addr, tasks)
+}
+
+/// A stop signal that never fires.
+fn running() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    std::mem::forget(tx);
+    rx
 }
 
 /// Forwards the command `name` of `counter/k` with an empty body.
@@ -70,7 +75,7 @@ async fn answers_reach_their_callers_in_any_order() {
             (StatusCode::OK, Bytes::from(answer))
         })
     });
-    let (addr, _server) = serve(handler).await;
+    let (addr, _server) = serve(handler, running()).await;
     let client = PeerClient::new();
     let mut calls = JoinSet::new();
     for n in 0..20u64 {
@@ -122,7 +127,7 @@ async fn a_peer_gone_mid_command_leaves_the_outcome_unknown_and_the_next_exchang
             (StatusCode::OK, Bytes::from_static(b"7"))
         })
     });
-    let (addr, server) = serve(handler.clone()).await;
+    let (addr, server) = serve(handler.clone(), running()).await;
     let client = PeerClient::new();
     let call = {
         let client = client.clone();
@@ -135,7 +140,49 @@ async fn a_peer_gone_mid_command_leaves_the_outcome_unknown_and_the_next_exchang
     assert!(matches!(err, PeerError::Broken(_)), "{err}");
 
     // A new server on another port: the client opens a new exchange for it.
-    let (addr, _server) = serve(handler).await;
+    let (addr, _server) = serve(handler, running()).await;
     let reply = add(&client, &addr, "add").await.expect("answered");
     assert_eq!(reply.body, Bytes::from_static(b"7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_peer_answers_what_it_read_and_refuses_the_rest_as_never_run() {
+    let (release_tx, release) = watch::channel(false);
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let handler: Handler = Arc::new(move |path: String, _body: Bytes| {
+        let started = started_tx.clone();
+        let mut release = release.clone();
+        Box::pin(async move {
+            if path.ends_with("/slow") {
+                let _ = started.send(());
+                let _ = release.wait_for(|go| *go).await;
+                return (StatusCode::OK, Bytes::from_static(b"done"));
+            }
+            (StatusCode::OK, Bytes::from_static(b"7"))
+        })
+    });
+    let (stop_tx, stop) = watch::channel(false);
+    let (addr, _server) = serve(handler, stop).await;
+    let client = PeerClient::new();
+    let slow = {
+        let client = client.clone();
+        let addr = addr.clone();
+        tokio::spawn(async move { add(&client, &addr, "slow").await })
+    };
+    started.recv().await.expect("the slow command started");
+    stop_tx.send(true).expect("stop");
+    // Commands sent once the peer stopped reading are refused as never run (retryable).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match add(&client, &addr, "add").await {
+            Err(PeerError::Unreachable(_)) => break,
+            Ok(reply) => assert_eq!(reply.body, Bytes::from_static(b"7")),
+            Err(e) => panic!("expected a refusal, got {e}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never refused");
+    }
+    // The command it had read still gets its answer.
+    release_tx.send(true).expect("release");
+    let reply = slow.await.expect("call").expect("answered");
+    assert_eq!(reply.body, Bytes::from_static(b"done"));
 }
