@@ -1,7 +1,8 @@
 //! `cargo xtask bench`: the durable-counter workload of the peer comparison (wrk, `POST
-//! .../add` body `1`, 1,000 random keys and one hot key, 1/16/64 connections) against a `cella serve`
-//! built with the `dist` profile (release with link-time optimization), printing req/s, p50 and p99 and checking that the counters' sum matches the
-//! acknowledged requests; then the criterion micro-benchmark of the command path.
+//! .../add` body `1`, 1,000 random keys and one hot key, 1/16/64 connections) against a
+//! `cella serve` built with the `dist` profile (release with link-time optimization), printing
+//! req/s, p50 and p99 and checking that the counters' sum matches the acknowledged requests;
+//! then the criterion micro-benchmark of the command path.
 
 use std::{
     path::Path,

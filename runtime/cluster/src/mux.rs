@@ -37,8 +37,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
     network::{PeerError, PeerReply, StreamClient},
-    stream::{FrameReader, StreamingBody, frame},
-    types::{decode, encode},
+    stream::{FrameReader, StreamingBody, encode_frame},
+    types::decode,
 };
 
 /// The path of the multiplexed exchange.
@@ -206,10 +206,7 @@ async fn exchange(
             path: pending.path,
             body: pending.body.to_vec(),
         };
-        match encode("a forwarded command", &request)
-            .ok()
-            .and_then(|bytes| frame(&bytes))
-        {
+        match encode_frame("a forwarded command", &request) {
             Some(chunk) => {
                 outstanding.insert(next_id, (Instant::now(), pending.reply));
                 // The body lives as long as this exchange.
@@ -387,10 +384,7 @@ pub fn serve(body: Incoming, handler: Handler, mut stop: watch::Receiver<bool>) 
                 status: 0,
                 body: last_read.to_le_bytes().to_vec(),
             };
-            if let Some(chunk) = encode("a goaway", &answer)
-                .ok()
-                .and_then(|bytes| frame(&bytes))
-            {
+            if let Some(chunk) = encode_frame("a goaway", &answer) {
                 let _ = answers_tx.send(chunk);
             }
         };
@@ -423,10 +417,7 @@ pub fn serve(body: Incoming, handler: Handler, mut stop: watch::Receiver<bool>) 
                     status: status.as_u16(),
                     body: body.to_vec(),
                 };
-                if let Some(chunk) = encode("a forwarded answer", &answer)
-                    .ok()
-                    .and_then(|bytes| frame(&bytes))
-                {
+                if let Some(chunk) = encode_frame("a forwarded answer", &answer) {
                     let _ = answers.send(chunk);
                 }
             });

@@ -86,6 +86,11 @@ pub(crate) fn frame(payload: &[u8]) -> Option<Bytes> {
     Some(out.freeze())
 }
 
+/// `value` encoded and framed; `None` if it cannot be encoded or is too large for a frame.
+pub(crate) fn encode_frame<T: serde::Serialize>(what: &'static str, value: &T) -> Option<Bytes> {
+    encode(what, value).ok().and_then(|bytes| frame(&bytes))
+}
+
 /// Splits a body into the frames written by [`frame`].
 pub(crate) struct FrameReader {
     body: Incoming,
@@ -167,10 +172,7 @@ pub fn serve(
             };
             let answer: Result<StreamAppendResult<C>, RaftError<C>> =
                 answer.map_err(RaftError::Fatal);
-            let Some(chunk) = encode("an append answer", &answer)
-                .ok()
-                .and_then(|bytes| frame(&bytes))
-            else {
+            let Some(chunk) = encode_frame("an append answer", &answer) else {
                 break;
             };
             if answers_tx.send(chunk).await.is_err() {
@@ -233,10 +235,7 @@ where
                 let Some(request) = input.next().await else {
                     break;
                 };
-                let Some(chunk) = encode("an append request", &request)
-                    .ok()
-                    .and_then(|bytes| frame(&bytes))
-                else {
+                let Some(chunk) = encode_frame("an append request", &request) else {
                     break;
                 };
                 sent.lock()

@@ -59,6 +59,16 @@ async fn add(client: &PeerClient, addr: &str, name: &str) -> Result<PeerReply, P
         .await
 }
 
+/// [`add`] in a task of its own.
+fn spawn_add(
+    client: &PeerClient,
+    addr: &str,
+    name: &'static str,
+) -> tokio::task::JoinHandle<Result<PeerReply, PeerError>> {
+    let (client, addr) = (client.clone(), addr.to_string());
+    tokio::spawn(async move { add(&client, &addr, name).await })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_reach_their_callers_in_any_order() {
     // Command `n` takes (20 - n) ms: later commands finish first.
@@ -129,11 +139,7 @@ async fn a_peer_gone_mid_command_leaves_the_outcome_unknown_and_the_next_exchang
     });
     let (addr, server) = serve(handler.clone(), running()).await;
     let client = PeerClient::new();
-    let call = {
-        let client = client.clone();
-        let addr = addr.clone();
-        tokio::spawn(async move { add(&client, &addr, "hang").await })
-    };
+    let call = spawn_add(&client, &addr, "hang");
     started.recv().await.expect("the command started");
     drop(server);
     let err = call.await.expect("call").err().expect("the peer went away");
@@ -164,11 +170,7 @@ async fn a_stopping_peer_answers_what_it_read_and_refuses_the_rest_as_never_run(
     let (stop_tx, stop) = watch::channel(false);
     let (addr, _server) = serve(handler, stop).await;
     let client = PeerClient::new();
-    let slow = {
-        let client = client.clone();
-        let addr = addr.clone();
-        tokio::spawn(async move { add(&client, &addr, "slow").await })
-    };
+    let slow = spawn_add(&client, &addr, "slow");
     started.recv().await.expect("the slow command started");
     stop_tx.send(true).expect("stop");
     // Commands sent once the peer stopped reading are refused as never run (retryable).

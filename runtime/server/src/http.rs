@@ -399,14 +399,20 @@ async fn change_membership(node: &Node, addr: Option<&str>, id: u64) -> Result<R
     ))
 }
 
-/// Runs a command here, recording its outcome.
+/// The escaped `{type}`, `{key}` and `{command}` of `/v1/entities/{type}/{key}/{command}`
+/// (no query), or `None` for any other path.
+pub(crate) fn entity_command_path(path: &str) -> Option<[&str; 3]> {
+    let mut segments = path.strip_prefix("/v1/entities/")?.split('/');
+    let parts = [segments.next()?, segments.next()?, segments.next()?];
+    (segments.next().is_none() && !path.contains('?')).then_some(parts)
+}
+
 /// Runs an entity command another node forwarded on its forwarding exchange (`path` is
 /// `/v1/entities/{type}/{key}/{command}`), as the HTTP route does for a request marked
 /// forwarded: it runs here or is answered `not_leader`, never forwarded again.
 async fn forwarded_command(node: &Node, path: &str, body: Bytes) -> (StatusCode, Bytes) {
     let run = async {
-        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let ["v1", "entities", ty, key, command] = segments.as_slice() else {
+        let Some([ty, key, command]) = entity_command_path(path) else {
             return Err(Error::BadRequest(format!(
                 "`{path}` is not an entity command path"
             )));
@@ -434,6 +440,7 @@ async fn forwarded_command(node: &Node, path: &str, body: Bytes) -> (StatusCode,
     }
 }
 
+/// Runs a command here, recording its outcome.
 async fn run_command(
     node: &Node,
     ty: &str,

@@ -5,8 +5,8 @@
 //! Entity commands travel on the forwarding exchange to the leader (one multiplexed stream per
 //! node pair, `cella_cluster::mux`); other requests (reads, module and membership changes) go
 //! as HTTP requests of their own carrying `x-cella-forwarded: 1`. A node never forwards a
-//! forwarded request again, it answers `503 not_leader` instead, which the forwarding node retries after looking
-//! the leader up again. Retries happen only when the command certainly did not run: the target
+//! forwarded request again, it answers `503 not_leader` instead, which the forwarding node
+//! retries after looking the leader up again. Retries happen only when the command certainly did not run: the target
 //! refused it as `not_leader`, or the connection could not be made. A connection that breaks or
 //! times out after the request went out leaves the outcome unknown and is answered
 //! `503 unavailable`.
@@ -85,17 +85,11 @@ impl Origin {
             authorization: req.headers().get(hyper::header::AUTHORIZATION).cloned(),
         }
     }
-}
 
-impl Origin {
     /// Whether this is `POST /v1/entities/{type}/{key}/{command}` (no query).
     fn is_entity_command(&self) -> bool {
         self.method == Method::POST
-            && !self.path_and_query.contains('?')
-            && self
-                .path_and_query
-                .strip_prefix("/v1/entities/")
-                .is_some_and(|rest| rest.split('/').count() == 3)
+            && crate::http::entity_command_path(&self.path_and_query).is_some()
     }
 }
 
