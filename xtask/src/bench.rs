@@ -244,6 +244,12 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
         .map(|(i, a)| format!("{}={a}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
+    // A server already listening there would answer in place of the one benchmarked.
+    for a in &addrs {
+        if std::net::TcpListener::bind(a).is_err() {
+            bail!("{a} is in use: stop whatever listens there (an earlier node?) and run again");
+        }
+    }
     let mut servers = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let mut serve = Command::new(build::target_dir(&root).join("dist/cella"));
@@ -268,8 +274,11 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
     }
     let addr = addrs[0].as_str();
     let started = Instant::now();
-    for a in &addrs {
+    for (a, server) in addrs.iter().zip(&mut servers) {
         while request(a, "GET", "/healthz", b"").map(|r| r.0).unwrap_or(0) != 200 {
+            if let Some(status) = server.0.try_wait()? {
+                bail!("cella serve on {a} exited ({status}) before becoming healthy");
+            }
             if started.elapsed() > Duration::from_secs(60) {
                 bail!("cella serve on {a} did not become healthy");
             }
