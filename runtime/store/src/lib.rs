@@ -50,11 +50,6 @@ pub struct StoreOptions {
     /// everything already queued. Zero (the default) commits at once: requests that arrive
     /// during a commit form the next batch anyway.
     pub linger: Duration,
-    /// How long a batch of volatile requests only (a state machine's applies) waits for a
-    /// durable request to share its transaction. Under load one arrives within a commit, so
-    /// applies ride along with log appends instead of paying a transaction of their own;
-    /// nothing waits on a volatile write but its own caller.
-    pub volatile_wait: Duration,
 }
 
 impl Default for StoreOptions {
@@ -62,7 +57,6 @@ impl Default for StoreOptions {
         Self {
             max_batch: 1024,
             linger: Duration::ZERO,
-            volatile_wait: Duration::from_millis(5),
         }
     }
 }
@@ -108,7 +102,6 @@ impl Store {
         let policy = BatchPolicy {
             max_batch: options.max_batch,
             linger: options.linger,
-            volatile_wait: options.volatile_wait,
         };
         let writer = Writer::spawn(db.clone(), stats.clone(), policy)?;
         Ok(Store {

@@ -73,8 +73,7 @@ impl Store {
 
     /// Like [`Store::write_group`], but resolves once the writes are committed and visible,
     /// without waiting for them to be durable: a crash may lose them (never tear them), until
-    /// the next durable write. For state a raft group can re-apply from its log. It waits up
-    /// to [`crate::StoreOptions::volatile_wait`] to share the transaction of a durable write.
+    /// the next durable write. For state a raft group can re-apply from its log.
     pub fn write_group_volatile(&self, writes: Vec<GroupWrite>) -> AppendFuture {
         self.queue_group(writes, false)
     }

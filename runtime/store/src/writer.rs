@@ -5,11 +5,8 @@
 //! requests), optionally lingers for more, applies the whole batch in one write transaction with
 //! [`Durability::Immediate`], commits (one fsync), then resolves every request of the batch.
 //! Batches are processed one after another in arrival order, so a request is durable no later
-//! than any request submitted after it. A batch of volatile requests only first waits a little
-//! (`volatile_wait`) for a durable request to share its transaction, and is otherwise committed
-//! without an fsync; the next durable commit makes it durable. Under load a raft state
-//! machine's applies thus ride along with the log appends instead of paying a transaction of
-//! their own (a commit costs about as much CPU as the writes in it).
+//! than any request submitted after it. A batch of volatile requests only is committed without
+//! an fsync; the next durable commit makes it durable.
 //!
 //! *Fail-stop.* When a commit fails, every request of the batch fails, and so does every request
 //! after it until the store is reopened. Later appends may have been computed from the state the
@@ -109,7 +106,6 @@ struct Request {
 pub(crate) struct BatchPolicy {
     pub(crate) max_batch: usize,
     pub(crate) linger: Duration,
-    pub(crate) volatile_wait: Duration,
 }
 
 /// Handle to the writer thread: the sending side of its queue and its join handle.
@@ -221,52 +217,30 @@ impl WriterThread {
     }
 
     /// The batch starting with `first`: everything already queued, then (when lingering)
-    /// whatever arrives before the linger deadline, up to `max_batch` requests. A batch of
-    /// volatile requests only then waits up to `volatile_wait` for a durable one.
+    /// whatever arrives before the linger deadline, up to `max_batch` requests.
     fn collect(&self, first: Request) -> Vec<Request> {
         let max = self.policy.max_batch;
         let mut batch = vec![first];
-        self.drain(&mut batch);
-        if !self.policy.linger.is_zero() && batch.len() < max {
-            let deadline = Instant::now() + self.policy.linger;
-            self.fill(&mut batch, deadline, |_| false);
-        }
-        let wait = self.policy.volatile_wait;
-        if !wait.is_zero() && !batch.iter().any(|r| r.durable) {
-            let deadline = Instant::now() + wait;
-            self.fill(&mut batch, deadline, |r| r.durable);
-            self.drain(&mut batch);
-        }
-        batch
-    }
-
-    /// Adds what is already queued to `batch`, up to `max_batch` requests.
-    fn drain(&self, batch: &mut Vec<Request>) {
-        while batch.len() < self.policy.max_batch {
+        while batch.len() < max {
             match self.rx.try_recv() {
                 Ok(request) => batch.push(request),
                 Err(_) => break,
             }
         }
-    }
-
-    /// Adds requests to `batch` until `deadline`, `max_batch`, or one for which `stop` holds.
-    fn fill(&self, batch: &mut Vec<Request>, deadline: Instant, stop: impl Fn(&Request) -> bool) {
-        while batch.len() < self.policy.max_batch {
+        if self.policy.linger.is_zero() || batch.len() >= max {
+            return batch;
+        }
+        let deadline = Instant::now() + self.policy.linger;
+        while batch.len() < max {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break;
             };
             match self.rx.recv_timeout(left) {
-                Ok(request) => {
-                    let last = stop(&request);
-                    batch.push(request);
-                    if last {
-                        break;
-                    }
-                }
+                Ok(request) => batch.push(request),
                 Err(_) => break,
             }
         }
+        batch
     }
 
     /// Commits a batch and resolves its requests; a failure fails it and stops the writer.

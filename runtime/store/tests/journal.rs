@@ -203,7 +203,6 @@ async fn max_batch_and_linger_are_respected() {
     let options = StoreOptions {
         max_batch: 4,
         linger: std::time::Duration::from_millis(2),
-        ..Default::default()
     };
     let store = Store::open(dir.path(), options).unwrap();
     let futures: Vec<_> = (1..=20)
@@ -218,39 +217,6 @@ async fn max_batch_and_linger_are_respected() {
     assert_eq!(stats.batch_sizes[3..].iter().sum::<u64>(), 0, "{stats:?}");
     assert!(stats.commits >= 5);
     assert_eq!(store.load(&id("a")).unwrap().last_seq(), 20);
-}
-
-#[tokio::test]
-async fn volatile_writes_wait_to_share_a_durable_commit() {
-    use cella_store::GroupWrite;
-    let volatile = |s| vec![GroupWrite::Entity(append("v", s))];
-    // A long wait: the volatile write can only resolve through the durable one.
-    let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions {
-        volatile_wait: std::time::Duration::from_secs(30),
-        ..Default::default()
-    };
-    let store = Store::open(dir.path(), options).unwrap();
-    let first = store.write_group_volatile(volatile(1));
-    let durable = store.append(vec![append("d", 1)]);
-    let (first, durable) = tokio::join!(first, durable);
-    first.unwrap();
-    durable.unwrap();
-    let stats = store.stats();
-    assert_eq!(stats.commits, 1, "one transaction for both: {stats:?}");
-    assert_eq!(store.load(&id("v")).unwrap().last_seq(), 1);
-    drop(store);
-
-    // With no durable write coming, a volatile one still commits after the wait, on its own.
-    let dir = tempfile::tempdir().unwrap();
-    let options = StoreOptions {
-        volatile_wait: std::time::Duration::from_millis(20),
-        ..Default::default()
-    };
-    let store = Store::open(dir.path(), options).unwrap();
-    store.write_group_volatile(volatile(1)).await.unwrap();
-    assert_eq!(store.stats().commits, 1);
-    assert_eq!(store.load(&id("v")).unwrap().last_seq(), 1);
 }
 
 #[tokio::test]
