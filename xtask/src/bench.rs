@@ -214,21 +214,28 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
     let root = workspace_root();
     ensure_wrk()?;
     build::build_examples()?;
-    let status = Command::new(env!("CARGO"))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--profile",
-            "dist",
-            "-p",
-            "cella-server",
-            "--bin",
-            "cella",
-        ])
-        .status()?;
-    if !status.success() {
-        bail!("build of the benchmarked node (profile dist) failed");
-    }
+    // `CELLA_BENCH_BIN` runs another build of `cella` (A/B comparisons in one sitting).
+    let bin = match std::env::var_os("CELLA_BENCH_BIN") {
+        Some(bin) => std::path::PathBuf::from(bin),
+        None => {
+            let status = Command::new(env!("CARGO"))
+                .current_dir(&root)
+                .args([
+                    "build",
+                    "--profile",
+                    "dist",
+                    "-p",
+                    "cella-server",
+                    "--bin",
+                    "cella",
+                ])
+                .status()?;
+            if !status.success() {
+                bail!("build of the benchmarked node (profile dist) failed");
+            }
+            build::target_dir(&root).join("dist/cella")
+        }
+    };
     let tmp = std::env::temp_dir().join(format!("cella-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
@@ -252,7 +259,7 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
     }
     let mut servers = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
-        let mut serve = Command::new(build::target_dir(&root).join("dist/cella"));
+        let mut serve = Command::new(&bin);
         serve
             .args(["serve", "--data-dir"])
             .arg(tmp.join(format!("data{i}")))

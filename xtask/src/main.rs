@@ -26,7 +26,9 @@ commands:
   demo [ADDR]      build everything and run a single node serving the examples (default 127.0.0.1:8080)
   bench [--secs N] [--conns 1,16,64] [--nodes N] [--no-micro]
                    wrk durable-counter workload against a dist-profile node (or a cluster of
-                   N nodes, one wrk per node), then the command-path micro-benchmark
+                   N nodes, one wrk per node), then the command-path micro-benchmark;
+                   CELLA_BENCH_BIN=path runs that cella build instead (A/B in one sitting),
+                   CELLA_BENCH_SERVE_ARGS adds `cella serve` arguments
   help             show this message";
 
 fn main() -> ExitCode {
