@@ -40,6 +40,24 @@ end
 
 struct Server(Child);
 
+/// CPU time the servers used so far, in µs (user + system, from `/proc`; 0 where unavailable).
+fn cpu_micros(servers: &[Server]) -> u64 {
+    servers
+        .iter()
+        .filter_map(|s| std::fs::read_to_string(format!("/proc/{}/stat", s.0.id())).ok())
+        .map(|stat| {
+            // After the command name (in parentheses), counting the state as field 0: utime
+            // and stime are fields 11 and 12, in USER_HZ (100 per second) ticks.
+            let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let fields: Vec<u64> = rest
+                .split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            (fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)) * 10_000
+        })
+        .sum()
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -90,6 +108,8 @@ struct Row {
     errors: u64,
     ok: u64,
     delta: i64,
+    /// The nodes' CPU time per 2xx reply, where `/proc` tells it.
+    cpu_us: Option<f64>,
 }
 
 fn run_wrk(
@@ -312,7 +332,9 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
     for (pattern, set, nkeys) in [("1000 keys", &keys, 1000), ("1 hot key", &hot, 1)] {
         for &conns in concs {
             let before = sum_counters(addr, set)?;
+            let cpu_before = cpu_micros(&servers);
             let r = run_wrk_all(&addrs, &script, conns, nkeys, secs)?;
+            let cpu = cpu_micros(&servers).saturating_sub(cpu_before);
             let get = |k: &str| r[k].as_u64().unwrap_or(0);
             let errors = get("err_status")
                 + get("err_connect")
@@ -333,6 +355,7 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
                 errors,
                 ok,
                 delta: after - before,
+                cpu_us: (ok > 0).then(|| cpu as f64 / ok as f64),
             };
             eprintln!(
                 "{pattern} c={conns}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms",
@@ -341,8 +364,10 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
             rows.push(row);
         }
     }
-    println!("\n| keys | conns | req/s | p50 ms | p99 ms | errors | 2xx | counter delta | check |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "\n| keys | conns | req/s | p50 ms | p99 ms | errors | 2xx | counter delta | check | CPU µs/req |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut mismatch = false;
     for r in &rows {
         let extra = r.delta - r.ok as i64;
@@ -352,13 +377,15 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
             mismatch = true;
             "MISMATCH"
         };
+        let cpu = r.cpu_us.map_or("-".to_string(), |c| format!("{c:.0}"));
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {check} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {check} | {cpu} |",
             r.pattern, r.conns, r.rps, r.p50_ms, r.p99_ms, r.errors, r.ok, r.delta
         );
     }
     println!(
-        "\n{secs}s per cell, wrk -t1, POST body 1, durable (fsync per group commit). {} cores. {}",
+        "\n{secs}s per cell, wrk -t1, POST body 1, durable (fsync per group commit). {} cores. \
+         CPU µs/req: the nodes' CPU time (user + system, not wrk's) per 2xx reply. {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
