@@ -210,6 +210,13 @@ where
     S: Stream<Item = AppendEntriesRequest<C>> + Send + Unpin + 'static,
 {
     Box::pin(async move {
+        let mut input = input;
+        // The first request is awaited before connecting: openraft serves its replication
+        // back-off (after an unreachable follower) inside the request stream, so connecting
+        // first would fail again at once and retry without pause, in a tight loop.
+        let Some(first) = input.next().await else {
+            return Ok(stream::empty().boxed());
+        };
         let (body_tx, body_rx) = mpsc::channel::<Bytes>(PIPELINE);
         let window = Arc::new(Semaphore::new(PIPELINE));
         // When each request sent and not yet answered was sent, oldest first (the window also
@@ -224,7 +231,7 @@ where
         let feeder_window = window.clone();
         let sent = outstanding.clone();
         let feeder = Feeder(tokio::spawn(async move {
-            let mut input = input;
+            let mut first = Some(first);
             loop {
                 // Pull the next request only when the window has room: what accumulates
                 // meanwhile goes in that request, as one batch.
@@ -232,8 +239,12 @@ where
                     break;
                 };
                 permit.forget();
-                let Some(request) = input.next().await else {
-                    break;
+                let request = match first.take() {
+                    Some(request) => request,
+                    None => match input.next().await {
+                        Some(request) => request,
+                        None => break,
+                    },
                 };
                 let Some(chunk) = encode_frame("an append request", &request) else {
                     break;

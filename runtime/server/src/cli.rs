@@ -244,12 +244,17 @@ pub enum Lang {
     Js,
 }
 
+/// What is logged when `CELLA_LOG` is not set: warnings, except openraft's failed heartbeats,
+/// one per group and heartbeat (ten a second per group) while a peer is down; the replication
+/// errors, which back off, still say so.
+const DEFAULT_LOG: &str = "warn,openraft::core::heartbeat=error";
+
 /// The whole `cella` program: logging to stderr (`CELLA_LOG`), argument parsing, exit code.
 pub fn entry() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CELLA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .init();
