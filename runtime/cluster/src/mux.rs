@@ -284,6 +284,8 @@ async fn exchange(
     // Set once the peer said it stops reading: the last command it read.
     let mut draining: Option<u64> = None;
     let mut check = tokio::time::interval(CHECK_EVERY);
+    // What the commands a stopping peer did not read are answered: they never ran there.
+    let stopping = || PeerError::Unreachable(format!("{addr} is stopping"));
     loop {
         if draining.is_some() && outstanding.is_empty() {
             return;
@@ -316,13 +318,8 @@ async fn exchange(
                         .first_chunk::<8>()
                         .map(|b| u64::from_le_bytes(*b))
                         .unwrap_or(0);
-                    let unread: Vec<u64> = outstanding.keys().copied().filter(|id| *id > last).collect();
-                    for id in unread {
-                        if let Some((_, reply)) = outstanding.remove(&id) {
-                            let _ = reply.send(Err(PeerError::Unreachable(format!(
-                                "{addr} is stopping"
-                            ))));
-                        }
+                    for (_, (_, reply)) in outstanding.extract_if(|id, _| *id > last) {
+                        let _ = reply.send(Err(stopping()));
                     }
                     draining = Some(last);
                     continue;
@@ -340,9 +337,7 @@ async fn exchange(
             pending = rx.recv() => match pending {
                 // A peer that stops takes no more commands: this one never ran there.
                 Some(pending) if draining.is_some() => {
-                    let _ = pending.reply.send(Err(PeerError::Unreachable(format!(
-                        "{addr} is stopping"
-                    ))));
+                    let _ = pending.reply.send(Err(stopping()));
                 }
                 Some(pending) => enqueue(pending, &mut outstanding),
                 None => return,

@@ -217,6 +217,7 @@ where
         let Some(first) = input.next().await else {
             return Ok(stream::empty().boxed());
         };
+        let mut input = stream::iter(Some(first)).chain(input);
         let (body_tx, body_rx) = mpsc::channel::<Bytes>(PIPELINE);
         let window = Arc::new(Semaphore::new(PIPELINE));
         // When each request sent and not yet answered was sent, oldest first (the window also
@@ -231,7 +232,6 @@ where
         let feeder_window = window.clone();
         let sent = outstanding.clone();
         let feeder = Feeder(tokio::spawn(async move {
-            let mut first = Some(first);
             loop {
                 // Pull the next request only when the window has room: what accumulates
                 // meanwhile goes in that request, as one batch.
@@ -239,12 +239,8 @@ where
                     break;
                 };
                 permit.forget();
-                let request = match first.take() {
-                    Some(request) => request,
-                    None => match input.next().await {
-                        Some(request) => request,
-                        None => break,
-                    },
+                let Some(request) = input.next().await else {
+                    break;
                 };
                 let Some(chunk) = encode_frame("an append request", &request) else {
                     break;

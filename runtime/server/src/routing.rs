@@ -6,10 +6,10 @@
 //! node pair, `cella_cluster::mux`); other requests (reads, module and membership changes) go
 //! as HTTP requests of their own carrying `x-cella-forwarded: 1`. A node never forwards a
 //! forwarded request again, it answers `503 not_leader` instead, which the forwarding node
-//! retries after looking the leader up again. Retries happen only when the command certainly did not run: the target
-//! refused it as `not_leader`, or the connection could not be made. A connection that breaks or
-//! times out after the request went out leaves the outcome unknown and is answered
-//! `503 unavailable`.
+//! retries after looking the leader up again. Retries happen only when the command certainly
+//! did not run: the target refused it as `not_leader`, or the connection could not be made. A
+//! connection that breaks or times out after the request went out leaves the outcome unknown
+//! and is answered `503 unavailable`.
 //!
 //! Also here: the raft RPC endpoint (`POST /v1/peer/raft/{group}/{kind}`), `GET /v1/cluster`,
 //! and the [`Forwarder`] used for `forward` effects to entities led elsewhere.
