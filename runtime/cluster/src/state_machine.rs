@@ -1,15 +1,19 @@
 //! The replicated state machine of one partition: committed journal writes applied into the
 //! node's store, where the entity layer reads them.
 //!
-//! The state machine is persistent: `apply` writes the entries' changes and the new applied log
-//! id in one transaction and returns once it is committed, so a reader that saw an entry
-//! applied sees it in the store. That commit is volatile (no fsync of its own): it becomes
-//! durable with the store's next durable write, and a crash before that only makes the restart
-//! apply the tail of the log again, which is idempotent (journal rows are keyed by sequence).
+//! `apply` hands the entries' changes and the new applied log id to the store as *deferred*
+//! writes (`Store::write_group_deferred`): readable at once, so a reader that saw an entry
+//! applied sees it in the store, and written to disk in bulk about once a second, so an
+//! entity written often costs one page write per second on each replica rather than one per
+//! entry. The raft log is their durable record: a crash loses at most the deferred tail, and
+//! the restart applies those entries again from the applied log id deferred with them
+//! (applying is idempotent: journal rows are keyed by sequence). Before the log may be purged
+//! up to a snapshot, building that snapshot makes the deferred writes durable.
+//!
 //! A snapshot is the partition's entities (snapshot and journal of each) as of the applied log
 //! id, read in one go under the state machine's lock so the two agree; installing one replaces
-//! the partition's entities with the snapshot's. The last snapshot is kept in the store so that
-//! it can be sent again without rebuilding.
+//! the partition's entities with the snapshot's, written after the deferred writes. The last
+//! snapshot is kept in the store so that it can be sent again without rebuilding.
 
 use std::{
     io::{self, Cursor},
@@ -186,6 +190,12 @@ impl RaftSnapshotBuilder<C> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<SnapshotOf<C, Cursor<Vec<u8>>>, io::Error> {
         // Holding the lock keeps `apply` out, so the dump and the applied log id agree.
         let mut state = self.state.lock().await;
+        // openraft purges the log up to (near) this snapshot once it is built: what the log
+        // held must be durable in the store by then.
+        self.store
+            .flush_deferred()
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
         let data = self.dump()?;
         let meta = SnapshotMetaOf::<C> {
             last_log_id: state.applied,
@@ -248,12 +258,10 @@ impl RaftStateMachine<C> for StateMachine {
         if let Some(m) = &membership {
             writes.push(self.state_write(MEMBERSHIP, encode("the applied membership", m)?));
         }
-        // Volatile: the log holds every applied entry, so a crash that loses this write only
-        // makes the restart apply those entries again (applying is idempotent). The next
-        // durable write of the store (the next log append) makes it durable.
+        // Deferred: the log holds every applied entry, so a crash that loses these writes only
+        // makes the restart apply those entries again (applying is idempotent).
         self.store
-            .write_group_volatile(writes)
-            .await
+            .write_group_deferred(writes)
             .map_err(|e| io::Error::other(e.to_string()))?;
         state.applied = applied;
         if let Some(m) = membership {
@@ -304,7 +312,11 @@ impl RaftStateMachine<C> for StateMachine {
             encode("the applied membership", &meta.last_membership)?,
         ));
         writes.push(self.state_write(SNAPSHOT, encode("the current snapshot", &(meta, &data))?));
-        self.write(writes).await?;
+        // After the deferred writes, which hold older state of these entities.
+        self.store
+            .write_group_after_deferred(writes)
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
         state.applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         state.current = Some((meta.clone(), data));

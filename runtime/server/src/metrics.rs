@@ -183,6 +183,18 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "cella_deferred_flushes_total",
+            "Commits that wrote deferred state-machine writes.",
+            store.deferred_flushes,
+        );
+        counter(
+            &mut out,
+            "cella_deferred_writes_total",
+            "Deferred state-machine writes written.",
+            store.deferred_writes,
+        );
+        counter(
+            &mut out,
             "cella_commit_seconds_total",
             "Time spent committing.",
             store.commit_micros / 1_000_000,

@@ -40,6 +40,10 @@ pub enum Error {
     /// The module already has the largest possible version number.
     #[error("module {0:?} has run out of version numbers")]
     VersionsExhausted(String),
+    /// A log write was handed to [`crate::Store::write_group_deferred`]: only a state
+    /// machine's writes, which its log can recompute, may be deferred.
+    #[error("{0} cannot be deferred: only state-machine writes can")]
+    NotDeferrable(&'static str),
     /// Encoding, decoding or validation from the core data model failed.
     #[error(transparent)]
     Core(#[from] cella_core::Error),

@@ -10,6 +10,7 @@ use redb::{ReadTransaction, ReadableDatabase};
 
 use crate::{
     Store,
+    deferred::merge,
     error::{Error, Result},
     tables::{JOURNAL, SNAPSHOTS},
     writer::Op,
@@ -42,8 +43,25 @@ impl Journal for Store {
         from: u64,
         limit: usize,
     ) -> cella_core::Result<Vec<JournalEntry>> {
+        // Taken before the read begins (see `deferred`).
+        let pending = self.inner.deferred.entity_ops(&id.entity_type, &id.key);
         let txn = self.begin_read()?;
-        Ok(read_entries(&txn, id, Bound::Included(from), limit)?)
+        if pending.is_empty() {
+            return Ok(read_entries(&txn, id, Bound::Included(from), limit)?);
+        }
+        // Pending trims may remove entries the limit would count: merge everything from
+        // `from`, then cut.
+        let mut load = EntityLoad {
+            snapshot: None,
+            entries: read_entries(&txn, id, Bound::Included(from), usize::MAX)?,
+        };
+        merge(&mut load, &pending)?;
+        Ok(load
+            .entries
+            .into_iter()
+            .filter(|e| e.seq >= from)
+            .take(limit)
+            .collect())
     }
 }
 
@@ -57,6 +75,8 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>> {
+        // Taken before the read begins (see `deferred`).
+        let pending = self.inner.deferred.keys_with_entries(entity_type);
         let txn = self.begin_read()?;
         let journal = txn
             .open_table(JOURNAL)
@@ -78,6 +98,18 @@ impl Store {
             }
             keys.push(k.to_string());
         }
+        // Keys only pending writes have so far. A pending clear of a key on disk cannot hide
+        // it: only a state machine replacing its entities clears, and it writes after the
+        // deferred writes (`Store::write_group_after_deferred`).
+        if !pending.is_empty() {
+            let mut all: std::collections::BTreeSet<String> = keys.into_iter().collect();
+            all.extend(
+                pending
+                    .into_iter()
+                    .filter(|k| after.is_none_or(|after| k.as_str() > after)),
+            );
+            keys = all.into_iter().take(limit).collect();
+        }
         Ok(keys)
     }
 
@@ -89,6 +121,8 @@ impl Store {
     }
 
     fn load_entity(&self, id: &EntityId) -> Result<EntityLoad> {
+        // Taken before the read begins (see `deferred`).
+        let pending = self.inner.deferred.entity_ops(&id.entity_type, &id.key);
         let txn = self.begin_read()?;
         let snapshots = txn
             .open_table(SNAPSHOTS)
@@ -103,7 +137,15 @@ impl Store {
             None => Bound::Unbounded,
         };
         let entries = read_entries(&txn, id, after, usize::MAX)?;
-        Ok(EntityLoad { snapshot, entries })
+        let mut load = EntityLoad { snapshot, entries };
+        if !pending.is_empty() {
+            merge(&mut load, &pending)?;
+            // Entries the newest snapshot covers are not part of a load.
+            if let Some(seq) = load.snapshot.as_ref().map(|s| s.seq) {
+                load.entries.retain(|e| e.seq > seq);
+            }
+        }
+        Ok(load)
     }
 }
 

@@ -9,6 +9,7 @@ use redb::ReadableTable;
 
 use crate::{
     Store,
+    deferred::merge,
     error::{Error, Result},
     tables::{JOURNAL, RAFT_LOG, RAFT_STATE, SNAPSHOTS},
     writer::Op,
@@ -68,19 +69,42 @@ impl Store {
     /// Queues group writes; the future resolves once they are durable, in submission order with
     /// every other write of the store (see [`cella_core::Journal::append`]).
     pub fn write_group(&self, writes: Vec<GroupWrite>) -> AppendFuture {
-        self.queue_group(writes, true)
-    }
-
-    /// Like [`Store::write_group`], but resolves once the writes are committed and visible,
-    /// without waiting for them to be durable: a crash may lose them (never tear them), until
-    /// the next durable write. For state a raft group can re-apply from its log.
-    pub fn write_group_volatile(&self, writes: Vec<GroupWrite>) -> AppendFuture {
         self.queue_group(writes, false)
     }
 
-    fn queue_group(&self, writes: Vec<GroupWrite>, durable: bool) -> AppendFuture {
+    /// Defers a state machine's writes (entity writes and group values; not log writes): they
+    /// are readable at once, and written to disk with others in bulk, within
+    /// [`StoreOptions::defer_for`](crate::StoreOptions), before any request queued with
+    /// [`Store::flush_deferred`] or [`Store::write_group_after_deferred`], and when the store
+    /// closes. A crash may lose them (never tear them): only for writes the caller can
+    /// recompute, as a raft state machine re-applies its log from the applied log id it
+    /// defers with them.
+    pub fn write_group_deferred(&self, writes: Vec<GroupWrite>) -> Result<()> {
+        let ops = writes
+            .into_iter()
+            .map(GroupWrite::into_op)
+            .collect::<Result<Vec<Op>>>()?;
+        if self.inner.deferred.push(ops)? {
+            self.inner.writer.wake();
+        }
+        Ok(())
+    }
+
+    /// Resolves once every deferred write so far is durable.
+    pub fn flush_deferred(&self) -> AppendFuture {
+        self.write_group_after_deferred(Vec::new())
+    }
+
+    /// Like [`Store::write_group`], with the deferred writes so far written first, in the same
+    /// transaction: for writes that must land after them (a state machine replacing its
+    /// entities).
+    pub fn write_group_after_deferred(&self, writes: Vec<GroupWrite>) -> AppendFuture {
+        self.queue_group(writes, true)
+    }
+
+    fn queue_group(&self, writes: Vec<GroupWrite>, flush: bool) -> AppendFuture {
         let ops: Result<Vec<Op>> = writes.into_iter().map(GroupWrite::into_op).collect();
-        let reply = ops.map(|ops| self.inner.writer.enqueue(ops, durable));
+        let reply = ops.map(|ops| self.inner.writer.enqueue(ops, flush));
         Box::pin(async move {
             match reply?.await {
                 Ok(outcome) => outcome.map_err(Into::into),
@@ -129,6 +153,10 @@ impl Store {
 
     /// A named value of `group`.
     pub fn group_state(&self, group: u64, name: &str) -> Result<Option<Vec<u8>>> {
+        if let Some(pending) = self.inner.deferred.state(group, name) {
+            return Ok(pending);
+        }
+        // Not pending now, so on disk by the time the read begins.
         let txn = self.begin_read()?;
         let state = txn
             .open_table(RAFT_STATE)
@@ -145,6 +173,8 @@ impl Store {
         &self,
         mut select: impl FnMut(&EntityId) -> bool,
     ) -> Result<Vec<(EntityId, EntityLoad)>> {
+        // Taken before the read begins (see `deferred`).
+        let pending = self.inner.deferred.all_entity_ops();
         let txn = self.begin_read()?;
         let journal = txn
             .open_table(JOURNAL)
@@ -180,6 +210,14 @@ impl Store {
                 out.entry(id).or_default().entries.push(entry);
             }
         }
+        for ((t, k), ops) in pending {
+            let id = EntityId::new(t, k);
+            if select(&id) {
+                merge(out.entry(id).or_default(), &ops)?;
+            }
+        }
+        // An entity whose pending writes cleared it has nothing left to dump.
+        out.retain(|_, load| load.snapshot.is_some() || !load.entries.is_empty());
         Ok(out.into_iter().collect())
     }
 }

@@ -34,6 +34,10 @@ pub struct StoreStats {
     /// Total time spent applying and committing journal transactions, failed ones included,
     /// in microseconds.
     pub commit_micros: u64,
+    /// Transactions that wrote deferred writes (see [`crate::Store::write_group_deferred`]).
+    pub deferred_flushes: u64,
+    /// Deferred writes written.
+    pub deferred_writes: u64,
 }
 
 impl StoreStats {
@@ -79,6 +83,16 @@ impl StoreStats {
                 "Journal writes made durable.",
                 self.appended_writes,
             ),
+            (
+                "deferred_flushes",
+                "Transactions that wrote deferred state-machine writes.",
+                self.deferred_flushes,
+            ),
+            (
+                "deferred_writes",
+                "Deferred state-machine writes written.",
+                self.deferred_writes,
+            ),
         ] {
             let name = format!("cella_store_{name}_total");
             let _ = writeln!(
@@ -123,6 +137,8 @@ pub(crate) struct Stats {
     batch_sizes: [AtomicU64; BATCH_SIZE_BUCKET_COUNT],
     batch_size_sum: AtomicU64,
     commit_micros: AtomicU64,
+    deferred_flushes: AtomicU64,
+    deferred_writes: AtomicU64,
 }
 
 impl Stats {
@@ -134,6 +150,12 @@ impl Stats {
         self.batch_sizes[bucket(requests)].fetch_add(1, Relaxed);
         self.batch_size_sum.fetch_add(requests, Relaxed);
         self.commit_micros.fetch_add(micros, Relaxed);
+    }
+
+    /// Records deferred writes written by a successful commit.
+    pub(crate) fn flushed_deferred(&self, writes: u64) {
+        self.deferred_flushes.fetch_add(1, Relaxed);
+        self.deferred_writes.fetch_add(writes, Relaxed);
     }
 
     /// Records one failed commit.
@@ -162,6 +184,8 @@ impl Stats {
             batch_sizes: std::array::from_fn(|i| self.batch_sizes[i].load(Relaxed)),
             batch_size_sum: self.batch_size_sum.load(Relaxed),
             commit_micros: self.commit_micros.load(Relaxed),
+            deferred_flushes: self.deferred_flushes.load(Relaxed),
+            deferred_writes: self.deferred_writes.load(Relaxed),
         }
     }
 }

@@ -5,8 +5,11 @@
 //! requests), optionally lingers for more, applies the whole batch in one write transaction with
 //! [`Durability::Immediate`], commits (one fsync), then resolves every request of the batch.
 //! Batches are processed one after another in arrival order, so a request is durable no later
-//! than any request submitted after it. A batch of volatile requests only is committed without
-//! an fsync; the next durable commit makes it durable.
+//! than any request submitted after it.
+//!
+//! The writer also writes the store's [deferred writes](crate::deferred): in front of a batch
+//! once they are due (or a request asks for them), and on their own when they fall due while
+//! no request comes, and before it stops.
 //!
 //! *Fail-stop.* When a commit fails, every request of the batch fails, and so does every request
 //! after it until the store is reopened. Later appends may have been computed from the state the
@@ -25,13 +28,14 @@ use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
 use crate::{
+    deferred::{Deferred, Pending},
     error::{Error, Result},
     stats::Stats,
     tables::{JOURNAL, RAFT_LOG, RAFT_STATE, SNAPSHOTS},
 };
 
 /// One write, encoded on the caller's thread, ready for the writer.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Op {
     Append {
         entity_type: String,
@@ -68,6 +72,20 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// What kind of write this is, for messages.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Op::Append { .. } => "a journal append",
+            Op::Snapshot { .. } => "a snapshot write",
+            Op::Trim { .. } => "a journal trim",
+            Op::Clear { .. } => "an entity clear",
+            Op::RaftPut { .. } => "a log append",
+            Op::RaftTruncateFrom { .. } => "a log truncation",
+            Op::RaftPurgeUpto { .. } => "a log purge",
+            Op::RaftState { .. } => "a group value write",
+        }
+    }
+
     /// Encodes a [`Write`] into its table row.
     pub(crate) fn encode(write: Write) -> Result<Op> {
         Ok(match write {
@@ -96,9 +114,19 @@ pub(crate) type Reply = oneshot::Receiver<Result<()>>;
 
 struct Request {
     ops: Vec<Op>,
-    /// Whether the reply waits for an fsync (see [`Writer::enqueue`]).
-    durable: bool,
-    reply: oneshot::Sender<Result<()>>,
+    /// Whether the deferred writes go into this request's transaction, before its writes.
+    flush: bool,
+    /// `None` for a wake-up (see [`Writer::wake`]).
+    reply: Option<oneshot::Sender<Result<()>>>,
+}
+
+impl Request {
+    fn answer(self, outcome: Result<()>) {
+        if let Some(reply) = self.reply {
+            // A caller that stopped waiting dropped its receiver.
+            let _ = reply.send(outcome);
+        }
+    }
 }
 
 /// How the writer batches.
@@ -116,7 +144,12 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread.
-    pub(crate) fn spawn(db: Arc<Database>, stats: Arc<Stats>, policy: BatchPolicy) -> Result<Self> {
+    pub(crate) fn spawn(
+        db: Arc<Database>,
+        stats: Arc<Stats>,
+        policy: BatchPolicy,
+        deferred: Arc<Deferred>,
+    ) -> Result<Self> {
         let (queue, rx) = mpsc::channel();
         let policy = BatchPolicy {
             max_batch: policy.max_batch.max(1),
@@ -130,6 +163,7 @@ impl Writer {
                     db,
                     stats,
                     policy,
+                    deferred,
                     rx,
                 }
                 .run()
@@ -144,19 +178,17 @@ impl Writer {
     /// Queues writes; the returned receiver resolves once they are durable (or failed).
     /// After [`Writer::shutdown`] it resolves to [`Error::Closed`] at once.
     pub(crate) fn submit(&self, ops: Vec<Op>) -> Reply {
-        self.enqueue(ops, true)
+        self.enqueue(ops, false)
     }
 
-    /// Queues writes; with `durable` false the reply does not wait for an fsync: the writes
-    /// are committed (visible to readers) and become durable with the next durable commit.
-    /// Only for writes that can be recomputed after a crash (a raft state machine re-applies
-    /// its log).
-    pub(crate) fn enqueue(&self, ops: Vec<Op>, durable: bool) -> Reply {
+    /// Queues writes; with `flush` the store's deferred writes are written durably in the
+    /// same transaction, before them (and so before any later request's writes).
+    pub(crate) fn enqueue(&self, ops: Vec<Op>, flush: bool) -> Reply {
         let (reply, rx) = oneshot::channel();
         let request = Request {
             ops,
-            durable,
-            reply,
+            flush,
+            reply: Some(reply),
         };
         let queue = self.queue.read().unwrap_or_else(PoisonError::into_inner);
         let refused = match queue.as_ref() {
@@ -165,9 +197,23 @@ impl Writer {
         };
         if let Some(request) = refused {
             // Nobody waits on a refused request but the caller, who reads the reply.
-            let _ = request.reply.send(Err(Error::Closed));
+            request.answer(Err(Error::Closed));
         }
         rx
+    }
+
+    /// Wakes the thread to look at the deferred writes again (they became due, or pending
+    /// where none were, so there is a deadline to wait for).
+    pub(crate) fn wake(&self) {
+        let queue = self.queue.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(queue) = queue.as_ref() {
+            // A writer that is gone has nothing to wake.
+            let _ = queue.send(Request {
+                ops: Vec::new(),
+                flush: false,
+                reply: None,
+            });
+        }
     }
 
     /// Stops accepting requests, lets the thread finish the queued ones, and joins it.
@@ -204,15 +250,44 @@ struct WriterThread {
     db: Arc<Database>,
     stats: Arc<Stats>,
     policy: BatchPolicy,
+    deferred: Arc<Deferred>,
     rx: mpsc::Receiver<Request>,
 }
 
 impl WriterThread {
     fn run(mut self) {
-        // `recv` fails once every sender is gone and the queue is empty.
-        while let Ok(first) = self.rx.recv() {
-            let batch = self.collect(first);
-            self.process(batch);
+        loop {
+            // Wait for a request, or until the deferred writes fall due (a stopped writer
+            // writes nothing more).
+            let due = self
+                .failed
+                .is_none()
+                .then(|| self.deferred.due_in())
+                .flatten();
+            let first = match due {
+                None => self
+                    .rx
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(wait) => self.rx.recv_timeout(wait),
+            };
+            match first {
+                Ok(first) => {
+                    let mut batch = self.collect(first);
+                    // Wake-ups carry nothing: waking was their job.
+                    batch.retain(|r| r.reply.is_some());
+                    if !batch.is_empty() {
+                        self.process(batch);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => self.process(Vec::new()),
+                // Every sender is gone and the queue is empty.
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        // What is still deferred goes to disk before the store closes.
+        if self.failed.is_none() && self.deferred.due_in().is_some() {
+            self.process(Vec::new());
         }
     }
 
@@ -244,64 +319,74 @@ impl WriterThread {
     }
 
     /// Commits a batch and resolves its requests; a failure fails it and stops the writer.
+    /// An empty batch writes the deferred writes.
     fn process(&mut self, batch: Vec<Request>) {
         if let Some(reason) = &self.failed {
             self.stats.requests_failed(batch.len() as u64);
             for request in batch {
-                let _ = request.reply.send(Err(Error::Stopped(reason.clone())));
+                request.answer(Err(Error::Stopped(reason.clone())));
             }
             return;
         }
-        if batch.iter().all(|r| r.ops.is_empty()) {
+        let flush = batch.is_empty()
+            || batch.iter().any(|r| r.flush)
+            || self.deferred.due_in() == Some(Duration::ZERO);
+        let deferred = if flush { self.deferred.freeze() } else { None };
+        if deferred.is_none() && batch.iter().all(|r| r.ops.is_empty()) {
             self.stats.resolved_without_commit(batch.len() as u64);
             for request in batch {
-                let _ = request.reply.send(Ok(()));
+                request.answer(Ok(()));
             }
             return;
         }
-        match self.commit(&batch) {
+        match self.commit(&batch, deferred.as_deref()) {
             Ok(()) => {
+                if deferred.is_some() {
+                    self.deferred.release();
+                }
                 for request in batch {
                     // A caller that stopped waiting dropped its receiver; its writes are
                     // durable regardless.
-                    let _ = request.reply.send(Ok(()));
+                    request.answer(Ok(()));
                 }
             }
             Err(e) => {
                 self.failed = Some(e.to_string());
                 self.stats.requests_failed(batch.len() as u64);
                 for request in batch {
-                    let _ = request.reply.send(Err(Error::Stopped(e.to_string())));
+                    request.answer(Err(Error::Stopped(e.to_string())));
                 }
             }
         }
     }
 
-    /// Applies the requests' writes in one durable transaction, recording stats.
-    fn commit(&self, requests: &[Request]) -> Result<()> {
+    /// Applies the deferred writes (if any) and the requests' writes in one durable
+    /// transaction, recording stats.
+    fn commit(&self, requests: &[Request], deferred: Option<&Pending>) -> Result<()> {
         let started = Instant::now();
-        let outcome = self.apply(requests);
+        let outcome = self.apply(requests, deferred);
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         match outcome {
-            Ok(writes) => self.stats.committed(requests.len() as u64, writes, micros),
+            Ok(writes) => {
+                let flushed = deferred.map_or(0, |d| d.ops().len() as u64);
+                self.stats
+                    .committed(requests.len() as u64, writes - flushed, micros);
+                if deferred.is_some() {
+                    self.stats.flushed_deferred(flushed);
+                }
+            }
             Err(_) => self.stats.commit_failed(micros),
         }
         outcome.map(drop)
     }
 
     /// Applies and commits; returns the number of writes.
-    fn apply(&self, requests: &[Request]) -> Result<u64> {
+    fn apply(&self, requests: &[Request], deferred: Option<&Pending>) -> Result<u64> {
         let mut txn = self
             .db
             .begin_write()
             .map_err(Error::storage("begin journal write"))?;
-        // One fsync covers the batch, and every volatile commit before it.
-        let durability = if requests.iter().any(|r| r.durable) {
-            Durability::Immediate
-        } else {
-            Durability::None
-        };
-        txn.set_durability(durability)
+        txn.set_durability(Durability::Immediate)
             .map_err(Error::storage("set journal durability"))?;
         let mut writes = 0u64;
         {
@@ -317,7 +402,8 @@ impl WriterThread {
             let mut raft_state = txn
                 .open_table(RAFT_STATE)
                 .map_err(Error::storage("open raft state table"))?;
-            for op in requests.iter().flat_map(|r| &r.ops) {
+            let deferred = deferred.map(Pending::ops).unwrap_or_default();
+            for op in deferred.iter().chain(requests.iter().flat_map(|r| &r.ops)) {
                 writes += 1;
                 match op {
                     Op::Append {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use cella_core::{EntityId, EntityLoad, Journal, JournalEntry, JournalPayload, Write};
 use cella_store::{Error, Store, StoreOptions};
-use common::{append, entry, id, open, snapshot};
+use common::{append, entry, id, journal_seqs, open, snapshot};
 
 /// Copies the database file of a store that is still open and opens the copy: what the copy
 /// holds is what had reached the file when it was taken.
@@ -71,14 +71,7 @@ async fn read_journal_from_and_limit() {
         .append((1..=10).map(|s| append("a", s)).collect())
         .await
         .unwrap();
-    let seqs = |from, limit| -> Vec<u64> {
-        store
-            .read_journal(&id("a"), from, limit)
-            .unwrap()
-            .iter()
-            .map(|e| e.seq)
-            .collect()
-    };
+    let seqs = |from, limit| journal_seqs(&store, "a", from, limit);
     assert_eq!(seqs(0, 100), (1..=10).collect::<Vec<_>>());
     assert_eq!(seqs(4, 3), vec![4, 5, 6]);
     assert_eq!(seqs(10, 3), vec![10]);
@@ -203,6 +196,7 @@ async fn max_batch_and_linger_are_respected() {
     let options = StoreOptions {
         max_batch: 4,
         linger: std::time::Duration::from_millis(2),
+        ..StoreOptions::default()
     };
     let store = Store::open(dir.path(), options).unwrap();
     let futures: Vec<_> = (1..=20)

@@ -33,6 +33,17 @@ pub fn snapshot(seq: u64) -> Snapshot {
     }
 }
 
+/// The sequence numbers `read_journal` gives for `key` from `from`, at most `limit`.
+pub fn journal_seqs(store: &Store, key: &str, from: u64, limit: usize) -> Vec<u64> {
+    use cella_core::Journal;
+    store
+        .read_journal(&id(key), from, limit)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect()
+}
+
 pub fn open(dir: &Path) -> Store {
     Store::open(dir, StoreOptions::default()).unwrap()
 }

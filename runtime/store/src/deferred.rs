@@ -1,0 +1,267 @@
+//! Deferred writes: entity and group-state writes that a replicated state machine can
+//! recompute from its log, held in memory and written to the database in bulk.
+//!
+//! A partition's state machine applies every committed entry on every replica. Written one
+//! apply at a time, each entry dirties (copies, checksums, writes and syncs) a B-tree page of
+//! the entity it touches on every node, though the raft log already holds the entry durably.
+//! Deferred, the writes of about a second are written in one transaction, so an entity
+//! written many times in that second dirties its page once.
+//!
+//! Readers see deferred writes at once: the reads of entity data and group state merge them
+//! over what the database holds. The writer thread *freezes* the pending writes when it
+//! writes them (they stay readable) and *releases* them once the transaction has committed.
+//! A reader takes its copy of the pending writes before it begins its read transaction: what
+//! it misses was released, so committed before its transaction began. Writes are blind sets
+//! and deletes, so one seen both on disk and in memory merges to the same result.
+//!
+//! A crash loses the writes not yet written; the state machine's applied log id is deferred
+//! with them, so a restart applies those entries again from the log.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
+};
+
+use cella_core::{EntityLoad, JournalEntry, Snapshot, decode};
+
+use crate::{error::Result, writer::Op};
+
+/// When the writer writes the deferred writes: after `after` since the oldest was deferred,
+/// or once `max_writes` wait, whichever comes first (and whenever a caller asks).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DeferPolicy {
+    pub(crate) after: Duration,
+    pub(crate) max_writes: usize,
+}
+
+/// Writes in the order they were deferred, indexed for reads.
+#[derive(Default)]
+pub(crate) struct Pending {
+    ops: Vec<Op>,
+    /// Positions in `ops` of each entity's writes, by `(type, key)`.
+    entities: HashMap<(String, String), Vec<usize>>,
+    /// Position in `ops` of the last write of each group value, by `(group, name)`.
+    states: HashMap<(u64, String), usize>,
+}
+
+impl Pending {
+    fn push(&mut self, op: Op) {
+        let at = self.ops.len();
+        match &op {
+            Op::Append {
+                entity_type, key, ..
+            }
+            | Op::Snapshot {
+                entity_type, key, ..
+            }
+            | Op::Trim {
+                entity_type, key, ..
+            }
+            | Op::Clear { entity_type, key } => self
+                .entities
+                .entry((entity_type.clone(), key.clone()))
+                .or_default()
+                .push(at),
+            Op::RaftState { group, name, .. } => {
+                self.states.insert((*group, name.clone()), at);
+            }
+            // Not deferrable; `Deferred::push` refuses them before they get here.
+            Op::RaftPut { .. } | Op::RaftTruncateFrom { .. } | Op::RaftPurgeUpto { .. } => {}
+        }
+        self.ops.push(op);
+    }
+
+    /// The writes, in order, for the writer.
+    pub(crate) fn ops(&self) -> &[Op] {
+        &self.ops
+    }
+
+    fn entity_ops<'a>(&'a self, entity_type: &str, key: &str) -> impl Iterator<Item = &'a Op> {
+        self.entities
+            .get(&(entity_type.to_string(), key.to_string()))
+            .into_iter()
+            .flatten()
+            .map(|&at| &self.ops[at])
+    }
+}
+
+struct State {
+    active: Pending,
+    /// Since when `active` holds writes.
+    since: Option<Instant>,
+    /// Writes being written by the writer: still readable until their commit is done.
+    frozen: Option<Arc<Pending>>,
+}
+
+/// The deferred writes of a store, shared by its handles and its writer thread.
+pub(crate) struct Deferred {
+    policy: DeferPolicy,
+    state: Mutex<State>,
+}
+
+impl Deferred {
+    pub(crate) fn new(policy: DeferPolicy) -> Deferred {
+        Deferred {
+            policy,
+            state: Mutex::new(State {
+                active: Pending::default(),
+                since: None,
+                frozen: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Defers `ops` (entity writes and group values only). True if the writer should look
+    /// again: these are the first pending writes (a deadline starts), or they made the
+    /// pending writes due.
+    pub(crate) fn push(&self, ops: Vec<Op>) -> Result<bool> {
+        if let Some(op) = ops.iter().find(|op| {
+            matches!(
+                op,
+                Op::RaftPut { .. } | Op::RaftTruncateFrom { .. } | Op::RaftPurgeUpto { .. }
+            )
+        }) {
+            return Err(crate::Error::NotDeferrable(op.kind()));
+        }
+        if ops.is_empty() {
+            return Ok(false);
+        }
+        let mut state = self.lock();
+        let first = state.since.is_none();
+        state.since.get_or_insert_with(Instant::now);
+        let before = state.active.ops.len();
+        for op in ops {
+            state.active.push(op);
+        }
+        let max = self.policy.max_writes;
+        Ok(first || (before < max && state.active.ops.len() >= max))
+    }
+
+    /// How long until the pending writes are due (zero if they are), or `None` if there are
+    /// none.
+    pub(crate) fn due_in(&self) -> Option<Duration> {
+        let state = self.lock();
+        let since = state.since?;
+        if state.active.ops.len() >= self.policy.max_writes {
+            return Some(Duration::ZERO);
+        }
+        Some(self.policy.after.saturating_sub(since.elapsed()))
+    }
+
+    /// Takes the pending writes for the writer to write; they stay readable until
+    /// [`Deferred::release`].
+    pub(crate) fn freeze(&self) -> Option<Arc<Pending>> {
+        let mut state = self.lock();
+        if state.active.ops.is_empty() {
+            return state.frozen.clone();
+        }
+        let mut taken = std::mem::take(&mut state.active);
+        state.since = None;
+        // Writes frozen by a commit that failed stay first (the writer is stopped then).
+        if let Some(earlier) = state.frozen.take() {
+            let mut all = Pending::default();
+            for op in earlier.ops.iter().chain(&taken.ops) {
+                all.push(op.clone());
+            }
+            taken = all;
+        }
+        let frozen = Arc::new(taken);
+        state.frozen = Some(frozen.clone());
+        Some(frozen)
+    }
+
+    /// The frozen writes are committed: readers find them in the database now.
+    pub(crate) fn release(&self) {
+        self.lock().frozen = None;
+    }
+
+    /// The pending writes of one entity, in order. Take them before beginning the read
+    /// transaction they are merged over.
+    pub(crate) fn entity_ops(&self, entity_type: &str, key: &str) -> Vec<Op> {
+        let state = self.lock();
+        let frozen = state
+            .frozen
+            .iter()
+            .flat_map(|f| f.entity_ops(entity_type, key));
+        frozen
+            .chain(state.active.entity_ops(entity_type, key))
+            .cloned()
+            .collect()
+    }
+
+    /// Every entity with pending writes, with those writes in order.
+    pub(crate) fn all_entity_ops(&self) -> HashMap<(String, String), Vec<Op>> {
+        let state = self.lock();
+        let mut out: HashMap<(String, String), Vec<Op>> = HashMap::new();
+        for pending in state.frozen.iter().map(|f| &**f).chain([&state.active]) {
+            for (id, at) in &pending.entities {
+                out.entry(id.clone())
+                    .or_default()
+                    .extend(at.iter().map(|&i| pending.ops[i].clone()));
+            }
+        }
+        out
+    }
+
+    /// The keys of `entity_type` that pending writes give a journal entry.
+    pub(crate) fn keys_with_entries(&self, entity_type: &str) -> BTreeSet<String> {
+        let state = self.lock();
+        let mut keys = BTreeSet::new();
+        for pending in state.frozen.iter().map(|f| &**f).chain([&state.active]) {
+            for ((t, k), at) in &pending.entities {
+                if t == entity_type
+                    && at
+                        .iter()
+                        .any(|&i| matches!(pending.ops[i], Op::Append { .. }))
+                {
+                    keys.insert(k.clone());
+                }
+            }
+        }
+        keys
+    }
+
+    /// The pending value of a group's named value: `Some(None)` if it is pending deletion,
+    /// `None` if nothing is pending for it.
+    pub(crate) fn state(&self, group: u64, name: &str) -> Option<Option<Vec<u8>>> {
+        let state = self.lock();
+        let key = (group, name.to_string());
+        let newest = [Some(&state.active), state.frozen.as_deref()];
+        newest.into_iter().flatten().find_map(|pending| {
+            let at = *pending.states.get(&key)?;
+            match &pending.ops[at] {
+                Op::RaftState { value, .. } => Some(value.clone()),
+                _ => None,
+            }
+        })
+    }
+}
+
+/// Applies an entity's pending writes (in order) over what the database holds for it: its
+/// snapshot and journal entries in `seq` order. Idempotent over writes already on disk.
+pub(crate) fn merge(load: &mut EntityLoad, ops: &[Op]) -> Result<()> {
+    for op in ops {
+        match op {
+            Op::Append { seq, value, .. } => {
+                let entry = decode::<JournalEntry>(value)?;
+                match load.entries.binary_search_by_key(seq, |e| e.seq) {
+                    Ok(at) => load.entries[at] = entry,
+                    Err(at) => load.entries.insert(at, entry),
+                }
+            }
+            Op::Snapshot { value, .. } => load.snapshot = Some(decode::<Snapshot>(value)?),
+            Op::Trim { upto, .. } => load.entries.retain(|e| e.seq > *upto),
+            Op::Clear { .. } => *load = EntityLoad::default(),
+            Op::RaftState { .. }
+            | Op::RaftPut { .. }
+            | Op::RaftTruncateFrom { .. }
+            | Op::RaftPurgeUpto { .. } => {}
+        }
+    }
+    Ok(())
+}

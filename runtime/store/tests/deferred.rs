@@ -1,0 +1,220 @@
+//! Deferred state-machine writes: readable at once through every read, written in bulk when
+//! due, when asked, and on close, never behind a write queued to land after them; log writes
+//! are refused.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cella_core::{EntityLoad, Journal, Write};
+use cella_store::{Error, GroupWrite, Store, StoreOptions};
+use common::{append, entry, id, journal_seqs, snapshot};
+
+fn open_with(dir: &std::path::Path, defer_for: Duration, defer_max_writes: usize) -> Store {
+    let options = StoreOptions {
+        defer_for,
+        defer_max_writes,
+        ..StoreOptions::default()
+    };
+    Store::open(dir, options).unwrap()
+}
+
+/// Never due on its own within a test.
+const LONG: Duration = Duration::from_secs(3600);
+
+/// A copy of the database file as it is now, opened: what reached the file.
+fn on_disk(store: &Store) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(store.path(), dir.path().join(cella_store::DB_FILE)).unwrap();
+    let copy = open_with(dir.path(), LONG, 1_000);
+    (dir, copy)
+}
+
+fn entity(write: Write) -> GroupWrite {
+    GroupWrite::Entity(write)
+}
+
+fn applied(value: &[u8]) -> GroupWrite {
+    GroupWrite::State {
+        group: 7,
+        name: "applied".into(),
+        value: Some(value.to_vec()),
+    }
+}
+
+/// What every read says about the sample entities `a` and `b` and group 7's value.
+fn assert_reads(store: &Store) {
+    let a = store.load(&id("a")).unwrap();
+    assert_eq!(a.snapshot, Some(snapshot(3)), "a's pending snapshot");
+    assert_eq!(
+        a.entries,
+        vec![entry(4)],
+        "only entries past the snapshot load"
+    );
+    let seqs = |from, limit| journal_seqs(store, "a", from, limit);
+    assert_eq!(
+        seqs(0, 10),
+        [2, 3, 4],
+        "entry 1 is trimmed by a pending trim"
+    );
+    assert_eq!(seqs(3, 10), [3, 4]);
+    assert_eq!(seqs(0, 2), [2, 3], "the limit counts what the trim left");
+    assert_eq!(store.load(&id("b")).unwrap().entries, vec![entry(1)]);
+    assert_eq!(
+        store.entity_keys("counter", None, 10).unwrap(),
+        ["a", "b"],
+        "b has only pending entries"
+    );
+    assert_eq!(store.entity_keys("counter", Some("a"), 10).unwrap(), ["b"]);
+    assert_eq!(store.entity_keys("counter", None, 1).unwrap(), ["a"]);
+    assert_eq!(
+        store.group_state(7, "applied").unwrap(),
+        Some(b"4".to_vec())
+    );
+    let dump = store.dump_entities(|_| true).unwrap();
+    let dumped: Vec<(&str, Vec<u64>)> = dump
+        .iter()
+        .map(|(id, load)| {
+            (
+                id.key.as_str(),
+                load.entries.iter().map(|e| e.seq).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(dumped, [("a", vec![2, 3, 4]), ("b", vec![1])]);
+}
+
+/// Entries 1 and 2 of `a` on disk; the rest deferred.
+async fn sample(store: &Store) {
+    store
+        .append(vec![append("a", 1), append("a", 2)])
+        .await
+        .unwrap();
+    store
+        .write_group_deferred(vec![
+            entity(append("a", 3)),
+            applied(b"3"),
+            entity(Write::Snapshot(id("a"), snapshot(3))),
+            entity(Write::Trim(id("a"), 1)),
+            entity(append("a", 4)),
+            entity(append("b", 1)),
+            applied(b"4"),
+        ])
+        .unwrap();
+}
+
+#[tokio::test]
+async fn deferred_writes_are_read_at_once_and_written_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), LONG, 1_000);
+    sample(&store).await;
+    assert_reads(&store);
+    assert_eq!(store.stats().deferred_writes, 0, "nothing written yet");
+    {
+        let (_dir, disk) = on_disk(&store);
+        assert_eq!(
+            disk.load(&id("a")).unwrap().entries,
+            vec![entry(1), entry(2)]
+        );
+        assert_eq!(disk.load(&id("b")).unwrap(), EntityLoad::default());
+        assert_eq!(disk.group_state(7, "applied").unwrap(), None);
+    }
+
+    store.flush_deferred().await.unwrap();
+    let stats = store.stats();
+    assert_eq!((stats.deferred_flushes, stats.deferred_writes), (1, 7));
+    assert_reads(&store);
+    let (_dir, disk) = on_disk(&store);
+    assert_reads(&disk);
+
+    // Nothing left to write: a second flush commits nothing.
+    store.flush_deferred().await.unwrap();
+    assert_eq!(store.stats().deferred_flushes, 1);
+}
+
+#[tokio::test]
+async fn deferred_writes_are_written_when_the_store_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), LONG, 1_000);
+    sample(&store).await;
+    store.close().unwrap();
+    let store = open_with(dir.path(), LONG, 1_000);
+    assert_reads(&store);
+}
+
+/// Polls `store`'s stats until `done` holds, for at most 10 s.
+async fn wait_for(store: &Store, done: impl Fn(&cella_store::StoreStats) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done(&store.stats()) {
+        assert!(Instant::now() < deadline, "stats: {:?}", store.stats());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn deferred_writes_fall_due_after_their_time_without_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), Duration::from_millis(20), 1_000);
+    sample(&store).await;
+    wait_for(&store, |s| s.deferred_writes == 7).await;
+    let (_dir, disk) = on_disk(&store);
+    assert_reads(&disk);
+}
+
+#[tokio::test]
+async fn deferred_writes_fall_due_once_enough_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), LONG, 3);
+    store
+        .write_group_deferred(vec![entity(append("a", 1)), entity(append("a", 2))])
+        .unwrap();
+    // Two of three: not due; a request passes without them.
+    store.append(vec![append("c", 1)]).await.unwrap();
+    assert_eq!(store.stats().deferred_writes, 0);
+    store
+        .write_group_deferred(vec![entity(append("a", 3))])
+        .unwrap();
+    wait_for(&store, |s| s.deferred_writes == 3).await;
+    let (_dir, disk) = on_disk(&store);
+    assert_eq!(disk.load(&id("a")).unwrap().entries.len(), 3);
+}
+
+#[tokio::test]
+async fn a_write_queued_after_the_deferred_ones_lands_after_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), LONG, 1_000);
+    store
+        .write_group_deferred(vec![entity(append("a", 1)), entity(append("a", 2))])
+        .unwrap();
+    // A state machine replacing its entities: clear, then the snapshot's state.
+    store
+        .write_group_after_deferred(vec![
+            GroupWrite::ClearEntity(id("a")),
+            entity(append("a", 5)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.load(&id("a")).unwrap().entries, vec![entry(5)]);
+    let (_dir, disk) = on_disk(&store);
+    assert_eq!(disk.load(&id("a")).unwrap().entries, vec![entry(5)]);
+}
+
+#[tokio::test]
+async fn log_writes_cannot_be_deferred() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), LONG, 1_000);
+    let refused = store.write_group_deferred(vec![
+        entity(append("a", 1)),
+        GroupWrite::LogPut {
+            group: 1,
+            index: 1,
+            entry: vec![1],
+        },
+    ]);
+    assert!(
+        matches!(refused, Err(Error::NotDeferrable("a log append"))),
+        "{refused:?}"
+    );
+    // Refused whole: the entity write in the same call was not taken either.
+    assert_eq!(store.load(&id("a")).unwrap(), EntityLoad::default());
+}
