@@ -587,13 +587,17 @@ impl Cluster {
         ))
     }
 
-    /// Answers a peer's forwarding exchange: `handler` runs each command (see [`crate::mux`]).
+    /// Answers a peer's request for a forwarding exchange: the answer, and the exchange to run
+    /// once it is sent, in which `handler` runs each command (see [`crate::mux::accept`]).
     pub fn serve_mux(
         &self,
-        body: hyper::body::Incoming,
+        request: hyper::Request<hyper::body::Incoming>,
         handler: crate::mux::Handler,
-    ) -> crate::stream::StreamingBody {
-        crate::mux::serve(body, handler, self.stopping.subscribe())
+    ) -> (
+        hyper::Response<crate::stream::StreamingBody>,
+        Option<futures_util::future::BoxFuture<'static, ()>>,
+    ) {
+        crate::mux::accept(request, handler, self.stopping.subscribe())
     }
 
     /// The group named by the `group` segment of a raft RPC path.

@@ -1,45 +1,54 @@
 //! Forwarded commands between nodes, multiplexed: every entity command one node forwards to
-//! another travels on one long-lived HTTP/1.1 exchange per node pair (`POST /v1/peer/mux`),
-//! whose request body carries the commands and whose response body carries the answers, each
-//! a length-prefixed postcard frame (the framing of [`crate::stream`]).
+//! another travels on one long-lived connection per node pair, opened as `POST /v1/peer/mux`
+//! and upgraded (HTTP/1.1 `Upgrade: cella-mux`) to a plain byte stream that carries the
+//! commands one way and the answers the other, each a length-prefixed postcard frame (the
+//! framing of [`crate::stream`]).
 //!
 //! A command forwarded as an HTTP request of its own costs a pooled connection's request and
 //! answer, with their headers, parsing and wakeups on both nodes. Here the commands waiting at
 //! once go out in one write, the answers waiting at once come back in one, and the receiving
 //! node runs each command as soon as it is read, so answers may come back in any order: each
-//! carries the id of its command.
+//! carries the id of its command. After the upgrade one task on each side owns the connection,
+//! reading and writing it: a command passes no HTTP connection task on either node (a
+//! streaming HTTP body would add a task hand-off per direction on each node).
 //!
 //! Failures keep the forwarding rule of the HTTP path: a command is retried elsewhere only
-//! when it certainly did not run. Commands queued on an exchange whose connection could not be
-//! made fail as [`PeerError::Unreachable`]; commands sent on an exchange that breaks fail as
-//! [`PeerError::Broken`] (their outcome is unknown). The next command opens a new exchange.
-//! A peer that shuts down stops reading and says which command it read last (a *goaway*):
-//! it answers those, and the later ones fail as unreachable, since they never ran. An
-//! exchange that hears nothing for 30 s while a command waits as long is taken for dead.
+//! when it certainly did not run. Commands queued before the upgrade completed fail as
+//! [`PeerError::Unreachable`] if it fails (nothing was sent); commands sent on an exchange
+//! that breaks fail as [`PeerError::Broken`] (their outcome is unknown). The next command
+//! opens a new exchange. A peer that shuts down stops reading and says which command it read
+//! last (a *goaway*): it answers those, and the later ones fail as unreachable, since they
+//! never ran. An exchange that hears nothing for 30 s while a command waits as long is taken
+//! for dead.
 
 use std::{
     collections::HashMap,
-    convert::Infallible,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{future::BoxFuture, stream};
-use http_body_util::{BodyExt, StreamBody};
+use futures_util::future::BoxFuture;
 use hyper::{
-    Method, Request, StatusCode,
-    body::{Frame, Incoming},
-    header::CONTENT_TYPE,
+    Method, Request, Response, StatusCode,
+    body::Incoming,
+    header::{CONNECTION, UPGRADE},
 };
+use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    sync::{mpsc, oneshot, watch},
+};
 
 use crate::{
     network::{PeerError, PeerReply, StreamClient},
-    stream::{FrameReader, StreamingBody, encode_frame},
+    stream::{StreamingBody, encode_frame, full_body, split_frame},
     types::decode,
 };
+
+/// The protocol the forwarding exchange upgrades to.
+pub const PROTOCOL: &str = "cella-mux";
 
 /// The path of the multiplexed exchange.
 pub const MUX_PATH: &str = "/v1/peer/mux";
@@ -79,33 +88,6 @@ struct Pending {
 #[derive(Clone, Default)]
 pub(crate) struct Links {
     links: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Pending>>>>,
-}
-
-/// A body of the chunks sent on `rx`; chunks already waiting are written as one.
-fn coalescing_body(rx: mpsc::UnboundedReceiver<Bytes>) -> StreamingBody {
-    let chunks = stream::unfold(rx, |mut rx| async move {
-        let first = rx.recv().await?;
-        let mut more = Vec::new();
-        while more.len() < 256 {
-            match rx.try_recv() {
-                Ok(chunk) => more.push(chunk),
-                Err(_) => break,
-            }
-        }
-        let chunk = if more.is_empty() {
-            first
-        } else {
-            let len = first.len() + more.iter().map(Bytes::len).sum::<usize>();
-            let mut joined = BytesMut::with_capacity(len);
-            joined.extend_from_slice(&first);
-            for chunk in more {
-                joined.extend_from_slice(&chunk);
-            }
-            joined.freeze()
-        };
-        Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
-    });
-    StreamBody::new(chunks).boxed_unsync()
 }
 
 impl Links {
@@ -192,10 +174,11 @@ async fn exchange(
     rx: &mut mpsc::UnboundedReceiver<Pending>,
     first: Pending,
 ) {
-    let (body_tx, body_rx) = mpsc::unbounded_channel::<Bytes>();
     let mut outstanding = Outstanding::new();
+    // Frames not yet written.
+    let mut out = BytesMut::new();
     let mut next_id = 0u64;
-    let mut enqueue = |pending: Pending, outstanding: &mut Outstanding| {
+    let mut enqueue = |pending: Pending, outstanding: &mut Outstanding, out: &mut BytesMut| {
         // Its caller gave up: not worth running.
         if pending.reply.is_closed() {
             return;
@@ -209,8 +192,7 @@ async fn exchange(
         match encode_frame("a forwarded command", &request) {
             Some(chunk) => {
                 outstanding.insert(next_id, (Instant::now(), pending.reply));
-                // The body lives as long as this exchange.
-                let _ = body_tx.send(chunk);
+                out.extend_from_slice(&chunk);
             }
             None => {
                 let _ = pending.reply.send(Err(PeerError::Request(
@@ -219,119 +201,105 @@ async fn exchange(
             }
         }
     };
-    enqueue(first, &mut outstanding);
-    let request = match Request::builder()
-        .method(Method::POST)
-        .uri(format!("http://{addr}{MUX_PATH}"))
-        .header(CONTENT_TYPE, "application/octet-stream")
-        .body(coalescing_body(body_rx))
-    {
-        Ok(request) => request,
-        Err(e) => {
-            fail_all(outstanding, |_| PeerError::Request(e.to_string()));
-            return;
-        }
-    };
-    // While the answer's head is awaited, later commands already go out.
-    let mut head = std::pin::pin!(tokio::time::timeout(
-        HEAD_TIMEOUT,
-        client.stream(addr, request)
-    ));
-    let response = loop {
+    enqueue(first, &mut outstanding, &mut out);
+    // While the upgrade is awaited, later commands queue up; none is sent before it is done,
+    // so if it fails, none of them ran.
+    let mut upgrade = std::pin::pin!(tokio::time::timeout(HEAD_TIMEOUT, upgrade(client, addr)));
+    let upgraded = loop {
         tokio::select! {
-            response = &mut head => break response,
+            upgraded = &mut upgrade => break upgraded,
             pending = rx.recv() => match pending {
-                Some(pending) => enqueue(pending, &mut outstanding),
+                Some(pending) => enqueue(pending, &mut outstanding, &mut out),
                 None => return,
             },
         }
     };
-    let response = match response {
-        Ok(Ok(response)) if response.status() == StatusCode::OK => response,
-        // The peer does not serve the exchange: none of its commands ran.
-        Ok(Ok(response)) => {
-            let status = response.status();
-            fail_all(outstanding, |_| {
-                PeerError::Unreachable(format!(
-                    "HTTP {status} from {addr} for the forwarding exchange"
-                ))
-            });
-            return;
-        }
-        Ok(Err(e)) => {
-            let unreachable = matches!(e, PeerError::Unreachable(_));
-            let message = e.to_string();
-            fail_all(outstanding, |_| {
-                if unreachable {
-                    PeerError::Unreachable(message.clone())
-                } else {
-                    PeerError::Broken(message.clone())
-                }
-            });
+    let io = match upgraded {
+        Ok(Ok(io)) => io,
+        Ok(Err(message)) => {
+            fail_all(outstanding, |_| PeerError::Unreachable(message.clone()));
             return;
         }
         Err(_) => {
             fail_all(outstanding, |_| {
-                PeerError::Broken(format!(
+                PeerError::Unreachable(format!(
                     "{addr}: no forwarding exchange within {HEAD_TIMEOUT:?}"
                 ))
             });
             return;
         }
     };
-    let mut reader = FrameReader::new(response.into_body());
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let mut input = BytesMut::with_capacity(16 << 10);
     let mut heard = Instant::now();
     // Set once the peer said it stops reading: the last command it read.
     let mut draining: Option<u64> = None;
     let mut check = tokio::time::interval(CHECK_EVERY);
     // What the commands a stopping peer did not read are answered: they never ran there.
     let stopping = || PeerError::Unreachable(format!("{addr} is stopping"));
+    let broken = |message: String| PeerError::Broken(format!("{addr}: {message}"));
     loop {
         if draining.is_some() && outstanding.is_empty() {
             return;
         }
         tokio::select! {
-            next = reader.next() => {
-                let bytes = match next {
-                    Ok(Some(bytes)) => bytes,
-                    other => {
-                        let message = match other {
-                            Err(message) => message,
-                            _ => "the peer ended the forwarding exchange".to_string(),
-                        };
-                        fail_all(outstanding, |_| PeerError::Broken(format!("{addr}: {message}")));
+            read = reader.read_buf(&mut input) => {
+                match read {
+                    Ok(0) => {
+                        let message = "the peer ended the forwarding exchange".to_string();
+                        fail_all(outstanding, |_| broken(message.clone()));
                         return;
                     }
-                };
-                heard = Instant::now();
-                let answer: MuxAnswer = match decode("a forwarded answer", &bytes) {
-                    Ok(answer) => answer,
+                    Ok(_) => heard = Instant::now(),
                     Err(e) => {
-                        fail_all(outstanding, |_| PeerError::Broken(format!("{addr}: {e}")));
+                        fail_all(outstanding, |_| broken(e.to_string()));
                         return;
                     }
-                };
-                if answer.id == GOAWAY {
-                    // Commands past the last one read never ran.
-                    let last = answer
-                        .body
-                        .first_chunk::<8>()
-                        .map(|b| u64::from_le_bytes(*b))
-                        .unwrap_or(0);
-                    for (_, (_, reply)) in outstanding.extract_if(|id, _| *id > last) {
-                        let _ = reply.send(Err(stopping()));
-                    }
-                    draining = Some(last);
-                    continue;
                 }
-                if let Some((_, reply)) = outstanding.remove(&answer.id) {
-                    let status = StatusCode::from_u16(answer.status)
-                        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    let _ = reply.send(Ok(PeerReply {
-                        status,
-                        headers: hyper::HeaderMap::new(),
-                        body: Bytes::from(answer.body),
-                    }));
+                loop {
+                    let bytes = match split_frame(&mut input) {
+                        Ok(Some(bytes)) => bytes,
+                        Ok(None) => break,
+                        Err(message) => {
+                            fail_all(outstanding, |_| broken(message.clone()));
+                            return;
+                        }
+                    };
+                    let answer: MuxAnswer = match decode("a forwarded answer", &bytes) {
+                        Ok(answer) => answer,
+                        Err(e) => {
+                            fail_all(outstanding, |_| broken(e.to_string()));
+                            return;
+                        }
+                    };
+                    if answer.id == GOAWAY {
+                        // Commands past the last one read never ran.
+                        let last = answer
+                            .body
+                            .first_chunk::<8>()
+                            .map(|b| u64::from_le_bytes(*b))
+                            .unwrap_or(0);
+                        for (_, (_, reply)) in outstanding.extract_if(|id, _| *id > last) {
+                            let _ = reply.send(Err(stopping()));
+                        }
+                        draining = Some(last);
+                        continue;
+                    }
+                    if let Some((_, reply)) = outstanding.remove(&answer.id) {
+                        let status = StatusCode::from_u16(answer.status)
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        let _ = reply.send(Ok(PeerReply {
+                            status,
+                            headers: hyper::HeaderMap::new(),
+                            body: Bytes::from(answer.body),
+                        }));
+                    }
+                }
+            }
+            written = writer.write_buf(&mut out), if !out.is_empty() => {
+                if let Err(e) = written {
+                    fail_all(outstanding, |_| broken(e.to_string()));
+                    return;
                 }
             }
             pending = rx.recv() => match pending {
@@ -339,21 +307,53 @@ async fn exchange(
                 Some(pending) if draining.is_some() => {
                     let _ = pending.reply.send(Err(stopping()));
                 }
-                Some(pending) => enqueue(pending, &mut outstanding),
+                Some(pending) => {
+                    enqueue(pending, &mut outstanding, &mut out);
+                    // Everything already queued goes out in the same write.
+                    while let Ok(pending) = rx.try_recv() {
+                        enqueue(pending, &mut outstanding, &mut out);
+                    }
+                }
                 None => return,
             },
             _ = check.tick() => {
                 outstanding.retain(|_, (_, reply)| !reply.is_closed());
                 let oldest = outstanding.values().map(|(sent, _)| *sent).min();
                 if oldest.is_some_and(|sent| sent.elapsed() > SILENCE) && heard.elapsed() > SILENCE {
-                    fail_all(outstanding, |_| {
-                        PeerError::Broken(format!("{addr}: nothing heard for {SILENCE:?}"))
-                    });
+                    fail_all(outstanding, |_| broken(format!("nothing heard for {SILENCE:?}")));
                     return;
                 }
             }
         }
     }
+}
+
+/// Opens the exchange's connection to `addr` and upgrades it; the error says why not.
+async fn upgrade(
+    client: &StreamClient,
+    addr: &str,
+) -> Result<TokioIo<hyper::upgrade::Upgraded>, String> {
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("http://{addr}{MUX_PATH}"))
+        .header(CONNECTION, "upgrade")
+        .header(UPGRADE, PROTOCOL)
+        .body(full_body(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .stream(addr, request)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(format!(
+            "HTTP {status} from {addr} for the forwarding exchange"
+        ));
+    }
+    let upgraded = hyper::upgrade::on(response)
+        .await
+        .map_err(|e| format!("{addr}: the forwarding exchange did not upgrade: {e}"))?;
+    Ok(TokioIo::new(upgraded))
 }
 
 /// Answers every command still waiting with `error`.
@@ -363,60 +363,133 @@ fn fail_all(outstanding: Outstanding, error: impl Fn(u64) -> PeerError) {
     }
 }
 
-/// The receiving side: runs every command of `body` as it is read (concurrently) and streams
-/// the answers back as they finish. Reading stops when `stop` turns true (the node is
-/// shutting down); the answers of commands already running are still sent.
-pub fn serve(body: Incoming, handler: Handler, mut stop: watch::Receiver<bool>) -> StreamingBody {
-    let (answers_tx, answers_rx) = mpsc::unbounded_channel::<Bytes>();
-    tokio::spawn(async move {
-        let mut reader = FrameReader::new(body);
-        let mut last_read = 0u64;
-        // Tells the peer which commands were read (they run and are answered); the later
-        // ones never ran, so it may send them elsewhere.
-        let goaway = |last_read: u64| {
-            let answer = MuxAnswer {
-                id: GOAWAY,
-                status: 0,
-                body: last_read.to_le_bytes().to_vec(),
-            };
-            if let Some(chunk) = encode_frame("a goaway", &answer) {
-                let _ = answers_tx.send(chunk);
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                next = reader.next() => next,
-                _ = stop.wait_for(|stop| *stop) => {
-                    goaway(last_read);
-                    break;
-                }
-            };
-            let Ok(Some(bytes)) = next else {
-                break;
-            };
-            let request = match decode::<MuxRequest>("a forwarded command", &bytes) {
-                Ok(request) => request,
-                Err(e) => {
-                    tracing::warn!("ending a forwarding exchange: {e}");
-                    goaway(last_read);
-                    break;
-                }
-            };
-            last_read = request.id;
-            let handler = handler.clone();
-            let answers = answers_tx.clone();
-            tokio::spawn(async move {
-                let (status, body) = handler(request.path, Bytes::from(request.body)).await;
-                let answer = MuxAnswer {
-                    id: request.id,
-                    status: status.as_u16(),
-                    body: body.to_vec(),
-                };
-                if let Some(chunk) = encode_frame("a forwarded answer", &answer) {
-                    let _ = answers.send(chunk);
-                }
-            });
+/// The receiving side of `POST /v1/peer/mux`: the answer (`101 Switching Protocols`) and the
+/// exchange to run once it is sent (see [`serve`]); a request that does not ask for the
+/// upgrade gets `426 Upgrade Required` and nothing to run. The server's connection must
+/// allow upgrades.
+pub fn accept(
+    request: Request<Incoming>,
+    handler: Handler,
+    stop: watch::Receiver<bool>,
+) -> (Response<StreamingBody>, Option<BoxFuture<'static, ()>>) {
+    let asked = request
+        .headers()
+        .get(UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(PROTOCOL.as_bytes()));
+    if !asked {
+        let mut refused = Response::new(full_body(Bytes::from_static(
+            br#"{"error":{"code":"upgrade_required","message":"the forwarding exchange needs Upgrade: cella-mux"}}"#,
+        )));
+        *refused.status_mut() = StatusCode::UPGRADE_REQUIRED;
+        return (refused, None);
+    }
+    let upgrading = hyper::upgrade::on(request);
+    let exchange = Box::pin(async move {
+        match upgrading.await {
+            Ok(upgraded) => serve(TokioIo::new(upgraded), handler, stop).await,
+            Err(e) => tracing::debug!("a forwarding exchange did not upgrade: {e}"),
         }
     });
-    coalescing_body(answers_rx)
+    let mut switching = Response::new(full_body(Bytes::new()));
+    *switching.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    switching.headers_mut().insert(
+        CONNECTION,
+        hyper::header::HeaderValue::from_static("upgrade"),
+    );
+    switching
+        .headers_mut()
+        .insert(UPGRADE, hyper::header::HeaderValue::from_static(PROTOCOL));
+    (switching, Some(exchange))
+}
+
+/// Serves an upgraded exchange: runs every command as it is read (concurrently) and writes
+/// the answers as they finish. Reading stops when `stop` turns true (the node is shutting
+/// down) with a goaway; the answers of commands already running are still written, then the
+/// connection is closed.
+pub async fn serve<IO>(io: IO, handler: Handler, mut stop: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(io);
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<Bytes>();
+    // Dropped when reading stops: the answers end once every running command has answered.
+    let mut answers_tx = Some(answers_tx);
+    let mut input = BytesMut::with_capacity(16 << 10);
+    let mut out = BytesMut::new();
+    let mut last_read = 0u64;
+    let mut answered = false;
+    // Tells the peer which commands were read (they run and are answered); the later ones
+    // never ran, so it may send them elsewhere.
+    let goaway = |last_read: u64, out: &mut BytesMut| {
+        let answer = MuxAnswer {
+            id: GOAWAY,
+            status: 0,
+            body: last_read.to_le_bytes().to_vec(),
+        };
+        if let Some(chunk) = encode_frame("a goaway", &answer) {
+            out.extend_from_slice(&chunk);
+        }
+    };
+    loop {
+        if answered && out.is_empty() {
+            break;
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut input), if answers_tx.is_some() => {
+                // The peer closed or broke the connection: nobody reads the answers.
+                let Ok(n) = read else { break };
+                if n == 0 {
+                    answers_tx = None;
+                    continue;
+                }
+                loop {
+                    let request = match split_frame(&mut input)
+                        .and_then(|f| f.map(|b| decode::<MuxRequest>("a forwarded command", &b).map_err(|e| e.to_string())).transpose())
+                    {
+                        Ok(Some(request)) => request,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!("ending a forwarding exchange: {e}");
+                            goaway(last_read, &mut out);
+                            answers_tx = None;
+                            break;
+                        }
+                    };
+                    let Some(answers) = answers_tx.clone() else { break };
+                    last_read = request.id;
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        let (status, body) = handler(request.path, Bytes::from(request.body)).await;
+                        let answer = MuxAnswer {
+                            id: request.id,
+                            status: status.as_u16(),
+                            body: body.to_vec(),
+                        };
+                        if let Some(chunk) = encode_frame("a forwarded answer", &answer) {
+                            let _ = answers.send(chunk);
+                        }
+                    });
+                }
+            }
+            _ = stop.wait_for(|stop| *stop), if answers_tx.is_some() => {
+                goaway(last_read, &mut out);
+                answers_tx = None;
+            }
+            answer = answers.recv(), if !answered => match answer {
+                Some(chunk) => {
+                    out.extend_from_slice(&chunk);
+                    while let Ok(chunk) = answers.try_recv() {
+                        out.extend_from_slice(&chunk);
+                    }
+                }
+                None => answered = true,
+            },
+            written = writer.write_buf(&mut out), if !out.is_empty() => {
+                if written.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
 }

@@ -91,6 +91,22 @@ pub(crate) fn encode_frame<T: serde::Serialize>(what: &'static str, value: &T) -
     encode(what, value).ok().and_then(|bytes| frame(&bytes))
 }
 
+/// Takes the first whole frame written by [`frame`] off the front of `buf`, if it holds one.
+pub(crate) fn split_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+    let Some(head) = buf.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes(*head) as usize;
+    if len > MAX_FRAME {
+        return Err(format!("a frame of {len} bytes is over the limit"));
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    buf.advance(4);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
 /// Splits a body into the frames written by [`frame`].
 pub(crate) struct FrameReader {
     body: Incoming,
@@ -108,15 +124,8 @@ impl FrameReader {
     /// The next frame; `None` at the end of the body. Cancel-safe: bytes read stay buffered.
     pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, String> {
         loop {
-            if let Some(head) = self.buf.first_chunk::<4>() {
-                let len = u32::from_be_bytes(*head) as usize;
-                if len > MAX_FRAME {
-                    return Err(format!("a frame of {len} bytes is over the limit"));
-                }
-                if self.buf.len() >= 4 + len {
-                    self.buf.advance(4);
-                    return Ok(Some(self.buf.split_to(len).freeze()));
-                }
+            if let Some(frame) = split_frame(&mut self.buf)? {
+                return Ok(Some(frame));
             }
             match self.body.frame().await {
                 None if self.buf.is_empty() => return Ok(None),

@@ -1,7 +1,7 @@
-//! The forwarding exchange (`cella_cluster::mux`) over real loopback HTTP/1.1: answers that
-//! finish out of order reach their own callers, a peer that cannot be reached fails as
-//! unreachable (retryable), and a peer that goes away mid-command fails as broken (outcome
-//! unknown).
+//! The forwarding exchange (`cella_cluster::mux`) over a real loopback connection, upgraded
+//! from HTTP/1.1: answers that finish out of order reach their own callers, a peer that cannot
+//! be reached fails as unreachable (retryable), a peer that goes away mid-command fails as
+//! broken (outcome unknown), and a request that does not ask for the upgrade is refused.
 
 use std::{sync::Arc, time::Duration};
 
@@ -28,16 +28,29 @@ async fn serve(handler: Handler, stop: watch::Receiver<bool>) -> (String, JoinSe
             };
             let handler = handler.clone();
             let stop = stop.clone();
+            // The upgraded exchange runs in this connection's task, so that dropping the
+            // server ends it too.
             connections.spawn(async move {
+                let (exchange_tx, exchange_rx) = tokio::sync::oneshot::channel();
+                let exchange_tx = std::sync::Mutex::new(Some(exchange_tx));
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     assert_eq!(req.uri().path(), MUX_PATH);
-                    let body =
-                        cella_cluster::mux::serve(req.into_body(), handler.clone(), stop.clone());
-                    async move { Ok::<_, std::convert::Infallible>(hyper::Response::new(body)) }
+                    let (response, exchange) =
+                        cella_cluster::mux::accept(req, handler.clone(), stop.clone());
+                    if let (Some(exchange), Some(tx)) =
+                        (exchange, exchange_tx.lock().unwrap().take())
+                    {
+                        let _ = tx.send(exchange);
+                    }
+                    async move { Ok::<_, std::convert::Infallible>(response) }
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
                     .await;
+                if let Ok(exchange) = exchange_rx.await {
+                    exchange.await;
+                }
             });
         }
     });
@@ -187,4 +200,24 @@ async fn a_stopping_peer_answers_what_it_read_and_refuses_the_rest_as_never_run(
     release_tx.send(true).expect("release");
     let reply = slow.await.expect("call").expect("answered");
     assert_eq!(reply.body, Bytes::from_static(b"done"));
+}
+
+#[tokio::test]
+async fn a_plain_request_for_the_exchange_is_told_to_upgrade() {
+    let handler: Handler = Arc::new(|_, _| Box::pin(async { (StatusCode::OK, Bytes::new()) }));
+    let (addr, _server) = serve(handler, running()).await;
+    let reply = PeerClient::new()
+        .send(
+            &addr,
+            hyper::Method::POST,
+            MUX_PATH,
+            &[],
+            Bytes::new(),
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(reply.status, StatusCode::UPGRADE_REQUIRED);
+    let body = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(body.contains("upgrade_required"), "{body}");
 }

@@ -271,14 +271,21 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         },
         (&Method::POST, ["v1", "peer", "mux"]) => match &node.cluster {
             Some(cluster) => {
+                let served = node.connections.track();
                 let node = node.clone();
                 let handler: cella_cluster::mux::Handler = Arc::new(move |path, body| {
                     let node = node.clone();
                     Box::pin(async move { forwarded_command(&node, &path, body).await })
                 });
-                Ok(crate::routing::octet_stream(
-                    cluster.serve_mux(req.into_body(), handler),
-                ))
+                let (response, exchange) = cluster.serve_mux(req, handler);
+                if let Some(exchange) = exchange {
+                    // Shutdown waits for it, like for a connection.
+                    tokio::spawn(async move {
+                        exchange.await;
+                        drop(served);
+                    });
+                }
+                Ok(response)
             }
             None => Err(Error::NotFound("this node is not in a cluster".into())),
         },

@@ -104,6 +104,40 @@ pub struct Node {
     pub metrics: Arc<Metrics>,
     /// This node's raft groups, in a cluster.
     pub cluster: Option<Arc<Cluster>>,
+    /// The connections and forwarding exchanges being served, which shutdown waits for.
+    pub connections: Tracker,
+}
+
+/// Counts what a node serves (connections, upgraded exchanges), so that shutdown can wait
+/// until all of it has ended.
+#[derive(Clone)]
+pub struct Tracker(Arc<watch::Sender<usize>>);
+
+/// One thing being served; dropping it says it ended.
+pub struct Tracked(Tracker);
+
+impl Tracker {
+    fn new() -> Tracker {
+        Tracker(Arc::new(watch::Sender::new(0)))
+    }
+
+    /// Counts one more until the returned guard is dropped.
+    pub fn track(&self) -> Tracked {
+        self.0.send_modify(|n| *n += 1);
+        Tracked(self.clone())
+    }
+
+    /// Resolves once nothing is tracked.
+    async fn idle(&self) {
+        let mut count = self.0.subscribe();
+        let _ = count.wait_for(|n| *n == 0).await;
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl Node {
@@ -153,6 +187,7 @@ impl Node {
             entities,
             metrics,
             cluster,
+            connections: Tracker::new(),
         }))
     }
 
@@ -267,7 +302,6 @@ impl NodeHandle {
 }
 
 async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let http = hyper::server::conn::http1::Builder::new();
     loop {
         tokio::select! {
@@ -281,16 +315,30 @@ async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let served = node.connections.track();
+                let mut stop = stop.clone();
                 let node = node.clone();
-                let conn = http.serve_connection(
-                    TokioIo::new(stream),
-                    service_fn(move |req| http::handle(node.clone(), req)),
-                );
-                let conn = graceful.watch(conn);
+                // Upgrades: a peer's forwarding exchange leaves HTTP (see `cella_cluster::mux`).
+                let conn = http
+                    .serve_connection(
+                        TokioIo::new(stream),
+                        service_fn(move |req| http::handle(node.clone(), req)),
+                    )
+                    .with_upgrades();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let mut conn = std::pin::pin!(conn);
+                    let outcome = tokio::select! {
+                        outcome = conn.as_mut() => outcome,
+                        _ = async { stop.wait_for(|stop| *stop).await.map(drop) } => {
+                            // Finish the request in progress, take no more.
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(e) = outcome {
                         tracing::debug!("connection ended: {e}");
                     }
+                    drop(served);
                 });
             }
             _ = stop.changed() => break,
@@ -300,7 +348,7 @@ async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver
     if let Some(cluster) = &node.cluster {
         cluster.stop_streams();
     }
-    if tokio::time::timeout(Duration::from_secs(10), graceful.shutdown())
+    if tokio::time::timeout(Duration::from_secs(10), node.connections.idle())
         .await
         .is_err()
     {
