@@ -150,6 +150,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// An exchange that has heard nothing for this long while a command has waited as long is
 /// taken for dead (a peer gone without closing the connection), and its commands fail.
 const SILENCE: Duration = Duration::from_secs(30);
+/// How long a server that stopped waits for the peer to close after the last answer.
+const LINGER: Duration = Duration::from_secs(2);
 /// How often an exchange checks for silence and for callers that gave up.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -282,6 +284,10 @@ async fn exchange(
                         for (_, (_, reply)) in outstanding.extract_if(|id, _| *id > last) {
                             let _ = reply.send(Err(stopping()));
                         }
+                        // Unsent frames are of those commands: the peer reads no more, and
+                        // bytes it never reads would make its close a reset, which can
+                        // destroy answers not yet read here.
+                        out.clear();
                         draining = Some(last);
                         continue;
                     }
@@ -492,4 +498,11 @@ where
         }
     }
     let _ = writer.shutdown().await;
+    // Closing with unread commands in the connection would reset it, and a reset can destroy
+    // answers the peer has not read yet: read until the peer closes (it does once answered).
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut sink = vec![0u8; 8 << 10];
+        while let Ok(1..) = reader.read(&mut sink).await {}
+    })
+    .await;
 }

@@ -12,7 +12,7 @@
 //!
 //! A snapshot is the partition's entities (snapshot and journal of each) as of the applied log
 //! id, read in one go under the state machine's lock so the two agree; installing one replaces
-//! the partition's entities with the snapshot's, written after the deferred writes. The last
+//! the partition's entities with the snapshot's, deferred behind the applies and flushed. The last
 //! snapshot is kept in the store so that it can be sent again without rebuilding.
 
 use std::{
@@ -312,9 +312,13 @@ impl RaftStateMachine<C> for StateMachine {
             encode("the applied membership", &meta.last_membership)?,
         ));
         writes.push(self.state_write(SNAPSHOT, encode("the current snapshot", &(meta, &data))?));
-        // After the deferred writes, which hold older state of these entities.
+        // Deferred as well, behind the applies that hold older state of these entities (reads
+        // merge the deferred writes in order), then made durable at once.
         self.store
-            .write_group_after_deferred(writes)
+            .write_group_deferred(writes)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        self.store
+            .flush_deferred()
             .await
             .map_err(|e| io::Error::other(e.to_string()))?;
         state.applied = meta.last_log_id;

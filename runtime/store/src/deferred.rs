@@ -10,9 +10,12 @@
 //! Readers see deferred writes at once: the reads of entity data and group state merge them
 //! over what the database holds. The writer thread *freezes* the pending writes when it
 //! writes them (they stay readable) and *releases* them once the transaction has committed.
-//! A reader takes its copy of the pending writes before it begins its read transaction: what
-//! it misses was released, so committed before its transaction began. Writes are blind sets
-//! and deletes, so one seen both on disk and in memory merges to the same result.
+//! A reader copies the pending writes and begins its read transaction under one lock
+//! ([`Deferred::read`]), so every write newer than what the transaction sees is in its copy.
+//! Writes are blind sets and deletes, so one seen both on disk and in memory merges to the
+//! same result. Nothing else may write what deferred writes write: a transaction that did
+//! would put writes the copy lacks under writes it replays (a state machine replacing its
+//! entities defers those writes too, then flushes).
 //!
 //! A crash loses the writes not yet written; the state machine's applied log id is deferred
 //! with them, so a restart applies those entries again from the log.
@@ -180,29 +183,57 @@ impl Deferred {
         self.lock().frozen = None;
     }
 
-    /// The pending writes of one entity, in order. Take them before beginning the read
-    /// transaction they are merged over.
-    pub(crate) fn entity_ops(&self, entity_type: &str, key: &str) -> Vec<Op> {
+    /// Runs `copy` over the pending writes and `begin` (the start of the read transaction the
+    /// copy is merged over) under one lock, so that no commit of writes missing from the copy
+    /// lands in between: writes frozen later wait for the lock, and writes frozen earlier are
+    /// in the copy until their commit is done. The copy may hold writes the transaction also
+    /// sees; they merge to the same result.
+    pub(crate) fn read<R, T>(
+        &self,
+        copy: impl FnOnce(Pendings<'_>) -> R,
+        begin: impl FnOnce() -> Result<T>,
+    ) -> Result<(R, T)> {
         let state = self.lock();
-        let frozen = state
-            .frozen
-            .iter()
-            .flat_map(|f| f.entity_ops(entity_type, key));
-        frozen
-            .chain(state.active.entity_ops(entity_type, key))
+        let copied = copy(Pendings {
+            frozen: state.frozen.as_deref(),
+            active: &state.active,
+        });
+        Ok((copied, begin()?))
+    }
+}
+
+/// The pending writes, oldest first, as a reader sees them under the lock.
+pub(crate) struct Pendings<'a> {
+    frozen: Option<&'a Pending>,
+    active: &'a Pending,
+}
+
+impl Pendings<'_> {
+    fn all(&self) -> impl Iterator<Item = &Pending> {
+        self.frozen.into_iter().chain([self.active])
+    }
+
+    /// The pending writes of one entity, in order.
+    pub(crate) fn entity_ops(&self, entity_type: &str, key: &str) -> Vec<Op> {
+        self.all()
+            .flat_map(|p| p.entity_ops(entity_type, key))
             .cloned()
             .collect()
     }
 
-    /// Every entity with pending writes, with those writes in order.
-    pub(crate) fn all_entity_ops(&self) -> HashMap<(String, String), Vec<Op>> {
-        let state = self.lock();
+    /// Every entity `select` picks that has pending writes, with those writes in order.
+    pub(crate) fn entities(
+        &self,
+        mut select: impl FnMut(&str, &str) -> bool,
+    ) -> HashMap<(String, String), Vec<Op>> {
         let mut out: HashMap<(String, String), Vec<Op>> = HashMap::new();
-        for pending in state.frozen.iter().map(|f| &**f).chain([&state.active]) {
+        for pending in self.all() {
             for (id, at) in &pending.entities {
-                out.entry(id.clone())
-                    .or_default()
-                    .extend(at.iter().map(|&i| pending.ops[i].clone()));
+                if select(&id.0, &id.1) {
+                    out.entry(id.clone())
+                        .or_default()
+                        .extend(at.iter().map(|&i| pending.ops[i].clone()));
+                }
             }
         }
         out
@@ -210,15 +241,13 @@ impl Deferred {
 
     /// The keys of `entity_type` that pending writes give a journal entry.
     pub(crate) fn keys_with_entries(&self, entity_type: &str) -> BTreeSet<String> {
-        let state = self.lock();
         let mut keys = BTreeSet::new();
-        for pending in state.frozen.iter().map(|f| &**f).chain([&state.active]) {
+        for pending in self.all() {
             for ((t, k), at) in &pending.entities {
-                if t == entity_type
-                    && at
-                        .iter()
-                        .any(|&i| matches!(pending.ops[i], Op::Append { .. }))
-                {
+                let appends = at
+                    .iter()
+                    .any(|&i| matches!(pending.ops[i], Op::Append { .. }));
+                if t == entity_type && appends {
                     keys.insert(k.clone());
                 }
             }
@@ -229,16 +258,18 @@ impl Deferred {
     /// The pending value of a group's named value: `Some(None)` if it is pending deletion,
     /// `None` if nothing is pending for it.
     pub(crate) fn state(&self, group: u64, name: &str) -> Option<Option<Vec<u8>>> {
-        let state = self.lock();
         let key = (group, name.to_string());
-        let newest = [Some(&state.active), state.frozen.as_deref()];
-        newest.into_iter().flatten().find_map(|pending| {
-            let at = *pending.states.get(&key)?;
-            match &pending.ops[at] {
-                Op::RaftState { value, .. } => Some(value.clone()),
-                _ => None,
-            }
-        })
+        // Newest first.
+        [Some(self.active), self.frozen]
+            .into_iter()
+            .flatten()
+            .find_map(|pending| {
+                let at = *pending.states.get(&key)?;
+                match &pending.ops[at] {
+                    Op::RaftState { value, .. } => Some(value.clone()),
+                    _ => None,
+                }
+            })
     }
 }
 

@@ -43,9 +43,10 @@ impl Journal for Store {
         from: u64,
         limit: usize,
     ) -> cella_core::Result<Vec<JournalEntry>> {
-        // Taken before the read begins (see `deferred`).
-        let pending = self.inner.deferred.entity_ops(&id.entity_type, &id.key);
-        let txn = self.begin_read()?;
+        let (pending, txn) = self.inner.deferred.read(
+            |p| p.entity_ops(&id.entity_type, &id.key),
+            || self.begin_read(),
+        )?;
         if pending.is_empty() {
             return Ok(read_entries(&txn, id, Bound::Included(from), limit)?);
         }
@@ -75,9 +76,10 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>> {
-        // Taken before the read begins (see `deferred`).
-        let pending = self.inner.deferred.keys_with_entries(entity_type);
-        let txn = self.begin_read()?;
+        let (pending, txn) = self
+            .inner
+            .deferred
+            .read(|p| p.keys_with_entries(entity_type), || self.begin_read())?;
         let journal = txn
             .open_table(JOURNAL)
             .map_err(Error::storage("open journal table"))?;
@@ -98,9 +100,8 @@ impl Store {
             }
             keys.push(k.to_string());
         }
-        // Keys only pending writes have so far. A pending clear of a key on disk cannot hide
-        // it: only a state machine replacing its entities clears, and it writes after the
-        // deferred writes (`Store::write_group_after_deferred`).
+        // Keys only pending writes have so far. (A pending clear of a key on disk does not
+        // hide it here; a state machine replacing its entities flushes its clears at once.)
         if !pending.is_empty() {
             let mut all: std::collections::BTreeSet<String> = keys.into_iter().collect();
             all.extend(
@@ -121,9 +122,10 @@ impl Store {
     }
 
     fn load_entity(&self, id: &EntityId) -> Result<EntityLoad> {
-        // Taken before the read begins (see `deferred`).
-        let pending = self.inner.deferred.entity_ops(&id.entity_type, &id.key);
-        let txn = self.begin_read()?;
+        let (pending, txn) = self.inner.deferred.read(
+            |p| p.entity_ops(&id.entity_type, &id.key),
+            || self.begin_read(),
+        )?;
         let snapshots = txn
             .open_table(SNAPSHOTS)
             .map_err(Error::storage("open snapshots table"))?;

@@ -74,11 +74,12 @@ impl Store {
 
     /// Defers a state machine's writes (entity writes and group values; not log writes): they
     /// are readable at once, and written to disk with others in bulk, within
-    /// [`StoreOptions::defer_for`](crate::StoreOptions), before any request queued with
-    /// [`Store::flush_deferred`] or [`Store::write_group_after_deferred`], and when the store
-    /// closes. A crash may lose them (never tear them): only for writes the caller can
-    /// recompute, as a raft state machine re-applies its log from the applied log id it
-    /// defers with them.
+    /// [`StoreOptions::defer_for`](crate::StoreOptions), on [`Store::flush_deferred`], and
+    /// when the store closes. A crash may lose them (never tear them): only for writes the
+    /// caller can recompute, as a raft state machine re-applies its log from the applied log
+    /// id it defers with them. What is written deferred must only ever be written deferred:
+    /// reads merge the pending writes over the database, and a write of the same data made
+    /// otherwise could land under pending writes older than it.
     pub fn write_group_deferred(&self, writes: Vec<GroupWrite>) -> Result<()> {
         let ops = writes
             .into_iter()
@@ -92,14 +93,7 @@ impl Store {
 
     /// Resolves once every deferred write so far is durable.
     pub fn flush_deferred(&self) -> AppendFuture {
-        self.write_group_after_deferred(Vec::new())
-    }
-
-    /// Like [`Store::write_group`], with the deferred writes so far written first, in the same
-    /// transaction: for writes that must land after them (a state machine replacing its
-    /// entities).
-    pub fn write_group_after_deferred(&self, writes: Vec<GroupWrite>) -> AppendFuture {
-        self.queue_group(writes, true)
+        self.queue_group(Vec::new(), true)
     }
 
     fn queue_group(&self, writes: Vec<GroupWrite>, flush: bool) -> AppendFuture {
@@ -153,11 +147,13 @@ impl Store {
 
     /// A named value of `group`.
     pub fn group_state(&self, group: u64, name: &str) -> Result<Option<Vec<u8>>> {
-        if let Some(pending) = self.inner.deferred.state(group, name) {
+        let (pending, txn) = self
+            .inner
+            .deferred
+            .read(|p| p.state(group, name), || self.begin_read())?;
+        if let Some(pending) = pending {
             return Ok(pending);
         }
-        // Not pending now, so on disk by the time the read begins.
-        let txn = self.begin_read()?;
         let state = txn
             .open_table(RAFT_STATE)
             .map_err(Error::storage("open raft state table"))?;
@@ -173,9 +169,10 @@ impl Store {
         &self,
         mut select: impl FnMut(&EntityId) -> bool,
     ) -> Result<Vec<(EntityId, EntityLoad)>> {
-        // Taken before the read begins (see `deferred`).
-        let pending = self.inner.deferred.all_entity_ops();
-        let txn = self.begin_read()?;
+        let (pending, txn) = self.inner.deferred.read(
+            |p| p.entities(|t, k| select(&EntityId::new(t, k))),
+            || self.begin_read(),
+        )?;
         let journal = txn
             .open_table(JOURNAL)
             .map_err(Error::storage("open journal table"))?;
@@ -211,10 +208,7 @@ impl Store {
             }
         }
         for ((t, k), ops) in pending {
-            let id = EntityId::new(t, k);
-            if select(&id) {
-                merge(out.entry(id).or_default(), &ops)?;
-            }
+            merge(out.entry(EntityId::new(t, k)).or_default(), &ops)?;
         }
         // An entity whose pending writes cleared it has nothing left to dump.
         out.retain(|_, load| load.snapshot.is_some() || !load.entries.is_empty());

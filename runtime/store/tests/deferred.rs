@@ -1,6 +1,6 @@
 //! Deferred state-machine writes: readable at once through every read, written in bulk when
-//! due, when asked, and on close, never behind a write queued to land after them; log writes
-//! are refused.
+//! due, when asked, and on close, in order (a deferred clear replaces what came before it);
+//! log writes are refused.
 
 mod common;
 
@@ -180,23 +180,35 @@ async fn deferred_writes_fall_due_once_enough_wait() {
 }
 
 #[tokio::test]
-async fn a_write_queued_after_the_deferred_ones_lands_after_them() {
+async fn a_deferred_clear_replaces_what_came_before_it_on_disk_and_pending() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with(dir.path(), LONG, 1_000);
     store
-        .write_group_deferred(vec![entity(append("a", 1)), entity(append("a", 2))])
-        .unwrap();
-    // A state machine replacing its entities: clear, then the snapshot's state.
-    store
-        .write_group_after_deferred(vec![
-            GroupWrite::ClearEntity(id("a")),
-            entity(append("a", 5)),
-        ])
+        .append(vec![append("a", 1), append("a", 2)])
         .await
         .unwrap();
-    assert_eq!(store.load(&id("a")).unwrap().entries, vec![entry(5)]);
+    // A state machine replacing its entities (a snapshot installed): older applies pending,
+    // then the clear and the snapshot's state, deferred behind them.
+    store
+        .write_group_deferred(vec![entity(append("a", 3)), entity(append("a", 4))])
+        .unwrap();
+    store
+        .write_group_deferred(vec![
+            GroupWrite::ClearEntity(id("a")),
+            entity(Write::Snapshot(id("a"), snapshot(9))),
+            entity(append("a", 10)),
+        ])
+        .unwrap();
+    let replaced = EntityLoad {
+        snapshot: Some(snapshot(9)),
+        entries: vec![entry(10)],
+    };
+    assert_eq!(store.load(&id("a")).unwrap(), replaced, "pending");
+    assert_eq!(journal_seqs(&store, "a", 0, 10), [10]);
+    store.flush_deferred().await.unwrap();
+    assert_eq!(store.load(&id("a")).unwrap(), replaced, "written");
     let (_dir, disk) = on_disk(&store);
-    assert_eq!(disk.load(&id("a")).unwrap().entries, vec![entry(5)]);
+    assert_eq!(disk.load(&id("a")).unwrap(), replaced, "on disk");
 }
 
 #[tokio::test]
