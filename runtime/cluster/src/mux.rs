@@ -43,8 +43,7 @@ use tokio::{
 
 use crate::{
     network::{PeerError, PeerReply, StreamClient},
-    stream::{StreamingBody, encode_frame, full_body, split_frame},
-    types::decode,
+    stream::{StreamingBody, encode_frame, full_body, take_frame},
 };
 
 /// The protocol the forwarding exchange upgrades to.
@@ -145,7 +144,7 @@ impl Links {
     }
 }
 
-/// How long the answer's head of a new exchange may take.
+/// How long opening and upgrading a new exchange may take.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// An exchange that has heard nothing for this long while a command has waited as long is
 /// taken for dead (a peer gone without closing the connection), and its commands fail.
@@ -259,18 +258,11 @@ async fn exchange(
                     }
                 }
                 loop {
-                    let bytes = match split_frame(&mut input) {
-                        Ok(Some(bytes)) => bytes,
+                    let answer: MuxAnswer = match take_frame("a forwarded answer", &mut input) {
+                        Ok(Some(answer)) => answer,
                         Ok(None) => break,
                         Err(message) => {
                             fail_all(outstanding, |_| broken(message.clone()));
-                            return;
-                        }
-                    };
-                    let answer: MuxAnswer = match decode("a forwarded answer", &bytes) {
-                        Ok(answer) => answer,
-                        Err(e) => {
-                            fail_all(outstanding, |_| broken(e.to_string()));
                             return;
                         }
                     };
@@ -449,9 +441,7 @@ where
                     continue;
                 }
                 loop {
-                    let request = match split_frame(&mut input)
-                        .and_then(|f| f.map(|b| decode::<MuxRequest>("a forwarded command", &b).map_err(|e| e.to_string())).transpose())
-                    {
+                    let request = match take_frame::<MuxRequest>("a forwarded command", &mut input) {
                         Ok(Some(request)) => request,
                         Ok(None) => break,
                         Err(e) => {

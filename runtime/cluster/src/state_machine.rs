@@ -12,8 +12,8 @@
 //!
 //! A snapshot is the partition's entities (snapshot and journal of each) as of the applied log
 //! id, read in one go under the state machine's lock so the two agree; installing one replaces
-//! the partition's entities with the snapshot's, deferred behind the applies and flushed. The last
-//! snapshot is kept in the store so that it can be sent again without rebuilding.
+//! the partition's entities with the snapshot's, deferred behind the applies and flushed. The
+//! last snapshot is kept in the store so that it can be sent again without rebuilding.
 
 use std::{
     io::{self, Cursor},
@@ -164,6 +164,14 @@ impl StateMachine {
         }
     }
 
+    /// Makes the deferred writes durable (see the module docs).
+    async fn flush(&self) -> Result<(), io::Error> {
+        self.store
+            .flush_deferred()
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
     async fn write(&self, writes: Vec<GroupWrite>) -> Result<(), io::Error> {
         self.store
             .write_group(writes)
@@ -192,10 +200,7 @@ impl RaftSnapshotBuilder<C> for StateMachine {
         let mut state = self.state.lock().await;
         // openraft purges the log up to (near) this snapshot once it is built: what the log
         // held must be durable in the store by then.
-        self.store
-            .flush_deferred()
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        self.flush().await?;
         let data = self.dump()?;
         let meta = SnapshotMetaOf::<C> {
             last_log_id: state.applied,
@@ -317,10 +322,7 @@ impl RaftStateMachine<C> for StateMachine {
         self.store
             .write_group_deferred(writes)
             .map_err(|e| io::Error::other(e.to_string()))?;
-        self.store
-            .flush_deferred()
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        self.flush().await?;
         state.applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
         state.current = Some((meta.clone(), data));

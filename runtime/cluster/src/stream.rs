@@ -107,6 +107,17 @@ pub(crate) fn split_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
     Ok(Some(buf.split_to(len).freeze()))
 }
 
+/// Takes the first whole frame off the front of `buf`, if it holds one, and decodes it.
+pub(crate) fn take_frame<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    buf: &mut BytesMut,
+) -> Result<Option<T>, String> {
+    match split_frame(buf)? {
+        Some(bytes) => decode(what, &bytes).map(Some).map_err(|e| e.to_string()),
+        None => Ok(None),
+    }
+}
+
 /// Splits a body into the frames written by [`frame`].
 pub(crate) struct FrameReader {
     body: Incoming,

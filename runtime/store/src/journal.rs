@@ -10,7 +10,7 @@ use redb::{ReadTransaction, ReadableDatabase};
 
 use crate::{
     Store,
-    deferred::merge,
+    deferred::{Pendings, merge},
     error::{Error, Result},
     tables::{JOURNAL, SNAPSHOTS},
     writer::Op,
@@ -43,10 +43,7 @@ impl Journal for Store {
         from: u64,
         limit: usize,
     ) -> cella_core::Result<Vec<JournalEntry>> {
-        let (pending, txn) = self.inner.deferred.read(
-            |p| p.entity_ops(&id.entity_type, &id.key),
-            || self.begin_read(),
-        )?;
+        let (pending, txn) = self.begin_read_with(|p| p.entity_ops(&id.entity_type, &id.key))?;
         if pending.is_empty() {
             return Ok(read_entries(&txn, id, Bound::Included(from), limit)?);
         }
@@ -76,10 +73,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>> {
-        let (pending, txn) = self
-            .inner
-            .deferred
-            .read(|p| p.keys_with_entries(entity_type), || self.begin_read())?;
+        let (pending, txn) = self.begin_read_with(|p| p.keys_with_entries(entity_type))?;
         let journal = txn
             .open_table(JOURNAL)
             .map_err(Error::storage("open journal table"))?;
@@ -121,11 +115,17 @@ impl Store {
             .map_err(Error::storage("begin read"))
     }
 
+    /// A read transaction and `copy` of the deferred writes to merge over it, taken together
+    /// (see [`crate::deferred::Deferred::read`]).
+    pub(crate) fn begin_read_with<R>(
+        &self,
+        copy: impl FnOnce(Pendings<'_>) -> R,
+    ) -> Result<(R, ReadTransaction)> {
+        self.inner.deferred.read(copy, || self.begin_read())
+    }
+
     fn load_entity(&self, id: &EntityId) -> Result<EntityLoad> {
-        let (pending, txn) = self.inner.deferred.read(
-            |p| p.entity_ops(&id.entity_type, &id.key),
-            || self.begin_read(),
-        )?;
+        let (pending, txn) = self.begin_read_with(|p| p.entity_ops(&id.entity_type, &id.key))?;
         let snapshots = txn
             .open_table(SNAPSHOTS)
             .map_err(Error::storage("open snapshots table"))?;

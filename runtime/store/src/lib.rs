@@ -137,8 +137,8 @@ impl Store {
     }
 
     /// Stops the writer after it has committed every request already submitted (and the
-    /// deferred writes), and closes
-    /// the database. Later operations on any clone fail with [`Error::Closed`]. Idempotent.
+    /// deferred writes), and closes the database. Later operations on any clone fail with
+    /// [`Error::Closed`]. Idempotent.
     pub fn close(&self) -> Result<()> {
         self.inner.writer.shutdown();
         let db = self

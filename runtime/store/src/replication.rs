@@ -147,10 +147,7 @@ impl Store {
 
     /// A named value of `group`.
     pub fn group_state(&self, group: u64, name: &str) -> Result<Option<Vec<u8>>> {
-        let (pending, txn) = self
-            .inner
-            .deferred
-            .read(|p| p.state(group, name), || self.begin_read())?;
+        let (pending, txn) = self.begin_read_with(|p| p.state(group, name))?;
         if let Some(pending) = pending {
             return Ok(pending);
         }
@@ -169,10 +166,8 @@ impl Store {
         &self,
         mut select: impl FnMut(&EntityId) -> bool,
     ) -> Result<Vec<(EntityId, EntityLoad)>> {
-        let (pending, txn) = self.inner.deferred.read(
-            |p| p.entities(|t, k| select(&EntityId::new(t, k))),
-            || self.begin_read(),
-        )?;
+        let (pending, txn) =
+            self.begin_read_with(|p| p.entities(|t, k| select(&EntityId::new(t, k))))?;
         let journal = txn
             .open_table(JOURNAL)
             .map_err(Error::storage("open journal table"))?;
