@@ -47,9 +47,6 @@ struct Cached {
     durable: u64,
     vote: Option<VoteOf<C>>,
     purged: Option<LogIdOf<C>>,
-    /// The latest committed log id openraft reported, not yet handed to the store (it goes
-    /// with the next append).
-    committed: Option<Option<LogIdOf<C>>>,
 }
 
 impl Cached {
@@ -195,10 +192,17 @@ impl RaftLogStorage<C> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogIdOf<C>>) -> Result<(), io::Error> {
-        // Written with the next append, not on its own: losing the latest value only makes a
-        // restart re-apply less, and a write of its own per commit would cost a store request.
-        self.cache().committed = Some(committed);
-        Ok(())
+        // Deferred (written to disk with the state machine's applies, about once a second):
+        // losing the latest value only makes a restart re-apply less, and a value written
+        // with each append would put the group values' pages in every commit. It is only
+        // ever written deferred, as the store requires. The entries it covers were queued
+        // before it, so they are durable no later than it is.
+        let value = committed
+            .map(|c| encode("a committed log id", &c))
+            .transpose()?;
+        self.store
+            .write_group_deferred(vec![self.state_write(COMMITTED, value)])
+            .map_err(|e| io::Error::other(e.to_string()))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
@@ -218,12 +222,6 @@ impl RaftLogStorage<C> for LogStore {
         let mut last = None;
         {
             let mut cache = self.cache();
-            if let Some(committed) = cache.committed.take() {
-                let value = committed
-                    .map(|c| encode("a committed log id", &c))
-                    .transpose()?;
-                writes.push(self.state_write(COMMITTED, value));
-            }
             for entry in entries {
                 let index = entry.index();
                 last = Some(entry.log_id());

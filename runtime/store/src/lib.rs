@@ -16,6 +16,7 @@
 mod deferred;
 mod error;
 mod journal;
+mod log_index;
 mod modules;
 mod replication;
 mod stats;
@@ -86,6 +87,8 @@ struct Inner {
     db: RwLock<Option<Arc<Database>>>,
     writer: Writer,
     deferred: Arc<Deferred>,
+    /// Where each group's log entries are (changed only by the writer thread).
+    log: Arc<log_index::LogIndex>,
     stats: Arc<Stats>,
 }
 
@@ -119,13 +122,21 @@ impl Store {
             after: options.defer_for,
             max_writes: options.defer_max_writes.max(1),
         }));
-        let writer = Writer::spawn(db.clone(), stats.clone(), policy, deferred.clone())?;
+        let log = Arc::new(log_index::LogIndex::load(&db)?);
+        let writer = Writer::spawn(
+            db.clone(),
+            stats.clone(),
+            policy,
+            deferred.clone(),
+            log.clone(),
+        )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
                 db: RwLock::new(Some(db)),
                 writer,
                 deferred,
+                log,
                 stats,
             }),
         })

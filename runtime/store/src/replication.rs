@@ -11,7 +11,8 @@ use crate::{
     Store,
     deferred::merge,
     error::{Error, Result},
-    tables::{JOURNAL, RAFT_LOG, RAFT_STATE, SNAPSHOTS},
+    log_index::{self, RAFT_ENTRIES},
+    tables::{JOURNAL, RAFT_STATE, SNAPSHOTS},
     writer::Op,
 };
 
@@ -109,39 +110,39 @@ impl Store {
 
     /// The entries of `group` with index in `from..=to`, in order, as `(index, bytes)`.
     pub fn group_log(&self, group: u64, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
-        let txn = self.begin_read()?;
-        let log = txn
-            .open_table(RAFT_LOG)
-            .map_err(Error::storage("open raft log table"))?;
-        let mut entries = Vec::new();
-        if from > to {
+        let (rows, txn) = self.inner.log.read(group, from, to, || self.begin_read())?;
+        let mut entries = Vec::with_capacity(rows.len());
+        if rows.is_empty() {
             return Ok(entries);
         }
-        for row in log
-            .range((group, from)..=(group, to))
-            .map_err(Error::storage("read raft log"))?
-        {
-            let (key, value) = row.map_err(Error::storage("read raft log"))?;
-            entries.push((key.value().1, value.value().to_vec()));
+        let table = txn
+            .open_table(RAFT_ENTRIES)
+            .map_err(Error::storage("open raft entries table"))?;
+        for (index, seq) in rows {
+            let value = table
+                .get(seq)
+                .map_err(Error::storage("read raft log"))?
+                .ok_or_else(|| {
+                    Error::Storage(format!(
+                        "raft log entry {index} of group {group} is indexed as row {seq}, which is missing"
+                    ))
+                })?;
+            let (g, i, entry) = log_index::parse(seq, value.value())?;
+            if (g, i) != (group, index) {
+                return Err(Error::Storage(format!(
+                    "raft log row {seq} holds entry {i} of group {g}, indexed as entry {index} of group {group}"
+                )));
+            }
+            entries.push((index, entry.to_vec()));
         }
         Ok(entries)
     }
 
     /// The last entry of `group`'s log, if any, as `(index, bytes)`.
     pub fn group_log_last(&self, group: u64) -> Result<Option<(u64, Vec<u8>)>> {
-        let txn = self.begin_read()?;
-        let log = txn
-            .open_table(RAFT_LOG)
-            .map_err(Error::storage("open raft log table"))?;
-        let mut range = log
-            .range((group, 0)..=(group, u64::MAX))
-            .map_err(Error::storage("read raft log"))?;
-        match range.next_back() {
+        match self.inner.log.last(group) {
             None => Ok(None),
-            Some(row) => {
-                let (key, value) = row.map_err(Error::storage("read raft log"))?;
-                Ok(Some((key.value().1, value.value().to_vec())))
-            }
+            Some(index) => Ok(self.group_log(group, index, index)?.pop()),
         }
     }
 
@@ -273,6 +274,56 @@ mod tests {
         assert_eq!(store.group_log_last(3).unwrap(), None);
         assert_eq!(store.group_state(2, "vote").unwrap(), Some(b"v".to_vec()));
         assert_eq!(store.group_state(1, "vote").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn rewrites_in_one_batch_leave_one_row_per_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let put = |group: u64, index: u64, byte: u8| GroupWrite::LogPut {
+            group,
+            index,
+            entry: vec![byte],
+        };
+        // Groups interleave in the shared table; an entry is replaced, truncated and
+        // appended again within one batch, and purged in the next.
+        store
+            .write_group(vec![
+                put(1, 1, 10),
+                put(2, 1, 20),
+                put(1, 2, 11),
+                put(1, 2, 12),
+                GroupWrite::LogTruncateFrom { group: 1, from: 2 },
+                put(1, 2, 13),
+                put(1, 3, 14),
+                put(2, 2, 21),
+            ])
+            .await
+            .unwrap();
+        let reader = store.clone();
+        assert_eq!(
+            reader.group_log(1, 0, u64::MAX).unwrap(),
+            [(1, vec![10]), (2, vec![13]), (3, vec![14])]
+        );
+        store
+            .write_group(vec![
+                GroupWrite::LogPurgeUpto { group: 1, upto: 2 },
+                put(1, 4, 15),
+            ])
+            .await
+            .unwrap();
+        store.close().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(
+            store.group_log(1, 0, u64::MAX).unwrap(),
+            [(3, vec![14]), (4, vec![15])]
+        );
+        assert_eq!(store.group_log(1, 4, 3).unwrap(), []);
+        assert_eq!(
+            store.group_log(2, 0, u64::MAX).unwrap(),
+            [(1, vec![20]), (2, vec![21])]
+        );
+        assert_eq!(store.group_log_last(1).unwrap(), Some((4, vec![15])));
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@
 //! | `module_seq`   | `&str entity_type`                        | `u32` last version assigned |
 //! | `module_blobs` | `(&str entity_type, u32 version)`         | component bytes             |
 //! | `artifacts`    | `(&str entity_type, u32 version)`         | opaque precompiled code     |
-//! | `raft_log`     | `(u64 group, u64 index)`                  | a replicated log entry (the caller's bytes) |
+//! | `raft_entries` | `u64` node-wide sequence number           | `u64 group` BE ++ `u64 index` BE ++ a replicated log entry (the caller's bytes) |
 //! | `raft_state`   | `(u64 group, &str name)`                  | a replication group's named value (the caller's bytes: vote, committed, purged, applied) |
 //!
 //! Keys use redb's tuple encoding: a length prefix for each variable-width element but the
@@ -25,6 +25,11 @@
 //!
 //! `meta` holds one row, `"format_version" -> STORE_FORMAT_VERSION`, written when the store is
 //! created and checked on every open.
+//!
+//! `raft_entries` holds the log entries of every replication group on the node in the order
+//! they were written, so a commit's appends share one tail; `log_index.rs` keeps the
+//! `(group, index)` → sequence index in memory and moves the rows of the earlier per-group
+//! table, `raft_log` (keyed by `(u64 group, u64 index)`), into it at open.
 //!
 //! `module_seq` outlives `delete_module`: version numbers of an entity type are never reused,
 //! so `(entity_type, version)` always names the same component, including in the
@@ -49,7 +54,6 @@ pub(crate) const MODULE_SEQ: TableDefinition<&str, u32> = TableDefinition::new("
 pub(crate) const MODULE_BLOBS: TableDefinition<(&str, u32), &[u8]> =
     TableDefinition::new("module_blobs");
 pub(crate) const ARTIFACTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("artifacts");
-pub(crate) const RAFT_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("raft_log");
 pub(crate) const RAFT_STATE: TableDefinition<(u64, &str), &[u8]> =
     TableDefinition::new("raft_state");
 
@@ -93,7 +97,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(MODULE_SEQ)?;
     txn.open_table(MODULE_BLOBS)?;
     txn.open_table(ARTIFACTS)?;
-    txn.open_table(RAFT_LOG)?;
+    txn.open_table(crate::log_index::RAFT_ENTRIES)?;
     txn.open_table(RAFT_STATE)?;
     Ok(())
 }
@@ -101,7 +105,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
 /// Creates the tables a store of the current format may lack (added since it was created).
 fn add_missing_tables(db: &Database) -> Result<()> {
     let txn = db.begin_read().map_err(Error::storage("begin read"))?;
-    let missing = [RAFT_LOG.name(), RAFT_STATE.name()];
+    let missing = [crate::log_index::RAFT_ENTRIES.name(), RAFT_STATE.name()];
     let present: Vec<String> = txn
         .list_tables()
         .map_err(Error::storage("list tables"))?

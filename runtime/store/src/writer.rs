@@ -9,7 +9,9 @@
 //!
 //! The writer also writes the store's [deferred writes](crate::deferred): in front of a batch
 //! once they are due (or a request asks for them), and on their own when they fall due while
-//! no request comes, and before it stops.
+//! no request comes, and before it stops. A commit that writes them also takes every request
+//! queued before they were frozen, so a deferred write is never durable before a write queued
+//! ahead of it.
 //!
 //! *Fail-stop.* When a commit fails, every request of the batch fails, and so does every request
 //! after it until the store is reopened. Later appends may have been computed from the state the
@@ -30,8 +32,9 @@ use tokio::sync::oneshot;
 use crate::{
     deferred::{Deferred, Pending},
     error::{Error, Result},
+    log_index::{LogIndex, RAFT_ENTRIES, Staged},
     stats::Stats,
-    tables::{JOURNAL, RAFT_LOG, RAFT_STATE, SNAPSHOTS},
+    tables::{JOURNAL, RAFT_STATE, SNAPSHOTS},
 };
 
 /// One write, encoded on the caller's thread, ready for the writer.
@@ -149,6 +152,7 @@ impl Writer {
         stats: Arc<Stats>,
         policy: BatchPolicy,
         deferred: Arc<Deferred>,
+        log: Arc<LogIndex>,
     ) -> Result<Self> {
         let (queue, rx) = mpsc::channel();
         let policy = BatchPolicy {
@@ -164,6 +168,7 @@ impl Writer {
                     stats,
                     policy,
                     deferred,
+                    log,
                     rx,
                 }
                 .run()
@@ -251,6 +256,8 @@ struct WriterThread {
     stats: Arc<Stats>,
     policy: BatchPolicy,
     deferred: Arc<Deferred>,
+    /// Where the log entries are (see [`crate::log_index`]).
+    log: Arc<LogIndex>,
     rx: mpsc::Receiver<Request>,
 }
 
@@ -320,7 +327,7 @@ impl WriterThread {
 
     /// Commits a batch and resolves its requests; a failure fails it and stops the writer.
     /// An empty batch writes the deferred writes.
-    fn process(&mut self, batch: Vec<Request>) {
+    fn process(&mut self, mut batch: Vec<Request>) {
         if let Some(reason) = &self.failed {
             self.stats.requests_failed(batch.len() as u64);
             for request in batch {
@@ -332,6 +339,12 @@ impl WriterThread {
             || batch.iter().any(|r| r.flush)
             || self.deferred.due_in() == Some(Duration::ZERO);
         let deferred = if flush { self.deferred.freeze() } else { None };
+        if deferred.is_some() {
+            // Everything queued before the freeze joins this commit, whatever the batch
+            // limit: a caller that queued a write and then deferred one that depends on it
+            // (a log append, then the commit index covering it) finds both on disk together.
+            batch.extend(self.rx.try_iter().filter(|r| r.reply.is_some()));
+        }
         if deferred.is_none() && batch.iter().all(|r| r.ops.is_empty()) {
             self.stats.resolved_without_commit(batch.len() as u64);
             for request in batch {
@@ -389,6 +402,7 @@ impl WriterThread {
         txn.set_durability(Durability::Immediate)
             .map_err(Error::storage("set journal durability"))?;
         let mut writes = 0u64;
+        let mut log = Staged::new(&self.log);
         {
             let mut journal = txn
                 .open_table(JOURNAL)
@@ -397,8 +411,8 @@ impl WriterThread {
                 .open_table(SNAPSHOTS)
                 .map_err(Error::storage("open snapshots table"))?;
             let mut raft_log = txn
-                .open_table(RAFT_LOG)
-                .map_err(Error::storage("open raft log table"))?;
+                .open_table(RAFT_ENTRIES)
+                .map_err(Error::storage("open raft entries table"))?;
             let mut raft_state = txn
                 .open_table(RAFT_STATE)
                 .map_err(Error::storage("open raft state table"))?;
@@ -449,19 +463,13 @@ impl WriterThread {
                         index,
                         value,
                     } => {
-                        raft_log
-                            .insert((*group, *index), value.as_slice())
-                            .map_err(Error::storage("append log entry"))?;
+                        log.put(&mut raft_log, *group, *index, value)?;
                     }
                     Op::RaftTruncateFrom { group, from } => {
-                        raft_log
-                            .retain_in((*group, *from)..=(*group, u64::MAX), |_, _| false)
-                            .map_err(Error::storage("truncate log"))?;
+                        log.remove(&mut raft_log, *group, *from, u64::MAX)?;
                     }
                     Op::RaftPurgeUpto { group, upto } => {
-                        raft_log
-                            .retain_in((*group, 0)..=(*group, *upto), |_, _| false)
-                            .map_err(Error::storage("purge log"))?;
+                        log.remove(&mut raft_log, *group, 0, *upto)?;
                     }
                     Op::RaftState { group, name, value } => {
                         let key = (*group, name.as_str());
@@ -480,6 +488,7 @@ impl WriterThread {
             }
         }
         txn.commit().map_err(Error::storage("commit journal"))?;
+        log.publish();
         Ok(writes)
     }
 }
