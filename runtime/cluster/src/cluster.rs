@@ -157,6 +157,18 @@ pub struct GroupStatus {
     pub snapshots_installed: u64,
 }
 
+/// The heartbeat suppression window: the heartbeat interval, or less if the election timeout
+/// leaves less room (a suppressed heartbeat goes at most this window, an interval and one
+/// tick late, which must stay under the least election timeout); `None` if it leaves none.
+fn heartbeat_min_interval(options: &ClusterOptions) -> Option<u64> {
+    let tick = (options.heartbeat_ms * 13 / 64).max(1);
+    let room = options
+        .election_timeout_ms
+        .0
+        .saturating_sub(options.heartbeat_ms + tick + 1);
+    Some(room.min(options.heartbeat_ms)).filter(|w| *w > 0)
+}
+
 impl Cluster {
     /// Opens every group on `store` and starts them; initializes the groups of which this node
     /// is the lowest initial replica and that are not initialized yet.
@@ -168,6 +180,9 @@ impl Cluster {
         let config = Config {
             cluster_name: "cella".into(),
             heartbeat_interval: options.heartbeat_ms,
+            // No heartbeat to a follower that acknowledged an append this recently: under
+            // sustained writes, replication already proves liveness and extends the lease.
+            heartbeat_min_interval: heartbeat_min_interval(&options),
             election_timeout_min: options.election_timeout_ms.0,
             election_timeout_max: options.election_timeout_ms.1,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(every),
