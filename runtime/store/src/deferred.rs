@@ -67,7 +67,14 @@ impl Pending {
                 .or_default()
                 .push(at),
             Op::RaftState { group, name, .. } => {
-                self.states.insert((*group, name.clone()), at);
+                // A blind set: a later write of the same value replaces the pending one (a
+                // group's commit index is deferred many times a second).
+                let key = (*group, name.clone());
+                if let Some(&earlier) = self.states.get(&key) {
+                    self.ops[earlier] = op;
+                    return;
+                }
+                self.states.insert(key, at);
             }
             // Not deferrable; `Deferred::push` refuses them before they get here.
             Op::RaftPut { .. } | Op::RaftTruncateFrom { .. } | Op::RaftPurgeUpto { .. } => {}

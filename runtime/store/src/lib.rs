@@ -10,6 +10,8 @@
 //! - `modules`: module metadata, component blobs and artifacts.
 //! - `replication`: logs and named values of replication groups, and state-machine writes,
 //!   through the same group commit.
+//! - `log_index`: the log entries of every group in one table under a node-wide sequence, and
+//!   the in-memory `(group, index)` index that finds them.
 //! - `deferred`: state-machine writes held in memory (readable at once) and written in bulk.
 //! - `stats`: counters for metrics.
 
@@ -48,7 +50,8 @@ pub const DB_FILE: &str = "cella.redb";
 /// Tuning of the store's group commit.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Most append requests committed in one transaction (at least 1).
+    /// Most append requests committed in one transaction (at least 1), except that a commit
+    /// writing the deferred writes takes every request queued before them.
     pub max_batch: usize,
     /// How long the writer waits for more requests when a batch is not full, after taking
     /// everything already queued. Zero (the default) commits at once: requests that arrive

@@ -16,15 +16,23 @@
 //! sees: the row was committed before the number was published, and a commit deleting it
 //! would have removed the number first.
 //!
-//! Stores written before this table kept the log in `raft_log`, keyed by `(group, index)`;
-//! opening one moves its rows here once ([`LogIndex::load`]).
+//! Stores of format version 1 kept the log in `raft_log`, keyed by `(group, index)`; opening
+//! one moves its rows here in the transaction that upgrades it to version 2 ([`migrate`]).
+//!
+//! Replacing an entry that is already published (a put at an index that holds one, without a
+//! truncation before it) is not atomic for readers: between its removal and the commit, a
+//! reader finds no entry at that index. openraft never does this: it truncates, and waits for
+//! the truncation, before appending over a conflict.
 
 use std::{
     collections::BTreeMap,
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, Table, TableDefinition, TableHandle,
+    WriteTransaction,
+};
 
 use crate::error::{Error, Result};
 
@@ -77,9 +85,8 @@ pub(crate) struct LogIndex {
 }
 
 impl LogIndex {
-    /// Reads the index from `db`, first moving the rows of an earlier store's `raft_log`.
+    /// Reads the index from `db` (every row's header: the open reads the whole log).
     pub(crate) fn load(db: &Database) -> Result<LogIndex> {
-        migrate(db)?;
         let txn = db.begin_read().map_err(Error::storage("begin read"))?;
         let table = txn
             .open_table(RAFT_ENTRIES)
@@ -128,13 +135,20 @@ impl LogIndex {
         Ok((rows, begin()?))
     }
 
-    /// The index of `group`'s last entry, if any.
-    pub(crate) fn last(&self, group: u64) -> Option<u64> {
-        self.lock()
+    /// The `(index, row)` of `group`'s last entry, if any, and `begin` called under the same
+    /// lock (as [`LogIndex::read`]).
+    pub(crate) fn read_last<T>(
+        &self,
+        group: u64,
+        begin: impl FnOnce() -> Result<T>,
+    ) -> Result<(Option<(u64, u64)>, T)> {
+        let state = self.lock();
+        let last = state
             .rows
             .range((group, 0)..=(group, u64::MAX))
             .next_back()
-            .map(|(&(_, index), _)| index)
+            .map(|(&(_, index), &seq)| (index, seq));
+        Ok((last, begin()?))
     }
 }
 
@@ -213,21 +227,16 @@ impl<'i> Staged<'i> {
     }
 }
 
-/// Moves the rows of an earlier store's `raft_log` table into [`RAFT_ENTRIES`], in one
-/// transaction, and deletes the old table.
-fn migrate(db: &Database) -> Result<()> {
-    let present = {
-        let txn = db.begin_read().map_err(Error::storage("begin read"))?;
-        txn.list_tables()
-            .map_err(Error::storage("list tables"))?
-            .any(|t| t.name() == OLD_RAFT_LOG.name())
-    };
+/// Moves the rows of a version-1 store's `raft_log` table (if it has one) into
+/// [`RAFT_ENTRIES`] and deletes it, within the caller's upgrade transaction.
+pub(crate) fn migrate(txn: &WriteTransaction) -> Result<()> {
+    let present = txn
+        .list_tables()
+        .map_err(Error::storage("list tables"))?
+        .any(|t| t.name() == OLD_RAFT_LOG.name());
     if !present {
         return Ok(());
     }
-    let txn = db
-        .begin_write()
-        .map_err(Error::storage("begin raft log upgrade"))?;
     {
         let old = txn
             .open_table(OLD_RAFT_LOG)
@@ -248,8 +257,7 @@ fn migrate(db: &Database) -> Result<()> {
     }
     txn.delete_table(OLD_RAFT_LOG)
         .map_err(Error::storage("delete raft log table"))?;
-    txn.commit()
-        .map_err(Error::storage("commit raft log upgrade"))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -258,7 +266,7 @@ mod tests {
     use crate::{GroupWrite, Store, StoreOptions};
 
     #[tokio::test]
-    async fn an_earlier_stores_log_moves_to_the_shared_table_once() {
+    async fn a_version_1_store_is_upgraded_and_its_log_moved_to_the_shared_table() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
@@ -270,6 +278,8 @@ mod tests {
             let db = Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
             {
+                let mut meta = txn.open_table(crate::tables::META).unwrap();
+                meta.insert("format_version", 1).unwrap();
                 let mut old = txn.open_table(OLD_RAFT_LOG).unwrap();
                 for (group, index) in [(1u64, 1u64), (1, 2), (2, 1), (1, 3)] {
                     old.insert((group, index), [group as u8, index as u8].as_slice())
@@ -300,6 +310,9 @@ mod tests {
             .map(|t| t.name().to_string())
             .collect();
         assert!(!names.iter().any(|n| n == OLD_RAFT_LOG.name()), "{names:?}");
+        let meta = txn.open_table(crate::tables::META).unwrap();
+        let version = meta.get("format_version").unwrap().map(|v| v.value());
+        assert_eq!(version, Some(crate::STORE_FORMAT_VERSION));
         let rows = txn
             .open_table(RAFT_ENTRIES)
             .unwrap()

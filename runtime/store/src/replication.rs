@@ -1,4 +1,4 @@
-//! Storage for replication groups: their logs and named values (`raft_log`, `raft_state`), and
+//! Storage for replication groups: their logs and named values (`raft_entries`, `raft_state`), and
 //! the writes a replicated state machine makes. Everything goes through the one group-commit
 //! writer, so the log appends of every group on the node, the entity writes their state
 //! machines apply and the node's own journal writes share one durable transaction per batch.
@@ -111,39 +111,13 @@ impl Store {
     /// The entries of `group` with index in `from..=to`, in order, as `(index, bytes)`.
     pub fn group_log(&self, group: u64, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>> {
         let (rows, txn) = self.inner.log.read(group, from, to, || self.begin_read())?;
-        let mut entries = Vec::with_capacity(rows.len());
-        if rows.is_empty() {
-            return Ok(entries);
-        }
-        let table = txn
-            .open_table(RAFT_ENTRIES)
-            .map_err(Error::storage("open raft entries table"))?;
-        for (index, seq) in rows {
-            let value = table
-                .get(seq)
-                .map_err(Error::storage("read raft log"))?
-                .ok_or_else(|| {
-                    Error::Storage(format!(
-                        "raft log entry {index} of group {group} is indexed as row {seq}, which is missing"
-                    ))
-                })?;
-            let (g, i, entry) = log_index::parse(seq, value.value())?;
-            if (g, i) != (group, index) {
-                return Err(Error::Storage(format!(
-                    "raft log row {seq} holds entry {i} of group {g}, indexed as entry {index} of group {group}"
-                )));
-            }
-            entries.push((index, entry.to_vec()));
-        }
-        Ok(entries)
+        read_rows(group, rows, txn)
     }
 
     /// The last entry of `group`'s log, if any, as `(index, bytes)`.
     pub fn group_log_last(&self, group: u64) -> Result<Option<(u64, Vec<u8>)>> {
-        match self.inner.log.last(group) {
-            None => Ok(None),
-            Some(index) => Ok(self.group_log(group, index, index)?.pop()),
-        }
+        let (last, txn) = self.inner.log.read_last(group, || self.begin_read())?;
+        Ok(read_rows(group, last.into_iter().collect(), txn)?.pop())
     }
 
     /// A named value of `group`.
@@ -210,6 +184,40 @@ impl Store {
         out.retain(|_, load| load.snapshot.is_some() || !load.entries.is_empty());
         Ok(out.into_iter().collect())
     }
+}
+
+/// The entries of `group` in `rows` (`(index, sequence)` pairs from the log index), read in
+/// `txn`, which the index guarantees holds them.
+fn read_rows(
+    group: u64,
+    rows: Vec<(u64, u64)>,
+    txn: redb::ReadTransaction,
+) -> Result<Vec<(u64, Vec<u8>)>> {
+    let mut entries = Vec::with_capacity(rows.len());
+    if rows.is_empty() {
+        return Ok(entries);
+    }
+    let table = txn
+        .open_table(RAFT_ENTRIES)
+        .map_err(Error::storage("open raft entries table"))?;
+    for (index, seq) in rows {
+        let value = table
+            .get(seq)
+            .map_err(Error::storage("read raft log"))?
+            .ok_or_else(|| {
+                Error::Storage(format!(
+                    "raft log entry {index} of group {group} is indexed as row {seq}, which is missing"
+                ))
+            })?;
+        let (g, i, entry) = log_index::parse(seq, value.value())?;
+        if (g, i) != (group, index) {
+            return Err(Error::Storage(format!(
+                "raft log row {seq} holds entry {i} of group {g}, indexed as entry {index} of group {group}"
+            )));
+        }
+        entries.push((index, entry.to_vec()));
+    }
+    Ok(entries)
 }
 
 #[cfg(test)]

@@ -28,8 +28,9 @@
 //!
 //! `raft_entries` holds the log entries of every replication group on the node in the order
 //! they were written, so a commit's appends share one tail; `log_index.rs` keeps the
-//! `(group, index)` → sequence index in memory and moves the rows of the earlier per-group
-//! table, `raft_log` (keyed by `(u64 group, u64 index)`), into it at open.
+//! `(group, index)` → sequence index in memory. Format version 1 kept the log in one table
+//! keyed `(u64 group, u64 index)`, `raft_log`; opening a version-1 store moves its rows into
+//! `raft_entries` in the transaction that records version 2.
 //!
 //! `module_seq` outlives `delete_module`: version numbers of an entity type are never reused,
 //! so `(entity_type, version)` always names the same component, including in the
@@ -40,7 +41,13 @@ use redb::{Database, ReadableDatabase, TableDefinition, TableHandle, WriteTransa
 use crate::error::{Error, Result};
 
 /// Version of the store's table layout. Bump it when a table's key or value type changes.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+/// 2: the raft log moved from `raft_log` (one key range per group) to `raft_entries` (one
+/// node-wide sequence); a version-1 store is upgraded when opened, and a version-2 store is
+/// refused by builds that know only version 1 (they would find no log).
+pub const STORE_FORMAT_VERSION: u32 = 2;
+
+/// The earlier version this build upgrades in place.
+const UPGRADABLE_FORMAT_VERSION: u32 = 1;
 
 const FORMAT_KEY: &str = "format_version";
 
@@ -64,6 +71,7 @@ pub(crate) fn init(db: &Database) -> Result<()> {
     match found {
         // Tables added after a store was created are added when it is opened.
         Some(STORE_FORMAT_VERSION) => return add_missing_tables(db),
+        Some(UPGRADABLE_FORMAT_VERSION) => return upgrade(db),
         Some(_) => return Err(mismatch(found)),
         None => {}
     }
@@ -120,6 +128,24 @@ fn add_missing_tables(db: &Database) -> Result<()> {
         .map_err(Error::storage("begin table upgrade"))?;
     create_tables(&txn).map_err(Error::storage("create tables"))?;
     txn.commit().map_err(Error::storage("commit table upgrade"))
+}
+
+/// Upgrades a version-1 store in one transaction: the tables it lacks, its raft log moved to
+/// `raft_entries`, and the new version.
+fn upgrade(db: &Database) -> Result<()> {
+    let txn = db
+        .begin_write()
+        .map_err(Error::storage("begin store upgrade"))?;
+    create_tables(&txn).map_err(Error::storage("create tables"))?;
+    crate::log_index::migrate(&txn)?;
+    {
+        let mut meta = txn
+            .open_table(META)
+            .map_err(Error::storage("open meta table"))?;
+        meta.insert(FORMAT_KEY, STORE_FORMAT_VERSION)
+            .map_err(Error::storage("write format"))?;
+    }
+    txn.commit().map_err(Error::storage("commit store upgrade"))
 }
 
 fn mismatch(found: Option<u32>) -> Error {

@@ -304,7 +304,7 @@ fn rejects_a_foreign_format_version() {
             err,
             Error::FormatMismatch {
                 found: Some(99),
-                expected: 1
+                expected: cella_store::STORE_FORMAT_VERSION
             }
         ),
         "{err}"
