@@ -178,8 +178,9 @@ impl<'i> Staged<'i> {
         self.remove(table, group, index, index)?;
         let seq = {
             let mut state = self.index.lock();
+            let seq = state.next;
             state.next += 1;
-            state.next - 1
+            seq
         };
         table
             .insert(seq, row(group, index, entry).as_slice())
@@ -196,21 +197,9 @@ impl<'i> Staged<'i> {
         from: u64,
         to: u64,
     ) -> Result<()> {
-        let mut seqs: Vec<u64> = {
-            let mut state = self.index.lock();
-            let keys: Vec<(u64, u64)> = state
-                .rows
-                .range((group, from)..=(group, to))
-                .map(|(key, _)| *key)
-                .collect();
-            keys.iter().filter_map(|k| state.rows.remove(k)).collect()
-        };
-        let staged: Vec<(u64, u64)> = self
-            .added
-            .range((group, from)..=(group, to))
-            .map(|(key, _)| *key)
-            .collect();
-        seqs.extend(staged.iter().filter_map(|k| self.added.remove(k)));
+        let range = (group, from)..=(group, to);
+        let mut seqs: Vec<u64> = take(&mut self.index.lock().rows, range.clone());
+        seqs.extend(take(&mut self.added, range));
         for seq in seqs {
             table
                 .remove(seq)
@@ -225,6 +214,16 @@ impl<'i> Staged<'i> {
             self.index.lock().rows.extend(self.added);
         }
     }
+}
+
+/// Removes the entries of `map` in `range` and returns their row numbers.
+fn take(
+    map: &mut BTreeMap<(u64, u64), u64>,
+    range: std::ops::RangeInclusive<(u64, u64)>,
+) -> Vec<u64> {
+    map.extract_if(range, |_, _| true)
+        .map(|(_, seq)| seq)
+        .collect()
 }
 
 /// Moves the rows of a version-1 store's `raft_log` table (if it has one) into
