@@ -84,6 +84,8 @@
 //! crates build and run their unit tests natively. [`testing::TestKit`] runs commands through the
 //! same code path as the component exports.
 
+#[cfg(feature = "bundle")]
+pub mod bundle;
 mod command;
 mod context;
 mod glue;

@@ -177,7 +177,7 @@ impl Load {
                         let invoked = Instant::now();
                         let reply = tokio::time::timeout(
                             Duration::from_secs(15),
-                            cella_server::client::send(
+                            cella_cli::client::send(
                                 &url,
                                 Method::POST,
                                 &format!("/v1/entities/counter/{key}/add"),

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use hyper::Method;
 use serde_json::Value;
 
-pub use cella_server::client::encode_segment;
+pub use cella_cli::client::encode_segment;
 
 /// The `cella` program under test: the package's `cella-node` binary, which cargo builds next
 /// to the integration test executables (`target/<profile>/deps/..`).
@@ -151,7 +151,7 @@ impl TestNode {
         body: impl Into<Vec<u8>>,
         token: Option<&str>,
     ) -> Reply {
-        let r = cella_server::client::send(&self.url, method, path, body.into(), token)
+        let r = cella_cli::client::send(&self.url, method, path, body.into(), token)
             .await
             .unwrap_or_else(|e| panic!("request {path} failed: {e:#}"));
         let json = serde_json::from_str(&r.body).unwrap_or(Value::Null);

@@ -236,7 +236,7 @@ impl Dev {
 
     async fn call(&self, key: &str, command: &str, body: &str) -> (u16, Value) {
         let path = format!("/v1/entities/hot-counter/{key}/{command}");
-        let reply = cella_server::client::send(&self.url, Method::POST, &path, body.into(), None)
+        let reply = cella_cli::client::send(&self.url, Method::POST, &path, body.into(), None)
             .await
             .unwrap_or_else(|e| panic!("{path}: {e:#}\n{}", self.output()));
         (
@@ -246,7 +246,7 @@ impl Dev {
     }
 
     async fn active_version(&self) -> Value {
-        let reply = cella_server::client::send(
+        let reply = cella_cli::client::send(
             &self.url,
             Method::GET,
             "/v1/modules/hot-counter",

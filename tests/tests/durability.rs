@@ -60,7 +60,7 @@ async fn kill9_mid_load_loses_no_acknowledged_command() {
                 let k = (i >> 33) % keys;
                 *attempted.entry(k).or_default() += 1;
                 let path = format!("/v1/entities/counter/k{k}/add");
-                match cella_server::client::send(&url, Method::POST, &path, b"1".to_vec(), None)
+                match cella_cli::client::send(&url, Method::POST, &path, b"1".to_vec(), None)
                     .await
                 {
                     Ok(r) if r.status == 200 => *acked.entry(k).or_default() += 1,
@@ -70,7 +70,7 @@ async fn kill9_mid_load_loses_no_acknowledged_command() {
                 if w == 0 {
                     let item =
                         json!({"productId": format!("p{carts_acked}"), "name": "x", "quantity": 1});
-                    match cella_server::client::send(
+                    match cella_cli::client::send(
                         &url,
                         Method::POST,
                         "/v1/entities/cart/w0/add-item",
@@ -93,7 +93,7 @@ async fn kill9_mid_load_loses_no_acknowledged_command() {
         wait_until(Duration::from_secs(30), || {
             let probe = probe.clone();
             async move {
-                let r = cella_server::client::send(&probe, Method::GET, "/v1/entities/counter/k0", Vec::new(), None).await;
+                let r = cella_cli::client::send(&probe, Method::GET, "/v1/entities/counter/k0", Vec::new(), None).await;
                 matches!(r, Ok(r) if serde_json::from_str::<serde_json::Value>(&r.body).map(|v| v["sequence"].as_u64().unwrap_or(0) >= 20).unwrap_or(false))
             }
         })

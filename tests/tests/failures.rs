@@ -36,7 +36,7 @@ async fn misbehaving_guests_fail_only_their_command() {
     let url = node.url.clone();
     let spin = tokio::spawn(async move {
         let started = Instant::now();
-        let r = cella_server::client::send(
+        let r = cella_cli::client::send(
             &url,
             hyper::Method::POST,
             "/v1/entities/bad/y/spin",

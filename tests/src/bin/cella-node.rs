@@ -2,5 +2,5 @@
 //! real process (`CARGO_BIN_EXE_cella-node`) and kill it.
 
 fn main() -> std::process::ExitCode {
-    cella_server::cli::entry()
+    cella_cli::cli::entry()
 }

@@ -1,7 +1,7 @@
 //! The `cella` command line (clap): `serve` runs a node; `deploy` (and `deploy --check`),
 //! `rollback`, `call`, `inspect` and `modules` talk to a running node over HTTP and turn its
 //! answers into readable output; `new`, `build` and `dev` are the developer loop (see
-//! [`crate::scaffold`], [`crate::guest_build`] and [`crate::dev`]). Errors exit 1, a
+//! `cella_dev`). Errors exit 1, a
 //! `deploy --check` that finds differences exits 3.
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
@@ -10,13 +10,14 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use hyper::Method;
 
-use crate::{
-    client::{self, encode_segment},
+use cella_dev::{
     dev::{self, DevOptions},
     guest_build,
-    node::{Node, NodeOptions},
     scaffold::{self, Kind},
 };
+use cella_node::{Node, NodeOptions};
+
+use crate::client::{self, encode_segment};
 
 /// Exit code of `deploy --check` when the candidate diverges or fails on existing entities.
 pub const EXIT_CHECK_FAILED: u8 = 3;
@@ -441,12 +442,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             replicas,
         } => {
             let mut options = NodeOptions::new(data_dir.clone(), listen);
-            let mut single = crate::node::ClusterSettings::single();
+            let mut single = cella_node::node::ClusterSettings::single();
             single.partitions = partitions;
             single.raft_snapshot_every = raft_snapshot_every.max(1);
             options.cluster = Some(single);
             if let Some(node_id) = node_id {
-                let mut settings = crate::node::ClusterSettings {
+                let mut settings = cella_node::node::ClusterSettings {
                     node_id,
                     initial: BTreeMap::from([(node_id, listen.to_string())]),
                     join: false,
@@ -536,8 +537,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lang,
         } => match lang {
             Lang::Rust => scaffold::run_new(&name, kind, path),
-            Lang::Python => crate::build_python::run_new(&name, kind, path),
-            Lang::Js => crate::build_js::run_new(&name, kind, path),
+            Lang::Python => cella_dev::build_python::run_new(&name, kind, path),
+            Lang::Js => cella_dev::build_js::run_new(&name, kind, path),
         },
         Command::Build { path } => guest_build::run_build(&path).await,
         Command::Dev { path, listen, name } => {
@@ -746,24 +747,8 @@ async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> 
             commands.join(", ")
         );
     }
-    wait_for_signal().await;
+    cella_node::node::wait_for_signal().await;
     eprintln!("shutting down: finishing in-flight requests");
     handle.shutdown().await;
     Ok(())
-}
-
-/// Resolves on Ctrl-C or (on Unix) SIGTERM.
-pub(crate) async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -355,3 +355,19 @@ async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver
         tracing::warn!("some connections did not finish within 10 s of shutdown");
     }
 }
+
+/// Resolves on Ctrl-C or (on Unix) SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

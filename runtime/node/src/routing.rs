@@ -310,9 +310,9 @@ impl Forwarder for PeerForwarder {
         Box::pin(async move {
             let path = format!(
                 "/v1/entities/{}/{}/{}",
-                crate::client::encode_segment(&id.entity_type),
-                crate::client::encode_segment(&id.key),
-                crate::client::encode_segment(&command)
+                crate::http::encode_segment(&id.entity_type),
+                crate::http::encode_segment(&id.key),
+                crate::http::encode_segment(&command)
             );
             let reply = client
                 .forward(&owner, &path, Bytes::from(payload), FORWARD_TIMEOUT)

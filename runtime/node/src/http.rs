@@ -57,25 +57,37 @@ pub(crate) fn error_response(e: &Error) -> Response<Body> {
     json_response(e.status(), &e.to_json())
 }
 
-/// Decodes `%XX` escapes of one path segment.
+/// The bytes a path segment keeps unescaped: RFC 3986's unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes one path segment (an entity type, key or command).
+pub fn encode_segment(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
+}
+
+/// Decodes the `%XX` escapes of one path segment; a `%` not followed by two hex digits, or
+/// bytes that are not UTF-8, are refused (a lenient decode would address another entity).
 fn percent_decode(segment: &str) -> Result<String> {
     let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = segment
+    let malformed = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !bytes
                 .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| Error::BadRequest(format!("bad percent-escape in `{segment}`")))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err(Error::BadRequest(format!(
+            "bad percent-escape in `{segment}`"
+        )));
     }
-    String::from_utf8(out).map_err(|_| Error::BadRequest(format!("`{segment}` is not UTF-8")))
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|decoded| decoded.into_owned())
+        .map_err(|_| Error::BadRequest(format!("`{segment}` is not UTF-8")))
 }
 
 fn query_param(req: &Request<Incoming>, name: &str) -> Option<String> {

@@ -35,45 +35,13 @@ const APP_MODULE: &str = "app";
 const TAIL_LINES: usize = 15;
 
 /// Every file of the SDK copy, relative to `$CELLA_HOME/sdk/<version>`.
-const SDK_FILES: &[(&str, &str)] = &[
-    (
-        "python/cella/__init__.py",
-        include_str!("../../../sdk-guest/python/cella/__init__.py"),
-    ),
-    (
-        "python/cella/_codec.py",
-        include_str!("../../../sdk-guest/python/cella/_codec.py"),
-    ),
-    (
-        "python/cella/_component.py",
-        include_str!("../../../sdk-guest/python/cella/_component.py"),
-    ),
-    (
-        "python/cella/_context.py",
-        include_str!("../../../sdk-guest/python/cella/_context.py"),
-    ),
-    (
-        "python/cella/_entity.py",
-        include_str!("../../../sdk-guest/python/cella/_entity.py"),
-    ),
-    (
-        "python/cella/_errors.py",
-        include_str!("../../../sdk-guest/python/cella/_errors.py"),
-    ),
-    (
-        "python/cella/_glue.py",
-        include_str!("../../../sdk-guest/python/cella/_glue.py"),
-    ),
-    (
-        "python/cella/_protocol.py",
-        include_str!("../../../sdk-guest/python/cella/_protocol.py"),
-    ),
-    (
-        "python/cella/testing.py",
-        include_str!("../../../sdk-guest/python/cella/testing.py"),
-    ),
-    ("wit/entity.wit", include_str!("../../../wit/entity.wit")),
-];
+fn sdk_files() -> Vec<(String, &'static str)> {
+    cella_sdk::bundle::PYTHON
+        .iter()
+        .map(|(path, text)| (format!("python/{path}"), *text))
+        .chain(scaffold::wit_files())
+        .collect()
+}
 
 /// `app.py` of a new value entity.
 const VALUE_TEMPLATE: &str = include_str!("templates/python_value.py");
@@ -110,7 +78,7 @@ pub fn ensure_python_sdk() -> anyhow::Result<PythonSdk> {
 }
 
 fn write_sdk(root: &Path) -> anyhow::Result<PythonSdk> {
-    scaffold::write_sdk_files(root, SDK_FILES, "the Cella Python SDK")?;
+    scaffold::write_sdk_files(root, sdk_files(), "the Cella Python SDK")?;
     Ok(PythonSdk {
         python: root.join("python"),
         wit: root.join("wit"),
@@ -322,9 +290,9 @@ mod tests {
 
     #[test]
     fn every_sdk_module_is_embedded() {
-        let mut embedded: Vec<String> = SDK_FILES
-            .iter()
-            .map(|(p, _)| p.to_string())
+        let mut embedded: Vec<String> = sdk_files()
+            .into_iter()
+            .map(|(p, _)| p)
             .filter(|p| p.starts_with("python/"))
             .collect();
         embedded.sort();

@@ -1,4 +1,4 @@
-//! The `cella` binary: see [`cella_server::cli`]. mimalloc is the global allocator: the command
+//! The `cella` binary: see [`cella_cli::cli`]. mimalloc is the global allocator: the command
 //! path allocates many small, short-lived buffers, where it measured ~15% more durable req/s
 //! than glibc's allocator in `cargo xtask bench` at 64 connections.
 
@@ -6,5 +6,5 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    cella_server::cli::entry()
+    cella_cli::cli::entry()
 }

@@ -64,47 +64,21 @@ const SDK_MANIFEST: &str = r#"{
 }
 "#;
 
-/// Every file of the SDK copy, relative to `$CELLA_HOME/sdk/<version>`.
-const SDK_FILES: &[(&str, &str)] = &[
-    ("js/cella-sdk/package.json", SDK_MANIFEST),
-    (
-        "js/cella-sdk/src/cella.js",
-        include_str!("../../../sdk-guest/js/src/cella.js"),
-    ),
-    (
-        "js/cella-sdk/src/context.js",
-        include_str!("../../../sdk-guest/js/src/context.js"),
-    ),
-    (
-        "js/cella-sdk/src/glue.js",
-        include_str!("../../../sdk-guest/js/src/glue.js"),
-    ),
-    (
-        "js/cella-sdk/src/json.js",
-        include_str!("../../../sdk-guest/js/src/json.js"),
-    ),
-    (
-        "js/cella-sdk/src/schema.js",
-        include_str!("../../../sdk-guest/js/src/schema.js"),
-    ),
-    (
-        "js/cella-sdk/src/testing.js",
-        include_str!("../../../sdk-guest/js/src/testing.js"),
-    ),
-    (
-        "js/cella-sdk/tools/componentize.mjs",
-        include_str!("../../../sdk-guest/js/tools/componentize.mjs"),
-    ),
-    (
-        "js/toolchain/package.json",
-        include_str!("../../../sdk-guest/js/package.json"),
-    ),
-    (
-        "js/toolchain/package-lock.json",
-        include_str!("../../../sdk-guest/js/package-lock.json"),
-    ),
-    ("wit/entity.wit", include_str!("../../../wit/entity.wit")),
-];
+/// Every file of the SDK copy, relative to `$CELLA_HOME/sdk/<version>`: the package (with its
+/// own manifest) under `js/cella-sdk/`, the pinned toolchain's manifests under `js/toolchain/`.
+fn sdk_files() -> Vec<(String, &'static str)> {
+    let package = cella_sdk::bundle::JS.iter().map(|(path, text)| {
+        let to = match *path {
+            "package.json" | "package-lock.json" => format!("js/toolchain/{path}"),
+            _ => format!("js/cella-sdk/{path}"),
+        };
+        (to, *text)
+    });
+    std::iter::once(("js/cella-sdk/package.json".to_string(), SDK_MANIFEST))
+        .chain(package)
+        .chain(scaffold::wit_files())
+        .collect()
+}
 
 /// `src/index.js` of a new value entity.
 const VALUE_TEMPLATE: &str = include_str!("templates/js_value.js");
@@ -156,7 +130,7 @@ pub fn ensure_js_sdk() -> anyhow::Result<JsSdk> {
 }
 
 fn write_sdk(root: &Path) -> anyhow::Result<JsSdk> {
-    scaffold::write_sdk_files(root, SDK_FILES, "the Cella JavaScript SDK")?;
+    scaffold::write_sdk_files(root, sdk_files(), "the Cella JavaScript SDK")?;
     Ok(JsSdk::at(root))
 }
 
@@ -503,9 +477,9 @@ mod tests {
             }
         }
         sources.sort();
-        let mut embedded: Vec<String> = SDK_FILES
-            .iter()
-            .map(|(p, _)| p.to_string())
+        let mut embedded: Vec<String> = sdk_files()
+            .into_iter()
+            .map(|(p, _)| p)
             .filter(|p| p.starts_with("js/cella-sdk/") && !p.ends_with("package.json"))
             .collect();
         embedded.sort();

@@ -15,10 +15,9 @@ use anyhow::{Context, bail};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
-use crate::{
-    guest_build::{self, BuildError},
-    node::{Node, NodeHandle, NodeOptions},
-};
+use cella_node::{Node, NodeHandle, NodeOptions};
+
+use crate::guest_build::{self, BuildError};
 
 /// Quiet time after a change before rebuilding, so that a burst of writes builds once.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -86,7 +85,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
 
     let (stop_tx, mut stop) = watch::channel(false);
     tokio::spawn(async move {
-        crate::cli::wait_for_signal().await;
+        cella_node::node::wait_for_signal().await;
         let _ = stop_tx.send(true);
     });
 
@@ -319,7 +318,7 @@ impl Dev {
                 meta.kind.as_str(),
                 meta.commands.join(", "),
                 self.handle.addr,
-                crate::client::encode_segment(&self.entity_type),
+                cella_node::http::encode_segment(&self.entity_type),
                 meta.commands.first().map_or("COMMAND", String::as_str)
             );
         }

@@ -81,18 +81,7 @@ pub async fn send(
     })
 }
 
-/// Percent-encodes one path segment.
-pub fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use cella_node::http::encode_segment;
 
 #[cfg(test)]
 mod tests {

@@ -28,30 +28,20 @@ serde_json = "1"
 "#;
 
 /// Every file of the SDK copy, relative to `$CELLA_HOME/sdk/<version>`.
-const SDK_FILES: &[(&str, &str)] = &[
-    ("sdk-guest/Cargo.toml", SDK_MANIFEST),
-    (
-        "sdk-guest/src/lib.rs",
-        include_str!("../../../sdk-guest/src/lib.rs"),
-    ),
-    (
-        "sdk-guest/src/command.rs",
-        include_str!("../../../sdk-guest/src/command.rs"),
-    ),
-    (
-        "sdk-guest/src/context.rs",
-        include_str!("../../../sdk-guest/src/context.rs"),
-    ),
-    (
-        "sdk-guest/src/glue.rs",
-        include_str!("../../../sdk-guest/src/glue.rs"),
-    ),
-    (
-        "sdk-guest/src/testing.rs",
-        include_str!("../../../sdk-guest/src/testing.rs"),
-    ),
-    ("wit/entity.wit", include_str!("../../../wit/entity.wit")),
-];
+fn sdk_files() -> Vec<(String, &'static str)> {
+    let manifest = std::iter::once(("sdk-guest/Cargo.toml".to_string(), SDK_MANIFEST));
+    let sources = cella_sdk::bundle::RUST
+        .iter()
+        .map(|(path, text)| (format!("sdk-guest/{path}"), *text));
+    manifest.chain(sources).chain(wit_files()).collect()
+}
+
+/// The WIT files, at `wit/` of an SDK copy.
+pub(crate) fn wit_files() -> impl Iterator<Item = (String, &'static str)> {
+    cella_wit::FILES
+        .iter()
+        .map(|(path, text)| (format!("wit/{path}"), *text))
+}
 
 /// The `src/lib.rs` of a new value entity.
 const VALUE_TEMPLATE: &str = include_str!("templates/value.rs");
@@ -104,7 +94,7 @@ pub fn cella_home() -> anyhow::Result<PathBuf> {
 /// crates depending on the copy do not rebuild it.
 pub fn ensure_sdk() -> anyhow::Result<PathBuf> {
     let root = cella_home()?.join("sdk").join(SDK_VERSION);
-    write_sdk_files(&root, SDK_FILES, "the Cella SDK")?;
+    write_sdk_files(&root, sdk_files(), "the Cella SDK")?;
     Ok(root.join("sdk-guest"))
 }
 
@@ -112,11 +102,11 @@ pub fn ensure_sdk() -> anyhow::Result<PathBuf> {
 /// `what` names the SDK in errors.
 pub(crate) fn write_sdk_files(
     root: &Path,
-    files: &[(&str, &str)],
+    files: Vec<(String, &str)>,
     what: &str,
 ) -> anyhow::Result<()> {
     for (relative, contents) in files {
-        let path = root.join(relative);
+        let path = root.join(&relative);
         write_if_changed(&path, contents).with_context(|| {
             format!(
                 "cannot write {what} to {}\nhint: set CELLA_HOME to a directory cella may write \
@@ -451,9 +441,9 @@ mod tests {
                 .map(|e| format!("sdk-guest/src/{}", e.unwrap().file_name().to_string_lossy()))
                 .collect();
         sources.sort();
-        let mut embedded: Vec<String> = SDK_FILES
-            .iter()
-            .map(|(p, _)| p.to_string())
+        let mut embedded: Vec<String> = sdk_files()
+            .into_iter()
+            .map(|(p, _)| p)
             .filter(|p| p.starts_with("sdk-guest/src/"))
             .collect();
         embedded.sort();

@@ -1,0 +1,16 @@
+//! The Cella node as a library: HTTP ingress and admin API ([`http`]), routing each request to
+//! its partition's leader ([`routing`]), entity execution ([`entities`]), the module registry
+//! ([`registry`]) with its shadow replays ([`replay`]), metrics, and the wiring of a node over
+//! its store, cluster and host ([`node`]).
+
+pub mod entities;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod node;
+pub mod registry;
+pub mod replay;
+pub mod routing;
+
+pub use error::{Error, Result};
+pub use node::{Node, NodeHandle, NodeOptions};

@@ -1,0 +1,63 @@
+//! The SDKs' own files, for the tools that write them out beside a guest project (`cella new`,
+//! `cella build`): the Rust SDK's sources, the Python package `cella` and the JavaScript package
+//! `cella-sdk` with its pinned build toolchain. Compiled only with the `bundle` feature, so
+//! guests never carry it.
+
+/// The Rust SDK, relative to the crate root (`sdk-guest/`), without its manifest.
+pub const RUST: &[(&str, &str)] = &[
+    ("src/lib.rs", include_str!("../src/lib.rs")),
+    ("src/command.rs", include_str!("../src/command.rs")),
+    ("src/context.rs", include_str!("../src/context.rs")),
+    ("src/glue.rs", include_str!("../src/glue.rs")),
+    ("src/testing.rs", include_str!("../src/testing.rs")),
+];
+
+/// The Python SDK, relative to `sdk-guest/python/`.
+pub const PYTHON: &[(&str, &str)] = &[
+    (
+        "cella/__init__.py",
+        include_str!("../python/cella/__init__.py"),
+    ),
+    ("cella/_codec.py", include_str!("../python/cella/_codec.py")),
+    (
+        "cella/_component.py",
+        include_str!("../python/cella/_component.py"),
+    ),
+    (
+        "cella/_context.py",
+        include_str!("../python/cella/_context.py"),
+    ),
+    (
+        "cella/_entity.py",
+        include_str!("../python/cella/_entity.py"),
+    ),
+    (
+        "cella/_errors.py",
+        include_str!("../python/cella/_errors.py"),
+    ),
+    ("cella/_glue.py", include_str!("../python/cella/_glue.py")),
+    (
+        "cella/_protocol.py",
+        include_str!("../python/cella/_protocol.py"),
+    ),
+    (
+        "cella/testing.py",
+        include_str!("../python/cella/testing.py"),
+    ),
+];
+
+/// The JavaScript SDK and its toolchain manifests, relative to `sdk-guest/js/`.
+pub const JS: &[(&str, &str)] = &[
+    ("src/cella.js", include_str!("../js/src/cella.js")),
+    ("src/context.js", include_str!("../js/src/context.js")),
+    ("src/glue.js", include_str!("../js/src/glue.js")),
+    ("src/json.js", include_str!("../js/src/json.js")),
+    ("src/schema.js", include_str!("../js/src/schema.js")),
+    ("src/testing.js", include_str!("../js/src/testing.js")),
+    (
+        "tools/componentize.mjs",
+        include_str!("../js/tools/componentize.mjs"),
+    ),
+    ("package.json", include_str!("../js/package.json")),
+    ("package-lock.json", include_str!("../js/package-lock.json")),
+];
