@@ -2,8 +2,8 @@
 //! (a comma-separated subset of `rust,python,js`; default `rust`) it deploys that language's
 //! `target/components/<lang>/{tck-value,tck-events,counter,shopping-cart}.wasm` to a real node
 //! as `tck-value`, `tck-events`, `counter` and `cart`, and checks every behaviour of the spec
-//! over HTTP (the checks are in `tck/checks.rs`, the requests in `tck/api.rs`). `cargo xtask tck` builds the components and
-//! runs this.
+//! over HTTP (the checks are in `tck/checks.rs` and `tck/checks/`, one module per part of the
+//! spec; the requests in `tck/api.rs`). `cargo xtask tck` builds the components and runs this.
 //!
 //! This target brings its own small harness (`harness = false`): compiling one JavaScript or
 //! Python component takes tens of seconds, so each language deploys once, to one node, and every
