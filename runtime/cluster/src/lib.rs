@@ -3,28 +3,49 @@
 //!
 //! - [`types`]: the raft type configuration, the replicated [`types::Command`] and encodings.
 //! - [`placement`]: `(type, key)` → shard → partition, fixed when the cluster is created.
-//! - [`cluster`]: this node's groups, their layout, initialization, status and the leader
-//!   balancer.
-//! - [`membership`]: nodes joining and leaving, and the reconciler that moves partition
-//!   replicas to follow the node set.
+//! - [`cluster`]: this node's groups, their layout, leadership and status; `lifecycle`
+//!   starts, initializes and stops them, `serving` answers the peers' requests to them.
+//! - [`membership`]: nodes joining and leaving, the reconciler that moves partition replicas
+//!   to follow the node set, and the leader balancer.
 //! - [`journal`]: the entity layer's `Journal` in a cluster (appends through raft, leases).
 //! - [`submit`]: ordered submission of journal appends to a group, and barriers.
 //! - [`log_store`]: the openraft log storage of one group on the node's redb store. Every group
 //!   appends through the store's one group-commit writer, so one durable transaction covers the
 //!   appends of all groups on the node (openraft has no cross-group batching of its own).
-//! - [`network`]: raft RPCs between nodes over hyper with postcard bodies, and the pooled peer
-//!   client that also carries forwarded entity commands.
-//! - [`stream`]: pipelined replication, one streaming HTTP exchange per group and follower.
 //! - [`state_machine`]: applies committed journal writes into the node's store and builds and
 //!   installs partition snapshots.
+//!
+//! The peer transport, in layers; each module uses only the ones listed before it:
+//!
+//! 1. `frame`: length-prefixed postcard frames and the body types they travel in
+//!    ([`stream::StreamingBody`]).
+//! 2. `peer`: what every exchange with a peer shares: its answer and error
+//!    ([`network::PeerReply`], [`network::PeerError`]), the streaming client, the raft path.
+//! 3. [`mux`]: the forwarding exchange of entity commands, one upgraded connection per peer.
+//! 4. `client`: [`network::PeerClient`], the pooled client to the other nodes (single requests,
+//!    streams, and a forwarding exchange per peer).
+//! 5. [`stream`]: pipelined replication, one streaming HTTP exchange per group and follower.
+//! 6. [`network`]: the raft network (RPCs over hyper with postcard bodies, appends on
+//!    [`stream`]), and the receiving side of the RPCs.
+//!
+//! So `network` → `stream` → `client` → `mux` → `peer` → `frame`, and none of `mux`,
+//! `stream` and `network` is used by a module below it. The public items of the lower layers
+//! are re-exported where they have always been: [`network::PeerClient`],
+//! [`network::PeerReply`], [`network::PeerError`], [`network::RAFT_PATH`],
+//! [`stream::StreamingBody`], [`stream::full_body`].
 
+mod client;
 pub mod cluster;
+mod frame;
 pub mod journal;
+mod lifecycle;
 pub mod log_store;
 pub mod membership;
 pub mod mux;
 pub mod network;
+mod peer;
 pub mod placement;
+mod serving;
 pub mod state_machine;
 pub mod stream;
 pub mod submit;
@@ -43,27 +64,70 @@ pub enum Error {
     /// The node's store failed.
     #[error("storage: {0}")]
     Store(#[from] cella_store::Error),
+    /// A write queued on the store's group-commit writer failed: it was not made durable.
+    #[error("storage write: {0}")]
+    Write(#[from] cella_core::Error),
     /// Stored or received bytes do not decode.
+    #[error("cannot decode {what}: {source}")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: postcard::Error,
+    },
+    /// Received data is not well formed: a peer request's path or RPC kind, a frame.
     #[error("cannot decode {what}: {message}")]
-    Decode { what: &'static str, message: String },
+    Malformed { what: &'static str, message: String },
     /// The cluster configuration is not usable.
     #[error("cluster configuration: {0}")]
     Config(String),
     /// A membership change cannot be made as asked.
     #[error("{0}")]
     Membership(String),
-    /// A raft group failed.
-    #[error("raft: {0}")]
-    Raft(String),
+    /// A raft group failed at `context` (what it was doing).
+    #[error("raft: {context}: {source}")]
+    Raft {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// This node stopped leading the group an operation needs; its new leader can continue it.
+    #[error("{0}")]
+    NotLeader(String),
     /// A value cannot be encoded.
-    #[error("cannot encode {what}: {message}")]
-    Encode { what: &'static str, message: String },
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: postcard::Error,
+    },
+    /// A connection to a peer failed at `context`.
+    #[error("{context}: {source}")]
+    Transport {
+        context: &'static str,
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+impl Error {
+    /// A raft group's failure `source` at `context`.
+    pub(crate) fn raft(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::Raft {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
 }
 
 impl From<Error> for std::io::Error {
     fn from(e: Error) -> Self {
         match e {
-            Error::Decode { .. } => std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            Error::Decode { .. } | Error::Malformed { .. } => {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+            }
             other => std::io::Error::other(other),
         }
     }

@@ -112,7 +112,7 @@ impl LogStore {
         self.store
             .write_group(writes)
             .await
-            .map_err(|e| io::Error::other(e.to_string()))
+            .map_err(io::Error::other)
     }
 }
 
@@ -156,7 +156,7 @@ impl RaftLogReader<C> for LogStore {
         for (_, bytes) in self
             .store
             .group_log(self.group, start, to)
-            .map_err(|e| io::Error::other(e.to_string()))?
+            .map_err(io::Error::other)?
         {
             entries.push(decode::<EntryOf<C>>("a log entry", &bytes)?);
         }
@@ -202,14 +202,14 @@ impl RaftLogStorage<C> for LogStore {
             .transpose()?;
         self.store
             .write_group_deferred(vec![self.state_write(COMMITTED, value)])
-            .map_err(|e| io::Error::other(e.to_string()))
+            .map_err(io::Error::other)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<C>>, io::Error> {
         match self.store.group_state(self.group, COMMITTED) {
             Ok(Some(bytes)) => Ok(Some(decode("a committed log id", &bytes)?)),
             Ok(None) => Ok(None),
-            Err(e) => Err(io::Error::other(e.to_string())),
+            Err(e) => Err(io::Error::other(e)),
         }
     }
 
@@ -237,7 +237,7 @@ impl RaftLogStorage<C> for LogStore {
         let durable = self.store.write_group(writes);
         let cache = self.cache.clone();
         tokio::spawn(async move {
-            let outcome = durable.await.map_err(|e| io::Error::other(e.to_string()));
+            let outcome = durable.await.map_err(io::Error::other);
             if outcome.is_ok()
                 && let Some(last) = last
             {

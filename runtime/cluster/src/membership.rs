@@ -63,7 +63,7 @@ impl Cluster {
             tokio::time::timeout(CATCH_UP, meta.add_learner(id, BasicNode::new(addr), true)).await;
         match added {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(Error::Raft(format!("adding node {id}: {e}"))),
+            Ok(Err(e)) => return Err(Error::raft(format!("adding node {id}"), e)),
             Err(_) => {
                 return Err(Error::Membership(format!(
                     "node {id} at {addr} did not catch up within {}s; is it running (started \
@@ -75,7 +75,7 @@ impl Cluster {
         meta.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
             .await
             .map(drop)
-            .map_err(|e| Error::Raft(format!("making node {id} a voter: {e}")))
+            .map_err(|e| Error::raft(format!("making node {id} a voter"), e))
     }
 
     /// Removes node `id` from the cluster (this node must lead the metadata group), draining it
@@ -100,7 +100,7 @@ impl Cluster {
         if !leaving {
             meta.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), true)
                 .await
-                .map_err(|e| Error::Raft(format!("demoting node {id}: {e}")))?;
+                .map_err(|e| Error::raft(format!("demoting node {id}"), e))?;
         }
         if id == self.options.node_id {
             // Demoted, this node hands the metadata group over; the new leader continues the
@@ -109,7 +109,7 @@ impl Cluster {
                 .wait(Some(Duration::from_secs(5)))
                 .metrics(|m| m.state != ServerState::Leader, "stepped down")
                 .await;
-            return Err(Error::Raft(format!(
+            return Err(Error::NotLeader(format!(
                 "node {id} led the metadata group and stepped down to leave; the new leader \
                  continues its removal"
             )));
@@ -130,7 +130,7 @@ impl Cluster {
         meta.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
             .await
             .map(drop)
-            .map_err(|e| Error::Raft(format!("removing node {id}: {e}")))
+            .map_err(|e| Error::raft(format!("removing node {id}"), e))
     }
 
     /// Whether every partition is led by a member whose group no longer includes `id`, as the
@@ -276,14 +276,19 @@ impl Cluster {
                         raft.add_learner(*id, BasicNode::new(addr), true),
                     )
                     .await
-                    .map_err(|_| format!("node {id} did not catch up"))?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|_| {
+                        Error::Membership(format!(
+                            "node {id} did not catch up within {}s",
+                            CATCH_UP.as_secs()
+                        ))
+                    })?
+                    .map_err(|e| Error::raft(format!("adding node {id} as a learner"), e))?;
                 }
                 if voters != wanted {
                     let changed = raft
                         .change_membership(ChangeMembers::ReplaceAllVoters(wanted.clone()), false)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| Error::raft(format!("making {wanted:?} the voters"), e))?;
                     membership = changed.membership.unwrap_or(membership);
                 }
                 // Learners outside the layout (a replica moved off, or one that never caught
@@ -295,11 +300,11 @@ impl Cluster {
                     .filter(|id| !wanted.contains(id))
                     .collect();
                 if !extra.is_empty() {
-                    raft.change_membership(ChangeMembers::RemoveNodes(extra), false)
+                    raft.change_membership(ChangeMembers::RemoveNodes(extra.clone()), false)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| Error::raft(format!("removing learners {extra:?}"), e))?;
                 }
-                Ok::<(), String>(())
+                Ok::<(), Error>(())
             }
             .await;
             if let Err(e) = outcome {
@@ -317,7 +322,7 @@ impl Cluster {
 async fn wait_caught_up(
     raft: &openraft::Raft<crate::TypeConfig, crate::StateMachine>,
     id: u64,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     let target = raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
     let metrics = raft
         .wait(Some(CATCH_UP))
@@ -332,9 +337,11 @@ async fn wait_caught_up(
             "learner caught up",
         )
         .await
-        .map_err(|_| format!("node {id} did not catch up"))?;
+        .map_err(|e| Error::raft(format!("waiting for node {id} to catch up"), e))?;
     if metrics.state != ServerState::Leader {
-        return Err("this node stopped leading the group".into());
+        return Err(Error::NotLeader(
+            "this node stopped leading the group".into(),
+        ));
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! another travels on one long-lived connection per node pair, opened as `POST /v1/peer/mux`
 //! and upgraded (HTTP/1.1 `Upgrade: cella-mux`) to a plain byte stream that carries the
 //! commands one way and the answers the other, each a length-prefixed postcard frame (the
-//! framing of [`crate::stream`]).
+//! framing of `frame.rs`).
 //!
 //! A command forwarded as an HTTP request of its own costs a pooled connection's request and
 //! answer, with their headers, parsing and wakeups on both nodes. Here the commands waiting at
@@ -20,6 +20,10 @@
 //! last (a *goaway*): it answers those, and the later ones fail as unreachable, since they
 //! never ran. An exchange that hears nothing for 30 s while a command waits as long is taken
 //! for dead.
+//!
+//! In the peer transport, this sits on the framing and the peer types only; the client
+//! ([`crate::network::PeerClient`]) holds the exchanges (`Links`) and the raft network never
+//! uses them.
 
 use std::{
     collections::HashMap,
@@ -42,8 +46,8 @@ use tokio::{
 };
 
 use crate::{
-    network::{PeerError, PeerReply, StreamClient},
-    stream::{StreamingBody, encode_frame, full_body, take_frame},
+    frame::{StreamingBody, encode_frame, full_body, take_frame},
+    peer::{PeerError, PeerReply, StreamClient, with_causes},
 };
 
 /// The protocol the forwarding exchange upgrades to.
@@ -261,7 +265,8 @@ async fn exchange(
                     let answer: MuxAnswer = match take_frame("a forwarded answer", &mut input) {
                         Ok(Some(answer)) => answer,
                         Ok(None) => break,
-                        Err(message) => {
+                        Err(e) => {
+                            let message = with_causes(&e);
                             fail_all(outstanding, |_| broken(message.clone()));
                             return;
                         }
@@ -348,9 +353,10 @@ async fn upgrade(
             "HTTP {status} from {addr} for the forwarding exchange"
         ));
     }
-    let upgraded = hyper::upgrade::on(response)
-        .await
-        .map_err(|e| format!("{addr}: the forwarding exchange did not upgrade: {e}"))?;
+    let upgraded = hyper::upgrade::on(response).await.map_err(|e| {
+        let e = with_causes(&e);
+        format!("{addr}: the forwarding exchange did not upgrade: {e}")
+    })?;
     Ok(TokioIo::new(upgraded))
 }
 
@@ -385,7 +391,10 @@ pub fn accept(
     let exchange = Box::pin(async move {
         match upgrading.await {
             Ok(upgraded) => serve(TokioIo::new(upgraded), handler, stop).await,
-            Err(e) => tracing::debug!("a forwarding exchange did not upgrade: {e}"),
+            Err(e) => {
+                let e = with_causes(&e);
+                tracing::debug!("a forwarding exchange did not upgrade: {e}");
+            }
         }
     });
     let mut switching = Response::new(full_body(Bytes::new()));

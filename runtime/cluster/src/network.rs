@@ -1,22 +1,22 @@
-//! The peer transport: raft RPCs between nodes over HTTP/1.1 (hyper) with postcard bodies, on
+//! The raft network: raft RPCs between nodes over HTTP/1.1 (hyper) with postcard bodies, on
 //! the node's listen address (or a separate peer address).
 //!
-//! Requests are `POST /v1/peer/raft/{group}/{append|vote|snapshot|transfer}`; the body is the postcard
-//! encoding of the RPC, the answer a 200 whose body is the postcard encoding of
-//! `Result<response, RaftError>` (any other status is a transport failure). A snapshot travels
-//! whole in one request. [`PeerClient`] keeps connections alive per peer (one pool for every
-//! group and for forwarded entity commands); [`serve_rpc`] is the receiving side.
+//! Requests are `POST /v1/peer/raft/{group}/{append|vote|snapshot|transfer}`; the body is the
+//! postcard encoding of the RPC, the answer a 200 whose body is the postcard encoding of
+//! `Result<response, RaftError>` (any other status is a transport failure). Heartbeats, votes,
+//! leader transfers and snapshots are such single RPCs (a snapshot travels whole in one
+//! request); appends travel on a pipelined stream instead ([`crate::stream`]). [`PeerClient`]
+//! keeps connections alive per peer (one pool for every group and for forwarded entity
+//! commands); [`serve_rpc`] is the receiving side.
+//!
+//! The top of the peer transport: it uses the append streams and the client, and re-exports
+//! the client with its answer and error types ([`PeerClient`], [`PeerReply`], [`PeerError`]).
 
 use std::{future::Future, io::Cursor, time::Duration};
 
 use bytes::Bytes;
 use futures_util::{Stream, future::BoxFuture, stream::BoxStream};
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
-};
+use hyper::{Method, StatusCode};
 use openraft::raft::StreamAppendResult;
 use openraft::{
     OptionalSend, Raft, RaftNetworkFactory,
@@ -32,181 +32,19 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
     Error, GroupId, StateMachine, TypeConfig,
+    peer::rpc_error,
+    stream,
     types::{decode, encode},
+};
+pub use crate::{
+    client::PeerClient,
+    peer::{PeerError, PeerReply, RAFT_PATH},
 };
 
 type C = TypeConfig;
 
 /// The least time an append RPC is given.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The path prefix of raft RPCs.
-pub const RAFT_PATH: &str = "/v1/peer/raft/";
-
-/// A pooled HTTP client to the other nodes. Cheap to clone.
-#[derive(Clone)]
-pub struct PeerClient {
-    http: Client<HttpConnector, Full<Bytes>>,
-    /// For exchanges whose request body is written as it is produced (append streams).
-    streaming: StreamClient,
-    /// The forwarding exchange to each peer (see [`crate::mux`]).
-    links: crate::mux::Links,
-}
-
-impl Default for PeerClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The pooled client of streaming exchanges (append streams, forwarding exchanges).
-#[derive(Clone)]
-pub(crate) struct StreamClient(Client<HttpConnector, crate::stream::StreamingBody>);
-
-impl StreamClient {
-    /// Sends a request whose body streams to `addr`; resolves with the answer's head.
-    pub(crate) async fn stream(
-        &self,
-        addr: &str,
-        request: Request<crate::stream::StreamingBody>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, PeerError> {
-        self.0
-            .request(request)
-            .await
-            .map_err(|e| request_error(addr, e))
-    }
-}
-
-/// An HTTP answer from a peer.
-pub struct PeerReply {
-    pub status: StatusCode,
-    pub headers: hyper::HeaderMap,
-    pub body: Bytes,
-}
-
-impl PeerClient {
-    pub fn new() -> PeerClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(1)));
-        // A peer gone without closing its connections (a partition, a power loss) is noticed.
-        connector.set_keepalive(Some(Duration::from_secs(10)));
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector.clone());
-        let streaming = StreamClient(
-            Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build(connector),
-        );
-        PeerClient {
-            http,
-            streaming,
-            links: crate::mux::Links::default(),
-        }
-    }
-
-    /// Sends a request whose body streams to `addr`; resolves with the answer's head.
-    pub(crate) async fn stream(
-        &self,
-        addr: &str,
-        request: Request<crate::stream::StreamingBody>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, PeerError> {
-        self.streaming.stream(addr, request).await
-    }
-
-    /// Sends an entity command (`POST path`, marked forwarded) to `addr` on the forwarding
-    /// exchange to it, and waits for its answer within `timeout`.
-    pub async fn forward(
-        &self,
-        addr: &str,
-        path: &str,
-        body: Bytes,
-        timeout: Duration,
-    ) -> Result<PeerReply, PeerError> {
-        self.links
-            .send(&self.streaming, addr, path, body, timeout)
-            .await
-    }
-
-    /// Sends one request to `addr` (`host:port`) and reads the whole answer within `timeout`.
-    pub async fn send(
-        &self,
-        addr: &str,
-        method: Method,
-        path_and_query: &str,
-        headers: &[(hyper::header::HeaderName, hyper::header::HeaderValue)],
-        body: Bytes,
-        timeout: Duration,
-    ) -> Result<PeerReply, PeerError> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("http://{addr}{path_and_query}"));
-        for (name, value) in headers {
-            builder = builder.header(name, value);
-        }
-        let request = builder
-            .body(Full::new(body))
-            .map_err(|e| PeerError::Request(e.to_string()))?;
-        let exchange = async {
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| request_error(addr, e))?;
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| PeerError::Broken(format!("{addr}: {e}")))?
-                .to_bytes();
-            Ok(PeerReply {
-                status: parts.status,
-                headers: parts.headers,
-                body,
-            })
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(PeerError::Timeout(format!(
-                "{addr}: no answer within {} ms",
-                timeout.as_millis()
-            ))),
-        }
-    }
-}
-
-/// A failed exchange with the peer at `addr`. Only a failed connect proves the request never
-/// left; anything later (a reset, a dead peer mid-answer) leaves its outcome unknown.
-fn request_error(addr: &str, e: hyper_util::client::legacy::Error) -> PeerError {
-    if e.is_connect() {
-        PeerError::Unreachable(format!("{addr}: {e}"))
-    } else {
-        PeerError::Broken(format!("{addr}: {e}"))
-    }
-}
-
-/// What a failed exchange means to raft: unreachable (never sent) or a network failure.
-pub(crate) fn rpc_error(e: PeerError) -> RPCError<C> {
-    match e {
-        PeerError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
-        other => RPCError::Network(NetworkError::new(&other)),
-    }
-}
-
-/// Why a request to a peer failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PeerError {
-    #[error("cannot build the request: {0}")]
-    Request(String),
-    /// The connection could not be made: the request certainly did not reach the peer.
-    #[error("peer unreachable: {0}")]
-    Unreachable(String),
-    #[error("connection broken: {0}")]
-    Broken(String),
-    #[error("peer timed out: {0}")]
-    Timeout(String),
-}
 
 /// Makes the raft network of one group.
 #[derive(Clone)]
@@ -293,7 +131,7 @@ impl RaftNetworkV2<C> for PeerLink {
     where
         S: Stream<Item = AppendEntriesRequest<C>> + OptionalSend + Unpin + 'static,
     {
-        crate::stream::send(
+        stream::send(
             self.client.clone(),
             self.addr.clone(),
             self.group,
@@ -372,7 +210,7 @@ pub async fn serve_rpc(
                 .map_err(RaftError::Fatal);
             encode("a transfer answer", &answer)
         }
-        other => Err(Error::Decode {
+        other => Err(Error::Malformed {
             what: "a raft RPC kind",
             message: format!("unknown RPC `{other}` (expected append, vote, snapshot or transfer)"),
         }),

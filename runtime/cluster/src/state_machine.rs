@@ -166,17 +166,14 @@ impl StateMachine {
 
     /// Makes the deferred writes durable (see the module docs).
     async fn flush(&self) -> Result<(), io::Error> {
-        self.store
-            .flush_deferred()
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))
+        self.store.flush_deferred().await.map_err(io::Error::other)
     }
 
     async fn write(&self, writes: Vec<GroupWrite>) -> Result<(), io::Error> {
         self.store
             .write_group(writes)
             .await
-            .map_err(|e| io::Error::other(e.to_string()))
+            .map_err(io::Error::other)
     }
 
     /// The partition's entities as of now, encoded.
@@ -267,7 +264,7 @@ impl RaftStateMachine<C> for StateMachine {
         // makes the restart apply those entries again (applying is idempotent).
         self.store
             .write_group_deferred(writes)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+            .map_err(io::Error::other)?;
         state.applied = applied;
         if let Some(m) = membership {
             state.membership = m;
@@ -321,7 +318,7 @@ impl RaftStateMachine<C> for StateMachine {
         // merge the deferred writes in order), then made durable at once.
         self.store
             .write_group_deferred(writes)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+            .map_err(io::Error::other)?;
         self.flush().await?;
         state.applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();

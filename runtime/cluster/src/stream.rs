@@ -1,6 +1,6 @@
 //! Pipelined replication: the append stream of one group to one follower is one HTTP/1.1
 //! exchange whose request body carries the append requests and whose response body carries
-//! their answers, in order, each a length-prefixed postcard frame.
+//! their answers, in order, each a length-prefixed postcard frame (`frame.rs`).
 //!
 //! openraft hands a replication session a stream of append requests and expects the answers
 //! in the same order. Answering one request before sending the next (openraft's default) makes
@@ -9,26 +9,24 @@
 //! out while the previous ones are being written. Order holds because one connection carries
 //! the whole stream and the follower feeds it to `Raft::stream_append`, which answers in order.
 //! Heartbeats, votes and snapshots keep their single-shot RPCs (see [`crate::network`]).
+//!
+//! In the peer transport, above the client it sends through and below the raft network that
+//! opens the streams; [`StreamingBody`] and [`full_body`] are re-exported from the framing.
 
 use std::{
     collections::VecDeque,
-    convert::Infallible,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant},
 };
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{
     Stream, StreamExt,
     future::BoxFuture,
     stream::{self, BoxStream},
 };
-use http_body_util::{BodyExt, StreamBody, combinators::UnsyncBoxBody};
-use hyper::{
-    Method, Request, StatusCode,
-    body::{Frame, Incoming},
-    header::CONTENT_TYPE,
-};
+use http_body_util::BodyExt;
+use hyper::{Method, Request, StatusCode, body::Incoming, header::CONTENT_TYPE};
 use openraft::{
     Raft,
     error::{NetworkError, RPCError, RaftError, Unreachable},
@@ -36,10 +34,13 @@ use openraft::{
 };
 use tokio::sync::{Semaphore, mpsc};
 
+pub use crate::frame::{StreamingBody, full_body};
 use crate::{
     StateMachine, TypeConfig,
-    network::{PeerClient, RAFT_PATH, rpc_error},
-    types::{decode, encode},
+    client::PeerClient,
+    frame::{FrameReader, channel_body, encode_frame},
+    peer::{RAFT_PATH, rpc_error},
+    types::decode,
 };
 
 type C = TypeConfig;
@@ -47,114 +48,18 @@ type C = TypeConfig;
 /// The follower's answers to an append stream, in order.
 pub type Answers<'s> = BoxStream<'s, Result<StreamAppendResult<C>, RPCError<C>>>;
 
-/// A body written as it is produced (the server's and the streaming client's body type).
-pub type StreamingBody = UnsyncBoxBody<Bytes, Infallible>;
-
 /// Append requests of one stream sent and not yet answered, at most.
 pub const PIPELINE: usize = 8;
 
 /// How often a stream waiting for answers checks how long the oldest has been outstanding.
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 
-/// The largest frame accepted (the peer transport's body limit).
-const MAX_FRAME: usize = 256 << 20;
-
 /// The last path segment of the append stream (after `{RAFT_PATH}{group}/`).
 pub const STREAM_KIND: &str = "stream";
 
-/// A whole body at once, as a [`StreamingBody`].
-pub fn full_body(bytes: Bytes) -> StreamingBody {
-    http_body_util::Full::new(bytes).boxed_unsync()
-}
-
-/// A body of the chunks sent on `rx`, ending when its sender is dropped.
-fn channel_body(rx: mpsc::Receiver<Bytes>) -> StreamingBody {
-    let chunks = stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|chunk| (Ok::<_, Infallible>(Frame::data(chunk)), rx))
-    });
-    StreamBody::new(chunks).boxed_unsync()
-}
-
-/// `payload` with its length in front.
-pub(crate) fn frame(payload: &[u8]) -> Option<Bytes> {
-    let len = u32::try_from(payload.len()).ok()?;
-    let mut out = BytesMut::with_capacity(4 + payload.len());
-    out.put_u32(len);
-    out.put_slice(payload);
-    Some(out.freeze())
-}
-
-/// `value` encoded and framed; `None` if it cannot be encoded or is too large for a frame.
-pub(crate) fn encode_frame<T: serde::Serialize>(what: &'static str, value: &T) -> Option<Bytes> {
-    encode(what, value).ok().and_then(|bytes| frame(&bytes))
-}
-
-/// Takes the first whole frame written by [`frame`] off the front of `buf`, if it holds one.
-pub(crate) fn split_frame(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
-    let Some(head) = buf.first_chunk::<4>() else {
-        return Ok(None);
-    };
-    let len = u32::from_be_bytes(*head) as usize;
-    if len > MAX_FRAME {
-        return Err(format!("a frame of {len} bytes is over the limit"));
-    }
-    if buf.len() < 4 + len {
-        return Ok(None);
-    }
-    buf.advance(4);
-    Ok(Some(buf.split_to(len).freeze()))
-}
-
-/// Takes the first whole frame off the front of `buf`, if it holds one, and decodes it.
-pub(crate) fn take_frame<T: serde::de::DeserializeOwned>(
-    what: &'static str,
-    buf: &mut BytesMut,
-) -> Result<Option<T>, String> {
-    match split_frame(buf)? {
-        Some(bytes) => decode(what, &bytes).map(Some).map_err(|e| e.to_string()),
-        None => Ok(None),
-    }
-}
-
-/// Splits a body into the frames written by [`frame`].
-pub(crate) struct FrameReader {
-    body: Incoming,
-    buf: BytesMut,
-}
-
-impl FrameReader {
-    pub(crate) fn new(body: Incoming) -> FrameReader {
-        FrameReader {
-            body,
-            buf: BytesMut::new(),
-        }
-    }
-
-    /// The next frame; `None` at the end of the body. Cancel-safe: bytes read stay buffered.
-    pub(crate) async fn next(&mut self) -> Result<Option<Bytes>, String> {
-        loop {
-            if let Some(frame) = split_frame(&mut self.buf)? {
-                return Ok(Some(frame));
-            }
-            match self.body.frame().await {
-                None if self.buf.is_empty() => return Ok(None),
-                None => return Err("the stream ended inside a frame".into()),
-                Some(Err(e)) => return Err(format!("the stream broke: {e}")),
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// The follower's side: feeds the append requests of `body` to `raft` in order and answers
-/// each, in order, in the returned body. The body ends when `stop` turns true (the node is shutting down), so that the exchange
-/// does not hold the node's graceful shutdown.
+/// each, in order, in the returned body. The body ends when `stop` turns true (the node is
+/// shutting down), so that the exchange does not hold the node's graceful shutdown.
 pub fn serve(
     raft: Raft<C, StateMachine>,
     body: Incoming,
@@ -214,6 +119,11 @@ impl Drop for Feeder {
 
 fn network_error(message: String) -> RPCError<C> {
     RPCError::Network(NetworkError::from_string(message))
+}
+
+/// A failure of the stream as a network error, its causes kept.
+fn stream_error(e: &crate::Error) -> RPCError<C> {
+    RPCError::Network(NetworkError::new(e))
 }
 
 /// The leader's side: sends `input` to the follower at `addr` as one pipelined stream and
@@ -309,7 +219,8 @@ where
                         // Nothing outstanding, or not for long yet: keep listening.
                         Err(_) if oldest().is_none_or(|sent| sent.elapsed() < timeout) => {}
                         Err(_) => {
-                            break Err(format!("{addr}: no append answer within {timeout:?}"));
+                            let message = format!("{addr}: no append answer within {timeout:?}");
+                            return Some((Err(network_error(message)), None));
                         }
                     }
                 };
@@ -323,7 +234,7 @@ where
                         let answer: Result<StreamAppendResult<C>, RaftError<C>> =
                             match decode("an append answer", &bytes) {
                                 Ok(answer) => answer,
-                                Err(e) => return Some((Err(network_error(e.to_string())), None)),
+                                Err(e) => return Some((Err(stream_error(&e)), None)),
                             };
                         match answer {
                             Ok(result) => {
@@ -349,7 +260,7 @@ where
                             (Err(network_error(message)), None)
                         })
                     }
-                    Err(message) => Some((Err(network_error(message)), None)),
+                    Err(e) => Some((Err(stream_error(&e)), None)),
                 }
             }
         });

@@ -71,16 +71,10 @@ openraft::declare_raft_types!(
 
 /// Encodes a value with postcard.
 pub fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, Error> {
-    postcard::to_stdvec(value).map_err(|e| Error::Encode {
-        what,
-        message: e.to_string(),
-    })
+    postcard::to_stdvec(value).map_err(|source| Error::Encode { what, source })
 }
 
 /// Decodes a value written by [`encode`].
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, Error> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Decode {
-        what,
-        message: e.to_string(),
-    })
+    postcard::from_bytes(bytes).map_err(|source| Error::Decode { what, source })
 }

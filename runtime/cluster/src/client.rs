@@ -1,0 +1,130 @@
+//! [`PeerClient`]: a node's pooled client to the other nodes (one pool for every group), for
+//! single requests, streaming exchanges and the forwarding exchange to each peer.
+//!
+//! Above the forwarding exchange ([`crate::mux`]), which it holds one of per peer, and below
+//! the append streams ([`crate::stream`]) and the raft network ([`crate::network`], which
+//! re-exports it), which send through it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+
+use crate::{
+    frame::StreamingBody,
+    mux::Links,
+    peer::{PeerError, PeerReply, StreamClient, request_error, with_causes},
+};
+
+/// A pooled HTTP client to the other nodes. Cheap to clone.
+#[derive(Clone)]
+pub struct PeerClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    /// For exchanges whose request body is written as it is produced (append streams).
+    streaming: StreamClient,
+    /// The forwarding exchange to each peer (see [`crate::mux`]).
+    links: Links,
+}
+
+impl Default for PeerClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PeerClient {
+    pub fn new() -> PeerClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        // A peer gone without closing its connections (a partition, a power loss) is noticed.
+        connector.set_keepalive(Some(Duration::from_secs(10)));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector.clone());
+        let streaming = StreamClient::new(
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector),
+        );
+        PeerClient {
+            http,
+            streaming,
+            links: Links::default(),
+        }
+    }
+
+    /// Sends a request whose body streams to `addr`; resolves with the answer's head.
+    pub(crate) async fn stream(
+        &self,
+        addr: &str,
+        request: Request<StreamingBody>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, PeerError> {
+        self.streaming.stream(addr, request).await
+    }
+
+    /// Sends an entity command (`POST path`, marked forwarded) to `addr` on the forwarding
+    /// exchange to it, and waits for its answer within `timeout`.
+    pub async fn forward(
+        &self,
+        addr: &str,
+        path: &str,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<PeerReply, PeerError> {
+        self.links
+            .send(&self.streaming, addr, path, body, timeout)
+            .await
+    }
+
+    /// Sends one request to `addr` (`host:port`) and reads the whole answer within `timeout`.
+    pub async fn send(
+        &self,
+        addr: &str,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(hyper::header::HeaderName, hyper::header::HeaderValue)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<PeerReply, PeerError> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path_and_query}"));
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder
+            .body(Full::new(body))
+            .map_err(|e| PeerError::Request(with_causes(&e)))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| request_error(addr, e))?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| PeerError::Broken(format!("{addr}: {}", with_causes(&e))))?
+                .to_bytes();
+            Ok(PeerReply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(PeerError::Timeout(format!(
+                "{addr}: no answer within {} ms",
+                timeout.as_millis()
+            ))),
+        }
+    }
+}
