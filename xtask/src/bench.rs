@@ -245,7 +245,7 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
                     "--profile",
                     "dist",
                     "-p",
-                    "cella-server",
+                    "cella-cli",
                     "--bin",
                     "cella",
                 ])

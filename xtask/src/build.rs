@@ -45,7 +45,7 @@ pub struct Component {
 /// `<target>/components/rust/<crate>.wasm`), prints their sizes and returns them.
 pub fn build_examples() -> anyhow::Result<Vec<Component>> {
     let root = crate::workspace_root();
-    ensure_target()?;
+    crate::toolchains::ensure_rust_target()?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build
@@ -93,33 +93,6 @@ pub fn build_examples() -> anyhow::Result<Vec<Component>> {
         rust.display()
     );
     Ok(components)
-}
-
-/// Installs the guest target with rustup if it is missing.
-fn ensure_target() -> anyhow::Result<()> {
-    let installed = match Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-    {
-        Ok(output) if output.status.success() => output.stdout,
-        // No rustup (e.g. a distribution toolchain): let cargo report a missing target.
-        _ => return Ok(()),
-    };
-    if String::from_utf8_lossy(&installed)
-        .lines()
-        .any(|line| line.trim() == TARGET)
-    {
-        return Ok(());
-    }
-    println!("installing the {TARGET} target");
-    let status = Command::new("rustup")
-        .args(["target", "add", TARGET])
-        .status()
-        .context("cannot run rustup")?;
-    if !status.success() {
-        bail!("`rustup target add {TARGET}` failed ({status})");
-    }
-    Ok(())
 }
 
 /// Cargo's target directory: `CARGO_TARGET_DIR` if set, else `<root>/target`.

@@ -1,8 +1,8 @@
 //! `cargo xtask test`, `ci` and `demo`: the project's standing checks and its main job.
-//! `ci` is exactly what `.ci/run` runs: rustfmt check, a check that the TCK's Python and
-//! JavaScript toolchains are present, the guest build, clippy with `-D warnings`, every test of
-//! the workspace, the Python and JavaScript SDKs' unit tests, then the TCK for every guest
-//! language.
+//! `ci` is exactly what `.ci/run` runs: it installs the toolchains that are missing (see
+//! [`crate::toolchains`]), then the rustfmt check, the guest build, clippy with `-D warnings`,
+//! every test of the workspace, the Python and JavaScript SDKs' unit tests, then the TCK for
+//! every guest language.
 
 use std::{
     io::{BufRead, BufReader},
@@ -11,11 +11,11 @@ use std::{
 
 use anyhow::bail;
 
-use crate::{build, tck, workspace_root};
+use crate::{build, tck, toolchains, workspace_root};
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
     eprintln!("$ cargo {}", args.join(" "));
-    let status = Command::new(env!("CARGO"))
+    let status = toolchains::configure(&mut Command::new(env!("CARGO")))
         .current_dir(workspace_root())
         .args(args)
         .status()?;
@@ -34,7 +34,7 @@ pub fn cargo_test(
 ) -> anyhow::Result<()> {
     let shown_envs: String = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
     eprintln!("$ {shown_envs}cargo {}", args.join(" "));
-    let mut child = Command::new(env!("CARGO"))
+    let mut child = toolchains::configure(&mut Command::new(env!("CARGO")))
         .current_dir(workspace_root())
         .args(args)
         .envs(envs.iter().copied())
@@ -94,11 +94,13 @@ pub fn test() -> anyhow::Result<()> {
     print_totals("all tests", &totals)
 }
 
-/// Format check, lints, [`test`], then the TCK for every guest language. A missing Python or
-/// JavaScript toolchain fails it up front: the TCK never skips a language.
+/// Toolchains, format check, lints, [`test`], then the TCK for every guest
+/// language. What cannot be installed (Python 3, Node.js) fails it up front: the TCK never
+/// skips a language.
 pub fn ci() -> anyhow::Result<()> {
+    toolchains::ensure_rust()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
-    tck::check_toolchains(tck::LANGS)?;
+    tck::prepare(tck::Lang::ALL)?;
     build::build_examples()?;
     cargo(&[
         "clippy",
@@ -111,7 +113,7 @@ pub fn ci() -> anyhow::Result<()> {
     let mut totals = [0u64; 3];
     workspace_tests(&mut totals)?;
     sdk_tests(&mut totals)?;
-    tck::run(tck::LANGS, &mut totals)?;
+    tck::run(tck::Lang::ALL, &mut totals)?;
     print_totals("all tests", &totals)
 }
 
@@ -184,7 +186,7 @@ fn sdk_tests(totals: &mut [u64; 3]) -> anyhow::Result<()> {
 pub fn demo(listen: &str) -> anyhow::Result<()> {
     let root = workspace_root();
     build::build_examples()?;
-    cargo(&["build", "--release", "-p", "cella-server", "--bin", "cella"])?;
+    cargo(&["build", "--release", "-p", "cella-cli", "--bin", "cella"])?;
     let components = build::target_dir(&root).join("components");
     let base = format!("http://{listen}");
     println!(

@@ -1,4 +1,4 @@
-//! `cargo xtask`: the workspace's developer tasks. This file owns the command-line dispatch;
+//! `cargo xtask`: the workspace's developer tasks. This file owns the command line (clap);
 //! each subcommand lives in its own module.
 
 mod bench;
@@ -6,51 +6,114 @@ mod build;
 mod ci;
 mod http;
 mod tck;
+mod toolchains;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: cargo xtask <command>
+use clap::{Parser, Subcommand};
 
-commands:
-  build-examples   build the example and test guest components into target/components/
-                   (the TCK's Rust components also into target/components/rust/)
-  test             build-examples, then every test of the workspace
-  tck [--lang rust|python|js]
-                   build the TCK components of the languages (default: all three) into
-                   target/components/<lang>/, then run the TCK suite (tests/tck/SPEC.md)
-  ci               rustfmt check, clippy -D warnings, test, then the TCK for every
-                   language; fails if the Python or JavaScript toolchain is missing
-                   (what .ci/run runs)
-  demo [ADDR]      build everything and run a single node serving the examples (default 127.0.0.1:8080)
-  bench [--secs N] [--conns 1,16,64] [--nodes N] [--no-micro]
-                   wrk durable-counter workload against a dist-profile node (or a cluster of
-                   N nodes, one wrk per node), then the command-path micro-benchmark;
-                   CELLA_BENCH_BIN=path runs that cella build instead (A/B in one sitting),
-                   CELLA_BENCH_SERVE_ARGS adds `cella serve` arguments
-  help             show this message";
+use tck::Lang;
+
+/// The workspace's developer tasks (`cargo xtask ci` runs every check and test)
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build the guest components into target/components/
+    ///
+    /// The examples and the test guests, for wasm32-wasip2 with the `guest` profile, into
+    /// target/components/<crate>.wasm; the TCK's Rust components also into
+    /// target/components/rust/. Installs the wasm32-wasip2 target if it is missing.
+    BuildExamples,
+    /// build-examples, then every test of the workspace
+    Test,
+    /// Build and run the TCK (tests/tck/SPEC.md) for some or all guest languages
+    ///
+    /// Builds the TCK components of the chosen languages into target/components/<lang>/ with
+    /// their SDK's build script, then runs the TCK suite against them. Installs a missing
+    /// Python or JavaScript toolchain first (as `ci` does).
+    Tck {
+        /// The guest languages (repeatable or comma-separated) [default: all three]
+        #[arg(long = "lang", value_name = "LANG", value_enum, value_delimiter = ',')]
+        langs: Vec<Lang>,
+    },
+    /// Every check and test, installing missing toolchains first (what .ci/run runs)
+    ///
+    /// Installs what is missing first and says so: the wasm32-wasip2 target and the rustfmt and
+    /// clippy components (rustup); componentize-py 0.25.1 in a virtualenv under
+    /// target/toolchains/python (python3 -m venv, then pip) unless $COMPONENTIZE_PY or the
+    /// componentize-py on PATH is that version; the JavaScript SDK's build tools (npm ci in
+    /// sdk-guest/js when node_modules is missing or older than package-lock.json). Python 3 and
+    /// Node.js 20+ themselves must be installed.
+    ///
+    /// Then: rustfmt check, the guest build, clippy -D warnings, every test of the workspace,
+    /// the Python and JavaScript SDKs' unit tests, and the TCK for Rust, Python and JavaScript.
+    Ci,
+    /// Build the examples and a release node, then serve them on one node
+    ///
+    /// Needs only Rust (the wasm32-wasip2 target is installed on demand). Data in ./.cella.
+    Demo {
+        /// The address the node listens on
+        #[arg(default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+    /// Benchmark a dist-profile node or cluster with wrk, then the command path
+    ///
+    /// The durable-counter workload (POST .../add, 1,000 random keys and one hot key) against a
+    /// node built with the `dist` profile, or a cluster of N nodes with one wrk per node:
+    /// req/s, p50, p99, the counters' check and the nodes' CPU µs per request; then the
+    /// criterion micro-benchmark of the command path.
+    #[command(after_help = "Environment:\n  \
+        CELLA_BENCH_BIN=PATH          run that cella build instead (A/B comparisons in one sitting)\n  \
+        CELLA_BENCH_SERVE_ARGS=ARGS   add `cella serve` arguments, e.g. `--replicas 1`")]
+    Bench {
+        /// Seconds per cell
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        secs: u32,
+        /// Connection counts, one cell each
+        #[arg(
+            long,
+            value_name = "LIST",
+            value_delimiter = ',',
+            num_args = 1,
+            default_value = "1,16,64"
+        )]
+        conns: Vec<u32>,
+        /// Nodes: 1 runs a single node, more a cluster with 3 replicas per partition
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        nodes: u32,
+        /// Skip the criterion micro-benchmark
+        #[arg(long)]
+        no_micro: bool,
+    },
+}
+
+fn run(task: Task) -> anyhow::Result<()> {
+    match task {
+        Task::BuildExamples => build::build_examples().map(|_| ()),
+        Task::Test => ci::test(),
+        Task::Tck { langs } => tck::tck(&Lang::selection(&langs)),
+        Task::Ci => ci::ci(),
+        Task::Demo { addr } => ci::demo(&addr),
+        Task::Bench {
+            secs,
+            conns,
+            nodes,
+            no_micro,
+        } => bench::run(secs, &conns, !no_micro, nodes),
+    }
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("build-examples") => {
-            no_extra_args(&args).and_then(|()| build::build_examples().map(|_| ()))
-        }
-        Some("test") => no_extra_args(&args).and_then(|()| ci::test()),
-        Some("tck") => tck::parse_args(&args[1..]).and_then(|langs| tck::tck(&langs)),
-        Some("ci") => no_extra_args(&args).and_then(|()| ci::ci()),
-        Some("demo") => ci::demo(args.get(1).map(String::as_str).unwrap_or("127.0.0.1:8080")),
-        Some("bench") => bench_args(&args[1..])
-            .and_then(|(secs, conns, micro, nodes)| bench::run(secs, &conns, micro, nodes)),
-        Some("help" | "-h" | "--help") => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        Some(other) => Err(anyhow::anyhow!("unknown command `{other}`\n\n{USAGE}")),
-        None => Err(anyhow::anyhow!("no command given\n\n{USAGE}")),
-    };
-    match result {
+    let cli = Cli::parse();
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xtask: {e:#}");
@@ -59,47 +122,93 @@ fn main() -> ExitCode {
     }
 }
 
-fn no_extra_args(args: &[String]) -> anyhow::Result<()> {
-    match args.get(1) {
-        Some(extra) => Err(anyhow::anyhow!("unexpected argument `{extra}`\n\n{USAGE}")),
-        None => Ok(()),
-    }
-}
-
-fn bench_args(args: &[String]) -> anyhow::Result<(u32, Vec<u32>, bool, u32)> {
-    let (mut secs, mut conns, mut micro, mut nodes) = (10, vec![1, 16, 64], true, 1);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--secs" => {
-                secs = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| anyhow::anyhow!("--secs needs a number"))?
-            }
-            "--conns" => {
-                conns = it
-                    .next()
-                    .map(|v| v.split(',').filter_map(|c| c.parse().ok()).collect())
-                    .filter(|c: &Vec<u32>| !c.is_empty())
-                    .ok_or_else(|| anyhow::anyhow!("--conns needs a list like 1,16,64"))?
-            }
-            "--no-micro" => micro = false,
-            "--nodes" => {
-                nodes = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| anyhow::anyhow!("--nodes needs a number of nodes (1 or more)"))?
-            }
-            other => anyhow::bail!("unexpected argument `{other}`\n\n{USAGE}"),
-        }
-    }
-    Ok((secs, conns, micro, nodes))
-}
-
 /// The workspace root: the parent of this crate's directory.
 pub fn workspace_root() -> PathBuf {
     let xtask_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     xtask_dir.parent().map(PathBuf::from).unwrap_or(xtask_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Task, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn languages_from_arguments() {
+        let langs = |args: &[&str]| match parse(args) {
+            Ok(Task::Tck { langs }) => Some(Lang::selection(&langs)),
+            _ => None,
+        };
+        assert_eq!(langs(&["tck"]), Some(Lang::ALL.to_vec()));
+        assert_eq!(
+            langs(&["tck", "--lang", "js", "--lang=rust"]),
+            Some(vec![Lang::Rust, Lang::Js])
+        );
+        assert_eq!(
+            langs(&["tck", "--lang", "python,python"]),
+            Some(vec![Lang::Python])
+        );
+        assert_eq!(langs(&["tck", "--lang", "go"]), None);
+        assert_eq!(langs(&["tck", "--lang"]), None);
+        assert_eq!(langs(&["tck", "rust"]), None);
+    }
+
+    #[test]
+    fn bench_options() {
+        let Ok(Task::Bench {
+            secs,
+            conns,
+            nodes,
+            no_micro,
+        }) = parse(&["bench"])
+        else {
+            panic!("`bench` does not parse");
+        };
+        assert_eq!(
+            (secs, conns, nodes, no_micro),
+            (10, vec![1, 16, 64], 1, false)
+        );
+        let Ok(Task::Bench {
+            secs,
+            conns,
+            nodes,
+            no_micro,
+        }) = parse(&[
+            "bench",
+            "--secs",
+            "3",
+            "--conns",
+            "8,32",
+            "--nodes",
+            "3",
+            "--no-micro",
+        ])
+        else {
+            panic!("`bench` with options does not parse");
+        };
+        assert_eq!((secs, conns, nodes, no_micro), (3, vec![8, 32], 3, true));
+        assert!(parse(&["bench", "--nodes", "0"]).is_err());
+        assert!(parse(&["bench", "--conns", "x"]).is_err());
+    }
+
+    #[test]
+    fn demo_address() {
+        assert!(matches!(parse(&["demo"]), Ok(Task::Demo { addr }) if addr == "127.0.0.1:8080"));
+        assert!(
+            matches!(parse(&["demo", "0.0.0.0:9000"]), Ok(Task::Demo { addr }) if addr == "0.0.0.0:9000")
+        );
+        assert!(parse(&["ci", "extra"]).is_err());
+        assert!(parse(&[]).is_err());
+    }
 }

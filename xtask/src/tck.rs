@@ -1,93 +1,81 @@
 //! `cargo xtask tck [--lang rust|python|js]`: builds the TCK components (tests/tck/SPEC.md) of
 //! the chosen guest languages (default: all three) into `target/components/<lang>/` and runs
-//! the TCK suite, `tests/tests/tck.rs`, against them. `cargo xtask ci` runs it for every
-//! language after checking up front that their toolchains are there.
+//! the TCK suite, `tests/tests/tck.rs`, against them. The languages' toolchains are installed
+//! first where missing (see [`crate::toolchains`]); `cargo xtask ci` runs it for every language.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::{build, ci, workspace_root};
+use crate::{build, ci, toolchains, workspace_root};
 
-/// The guest languages of the TCK, in the order the suite runs them.
-pub const LANGS: &[&str] = &["rust", "python", "js"];
+/// A guest language of the TCK.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+}
+
+impl Lang {
+    /// Every language, in the order the suite runs them.
+    pub const ALL: &[Lang] = &[Lang::Rust, Lang::Python, Lang::Js];
+
+    /// The name the suite and the command line use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+        }
+    }
+
+    /// The languages `chosen` names, each once and in the suite's order; all of them if
+    /// `chosen` is empty.
+    pub fn selection(chosen: &[Lang]) -> Vec<Lang> {
+        if chosen.is_empty() {
+            return Lang::ALL.to_vec();
+        }
+        Lang::ALL
+            .iter()
+            .copied()
+            .filter(|lang| chosen.contains(lang))
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Lang {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// How a language other than Rust builds its TCK components.
 struct Builder {
-    lang: &'static str,
+    lang: Lang,
     /// The program that runs the build script.
     program: &'static str,
     /// The build script, relative to the workspace root; it takes the output directory.
     script: &'static str,
-    /// What the script needs besides `program`, checked by [`check_toolchains`].
-    needs: Need,
-}
-
-enum Need {
-    /// A program that must answer `--version`, unless the environment variable names another.
-    Program {
-        name: &'static str,
-        env: &'static str,
-    },
-    /// A directory (relative to the workspace root) that must exist.
-    Dir(&'static str),
 }
 
 const BUILDERS: &[Builder] = &[
     Builder {
-        lang: "python",
+        lang: Lang::Python,
         program: "python3",
         script: "sdk-guest/python/build_examples.py",
-        needs: Need::Program {
-            name: "componentize-py",
-            env: "COMPONENTIZE_PY",
-        },
     },
     Builder {
-        lang: "js",
+        lang: Lang::Js,
         program: "node",
         script: "sdk-guest/js/build-examples.mjs",
-        needs: Need::Dir("sdk-guest/js/node_modules/@bytecodealliance/componentize-js"),
     },
 ];
 
-/// Parses `tck`'s arguments: `--lang L` (repeatable; `L` may be a comma-separated list).
-pub fn parse_args(args: &[String]) -> anyhow::Result<Vec<&'static str>> {
-    let mut langs: Vec<&'static str> = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let value = match arg.strip_prefix("--lang=") {
-            Some(value) => value,
-            None if arg == "--lang" => it
-                .next()
-                .map(String::as_str)
-                .context("--lang needs one of rust, python, js")?,
-            None => bail!("unexpected argument `{arg}`"),
-        };
-        for name in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let Some(lang) = LANGS.iter().find(|l| **l == name) else {
-                bail!(
-                    "unknown language `{name}` (the languages are {})",
-                    LANGS.join(", ")
-                );
-            };
-            if !langs.contains(lang) {
-                langs.push(lang);
-            }
-        }
-    }
-    if langs.is_empty() {
-        langs = LANGS.to_vec();
-    }
-    // The suite's order, whatever the order of the arguments.
-    langs.sort_by_key(|lang| LANGS.iter().position(|l| l == lang));
-    Ok(langs)
-}
-
 /// `cargo xtask tck`: builds and runs the TCK for `langs`, then prints the totals.
-pub fn tck(langs: &[&str]) -> anyhow::Result<()> {
-    check_toolchains(langs)?;
+pub fn tck(langs: &[Lang]) -> anyhow::Result<()> {
+    prepare(langs)?;
     let mut totals = [0u64; 3];
     run(langs, &mut totals)?;
     ci::print_totals("TCK tests", &totals)
@@ -95,11 +83,15 @@ pub fn tck(langs: &[&str]) -> anyhow::Result<()> {
 
 /// Builds the TCK components of `langs` and runs the suite for them, adding its counts to
 /// `totals` (passed, failed, ignored).
-pub fn run(langs: &[&str], totals: &mut [u64; 3]) -> anyhow::Result<()> {
+pub fn run(langs: &[Lang], totals: &mut [u64; 3]) -> anyhow::Result<()> {
     for lang in langs {
-        build_components(lang)?;
+        build_components(*lang)?;
     }
-    let selection = langs.join(",");
+    let selection = langs
+        .iter()
+        .map(|lang| lang.name())
+        .collect::<Vec<_>>()
+        .join(",");
     println!("\nrunning the TCK for {selection}");
     ci::cargo_test(
         &["test", "-p", "cella-tests", "--test", "tck"],
@@ -109,16 +101,18 @@ pub fn run(langs: &[&str], totals: &mut [u64; 3]) -> anyhow::Result<()> {
 }
 
 /// Builds one language's TCK components into `target/components/<lang>/`.
-fn build_components(lang: &str) -> anyhow::Result<()> {
+fn build_components(lang: Lang) -> anyhow::Result<()> {
     let Some(builder) = BUILDERS.iter().find(|b| b.lang == lang) else {
         // Rust: the examples and the Rust models are guests of the workspace.
         return build::build_examples().map(|_| ());
     };
     let root = workspace_root();
     let script = require_script(&root, builder)?;
-    let out = build::target_dir(&root).join("components").join(lang);
+    let out = build::target_dir(&root)
+        .join("components")
+        .join(lang.name());
     println!("$ {} {} {}", builder.program, builder.script, out.display());
-    let status = Command::new(builder.program)
+    let status = toolchains::configure(&mut Command::new(builder.program))
         .current_dir(&root)
         .arg(&script)
         .arg(&out)
@@ -155,88 +149,26 @@ fn require_script(root: &Path, builder: &Builder) -> anyhow::Result<std::path::P
     Ok(script)
 }
 
-/// Checks that every tool the TCK of `langs` needs is present, so that a missing toolchain fails
-/// loudly before anything is built (the TCK never skips a language).
-pub fn check_toolchains(langs: &[&str]) -> anyhow::Result<()> {
+/// Gets `langs` ready to build: every build script is there and every toolchain is installed
+/// (see [`toolchains::ensure_guests`]), so that a missing one fails loudly before anything is
+/// built (the TCK never skips a language).
+pub fn prepare(langs: &[Lang]) -> anyhow::Result<()> {
     let root = workspace_root();
-    let mut missing = Vec::new();
-    for builder in BUILDERS.iter().filter(|b| langs.contains(&b.lang)) {
-        if let Err(e) = require_script(&root, builder) {
-            missing.push(e.to_string());
-        }
-        if !answers_version(builder.program) {
-            missing.push(format!(
-                "`{}` is not installed (or not on PATH): the {} TCK components are built with it",
-                builder.program, builder.lang
-            ));
-        }
-        match &builder.needs {
-            Need::Program { name, env } => {
-                let program = std::env::var(env)
-                    .ok()
-                    .filter(|p| !p.is_empty())
-                    .unwrap_or_else(|| (*name).to_owned());
-                if !answers_version(&program) {
-                    missing.push(format!(
-                        "`{program}` is not installed (or not on PATH; ${env} may name it): the {} \
-                         TCK components are built with it (see {})",
-                        builder.lang, builder.script
-                    ));
-                }
-            }
-            Need::Dir(dir) => {
-                if !root.join(dir).is_dir() {
-                    missing.push(format!(
-                        "{dir} is missing: the {} SDK's build tools are not installed (see {})",
-                        builder.lang, builder.script
-                    ));
-                }
-            }
-        }
-    }
+    let missing: Vec<String> = BUILDERS
+        .iter()
+        .filter(|b| langs.contains(&b.lang))
+        .filter_map(|b| require_script(&root, b).err())
+        .map(|e| e.to_string())
+        .collect();
     if !missing.is_empty() {
-        bail!(
-            "the TCK cannot run for {}:\n  - {}",
-            langs.join(", "),
-            missing.join("\n  - ")
-        );
+        bail!("the TCK cannot run:\n  - {}", missing.join("\n  - "));
     }
-    Ok(())
-}
-
-/// Whether `program --version` runs and succeeds.
-fn answers_version(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
+    toolchains::ensure_guests(langs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[test]
-    fn languages_from_arguments() {
-        assert_eq!(parse_args(&[]).ok(), Some(LANGS.to_vec()));
-        assert_eq!(
-            parse_args(&args(&["--lang", "js", "--lang=rust"])).ok(),
-            Some(vec!["rust", "js"])
-        );
-        assert_eq!(
-            parse_args(&args(&["--lang", "python,python"])).ok(),
-            Some(vec!["python"])
-        );
-        assert!(parse_args(&args(&["--lang", "go"])).is_err());
-        assert!(parse_args(&args(&["--lang"])).is_err());
-        assert!(parse_args(&args(&["rust"])).is_err());
-    }
 
     #[test]
     fn a_missing_build_script_is_named() {
@@ -246,7 +178,7 @@ mod tests {
             };
             let message = e.to_string();
             assert!(
-                message.contains(builder.script) && message.contains(builder.lang),
+                message.contains(builder.script) && message.contains(builder.lang.name()),
                 "{message}"
             );
         }
