@@ -1,8 +1,8 @@
 //! `cargo xtask test`, `ci` and `demo`: the project's standing checks and its main job.
 //! `ci` is exactly what `.ci/run` runs: it installs the toolchains that are missing (see
-//! [`crate::toolchains`]), then the rustfmt check, the guest build, clippy with `-D warnings`,
-//! every test of the workspace, the Python and JavaScript SDKs' unit tests, then the TCK for
-//! every guest language.
+//! [`crate::toolchains`]), then the rustfmt check, the licence check ([`crate::licenses`]), the
+//! guest build, clippy with `-D warnings`, every test of the workspace, the Python and
+//! JavaScript SDKs' unit tests, then the TCK for every guest language.
 
 use std::{
     io::{BufRead, BufReader},
@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::bail;
 
-use crate::{build, tck, toolchains, workspace_root};
+use crate::{build, licenses, tck, toolchains, workspace_root};
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
     eprintln!("$ cargo {}", args.join(" "));
@@ -94,12 +94,13 @@ pub fn test() -> anyhow::Result<()> {
     print_totals("all tests", &totals)
 }
 
-/// Toolchains, format check, lints, [`test`], then the TCK for every guest
+/// Toolchains, format check, licences, lints, [`test`], then the TCK for every guest
 /// language. What cannot be installed (Python 3, Node.js) fails it up front: the TCK never
 /// skips a language.
 pub fn ci() -> anyhow::Result<()> {
     toolchains::ensure_rust()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
+    licenses::check(&workspace_root())?;
     tck::prepare(tck::Lang::ALL)?;
     build::build_examples()?;
     cargo(&[

@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod ci;
 mod http;
+mod licenses;
 mod tck;
 mod toolchains;
 
@@ -52,9 +53,16 @@ enum Task {
     /// sdk-guest/js when node_modules is missing or older than package-lock.json). Python 3 and
     /// Node.js 20+ themselves must be installed.
     ///
-    /// Then: rustfmt check, the guest build, clippy -D warnings, every test of the workspace,
-    /// the Python and JavaScript SDKs' unit tests, and the TCK for Rust, Python and JavaScript.
+    /// Then: rustfmt check, the licence check (`licenses`), the guest build, clippy -D
+    /// warnings, every test of the workspace, the Python and JavaScript SDKs' unit tests, and
+    /// the TCK for Rust, Python and JavaScript.
     Ci,
+    /// Check that every dependency's licence is compatible with Apache-2.0
+    ///
+    /// Every package of the resolved Cargo graph (all platforms, `cargo metadata`) and of
+    /// sdk-guest/js/package-lock.json, against the allow-list and the exceptions of
+    /// xtask/src/licenses.rs; the workspace's own packages must say Apache-2.0.
+    Licenses,
     /// Build the examples and a release node, then serve them on one node
     ///
     /// Needs only Rust (the wasm32-wasip2 target is installed on demand). Data in ./.cella.
@@ -101,6 +109,7 @@ fn run(task: Task) -> anyhow::Result<()> {
         Task::Test => ci::test(),
         Task::Tck { langs } => tck::tck(&Lang::selection(&langs)),
         Task::Ci => ci::ci(),
+        Task::Licenses => licenses::check(&workspace_root()),
         Task::Demo { addr } => ci::demo(&addr),
         Task::Bench {
             secs,
