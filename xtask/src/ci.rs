@@ -1,8 +1,9 @@
 //! `cargo xtask test`, `ci` and `demo`: the project's standing checks and its main job.
 //! `ci` is exactly what `.ci/run` runs: it installs the toolchains that are missing (see
 //! [`crate::toolchains`]), then the rustfmt check, the licence check ([`crate::licenses`]), the
-//! guest build, clippy with `-D warnings`, every test of the workspace, the Python and
-//! JavaScript SDKs' unit tests, then the TCK for every guest language.
+//! guest build, clippy with `-D warnings`, every test of the workspace (the tidy checks of
+//! `tidy.rs` among them), the Python and JavaScript SDKs' unit tests, then the TCK for every
+//! guest language.
 
 use std::{
     io::{BufRead, BufReader},

@@ -7,6 +7,8 @@ mod ci;
 mod http;
 mod licenses;
 mod tck;
+#[cfg(test)]
+mod tidy;
 mod toolchains;
 
 use std::path::PathBuf;
@@ -54,8 +56,8 @@ enum Task {
     /// Node.js 20+ themselves must be installed.
     ///
     /// Then: rustfmt check, the licence check (`licenses`), the guest build, clippy -D
-    /// warnings, every test of the workspace, the Python and JavaScript SDKs' unit tests, and
-    /// the TCK for Rust, Python and JavaScript.
+    /// warnings, every test of the workspace (the tidy checks of xtask/src/tidy.rs among them),
+    /// the Python and JavaScript SDKs' unit tests, and the TCK for Rust, Python and JavaScript.
     Ci,
     /// Check that every dependency's licence is compatible with Apache-2.0
     ///
