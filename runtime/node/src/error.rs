@@ -34,6 +34,29 @@ pub enum Error {
     DeadlineExceeded(u64),
     #[error("storage failure: {0}")]
     Storage(String),
+    #[error("storage failure: {0}")]
+    Store(#[from] cella_store::Error),
+    #[error("storage failure: {0}")]
+    Journal(#[source] cella_core::Error),
+    #[error("could not read the request body: {0}")]
+    BodyRead(#[source] hyper::Error),
+    /// A peer request this node cannot serve (an undecodable raft RPC, an unknown group).
+    #[error("{0}")]
+    Peer(#[source] cella_cluster::Error),
+    #[error("the cluster could not confirm the change (it may or may not have been applied): {0}")]
+    Cluster(#[source] cella_cluster::Error),
+    #[error("forwarding to {addr} failed after the request was sent: {source}")]
+    Forward {
+        addr: String,
+        #[source]
+        source: cella_cluster::network::PeerError,
+    },
+    #[error("{what}: {source}")]
+    Start {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{}", match leader {
@@ -54,22 +77,30 @@ impl Error {
     /// HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Rejected(_) | Error::BadRequest(_) | Error::InvalidComponent(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::Rejected(_)
+            | Error::BadRequest(_)
+            | Error::InvalidComponent(_)
+            | Error::BodyRead(_)
+            | Error::Peer(_) => StatusCode::BAD_REQUEST,
             Error::UnknownType(_) | Error::UnknownCommand { .. } | Error::NotFound(_) => {
                 StatusCode::NOT_FOUND
             }
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
-            Error::NotLeader { .. } | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::NotLeader { .. }
+            | Error::Unavailable(_)
+            | Error::Cluster(_)
+            | Error::Forward { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Remote { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
             }
-            Error::EntityFailed(_) | Error::Storage(_) | Error::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Error::EntityFailed(_)
+            | Error::Storage(_)
+            | Error::Store(_)
+            | Error::Journal(_)
+            | Error::Start { .. }
+            | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -77,7 +108,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Rejected(_) => "rejected",
-            Error::BadRequest(_) => "bad_request",
+            Error::BadRequest(_) | Error::BodyRead(_) | Error::Peer(_) => "bad_request",
             Error::UnknownType(_) => "unknown_type",
             Error::UnknownCommand { .. } => "unknown_command",
             Error::NotFound(_) => "not_found",
@@ -85,12 +116,12 @@ impl Error {
             Error::InvalidComponent(_) => "invalid_component",
             Error::EntityFailed(_) => "entity_failed",
             Error::DeadlineExceeded(_) => "deadline_exceeded",
-            Error::Storage(_) => "storage_failed",
+            Error::Storage(_) | Error::Store(_) | Error::Journal(_) => "storage_failed",
             Error::Unauthorized(_) => "unauthorized",
             Error::NotLeader { .. } => "not_leader",
-            Error::Unavailable(_) => "unavailable",
+            Error::Unavailable(_) | Error::Cluster(_) | Error::Forward { .. } => "unavailable",
             Error::Remote { .. } => "remote",
-            Error::Internal(_) => "internal",
+            Error::Start { .. } | Error::Internal(_) => "internal",
         }
     }
 
@@ -118,14 +149,8 @@ impl From<cella_core::Error> for Error {
         match e {
             cella_core::Error::InvalidName { .. } => Error::BadRequest(e.to_string()),
             cella_core::Error::Unconfirmed(m) => Error::Unavailable(m),
-            other => Error::Storage(other.to_string()),
+            other => Error::Journal(other),
         }
-    }
-}
-
-impl From<cella_store::Error> for Error {
-    fn from(e: cella_store::Error) -> Self {
-        Error::Storage(e.to_string())
     }
 }
 

@@ -145,7 +145,10 @@ impl Node {
     /// address the node listens on.
     pub async fn open(options: NodeOptions, addr: SocketAddr) -> Result<Arc<Node>> {
         let store = Store::open(&options.data_dir, options.store.clone())?;
-        let host = Host::new(options.host.clone()).map_err(|e| Error::Internal(e.to_string()))?;
+        let host = Host::new(options.host.clone()).map_err(|e| Error::Start {
+            what: "cannot start the WebAssembly engine".into(),
+            source: Box::new(e),
+        })?;
         let cluster = match &options.cluster {
             Some(settings) => Some(start_cluster(&store, settings, addr).await?),
             None => None,
@@ -224,10 +227,14 @@ impl Node {
     pub async fn start(options: NodeOptions) -> Result<NodeHandle> {
         let listener = TcpListener::bind(options.listen)
             .await
-            .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", options.listen)))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::Internal(format!("cannot read the listen address: {e}")))?;
+            .map_err(|e| Error::Start {
+                what: format!("cannot listen on {}", options.listen),
+                source: Box::new(e),
+            })?;
+        let addr = listener.local_addr().map_err(|e| Error::Start {
+            what: "cannot read the listen address".into(),
+            source: Box::new(e),
+        })?;
         let node = Node::open(options, addr).await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let task = tokio::spawn(serve(listener, node.clone(), stop_rx));
@@ -281,7 +288,10 @@ async fn start_cluster(
         .await
         .map_err(|e| match e {
             cella_cluster::Error::Config(m) => Error::BadRequest(m),
-            other => Error::Internal(format!("cannot start the cluster: {other}")),
+            other => Error::Start {
+                what: "cannot start the cluster".into(),
+                source: Box::new(other),
+            },
         })
 }
 

@@ -1,0 +1,251 @@
+//! The admin endpoints: module versions (deploy, shadow check, roll back, list, delete) and
+//! cluster membership, all served by the metadata group's leader (routed there first by
+//! [`dispatch`]), and `GET /v1/cluster`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::{Request, Response, StatusCode, body::Incoming};
+
+use super::{
+    Params,
+    body::{Body, json_response, query_param, read_body},
+};
+use crate::{
+    error::{Error, Result},
+    node::Node,
+    routing::{Origin, Target, Via, dispatch, status},
+};
+
+/// The answer for cluster endpoints on a node embedded without cluster settings.
+fn no_cluster() -> Error {
+    Error::NotFound(
+        "this node journals without replication (it was embedded without cluster settings)".into(),
+    )
+}
+
+/// `GET /v1/cluster`.
+pub(super) fn cluster_status(node: &Node) -> Result<Response<Body>> {
+    let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
+    Ok(json_response(StatusCode::OK, &status(cluster)))
+}
+
+/// `POST /v1/cluster/nodes` with `{"id": N, "addr": "HOST:PORT"}`.
+pub(super) async fn add_node(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body>> {
+    node.authorize_admin(&req)?;
+    let origin = Origin::of(&req, Via::SlowRequest);
+    let body = read_body(req, node.options.max_payload, "the node to add").await?;
+    let (id, addr) = parse_new_node(&body)?;
+    dispatch(node, Target::Metadata, &origin, body, || {
+        change_membership(node, Some(addr.as_str()), id)
+    })
+    .await
+}
+
+/// `DELETE /v1/cluster/nodes/{id}`.
+pub(super) async fn remove_node(
+    node: &Arc<Node>,
+    params: &Params<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    node.authorize_admin(&req)?;
+    let raw = params.raw("id");
+    let id: u64 = raw
+        .parse()
+        .map_err(|_| Error::BadRequest(format!("`{raw}` is not a node id (a number)")))?;
+    let origin = Origin::of(&req, Via::SlowRequest);
+    dispatch(node, Target::Metadata, &origin, Bytes::new(), || {
+        change_membership(node, None, id)
+    })
+    .await
+}
+
+/// `{"id": N, "addr": "HOST:PORT"}`, the body of `POST /v1/cluster/nodes`.
+fn parse_new_node(body: &[u8]) -> Result<(u64, String)> {
+    #[derive(serde::Deserialize)]
+    struct NewNode {
+        id: u64,
+        addr: String,
+    }
+    let new: NewNode = serde_json::from_slice(body).map_err(|e| {
+        Error::BadRequest(format!(
+            "the body must be {{\"id\": N, \"addr\": \"HOST:PORT\"}}: {e}"
+        ))
+    })?;
+    if new.addr.parse::<std::net::SocketAddr>().is_err() {
+        return Err(Error::BadRequest(format!(
+            "`{}` is not HOST:PORT with an IP address",
+            new.addr
+        )));
+    }
+    Ok((new.id, new.addr))
+}
+
+/// Adds node `id` at `addr` (or removes it, without an address) on the metadata leader, and
+/// answers with the cluster's nodes.
+async fn change_membership(node: &Node, addr: Option<&str>, id: u64) -> Result<Response<Body>> {
+    let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
+    cluster
+        .meta_leadership()
+        .map_err(|leader| Error::NotLeader { leader })?;
+    let changed = match addr {
+        Some(addr) => cluster.add_node(id, addr).await,
+        None => cluster.remove_node(id).await,
+    };
+    changed.map_err(|e| match e {
+        cella_cluster::Error::Membership(m) => Error::BadRequest(m),
+        // Leadership moved meanwhile (or this node handed it over to leave): routing retries
+        // at the new leader, which resumes the change.
+        other => match cluster.meta_leadership() {
+            Err(leader) => Error::NotLeader { leader },
+            Ok(()) => Error::Cluster(other),
+        },
+    })?;
+    Ok(json_response(StatusCode::OK, &status(cluster)))
+}
+
+/// `PUT /v1/modules/{type}`: deploys a component (`?check=true`: shadow-replays it instead,
+/// on this node).
+pub(super) async fn deploy(
+    node: &Arc<Node>,
+    params: &Params<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let ty = params.decoded("type")?;
+    node.authorize_admin(&req)?;
+    let check = query_param(&req, "check").is_some_and(|v| v == "true" || v == "1");
+    let origin = Origin::of(&req, Via::Request);
+    let body = read_body(req, node.options.max_module, "the component").await?;
+    if check {
+        let report = node.registry.check(&ty, &body).await?;
+        return Ok(json_response(StatusCode::OK, &report));
+    }
+    dispatch(node, Target::Metadata, &origin, body.clone(), || async {
+        let deployed = node.registry.deploy(&ty, &body).await?;
+        let meta = deployed.version;
+        let status = if deployed.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok(json_response(
+            status,
+            &serde_json::json!({
+                "type": ty,
+                "version": meta.version,
+                "digest": meta.digest,
+                "kind": meta.kind.as_str(),
+                "commands": meta.commands,
+                "replayed": deployed.replayed,
+                "warnings": deployed.warnings,
+            }),
+        ))
+    })
+    .await
+}
+
+/// `POST /v1/modules/{type}/rollback` with `{"version": N}` or an empty body (the previous one).
+pub(super) async fn rollback(
+    node: &Arc<Node>,
+    params: &Params<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let ty = params.decoded("type")?;
+    node.authorize_admin(&req)?;
+    let origin = Origin::of(&req, Via::Request);
+    let body = read_body(req, node.options.max_payload, "the rollback request").await?;
+    let to = rollback_target(&body)?;
+    dispatch(node, Target::Metadata, &origin, body, || async {
+        let deployed = node.registry.rollback(&ty, to).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "type": ty,
+                "version": deployed.version.version,
+                "digest": deployed.version.digest,
+                "replayed": deployed.replayed,
+                "warnings": deployed.warnings,
+            }),
+        ))
+    })
+    .await
+}
+
+/// The version a rollback body names (`{"version": N}`), or `None` (empty body or null).
+fn rollback_target(body: &[u8]) -> Result<Option<u32>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let v: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("the body is not valid JSON: {e}")))?;
+    match v.get("version") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                Error::BadRequest(format!("`version` must be a version number, got {n}"))
+            }),
+    }
+}
+
+/// `DELETE /v1/modules/{type}`.
+pub(super) async fn delete(
+    node: &Arc<Node>,
+    params: &Params<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let ty = params.decoded("type")?;
+    node.authorize_admin(&req)?;
+    let origin = Origin::of(&req, Via::Request);
+    dispatch(node, Target::Metadata, &origin, Bytes::new(), || async {
+        node.registry.delete(&ty).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "type": ty, "deleted": true }),
+        ))
+    })
+    .await
+}
+
+/// `GET /v1/modules`.
+pub(super) fn modules(node: &Node) -> Result<Response<Body>> {
+    let modules: Vec<_> = node.registry.list()?.iter().map(module_json).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "modules": modules }),
+    ))
+}
+
+/// `GET /v1/modules/{type}`.
+pub(super) fn module(node: &Node, params: &Params<'_>) -> Result<Response<Body>> {
+    let info = node.registry.info(&params.decoded("type")?)?;
+    Ok(json_response(StatusCode::OK, &module_json(&info)))
+}
+
+fn module_json(info: &cella_core::ModuleInfo) -> serde_json::Value {
+    let versions: Vec<_> = info
+        .versions
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "version": v.version,
+                "digest": v.digest,
+                "size": v.size,
+                "createdMs": v.created_ms,
+                "kind": v.kind.as_str(),
+                "commands": v.commands,
+            })
+        })
+        .collect();
+    let active = info.active_version();
+    serde_json::json!({
+        "type": info.entity_type,
+        "version": info.active,
+        "digest": active.map(|v| v.digest.clone()),
+        "kind": active.map(|v| v.kind.as_str()),
+        "commands": active.map(|v| v.commands.clone()),
+        "versions": versions,
+    })
+}

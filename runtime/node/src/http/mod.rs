@@ -1,0 +1,249 @@
+//! The HTTP edge (hyper, HTTP/1.1): one route table ([`matchit`], one tree per method) maps a
+//! request to an [`Endpoint`]; its handler reads the body within its limit, then asks
+//! [`crate::routing::dispatch`] to run it where what it addresses is led. Errors become JSON
+//! answers (`error.rs` holds their status and code).
+//!
+//! Routes:
+//! - `POST /v1/entities/{type}/{key}/{command}` — run a command; the body is JSON (empty = `null`).
+//! - `GET  /v1/entities/{type}/{key}` — the entity's state as JSON.
+//! - `GET  /v1/entities/{type}/{key}/journal?from=N&limit=N` — its journal as JSON.
+//! - `PUT  /v1/modules/{type}` (body: a component; `?check=true` shadow-replays it instead of
+//!   deploying), `POST /v1/modules/{type}/rollback` (body `{"version": N}` or empty),
+//!   `GET /v1/modules`, `GET /v1/modules/{type}`, `DELETE /v1/modules/{type}`.
+//! - `GET /healthz`, `GET /metrics` (Prometheus text).
+//! - Cluster (a single node is a cluster of one): `GET /v1/cluster` (nodes, partitions,
+//!   leaders, terms, applied indexes), `POST /v1/cluster/nodes` and
+//!   `DELETE /v1/cluster/nodes/{id}` (membership, admin).
+//! - Between nodes: `POST /v1/peer/raft/{group}/{kind}` (raft RPCs and append streams) and
+//!   `POST /v1/peer/mux` (the forwarding exchange), in [`peer`].
+
+mod admin;
+mod body;
+mod entity;
+mod peer;
+
+use std::{convert::Infallible, sync::Arc, sync::LazyLock};
+
+use hyper::{Method, Request, Response, StatusCode, body::Incoming};
+
+pub use body::{
+    Body, decode_segment, encode_segment, error_response, full, json_response, streaming,
+    text_response,
+};
+
+use crate::{
+    error::{Error, Result},
+    node::Node,
+    routing::{self, FORWARDED},
+};
+
+/// What a request asks for, once its method and path are matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Health,
+    Metrics,
+    Command,
+    State,
+    Journal,
+    ClusterStatus,
+    AddNode,
+    RemoveNode,
+    Deploy,
+    Rollback,
+    Modules,
+    Module,
+    DeleteModule,
+    PeerRaft,
+    PeerMux,
+}
+
+/// The route table: one tree per method.
+struct Routes {
+    get: matchit::Router<Endpoint>,
+    post: matchit::Router<Endpoint>,
+    put: matchit::Router<Endpoint>,
+    delete: matchit::Router<Endpoint>,
+}
+
+impl Routes {
+    fn build() -> std::result::Result<Routes, matchit::InsertError> {
+        let mut routes = Routes {
+            get: matchit::Router::new(),
+            post: matchit::Router::new(),
+            put: matchit::Router::new(),
+            delete: matchit::Router::new(),
+        };
+        routes.get.insert("/healthz", Endpoint::Health)?;
+        routes.get.insert("/metrics", Endpoint::Metrics)?;
+        routes
+            .post
+            .insert("/v1/entities/{type}/{key}/{command}", Endpoint::Command)?;
+        routes
+            .get
+            .insert("/v1/entities/{type}/{key}", Endpoint::State)?;
+        routes
+            .get
+            .insert("/v1/entities/{type}/{key}/journal", Endpoint::Journal)?;
+        routes.get.insert("/v1/cluster", Endpoint::ClusterStatus)?;
+        routes.post.insert("/v1/cluster/nodes", Endpoint::AddNode)?;
+        routes
+            .delete
+            .insert("/v1/cluster/nodes/{id}", Endpoint::RemoveNode)?;
+        routes.put.insert("/v1/modules/{type}", Endpoint::Deploy)?;
+        routes
+            .post
+            .insert("/v1/modules/{type}/rollback", Endpoint::Rollback)?;
+        routes.get.insert("/v1/modules", Endpoint::Modules)?;
+        routes.get.insert("/v1/modules/{type}", Endpoint::Module)?;
+        routes
+            .delete
+            .insert("/v1/modules/{type}", Endpoint::DeleteModule)?;
+        routes
+            .post
+            .insert("/v1/peer/raft/{group}/{kind}", Endpoint::PeerRaft)?;
+        routes.post.insert("/v1/peer/mux", Endpoint::PeerMux)?;
+        Ok(routes)
+    }
+
+    fn tree(&self, method: &Method) -> Option<&matchit::Router<Endpoint>> {
+        match *method {
+            Method::GET => Some(&self.get),
+            Method::POST => Some(&self.post),
+            Method::PUT => Some(&self.put),
+            Method::DELETE => Some(&self.delete),
+            _ => None,
+        }
+    }
+
+    /// Whether any method has a route for `path`.
+    fn knows(&self, path: &str) -> bool {
+        [&self.get, &self.post, &self.put, &self.delete]
+            .iter()
+            .any(|tree| tree.at(path).is_ok())
+    }
+}
+
+static ROUTES: LazyLock<std::result::Result<Routes, matchit::InsertError>> =
+    LazyLock::new(Routes::build);
+
+/// The decoded parameters of a matched route.
+pub(crate) struct Params<'a>(matchit::Params<'a, 'a>);
+
+impl Params<'_> {
+    /// Parameter `name`, percent-decoded.
+    fn decoded(&self, name: &str) -> Result<String> {
+        decode_segment(self.raw(name))
+    }
+
+    /// Parameter `name` as it appears in the path.
+    fn raw(&self, name: &str) -> &str {
+        self.0.get(name).unwrap_or_default()
+    }
+}
+
+/// Entry point for every request.
+pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let forwarded = req.headers().contains_key(FORWARDED);
+    let response = match route(&node, req).await {
+        Ok(resp) => resp,
+        Err(e) => match forwarded.then(|| routing::answer_forwarded(&e)).flatten() {
+            Some((status, body)) => {
+                let mut resp = Response::new(full(body));
+                *resp.status_mut() = status;
+                resp
+            }
+            None => error_response(&e),
+        },
+    };
+    Ok(response)
+}
+
+async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body>> {
+    let routes = ROUTES
+        .as_ref()
+        .map_err(|e| Error::Internal(format!("the route table is invalid: {e}")))?;
+    let path = req.uri().path().to_string();
+    let matched = routes
+        .tree(req.method())
+        .and_then(|tree| tree.at(&path).ok());
+    let Some(matched) = matched else {
+        let method = req.method();
+        return Err(Error::NotFound(if routes.knows(&path) {
+            format!("method {method} is not supported on {path}")
+        } else {
+            format!("no route for {method} {path}")
+        }));
+    };
+    let endpoint = *matched.value;
+    let params = Params(matched.params);
+    match endpoint {
+        Endpoint::Health => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"status": "ok"}),
+        )),
+        Endpoint::Metrics => Ok(text_response(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            node.render_metrics(),
+        )),
+        Endpoint::Command => entity::command(node, &params, req).await,
+        Endpoint::State => entity::state(node, &params, req).await,
+        Endpoint::Journal => entity::journal(node, &params, req).await,
+        Endpoint::ClusterStatus => admin::cluster_status(node),
+        Endpoint::AddNode => admin::add_node(node, req).await,
+        Endpoint::RemoveNode => admin::remove_node(node, &params, req).await,
+        Endpoint::Deploy => admin::deploy(node, &params, req).await,
+        Endpoint::Rollback => admin::rollback(node, &params, req).await,
+        Endpoint::Modules => admin::modules(node),
+        Endpoint::Module => admin::module(node, &params),
+        Endpoint::DeleteModule => admin::delete(node, &params, req).await,
+        Endpoint::PeerRaft => peer::raft(node, &params, req).await,
+        Endpoint::PeerMux => peer::mux(node, req),
+    }
+}
+
+/// The escaped `{type}`, `{key}` and `{command}` of `/v1/entities/{type}/{key}/{command}`, or
+/// `None` for any other path (the forwarding exchange carries only entity commands).
+fn entity_command_path(path: &str) -> Option<Params<'_>> {
+    let routes = ROUTES.as_ref().ok()?;
+    let matched = routes.post.at(path).ok()?;
+    (*matched.value == Endpoint::Command).then_some(Params(matched.params))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_builds_and_matches() {
+        let routes = ROUTES.as_ref().unwrap();
+        let at = |tree: &matchit::Router<Endpoint>, path: &str| tree.at(path).map(|m| *m.value);
+        assert_eq!(
+            at(&routes.post, "/v1/entities/counter/a%2Fb/add"),
+            Ok(Endpoint::Command)
+        );
+        // A command may be called `journal`; GET of the same path is the journal.
+        assert_eq!(
+            at(&routes.post, "/v1/entities/counter/k/journal"),
+            Ok(Endpoint::Command)
+        );
+        assert_eq!(
+            at(&routes.get, "/v1/entities/counter/k/journal"),
+            Ok(Endpoint::Journal)
+        );
+        assert_eq!(
+            at(&routes.get, "/v1/entities/counter/k"),
+            Ok(Endpoint::State)
+        );
+        assert_eq!(
+            at(&routes.post, "/v1/peer/raft/3/stream"),
+            Ok(Endpoint::PeerRaft)
+        );
+        assert!(routes.get.at("/v1/entities/counter/k/add/more").is_err());
+        assert!(routes.knows("/v1/modules/counter"));
+        assert!(!routes.knows("/v2/anything"));
+        let params = entity_command_path("/v1/entities/a%20b/k/add").unwrap();
+        assert_eq!(params.decoded("type").unwrap(), "a b");
+        assert!(entity_command_path("/v1/modules/x/rollback").is_none());
+    }
+}

@@ -1,0 +1,79 @@
+//! The endpoints between nodes: raft RPCs and append streams
+//! (`POST /v1/peer/raft/{group}/{kind}`) and the forwarding exchange (`POST /v1/peer/mux`,
+//! upgraded to a byte stream that carries entity commands to this node).
+
+use std::sync::Arc;
+
+use hyper::{
+    Request, Response,
+    body::Incoming,
+    header::{CONTENT_TYPE, HeaderValue},
+};
+
+use super::{
+    Params,
+    body::{Body, full, read_body, streaming},
+    entity::forwarded_command,
+};
+use crate::{
+    error::{Error, Result},
+    node::Node,
+};
+
+fn no_cluster() -> Error {
+    Error::NotFound("this node is not in a cluster".into())
+}
+
+/// `POST /v1/peer/raft/{group}/{kind}`: one raft RPC, or a group's append stream (the answers
+/// stream back as the requests are read).
+pub(super) async fn raft(
+    node: &Node,
+    params: &Params<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
+    let (group, kind) = (params.raw("group"), params.raw("kind"));
+    if kind == cella_cluster::stream::STREAM_KIND {
+        let answers = cluster
+            .serve_append_stream(group, req.into_body())
+            .map_err(Error::Peer)?;
+        return Ok(octet_stream(streaming(answers)));
+    }
+    let rest = format!("{group}/{kind}");
+    let body = read_body(req, node.options.max_module.max(256 << 20), "a raft RPC").await?;
+    let answer = cluster
+        .serve_peer(&rest, &body)
+        .await
+        .map_err(Error::Peer)?;
+    Ok(octet_stream(full(answer)))
+}
+
+/// `POST /v1/peer/mux`: accepts the forwarding exchange of another node. Shutdown waits for
+/// the exchange as for a connection.
+pub(super) fn mux(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body>> {
+    let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
+    let served = node.connections.track();
+    let handler_node = node.clone();
+    let handler: cella_cluster::mux::Handler = Arc::new(move |path, body| {
+        let node = handler_node.clone();
+        Box::pin(async move { forwarded_command(&node, &path, body).await })
+    });
+    let (response, exchange) = cluster.serve_mux(req, handler);
+    if let Some(exchange) = exchange {
+        tokio::spawn(async move {
+            exchange.await;
+            drop(served);
+        });
+    }
+    Ok(response.map(streaming))
+}
+
+/// A peer answer of postcard bytes.
+fn octet_stream(body: Body) -> Response<Body> {
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
