@@ -1,57 +1,76 @@
-//! A tiny blocking HTTP/1.1 client over `std::net` for xtask's benchmark and demo checks
-//! (one request per connection; enough for health checks, deploys and reading counters).
+//! xtask's requests to a node (health checks, deploys, reading counters) go through the node's
+//! own HTTP client, [`cella_cli::client`], driven to completion on a small tokio runtime so
+//! the tasks stay plain blocking code.
 
-use std::{
-    io::{Read, Write},
-    net::TcpStream,
-    time::Duration,
-};
+use std::{sync::OnceLock, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
-/// Sends one request to `addr` (`host:port`) and returns (status, body).
-pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        bail!("malformed response from {addr}")
-    };
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no status code")?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok((status, body))
+/// How long one request may take, deploys of large components included.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The runtime every request runs on, made on first use.
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+fn runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a tokio runtime for HTTP requests")?;
+    // Another thread may have made one meanwhile: either serves.
+    let _ = RUNTIME.set(runtime);
+    RUNTIME.get().context("no tokio runtime for HTTP requests")
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
+/// Sends one request to the node at `addr` (`host:port`) and returns (status, body).
+pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
+    let server = format!("http://{addr}");
+    let method = method
+        .parse()
+        .with_context(|| format!("`{method}` is not an HTTP method"))?;
+    let send = cella_cli::client::send(&server, method, path, body.to_vec(), None);
+    let reply = runtime()?
+        .block_on(async { tokio::time::timeout(TIMEOUT, send).await })
+        .with_context(|| format!("{path} on {addr}: no reply within {TIMEOUT:?}"))??;
+    Ok((reply.status, reply.body))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    #[test]
+    fn a_request_gets_its_reply() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0");
+        let Ok(listener) = listener else {
+            panic!("cannot listen: {listener:?}");
         };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+        let addr = listener.local_addr().map(|a| a.to_string());
+        let server = std::thread::spawn(move || -> std::io::Result<String> {
+            let (mut stream, _) = listener.accept()?;
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            // The head and the 2-byte body.
+            while !String::from_utf8_lossy(&seen).contains("\r\n\r\n42") {
+                let n = stream.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            stream.write_all(b"HTTP/1.1 201 Created\r\ncontent-length: 5\r\n\r\nhello")?;
+            Ok(String::from_utf8_lossy(&seen).into_owned())
+        });
+        let addr = addr.unwrap_or_default();
+        let reply = request(&addr, "PUT", "/v1/modules/x", b"42");
+        assert_eq!(reply.ok(), Some((201, "hello".to_owned())));
+        let seen = server.join().ok().and_then(Result::ok).unwrap_or_default();
+        assert!(seen.starts_with("PUT /v1/modules/x HTTP/1.1\r\n"), "{seen}");
+        assert!(request(&addr, "NOT A METHOD", "/", b"").is_err());
     }
-    out
 }

@@ -1,5 +1,5 @@
 //! Tidy checks over the repository's sources, run as tests (so by `cargo test --workspace`, and
-//! so by `cargo xtask ci`): every `.rs` file opens with a `//!` doc and stays under
+//! so by `cargo xtask ci`): every `.rs` file opens with a `//!` doc and stays within
 //! [`MAX_LINES`]; `include_str!`/`include_bytes!` stay inside their crate; runtime code does not
 //! `.unwrap()` or `.expect(..)` (outside `#[cfg(test)]`); ARCHITECTURE.md names every crate
 //! (its path in `Cargo.toml`) and every module directory of the runtime (in full, or as
