@@ -11,7 +11,7 @@ pub const FORMAT_VERSION: u8 = 1;
 
 /// Encodes a record as `[FORMAT_VERSION] ++ postcard(value)`.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, Error> {
-    postcard::to_extend(value, vec![FORMAT_VERSION]).map_err(|e| Error::Corrupt(e.to_string()))
+    postcard::to_extend(value, vec![FORMAT_VERSION]).map_err(Error::Codec)
 }
 
 /// Decodes bytes written by [`encode`].
@@ -25,7 +25,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
             expected: FORMAT_VERSION,
         });
     }
-    postcard::from_bytes(rest).map_err(|e| Error::Corrupt(e.to_string()))
+    postcard::from_bytes(rest).map_err(Error::Codec)
 }
 
 #[cfg(test)]

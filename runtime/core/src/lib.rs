@@ -1,6 +1,6 @@
 //! Cella's core data model, shared by every runtime crate: entity addresses, journal records,
 //! snapshots, module metadata, their versioned binary encoding, and the [`Journal`] trait that is
-//! the seam between the entity layer and durable storage (redb on one node today, Raft next).
+//! the seam between the entity layer and durable storage (a partition's raft group over redb).
 //! No IO, no clocks, no async runtime.
 
 mod encoding;
@@ -20,12 +20,15 @@ pub enum Error {
     /// Persisted bytes could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A record could not be encoded or decoded.
+    #[error("corrupt record: {0}")]
+    Codec(#[from] postcard::Error),
     /// Persisted bytes carry a format version this build does not know.
     #[error("unsupported format version {found} (this build reads {expected})")]
     UnsupportedFormat { found: u8, expected: u8 },
     /// Storage failed; the change was not made durable.
-    #[error("storage error: {0}")]
-    Storage(String),
+    #[error("{0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A name (entity type, key, command) is not acceptable.
     #[error("invalid {what}: {reason}")]
     InvalidName { what: &'static str, reason: String },

@@ -1,13 +1,15 @@
 //! The store's error type and its conversion into [`cella_core::Error`].
 
-use std::fmt::Display;
-
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The database (or the file system under it) failed; the operation was not made durable.
-    #[error("storage error: {0}")]
-    Storage(String),
+    #[error("storage error: {context}{}", cause(source))]
+    Storage {
+        context: String,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// The file is a database, but not one in the store format this build reads.
     #[error(
         "store format mismatch: the database has {}, this build reads format version {expected}",
@@ -49,6 +51,16 @@ pub enum Error {
     Core(#[from] cella_core::Error),
 }
 
+/// Any error, boxed, as the source of [`Error::Storage`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn cause(source: &Option<BoxError>) -> String {
+    source
+        .as_ref()
+        .map(|source| format!(": {source}"))
+        .unwrap_or_default()
+}
+
 fn describe_format(found: Option<u32>) -> String {
     match found {
         Some(v) => format!("format version {v}"),
@@ -57,9 +69,24 @@ fn describe_format(found: Option<u32>) -> String {
 }
 
 impl Error {
-    /// A closure wrapping any displayable error as [`Error::Storage`] with `context` in front.
-    pub(crate) fn storage<E: Display>(context: &'static str) -> impl FnOnce(E) -> Error {
-        move |e| Error::Storage(format!("{context}: {e}"))
+    /// A closure wrapping an error as [`Error::Storage`] with `context` in front, keeping it
+    /// as the source.
+    pub(crate) fn storage<E>(context: &'static str) -> impl FnOnce(E) -> Error
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |e| Error::Storage {
+            context: context.to_string(),
+            source: Some(Box::new(e)),
+        }
+    }
+
+    /// [`Error::Storage`] for what the store found wrong itself (no underlying error).
+    pub(crate) fn corrupt(context: String) -> Error {
+        Error::Storage {
+            context,
+            source: None,
+        }
     }
 }
 
@@ -67,7 +94,7 @@ impl From<Error> for cella_core::Error {
     fn from(e: Error) -> Self {
         match e {
             Error::Core(core) => core,
-            other => cella_core::Error::Storage(other.to_string()),
+            other => cella_core::Error::Storage(Box::new(other)),
         }
     }
 }

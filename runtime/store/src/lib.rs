@@ -109,11 +109,15 @@ impl Store {
     /// written in another store format, and with [`Error::Storage`] if it is not a redb file
     /// or is open elsewhere.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Storage(format!("create directory {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::Storage {
+            context: format!("create directory {}", dir.display()),
+            source: Some(Box::new(e)),
+        })?;
         let path = dir.join(DB_FILE);
-        let db = Database::create(&path)
-            .map_err(|e| Error::Storage(format!("open database {}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|e| Error::Storage {
+            context: format!("open database {}", path.display()),
+            source: Some(Box::new(e)),
+        })?;
         tables::init(&db)?;
         let db = Arc::new(db);
         let stats = Arc::new(Stats::default());

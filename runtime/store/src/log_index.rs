@@ -63,7 +63,7 @@ pub(crate) fn parse(seq: u64, value: &[u8]) -> Result<(u64, u64, &[u8])> {
     };
     match (word(0), word(8)) {
         (Some(group), Some(index)) => Ok((group, index, &value[HEADER..])),
-        _ => Err(Error::Storage(format!(
+        _ => Err(Error::corrupt(format!(
             "raft log row {seq} is {} bytes, shorter than its header",
             value.len()
         ))),
@@ -98,7 +98,7 @@ impl LogIndex {
             let (group, index, _) = parse(seq, value.value())?;
             // The writer deletes a replaced row in the commit that writes its successor.
             if let Some(other) = state.rows.insert((group, index), seq) {
-                return Err(Error::Storage(format!(
+                return Err(Error::corrupt(format!(
                     "raft log entry {index} of group {group} is in rows {other} and {seq}"
                 )));
             }

@@ -205,13 +205,13 @@ fn read_rows(
             .get(seq)
             .map_err(Error::storage("read raft log"))?
             .ok_or_else(|| {
-                Error::Storage(format!(
+                Error::corrupt(format!(
                     "raft log entry {index} of group {group} is indexed as row {seq}, which is missing"
                 ))
             })?;
         let (g, i, entry) = log_index::parse(seq, value.value())?;
         if (g, i) != (group, index) {
-            return Err(Error::Storage(format!(
+            return Err(Error::corrupt(format!(
                 "raft log row {seq} holds entry {i} of group {g}, indexed as entry {index} of group {group}"
             )));
         }
