@@ -1,11 +1,15 @@
-//! A minimal HTTP/1.1 client (hyper) for the CLI: one request per connection, plain `http://`
-//! URLs, and error messages that say what to do when the server cannot be reached.
+//! The node's own HTTP/1.1 client (hyper), used by the CLI, the tests and `cargo xtask`: one
+//! request per connection to a plain `http://host[:port][/base]` URL, and errors ([`Error`])
+//! that say what to do when the node cannot be reached.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use url::Url;
+
+pub use cella_node::http::encode_segment;
 
 /// A response: status code and body text.
 pub struct Reply {
@@ -13,26 +17,104 @@ pub struct Reply {
     pub body: String,
 }
 
-/// Splits `http://host:port[/base]` into the authority and a base path.
-fn split_url(server: &str) -> anyhow::Result<(String, String)> {
-    let rest = server.strip_prefix("http://").ok_or_else(|| {
-        anyhow::anyhow!(
-            "the server URL `{server}` must start with http:// (e.g. http://127.0.0.1:8080)"
-        )
+/// Why a request got no response. Each variant keeps its cause as its
+/// [`source`](std::error::Error::source), which `anyhow`'s `{:#}` prints after the message.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server URL is not a plain `http://host[:port][/base]` URL.
+    #[error("the server URL `{url}` {problem}")]
+    BadUrl {
+        url: String,
+        /// What is wrong with it, completing the sentence "the server URL `…` …".
+        problem: &'static str,
+        #[source]
+        source: Option<url::ParseError>,
+    },
+    /// No connection could be opened to the server.
+    #[error(
+        "cannot reach the Cella server at {server}\nhint: start one with `cella serve`, or point \
+         to it with --server URL (or CELLA_SERVER)"
+    )]
+    Unreachable {
+        server: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection opened, but HTTP/1.1 could not be set up on it.
+    #[error("HTTP handshake with {server} failed")]
+    Handshake {
+        server: String,
+        #[source]
+        source: hyper::Error,
+    },
+    /// The path or the token cannot be part of an HTTP request.
+    #[error("cannot form the request {method} {path}")]
+    InvalidRequest {
+        method: Method,
+        path: String,
+        #[source]
+        source: hyper::http::Error,
+    },
+    /// The request was not sent, or no response head came back.
+    #[error("request to {server} failed")]
+    Request {
+        server: String,
+        #[source]
+        source: hyper::Error,
+    },
+    /// The response's body broke off.
+    #[error("reading the response from {server} failed")]
+    Response {
+        server: String,
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+/// The problem of a URL that is not `http://…`.
+const NOT_HTTP: &str = "must start with http:// (e.g. http://127.0.0.1:8080)";
+
+/// Splits `http://host[:port][/base]` into the authority to connect to (port 80 by default)
+/// and a base path without a trailing `/`, which request paths are appended to.
+fn split_url(server: &str) -> Result<(String, String), Error> {
+    let bad = |problem, source| Error::BadUrl {
+        url: server.to_string(),
+        problem,
+        source,
+    };
+    let url = Url::parse(server).map_err(|e| match e {
+        url::ParseError::RelativeUrlWithoutBase => bad(NOT_HTTP, None),
+        url::ParseError::EmptyHost => bad("has no host", None),
+        e => bad("is not a valid URL (e.g. http://127.0.0.1:8080)", Some(e)),
     })?;
-    let (authority, base) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    if authority.is_empty() {
-        anyhow::bail!("the server URL `{server}` has no host");
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(bad(
+                "uses https, but this client does not speak TLS yet: use http:// (e.g. \
+                 http://127.0.0.1:8080)",
+                None,
+            ));
+        }
+        _ => return Err(bad(NOT_HTTP, None)),
     }
-    let authority = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        return Err(bad("has no host", None));
     };
-    Ok((authority, base.to_string()))
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "carries credentials, which this client does not send (use --admin-token)",
+            None,
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad(
+            "has a query or a fragment; request paths are appended to it",
+            None,
+        ));
+    }
+    let authority = format!("{host}:{}", url.port().unwrap_or(80));
+    Ok((authority, url.path().trim_end_matches('/').to_string()))
 }
 
 /// Sends one request and reads the whole response.
@@ -42,38 +124,54 @@ pub async fn send(
     path: &str,
     body: Vec<u8>,
     token: Option<&str>,
-) -> anyhow::Result<Reply> {
+) -> Result<Reply, Error> {
     let (authority, base) = split_url(server)?;
-    let stream = TcpStream::connect(&authority).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot reach the Cella server at {server}: {e}\nhint: start one with `cella serve`, or point to it with --server URL (or CELLA_SERVER)"
-        )
-    })?;
+    let stream = TcpStream::connect(&authority)
+        .await
+        .map_err(|source| Error::Unreachable {
+            server: server.to_string(),
+            source,
+        })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| anyhow::anyhow!("HTTP handshake with {server} failed: {e}"))?;
+        .map_err(|source| Error::Handshake {
+            server: server.to_string(),
+            source,
+        })?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
     let mut builder = Request::builder()
-        .method(method)
+        .method(method.clone())
         .uri(format!("{base}{path}"))
         .header(header::HOST, authority.as_str())
         .header(header::CONTENT_TYPE, "application/json");
     if let Some(t) = token {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
-    let req = builder.body(Full::new(Bytes::from(body)))?;
-    let resp = sender
-        .send_request(req)
+    let request = builder
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|source| Error::InvalidRequest {
+            method,
+            path: path.to_string(),
+            source,
+        })?;
+    let response = sender
+        .send_request(request)
         .await
-        .map_err(|e| anyhow::anyhow!("request to {server} failed: {e}"))?;
-    let status = resp.status().as_u16();
-    let bytes = resp
+        .map_err(|source| Error::Request {
+            server: server.to_string(),
+            source,
+        })?;
+    let status = response.status().as_u16();
+    let bytes = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| anyhow::anyhow!("reading the response from {server} failed: {e}"))?
+        .map_err(|source| Error::Response {
+            server: server.to_string(),
+            source,
+        })?
         .to_bytes();
     Ok(Reply {
         status,
@@ -81,11 +179,13 @@ pub async fn send(
     })
 }
 
-pub use cella_node::http::encode_segment;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn problem(server: &str) -> String {
+        split_url(server).unwrap_err().to_string()
+    }
 
     #[test]
     fn urls() {
@@ -97,7 +197,42 @@ mod tests {
             split_url("http://h/x/").unwrap(),
             ("h:80".into(), "/x".into())
         );
-        assert!(split_url("https://h").is_err());
+        assert_eq!(
+            split_url("http://localhost:7001/base").unwrap(),
+            ("localhost:7001".into(), "/base".into())
+        );
+        assert_eq!(
+            split_url("http://[::1]:8080/").unwrap(),
+            ("[::1]:8080".into(), "".into())
+        );
         assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn bad_urls_say_why() {
+        assert!(problem("https://h").contains("does not speak TLS yet"));
+        assert!(problem("127.0.0.1:8080").contains("must start with http://"));
+        assert!(problem("localhost:8080").contains("must start with http://"));
+        assert!(problem("ftp://h").contains("must start with http://"));
+        assert!(problem("http://").contains("has no host"));
+        assert!(problem("http://u:p@h").contains("credentials"));
+        assert!(problem("http://h/x?y=1").contains("query"));
+        let error = split_url("http://h:99999").unwrap_err();
+        assert!(error.to_string().contains("is not a valid URL"), "{error}");
+        assert!(std::error::Error::source(&error).is_some());
+    }
+
+    #[tokio::test]
+    async fn unreachable_keeps_its_cause_and_hint() {
+        // Port 9 (discard) on loopback: nothing listens there.
+        let Err(error) = send("http://127.0.0.1:9", Method::GET, "/", Vec::new(), None).await
+        else {
+            panic!("something answers on 127.0.0.1:9");
+        };
+        assert!(matches!(error, Error::Unreachable { .. }), "{error:?}");
+        assert!(error.to_string().contains("hint: start one"), "{error}");
+        assert!(std::error::Error::source(&error).is_some());
+        let chained = format!("{:#}", anyhow::Error::from(error));
+        assert!(chained.contains("at http://127.0.0.1:9"), "{chained}");
     }
 }

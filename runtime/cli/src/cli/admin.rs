@@ -1,0 +1,363 @@
+//! The commands that talk to a running node over HTTP — `deploy` (and `deploy --check`),
+//! `rollback`, `call`, `inspect`, `modules` and `cluster add-node|remove-node|status` — and the
+//! output they make of its answers: pretty JSON, a check report, a cluster table, and the
+//! node's JSON errors as errors.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use hyper::Method;
+
+use super::{EXIT_CHECK_FAILED, ExitWith};
+use crate::client::{self, encode_segment};
+
+/// `cella deploy FILE --name TYPE [--check]`: uploads a component, or with `check` only
+/// replays the existing entities through it.
+pub(super) async fn deploy(
+    server: &str,
+    file: &Path,
+    name: &str,
+    check: bool,
+    token: Option<&str>,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| {
+        format!(
+            "cannot read {}\nhint: build the component first (`cella build` in the entity crate)",
+            file.display()
+        )
+    })?;
+    let mut path = format!("/v1/modules/{}", encode_segment(name));
+    if check {
+        path.push_str("?check=true");
+    }
+    let reply = client::send(server, Method::PUT, &path, bytes, token).await?;
+    if check && (200..300).contains(&reply.status) {
+        return check_summary(name, &reply.body);
+    }
+    print_warnings(&reply.body);
+    finish(reply)
+}
+
+/// `cella rollback TYPE [--to VERSION]`.
+pub(super) async fn rollback(
+    server: &str,
+    entity_type: &str,
+    to: Option<u32>,
+    token: Option<&str>,
+) -> anyhow::Result<()> {
+    let body = match to {
+        Some(version) => serde_json::json!({ "version": version }).to_string(),
+        None => String::new(),
+    };
+    let path = format!("/v1/modules/{}/rollback", encode_segment(entity_type));
+    finish(client::send(server, Method::POST, &path, body.into_bytes(), token).await?)
+}
+
+/// `cella call TYPE/KEY COMMAND [JSON]`.
+pub(super) async fn call(
+    server: &str,
+    entity: &str,
+    command: &str,
+    payload: Option<String>,
+) -> anyhow::Result<()> {
+    let (ty, key) = split_entity(entity)?;
+    let body = payload.unwrap_or_default().into_bytes();
+    let path = format!(
+        "/v1/entities/{}/{}/{}",
+        encode_segment(ty),
+        encode_segment(key),
+        encode_segment(command)
+    );
+    finish(client::send(server, Method::POST, &path, body, None).await?)
+}
+
+/// `cella inspect TYPE/KEY [--journal]`.
+pub(super) async fn inspect(server: &str, entity: &str, journal: bool) -> anyhow::Result<()> {
+    let (ty, key) = split_entity(entity)?;
+    let mut path = format!(
+        "/v1/entities/{}/{}",
+        encode_segment(ty),
+        encode_segment(key)
+    );
+    if journal {
+        path.push_str("/journal");
+    }
+    finish(client::send(server, Method::GET, &path, Vec::new(), None).await?)
+}
+
+/// `cella modules`.
+pub(super) async fn modules(server: &str) -> anyhow::Result<()> {
+    finish(client::send(server, Method::GET, "/v1/modules", Vec::new(), None).await?)
+}
+
+/// `cella cluster add-node ID HOST:PORT`.
+pub(super) async fn add_node(
+    server: &str,
+    id: u64,
+    addr: &str,
+    token: Option<&str>,
+) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(&serde_json::json!({ "id": id, "addr": addr }))?;
+    finish(client::send(server, Method::POST, "/v1/cluster/nodes", body, token).await?)
+}
+
+/// `cella cluster remove-node ID`.
+pub(super) async fn remove_node(server: &str, id: u64, token: Option<&str>) -> anyhow::Result<()> {
+    let path = format!("/v1/cluster/nodes/{id}");
+    finish(client::send(server, Method::DELETE, &path, Vec::new(), token).await?)
+}
+
+/// `cella cluster status [--json]`.
+pub(super) async fn cluster_status(server: &str, json: bool) -> anyhow::Result<()> {
+    let reply = client::send(server, Method::GET, "/v1/cluster", Vec::new(), None).await?;
+    if json || reply.status != 200 {
+        return finish(reply);
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&reply.body).context("the cluster status is not JSON")?;
+    print!("{}", cluster_table(&status));
+    Ok(())
+}
+
+/// Splits `TYPE/KEY`.
+fn split_entity(entity: &str) -> anyhow::Result<(&str, &str)> {
+    match entity.split_once('/') {
+        Some((t, k)) if !t.is_empty() && !k.is_empty() => Ok((t, k)),
+        _ => bail!("`{entity}` is not an entity address\nhint: write TYPE/KEY, e.g. counter/alice"),
+    }
+}
+
+/// Prints a successful JSON body prettily (any other body as it is), or turns an error answer
+/// into an error naming the status and the node's error code and message.
+fn finish(reply: client::Reply) -> anyhow::Result<()> {
+    let parsed: Option<serde_json::Value> = serde_json::from_str(&reply.body).ok();
+    if (200..300).contains(&reply.status) {
+        match parsed {
+            Some(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+            None => println!("{}", reply.body),
+        }
+        return Ok(());
+    }
+    let (code, message) = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .map(|e| {
+            (
+                e["code"].as_str().unwrap_or("error").to_string(),
+                e["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or_else(|| ("error".into(), reply.body.clone()));
+    bail!("the server answered {} {code}: {message}", reply.status)
+}
+
+/// Prints the `warnings` of a deploy reply to stderr, one `warning:` line each.
+fn print_warnings(body: &str) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
+        return;
+    };
+    for warning in value["warnings"].as_array().into_iter().flatten() {
+        if let Some(w) = warning.as_str() {
+            eprintln!("warning: {w}");
+        }
+    }
+}
+
+/// Prints the answer of `PUT /v1/modules/{type}?check=true` readably; an error (exit code 3)
+/// if any entity diverged or failed.
+fn check_summary(entity_type: &str, body: &str) -> anyhow::Result<()> {
+    let report: serde_json::Value = serde_json::from_str(body)
+        .with_context(|| format!("the server's answer is not JSON: {body}"))?;
+    let list = |field: &str| report[field].as_array().cloned().unwrap_or_default();
+    let (diverged, failed) = (list("diverged"), list("failed"));
+    let checked = report["checked"].as_u64().unwrap_or(0);
+    let against = match report.get("activeVersion") {
+        Some(serde_json::Value::Null) => " (no version is active)".to_string(),
+        Some(v) => format!(" against the active v{v}"),
+        None => String::new(),
+    };
+    let entities = if checked == 1 { "entity" } else { "entities" };
+    println!("checked {checked} {entities} of `{entity_type}`{against}");
+    if let Some(candidate) = report.get("candidate") {
+        let commands: Vec<&str> = candidate["commands"]
+            .as_array()
+            .map(|c| c.iter().filter_map(|c| c.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "  candidate: {}, {} entity, commands {}",
+            candidate["digest"].as_str().unwrap_or("?"),
+            candidate["kind"].as_str().unwrap_or("?"),
+            commands.join(", ")
+        );
+    }
+    if report["truncated"].as_bool() == Some(true) {
+        println!("  (more entities exist than were checked)");
+    }
+    let key = |entry: &serde_json::Value| entry["key"].as_str().unwrap_or("?").to_string();
+    if !diverged.is_empty() {
+        println!("diverged: {}", diverged.len());
+        for entry in &diverged {
+            println!("  {entity_type}/{}", key(entry));
+            println!("    current:   {}", entry["current"]);
+            println!("    candidate: {}", entry["candidate"]);
+        }
+    }
+    if !failed.is_empty() {
+        println!("failed: {}", failed.len());
+        for entry in &failed {
+            let error = entry["error"].as_str().unwrap_or("?").trim_end();
+            println!(
+                "  {entity_type}/{}: {}",
+                key(entry),
+                error.replace('\n', "\n    ")
+            );
+        }
+    }
+    if diverged.is_empty() && failed.is_empty() {
+        println!("ok: every checked entity replays to the same state");
+        return Ok(());
+    }
+    let hint = if failed.is_empty() {
+        "if the differences are intended, deploy without --check"
+    } else {
+        "a deploy of this candidate would be refused: it cannot replay the entities that failed"
+    };
+    Err(ExitWith {
+        code: EXIT_CHECK_FAILED,
+        message: format!(
+            "the candidate does not take over `{entity_type}` unchanged: {} diverged, {} \
+             failed\nhint: {hint}",
+            diverged.len(),
+            failed.len()
+        ),
+    }
+    .into())
+}
+
+/// `cella cluster status` as text: the nodes, then one line per raft group.
+fn cluster_table(status: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "node {} · {} partitions over {} shards",
+        status["nodeId"], status["partitions"], status["shards"]
+    );
+    for node in status["nodes"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  node {:<4} {}",
+            node["id"],
+            node["addr"].as_str().unwrap_or("?")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<6} {:<10} {:<7} {:<6} {:<12} {:>9} {:>9} {:>9}",
+        "group", "state", "leader", "term", "voters", "last log", "committed", "applied"
+    );
+    for g in status["groups"].as_array().into_iter().flatten() {
+        let voters: Vec<String> = g["voters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| v.to_string())
+            .collect();
+        let name = match g["group"].as_u64() {
+            Some(0) => "meta".to_string(),
+            Some(n) => n.to_string(),
+            None => "?".to_string(),
+        };
+        let leader = g["leader"]
+            .as_u64()
+            .map_or("-".to_string(), |l| l.to_string());
+        let _ = writeln!(
+            out,
+            "{:<6} {:<10} {:<7} {:<6} {:<12} {:>9} {:>9} {:>9}",
+            name,
+            g["state"].as_str().unwrap_or("?"),
+            leader,
+            g["term"].to_string(),
+            voters.join(","),
+            g["lastLogIndex"].to_string(),
+            g["committed"].to_string(),
+            g["applied"].to_string()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_addresses() {
+        assert_eq!(split_entity("counter/alice").unwrap(), ("counter", "alice"));
+        assert_eq!(split_entity("a/b/c").unwrap(), ("a", "b/c"));
+        for bad in ["counter", "/alice", "counter/"] {
+            let error = split_entity(bad).unwrap_err().to_string();
+            assert!(error.contains("hint: write TYPE/KEY"), "{error}");
+        }
+    }
+
+    #[test]
+    fn error_answers_become_errors() {
+        let reply = |status, body: &str| client::Reply {
+            status,
+            body: body.to_string(),
+        };
+        assert!(finish(reply(200, r#"{"total": 1}"#)).is_ok());
+        let error = finish(reply(
+            400,
+            r#"{"error": {"code": "bad_request", "message": "no"}}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(error.to_string(), "the server answered 400 bad_request: no");
+        let error = finish(reply(502, "upstream down")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the server answered 502 error: upstream down"
+        );
+    }
+
+    #[test]
+    fn a_diverging_check_exits_3() {
+        let body = serde_json::json!({
+            "checked": 2,
+            "activeVersion": 1,
+            "diverged": [{"key": "a", "current": 1, "candidate": 2}],
+            "failed": [],
+        })
+        .to_string();
+        let error = check_summary("counter", &body).unwrap_err();
+        let exit = error.downcast_ref::<ExitWith>().unwrap();
+        assert_eq!(exit.code, EXIT_CHECK_FAILED);
+        assert!(exit.message.contains("1 diverged, 0 failed"));
+        let clean = serde_json::json!({"checked": 1, "diverged": [], "failed": []});
+        assert!(check_summary("counter", &clean.to_string()).is_ok());
+    }
+
+    #[test]
+    fn cluster_table_lines() {
+        let status = serde_json::json!({
+            "nodeId": 1, "partitions": 1, "shards": 4096,
+            "nodes": [{"id": 1, "addr": "127.0.0.1:7001"}],
+            "groups": [
+                {"group": 0, "state": "Leader", "leader": 1, "term": 2, "voters": [1],
+                 "lastLogIndex": 5, "committed": 5, "applied": 5},
+                {"group": 1, "state": "Follower", "leader": null, "term": 1, "voters": [1, 2],
+                 "lastLogIndex": 3, "committed": 3, "applied": 2},
+            ],
+        });
+        let table = cluster_table(&status);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "node 1 · 1 partitions over 4096 shards");
+        assert!(lines[1].starts_with("  node 1 ") && lines[1].ends_with(" 127.0.0.1:7001"));
+        assert!(lines[3].starts_with("meta   Leader     1 "), "{table}");
+        assert!(
+            lines[4].starts_with("1      Follower   -       1      1,2 "),
+            "{table}"
+        );
+    }
+}

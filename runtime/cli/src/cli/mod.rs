@@ -1,0 +1,326 @@
+//! The `cella` command line (clap): the commands and their flags, the program's entry (logging,
+//! parsing, error report, exit code) and the dispatch to the modules that run them: [`serve`]
+//! runs a node; [`admin`] sends `deploy` (and `deploy --check`), `rollback`, `call`, `inspect`,
+//! `modules` and `cluster` to a running node over HTTP and turns its answers into readable
+//! output; [`project`] is the developer loop (`new`, `build`, `dev`; see `cella_dev`). Errors
+//! exit 1, a `deploy --check` that finds differences exits 3.
+
+mod admin;
+mod project;
+mod serve;
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use cella_dev::scaffold::Kind;
+
+pub use project::Lang;
+
+/// Exit code of `deploy --check` when the candidate diverges or fails on existing entities.
+pub const EXIT_CHECK_FAILED: u8 = 3;
+
+/// An error that asks for a specific exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ExitWith {
+    pub code: u8,
+    pub message: String,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cella",
+    version,
+    about = "Cella: stateful serverless entities on WebAssembly components"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServerArg {
+    /// URL of the Cella node to talk to.
+    #[arg(long, env = "CELLA_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create an entity crate: `cella new my-counter`.
+    New {
+        /// Crate name (also the default entity type name).
+        name: String,
+        /// The kind of entity.
+        #[arg(long, value_enum, default_value = "value")]
+        kind: Kind,
+        /// Directory to create the crate in (default: ./NAME).
+        #[arg(long, value_name = "DIR")]
+        path: Option<PathBuf>,
+        /// The language of the entity.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+    },
+    /// Build an entity project into a component and validate it: a Rust crate (wasm32-wasip2,
+    /// release), a Python project (app.py, componentize-py) or a JavaScript project
+    /// (package.json, componentize-js).
+    Build {
+        /// The entity crate.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Build, serve and reload on every save: an embedded node (data in PATH/.cella) that
+    /// deploys each new build in place.
+    Dev {
+        /// The entity crate.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Address to serve HTTP on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Entity type to deploy as (default: the package name).
+        #[arg(long, value_name = "TYPE")]
+        name: Option<String>,
+    },
+    /// Run a node (an embedded single node; data and modules persist in --data-dir).
+    Serve(serve::ServeArgs),
+    /// Upload a component as the new version of an entity type.
+    Deploy {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Entity type name to deploy it as.
+        #[arg(long)]
+        name: String,
+        /// Only check: replay the existing entities through the component and compare with the
+        /// active version, without deploying. Exits 3 if any entity diverges or fails.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        server: ServerArg,
+        /// Admin token, when the node requires one.
+        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+    },
+    /// Make an earlier version of an entity type active again.
+    Rollback {
+        /// Entity type.
+        #[arg(value_name = "TYPE")]
+        entity_type: String,
+        /// The version to activate (default: the one before the active version).
+        #[arg(long, value_name = "VERSION")]
+        to: Option<u32>,
+        #[command(flatten)]
+        server: ServerArg,
+        /// Admin token, when the node requires one.
+        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+    },
+    /// Send a command to an entity: `cella call counter/alice add 5`.
+    Call {
+        /// TYPE/KEY of the entity.
+        entity: String,
+        /// Command name.
+        command: String,
+        /// JSON payload (default: null).
+        payload: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show an entity's state (and with --journal, its journal).
+    Inspect {
+        /// TYPE/KEY of the entity.
+        entity: String,
+        /// Show the journal instead of the state.
+        #[arg(long)]
+        journal: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List deployed entity types.
+    Modules {
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Inspect the cluster a node belongs to, add and remove nodes.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterAction {
+    /// Add a node (started with `cella serve --node-id ID --listen ADDR --join ...`) to the
+    /// cluster; partitions then move replicas to it and leaders spread over it.
+    AddNode {
+        /// The new node's id.
+        id: u64,
+        /// The address the other nodes reach it at (HOST:PORT, its --listen).
+        addr: String,
+        #[command(flatten)]
+        server: ServerArg,
+        /// Admin token, when the node requires one.
+        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+    },
+    /// Remove a node from the cluster; partitions move their replicas off it. Stop the node
+    /// once `cella cluster status` shows it in no group.
+    RemoveNode {
+        /// The node's id.
+        id: u64,
+        #[command(flatten)]
+        server: ServerArg,
+        /// Admin token, when the node requires one.
+        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+    },
+    /// Nodes, partitions, leaders, terms and applied indexes, as one node sees them.
+    Status {
+        #[command(flatten)]
+        server: ServerArg,
+        /// Print the JSON of `GET /v1/cluster` instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What is logged when `CELLA_LOG` is not set: warnings, except openraft's failed heartbeats,
+/// one per group and heartbeat (ten a second per group) while a peer is down; the replication
+/// errors, which back off, still say so.
+const DEFAULT_LOG: &str = "warn,openraft::core::heartbeat=error";
+
+/// The whole `cella` program: logging to stderr (`CELLA_LOG`), argument parsing, exit code.
+pub fn entry() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CELLA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", report(&e));
+            match e.downcast_ref::<ExitWith>() {
+                Some(exit) => std::process::ExitCode::from(exit.code),
+                None => std::process::ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+/// An error as `cella` prints it: `error: ` and the messages of its chain joined by `: ` (as
+/// anyhow's `{:#}`), then the `hint:` lines any of them ends with, so that a hint follows the
+/// cause it is about rather than coming between a message and its cause.
+fn report(error: &anyhow::Error) -> String {
+    let mut text = String::from("error: ");
+    let mut hints = Vec::new();
+    for (i, cause) in error.chain().enumerate() {
+        let message = cause.to_string();
+        let (message, hint) = match message.split_once("\nhint: ") {
+            Some((message, hint)) => (message.to_string(), Some(hint.to_string())),
+            None => (message, None),
+        };
+        if i > 0 {
+            text.push_str(": ");
+        }
+        text.push_str(&message);
+        hints.extend(hint);
+    }
+    for hint in hints {
+        text.push_str("\nhint: ");
+        text.push_str(&hint);
+    }
+    text
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::New {
+            name,
+            kind,
+            path,
+            lang,
+        } => project::new(&name, kind, path, lang),
+        Command::Build { path } => project::build(&path).await,
+        Command::Dev { path, listen, name } => project::dev(path, listen, name).await,
+        Command::Deploy {
+            file,
+            name,
+            check,
+            server,
+            admin_token,
+        } => admin::deploy(&server.server, &file, &name, check, admin_token.as_deref()).await,
+        Command::Rollback {
+            entity_type,
+            to,
+            server,
+            admin_token,
+        } => admin::rollback(&server.server, &entity_type, to, admin_token.as_deref()).await,
+        Command::Call {
+            entity,
+            command,
+            payload,
+            server,
+        } => admin::call(&server.server, &entity, &command, payload).await,
+        Command::Inspect {
+            entity,
+            journal,
+            server,
+        } => admin::inspect(&server.server, &entity, journal).await,
+        Command::Modules { server } => admin::modules(&server.server).await,
+        Command::Cluster { action } => match action {
+            ClusterAction::AddNode {
+                id,
+                addr,
+                server,
+                admin_token,
+            } => admin::add_node(&server.server, id, &addr, admin_token.as_deref()).await,
+            ClusterAction::RemoveNode {
+                id,
+                server,
+                admin_token,
+            } => admin::remove_node(&server.server, id, admin_token.as_deref()).await,
+            ClusterAction::Status { server, json } => {
+                admin::cluster_status(&server.server, json).await
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_follow_the_whole_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(io).context("cannot read x.wasm\nhint: build it first");
+        assert_eq!(
+            report(&error),
+            "error: cannot read x.wasm: no such file\nhint: build it first"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(report(&plain), format!("error: {plain:#}"));
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

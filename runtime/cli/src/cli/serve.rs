@@ -1,0 +1,239 @@
+//! `cella serve`: the node's options from its flags, the cluster settings (a cluster of one,
+//! `--initial-cluster` to form a cluster, `--join` to join one), and the running node, with the
+//! components of `--deploy` uploaded once it listens.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use hyper::Method;
+
+use cella_node::{Node, NodeOptions, node::ClusterSettings};
+
+use crate::client::{self, encode_segment};
+
+// No doc comment on the struct: clap would take it as the command's about, which the `Serve`
+// variant's doc comment gives.
+#[derive(clap::Args, Debug)]
+pub(super) struct ServeArgs {
+    /// Directory for the journal, snapshots and modules.
+    #[arg(long, default_value = "./.cella")]
+    data_dir: PathBuf,
+    /// Address to serve HTTP on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Require `Authorization: Bearer TOKEN` for module upload, check, delete and rollback.
+    #[arg(long, env = "CELLA_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Deploy a component at start, as TYPE=FILE (repeatable).
+    #[arg(long = "deploy", value_name = "TYPE=FILE")]
+    deploy: Vec<String>,
+    /// Per-call guest deadline in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    deadline_ms: u64,
+    /// Memory limit per guest instance, in MiB.
+    #[arg(long, default_value_t = 64)]
+    memory_limit_mb: usize,
+    /// Entities kept in memory.
+    #[arg(long, default_value_t = 100_000)]
+    cache_capacity: usize,
+    /// Snapshot event-sourced entities every this many events.
+    #[arg(long, default_value_t = 100)]
+    snapshot_every: u64,
+    /// This node's id in a cluster (with --initial-cluster or --join).
+    #[arg(long, value_name = "N")]
+    node_id: Option<u64>,
+    /// Form a cluster: ID=HOST:PORT,... for every initial member, this node included; the
+    /// lowest id initializes it. Journals are then replicated with Raft.
+    #[arg(long, value_name = "ID=ADDR,...", requires = "node_id")]
+    initial_cluster: Option<String>,
+    /// Join an existing cluster through one of its nodes (HOST:PORT): the node learns the
+    /// placement from it and waits to be added with `cella cluster add-node`.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        requires = "node_id",
+        conflicts_with = "initial_cluster"
+    )]
+    join: Option<String>,
+    /// A partition snapshots its state and purges its raft log every this many entries.
+    #[arg(long, value_name = "ENTRIES", default_value_t = cella_cluster::cluster::DEFAULT_SNAPSHOT_EVERY)]
+    raft_snapshot_every: u64,
+    /// Raft groups the entity space is split into (fixed when the cluster is created).
+    #[arg(long, default_value_t = 8)]
+    partitions: u32,
+    /// Replicas per partition.
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
+}
+
+/// Runs a node until SIGINT or SIGTERM, then lets in-flight requests finish.
+pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs {
+        data_dir,
+        listen,
+        admin_token,
+        deploy,
+        deadline_ms,
+        memory_limit_mb,
+        cache_capacity,
+        snapshot_every,
+        node_id,
+        initial_cluster,
+        join,
+        raft_snapshot_every,
+        partitions,
+        replicas,
+    } = args;
+    let mut options = NodeOptions::new(data_dir, listen);
+    let mut single = ClusterSettings::single();
+    single.partitions = partitions;
+    single.raft_snapshot_every = raft_snapshot_every.max(1);
+    options.cluster = Some(single);
+    if let Some(node_id) = node_id {
+        let mut settings = ClusterSettings {
+            node_id,
+            initial: BTreeMap::from([(node_id, listen.to_string())]),
+            join: false,
+            partitions,
+            replicas: replicas.max(1),
+            raft_snapshot_every: raft_snapshot_every.max(1),
+        };
+        match (initial_cluster, join) {
+            (Some(initial), _) => settings.initial = parse_initial_cluster(&initial)?,
+            (None, Some(peer)) => {
+                settings.join = true;
+                (settings.partitions, settings.replicas) = cluster_placement(&peer).await?;
+            }
+            (None, None) => bail!(
+                "--node-id needs --initial-cluster (to form a cluster) or --join (to join \
+                 one)\nhint: cella serve --node-id 1 --listen 127.0.0.1:7001 \
+                 --initial-cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
+            ),
+        }
+        options.cluster = Some(settings);
+    }
+    options.admin_token = admin_token;
+    options.host.deadline = Duration::from_millis(deadline_ms);
+    options.host.memory_limit = memory_limit_mb << 20;
+    options.entities.deadline = options.host.deadline;
+    options.entities.cache_capacity = cache_capacity.max(1);
+    options.entities.snapshot_every = snapshot_every.max(1);
+    serve(options, deploy).await
+}
+
+/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.
+fn parse_initial_cluster(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
+    let mut members = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((id, addr)) = part.split_once('=') else {
+            bail!(
+                "--initial-cluster: `{part}` is not ID=HOST:PORT\nhint: e.g. \
+                 --initial-cluster 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003"
+            );
+        };
+        let id: u64 = id
+            .trim()
+            .parse()
+            .with_context(|| format!("--initial-cluster: `{id}` is not a node id (a number)"))?;
+        let addr = addr.trim();
+        addr.parse::<SocketAddr>().with_context(|| {
+            format!("--initial-cluster: `{addr}` (node {id}) is not HOST:PORT with an IP address")
+        })?;
+        if members.insert(id, addr.to_string()).is_some() {
+            bail!("--initial-cluster: node {id} is listed twice");
+        }
+    }
+    if members.is_empty() {
+        bail!("--initial-cluster lists no node");
+    }
+    Ok(members)
+}
+
+/// The partitions and replicas of the cluster `peer` (HOST:PORT) belongs to.
+async fn cluster_placement(peer: &str) -> anyhow::Result<(u32, usize)> {
+    let url = format!("http://{peer}");
+    let reply = client::send(&url, Method::GET, "/v1/cluster", Vec::new(), None).await?;
+    if reply.status != 200 {
+        bail!(
+            "--join {peer}: the node answered {} to GET /v1/cluster: {}\nhint: --join takes the \
+             HOST:PORT of a member of the cluster",
+            reply.status,
+            reply.body.trim()
+        );
+    }
+    let status: serde_json::Value = serde_json::from_str(&reply.body)
+        .with_context(|| format!("--join {peer}: the cluster status is not JSON"))?;
+    match (status["partitions"].as_u64(), status["replicas"].as_u64()) {
+        (Some(p), Some(r)) => Ok((u32::try_from(p)?, usize::try_from(r)?)),
+        _ => bail!("--join {peer}: the cluster status names no partitions or replicas"),
+    }
+}
+
+/// Starts the node, deploys the `--deploy` components through its own API and serves until a
+/// signal.
+async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> {
+    let data_dir = options.data_dir.clone();
+    let token = options.admin_token.clone();
+    let handle = Node::start(options).await?;
+    let base = format!("http://{}", handle.addr);
+    println!("cella listening on {base} (data in {})", data_dir.display());
+    for spec in deploy {
+        let Some((ty, file)) = spec.split_once('=') else {
+            bail!("--deploy `{spec}` must be TYPE=FILE");
+        };
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+        // Through the node's own API, so that in a cluster the change goes to the metadata
+        // group's leader (and waits for one) like any upload.
+        let path = format!("/v1/modules/{}", encode_segment(ty));
+        let reply = client::send(&base, Method::PUT, &path, bytes, token.as_deref()).await?;
+        if reply.status != 200 && reply.status != 201 {
+            bail!(
+                "deploying {file} as `{ty}` failed ({}): {}",
+                reply.status,
+                reply.body.trim()
+            );
+        }
+        let meta: serde_json::Value = serde_json::from_str(&reply.body)
+            .with_context(|| format!("deploying {file} as `{ty}`: the answer is not JSON"))?;
+        let commands: Vec<&str> = meta["commands"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str())
+            .collect();
+        println!(
+            "deployed {ty} v{} ({}, commands: {})",
+            meta["version"],
+            meta["kind"].as_str().unwrap_or("?"),
+            commands.join(", ")
+        );
+    }
+    cella_node::node::wait_for_signal().await;
+    eprintln!("shutting down: finishing in-flight requests");
+    handle.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_cluster() {
+        let members = parse_initial_cluster("1=127.0.0.1:7001, 2=127.0.0.1:7002,").unwrap();
+        assert_eq!(
+            members,
+            BTreeMap::from([
+                (1, "127.0.0.1:7001".to_string()),
+                (2, "127.0.0.1:7002".to_string())
+            ])
+        );
+        let error = |text| format!("{:#}", parse_initial_cluster(text).unwrap_err());
+        assert!(error("1").contains("is not ID=HOST:PORT"));
+        // The cause stays in the chain.
+        assert!(error("x=127.0.0.1:1").contains("not a node id (a number): invalid digit"));
+        assert!(error("1=localhost:1").contains("with an IP address: invalid socket address"));
+        assert!(error("1=127.0.0.1:1,1=127.0.0.1:2").contains("listed twice"));
+        assert!(error("").contains("lists no node"));
+    }
+}
