@@ -172,10 +172,7 @@ impl Host {
         let bytes = wasm.to_vec();
         let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
             .await
-            .map_err(|e| Error::System {
-                what: "the compilation task failed",
-                source: Box::new(e),
-            })?
+            .map_err(|e| Error::Internal(format!("compilation task failed: {e}")))?
             .map_err(|e| {
                 Error::InvalidComponent(format!("not a valid WebAssembly component: {e:#}"))
             })?;
@@ -375,10 +372,7 @@ impl EpochTicker {
                     engine.increment_epoch();
                 }
             })
-            .map_err(|e| Error::System {
-                what: "cannot start the epoch thread",
-                source: Box::new(e),
-            })?;
+            .map_err(|e| Error::Internal(format!("cannot start the epoch thread: {e}")))?;
         Ok(EpochTicker {
             stop,
             thread: Some(thread),

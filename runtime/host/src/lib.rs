@@ -44,13 +44,6 @@ pub enum Error {
     /// The host failed (engine setup, instance pool, serialization).
     #[error("host error: {0}")]
     Internal(String),
-    /// The host could not use the operating system (a thread, a blocking task).
-    #[error("host error: {what}: {source}")]
-    System {
-        what: &'static str,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
 }
 
 #[cfg(test)]
