@@ -1,0 +1,95 @@
+//! Activation: an entity's state loaded from its snapshot and journal and folded by the active
+//! module version, and the check, per command, that the cached state is still the one the
+//! active version and the current lease would load.
+
+use std::sync::atomic::Ordering;
+
+use cella_core::{EntityId, EntityKind, Lease};
+
+use super::Entities;
+use crate::{
+    error::{Error, Result},
+    registry::Active,
+    replay::{self, FoldError},
+};
+
+/// The state of one activated entity.
+pub(super) struct Loaded {
+    pub(super) state: Option<Vec<u8>>,
+    /// Sequence number of the last journal entry applied to `state`.
+    pub(super) seq: u64,
+    /// Events since the last snapshot (event-sourced).
+    pub(super) events_since_snapshot: u64,
+    /// The module version that folded `state`.
+    module_version: u32,
+    /// The lease the entity was activated under (`None` on a single node).
+    pub(super) lease: Option<Lease>,
+}
+
+impl Entities {
+    /// Activates an entity from its snapshot and journal. A snapshot written by another module
+    /// version is ignored for event-sourced entities: their whole journal is replayed through
+    /// the active version's `apply`.
+    async fn activate(
+        &self,
+        id: &EntityId,
+        active: &Active,
+        lease: Option<Lease>,
+    ) -> Result<Loaded> {
+        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        if let Some(lease) = lease {
+            self.journal.ready(id, lease).await?;
+        }
+        let mut load = self.journal.load(id)?;
+        let seq = load.last_seq();
+        let event_sourced = active.kind() == EntityKind::EventSourced;
+        if event_sourced
+            && load
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.module_version != active.version)
+        {
+            load.snapshot = None;
+            load.entries = self.journal.read_journal(id, 0, usize::MAX)?;
+        }
+        let snapshot_state = load.snapshot.map(|s| s.state);
+        let (state, applied) = replay::fold(&active.module, snapshot_state, &load.entries)
+            .await
+            .map_err(|e| match e {
+                FoldError::Mismatch(m) => Error::Storage(format!("{id}: {m}")),
+                FoldError::Guest(g) => self.map_host_error(g),
+            })?;
+        self.metrics
+            .events_replayed
+            .fetch_add(applied, Ordering::Relaxed);
+        Ok(Loaded {
+            state,
+            seq,
+            events_since_snapshot: if event_sourced { applied } else { 0 },
+            module_version: active.version,
+            lease,
+        })
+    }
+
+    /// Makes sure the slot holds the entity as the active module sees it: activates it when it
+    /// is not cached, and re-activates an event-sourced entity folded by another version.
+    pub(super) async fn ensure_loaded(
+        &self,
+        id: &EntityId,
+        active: &Active,
+        loaded: &mut Option<Loaded>,
+    ) -> Result<()> {
+        let lease = self.lease(id)?;
+        let stale = loaded.as_ref().is_some_and(|l| {
+            (l.module_version != active.version && active.kind() == EntityKind::EventSourced)
+                || l.lease != lease
+        });
+        if loaded.is_none() || stale {
+            *loaded = None;
+            *loaded = Some(self.activate(id, active, lease).await?);
+        } else {
+            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,146 @@
+//! Entity execution: the per-entity sequencing, the in-memory cache of hot entity states, and
+//! the command path `state + command → guest → journal append → durable reply`.
+//!
+//! *Architecture invariants.* Commands to one entity run one at a time, in arrival order (a
+//! FIFO async mutex per entity); different entities run concurrently. The host owns state: a
+//! fresh guest instance is taken for every command and dropped after it, so no guest memory ever
+//! carries one entity's state into another's. A command's change is applied to the cached state
+//! as soon as it is handed to the journal, so that the next command of the same entity can run
+//! while the first one's commit is in flight (pipelining); no reply — including replies of
+//! read-only commands and rejections — leaves before every change it observed is durable.
+//! If an append fails, the entity is dropped from the cache and re-activated from disk.
+//!
+//! *In a cluster* an entity runs only on the leader of its partition: the journal hands out a
+//! lease (the partition's leadership) that is recorded when the entity is activated; a command
+//! finding another lease (leadership lost, or lost and regained) re-activates the entity once
+//! the node has applied everything committed before its leadership, and appends commit only
+//! under the lease they were computed under. An answer that changed nothing (a read, a
+//! rejection) is given only after the node confirms it still holds the lease (its raft leader
+//! lease, else a heartbeat round), so reads are linearizable. A command for an entity this node does not own
+//! fails with [`Error::NotLeader`] naming the owner, which the HTTP layer forwards to; a
+//! `forward` effect to such an entity goes through the [`Forwarder`].
+//!
+//! This file holds the [`Entities`] handle, its options and what its parts share; the parts:
+//! - `cache` — the per-entity slots (FIFO lock, durable sequence) and their eviction;
+//! - `activation` — loading an entity's state from snapshot and journal;
+//! - `command` — running a command and turning its outcome into journal writes;
+//! - `forward` — `forward` effects, here or through the [`Forwarder`];
+//! - `read` — answers that change nothing: settling them, `inspect` and `journal`.
+
+mod activation;
+mod cache;
+mod command;
+mod forward;
+mod read;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, atomic::AtomicU64},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use cella_core::{EntityId, Journal, Lease};
+
+use self::cache::Slot;
+pub use self::{forward::Forwarder, read::Inspection};
+use crate::{
+    error::{Error, Result},
+    metrics::Metrics,
+    registry::Registry,
+};
+
+/// Tunables of the entity layer.
+#[derive(Clone, Debug)]
+pub struct EntityOptions {
+    /// Entities kept in memory before the least recently used idle ones are evicted.
+    pub cache_capacity: usize,
+    /// Event-sourced entities: snapshot every this many events (unless the module says otherwise).
+    pub snapshot_every: u64,
+    /// Value entities: journal entries kept per entity; older writes are compacted away.
+    pub value_journal_keep: u64,
+    /// The guest deadline, reported in `deadline_exceeded` errors.
+    pub deadline: Duration,
+    /// How many times a command may be forwarded before it fails.
+    pub max_forward_depth: u32,
+}
+
+impl Default for EntityOptions {
+    fn default() -> Self {
+        Self {
+            cache_capacity: 100_000,
+            snapshot_every: 100,
+            value_journal_keep: 16,
+            deadline: Duration::from_secs(1),
+            max_forward_depth: 8,
+        }
+    }
+}
+
+/// Executes commands against entities.
+pub struct Entities {
+    journal: Arc<dyn Journal>,
+    registry: Arc<Registry>,
+    metrics: Arc<Metrics>,
+    options: EntityOptions,
+    cache: Mutex<HashMap<EntityId, Arc<Slot>>>,
+    clock: AtomicU64,
+    commands: AtomicU64,
+    boot_ms: u64,
+    forwarder: Option<Arc<dyn Forwarder>>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Entities {
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
+        options: EntityOptions,
+    ) -> Self {
+        Self {
+            journal,
+            registry,
+            metrics,
+            options,
+            cache: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
+            boot_ms: now_ms(),
+            forwarder: None,
+        }
+    }
+
+    /// Sends `forward` effects for entities owned by other nodes through `forwarder`.
+    pub fn with_forwarder(mut self, forwarder: Arc<dyn Forwarder>) -> Self {
+        self.forwarder = Some(forwarder);
+        self
+    }
+
+    /// Ok when this node may run `id` now, else [`Error::NotLeader`] naming the owner.
+    pub fn owner(&self, id: &EntityId) -> Result<()> {
+        self.lease(id).map(drop)
+    }
+
+    /// The lease under which this node may run `id` now, or [`Error::NotLeader`].
+    fn lease(&self, id: &EntityId) -> Result<Option<Lease>> {
+        self.journal.lease(id).map_err(|owner| Error::NotLeader {
+            leader: owner.leader,
+        })
+    }
+
+    fn map_host_error(&self, e: cella_host::Error) -> Error {
+        match e {
+            cella_host::Error::DeadlineExceeded => {
+                Error::DeadlineExceeded(self.options.deadline.as_millis() as u64)
+            }
+            cella_host::Error::Trap(m) | cella_host::Error::Guest(m) => Error::EntityFailed(m),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
