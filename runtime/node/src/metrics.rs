@@ -1,10 +1,34 @@
-//! Node metrics: counters and a latency histogram kept in atomics, rendered in the Prometheus
-//! text exposition format together with the store's and the host's statistics.
+//! Node metrics, exposed with `prometheus-client`: the node's own counters and its command
+//! latency histogram live in a [`Registry`] built once, and every scrape adds the store's and
+//! the host's statistics (copied at that moment) and encodes both with the crate's text encoder.
+//!
+//! The output is OpenMetrics text: a counter's `# HELP`/`# TYPE` lines name its family
+//! (`cella_commands`), its samples carry the `_total` suffix (`cella_commands_total`), and the
+//! exposition ends with `# EOF` (a comment to a parser of the classic Prometheus text format).
+//! Metric names, label names and histogram buckets are those of the node's earlier encoder.
+//!
+//! Counting is cheap: every counter is created once (the outcome label sets included), so
+//! recording a command is three relaxed atomic adds (its outcome, its latency bucket, the
+//! latency sum) — no lock, no label lookup, no allocation. (prometheus-client's own `Histogram` takes a write lock per
+//! observation, so the latency histogram is a small type of our own kept in atomics.)
 
 use std::{
-    fmt::Write as _,
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     time::Duration,
+};
+
+use prometheus_client::{
+    encoding::{EncodeMetric, MetricEncoder, NoLabelSet, text},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        gauge::ConstGauge,
+    },
+    registry::{Metric, Registry},
 };
 
 /// Upper bounds (seconds) of the command latency histogram buckets.
@@ -21,46 +45,125 @@ pub enum Outcome {
     Failed,
 }
 
-/// Counters of one node.
-#[derive(Default)]
+/// Metrics of one node.
+#[derive(Debug)]
 pub struct Metrics {
-    commands_ok: AtomicU64,
-    commands_rejected: AtomicU64,
-    commands_failed: AtomicU64,
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
-    pub cache_hits: AtomicU64,
-    pub cache_misses: AtomicU64,
-    pub cache_evictions: AtomicU64,
-    pub events_replayed: AtomicU64,
-    forwarded: AtomicU64,
+    /// The metrics below, registered once; a scrape encodes it.
+    registry: Registry,
+    commands: ByOutcome,
+    latency: LatencyHistogram,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    cache_evictions: Counter,
+    events_replayed: Counter,
+    forwarded: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let commands = ByOutcome::default();
+        let latency = LatencyHistogram::default();
+        let [
+            cache_hits,
+            cache_misses,
+            cache_evictions,
+            events_replayed,
+            forwarded,
+        ] = std::array::from_fn(|_| Counter::default());
+        let mut registry = Registry::default();
+        register(
+            &mut registry,
+            "cella_commands_total",
+            "Commands handled, by outcome.",
+            commands.clone(),
+        );
+        register(
+            &mut registry,
+            "cella_command_duration_seconds",
+            "Command latency, request to durable reply.",
+            latency.clone(),
+        );
+        for (name, help, counter) in [
+            (
+                "cella_cache_hits_total",
+                "Commands that found their entity in memory.",
+                &cache_hits,
+            ),
+            (
+                "cella_cache_misses_total",
+                "Entity activations from snapshot and journal.",
+                &cache_misses,
+            ),
+            (
+                "cella_cache_evictions_total",
+                "Entities evicted from memory.",
+                &cache_evictions,
+            ),
+            (
+                "cella_events_replayed_total",
+                "Events folded while activating entities.",
+                &events_replayed,
+            ),
+            (
+                "cella_requests_forwarded_total",
+                "Entity requests forwarded to the node leading the entity's partition.",
+                &forwarded,
+            ),
+        ] {
+            register(&mut registry, name, help, counter.clone());
+        }
+        Self {
+            registry,
+            commands,
+            latency,
+            cache_hits,
+            cache_misses,
+            cache_evictions,
+            events_replayed,
+            forwarded,
+        }
+    }
 }
 
 impl Metrics {
     /// Records one request forwarded to the node leading its entity's partition.
     pub fn forwarded(&self) {
-        self.forwarded.fetch_add(1, Relaxed);
+        self.forwarded.inc();
     }
 
     /// Records one finished command.
     pub fn command(&self, outcome: Outcome, elapsed: Duration) {
         match outcome {
-            Outcome::Ok => &self.commands_ok,
-            Outcome::Rejected => &self.commands_rejected,
-            Outcome::Failed => &self.commands_failed,
+            Outcome::Ok => &self.commands.ok,
+            Outcome::Rejected => &self.commands.rejected,
+            Outcome::Failed => &self.commands.failed,
         }
-        .fetch_add(1, Relaxed);
-        let secs = elapsed.as_secs_f64();
-        if let Some(i) = LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
-            self.latency_buckets[i].fetch_add(1, Relaxed);
-        }
-        self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_us
-            .fetch_add(elapsed.as_micros() as u64, Relaxed);
+        .inc();
+        self.latency.observe(elapsed);
     }
 
-    /// Renders the node's metrics in Prometheus text format.
+    /// Records a command that found its entity in memory.
+    pub fn cache_hit(&self) {
+        self.cache_hits.inc();
+    }
+
+    /// Records an entity activation from snapshot and journal.
+    pub fn cache_miss(&self) {
+        self.cache_misses.inc();
+    }
+
+    /// Records an entity evicted from memory.
+    pub fn cache_eviction(&self) {
+        self.cache_evictions.inc();
+    }
+
+    /// Records `n` events folded while activating an entity.
+    pub fn events_replayed(&self, n: u64) {
+        self.events_replayed.inc_by(n);
+    }
+
+    /// Renders the node's metrics, with the given statistics of its store and host, as
+    /// OpenMetrics text.
     pub fn render(
         &self,
         store: &cella_store::StoreStats,
@@ -68,188 +171,333 @@ impl Metrics {
         cached_entities: usize,
         modules: usize,
     ) -> String {
+        let scrape = scrape_registry(store, host, cached_entities, modules);
         let mut out = String::new();
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
-        };
-        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
-        let _ = writeln!(
-            out,
-            "# HELP cella_commands_total Commands handled, by outcome.\n# TYPE cella_commands_total counter"
-        );
-        for (label, c) in [
-            ("ok", &self.commands_ok),
-            ("rejected", &self.commands_rejected),
-            ("failed", &self.commands_failed),
-        ] {
-            let _ = writeln!(
-                out,
-                "cella_commands_total{{outcome=\"{label}\"}} {}",
-                c.load(Relaxed)
-            );
+        // Writing to a `String` cannot fail, and no metric here has a value its encoder refuses.
+        let encoded = text::encode_registry(&mut out, &self.registry)
+            .and_then(|()| text::encode(&mut out, &scrape));
+        if encoded.is_err() {
+            tracing::error!("encoding the metrics failed");
         }
-        let _ = writeln!(
-            out,
-            "# HELP cella_command_duration_seconds Command latency, request to durable reply.\n# TYPE cella_command_duration_seconds histogram"
-        );
-        let mut cumulative = 0;
-        for (bound, c) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            cumulative += c.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "cella_command_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(
-            out,
-            "cella_command_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "cella_command_duration_seconds_sum {}\ncella_command_duration_seconds_count {count}",
-            self.latency_sum_us.load(Relaxed) as f64 / 1e6
-        );
-        counter(
-            &mut out,
-            "cella_cache_hits_total",
-            "Commands that found their entity in memory.",
-            self.cache_hits.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "cella_cache_misses_total",
-            "Entity activations from snapshot and journal.",
-            self.cache_misses.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "cella_cache_evictions_total",
-            "Entities evicted from memory.",
-            self.cache_evictions.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "cella_events_replayed_total",
-            "Events folded while activating entities.",
-            self.events_replayed.load(Relaxed),
-        );
-        counter(
-            &mut out,
-            "cella_requests_forwarded_total",
-            "Entity requests forwarded to the node leading the entity's partition.",
-            self.forwarded.load(Relaxed),
-        );
-        gauge(
-            &mut out,
-            "cella_cached_entities",
-            "Entities held in memory.",
-            cached_entities as u64,
-        );
-        gauge(
-            &mut out,
-            "cella_modules",
-            "Deployed entity types.",
-            modules as u64,
-        );
-        counter(
-            &mut out,
+        out
+    }
+}
+
+/// The statistics copied at a scrape, as constant metrics.
+fn scrape_registry(
+    store: &cella_store::StoreStats,
+    host: &cella_host::HostStats,
+    cached_entities: usize,
+    modules: usize,
+) -> Registry {
+    let mut registry = Registry::default();
+    let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
+    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    register(
+        &mut registry,
+        "cella_cached_entities",
+        "Entities held in memory.",
+        gauge(count(cached_entities)),
+    );
+    register(
+        &mut registry,
+        "cella_modules",
+        "Deployed entity types.",
+        gauge(count(modules)),
+    );
+    for (name, help, v) in [
+        (
             "cella_commits_total",
             "Durable journal commits (one fsync each).",
             store.commits,
-        );
-        counter(
-            &mut out,
+        ),
+        (
             "cella_failed_commits_total",
             "Journal commits that failed.",
             store.failed_commits,
-        );
-        counter(
-            &mut out,
+        ),
+        (
             "cella_appends_total",
             "Append requests made durable.",
             store.append_requests,
-        );
-        counter(
-            &mut out,
+        ),
+        (
             "cella_journal_writes_total",
             "Journal writes made durable.",
             store.appended_writes,
-        );
-        counter(
-            &mut out,
+        ),
+        (
             "cella_deferred_flushes_total",
             "Commits that wrote deferred state-machine writes.",
             store.deferred_flushes,
-        );
-        counter(
-            &mut out,
+        ),
+        (
             "cella_deferred_writes_total",
             "Deferred state-machine writes written.",
             store.deferred_writes,
-        );
-        counter(
-            &mut out,
+        ),
+        (
             "cella_commit_seconds_total",
             "Time spent committing.",
             store.commit_micros / 1_000_000,
-        );
-        let _ = writeln!(
-            out,
-            "# HELP cella_commit_batch_size Append requests per commit.\n# TYPE cella_commit_batch_size histogram"
-        );
-        let cumulative = store.cumulative();
-        for (bound, c) in cella_store::BATCH_SIZE_BUCKETS
-            .iter()
-            .zip(cumulative.iter())
-        {
-            let _ = writeln!(out, "cella_commit_batch_size_bucket{{le=\"{bound}\"}} {c}");
-        }
-        let _ = writeln!(
-            out,
-            "cella_commit_batch_size_bucket{{le=\"+Inf\"}} {}",
-            store.commits
-        );
-        let _ = writeln!(
-            out,
-            "cella_commit_batch_size_sum {}\ncella_commit_batch_size_count {}",
-            store.batch_size_sum, store.commits
-        );
-        counter(
-            &mut out,
-            "cella_instances_created_total",
-            "Guest instances created.",
-            host.instances_created,
-        );
-        gauge(
-            &mut out,
-            "cella_instances_live",
-            "Guest instances alive now.",
-            host.instances_live,
-        );
-        counter(
-            &mut out,
-            "cella_guest_calls_total",
-            "Guest calls.",
-            host.calls,
-        );
-        counter(
-            &mut out,
+        ),
+    ] {
+        register(&mut registry, name, help, ConstCounter::new(v));
+    }
+    register(
+        &mut registry,
+        "cella_commit_batch_size",
+        "Append requests per commit.",
+        HistogramSnapshot::of_batch_sizes(store),
+    );
+    register(
+        &mut registry,
+        "cella_instances_created_total",
+        "Guest instances created.",
+        ConstCounter::new(host.instances_created),
+    );
+    register(
+        &mut registry,
+        "cella_instances_live",
+        "Guest instances alive now.",
+        gauge(host.instances_live),
+    );
+    for (name, help, v) in [
+        ("cella_guest_calls_total", "Guest calls.", host.calls),
+        (
             "cella_guest_traps_total",
             "Guest calls that trapped.",
             host.traps,
-        );
-        counter(
-            &mut out,
+        ),
+        (
             "cella_guest_deadlines_total",
             "Guest calls stopped at their deadline.",
             host.deadline_hits,
-        );
-        out
+        ),
+    ] {
+        register(&mut registry, name, help, ConstCounter::new(v));
+    }
+    registry
+}
+
+/// Registers `metric` under its exposed `name` and `help`. prometheus-client appends a
+/// counter's `_total` to its samples and a period to every help text, so both are taken off
+/// here: the names and texts above read as they appear in the output.
+fn register(registry: &mut Registry, name: &str, help: &str, metric: impl Metric) {
+    let name = match metric.metric_type() {
+        MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    registry.register(name, help.strip_suffix('.').unwrap_or(help), metric);
+}
+
+/// Commands by outcome: a counter per outcome, created once, encoded in a fixed order.
+#[derive(Clone, Debug, Default)]
+struct ByOutcome {
+    ok: Counter,
+    rejected: Counter,
+    failed: Counter,
+}
+
+impl EncodeMetric for ByOutcome {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for (outcome, counter) in [
+            ("ok", &self.ok),
+            ("rejected", &self.rejected),
+            ("failed", &self.failed),
+        ] {
+            counter.encode(encoder.encode_family(&[("outcome", outcome)])?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// The command latency histogram, in atomics: one counter per bucket of [`LATENCY_BUCKETS`]
+/// and one past the last (`+Inf`), each counting only its own observations; the count is
+/// their sum, so it always equals the `+Inf` bucket. The sum is kept in microseconds.
+#[derive(Clone, Debug, Default)]
+struct LatencyHistogram(Arc<LatencyCounts>);
+
+#[derive(Debug, Default)]
+struct LatencyCounts {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+}
+
+impl LatencyHistogram {
+    fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.0.buckets[i].fetch_add(1, Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.0.sum_micros.fetch_add(micros, Relaxed);
+    }
+
+    fn snapshot(&self) -> HistogramSnapshot {
+        let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+            .iter()
+            .chain([&f64::MAX])
+            .zip(&self.0.buckets)
+            .map(|(bound, n)| (*bound, n.load(Relaxed)))
+            .collect();
+        HistogramSnapshot {
+            count: buckets.iter().map(|(_, n)| n).sum(),
+            sum: self.0.sum_micros.load(Relaxed) as f64 / 1e6,
+            buckets,
+        }
+    }
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, encoder: MetricEncoder) -> fmt::Result {
+        self.snapshot().encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// A histogram's values at one moment, as prometheus-client's encoder takes them: per bucket
+/// its upper bound and its own (non-cumulative) count, the last bound `f64::MAX` for `+Inf`.
+#[derive(Debug)]
+struct HistogramSnapshot {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl HistogramSnapshot {
+    /// The store's batch-size histogram: append requests per commit.
+    fn of_batch_sizes(store: &cella_store::StoreStats) -> Self {
+        let bounds = cella_store::BATCH_SIZE_BUCKETS.iter().map(|b| *b as f64);
+        Self {
+            sum: store.batch_size_sum as f64,
+            count: store.commits,
+            buckets: bounds.chain([f64::MAX]).zip(store.batch_sizes).collect(),
+        }
+    }
+}
+
+impl EncodeMetric for HistogramSnapshot {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> String {
+        let m = Metrics::default();
+        m.command(Outcome::Ok, Duration::from_micros(300));
+        m.command(Outcome::Ok, Duration::from_millis(3));
+        m.command(Outcome::Rejected, Duration::from_secs(2));
+        m.cache_hit();
+        m.cache_miss();
+        m.cache_eviction();
+        m.events_replayed(7);
+        m.forwarded();
+        let mut store = cella_store::StoreStats {
+            commits: 3,
+            append_requests: 6,
+            appended_writes: 9,
+            batch_size_sum: 6,
+            commit_micros: 2_500_000,
+            ..Default::default()
+        };
+        store.batch_sizes[0] = 1;
+        store.batch_sizes[2] = 2;
+        let host = cella_host::HostStats {
+            instances_created: 4,
+            instances_live: 1,
+            calls: 5,
+            traps: 0,
+            deadline_hits: 0,
+        };
+        m.render(&store, &host, 2, 1)
+    }
+
+    #[test]
+    fn renders_every_metric_once() {
+        let out = sample();
+        for family in [
+            "cella_commands counter",
+            "cella_command_duration_seconds histogram",
+            "cella_cache_hits counter",
+            "cella_cache_misses counter",
+            "cella_cache_evictions counter",
+            "cella_events_replayed counter",
+            "cella_requests_forwarded counter",
+            "cella_cached_entities gauge",
+            "cella_modules gauge",
+            "cella_commits counter",
+            "cella_failed_commits counter",
+            "cella_appends counter",
+            "cella_journal_writes counter",
+            "cella_deferred_flushes counter",
+            "cella_deferred_writes counter",
+            "cella_commit_seconds counter",
+            "cella_commit_batch_size histogram",
+            "cella_instances_created counter",
+            "cella_instances_live gauge",
+            "cella_guest_calls counter",
+            "cella_guest_traps counter",
+            "cella_guest_deadlines counter",
+        ] {
+            let line = format!("# TYPE {family}\n");
+            assert_eq!(out.matches(&line).count(), 1, "{line} in:\n{out}");
+        }
+        assert!(out.ends_with("\n# EOF\n"), "{out}");
+    }
+
+    #[test]
+    fn renders_the_values() {
+        let out = sample();
+        for line in [
+            "# HELP cella_commands Commands handled, by outcome.",
+            "cella_commands_total{outcome=\"ok\"} 2",
+            "cella_commands_total{outcome=\"rejected\"} 1",
+            "cella_commands_total{outcome=\"failed\"} 0",
+            "cella_command_duration_seconds_sum 2.0033",
+            "cella_command_duration_seconds_count 3",
+            "cella_command_duration_seconds_bucket{le=\"0.0001\"} 0",
+            "cella_command_duration_seconds_bucket{le=\"0.0005\"} 1",
+            "cella_command_duration_seconds_bucket{le=\"0.004\"} 2",
+            "cella_command_duration_seconds_bucket{le=\"1.024\"} 2",
+            "cella_command_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "cella_cache_hits_total 1",
+            "cella_cache_misses_total 1",
+            "cella_cache_evictions_total 1",
+            "cella_events_replayed_total 7",
+            "cella_requests_forwarded_total 1",
+            "cella_cached_entities 2",
+            "cella_modules 1",
+            "cella_commits_total 3",
+            "cella_commit_seconds_total 2",
+            "cella_commit_batch_size_sum 6.0",
+            "cella_commit_batch_size_count 3",
+            "cella_commit_batch_size_bucket{le=\"1.0\"} 1",
+            "cella_commit_batch_size_bucket{le=\"2.0\"} 1",
+            "cella_commit_batch_size_bucket{le=\"4.0\"} 3",
+            "cella_commit_batch_size_bucket{le=\"256.0\"} 3",
+            "cella_commit_batch_size_bucket{le=\"+Inf\"} 3",
+            "cella_instances_live 1",
+            "cella_guest_calls_total 5",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} in:\n{out}");
+        }
     }
 }

@@ -2,8 +2,6 @@
 //! module version, and the check, per command, that the cached state is still the one the
 //! active version and the current lease would load.
 
-use std::sync::atomic::Ordering;
-
 use cella_core::{EntityId, EntityKind, Lease};
 
 use super::Entities;
@@ -36,7 +34,7 @@ impl Entities {
         active: &Active,
         lease: Option<Lease>,
     ) -> Result<Loaded> {
-        self.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache_miss();
         if let Some(lease) = lease {
             self.journal.ready(id, lease).await?;
         }
@@ -59,9 +57,7 @@ impl Entities {
                 FoldError::Mismatch(m) => Error::Storage(format!("{id}: {m}")),
                 FoldError::Guest(g) => self.map_host_error(g),
             })?;
-        self.metrics
-            .events_replayed
-            .fetch_add(applied, Ordering::Relaxed);
+        self.metrics.events_replayed(applied);
         Ok(Loaded {
             state,
             seq,
@@ -88,7 +84,7 @@ impl Entities {
             *loaded = None;
             *loaded = Some(self.activate(id, active, lease).await?);
         } else {
-            self.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.metrics.cache_hit();
         }
         Ok(())
     }

@@ -63,7 +63,7 @@ impl Entities {
             .map(|(id, _)| id.clone());
         if let Some(id) = victim {
             cache.remove(&id);
-            self.metrics.cache_evictions.fetch_add(1, Ordering::Relaxed);
+            self.metrics.cache_eviction();
         }
     }
 
