@@ -10,7 +10,7 @@
 //! - `PUT  /v1/modules/{type}` (body: a component; `?check=true` shadow-replays it instead of
 //!   deploying), `POST /v1/modules/{type}/rollback` (body `{"version": N}` or empty),
 //!   `GET /v1/modules`, `GET /v1/modules/{type}`, `DELETE /v1/modules/{type}`.
-//! - `GET /healthz`, `GET /metrics` (Prometheus text).
+//! - `GET /healthz`, `GET /metrics` (OpenMetrics text, `prometheus-client`).
 //! - Cluster (a single node is a cluster of one): `GET /v1/cluster` (nodes, partitions,
 //!   leaders, terms, applied indexes), `POST /v1/cluster/nodes` and
 //!   `DELETE /v1/cluster/nodes/{id}` (membership, admin).
@@ -183,7 +183,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         )),
         Endpoint::Metrics => Ok(text_response(
             StatusCode::OK,
-            "text/plain; version=0.0.4",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
             node.render_metrics(),
         )),
         Endpoint::Command => entity::command(node, &params, req).await,
