@@ -5,6 +5,8 @@ mod bench;
 mod build;
 mod ci;
 mod http;
+#[cfg(test)]
+mod layering;
 mod licenses;
 mod tck;
 #[cfg(test)]
