@@ -96,6 +96,31 @@ async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
         .await;
     assert_eq!(journal.json["entries"].as_array().map(Vec::len), Some(1));
 
+    // Routing decides up front: a request another node forwarded runs only where its entity is
+    // led; every other node answers 421 naming that leader, and never forwards it again.
+    let routed = wait_until(Duration::from_secs(10), || async {
+        let mut consistent = true;
+        for k in 0..12 {
+            let path = format!("/v1/entities/counter/k{k}");
+            let mut served = Vec::new();
+            let mut named = Vec::new();
+            for node in &nodes {
+                match forwarded_get(&node.addr(), &path).await {
+                    (200, _) => served.push(node.addr()),
+                    (421, leader) => named.push(leader),
+                    (status, body) => panic!("{path} at {}: {status} {body}", node.url),
+                }
+            }
+            consistent &= served.len() == 1 && named.iter().all(|n| Some(n) == served.first());
+        }
+        consistent
+    })
+    .await;
+    assert!(
+        routed,
+        "forwarded requests were not answered by the leader alone"
+    );
+
     // Concurrent load through nodes 2 and 3 while node 1 (a partition leader) is killed.
     let victim_partitions: Vec<u64> = leaders(&nodes[0])
         .await
@@ -199,4 +224,26 @@ async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
         "node 1 caught up without a snapshot: {}",
         cluster_status(&nodes[0]).await
     );
+}
+
+/// Sends `GET path` to `addr` marked as forwarded by another node; the status and the body.
+async fn forwarded_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nx-cella-forwarded: 1\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_string();
+    (status, body)
 }
