@@ -71,6 +71,9 @@ pub enum Error {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The WebAssembly host failed (not the guest: engine, pool, serialization).
+    #[error("internal error: {0}")]
+    Host(#[source] cella_host::Error),
 }
 
 impl Error {
@@ -121,7 +124,7 @@ impl Error {
             Error::NotLeader { .. } => "not_leader",
             Error::Unavailable(_) | Error::Cluster(_) | Error::Forward { .. } => "unavailable",
             Error::Remote { .. } => "remote",
-            Error::Start { .. } | Error::Internal(_) => "internal",
+            Error::Start { .. } | Error::Host(_) | Error::Internal(_) => "internal",
         }
     }
 

@@ -140,7 +140,7 @@ impl Entities {
                 Error::DeadlineExceeded(self.options.deadline.as_millis() as u64)
             }
             cella_host::Error::Trap(m) | cella_host::Error::Guest(m) => Error::EntityFailed(m),
-            other => Error::Internal(other.to_string()),
+            other => Error::Host(other),
         }
     }
 }
