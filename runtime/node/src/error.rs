@@ -103,6 +103,7 @@ impl Error {
             | Error::Store(_)
             | Error::Journal(_)
             | Error::Start { .. }
+            | Error::Host(_)
             | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
