@@ -1,23 +1,33 @@
-//! `cella dev`: the inner loop. Builds the entity crate, serves it from an embedded node (data
-//! in `<crate>/.cella`), watches `src/` and `Cargo.toml`, and on every save rebuilds and deploys
-//! the new version in place. Each reload prints one line: the version now serving, its digest,
-//! how many entities were replayed into it, and the time from the file change to the new code
-//! serving. A build that fails, a component the node refuses, or a version that cannot take
-//! over the existing entities leaves the previous version serving, and the reason is printed.
+//! `cella dev`: the inner loop, for every guest language. Finds the project's [`Toolchain`]
+//! once, builds the project, serves it from an embedded node (data in `<project>/.cella`),
+//! watches its sources, and on every save rebuilds and deploys the new version in place, so
+//! every entity keeps its state. Each reload prints one line: the version now serving, its
+//! digest, how many entities were replayed into it, and the time from the file change to the
+//! new code serving (with the build's and the deploy's share). A build that fails, a component
+//! the node refuses, or a version that cannot take over the existing entities leaves the
+//! previous version serving, and the reason is printed.
+//!
+//! What is watched is the toolchain's: the project directory's own files and the directories
+//! [`Toolchain::watch_dirs`] names (recursively), filtered by [`Toolchain::is_source`] and
+//! without editors' swap and backup files. Directories made while the loop runs are watched
+//! from the next reload on.
 
 use std::{
+    collections::BTreeSet,
     net::SocketAddr,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, bail};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use cella_node::{Node, NodeHandle, NodeOptions};
 
-use crate::guest_build::{self, BuildError};
+use crate::{
+    error::{Error, Result},
+    toolchain::{self, Toolchain},
+};
 
 /// Quiet time after a change before rebuilding, so that a burst of writes builds once.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -27,50 +37,57 @@ const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
 /// What `cella dev` was asked to do.
 #[derive(Clone, Debug)]
 pub struct DevOptions {
-    /// The entity crate.
+    /// The entity project (a Rust crate, a Python or a JavaScript project).
     pub dir: PathBuf,
     /// Address to serve HTTP on.
     pub listen: SocketAddr,
-    /// Entity type to deploy as (default: the package name).
+    /// Entity type to deploy as (default: the project's name, see
+    /// [`Toolchain::default_type`]).
     pub name: Option<String>,
 }
 
-/// Runs the loop until Ctrl-C or SIGTERM.
+/// `cella dev` with the signature the `cella` command line calls today (anyhow errors);
+/// [`run_dev`] is the same with [`Error`].
 pub async fn run(options: DevOptions) -> anyhow::Result<()> {
+    crate::compat::report(run_dev(options).await)
+}
+
+/// Runs the loop until Ctrl-C or SIGTERM.
+pub async fn run_dev(options: DevOptions) -> Result<()> {
     let dir = std::fs::canonicalize(&options.dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open {}: {e}\nhint: run `cella dev` in an entity crate, or make one with \
-             `cella new NAME`",
-            options.dir.display()
+        Error::io(
+            format_args!("cannot open {}", options.dir.display()),
+            e,
+            "run `cella dev` in an entity project, or make one with `cella new NAME`".into(),
         )
     })?;
-    let manifest = dir.join("Cargo.toml");
-    let package = guest_build::package_name(&manifest)?;
-    let entity_type = options.name.unwrap_or(package);
-    cella_core::validate_name("entity type", &entity_type)
-        .map_err(|e| anyhow::anyhow!("{e}\nhint: choose another entity type with --name TYPE"))?;
-    let src = dir.join("src");
-    if !src.is_dir() {
-        bail!(
-            "{} has no src/ directory\nhint: run `cella dev` in an entity crate, or make one \
-             with `cella new NAME`",
-            dir.display()
-        );
-    }
+    let toolchain = toolchain::detect(&dir)?;
+    let entity_type = match options.name {
+        Some(name) => name,
+        None => toolchain.default_type(&dir)?,
+    };
+    cella_core::validate_name("entity type", &entity_type).map_err(|e| Error::Name {
+        message: format!("cannot deploy as `{entity_type}`"),
+        hint: "choose another entity type with --name TYPE".into(),
+        source: Some(e),
+    })?;
 
     let (changes_tx, mut changes) = mpsc::unbounded_channel();
-    let _watcher = watch_sources(&dir, &src, &manifest, changes_tx)?;
+    let mut sources = Sources::watch(&dir, toolchain, changes_tx)?;
 
     let data_dir = dir.join(".cella");
     let handle = Node::start(NodeOptions::new(data_dir.clone(), options.listen))
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot start the node: {e}\nhint: is another `cella dev` or `cella serve` \
-                 using {} or {}? Use --listen ADDR for another address",
+        .map_err(|e| Error::Node {
+            message: "cannot start the node".to_string(),
+            hint: format!(
+                "is another `cella dev` or `cella serve` using {} or {}? Use --listen ADDR for \
+                 another address",
                 data_dir.display(),
                 options.listen
             )
+            .into(),
+            source: e,
         })?;
     println!(
         "cella listening on http://{} (data in {})",
@@ -78,9 +95,10 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         data_dir.display()
     );
     println!(
-        "watching {} and {} for `{entity_type}` (Ctrl-C to stop)",
-        src.display(),
-        manifest.display()
+        "watching {} in {} ({}) for `{entity_type}` (Ctrl-C to stop)",
+        toolchain.sources(),
+        dir.display(),
+        toolchain.lang().name(),
     );
 
     let (stop_tx, mut stop) = watch::channel(false);
@@ -92,6 +110,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let mut dev = Dev {
         handle,
         dir,
+        toolchain,
         entity_type,
         first: true,
     };
@@ -100,6 +119,10 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     loop {
         if !dev.reload(changed_at, &mut stop).await {
             break;
+        }
+        if let Err(e) = sources.refresh() {
+            println!("cannot watch every source directory:");
+            print_indented(&crate::render(&e));
         }
         tokio::select! {
             _ = stop.wait_for(|stopped| *stopped) => break,
@@ -118,44 +141,89 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Watches `src/` (recursively) and the manifest, sending the time of every relevant change.
-/// The crate directory is watched rather than `Cargo.toml` itself, so that editors which save
-/// by replacing the file are seen too.
-fn watch_sources(
-    dir: &Path,
-    src: &Path,
-    manifest: &Path,
-    changes: mpsc::UnboundedSender<Instant>,
-) -> anyhow::Result<notify::RecommendedWatcher> {
-    let (src_path, manifest_path) = (src.to_path_buf(), manifest.to_path_buf());
-    let mut watcher =
-        notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event) if is_relevant(&event, &src_path, &manifest_path) => {
-                let _ = changes.send(Instant::now());
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("watching the sources failed: {e}"),
-        })
-        .context("cannot watch the sources for changes")?;
-    watcher
-        .watch(src, RecursiveMode::Recursive)
-        .with_context(|| format!("cannot watch {}", src.display()))?;
-    watcher
-        .watch(dir, RecursiveMode::NonRecursive)
-        .with_context(|| format!("cannot watch {}", dir.display()))?;
-    Ok(watcher)
+/// The watched sources of a project: a watcher on the project directory (its own files) and
+/// on each of the toolchain's directories (recursively), sending the time of every change
+/// that [`is_relevant`].
+struct Sources {
+    watcher: notify::RecommendedWatcher,
+    dir: PathBuf,
+    toolchain: &'static dyn Toolchain,
+    /// The directories watched recursively.
+    watched: BTreeSet<PathBuf>,
 }
 
-/// Whether a file-system event is a change to the sources (not a read, not an editor's
-/// swap or backup file, not the build's own output).
-fn is_relevant(event: &notify::Event, src: &Path, manifest: &Path) -> bool {
+impl Sources {
+    /// Starts watching. The project directory is watched rather than its files, so that
+    /// editors which save by replacing a file are seen too.
+    fn watch(
+        dir: &Path,
+        toolchain: &'static dyn Toolchain,
+        changes: mpsc::UnboundedSender<Instant>,
+    ) -> Result<Sources> {
+        let root = dir.to_path_buf();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+                Ok(event) if is_relevant(&event, &root, toolchain) => {
+                    let _ = changes.send(Instant::now());
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("watching the sources failed: {e}"),
+            })
+            .map_err(|e| Error::Watch {
+                message: "cannot watch the sources for changes".to_string(),
+                source: e,
+            })?;
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|e| cannot_watch(dir, e))?;
+        let mut sources = Sources {
+            watcher,
+            dir: dir.to_path_buf(),
+            toolchain,
+            watched: BTreeSet::new(),
+        };
+        sources.refresh()?;
+        Ok(sources)
+    }
+
+    /// Watches the toolchain's directories not watched yet (made since the last call), and
+    /// forgets those that are gone.
+    fn refresh(&mut self) -> Result<()> {
+        let dirs: BTreeSet<PathBuf> = self.toolchain.watch_dirs(&self.dir)?.into_iter().collect();
+        for gone in self.watched.difference(&dirs) {
+            // Removing a directory removes its watch too; this only tidies up.
+            let _ = self.watcher.unwatch(gone);
+        }
+        self.watched.retain(|d| dirs.contains(d));
+        for dir in dirs {
+            if !self.watched.contains(&dir) {
+                self.watcher
+                    .watch(&dir, RecursiveMode::Recursive)
+                    .map_err(|e| cannot_watch(&dir, e))?;
+                self.watched.insert(dir);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn cannot_watch(dir: &Path, e: notify::Error) -> Error {
+    Error::Watch {
+        message: format!("cannot watch {}", dir.display()),
+        source: e,
+    }
+}
+
+/// Whether a file-system event is a change to the sources of the project in `dir` (not a
+/// read, not an editor's swap or backup file, not the build's own output).
+fn is_relevant(event: &notify::Event, dir: &Path, toolchain: &dyn Toolchain) -> bool {
     if matches!(event.kind, EventKind::Access(_)) {
         return false;
     }
-    event
-        .paths
-        .iter()
-        .any(|path| path == manifest || (path.starts_with(src) && !is_editor_file(path)))
+    event.paths.iter().any(|path| {
+        path.strip_prefix(dir)
+            .is_ok_and(|relative| !is_editor_file(relative) && toolchain.is_source(relative))
+    })
 }
 
 fn is_editor_file(path: &Path) -> bool {
@@ -184,6 +252,7 @@ async fn debounce(changes: &mut mpsc::UnboundedReceiver<Instant>) {
 struct Dev {
     handle: NodeHandle,
     dir: PathBuf,
+    toolchain: &'static dyn Toolchain,
     entity_type: String,
     /// Whether no build has been deployed by this run yet.
     first: bool,
@@ -234,12 +303,14 @@ impl Dev {
             .map(|a| a.module.descriptor().commands.clone());
         let build_started = Instant::now();
         let built = tokio::select! {
-            built = guest_build::build(&self.dir) => built,
+            built = self.toolchain.build(&self.dir) => built,
             _ = stop.wait_for(|stopped| *stopped) => return false,
         };
-        let built = match built {
-            Ok(built) => built,
-            Err(BuildError::Compile { status, summary }) => {
+        let wasm = match built {
+            Ok(wasm) => wasm,
+            Err(Error::Build {
+                status, summary, ..
+            }) => {
                 println!(
                     "reload failed: the build failed ({status}); {}",
                     self.keeps_serving()
@@ -247,18 +318,18 @@ impl Dev {
                 print_indented(&summary);
                 return true;
             }
-            Err(BuildError::Other(e)) => {
+            Err(e) => {
                 println!("reload failed: {}", self.keeps_serving());
-                print_indented(&format!("{e:#}"));
+                print_indented(&crate::render(&e));
                 return true;
             }
         };
-        let bytes = match std::fs::read(&built.wasm) {
+        let bytes = match std::fs::read(&wasm) {
             Ok(bytes) => bytes,
             Err(e) => {
                 println!(
                     "reload failed: cannot read {}: {e}; {}",
-                    built.wasm.display(),
+                    wasm.display(),
                     self.keeps_serving()
                 );
                 return true;
@@ -281,7 +352,7 @@ impl Dev {
                     "reload refused: the node did not take the new version; {}",
                     self.keeps_serving()
                 );
-                print_indented(&e.to_string());
+                print_indented(&crate::render(&e));
                 return true;
             }
         };
@@ -339,30 +410,82 @@ fn print_indented(text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Lang;
+
+    fn event(kind: EventKind, path: &str) -> notify::Event {
+        notify::Event::new(kind).add_path(PathBuf::from(path))
+    }
 
     #[test]
     fn relevant_changes() {
-        let src = Path::new("/c/src");
-        let manifest = Path::new("/c/Cargo.toml");
-        let event = |kind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
+        let dir = Path::new("/c");
         let modify = EventKind::Modify(notify::event::ModifyKind::Any);
-        assert!(is_relevant(&event(modify, "/c/src/lib.rs"), src, manifest));
-        assert!(is_relevant(&event(modify, "/c/src/a/b.rs"), src, manifest));
-        assert!(is_relevant(&event(modify, "/c/Cargo.toml"), src, manifest));
-        assert!(!is_relevant(&event(modify, "/c/Cargo.lock"), src, manifest));
-        assert!(!is_relevant(&event(modify, "/c/target/x"), src, manifest));
-        assert!(!is_relevant(
-            &event(modify, "/c/src/.lib.rs.swp"),
-            src,
-            manifest
-        ));
-        assert!(!is_relevant(
-            &event(modify, "/c/src/lib.rs~"),
-            src,
-            manifest
-        ));
         let read = EventKind::Access(notify::event::AccessKind::Any);
-        assert!(!is_relevant(&event(read, "/c/src/lib.rs"), src, manifest));
+        let rust = Lang::Rust.toolchain();
+        for (path, relevant) in [
+            ("/c/src/lib.rs", true),
+            ("/c/src/a/b.rs", true),
+            ("/c/Cargo.toml", true),
+            ("/c/Cargo.lock", false),
+            ("/c/target/x", false),
+            ("/c/src/.lib.rs.swp", false),
+            ("/c/src/lib.rs~", false),
+            ("/elsewhere/src/lib.rs", false),
+        ] {
+            assert_eq!(
+                is_relevant(&event(modify, path), dir, rust),
+                relevant,
+                "{path}"
+            );
+        }
+        assert!(!is_relevant(&event(read, "/c/src/lib.rs"), dir, rust));
+
+        let python = Lang::Python.toolchain();
+        assert!(is_relevant(&event(modify, "/c/app.py"), dir, python));
+        assert!(!is_relevant(&event(modify, "/c/app.py~"), dir, python));
+        assert!(!is_relevant(&event(modify, "/c/.cella/x.py"), dir, python));
+        let js = Lang::Js.toolchain();
+        assert!(is_relevant(&event(modify, "/c/src/index.js"), dir, js));
+        assert!(!is_relevant(
+            &event(modify, "/c/node_modules/a.js"),
+            dir,
+            js
+        ));
+    }
+
+    #[tokio::test]
+    async fn new_source_directories_are_watched_from_the_next_refresh() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = std::fs::canonicalize(work.path()).unwrap();
+        std::fs::write(dir.join("app.py"), "").unwrap();
+        let (tx, mut changes) = mpsc::unbounded_channel();
+        let mut sources = Sources::watch(&dir, Lang::Python.toolchain(), tx).unwrap();
+        assert!(sources.watched.is_empty());
+
+        std::fs::write(dir.join("app.py"), "x = 1\n").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), changes.recv())
+            .await
+            .unwrap()
+            .unwrap();
+
+        std::fs::create_dir(dir.join("helpers")).unwrap();
+        std::fs::create_dir(dir.join("target")).unwrap();
+        sources.refresh().unwrap();
+        assert_eq!(
+            sources.watched.iter().collect::<Vec<_>>(),
+            [&dir.join("helpers")]
+        );
+        while changes.try_recv().is_ok() {}
+        std::fs::write(dir.join("target/out.py"), "").unwrap();
+        std::fs::write(dir.join("helpers/money.py"), "").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), changes.recv())
+            .await
+            .unwrap()
+            .unwrap();
+
+        std::fs::remove_dir_all(dir.join("helpers")).unwrap();
+        sources.refresh().unwrap();
+        assert!(sources.watched.is_empty());
     }
 
     #[test]

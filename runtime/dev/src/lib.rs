@@ -1,12 +1,43 @@
-//! The Cella developer loop: `cella new` ([`scaffold`], and the Python and JavaScript
-//! scaffolds of [`build_python`] and [`build_js`]), `cella build` ([`guest_build`]: Rust with
-//! cargo, Python with componentize-py, JavaScript with componentize-js, then host validation)
-//! and `cella dev` ([`dev`]: an embedded node, a file watcher, rebuild and in-place deploy).
-//! The SDK files and the WIT that a scaffold writes out come from `cella_sdk::bundle` and
-//! `cella_wit`, so this crate includes no file from outside itself.
+//! The Cella developer loop: `cella new` ([`scaffold`]: a new entity project in Rust, Python
+//! or JavaScript), `cella build` ([`toolchain`]: one [`Toolchain`] per guest language, picked
+//! by the project's files, then the host's validation) and `cella dev` ([`dev`]: an embedded
+//! node, a file watcher, rebuild and in-place deploy, keeping every entity's state). The SDKs
+//! and the WIT a project builds against are written out by [`sdk`] from `cella_sdk::bundle`
+//! and `cella_wit`, so this crate includes no file from outside itself. Every failure is an
+//! [`Error`] whose text ends in a hint.
 
-pub mod build_js;
-pub mod build_python;
+use std::path::{Path, PathBuf};
+
+mod compat;
 pub mod dev;
-pub mod guest_build;
+mod error;
 pub mod scaffold;
+pub mod sdk;
+pub mod toolchain;
+
+pub use compat::{build_js, build_python, guest_build};
+pub use dev::DevOptions;
+pub use error::{BoxError, Error, Hint, Result, render};
+pub use scaffold::Kind;
+pub use toolchain::{Lang, Toolchain};
+
+/// `cella new`: scaffolds the entity `name` of `kind` in `lang` in `path` (default: `./name`)
+/// and says what to do next.
+pub fn run_new(lang: Lang, name: &str, kind: Kind, path: Option<PathBuf>) -> Result<()> {
+    match lang {
+        Lang::Rust => scaffold::rust::run_new(name, kind, path),
+        Lang::Python => scaffold::python::run_new(name, kind, path),
+        Lang::Js => scaffold::js::run_new(name, kind, path),
+    }
+}
+
+/// `cella build`: builds the project in `dir` with its toolchain, validates the component and
+/// reports it.
+pub async fn run_build(dir: &Path) -> Result<()> {
+    toolchain::run_build(dir).await
+}
+
+/// `cella dev`: serves the project and reloads it on every save until Ctrl-C or SIGTERM.
+pub async fn run_dev(options: DevOptions) -> Result<()> {
+    dev::run_dev(options).await
+}
