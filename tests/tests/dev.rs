@@ -1,12 +1,16 @@
 //! The developer loop against real processes: `cella new` scaffolds crates that `cella build`
-//! turns into valid components and whose own unit tests pass; `cella dev` serves a crate and
-//! hot-reloads it on save (new behaviour served, state kept; a broken edit or a refused version
-//! keeps the previous version serving); `cella deploy --check` gates a deploy with exit code 3
-//! and `cella rollback` reactivates a version.
+//! turns into valid components and whose own unit tests pass; `cella dev` serves a Rust crate,
+//! a Python project and a JavaScript project and hot-reloads each on save (new behaviour
+//! served, state kept; a broken edit or a refused version keeps the previous version serving);
+//! `cella deploy --check` gates a deploy with exit code 3 and `cella rollback` reactivates a
+//! version.
 //!
 //! Scaffolded crates build into the shared `target/scaffold`, so their dependencies compile
-//! once per machine; the tests that build run one at a time so that cargo's lock on that
-//! directory does not skew the measured reload time.
+//! once per machine; the tests that build run one at a time so that neither cargo's lock on
+//! that directory nor another build's load skews the measured reload time. The Python test
+//! needs componentize-py 0.25.1 (`$COMPONENTIZE_PY` or on `PATH`) and the JavaScript test the
+//! SDK's build tools in `sdk-guest/js/node_modules` (`npm ci` there); `cargo xtask ci`
+//! installs both first, and without them the tests say so and skip.
 
 use std::{
     io::{BufRead, BufReader, Read},
@@ -405,6 +409,123 @@ async fn dev_reloads_on_save_and_keeps_serving_through_a_broken_edit() {
         dev.output()
     );
     drop(serial);
+}
+
+/// Whether componentize-py 0.25.1 is where `cella build` looks (`$COMPONENTIZE_PY`, `PATH`).
+fn has_componentize_py() -> bool {
+    let program = std::env::var_os("COMPONENTIZE_PY").filter(|v| !v.is_empty());
+    Command::new(program.unwrap_or_else(|| "componentize-py".into()))
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success() && text(&out).0.trim().ends_with(" 0.25.1"))
+}
+
+/// The JavaScript SDK's installed build tools (`npm ci` in `sdk-guest/js`), if Node.js runs.
+fn js_build_tools() -> Option<PathBuf> {
+    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk-guest/js/node_modules");
+    let tool = modules.join("@bytecodealliance/componentize-js/package.json");
+    let node = Command::new("node").arg("--version").output();
+    (tool.is_file() && node.is_ok_and(|out| out.status.success())).then_some(modules)
+}
+
+/// `cella new hot-counter --lang LANG`, then `cella dev` on it: serves the value entity,
+/// reloads it when `add` in `source` changes from `edits[0]` to `edits[1]` (twice the amount:
+/// new behaviour on the kept state), keeps v2 serving through the broken edit `edits[2]`, and
+/// stops cleanly. Returns the reload line.
+async fn dev_reloads_and_keeps_state(lang: &str, source: &str, edits: [&str; 3]) -> String {
+    let work = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = cella(
+        work.path(),
+        home.path(),
+        &["new", "hot-counter", "--lang", lang],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    assert!(text(&out).0.contains("cella dev"), "{}", text(&out).0);
+    let dir = work.path().join("hot-counter");
+    if let (Some(tools), "js") = (js_build_tools(), lang) {
+        // The SDK copy's toolchain is the repository's installed one: nothing is downloaded.
+        let sdk = home.path().join("sdk").join(env!("CARGO_PKG_VERSION"));
+        std::os::unix::fs::symlink(tools, sdk.join("js/toolchain/node_modules")).unwrap();
+    }
+    let source = dir.join(source);
+    let original = std::fs::read_to_string(&source).unwrap();
+    assert_eq!(original.matches(edits[0]).count(), 1, "{original}");
+
+    let serial = BUILDS.lock().await;
+    let mut dev = Dev::start(&dir, home.path());
+    let long = Duration::from_secs(600);
+    tokio::task::block_in_place(|| dev.wait_for(0, "deployed: hot-counter v1", long));
+    assert_eq!(dev.call("alice", "add", "5").await, (200, json!(5)));
+    assert_eq!(dev.call("alice", "add", "2").await, (200, json!(7)));
+
+    // Save a change of behaviour: `add` now adds twice the amount.
+    let mark = dev.output().len();
+    std::fs::write(&source, original.replace(edits[0], edits[1])).unwrap();
+    let output =
+        tokio::task::block_in_place(|| dev.wait_for(mark, "reloaded: hot-counter v2", long));
+    assert!(reported_ms(&output, mark).is_some(), "{output}");
+    let line = output[mark..].lines().find(|l| l.starts_with("reloaded:"));
+    let line = line.unwrap_or_default().to_string();
+    // The state from before the edit was kept, and the new code runs on it.
+    assert_eq!(dev.call("alice", "get", "").await, (200, json!(7)));
+    assert_eq!(dev.call("alice", "add", "1").await, (200, json!(9)));
+    assert_eq!(dev.active_version().await, json!(2));
+
+    // A broken edit: the build fails, dev says why, and v2 keeps serving.
+    let mark = dev.output().len();
+    std::fs::write(&source, original.replace(edits[0], edits[2])).unwrap();
+    let output =
+        tokio::task::block_in_place(|| dev.wait_for(mark, "hot-counter v2 keeps serving", long));
+    let failed = "reload failed: the build failed";
+    assert!(output[mark..].contains(failed), "{output}");
+    assert_eq!(dev.call("alice", "add", "1").await, (200, json!(11)));
+    assert_eq!(dev.active_version().await, json!(2));
+    assert!(
+        dev.terminate(),
+        "cella dev did not exit cleanly:\n{}",
+        dev.output()
+    );
+    drop(serial);
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_reloads_a_python_entity_keeping_its_state() {
+    if !has_componentize_py() {
+        eprintln!(
+            "skipped: componentize-py 0.25.1 is not installed (python3 -m pip install \
+             componentize-py==0.25.1, or set COMPONENTIZE_PY)"
+        );
+        return;
+    }
+    let add = "total = self.total + ";
+    let edits = [
+        &format!("{add}n"),
+        &format!("{add}2 * n"),
+        &format!("{add}2 * n oops"),
+    ];
+    let line = dev_reloads_and_keeps_state("python", "app.py", edits.map(String::as_str)).await;
+    println!("cella dev (Python): {line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_reloads_a_javascript_entity_keeping_its_state() {
+    if js_build_tools().is_none() {
+        eprintln!(
+            "skipped: the JavaScript build tools are not installed (npm ci --prefix \
+             sdk-guest/js; needs Node.js 20+)"
+        );
+        return;
+    }
+    let add = "const total = state.total + ";
+    let edits = [
+        &format!("{add}n;"),
+        &format!("{add}2n * n;"),
+        &format!("{add}2n * n oops;"),
+    ];
+    let line = dev_reloads_and_keeps_state("js", "src/index.js", edits.map(String::as_str)).await;
+    println!("cella dev (JavaScript): {line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
