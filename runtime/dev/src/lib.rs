@@ -4,9 +4,9 @@
 //! node, a file watcher, rebuild and in-place deploy, keeping every entity's state). The SDKs
 //! and the WIT a project builds against are written out by [`sdk`] from `cella_sdk::bundle`
 //! and `cella_wit`, so this crate includes no file from outside itself. Every failure is an
-//! [`Error`] whose text ends in a hint.
+//! [`Error`]: the message, its cause as the source, and a `hint:` where there is advice.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 mod compat;
 pub mod dev;
@@ -16,10 +16,10 @@ pub mod sdk;
 pub mod toolchain;
 
 pub use compat::{build_js, build_python, guest_build};
-pub use dev::DevOptions;
+pub use dev::{DevOptions, run_dev};
 pub use error::{BoxError, Error, Hint, Result, render};
 pub use scaffold::Kind;
-pub use toolchain::{Lang, Toolchain};
+pub use toolchain::{Lang, Toolchain, run_build};
 
 /// `cella new`: scaffolds the entity `name` of `kind` in `lang` in `path` (default: `./name`)
 /// and says what to do next.
@@ -29,15 +29,4 @@ pub fn run_new(lang: Lang, name: &str, kind: Kind, path: Option<PathBuf>) -> Res
         Lang::Python => scaffold::python::run_new(name, kind, path),
         Lang::Js => scaffold::js::run_new(name, kind, path),
     }
-}
-
-/// `cella build`: builds the project in `dir` with its toolchain, validates the component and
-/// reports it.
-pub async fn run_build(dir: &Path) -> Result<()> {
-    toolchain::run_build(dir).await
-}
-
-/// `cella dev`: serves the project and reloads it on every save until Ctrl-C or SIGTERM.
-pub async fn run_dev(options: DevOptions) -> Result<()> {
-    dev::run_dev(options).await
 }
