@@ -10,7 +10,8 @@
 //! that directory nor another build's load skews the measured reload time. The Python test
 //! needs componentize-py 0.25.1 (`$COMPONENTIZE_PY` or on `PATH`) and the JavaScript test the
 //! SDK's build tools in `sdk-guest/js/node_modules` (`npm ci` there); `cargo xtask ci`
-//! installs both first, and without them the tests say so and skip.
+//! and `cargo xtask test` install both first; without them these two tests fail and say what to
+//! install (a language is never skipped).
 
 use std::{
     io::{BufRead, BufReader, Read},
@@ -492,13 +493,11 @@ async fn dev_reloads_and_keeps_state(lang: &str, source: &str, edits: [&str; 3])
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_reloads_a_python_entity_keeping_its_state() {
-    if !has_componentize_py() {
-        eprintln!(
-            "skipped: componentize-py 0.25.1 is not installed (python3 -m pip install \
-             componentize-py==0.25.1, or set COMPONENTIZE_PY)"
-        );
-        return;
-    }
+    assert!(
+        has_componentize_py(),
+        "componentize-py 0.25.1 is not installed: run the tests with `cargo xtask test` (or \
+         `ci`), which installs it, or set COMPONENTIZE_PY"
+    );
     let add = "total = self.total + ";
     let edits = [
         &format!("{add}n"),
@@ -511,13 +510,11 @@ async fn dev_reloads_a_python_entity_keeping_its_state() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_reloads_a_javascript_entity_keeping_its_state() {
-    if js_build_tools().is_none() {
-        eprintln!(
-            "skipped: the JavaScript build tools are not installed (npm ci --prefix \
-             sdk-guest/js; needs Node.js 20+)"
-        );
-        return;
-    }
+    assert!(
+        js_build_tools().is_some(),
+        "the JavaScript build tools are not installed: run the tests with `cargo xtask test` \
+         (or `ci`), which runs `npm ci --prefix sdk-guest/js` (needs Node.js 20+)"
+    );
     let add = "const total = state.total + ";
     let edits = [
         &format!("{add}n;"),

@@ -87,8 +87,11 @@ fn workspace_tests(totals: &mut [u64; 3]) -> anyhow::Result<()> {
     cargo_test(&["test", "--workspace", "--all-targets"], &[], totals)
 }
 
-/// Builds the guests, then runs every test of the workspace and prints the totals.
+/// Installs the guest toolchains, builds the guests, then runs every test of the workspace and
+/// prints the totals.
 pub fn test() -> anyhow::Result<()> {
+    // The developer-loop tests build Python and JavaScript guests.
+    tck::prepare(tck::Lang::ALL)?;
     build::build_examples()?;
     let mut totals = [0u64; 3];
     workspace_tests(&mut totals)?;

@@ -46,12 +46,6 @@ pub struct DevOptions {
     pub name: Option<String>,
 }
 
-/// `cella dev` with the signature the `cella` command line calls today (anyhow errors);
-/// [`run_dev`] is the same with [`Error`].
-pub async fn run(options: DevOptions) -> anyhow::Result<()> {
-    crate::compat::report(run_dev(options).await)
-}
-
 /// Runs the loop until Ctrl-C or SIGTERM.
 pub async fn run_dev(options: DevOptions) -> Result<()> {
     let dir = std::fs::canonicalize(&options.dir).map_err(|e| {

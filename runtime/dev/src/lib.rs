@@ -8,14 +8,12 @@
 
 use std::path::PathBuf;
 
-mod compat;
 pub mod dev;
 mod error;
 pub mod scaffold;
 pub mod sdk;
 pub mod toolchain;
 
-pub use compat::{build_js, build_python, guest_build};
 pub use dev::{DevOptions, run_dev};
 pub use error::{BoxError, Error, Hint, Result, render};
 pub use scaffold::Kind;

@@ -6,33 +6,17 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use cella_dev::{
-    build_js, build_python,
-    dev::{self, DevOptions},
-    guest_build,
-    scaffold::{self, Kind},
-};
-
-/// Languages `cella new` scaffolds.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Lang {
-    Rust,
-    Python,
-    Js,
-}
+pub use cella_dev::Lang;
+use cella_dev::{DevOptions, Kind};
 
 /// `cella new NAME [--kind] [--path] [--lang]`.
 pub(super) fn new(name: &str, kind: Kind, path: Option<PathBuf>, lang: Lang) -> anyhow::Result<()> {
-    match lang {
-        Lang::Rust => scaffold::run_new(name, kind, path),
-        Lang::Python => build_python::run_new(name, kind, path),
-        Lang::Js => build_js::run_new(name, kind, path),
-    }
+    Ok(cella_dev::run_new(lang, name, kind, path)?)
 }
 
 /// `cella build [PATH]`.
 pub(super) async fn build(path: &Path) -> anyhow::Result<()> {
-    guest_build::run_build(path).await
+    Ok(cella_dev::run_build(path).await?)
 }
 
 /// `cella dev [PATH] [--listen] [--name]`: runs until Ctrl-C or SIGTERM.
@@ -41,10 +25,10 @@ pub(super) async fn dev(
     listen: SocketAddr,
     name: Option<String>,
 ) -> anyhow::Result<()> {
-    dev::run(DevOptions {
+    Ok(cella_dev::run_dev(DevOptions {
         dir: path,
         listen,
         name,
     })
-    .await
+    .await?)
 }

@@ -4,7 +4,7 @@
 //! project's files into an empty directory. Projects depend on the SDK copies of
 //! [`crate::sdk`] by absolute path, so they build anywhere, standalone.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 
@@ -31,12 +31,6 @@ impl Kind {
             Kind::EventSourced => "event-sourced",
         }
     }
-}
-
-/// `cella new` in Rust with the signature the `cella` command line calls today (anyhow
-/// errors); [`crate::run_new`] is the same for every language, with [`Error`].
-pub fn run_new(name: &str, kind: Kind, path: Option<PathBuf>) -> anyhow::Result<()> {
-    crate::compat::report(rust::run_new(name, kind, path))
 }
 
 /// The hint of every name rule.
