@@ -60,8 +60,7 @@ async fn kill9_mid_load_loses_no_acknowledged_command() {
                 let k = (i >> 33) % keys;
                 *attempted.entry(k).or_default() += 1;
                 let path = format!("/v1/entities/counter/k{k}/add");
-                match cella_cli::client::send(&url, Method::POST, &path, b"1".to_vec(), None)
-                    .await
+                match cella_cli::client::send(&url, Method::POST, &path, b"1".to_vec(), None).await
                 {
                     Ok(r) if r.status == 200 => *acked.entry(k).or_default() += 1,
                     Ok(r) => panic!("unexpected status {} {}", r.status, r.body),
