@@ -80,21 +80,20 @@ pub fn run_new(name: &str, kind: Kind, path: Option<PathBuf>) -> Result<()> {
     validate_name(name)?;
     let dir = path.unwrap_or_else(|| PathBuf::from(name));
     let sdk = new_project(name, kind, &dir)?;
-    let label = kind.label();
-    println!(
-        "created the {label} entity `{name}` (JavaScript) in {}",
-        dir.display()
-    );
-    println!("  package.json, src/index.js, test/index.test.js, .gitignore");
-    println!("  SDK: {}", sdk.display());
-    println!("next:");
-    println!("  cd {}", dir.display());
-    println!("  npm install   # links the SDK");
-    println!("  npm test      # the entity's unit tests");
-    println!("  cella dev     # build, serve on http://127.0.0.1:8080, reload on every save");
-    println!(
-        "  cella build   # the component (needs Node.js {MIN_NODE_MAJOR}+; installs \
-         componentize-js {COMPONENTIZE_JS_VERSION} once)"
+    super::announce(
+        &format!("created the {} entity `{name}` (JavaScript)", kind.label()),
+        &dir,
+        "package.json, src/index.js, test/index.test.js, .gitignore",
+        &sdk,
+        &[
+            "npm install   # links the SDK".into(),
+            "npm test      # the entity's unit tests".into(),
+            "cella dev     # build, serve on http://127.0.0.1:8080, reload on every save".into(),
+            format!(
+                "cella build   # the component (needs Node.js {MIN_NODE_MAJOR}+; installs \
+                 componentize-js {COMPONENTIZE_JS_VERSION} once)"
+            ),
+        ],
     );
     Ok(())
 }

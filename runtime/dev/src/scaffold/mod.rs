@@ -33,6 +33,19 @@ impl Kind {
     }
 }
 
+/// Prints what `cella new` made — `headline` in `dir`, its `files`, the SDK copy it builds
+/// against — and the `next` steps, after changing into `dir`.
+pub(crate) fn announce(headline: &str, dir: &Path, files: &str, sdk: &Path, next: &[String]) {
+    println!("{headline} in {}", dir.display());
+    println!("  {files}");
+    println!("  SDK: {}", sdk.display());
+    println!("next:");
+    println!("  cd {}", dir.display());
+    for step in next {
+        println!("  {step}");
+    }
+}
+
 /// The hint of every name rule.
 const NAME_HINT: &str =
     "use lowercase ASCII letters, digits, `-` and `_`, starting with a letter (e.g. `my-counter`)";

@@ -67,21 +67,20 @@ pub fn run_new(name: &str, kind: Kind, path: Option<PathBuf>) -> Result<()> {
     validate_name(name)?;
     let dir = path.unwrap_or_else(|| PathBuf::from(name));
     let sdk = new_project(name, kind, &dir)?;
-    let label = kind.label();
-    println!(
-        "created the {label} entity `{name}` (Python) in {}",
-        dir.display()
-    );
-    println!("  app.py, test_app.py, .gitignore");
-    println!("  SDK: {}", sdk.display());
-    println!("next:");
-    println!("  cd {}", dir.display());
-    println!(
-        "  cella dev             # build, serve on http://127.0.0.1:8080, reload on every save"
-    );
-    println!("  python3 -m unittest   # the entity's unit tests");
-    println!(
-        "  cella build           # the component (needs componentize-py {COMPONENTIZE_PY_VERSION})"
+    super::announce(
+        &format!("created the {} entity `{name}` (Python)", kind.label()),
+        &dir,
+        "app.py, test_app.py, .gitignore",
+        &sdk,
+        &[
+            "cella dev             # build, serve on http://127.0.0.1:8080, reload on every save"
+                .into(),
+            "python3 -m unittest   # the entity's unit tests".into(),
+            format!(
+                "cella build           # the component (needs componentize-py \
+                 {COMPONENTIZE_PY_VERSION})"
+            ),
+        ],
     );
     Ok(())
 }

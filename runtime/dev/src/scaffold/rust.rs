@@ -175,18 +175,17 @@ pub fn run_new(name: &str, kind: Kind, path: Option<PathBuf>) -> Result<()> {
     validate_crate_name(name)?;
     let dir = path.unwrap_or_else(|| PathBuf::from(name));
     let created = new_crate(name, kind, &dir)?;
-    println!(
-        "created the {} entity `{name}` in {}",
-        kind.label(),
-        created.dir.display()
+    super::announce(
+        &format!("created the {} entity `{name}`", kind.label()),
+        &created.dir,
+        "Cargo.toml, src/lib.rs, .gitignore",
+        &created.sdk,
+        &[
+            "cella dev      # build, serve on http://127.0.0.1:8080, reload on every save".into(),
+            "cargo test     # the entity's unit tests".into(),
+            "cella build    # the component, for `cella deploy`".into(),
+        ],
     );
-    println!("  Cargo.toml, src/lib.rs, .gitignore");
-    println!("  SDK: {}", created.sdk.display());
-    println!("next:");
-    println!("  cd {}", created.dir.display());
-    println!("  cella dev      # build, serve on http://127.0.0.1:8080, reload on every save");
-    println!("  cargo test     # the entity's unit tests");
-    println!("  cella build    # the component, for `cella deploy`");
     Ok(())
 }
 
