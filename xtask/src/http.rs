@@ -1,5 +1,5 @@
 //! xtask's requests to a node (health checks, deploys, reading counters) go through the node's
-//! own HTTP client, [`cella_cli::client`], driven to completion on a small tokio runtime so
+//! own HTTP client, [`cella_client`], driven to completion on a small tokio runtime so
 //! the tasks stay plain blocking code.
 
 use std::{sync::OnceLock, time::Duration};
@@ -31,7 +31,7 @@ pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> anyhow::Res
     let method = method
         .parse()
         .with_context(|| format!("`{method}` is not an HTTP method"))?;
-    let send = cella_cli::client::send(&server, method, path, body.to_vec(), None);
+    let send = cella_client::send(&server, method, path, body.to_vec(), None);
     let reply = runtime()?
         .block_on(async { tokio::time::timeout(TIMEOUT, send).await })
         .with_context(|| format!("{path} on {addr}: no reply within {TIMEOUT:?}"))??;

@@ -31,8 +31,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "cella-wit",
         ],
     ),
-    ("cella-cli", &["cella-node", "cella-dev", "cella-cluster"]),
-    ("xtask", &["cella-cli"]),
+    ("cella-client", &["cella-core"]),
+    (
+        "cella-cli",
+        &["cella-node", "cella-dev", "cella-cluster", "cella-client"],
+    ),
+    ("xtask", &["cella-client"]),
 ];
 
 /// Third-party crates kept behind one boundary: the workspace crates that may name them.
@@ -41,7 +45,10 @@ const CONFINED: &[(&str, &[&str])] = &[
     ("wasmtime-wasi", &["cella-host"]),
     ("redb", &["cella-store"]),
     ("openraft", &["cella-cluster"]),
-    ("hyper", &["cella-cluster", "cella-node", "cella-cli"]),
+    (
+        "hyper",
+        &["cella-cluster", "cella-node", "cella-client", "cella-cli"],
+    ),
 ];
 
 /// Each workspace package's name and its normal and build dependencies' names.

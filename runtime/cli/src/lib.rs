@@ -4,4 +4,5 @@
 //! over [`cli::entry`].
 
 pub mod cli;
-pub mod client;
+/// The node's own HTTP client (the crate `cella-client`).
+pub use cella_client as client;

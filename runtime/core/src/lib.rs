@@ -6,6 +6,7 @@
 mod encoding;
 mod journal;
 mod model;
+mod segment;
 
 pub use encoding::{FORMAT_VERSION, decode, encode};
 pub use journal::{AppendFuture, EntityLoad, Journal, Lease, NotOwner, Write};
@@ -13,6 +14,7 @@ pub use model::{
     EntityId, EntityKind, JournalEntry, JournalPayload, ModuleInfo, ModuleVersion, Snapshot,
     validate_name,
 };
+pub use segment::encode_segment;
 
 /// Errors of the core data model.
 #[derive(Debug, thiserror::Error)]

@@ -54,17 +54,7 @@ pub fn error_response(e: &Error) -> Response<Body> {
     json_response(e.status(), &e.to_json())
 }
 
-/// The bytes a path segment keeps unescaped: RFC 3986's unreserved characters.
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Percent-encodes one path segment (an entity type, key or command).
-pub fn encode_segment(segment: &str) -> String {
-    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
-}
+pub use cella_core::encode_segment;
 
 /// Decodes the `%XX` escapes of one path segment; a `%` not followed by two hex digits, or
 /// bytes that are not UTF-8, are refused (a lenient decode would address another entity).

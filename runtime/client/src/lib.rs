@@ -9,7 +9,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use url::Url;
 
-pub use cella_node::http::encode_segment;
+pub use cella_core::encode_segment;
 
 /// A response: status code and body text.
 pub struct Reply {
