@@ -23,7 +23,9 @@ use cella_core::{AppendFuture, EntityId, Write};
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{Raft, ReadPolicy, alias::CommittedLeaderIdOf};
 
-use crate::{GroupId, Placement, StateMachine, TypeConfig, network::PeerClient, submit::Submitter};
+use crate::{
+    Error, GroupId, Placement, StateMachine, TypeConfig, network::PeerClient, submit::Submitter,
+};
 
 type C = TypeConfig;
 
@@ -196,13 +198,13 @@ impl Cluster {
 
     /// Waits until this node, as leader of `group`, has applied everything committed before it
     /// confirmed its leadership: reads of its state machine are then linearizable.
-    pub async fn ready(&self, group: &Group) -> Result<(), String> {
+    pub async fn ready(&self, group: &Group) -> Result<(), Error> {
         group
             .raft
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| Error::raft("confirming the leadership", e))
     }
 
     /// Resolves once this node is sure it still leads `group` under `leader`: at once while its
@@ -213,7 +215,7 @@ impl Cluster {
         &self,
         group: &Group,
         leader: CommittedLeaderIdOf<C>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         if group
             .raft
             .get_read_linearizer(ReadPolicy::LeaseRead)
@@ -225,13 +227,15 @@ impl Cluster {
                 .get_read_linearizer(ReadPolicy::ReadIndex)
                 .await
                 .map(drop)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Error::raft("confirming the leadership", e))?;
         }
         // Confirmed as leader just now; still under the same leadership as the caller's state?
         if self.leadership(group) == Some(leader) {
             Ok(())
         } else {
-            Err("this node no longer leads the entity's partition".into())
+            Err(Error::NotLeader(
+                "this node no longer leads the entity's partition".into(),
+            ))
         }
     }
 
@@ -256,13 +260,13 @@ impl Cluster {
     }
 
     /// Replicates a module change to every node; resolves once it is applied here.
-    pub async fn propose_module(&self, op: crate::types::ModuleOp) -> Result<(), String> {
+    pub async fn propose_module(&self, op: crate::types::ModuleOp) -> Result<(), Error> {
         self.groups[&META_GROUP]
             .raft
             .client_write(crate::Command::Module(op))
             .await
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(|e| Error::raft("replicating a module change", e))
     }
 
     /// Submits an entity append to its partition (see [`Submitter::submit`]).

@@ -94,7 +94,7 @@ impl Journal for ClusterJournal {
             cluster
                 .ready(group)
                 .await
-                .map_err(cella_core::Error::Unconfirmed)
+                .map_err(|e| cella_core::Error::Unconfirmed(Box::new(e)))
         })
     }
 
@@ -119,7 +119,7 @@ impl Journal for ClusterJournal {
             cluster
                 .confirm(group, leader_id(lease))
                 .await
-                .map_err(cella_core::Error::Unconfirmed)
+                .map_err(|e| cella_core::Error::Unconfirmed(Box::new(e)))
         })
     }
 

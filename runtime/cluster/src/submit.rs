@@ -234,7 +234,9 @@ async fn pump(
         }
         if let Err(fatal) = request.await {
             for done in dones {
-                let _ = done.send(Err(cella_core::Error::Unconfirmed(fatal.to_string())));
+                let _ = done.send(Err(cella_core::Error::Unconfirmed(
+                    fatal.to_string().into(),
+                )));
             }
             progress.resolved(first_ticket, last_ticket);
             continue;
@@ -264,7 +266,7 @@ async fn pump(
             for done in dones {
                 let outcome = match &message {
                     None => Ok(()),
-                    Some(m) => Err(cella_core::Error::Unconfirmed(m.clone())),
+                    Some(m) => Err(cella_core::Error::Unconfirmed(m.clone().into())),
                 };
                 let _ = done.send(outcome);
             }

@@ -38,7 +38,7 @@ pub enum Error {
     /// partition (or lost its quorum) while the append was in flight. The change may or may not
     /// take effect; the entity must be reloaded.
     #[error("outcome unknown: {0}")]
-    Unconfirmed(String),
+    Unconfirmed(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -45,6 +45,8 @@ pub enum Error {
     Peer(#[source] cella_cluster::Error),
     #[error("the cluster could not confirm the change (it may or may not have been applied): {0}")]
     Cluster(#[source] cella_cluster::Error),
+    #[error("the cluster could not confirm the change (it may or may not have been applied): {0}")]
+    Unconfirmed(#[source] cella_core::Error),
     #[error("forwarding to {addr} failed after the request was sent: {source}")]
     Forward {
         addr: String,
@@ -94,6 +96,7 @@ impl Error {
             Error::NotLeader { .. }
             | Error::Unavailable(_)
             | Error::Cluster(_)
+            | Error::Unconfirmed(_)
             | Error::Forward { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Remote { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -123,7 +126,10 @@ impl Error {
             Error::Storage(_) | Error::Store(_) | Error::Journal(_) => "storage_failed",
             Error::Unauthorized(_) => "unauthorized",
             Error::NotLeader { .. } => "not_leader",
-            Error::Unavailable(_) | Error::Cluster(_) | Error::Forward { .. } => "unavailable",
+            Error::Unavailable(_)
+            | Error::Cluster(_)
+            | Error::Unconfirmed(_)
+            | Error::Forward { .. } => "unavailable",
             Error::Remote { .. } => "remote",
             Error::Start { .. } | Error::Host(_) | Error::Internal(_) => "internal",
         }
@@ -152,7 +158,7 @@ impl From<cella_core::Error> for Error {
     fn from(e: cella_core::Error) -> Self {
         match e {
             cella_core::Error::InvalidName { .. } => Error::BadRequest(e.to_string()),
-            cella_core::Error::Unconfirmed(m) => Error::Unavailable(m),
+            unconfirmed @ cella_core::Error::Unconfirmed(_) => Error::Unconfirmed(unconfirmed),
             other => Error::Journal(other),
         }
     }

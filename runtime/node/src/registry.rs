@@ -175,7 +175,7 @@ impl Registry {
                 .propose_module(op)
                 .await
                 .map(|()| true)
-                .map_err(Error::Unavailable),
+                .map_err(Error::Cluster),
             None => Ok(false),
         }
     }
