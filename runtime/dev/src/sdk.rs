@@ -28,7 +28,9 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 const HOME_HINT: &str = "set CELLA_HOME to a directory cella may write to";
 
 /// The Rust SDK's manifest, standalone: the same dependencies as `sdk-guest/Cargo.toml`, with
-/// the versions of the workspace spelled out (a unit test keeps the two in step).
+/// the versions of the workspace spelled out (a unit test keeps the two in step), and its
+/// `bundle` feature declared so the SDK's `#[cfg(feature = "bundle")]` is a known condition
+/// (the copy leaves out `bundle.rs`, which only the cella tools compile).
 const RUST_MANIFEST: &str = r#"[package]
 name = "cella-sdk"
 description = "Rust SDK for Cella entities: write a value or event-sourced entity as plain Rust, export it as a cella:entity component."
@@ -40,6 +42,10 @@ license = "Apache-2.0"
 wit-bindgen = { version = "0.63", default-features = false, features = ["macros", "realloc"] }
 serde = { version = "1", features = ["derive"] }
 serde_json = "1"
+
+[features]
+# The SDK's own files, for the cella tools; this copy does not carry them.
+bundle = []
 "#;
 
 /// The `package.json` of the JavaScript SDK copy: the package without the SDK's own
@@ -313,8 +319,17 @@ mod tests {
         }
         let doc: toml_edit::DocumentMut = RUST_MANIFEST.parse().unwrap();
         assert_eq!(doc["package"]["version"].as_str(), Some(SDK_VERSION));
+        // The copy declares the SDK's features, so its `cfg(feature = ...)` are known conditions.
+        let features = |doc: &toml_edit::DocumentMut| -> Vec<String> {
+            doc.get("features")
+                .and_then(|f| f.as_table())
+                .map(|t| t.iter().map(|(name, _)| name.to_string()).collect())
+                .unwrap_or_default()
+        };
+        let member: toml_edit::DocumentMut = repo_file("sdk-guest/Cargo.toml").parse().unwrap();
+        assert_eq!(features(&doc), features(&member));
         // Every source file of the SDK is embedded, but `bundle.rs`: it is compiled only with
-        // the `bundle` feature, which the copy does not have.
+        // the `bundle` feature, which only the cella tools enable.
         let mut sources = listed("sdk-guest/src", &[".rs"], "sdk-guest/src");
         sources.retain(|s| s != "sdk-guest/src/bundle.rs");
         assert_eq!(sources, embedded(rust_files(), "sdk-guest/src/"));
