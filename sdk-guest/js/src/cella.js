@@ -1,6 +1,6 @@
 /*
  * The Cella JavaScript SDK: write an entity as a plain definition object and export it as a
- * `cella:entity@0.1.0` component (built with componentize-js). This module is the public API:
+ * `cella:entity@0.2.0` component (built with componentize-js). This module is the public API:
  * `valueEntity`, `eventSourcedEntity`, `reject`, `badRequest`, the `schema` decoders, the
  * context classes and exact JSON helpers. `cella-sdk/testing` holds the test kit.
  *
@@ -64,10 +64,16 @@
  * `ctx` carries what the host chose and journaled for this command: `entityType`, `key`,
  * `commandId`, `command`, `timestampMs` and `sequence` (numbers), `randomSeed` (a BigInt), and
  * `random()` / `randomU64()` (a deterministic sequence from the seed). It also collects effects
- * that run after the change is durable: `call(type, key, command, payload)`,
- * `publish(topic, payload)`, `schedule(name, delayMs, command, payload)`, and
+ * that run after the change is durable, each exactly once: `call(type, key, command, payload)`
+ * (fire-and-forget), `call(type, key, command, payload, { replyTo, correlation })` (the outcome
+ * comes back to this entity as the command `replyTo`, with `ctx.correlation` set and the
+ * payload `{"ok": <reply>}` or `{"error": {"code", "message"}}`: decode it with
+ * `schema.callReply()`), `publish(topic, payload)`, `schedule(name, delayMs, command, payload)`
+ * (with `{ everyMs }` it repeats until cancelled; a timer of the same name replaces it; the
+ * command it fires has `ctx.timer` set), `cancel(name)`, and
  * `forward(type, key, command, payload)`, which hands the command on to another entity whose
- * reply becomes the caller's (at most once per command).
+ * reply becomes the caller's (at most once per command). `ctx.correlation` and `ctx.timer` are
+ * `null` unless set.
  *
  * # Numbers
  *

@@ -33,8 +33,9 @@ function toU64(value) {
  * ones: use `timestampMs` instead of `Date.now()` and `random()` instead of `Math.random()`
  * (the component has no real clock or randomness).
  *
- * Effects (`call`, `publish`, `schedule`) run after the command's change is durable, and only
- * if the command succeeds. `forward` hands the command on to another entity.
+ * Effects (`call`, `publish`, `schedule`, `cancel`) run after the command's change is durable,
+ * and only if the command succeeds; the host carries each out exactly once. `forward` hands the
+ * command on to another entity.
  */
 export class Context {
   /** The entity's type (the module name). @type {string} */
@@ -51,6 +52,14 @@ export class Context {
   sequence;
   /** The journaled seed behind `random()` and `randomU64()`, a u64. @type {bigint} */
   randomSeed;
+  /**
+   * The correlation of the call this command answers, when the command is the reply route of
+   * a `call` (its payload is then the outcome: see `schema.callReply`); else `null`.
+   * @type {string | null}
+   */
+  correlation;
+  /** The name of the timer that fired this command; else `null`. @type {string | null} */
+  timer;
 
   #rng;
   #effects = [];
@@ -71,6 +80,8 @@ export class Context {
     this.timestampMs = Number(wit.timestampMs);
     this.sequence = Number(wit.sequence);
     this.randomSeed = BigInt.asUintN(64, BigInt(wit.randomSeed));
+    this.correlation = wit.correlation ?? null;
+    this.timer = wit.timer ?? null;
     this.#rng = this.randomSeed;
     this._state = state;
   }
@@ -98,14 +109,54 @@ export class Context {
   }
 
   /**
-   * Sends `command` with `payload` to the entity `entityType`/`key` after this command commits.
-   * Its reply is not seen by this entity.
+   * Sends `command` with `payload` to the entity `entityType`/`key` after this command commits;
+   * the host delivers it exactly once.
+   *
+   * Without options the call is fire-and-forget: its reply is not seen by this entity. With
+   * `{ replyTo: 'credited', correlation: 't1' }` its outcome comes back to this entity as the
+   * command `credited`, with `ctx.correlation === 't1'` and the outcome as payload:
+   * `{"ok": <reply>}` or `{"error": {"code": C, "message": M}}` (a rejection or failure of the
+   * call comes back too, as data; decode it with `schema.callReply()`). `correlation` defaults
+   * to `''`.
+   * @param {string} entityType
+   * @param {string} key
+   * @param {string} command
+   * @param {unknown} [payload]
+   * @param {{replyTo?: string, correlation?: string}} [options]
    */
-  call(entityType, key, command, payload = null) {
+  call(entityType, key, command, payload = null, options = undefined) {
     const call = this.#makeCall('call', entityType, key, command, payload);
-    if (call !== undefined) {
+    const replyTo = this.#replyRoute(options);
+    if (call !== undefined && replyTo !== false) {
+      if (replyTo !== undefined) {
+        call.replyTo = replyTo;
+      }
       this.#effects.push({ tag: 'call', val: call });
     }
+  }
+
+  /** The reply route of `call`'s options: `undefined` for none, `false` after a misuse. */
+  #replyRoute(options) {
+    if (options === undefined || options === null) {
+      return undefined;
+    }
+    if (typeof options !== 'object') {
+      this.#fail(`call: the options must be an object ({ replyTo, correlation }), not ${typeof options}`);
+      return false;
+    }
+    const { replyTo, correlation } = options;
+    if (replyTo === undefined || replyTo === null) {
+      if (correlation !== undefined && correlation !== null && correlation !== '') {
+        this.#fail('call: a `correlation` needs a `replyTo` command');
+        return false;
+      }
+      return undefined;
+    }
+    const route = { command: replyTo, correlation: correlation ?? '' };
+    if (!this.#strings('call', { replyTo: route.command, correlation: route.correlation })) {
+      return false;
+    }
+    return route;
   }
 
   /** Publishes `payload` to `topic` after this command commits. */
@@ -121,9 +172,17 @@ export class Context {
 
   /**
    * Sends `command` with `payload` to this same entity `delayMs` milliseconds after this
-   * command commits. `name` identifies the timer.
+   * command commits, and then every `everyMs` milliseconds until cancelled when
+   * `{ everyMs }` is given. `name` identifies the timer: a timer of the same name replaces it,
+   * `cancel(name)` cancels it, and the command it fires sees it as `ctx.timer`. Timers are
+   * durable.
+   * @param {string} name
+   * @param {number | bigint} delayMs
+   * @param {string} command
+   * @param {unknown} [payload]
+   * @param {{everyMs?: number | bigint}} [options]
    */
-  schedule(name, delayMs, command, payload = null) {
+  schedule(name, delayMs, command, payload = null, options = undefined) {
     if (!this.#strings('schedule', { name, command })) {
       return;
     }
@@ -132,12 +191,36 @@ export class Context {
       this.#fail(`schedule: the delay of timer \`${name}\` is not a whole number of milliseconds`);
       return;
     }
+    if (options !== undefined && options !== null && typeof options !== 'object') {
+      this.#fail(`schedule: the options must be an object ({ everyMs }), not ${typeof options}`);
+      return;
+    }
+    let every;
+    if (options?.everyMs !== undefined && options?.everyMs !== null) {
+      every = toU64(options.everyMs);
+      if (every === undefined) {
+        this.#fail(`schedule: the period of timer \`${name}\` is not a whole number of milliseconds`);
+        return;
+      }
+    }
     const text = this.#payload(`timer \`${name}\``, payload);
     if (text !== undefined) {
-      this.#effects.push({
-        tag: 'schedule',
-        val: { name, delayMs: delay, command, payload: text },
-      });
+      const timer = { name, delayMs: delay, command, payload: text };
+      if (every !== undefined) {
+        timer.everyMs = every;
+      }
+      this.#effects.push({ tag: 'schedule', val: timer });
+    }
+  }
+
+  /**
+   * Cancels this entity's timer `name` after this command commits (nothing happens if there is
+   * none).
+   * @param {string} name
+   */
+  cancel(name) {
+    if (this.#strings('cancel', { name })) {
+      this.#effects.push({ tag: 'cancel', val: name });
     }
   }
 

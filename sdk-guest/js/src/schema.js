@@ -268,6 +268,30 @@ export const schema = Object.freeze({
     };
   },
 
+  /**
+   * The outcome of a call, as the command named as its reply route receives it (see
+   * `ctx.call`): `{"ok": <reply>}`, with the reply fitting `ok` (default: any JSON), or
+   * `{"error": {"code": C, "message": M}}`. Decodes to `{ ok: reply }` or
+   * `{ error: { code, message } }`, so `'ok' in outcome` tells them apart.
+   *
+   * ```js
+   * credited: {
+   *   payload: schema.callReply(schema.int64),
+   *   handle(state, outcome, ctx) {
+   *     if ('error' in outcome) state.failed.push(`${ctx.correlation}: ${outcome.error.message}`);
+   *     else state.balance = outcome.ok;
+   *   },
+   * }
+   * ```
+   * @param {Function} [ok] the schema of the target's reply
+   */
+  callReply(ok = schema.any) {
+    return schema.variant({
+      ok,
+      error: schema.object({ code: schema.string, message: schema.string }),
+    });
+  },
+
   /** One of the given constants (strings, numbers, booleans or `null`), compared with `===`. */
   oneOf(...constants) {
     return (value, path = '') => {

@@ -60,12 +60,17 @@ function rendered(what, result) {
 }
 
 function call(c) {
-  return {
+  const out = {
     entityType: c.target.entityType,
     key: c.target.key,
     command: c.command,
     payload: json('call payload', c.payload),
   };
+  if (c.replyTo !== undefined && c.replyTo !== null) {
+    out.replyTo = c.replyTo.command;
+    out.correlation = c.replyTo.correlation;
+  }
+  return out;
 }
 
 function effect({ tag, val }) {
@@ -74,14 +79,21 @@ function effect({ tag, val }) {
       return { kind: 'call', ...call(val) };
     case 'publish':
       return { kind: 'publish', topic: val.topic, payload: json('publication payload', val.payload) };
-    case 'schedule':
-      return {
+    case 'schedule': {
+      const timer = {
         kind: 'schedule',
         name: val.name,
         delayMs: Number(val.delayMs),
         command: val.command,
         payload: json('timer payload', val.payload),
       };
+      if (val.everyMs !== undefined && val.everyMs !== null) {
+        timer.everyMs = Number(val.everyMs);
+      }
+      return timer;
+    }
+    case 'cancel':
+      return { kind: 'cancel', name: val };
     default:
       throw new Error(`unknown effect ${tag}`);
   }
@@ -161,23 +173,29 @@ export class TestKit {
   /**
    * Runs `command` with `payload` (any JSON value; BigInts are exact) and returns the reply.
    * Throws a `CommandFailure` if the command failed, in which case nothing changes.
+   *
+   * `{ correlation }` runs the command as the reply route of a call (`ctx.correlation`; the
+   * payload is then the outcome, `{ ok: reply }` or `{ error: { code, message } }`);
+   * `{ timer }` as fired by that timer (`ctx.timer`).
    * @param {string} command
    * @param {unknown} [payload] default `null`
+   * @param {{correlation?: string, timer?: string}} [options]
    */
-  handle(command, payload = null) {
+  handle(command, payload = null, options = {}) {
     const text = stringify(payload);
     if (text === undefined) {
       throw new TypeError('TestKit.handle: the payload has no JSON form');
     }
-    return this.handleJson(command, text);
+    return this.handleJson(command, text, options);
   }
 
   /**
    * Runs `command` with the payload given as JSON text (e.g. `'1.5'`, `''` for an empty body).
    * @param {string} command
    * @param {string} payloadText
+   * @param {{correlation?: string, timer?: string}} [options] as for `handle`
    */
-  handleJson(command, payloadText) {
+  handleJson(command, payloadText, { correlation, timer } = {}) {
     this.#last = undefined;
     this.#commandsRun += 1n;
     const n = this.#commandsRun;
@@ -189,6 +207,8 @@ export class TestKit {
       timestampMs: BigInt(this.#timestampMs),
       randomSeed: (n * 0x9e3779b97f4a7c15n) & MASK64,
       sequence: BigInt(this.#sequence),
+      correlation: correlation ?? undefined,
+      timer: timer ?? undefined,
     };
     const result = this.#glue.handle(context, this.#state?.slice(), payloadText);
     if (result.tag === 'err') {
@@ -248,8 +268,10 @@ export class TestKit {
   /**
    * What the last successful command produced: `{reply, events, persisted, effects, forward}`;
    * `undefined` if it failed or none ran yet. Effects are
-   * `{kind: 'call', entityType, key, command, payload}`, `{kind: 'publish', topic, payload}` or
-   * `{kind: 'schedule', name, delayMs, command, payload}`.
+   * `{kind: 'call', entityType, key, command, payload}` (plus `replyTo` and `correlation` for a
+   * call with a reply route), `{kind: 'publish', topic, payload}`,
+   * `{kind: 'schedule', name, delayMs, command, payload}` (plus `everyMs` for a repeating timer)
+   * or `{kind: 'cancel', name}`.
    */
   get last() {
     return this.#last;

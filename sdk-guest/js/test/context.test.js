@@ -8,7 +8,7 @@ import { test } from 'node:test';
 
 import { ValueContext } from 'cella-sdk';
 
-function context(seed = 0n) {
+function context(seed = 0n, extra = {}) {
   return new ValueContext(
     {
       entityType: 'counter',
@@ -18,6 +18,7 @@ function context(seed = 0n) {
       timestampMs: 1000n,
       randomSeed: seed,
       sequence: 7n,
+      ...extra,
     },
     { total: 0 },
   );
@@ -29,6 +30,40 @@ test('exposes the host context, u64 times and sequences as numbers', () => {
     [ctx.entityType, ctx.key, ctx.commandId, ctx.command, ctx.timestampMs, ctx.sequence, ctx.randomSeed],
     ['counter', 'k1', 'c-1', 'add', 1000, 7, 2n ** 64n - 1n],
   );
+  assert.equal(ctx.correlation, null);
+  assert.equal(ctx.timer, null);
+});
+
+test('exposes the correlation of a reply and the timer that fired the command', () => {
+  assert.equal(context(0n, { correlation: 't1' }).correlation, 't1');
+  assert.equal(context(0n, { correlation: '' }).correlation, '');
+  assert.equal(context(0n, { correlation: 't1' }).timer, null);
+  assert.equal(context(0n, { timer: 'tick' }).timer, 'tick');
+  assert.equal(context(0n, { correlation: undefined, timer: undefined }).timer, null);
+});
+
+test('calls with a reply route, repeating timers and cancels', () => {
+  const ctx = context();
+  ctx.call('bank', 'b1', 'credit', 5, { replyTo: 'credited', correlation: 't1' });
+  ctx.call('bank', 'b1', 'credit', 6, { replyTo: 'credited' });
+  ctx.call('bank', 'b1', 'credit', 7, {});
+  ctx.schedule('tick', 0, 'tick', null, { everyMs: 1000 });
+  ctx.schedule('big', 1n, 'tick', undefined, { everyMs: 2n ** 64n - 1n });
+  ctx.schedule('once', 10, 'tick', { n: 1 }, { everyMs: undefined });
+  ctx.cancel('tick');
+  const done = ctx._finish();
+  assert.equal(done.error, undefined);
+  const target = { entityType: 'bank', key: 'b1' };
+  assert.deepEqual(done.effects, [
+    { tag: 'call', val: { target, command: 'credit', payload: '5', replyTo: { command: 'credited', correlation: 't1' } } },
+    { tag: 'call', val: { target, command: 'credit', payload: '6', replyTo: { command: 'credited', correlation: '' } } },
+    { tag: 'call', val: { target, command: 'credit', payload: '7' } },
+    { tag: 'schedule', val: { name: 'tick', delayMs: 0n, command: 'tick', payload: 'null', everyMs: 1000n } },
+    { tag: 'schedule', val: { name: 'big', delayMs: 1n, command: 'tick', payload: 'null', everyMs: 2n ** 64n - 1n } },
+    { tag: 'schedule', val: { name: 'once', delayMs: 10n, command: 'tick', payload: '{"n":1}' } },
+    { tag: 'cancel', val: 'tick' },
+  ]);
+  assert.equal(done.forward, undefined);
 });
 
 test('randomness is splitmix64 of the seed, as in the Rust SDK', () => {
@@ -83,6 +118,34 @@ test('misuse is recorded, the first one wins, and nothing throws', () => {
   badDelay.schedule('t', -1, 'c');
   badDelay.schedule('t', 1.5, 'c');
   assert.equal(badDelay._finish().error, 'schedule: the delay of timer `t` is not a whole number of milliseconds');
+
+  const badPeriod = context();
+  badPeriod.schedule('t', 1, 'c', null, { everyMs: -1 });
+  badPeriod.schedule('t', 1, 'c', null, { everyMs: '5' });
+  assert.equal(badPeriod._finish().error, 'schedule: the period of timer `t` is not a whole number of milliseconds');
+  assert.equal(badPeriod._finish().effects.length, 0);
+
+  const badCancel = context();
+  badCancel.cancel(1);
+  assert.equal(badCancel._finish().error, 'cancel: `name` must be a string, not number');
+
+  const badRoute = context();
+  badRoute.call('a', 'b', 'c', null, { replyTo: 1 });
+  assert.equal(badRoute._finish().error, 'call: `replyTo` must be a string, not number');
+  assert.equal(badRoute._finish().effects.length, 0);
+
+  const badCorrelation = context();
+  badCorrelation.call('a', 'b', 'c', null, { replyTo: 'r', correlation: 5 });
+  assert.equal(badCorrelation._finish().error, 'call: `correlation` must be a string, not number');
+
+  const noRoute = context();
+  noRoute.call('a', 'b', 'c', null, { correlation: 't1' });
+  assert.equal(noRoute._finish().error, 'call: a `correlation` needs a `replyTo` command');
+
+  const badOptions = context();
+  badOptions.call('a', 'b', 'c', null, 'credited');
+  badOptions.schedule('t', 1, 'c', null, 5);
+  assert.match(badOptions._finish().error, /^call: the options must be an object/);
 });
 
 test('the value context exposes and replaces the working state', () => {

@@ -177,9 +177,9 @@ describe('shopping cart', () => {
 const forwardTo = (key) => ({ forward: { type: 'tck-value', key, command: 'get', payload: null } });
 
 /** The cases SPEC.md gives the two models in common; `change` is `update` or `emit`. */
-function modelCases(entity, change) {
-  test('declares process, get, context', () => {
-    assert.deepEqual(new TestKit(entity).commands, ['process', 'get', 'context']);
+function modelCases(entity, change, commands) {
+  test(`declares ${commands.join(', ')}`, () => {
+    assert.deepEqual(new TestKit(entity).commands, commands);
   });
 
   test('a new entity has the empty value and persists nothing on reads', () => {
@@ -206,13 +206,34 @@ function modelCases(entity, change) {
         { call: { type: 'counter', key: 'c', command: 'add', payload: 9223372036854775807n } },
         { publish: { topic: 'news', payload: { a: [1] } } },
         { schedule: { name: 'later', delayMs: 1000, command: 'get', payload: null } },
+        { call: { type: 'counter', key: 'c', command: 'get', replyTo: { command: 'on-reply', correlation: 'c1' } } },
+        { call: { type: 'counter', key: 'c', command: 'get', payload: 1, replyTo: null } },
+        { schedule: { name: 'tick', delayMs: 0, command: 'get', everyMs: 100 } },
+        { schedule: { name: 'once', delayMs: 5, command: 'get', payload: 2, everyMs: null } },
+        { publish: { topic: 'no-payload' } },
+        { cancel: 'later' },
       ],
     });
     assert.deepEqual(kit.last.effects, [
       { kind: 'call', entityType: 'counter', key: 'c', command: 'add', payload: 9223372036854775807n },
       { kind: 'publish', topic: 'news', payload: { a: [1] } },
       { kind: 'schedule', name: 'later', delayMs: 1000, command: 'get', payload: null },
+      {
+        kind: 'call',
+        entityType: 'counter',
+        key: 'c',
+        command: 'get',
+        payload: null,
+        replyTo: 'on-reply',
+        correlation: 'c1',
+      },
+      { kind: 'call', entityType: 'counter', key: 'c', command: 'get', payload: 1 },
+      { kind: 'schedule', name: 'tick', delayMs: 0, command: 'get', payload: null, everyMs: 100 },
+      { kind: 'schedule', name: 'once', delayMs: 5, command: 'get', payload: 2 },
+      { kind: 'publish', topic: 'no-payload', payload: null },
+      { kind: 'cancel', name: 'later' },
     ]);
+    assert.equal(kit.last.persisted, false);
   });
 
   test('a forward is returned and the changes before it persist', () => {
@@ -238,19 +259,31 @@ function modelCases(entity, change) {
 
   test('payloads that do not fit are bad requests', () => {
     const kit = new TestKit(entity);
-    const other = change === 'update' ? 'emit' : 'update';
+    const others = change === 'update' ? ['emit'] : ['update', 'append'];
     for (const payload of [
+      ...others.map((other) => ({ actions: [{ [other]: 'x' }] })),
       null,
       [],
       {},
       { actions: {} },
       { actions: [{}] },
-      { actions: [{ [other]: 'x' }] },
       { actions: [{ [change]: 1 }] },
       { actions: [{ [change]: 'x', fail: 'y' }] },
-      { actions: [{ forward: { type: 't', key: 'k', command: 'c' } }] },
+      { actions: [{ forward: { type: 't', key: 'k' } }] },
+      { actions: [{ call: { type: 1, key: 'k', command: 'c' } }] },
       { actions: [{ schedule: { name: 'n', delayMs: -1, command: 'c', payload: null } }] },
       { actions: [{ publish: { topic: 1, payload: null } }] },
+      { actions: [{ schedule: { name: 'n', delayMs: 1.5, command: 'c' } }] },
+      { actions: [{ schedule: { name: 'n', command: 'c' } }] },
+      { actions: [{ schedule: { name: 'n', delayMs: 1, command: 'c', everyMs: -1 } }] },
+      { actions: [{ schedule: { name: 'n', delayMs: 1, command: 'c', everyMs: '1' } }] },
+      { actions: [{ cancel: 1 }] },
+      { actions: [{ cancel: { name: 'n' } }] },
+      { actions: [{ call: { type: 't', key: 'k', command: 'c', replyTo: 'on-reply' } }] },
+      { actions: [{ call: { type: 't', key: 'k', command: 'c', replyTo: { command: 'on-reply' } } }] },
+      { actions: [{ call: { type: 't', key: 'k', command: 'c', replyTo: { correlation: 'x' } } }] },
+      // Checked before anything runs: a fail first does not hide a bad action after it.
+      { actions: [{ fail: 'x' }, { explode: 1 }] },
     ]) {
       assert.throws(() => kit.handle('process', payload), { kind: 'bad-request' }, JSON.stringify(payload));
     }
@@ -283,7 +316,54 @@ function modelCases(entity, change) {
 }
 
 describe('tck-value', () => {
-  modelCases(tckValue, 'update');
+  modelCases(tckValue, 'update', ['process', 'get', 'context', 'on-reply']);
+
+  test('append appends to the working value', () => {
+    const kit = new TestKit(tckValue);
+    assert.deepEqual(kit.handle('process', { actions: [{ append: 'a' }, { append: 'b' }] }), { value: 'ab' });
+    assert.deepEqual(kit.handle('process', { actions: [{ update: 'x' }, { append: 'y' }] }), { value: 'xy' });
+    assert.deepEqual(kit.handle('process', { actions: [{ append: '' }] }), { value: 'xy' });
+    assert.equal(kit.sequence, 2);
+  });
+
+  test('on-reply appends the outcome of a call and persists', () => {
+    const kit = new TestKit(tckValue);
+    kit.handle('process', { actions: [{ update: 'v:' }] });
+    const replies = [
+      [{ ok: { value: 'x' } }, 'c1:ok:x;'],
+      [{ ok: { value: 5 } }, 'c2:ok:;'],
+      [{ ok: null }, 'c3:ok:;'],
+      [{ ok: ['value'] }, 'c4:ok:;'],
+      [{ error: { code: 'rejected', message: 'no: way' } }, 'c5:rejected:no: way;'],
+    ];
+    let expected = 'v:';
+    replies.forEach(([payload, appended], i) => {
+      expected += appended;
+      assert.deepEqual(kit.handle('on-reply', payload, { correlation: `c${i + 1}` }), { value: expected });
+      assert.deepEqual(kit.stateJson, { value: expected });
+    });
+    assert.equal(kit.sequence, 6);
+    kit.handle('on-reply', { ok: { value: 'z' } }, { correlation: '' });
+    assert.ok(kit.handle('get').value.endsWith(';:ok:z;'));
+  });
+
+  test('on-reply without a correlation or with another payload is a bad request', () => {
+    const kit = new TestKit(tckValue);
+    for (const payload of [
+      null,
+      {},
+      { ok: 1, error: { code: 'c', message: 'm' } },
+      { error: { code: 'c' } },
+      { error: { code: 'c', message: 1 } },
+      { error: 'rejected' },
+      { value: 'x' },
+    ]) {
+      assert.throws(() => kit.handle('on-reply', payload, { correlation: 'c' }), { kind: 'bad-request' }, JSON.stringify(payload));
+    }
+    assert.throws(() => kit.handle('on-reply', { ok: { value: 'x' } }), { kind: 'bad-request' });
+    assert.throws(() => kit.handle('on-reply', { ok: { value: 'x' } }, { timer: 't' }), { kind: 'bad-request' });
+    assert.equal(kit.sequence, 0);
+  });
 
   test('updates run in order; the state persists only when it changes', () => {
     const kit = new TestKit(tckValue);
@@ -297,7 +377,12 @@ describe('tck-value', () => {
 });
 
 describe('tck-events', () => {
-  modelCases(tckEvents, 'emit');
+  modelCases(tckEvents, 'emit', ['process', 'get', 'context']);
+
+  test('has no on-reply', () => {
+    const kit = new TestKit(tckEvents);
+    assert.throws(() => kit.handle('on-reply', { ok: null }, { correlation: 'c' }), { kind: 'unknown-command' });
+  });
 
   test('emits append to the working state, which later actions and the reply see', () => {
     const kit = new TestKit(tckEvents);

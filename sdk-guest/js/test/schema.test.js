@@ -81,3 +81,18 @@ test('oneOf compares constants', () => {
   assert.equal(color('red'), 'red');
   refuses(color, 'blue', 'expected one of "red", "green", found the string "blue"');
 });
+
+test('callReply decodes the outcome of a call', () => {
+  const any = s.callReply();
+  assert.deepEqual(any({ ok: { value: 'x' } }, ''), { ok: { value: 'x' } });
+  assert.deepEqual(any({ ok: null }, ''), { ok: null });
+  assert.deepEqual(any({ error: { code: 'rejected', message: 'no', extra: 1 } }, ''), {
+    error: { code: 'rejected', message: 'no' },
+  });
+  const typed = s.callReply(s.int64);
+  assert.deepEqual(typed({ ok: 5 }, ''), { ok: 5n });
+  refuses(typed, { ok: '5' }, 'at `ok`: expected a 64-bit signed integer, found the string "5"');
+  for (const value of [null, 5, {}, { ok: 1, error: { code: 'c', message: 'm' } }, { value: 1 }, { error: 'no' }, { error: { code: 'c' } }]) {
+    refuses(any, value);
+  }
+});

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /*
- * Builds a JavaScript entity into a `cella:entity@0.1.0` component: bundles the entry module
+ * Builds a JavaScript entity into a `cella:entity@0.2.0` component: bundles the entry module
  * and everything it imports (the SDK included) into one ES module with esbuild, then runs
  * componentize-js on it against the `entity-world` of wit/entity.wit.
  *

@@ -1,5 +1,5 @@
 """The Cella Python SDK: write an entity as a Python class and build it into a
-``cella:entity@0.1.0`` component with componentize-py.
+``cella:entity@0.2.0`` component with componentize-py.
 
 Entities
 ========
@@ -81,6 +81,26 @@ Events of an event-sourced entity are either
 Either way ``apply`` sees an emitted event exactly as a replay will: the SDK encodes each event
 and decodes it again before folding it.
 
+Effects
+=======
+
+The context also collects effects, which the host carries out after the command's change is
+durable, exactly once, and only if the command succeeds:
+
+- ``ctx.call(type, key, command, payload)`` sends a command to another entity,
+  fire-and-forget; ``ctx.call(..., reply_to="credited", correlation="t1")`` has the outcome come
+  back to this entity as the command ``credited``, whose context has
+  ``ctx.correlation == "t1"`` and whose payload is ``{"ok": <reply>}`` or
+  ``{"error": {"code": C, "message": M}}`` (a rejection or failure of the call is data too):
+  annotate that payload with :class:`CallReply` (or ``CallReply[T]``);
+- ``ctx.publish(topic, payload)`` publishes a message;
+- ``ctx.schedule(name, delay_ms, command, payload)`` sends ``command`` to this entity after
+  ``delay_ms``, and then every ``every_ms`` until cancelled with ``every_ms=`` (a timer of the
+  same name replaces it); ``ctx.cancel(name)`` cancels it; a command a timer fired has
+  ``ctx.timer == name``;
+- ``ctx.forward(type, key, command, payload)`` hands the command on: the target's reply becomes
+  the caller's.
+
 Failures
 ========
 
@@ -131,11 +151,14 @@ from ._errors import (
     UnknownCommand,
     reject,
 )
+from ._reply import CallError, CallReply
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BadRequest",
+    "CallError",
+    "CallReply",
     "Context",
     "EntityError",
     "EventContext",

@@ -173,6 +173,9 @@ def to_json(value: Any) -> Any:
             out[key] = to_json(item)
         return out
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        custom = getattr(kind, "__cella_to_json__", None)
+        if custom is not None:
+            return custom(value)
         return {name: to_json(getattr(value, attr)) for attr, name in _fields_of(kind)}
     # Subclasses of the JSON types (IntEnum, str enums, OrderedDict...).
     if isinstance(value, bool):
@@ -308,6 +311,8 @@ def describe(hint: Any) -> str:
         return " or ".join(_json.dumps(v) for v in typing.get_args(hint))
     if _is_union(hint):
         return " or ".join(describe(arg) for arg in typing.get_args(hint))
+    if getattr(origin if origin is not None else hint, "__cella_decoder__", None) is not None:
+        return 'an object {"ok": ...} or {"error": ...}'
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return f"an object ({hint.__name__})"
     return _DESCRIPTIONS.get(hint, getattr(hint, "__name__", str(hint)))
@@ -345,6 +350,10 @@ class _Compiler:
             return self._literal(args)
         if _is_union(hint):
             return self._union(hint, where)
+        # A class with a JSON form of its own (cella.CallReply, CallReply[T]).
+        custom = getattr(origin if origin is not None else hint, "__cella_decoder__", None)
+        if custom is not None:
+            return custom(args, lambda inner: self.compile(inner, where))  # type: ignore[no-any-return]
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             return self._dataclass(hint)
         raise TypeError(

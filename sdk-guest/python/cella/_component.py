@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from ._entity import model
 from ._errors import Failure
 from ._glue import Glue
-from ._protocol import EVENT_SOURCED, VALUE, Call, GuestError, Publication, Timer
+from ._protocol import EVENT_SOURCED, VALUE, Call, Cancel, GuestError, Publication, Timer
 
 __all__ = ["export"]
 
@@ -65,6 +65,11 @@ def _component_class(glue: Glue, base: type, wit: Any, err: type) -> type:
             target=wit.Address(entity_type=call.entity_type, key=call.key),
             command=call.command,
             payload=call.payload,
+            reply_to=None
+            if call.reply_to is None
+            else wit.ReplyRoute(
+                command=call.reply_to.command, correlation=call.reply_to.correlation
+            ),
         )
 
     def to_effect(effect: Any) -> Any:
@@ -79,8 +84,11 @@ def _component_class(glue: Glue, base: type, wit: Any, err: type) -> type:
                     delay_ms=effect.delay_ms,
                     command=effect.command,
                     payload=effect.payload,
+                    every_ms=effect.every_ms,
                 )
             )
+        if isinstance(effect, Cancel):
+            return wit.Effect_Cancel(effect.name)
         raise TypeError(f"not an effect: {effect!r}")
 
     def guest_call(run: Callable[[], T]) -> T:

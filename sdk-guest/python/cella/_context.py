@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 from . import _codec
 from ._errors import EntityError
-from ._protocol import Call, Effect, HostContext, Publication, Timer
+from ._protocol import Call, Cancel, Effect, HostContext, Publication, ReplyRoute, Timer
 
 __all__ = ["Context", "EventContext"]
 
@@ -22,8 +22,9 @@ class Context:
     ones: use :attr:`timestamp_ms` instead of a clock and :meth:`random_u64` / :meth:`random`
     instead of the ``random`` module.
 
-    Effects (:meth:`call`, :meth:`publish`, :meth:`schedule`) run after the command's change is
-    durable, and only if the command succeeds. Payloads are JSON values or dataclasses. Misuse
+    Effects (:meth:`call`, :meth:`publish`, :meth:`schedule`, :meth:`cancel`) run after the
+    command's change is durable, and only if the command succeeds; the host carries each out
+    exactly once. Payloads are JSON values or dataclasses. Misuse
     (a payload that is not JSON-serializable, a second :meth:`forward`) raises
     :class:`~cella.EntityError` and fails the command even if the handler catches it (the
     command is ``rejected`` with a message starting with ``entity error:``).
@@ -37,6 +38,8 @@ class Context:
         "_timestamp_ms",
         "_sequence",
         "_random_seed",
+        "_correlation",
+        "_timer",
         "_rng",
         "_effects",
         "_forward",
@@ -51,6 +54,8 @@ class Context:
         self._timestamp_ms: int = host.timestamp_ms
         self._sequence: int = host.sequence
         self._random_seed: int = host.random_seed
+        self._correlation: str | None = getattr(host, "correlation", None)
+        self._timer: str | None = getattr(host, "timer", None)
         self._rng: int = host.random_seed
         self._effects: list[Effect] = []
         self._forward: Call | None = None
@@ -92,6 +97,19 @@ class Context:
         """The command's journaled random seed (an unsigned 64-bit integer)."""
         return self._random_seed
 
+    @property
+    def correlation(self) -> str | None:
+        """The correlation of the call this command answers, when the command is the reply route
+        of a :meth:`call` (its payload is then the call's outcome: see :class:`~cella.CallReply`);
+        else ``None``."""
+        return self._correlation
+
+    @property
+    def timer(self) -> str | None:
+        """The name of the timer that fired this command (see :meth:`schedule`); else
+        ``None``."""
+        return self._timer
+
     def random_u64(self) -> int:
         """The next number of a deterministic pseudo-random sequence (splitmix64) seeded by the
         host's journaled seed: the same command sees the same numbers on every replay. The same
@@ -106,10 +124,34 @@ class Context:
         """The next number of the same sequence as a float in ``[0, 1)``."""
         return (self.random_u64() >> 11) * (1.0 / (1 << 53))
 
-    def call(self, entity_type: str, key: str, command: str, payload: Any = None) -> None:
+    def call(
+        self,
+        entity_type: str,
+        key: str,
+        command: str,
+        payload: Any = None,
+        *,
+        reply_to: str | None = None,
+        correlation: str = "",
+    ) -> None:
         """Sends ``command`` with ``payload`` to the entity ``entity_type``/``key`` after this
-        command commits. Its reply is not seen by this entity."""
-        self._effects.append(self._call(entity_type, key, command, payload))
+        command commits; the host delivers it exactly once.
+
+        Without ``reply_to`` the call is fire-and-forget: its reply is not seen by this entity.
+        With ``reply_to="<command>"`` its outcome comes back to this entity as that command,
+        with ``correlation`` as :attr:`correlation` in its context and the outcome as payload,
+        ``{"ok": <reply>}`` or ``{"error": {"code": ..., "message": ...}}`` (type the reply
+        route's payload with :class:`~cella.CallReply`). A rejection or failure of the call
+        comes back this way too, as data."""
+        call = self._call(entity_type, key, command, payload)
+        if reply_to is not None:
+            self._string("reply_to command", reply_to)
+            self._string("correlation", correlation)
+            route = ReplyRoute(command=reply_to, correlation=correlation)
+            call = Call(call.entity_type, call.key, call.command, call.payload, reply_to=route)
+        elif correlation:
+            self._fail(f"a correlation ({correlation!r:.40}) needs a reply_to command")
+        self._effects.append(call)
 
     def publish(self, topic: str, payload: Any = None) -> None:
         """Publishes ``payload`` to ``topic`` after this command commits."""
@@ -117,17 +159,42 @@ class Context:
         text = self._payload(f"publication to `{topic}`", payload)
         self._effects.append(Publication(topic=topic, payload=text))
 
-    def schedule(self, name: str, delay_ms: int, command: str, payload: Any = None) -> None:
+    def schedule(
+        self,
+        name: str,
+        delay_ms: int,
+        command: str,
+        payload: Any = None,
+        *,
+        every_ms: int | None = None,
+    ) -> None:
         """Sends ``command`` with ``payload`` to this same entity ``delay_ms`` milliseconds after
-        this command commits. ``name`` identifies the timer."""
+        this command commits, and then every ``every_ms`` milliseconds until cancelled when
+        ``every_ms`` is given. ``name`` identifies the timer: a timer of the same name replaces
+        it, :meth:`cancel` cancels it, and the command it fires sees it as :attr:`timer`. Timers
+        are durable."""
         self._string("timer name", name)
         self._string("command", command)
         if not _codec._is_int(delay_ms) or not 0 <= delay_ms <= _codec.UINT64_MAX:
             self._fail(
                 f"the delay of timer `{name}` must be an integer in 0..2^64, not {delay_ms!r}"
             )
+        if every_ms is not None and (
+            not _codec._is_int(every_ms) or not 0 <= every_ms <= _codec.UINT64_MAX
+        ):
+            self._fail(
+                f"the period of timer `{name}` must be an integer in 0..2^64, not {every_ms!r}"
+            )
         text = self._payload(f"timer `{name}`", payload)
-        self._effects.append(Timer(name=name, delay_ms=delay_ms, command=command, payload=text))
+        self._effects.append(
+            Timer(name=name, delay_ms=delay_ms, command=command, payload=text, every_ms=every_ms)
+        )
+
+    def cancel(self, name: str) -> None:
+        """Cancels this entity's timer ``name`` after this command commits (nothing happens if
+        there is none)."""
+        self._string("timer name", name)
+        self._effects.append(Cancel(name=name))
 
     def forward(self, entity_type: str, key: str, command: str, payload: Any = None) -> None:
         """Hands this command on to the entity ``entity_type``/``key`` as ``command`` with

@@ -1,4 +1,4 @@
-"""The ``cella:entity@0.1.0`` protocol in plain Python: what the SDK's glue takes and returns.
+"""The ``cella:entity@0.2.0`` protocol in plain Python: what the SDK's glue takes and returns.
 The component adapter converts these to and from the generated WIT bindings; the test kit uses
 them directly, so unit tests run the same code as a component without building one."""
 
@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "Call",
+    "Cancel",
     "Descriptor",
     "Effect",
     "GuestError",
     "HostContext",
     "Outcome",
     "Publication",
+    "ReplyRoute",
     "Timer",
 ]
 
@@ -42,16 +44,29 @@ class HostContext:
     timestamp_ms: int
     random_seed: int
     sequence: int
+    #: Set when the command is the reply route of a call: the correlation the caller gave.
+    correlation: str | None = None
+    #: Set when a timer fired the command: the timer's name.
+    timer: str | None = None
+
+
+@dataclass(frozen=True)
+class ReplyRoute:
+    """Where the outcome of a call goes: ``command`` on the caller, with ``correlation``."""
+
+    command: str
+    correlation: str
 
 
 @dataclass(frozen=True)
 class Call:
-    """A command to an entity; ``payload`` is JSON text."""
+    """A command to an entity; ``payload`` is JSON text. A forward has no ``reply_to``."""
 
     entity_type: str
     key: str
     command: str
     payload: str
+    reply_to: ReplyRoute | None = None
 
 
 @dataclass(frozen=True)
@@ -64,15 +79,24 @@ class Publication:
 
 @dataclass(frozen=True)
 class Timer:
-    """A command to this same entity after ``delay_ms``; ``payload`` is JSON text."""
+    """A command to this same entity after ``delay_ms``, then every ``every_ms`` if set;
+    ``payload`` is JSON text."""
 
     name: str
     delay_ms: int
     command: str
     payload: str
+    every_ms: int | None = None
 
 
-Effect = Call | Publication | Timer
+@dataclass(frozen=True)
+class Cancel:
+    """Cancels this entity's timer ``name``."""
+
+    name: str
+
+
+Effect = Call | Publication | Timer | Cancel
 
 
 @dataclass

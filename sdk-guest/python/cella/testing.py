@@ -34,7 +34,7 @@ from . import _protocol as protocol
 from ._entity import model
 from ._glue import Glue
 
-__all__ = ["Call", "Effect", "Handled", "Publish", "Schedule", "TestKit"]
+__all__ = ["Call", "Cancel", "Effect", "Handled", "Publish", "Schedule", "TestKit"]
 
 E = TypeVar("E")
 
@@ -43,12 +43,16 @@ _MASK = (1 << 64) - 1
 
 @dataclass(frozen=True)
 class Call:
-    """A command addressed to an entity (:meth:`~cella.Context.call` or a forward)."""
+    """A command addressed to an entity (:meth:`~cella.Context.call` or a forward). A call
+    with a reply route has ``reply_to`` (the command the outcome comes back as) and
+    ``correlation``; ``None`` for both otherwise."""
 
     entity_type: str
     key: str
     command: str
     payload: Any
+    reply_to: str | None = None
+    correlation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,15 +65,23 @@ class Publish:
 
 @dataclass(frozen=True)
 class Schedule:
-    """:meth:`~cella.Context.schedule`."""
+    """:meth:`~cella.Context.schedule`; ``every_ms`` is ``None`` for a one-shot timer."""
 
     name: str
     delay_ms: int
     command: str
     payload: Any
+    every_ms: int | None = None
 
 
-Effect = Call | Publish | Schedule
+@dataclass(frozen=True)
+class Cancel:
+    """:meth:`~cella.Context.cancel`."""
+
+    name: str
+
+
+Effect = Call | Publish | Schedule | Cancel
 
 
 @dataclass(frozen=True)
@@ -138,9 +150,21 @@ class TestKit(Generic[E]):
         """The snapshot interval the entity declares (0 = the host's default)."""
         return self._glue.describe().snapshot_every
 
-    def handle(self, command: str, payload: Any = None) -> Any:
+    def handle(
+        self,
+        command: str,
+        payload: Any = None,
+        *,
+        correlation: str | None = None,
+        timer: str | None = None,
+    ) -> Any:
         """Runs ``command`` with ``payload`` (JSON data or dataclasses; ``None`` for none) and
-        returns its reply as JSON data. Raises the command's failure."""
+        returns its reply as JSON data. Raises the command's failure.
+
+        ``correlation`` runs the command as the reply route of a call (``ctx.correlation``; the
+        payload is then the outcome, e.g. ``CallReply(ok=...)`` or
+        ``CallReply(error=CallError("rejected", "..."))``); ``timer`` as fired by that timer
+        (``ctx.timer``)."""
         self._last = None
         self._commands_run += 1
         n = self._commands_run
@@ -152,6 +176,8 @@ class TestKit(Generic[E]):
             timestamp_ms=self._timestamp_ms,
             random_seed=(n * 0x9E3779B97F4A7C15) & _MASK,
             sequence=self._sequence,
+            correlation=correlation,
+            timer=timer,
         )
         outcome = self._glue.handle(host, self._state, _codec.dumps(payload))
         reply = _parse("reply", outcome.reply)
@@ -261,6 +287,8 @@ def _call(call: protocol.Call) -> Call:
         key=call.key,
         command=call.command,
         payload=_parse("call payload", call.payload),
+        reply_to=call.reply_to.command if call.reply_to is not None else None,
+        correlation=call.reply_to.correlation if call.reply_to is not None else None,
     )
 
 
@@ -269,9 +297,12 @@ def _effect(effect: protocol.Effect) -> Effect:
         return _call(effect)
     if isinstance(effect, protocol.Publication):
         return Publish(topic=effect.topic, payload=_parse("publication payload", effect.payload))
+    if isinstance(effect, protocol.Cancel):
+        return Cancel(name=effect.name)
     return Schedule(
         name=effect.name,
         delay_ms=effect.delay_ms,
         command=effect.command,
         payload=_parse("timer payload", effect.payload),
+        every_ms=effect.every_ms,
     )

@@ -48,7 +48,9 @@ class ComponentTest(unittest.TestCase):
                 del sys.modules[name]
         cls.tmp.cleanup()
 
-    def context(self, command: str) -> Any:
+    def context(
+        self, command: str, correlation: str | None = None, timer: str | None = None
+    ) -> Any:
         return self.wit.Context(
             entity_type="t",
             key="k",
@@ -57,6 +59,8 @@ class ComponentTest(unittest.TestCase):
             timestamp_ms=1,
             random_seed=2**64 - 1,
             sequence=0,
+            correlation=correlation,
+            timer=timer,
         )
 
     def failure(self, entity: Any, command: str, payload: str) -> Any:
@@ -73,17 +77,25 @@ class ComponentTest(unittest.TestCase):
         self.assertEqual(
             entity.describe(),
             wit.Descriptor(
-                kind=wit.EntityKind.VALUE, commands=["process", "get", "context"], snapshot_every=0
+                kind=wit.EntityKind.VALUE,
+                commands=["process", "get", "context", "on-reply"],
+                snapshot_every=0,
             ),
         )
         target = '{"type": "a", "key": "b", "command": "c", "payload": 1}'
         actions = (
             f'{{"actions": [{{"update": "x"}}, {{"call": {target}}}, {{"forward": {target}}},'
             ' {"publish": {"topic": "t", "payload": 2}},'
-            ' {"schedule": {"name": "n", "delayMs": 5, "command": "get", "payload": null}}]}'
+            ' {"schedule": {"name": "n", "delayMs": 5, "command": "get", "payload": null}},'
+            ' {"call": {"type": "a", "key": "b", "command": "c", "payload": 1,'
+            ' "replyTo": {"command": "on-reply", "correlation": "t1"}}},'
+            ' {"schedule": {"name": "r", "delayMs": 0, "command": "get", "everyMs": 10}},'
+            ' {"cancel": "n"}]}'
         )
         outcome = entity.handle(self.context("process"), None, actions)
-        call = wit.Call(target=wit.Address(entity_type="a", key="b"), command="c", payload="1")
+        address = wit.Address(entity_type="a", key="b")
+        call = wit.Call(target=address, command="c", payload="1", reply_to=None)
+        route = wit.ReplyRoute(command="on-reply", correlation="t1")
         self.assertEqual(
             outcome,
             wit.Outcome(
@@ -95,11 +107,25 @@ class ComponentTest(unittest.TestCase):
                     wit.Effect_Call(call),
                     wit.Effect_Publish(wit.Publication(topic="t", payload="2")),
                     wit.Effect_Schedule(
-                        wit.Timer(name="n", delay_ms=5, command="get", payload="null")
+                        wit.Timer(
+                            name="n", delay_ms=5, command="get", payload="null", every_ms=None
+                        )
                     ),
+                    wit.Effect_Call(
+                        wit.Call(target=address, command="c", payload="1", reply_to=route)
+                    ),
+                    wit.Effect_Schedule(
+                        wit.Timer(name="r", delay_ms=0, command="get", payload="null", every_ms=10)
+                    ),
+                    wit.Effect_Cancel("n"),
                 ],
             ),
         )
+        replied = entity.handle(
+            self.context("on-reply", correlation="t1"), b'{"value":"x"}', '{"ok": {"value": "y"}}'
+        )
+        self.assertEqual(replied.state, b'{"value":"xt1:ok:y;"}')
+        self.assertIsInstance(self.failure(entity, "on-reply", '{"ok": 1}'), wit.Failure_BadRequest)
         reply = entity.handle(self.context("context"), b'{"value":"x"}', "")
         self.assertIsNone(reply.state)
         self.assertIn('"randomSeed":18446744073709551615', reply.reply)

@@ -4,14 +4,17 @@ and misuse that fails the command."""
 from __future__ import annotations
 
 import unittest
+from typing import Any, Optional
 
 import _support  # noqa: F401  (puts the SDK on sys.path)
 
 import cella
-from cella._protocol import Call, HostContext, Publication, Timer
+from cella._protocol import Call, Cancel, HostContext, Publication, ReplyRoute, Timer
 
 
-def context(seed: int = 1) -> cella.EventContext:
+def context(
+    seed: int = 1, correlation: str | None = None, timer: str | None = None
+) -> cella.EventContext:
     return cella.EventContext(
         HostContext(
             entity_type="counter",
@@ -21,6 +24,8 @@ def context(seed: int = 1) -> cella.EventContext:
             timestamp_ms=1_000,
             random_seed=seed,
             sequence=7,
+            correlation=correlation,
+            timer=timer,
         )
     )
 
@@ -33,8 +38,16 @@ class ContextTest(unittest.TestCase):
             ("counter", "k1", "c-1", "add"),
         )
         self.assertEqual((ctx.timestamp_ms, ctx.sequence, ctx.random_seed), (1_000, 7, 42))
+        self.assertIsNone(ctx.correlation)
+        self.assertIsNone(ctx.timer)
         with self.assertRaises(AttributeError):
             ctx.key = "other"  # type: ignore[misc]
+
+    def test_exposes_the_correlation_and_the_timer(self) -> None:
+        self.assertEqual(context(correlation="t1").correlation, "t1")
+        self.assertEqual(context(correlation="").correlation, "")
+        self.assertEqual(context(timer="tick").timer, "tick")
+        self.assertIsNone(context(timer="tick").correlation)
 
     def test_randomness_is_splitmix64_of_the_seed(self) -> None:
         # Reference values of splitmix64 seeded with 0 (the same as the Rust SDK's).
@@ -63,6 +76,26 @@ class ContextTest(unittest.TestCase):
         )
         self.assertEqual(forward, Call("other", "k2", "get", "null"))
 
+    def test_calls_with_a_reply_route_timers_that_repeat_and_cancels(self) -> None:
+        ctx = context()
+        ctx.call("bank", "b1", "credit", 5, reply_to="credited", correlation="t1")
+        ctx.call("bank", "b1", "credit", 6, reply_to="credited")
+        ctx.schedule("tick", 0, "tick", every_ms=1_000)
+        ctx.schedule("once", 10, "tick", {"n": 1}, every_ms=None)
+        ctx.cancel("tick")
+        effects, forward = ctx._finish()
+        self.assertEqual(
+            effects,
+            [
+                Call("bank", "b1", "credit", "5", ReplyRoute("credited", "t1")),
+                Call("bank", "b1", "credit", "6", ReplyRoute("credited", "")),
+                Timer("tick", 0, "tick", "null", every_ms=1_000),
+                Timer("once", 10, "tick", '{"n":1}'),
+                Cancel("tick"),
+            ],
+        )
+        self.assertIsNone(forward)
+
     def test_emits_events(self) -> None:
         ctx = context()
         ctx.emit({"a": 1})
@@ -89,6 +122,12 @@ class ContextTest(unittest.TestCase):
             lambda: ctx.schedule("t", True, "c"),
             lambda: ctx.call("a", 1, "c"),  # type: ignore[arg-type]
             lambda: ctx.publish(None, 1),  # type: ignore[arg-type]
+            lambda: ctx.schedule("t", 1, "c", every_ms=-1),
+            lambda: ctx.schedule("t", 1, "c", every_ms=1.5),  # type: ignore[arg-type]
+            lambda: ctx.cancel(1),  # type: ignore[arg-type]
+            lambda: ctx.call("a", "b", "c", reply_to=1),  # type: ignore[arg-type]
+            lambda: ctx.call("a", "b", "c", reply_to="r", correlation=None),  # type: ignore[arg-type]
+            lambda: ctx.call("a", "b", "c", correlation="no route"),
         ]:
             with self.assertRaises(cella.EntityError):
                 misuse()
@@ -101,6 +140,61 @@ class ContextTest(unittest.TestCase):
             finished.exception.message,
         )
         self.assertIsInstance(finished.exception, cella.Rejected)
+
+
+class CallReplyTest(unittest.TestCase):
+    def decode(self, hint: object, value: object) -> object:
+        return cella._codec.decoder(hint)(value)
+
+    def test_decodes_the_outcome_of_a_call(self) -> None:
+        ok = self.decode(cella.CallReply, {"ok": {"value": "x"}})
+        self.assertEqual(ok, cella.CallReply(ok={"value": "x"}))
+        assert isinstance(ok, cella.CallReply)
+        self.assertTrue(ok.is_ok)
+        self.assertIsNone(ok.error)
+        error = self.decode(
+            cella.CallReply, {"error": {"code": "rejected", "message": "no", "extra": 1}}
+        )
+        self.assertEqual(error, cella.CallReply(error=cella.CallError("rejected", "no")))
+        assert isinstance(error, cella.CallReply)
+        self.assertFalse(error.is_ok)
+        self.assertEqual(self.decode(cella.CallReply, {"ok": None}), cella.CallReply(ok=None))
+
+    def test_a_typed_reply(self) -> None:
+        self.assertEqual(self.decode(cella.CallReply[int], {"ok": 5}), cella.CallReply(ok=5))
+        with self.assertRaisesRegex(cella._codec.DecodeError, "expected an integer") as caught:
+            self.decode(cella.CallReply[int], {"ok": "5"})
+        self.assertEqual(str(caught.exception), 'at `ok`: expected an integer, got the string "5"')
+        self.assertEqual(
+            self.decode(cella.CallReply[int], {"error": {"code": "failed", "message": "m"}}),
+            cella.CallReply(error=cella.CallError("failed", "m")),
+        )
+        optional: Any = Optional[cella.CallReply[int]]  # noqa: UP045
+        self.assertIsNone(self.decode(optional, None))
+
+    def test_other_shapes_do_not_decode(self) -> None:
+        for value in [
+            None,
+            5,
+            {},
+            {"ok": 1, "error": {"code": "c", "message": "m"}},
+            {"value": 1},
+            {"error": "no"},
+            {"error": {"code": "c"}},
+            {"error": {"code": 1, "message": "m"}},
+        ]:
+            with self.subTest(value=value), self.assertRaises(cella._codec.DecodeError):
+                self.decode(cella.CallReply, value)
+
+    def test_encodes_as_the_envelope(self) -> None:
+        self.assertEqual(cella._codec.dumps(cella.CallReply(ok=[1])), '{"ok":[1]}')
+        self.assertEqual(cella._codec.dumps(cella.CallReply()), '{"ok":null}')
+        self.assertEqual(
+            cella._codec.dumps(cella.CallReply(error=cella.CallError("rejected", "no"))),
+            '{"error":{"code":"rejected","message":"no"}}',
+        )
+        with self.assertRaises(ValueError):
+            cella.CallReply(ok=1, error=cella.CallError("c", "m"))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from typing import Any
 import _support
 
 import cella
-from cella.testing import Call, Publish, Schedule, TestKit
+from cella.testing import Call, Cancel, Publish, Schedule, TestKit
 
 counter = _support.load_example("counter")
 cart = _support.load_example("shopping_cart")
@@ -182,6 +182,7 @@ class Shared:
         ENTITY: type
         CHANGE: str
         OTHER: str
+        COMMANDS: list[str]
 
         def setUp(self) -> None:
             self.kit: TestKit[Any] = TestKit(self.ENTITY, entity_type="tck", key="k1")
@@ -190,7 +191,7 @@ class Shared:
             return self.kit.handle("process", {"actions": list(actions)})
 
         def test_commands(self) -> None:
-            self.assertEqual(self.kit.commands, ["process", "get", "context"])
+            self.assertEqual(self.kit.commands, self.COMMANDS)
 
         def test_a_new_entity_is_empty(self) -> None:
             self.assertEqual(self.kit.handle("get"), {"value": ""})
@@ -240,6 +241,11 @@ class Shared:
                 {"publish": {"topic": "t", "payload": {"a": 1}}},
                 {"schedule": {"name": "n", "delayMs": 250, "command": "get", "payload": None}},
                 {"publish": {"topic": "no-payload"}},
+                {"call": {**target(2), "replyTo": {"command": "on-reply", "correlation": "c1"}}},
+                {"call": {**target(3), "replyTo": None}},
+                {"schedule": {"name": "r", "delayMs": 0, "command": "get", "everyMs": 100}},
+                {"schedule": {"name": "s", "delayMs": 1, "command": "get", "everyMs": None}},
+                {"cancel": "n"},
             )
             last = self.kit.last
             assert last is not None
@@ -250,8 +256,14 @@ class Shared:
                     Publish("t", {"a": 1}),
                     Schedule("n", 250, "get", None),
                     Publish("no-payload", None),
+                    Call("tck-value", "other", "get", 2, reply_to="on-reply", correlation="c1"),
+                    Call("tck-value", "other", "get", 3),
+                    Schedule("r", 0, "get", None, every_ms=100),
+                    Schedule("s", 1, "get", None),
+                    Cancel("n"),
                 ],
             )
+            self.assertFalse(last.persisted)
 
         def test_malformed_payloads_are_bad_requests(self) -> None:
             payloads: list[Any] = [
@@ -273,6 +285,22 @@ class Shared:
                 {"actions": [{"schedule": {"name": "n", "delayMs": -1, "command": "c"}}]},
                 {"actions": [{"schedule": {"name": "n", "delayMs": 1.5, "command": "c"}}]},
                 {"actions": [{"schedule": {"name": "n", "command": "c"}}]},
+                {
+                    "actions": [
+                        {"schedule": {"name": "n", "delayMs": 1, "command": "c", "everyMs": -1}}
+                    ]
+                },
+                {
+                    "actions": [
+                        {"schedule": {"name": "n", "delayMs": 1, "command": "c", "everyMs": "1"}}
+                    ]
+                },
+                {"actions": [{"cancel": 1}]},
+                {"actions": [{"cancel": {"name": "n"}}]},
+                {"actions": [{"call": {**target(), "replyTo": "on-reply"}}]},
+                {"actions": [{"call": {**target(), "replyTo": {"command": "on-reply"}}}]},
+                {"actions": [{"call": {**target(), "replyTo": {"correlation": "c"}}}]},
+                {"actions": [{"append": 1}]},
                 # Checked before anything runs: a fail first does not hide a bad action after it.
                 {"actions": [{"fail": "x"}, {"explode": 1}]},
             ]
@@ -316,6 +344,53 @@ class TckValueTest(Shared.TckModelTests):
     ENTITY = tck_value.TckValue
     CHANGE = "update"
     OTHER = "emit"
+    COMMANDS = ["process", "get", "context", "on-reply"]
+
+    def test_append(self) -> None:
+        self.assertEqual(self.process({"append": "a"}, {"append": "b"}), {"value": "ab"})
+        self.assertEqual(self.process({"update": "x"}, {"append": "y"}), {"value": "xy"})
+        self.assertEqual(self.process({"append": ""}), {"value": "xy"})
+        self.assertEqual(self.kit.sequence, 2)
+
+    def test_on_reply_appends_the_outcome(self) -> None:
+        self.process({"update": "v:"})
+        replies: list[tuple[Any, str]] = [
+            ({"ok": {"value": "x"}}, "v:c1:ok:x;"),
+            ({"ok": {"value": 5}}, "v:c1:ok:x;c2:ok:;"),
+            ({"ok": None}, "v:c1:ok:x;c2:ok:;c3:ok:;"),
+            ({"ok": ["value"]}, "v:c1:ok:x;c2:ok:;c3:ok:;c4:ok:;"),
+            (
+                {"error": {"code": "rejected", "message": "no: way"}},
+                "v:c1:ok:x;c2:ok:;c3:ok:;c4:ok:;c5:rejected:no: way;",
+            ),
+        ]
+        for i, (payload, value) in enumerate(replies, start=1):
+            with self.subTest(payload=payload):
+                reply = self.kit.handle("on-reply", payload, correlation=f"c{i}")
+                self.assertEqual(reply, {"value": value})
+                self.assertEqual(self.kit.state_json, {"value": value})
+        self.assertEqual(self.kit.sequence, 6)
+        self.kit.handle("on-reply", {"ok": {"value": "z"}}, correlation="")
+        self.assertTrue(self.kit.handle("get")["value"].endswith(";:ok:z;"))
+
+    def test_on_reply_bad_requests(self) -> None:
+        for payload in [
+            None,
+            {},
+            {"ok": 1, "error": {"code": "c", "message": "m"}},
+            {"error": {"code": "c"}},
+            {"error": {"code": "c", "message": 1}},
+            {"error": "rejected"},
+            {"value": "x"},
+        ]:
+            with self.subTest(payload=payload), self.assertRaises(cella.BadRequest):
+                self.kit.handle("on-reply", payload, correlation="c")
+        # Without a correlation in the context.
+        with self.assertRaises(cella.BadRequest):
+            self.kit.handle("on-reply", {"ok": {"value": "x"}})
+        with self.assertRaises(cella.BadRequest):
+            self.kit.handle("on-reply", {"ok": {"value": "x"}}, timer="t")
+        self.assertEqual(self.kit.sequence, 0)
 
     def test_an_update_to_the_same_value_persists_nothing(self) -> None:
         self.process({"update": "a"})
@@ -327,6 +402,13 @@ class TckEventsTest(Shared.TckModelTests):
     ENTITY = tck_events.TckEvents
     CHANGE = "emit"
     OTHER = "update"
+    COMMANDS = ["process", "get", "context"]
+
+    def test_append_and_on_reply_are_the_value_models(self) -> None:
+        with self.assertRaises(cella.BadRequest):
+            self.process({"append": "a"})
+        with self.assertRaises(cella.UnknownCommand):
+            self.kit.handle("on-reply", {"ok": None}, correlation="c")
 
     def test_events(self) -> None:
         self.assertEqual(self.process({"emit": "a"}, {"emit": "bc"}), {"value": "abc"})

@@ -1,16 +1,21 @@
 /*
  * The TCK's event-sourced model (`tck-events`, tests/tck/SPEC.md): as `tck-value`, except that
  * `process` changes the state by emitting `{"appended": s}` events (`emit`), which `apply`
- * appends to the state's `value`.
+ * appends to the state's `value` (`update` and `append` are the value model's), and there is no
+ * `on-reply`.
  */
 
 import { eventSourcedEntity, reject, schema } from 'cella-sdk';
+
+/** The JSON payload of an action: `null` when missing. */
+const optionalPayload = schema.optional(schema.any);
 
 const target = schema.object({
   type: schema.string,
   key: schema.string,
   command: schema.string,
-  payload: schema.any,
+  payload: optionalPayload,
+  replyTo: schema.optional(schema.object({ command: schema.string, correlation: schema.string })),
 });
 
 const action = schema.variant({
@@ -18,14 +23,39 @@ const action = schema.variant({
   fail: schema.string,
   forward: target,
   call: target,
-  publish: schema.object({ topic: schema.string, payload: schema.any }),
+  publish: schema.object({ topic: schema.string, payload: optionalPayload }),
   schedule: schema.object({
     name: schema.string,
     delayMs: schema.uint64,
     command: schema.string,
-    payload: schema.any,
+    payload: optionalPayload,
+    everyMs: schema.optional(schema.uint64),
   }),
+  cancel: schema.string,
 });
+
+/** Runs an action both models share: fail, forward, call, publish, schedule, cancel. */
+function runCommon(a, ctx) {
+  if ('fail' in a) {
+    reject(a.fail);
+  } else if ('forward' in a) {
+    const { type, key, command, payload } = a.forward;
+    ctx.forward(type, key, command, payload);
+  } else if ('call' in a) {
+    const { type, key, command, payload, replyTo } = a.call;
+    ctx.call(type, key, command, payload, replyTo && {
+      replyTo: replyTo.command,
+      correlation: replyTo.correlation,
+    });
+  } else if ('publish' in a) {
+    ctx.publish(a.publish.topic, a.publish.payload);
+  } else if ('schedule' in a) {
+    const { name, delayMs, command, payload, everyMs } = a.schedule;
+    ctx.schedule(name, delayMs, command, payload, { everyMs });
+  } else if ('cancel' in a) {
+    ctx.cancel(a.cancel);
+  }
+}
 
 export const entity = eventSourcedEntity({
   initialState: { value: '' },
@@ -39,19 +69,8 @@ export const entity = eventSourcedEntity({
         for (const a of actions) {
           if ('emit' in a) {
             ctx.emit({ appended: a.emit });
-          } else if ('fail' in a) {
-            reject(a.fail);
-          } else if ('forward' in a) {
-            const { type, key, command, payload } = a.forward;
-            ctx.forward(type, key, command, payload);
-          } else if ('call' in a) {
-            const { type, key, command, payload } = a.call;
-            ctx.call(type, key, command, payload);
-          } else if ('publish' in a) {
-            ctx.publish(a.publish.topic, a.publish.payload);
-          } else if ('schedule' in a) {
-            const { name, delayMs, command, payload } = a.schedule;
-            ctx.schedule(name, delayMs, command, payload);
+          } else {
+            runCommon(a, ctx);
           }
         }
         // `emit` applied every event to the working state.

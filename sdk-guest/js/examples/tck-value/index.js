@@ -1,32 +1,63 @@
 /*
  * The TCK's value model (`tck-value`, tests/tck/SPEC.md): `process` runs a list of actions
- * against a working copy of the state (`update`, `fail`, `forward`, `call`, `publish`,
- * `schedule`), `get` replies the state, `context` replies the command context.
+ * against a working copy of the state (`update`, `append`, `fail`, `forward`, `call`,
+ * `publish`, `schedule`, `cancel`), `get` replies the state, `context` replies the command
+ * context, and `on-reply` (the reply route of calls) appends the outcome of a call to the state.
  */
 
-import { reject, schema, valueEntity } from 'cella-sdk';
+import { badRequest, reject, schema, valueEntity } from 'cella-sdk';
+
+/** The JSON payload of an action: `null` when missing. */
+const optionalPayload = schema.optional(schema.any);
 
 /** An entity address with a command for it: the target of `forward` and `call`. */
 const target = schema.object({
   type: schema.string,
   key: schema.string,
   command: schema.string,
-  payload: schema.any,
+  payload: optionalPayload,
+  replyTo: schema.optional(schema.object({ command: schema.string, correlation: schema.string })),
 });
 
 const action = schema.variant({
   update: schema.string,
+  append: schema.string,
   fail: schema.string,
   forward: target,
   call: target,
-  publish: schema.object({ topic: schema.string, payload: schema.any }),
+  publish: schema.object({ topic: schema.string, payload: optionalPayload }),
   schedule: schema.object({
     name: schema.string,
     delayMs: schema.uint64,
     command: schema.string,
-    payload: schema.any,
+    payload: optionalPayload,
+    everyMs: schema.optional(schema.uint64),
   }),
+  cancel: schema.string,
 });
+
+/** Runs an action both models share: fail, forward, call, publish, schedule, cancel. */
+function runCommon(a, ctx) {
+  if ('fail' in a) {
+    reject(a.fail);
+  } else if ('forward' in a) {
+    const { type, key, command, payload } = a.forward;
+    ctx.forward(type, key, command, payload);
+  } else if ('call' in a) {
+    const { type, key, command, payload, replyTo } = a.call;
+    ctx.call(type, key, command, payload, replyTo && {
+      replyTo: replyTo.command,
+      correlation: replyTo.correlation,
+    });
+  } else if ('publish' in a) {
+    ctx.publish(a.publish.topic, a.publish.payload);
+  } else if ('schedule' in a) {
+    const { name, delayMs, command, payload, everyMs } = a.schedule;
+    ctx.schedule(name, delayMs, command, payload, { everyMs });
+  } else if ('cancel' in a) {
+    ctx.cancel(a.cancel);
+  }
+}
 
 export const entity = valueEntity({
   initialState: { value: '' },
@@ -38,19 +69,10 @@ export const entity = valueEntity({
         for (const a of actions) {
           if ('update' in a) {
             state.value = a.update;
-          } else if ('fail' in a) {
-            reject(a.fail);
-          } else if ('forward' in a) {
-            const { type, key, command, payload } = a.forward;
-            ctx.forward(type, key, command, payload);
-          } else if ('call' in a) {
-            const { type, key, command, payload } = a.call;
-            ctx.call(type, key, command, payload);
-          } else if ('publish' in a) {
-            ctx.publish(a.publish.topic, a.publish.payload);
-          } else if ('schedule' in a) {
-            const { name, delayMs, command, payload } = a.schedule;
-            ctx.schedule(name, delayMs, command, payload);
+          } else if ('append' in a) {
+            state.value += a.append;
+          } else {
+            runCommon(a, ctx);
           }
         }
         return { value: state.value };
@@ -71,6 +93,24 @@ export const entity = valueEntity({
         timestampMs: ctx.timestampMs,
         randomSeed: ctx.randomSeed,
       }),
+    },
+    'on-reply': {
+      payload: schema.callReply(),
+      handle(state, outcome, ctx) {
+        const x = ctx.correlation;
+        if (x === null) {
+          badRequest('not the reply route of a call (no correlation)');
+        }
+        if ('error' in outcome) {
+          state.value += `${x}:${outcome.error.code}:${outcome.error.message};`;
+        } else {
+          const reply = outcome.ok;
+          const isObject = typeof reply === 'object' && reply !== null && !Array.isArray(reply);
+          const value = isObject && typeof reply.value === 'string' ? reply.value : '';
+          state.value += `${x}:ok:${value};`;
+        }
+        return { value: state.value };
+      },
     },
   },
 });

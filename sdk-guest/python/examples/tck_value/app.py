@@ -1,6 +1,7 @@
 """The TCK's value model (``tck-value``, see tests/tck/SPEC.md): ``process`` runs a list of
-actions (update, fail, forward, call, publish, schedule) against the state
-``{"value": "<string>"}``; ``get`` replies the state; ``context`` replies the command context."""
+actions (update, append, fail, forward, call, publish, schedule, cancel) against the state
+``{"value": "<string>"}``; ``get`` replies the state; ``context`` replies the command context;
+``on-reply`` is the reply route of calls, appending their outcomes to the state."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import cella
-from cella import BadRequest, Context, reject
+from cella import BadRequest, CallReply, Context, reject
 
 Action = tuple[str, Any]
 
@@ -19,9 +20,11 @@ class TckValue(cella.ValueEntity):
 
     @cella.command
     def process(self, payload: Any, ctx: Context) -> dict[str, Any]:
-        for action, argument in parse_actions(payload, "update"):
+        for action, argument in parse_actions(payload, ("update", "append")):
             if action == "update":
                 self.value = argument
+            elif action == "append":
+                self.value += argument
             else:
                 run_common(action, argument, ctx)
         return {"value": self.value}
@@ -33,6 +36,19 @@ class TckValue(cella.ValueEntity):
     @cella.command
     def context(self, ctx: Context) -> dict[str, Any]:
         return context_reply(ctx)
+
+    @cella.command("on-reply")
+    def on_reply(self, outcome: CallReply[Any], ctx: Context) -> dict[str, Any]:
+        correlation = ctx.correlation
+        if correlation is None:
+            raise BadRequest("command `on-reply`: not the reply route of a call (no correlation)")
+        if outcome.error is not None:
+            self.value += f"{correlation}:{outcome.error.code}:{outcome.error.message};"
+        else:
+            reply = outcome.ok
+            text = reply.get("value") if isinstance(reply, dict) else None
+            self.value += f"{correlation}:ok:{text if isinstance(text, str) else ''};"
+        return {"value": self.value}
 
 
 def context_reply(ctx: Context) -> dict[str, Any]:
@@ -49,35 +65,71 @@ def context_reply(ctx: Context) -> dict[str, Any]:
 
 
 def run_common(action: str, argument: Any, ctx: Context) -> None:
-    """Runs an action both models share: fail, forward, call, publish, schedule."""
+    """Runs an action both models share: fail, forward, call, publish, schedule, cancel."""
     if action == "fail":
         reject(argument)
     elif action == "forward":
         ctx.forward(argument["type"], argument["key"], argument["command"], argument["payload"])
     elif action == "call":
-        ctx.call(argument["type"], argument["key"], argument["command"], argument["payload"])
+        route = argument.get("replyTo")
+        if route is None:
+            ctx.call(argument["type"], argument["key"], argument["command"], argument["payload"])
+        else:
+            ctx.call(
+                argument["type"],
+                argument["key"],
+                argument["command"],
+                argument["payload"],
+                reply_to=route["command"],
+                correlation=route["correlation"],
+            )
     elif action == "publish":
         ctx.publish(argument["topic"], argument["payload"])
     elif action == "schedule":
         ctx.schedule(
-            argument["name"], argument["delayMs"], argument["command"], argument["payload"]
+            argument["name"],
+            argument["delayMs"],
+            argument["command"],
+            argument["payload"],
+            every_ms=argument.get("everyMs"),
         )
+    elif action == "cancel":
+        ctx.cancel(argument)
 
 
 #: The fields of each action with an object argument: name → (required string fields, integer
-#: fields). Every such action also takes a JSON `payload` (null when missing).
-OBJECT_ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "forward": (("type", "key", "command"), ()),
-    "call": (("type", "key", "command"), ()),
-    "publish": (("topic",), ()),
-    "schedule": (("name", "command"), ("delayMs",)),
+#: fields, optional integer fields). Every such action also takes a JSON `payload` (null when
+#: missing); `forward` and `call` take an optional `replyTo` (`call` only uses it).
+OBJECT_ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "forward": (("type", "key", "command"), (), ()),
+    "call": (("type", "key", "command"), (), ()),
+    "publish": (("topic",), (), ()),
+    "schedule": (("name", "command"), ("delayMs",), ("everyMs",)),
 }
 
+#: The actions whose argument is a string, besides the model's state-changing ones.
+STRING_ACTIONS = ("fail", "cancel")
 
-def parse_actions(payload: Any, change: str) -> list[Action]:
-    """Checks the whole payload ``{"actions": [...]}`` before anything runs. ``change`` is the
-    state-changing action of the model (``update`` or ``emit``); anything else is a bad
-    request."""
+
+def is_u64(number: Any) -> bool:
+    return (
+        isinstance(number, int) and not isinstance(number, bool) and 0 <= number <= cella.UINT64_MAX
+    )
+
+
+def is_reply_route(route: Any) -> bool:
+    """Whether ``route`` is a ``replyTo`` argument: null (none) or a command and a correlation."""
+    return route is None or (
+        isinstance(route, dict)
+        and isinstance(route.get("command"), str)
+        and isinstance(route.get("correlation"), str)
+    )
+
+
+def parse_actions(payload: Any, changes: tuple[str, ...]) -> list[Action]:
+    """Checks the whole payload ``{"actions": [...]}`` before anything runs. ``changes`` are the
+    state-changing actions of the model (``update`` and ``append``, or ``emit``); anything else
+    is a bad request."""
     if not isinstance(payload, dict) or not isinstance(payload.get("actions"), list):
         raise BadRequest('command `process`: expected {"actions": [...]}')
     actions: list[Action] = []
@@ -86,24 +138,29 @@ def parse_actions(payload: Any, change: str) -> list[Action]:
         if not isinstance(action, dict) or len(action) != 1:
             raise BadRequest(f"{where}: expected an object with one key")
         ((name, argument),) = action.items()
-        if name in (change, "fail"):
+        if name in changes or name in STRING_ACTIONS:
             if not isinstance(argument, str):
                 raise BadRequest(f"{where}: `{name}` takes a string")
         elif name in OBJECT_ACTIONS:
-            strings, integers = OBJECT_ACTIONS[name]
+            strings, integers, optional_integers = OBJECT_ACTIONS[name]
             if not isinstance(argument, dict):
                 raise BadRequest(f"{where}: `{name}` takes an object")
             for field in strings:
                 if not isinstance(argument.get(field), str):
                     raise BadRequest(f"{where}: `{name}.{field}` must be a string")
             for field in integers:
-                number = argument.get(field)
-                if (
-                    not isinstance(number, int)
-                    or isinstance(number, bool)
-                    or not (0 <= number <= cella.UINT64_MAX)
-                ):
+                if not is_u64(argument.get(field)):
                     raise BadRequest(f"{where}: `{name}.{field}` must be an unsigned integer")
+            for field in optional_integers:
+                number = argument.get(field)
+                if number is not None and not is_u64(number):
+                    raise BadRequest(f"{where}: `{name}.{field}` must be an unsigned integer")
+            route = argument.get("replyTo")
+            if name in ("forward", "call") and not is_reply_route(route):
+                raise BadRequest(
+                    f"{where}: `{name}.replyTo` must be "
+                    '{"command": <string>, "correlation": <string>} (or be left out)'
+                )
             argument = {**argument, "payload": argument.get("payload")}
         else:
             raise BadRequest(f"{where}: unknown action `{name}`")
