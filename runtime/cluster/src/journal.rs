@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cella_core::{
-    AppendFuture, EntityId, EntityLoad, Journal, JournalEntry, Lease, NotOwner, Write,
+    AppendFuture, EntityId, EntityLoad, Journal, JournalEntry, Lease, NotOwner, RowTable, Write,
 };
 use cella_store::Store;
 use openraft::{alias::CommittedLeaderIdOf, impls::leader_id_adv::LeaderId};
@@ -25,9 +25,7 @@ impl ClusterJournal {
 }
 
 fn entity_of(write: &Write) -> &EntityId {
-    match write {
-        Write::Append(id, _) | Write::Snapshot(id, _) | Write::Trim(id, _) => id,
-    }
+    write.entity()
 }
 
 fn leader_id(lease: Lease) -> CommittedLeaderIdOf<TypeConfig> {
@@ -125,5 +123,23 @@ impl Journal for ClusterJournal {
 
     fn barrier(&self, id: &EntityId) -> AppendFuture {
         self.cluster.barrier(self.cluster.group_of(id))
+    }
+
+    fn rows(
+        &self,
+        id: &EntityId,
+        table: RowTable,
+        prefix: &str,
+    ) -> cella_core::Result<Vec<(String, Vec<u8>)>> {
+        Ok(self.store.entity_rows(id, table, prefix)?)
+    }
+
+    fn row(
+        &self,
+        id: &EntityId,
+        table: RowTable,
+        name: &str,
+    ) -> cella_core::Result<Option<Vec<u8>>> {
+        Ok(self.store.entity_row(id, table, name)?)
     }
 }

@@ -23,7 +23,7 @@ use std::{
     },
 };
 
-use cella_core::{EntityId, JournalEntry, Snapshot, Write};
+use cella_core::{EntityId, JournalEntry, RowTable, Snapshot, Write};
 use cella_store::{GroupWrite, Store};
 use futures_util::TryStreamExt;
 use openraft::{
@@ -49,11 +49,15 @@ const SNAPSHOT: &str = "snapshot";
 /// Which entities belong to this state machine's partition.
 pub type Selector = Arc<dyn Fn(&EntityId) -> bool + Send + Sync>;
 
-/// A partition snapshot's data.
+/// A partition snapshot's data: its entities' snapshots and journals, and their rows (outbox,
+/// timers, processed request ids) by table.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Body {
     entities: Vec<(EntityId, Option<Snapshot>, Vec<JournalEntry>)>,
+    rows: Vec<(RowTable, Vec<(EntityId, String, Vec<u8>)>)>,
 }
+
+const ROW_TABLES: [RowTable; 2] = [RowTable::Effects, RowTable::Processed];
 
 struct SmState {
     applied: Option<LogIdOf<C>>,
@@ -185,7 +189,11 @@ impl StateMachine {
             .into_iter()
             .map(|(id, load)| (id, load.snapshot, load.entries))
             .collect();
-        encode("a partition snapshot", &Body { entities })
+        let mut rows = Vec::new();
+        for table in ROW_TABLES {
+            rows.push((table, self.store.scan_rows(table, "", |id| select(id))?));
+        }
+        encode("a partition snapshot", &Body { entities, rows })
     }
 }
 
@@ -293,13 +301,32 @@ impl RaftStateMachine<C> for StateMachine {
         let body: Body = decode("a partition snapshot", &data)?;
         let mut state = self.state.lock().await;
         let select = self.select.clone();
-        let mut writes: Vec<GroupWrite> = self
+        let mut present: std::collections::BTreeSet<EntityId> = self
             .store
             .dump_entities(|id| select(id))
             .map_err(Error::from)?
             .into_iter()
-            .map(|(id, _)| GroupWrite::ClearEntity(id))
+            .map(|(id, _)| id)
             .collect();
+        for table in ROW_TABLES {
+            let rows = self
+                .store
+                .scan_rows(table, "", |id| select(id))
+                .map_err(Error::from)?;
+            present.extend(rows.into_iter().map(|(id, _, _)| id));
+        }
+        let mut writes: Vec<GroupWrite> =
+            present.into_iter().map(GroupWrite::ClearEntity).collect();
+        for (table, rows) in body.rows {
+            for (id, name, value) in rows {
+                writes.push(GroupWrite::Entity(Write::Row {
+                    id,
+                    table,
+                    name,
+                    value: Some(value),
+                }));
+            }
+        }
         for (id, snapshot, entries) in body.entities {
             if let Some(s) = snapshot {
                 writes.push(GroupWrite::Entity(Write::Snapshot(id.clone(), s)));

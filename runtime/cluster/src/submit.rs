@@ -172,6 +172,14 @@ fn weight(writes: &[Write]) -> usize {
                 64 + id.entity_type.len() + id.key.len() + snapshot.state.len()
             }
             Write::Trim(id, _) => 32 + id.entity_type.len() + id.key.len(),
+            Write::Row {
+                id, name, value, ..
+            } => {
+                32 + id.entity_type.len()
+                    + id.key.len()
+                    + name.len()
+                    + value.as_ref().map_or(0, Vec::len)
+            }
         })
         .sum()
 }

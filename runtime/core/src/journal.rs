@@ -4,7 +4,7 @@
 
 use std::{future::Future, pin::Pin};
 
-use crate::{EntityId, JournalEntry, Result, Snapshot};
+use crate::{EntityId, JournalEntry, Result, RowTable, Snapshot};
 
 /// One write in an append batch. Serializable: a cluster replicates appends as log entries.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -15,6 +15,24 @@ pub enum Write {
     Snapshot(EntityId, Snapshot),
     /// Delete journal entries with `seq <= upto` (after a snapshot covers them).
     Trim(EntityId, u64),
+    /// Set (`Some`) or delete (`None`) one of the entity's rows (its outbox, timers and
+    /// processed request ids, see [`RowTable`]).
+    Row {
+        id: EntityId,
+        table: RowTable,
+        name: String,
+        value: Option<Vec<u8>>,
+    },
+}
+
+impl Write {
+    /// The entity the write is about.
+    pub fn entity(&self) -> &EntityId {
+        match self {
+            Write::Append(id, _) | Write::Snapshot(id, _) | Write::Trim(id, _) => id,
+            Write::Row { id, .. } => id,
+        }
+    }
 }
 
 /// What storage knows about one entity: its latest snapshot and the journal after it.
@@ -96,4 +114,11 @@ pub trait Journal: Send + Sync + 'static {
     fn barrier(&self, _id: &EntityId) -> AppendFuture {
         self.append(Vec::new())
     }
+
+    /// The entity's rows of `table` whose names start with `prefix`, in name order, as of
+    /// everything applied on this node.
+    fn rows(&self, id: &EntityId, table: RowTable, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+
+    /// One row of the entity, as of everything applied on this node.
+    fn row(&self, id: &EntityId, table: RowTable, name: &str) -> Result<Option<Vec<u8>>>;
 }

@@ -3,11 +3,16 @@
 //! the seam between the entity layer and durable storage (a partition's raft group over redb).
 //! No IO, no clocks, no async runtime.
 
+mod effects;
 mod encoding;
 mod journal;
 mod model;
 mod segment;
 
+pub use effects::{
+    OUTBOX_PREFIX, OutboxItem, Processed, Recorded, ReplyTo, RowTable, TIMER_PREFIX, TimerRow,
+    outbox_row, timer_row,
+};
 pub use encoding::{FORMAT_VERSION, decode, encode};
 pub use journal::{AppendFuture, EntityLoad, Journal, Lease, NotOwner, Write};
 pub use model::{

@@ -61,6 +61,9 @@ impl Pending {
             | Op::Trim {
                 entity_type, key, ..
             }
+            | Op::Row {
+                entity_type, key, ..
+            }
             | Op::Clear { entity_type, key } => self
                 .entities
                 .entry((entity_type.clone(), key.clone()))
@@ -295,7 +298,8 @@ pub(crate) fn merge(load: &mut EntityLoad, ops: &[Op]) -> Result<()> {
             Op::Snapshot { value, .. } => load.snapshot = Some(decode::<Snapshot>(value)?),
             Op::Trim { upto, .. } => load.entries.retain(|e| e.seq > *upto),
             Op::Clear { .. } => *load = EntityLoad::default(),
-            Op::RaftState { .. }
+            Op::Row { .. }
+            | Op::RaftState { .. }
             | Op::RaftPut { .. }
             | Op::RaftTruncateFrom { .. }
             | Op::RaftPurgeUpto { .. } => {}

@@ -4,7 +4,7 @@
 use std::ops::Bound;
 
 use cella_core::{
-    AppendFuture, EntityId, EntityLoad, Journal, JournalEntry, Snapshot, Write, decode,
+    AppendFuture, EntityId, EntityLoad, Journal, JournalEntry, RowTable, Snapshot, Write, decode,
 };
 use redb::{ReadTransaction, ReadableDatabase};
 
@@ -60,6 +60,24 @@ impl Journal for Store {
             .filter(|e| e.seq >= from)
             .take(limit)
             .collect())
+    }
+
+    fn rows(
+        &self,
+        id: &EntityId,
+        table: RowTable,
+        prefix: &str,
+    ) -> cella_core::Result<Vec<(String, Vec<u8>)>> {
+        Ok(self.entity_rows(id, table, prefix)?)
+    }
+
+    fn row(
+        &self,
+        id: &EntityId,
+        table: RowTable,
+        name: &str,
+    ) -> cella_core::Result<Option<Vec<u8>>> {
+        Ok(self.entity_row(id, table, name)?)
     }
 }
 

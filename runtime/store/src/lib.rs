@@ -21,6 +21,7 @@ mod journal;
 mod log_index;
 mod modules;
 mod replication;
+mod rows;
 mod stats;
 mod tables;
 mod writer;

@@ -12,6 +12,8 @@
 //! | `module_seq`   | `&str entity_type`                        | `u32` last version assigned |
 //! | `module_blobs` | `(&str entity_type, u32 version)`         | component bytes             |
 //! | `artifacts`    | `(&str entity_type, u32 version)`         | opaque precompiled code     |
+//! | `effects`      | `(&str entity_type, &str key, &str name)` | an entity's outbox item (`o/…`) or timer (`t/…`): `encode(..)` |
+//! | `processed`    | `(&str entity_type, &str key, &str request id)` | `encode(Processed)` |
 //! | `raft_entries` | `u64` node-wide sequence number           | `u64 group` BE ++ `u64 index` BE ++ a replicated log entry (the caller's bytes) |
 //! | `raft_state`   | `(u64 group, &str name)`                  | a replication group's named value (the caller's bytes: vote, committed, purged, applied) |
 //!
@@ -61,6 +63,10 @@ pub(crate) const MODULE_SEQ: TableDefinition<&str, u32> = TableDefinition::new("
 pub(crate) const MODULE_BLOBS: TableDefinition<(&str, u32), &[u8]> =
     TableDefinition::new("module_blobs");
 pub(crate) const ARTIFACTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("artifacts");
+pub(crate) const EFFECTS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("effects");
+pub(crate) const PROCESSED: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("processed");
 pub(crate) const RAFT_STATE: TableDefinition<(u64, &str), &[u8]> =
     TableDefinition::new("raft_state");
 
@@ -107,13 +113,20 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(ARTIFACTS)?;
     txn.open_table(crate::log_index::RAFT_ENTRIES)?;
     txn.open_table(RAFT_STATE)?;
+    txn.open_table(EFFECTS)?;
+    txn.open_table(PROCESSED)?;
     Ok(())
 }
 
 /// Creates the tables a store of the current format may lack (added since it was created).
 fn add_missing_tables(db: &Database) -> Result<()> {
     let txn = db.begin_read().map_err(Error::storage("begin read"))?;
-    let missing = [crate::log_index::RAFT_ENTRIES.name(), RAFT_STATE.name()];
+    let missing = [
+        crate::log_index::RAFT_ENTRIES.name(),
+        RAFT_STATE.name(),
+        EFFECTS.name(),
+        PROCESSED.name(),
+    ];
     let present: Vec<String> = txn
         .list_tables()
         .map_err(Error::storage("list tables"))?

@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cella_core::{Write, encode};
+use cella_core::{RowTable, Write, encode};
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
@@ -34,7 +34,7 @@ use crate::{
     error::{Error, Result},
     log_index::{LogIndex, RAFT_ENTRIES, Staged},
     stats::Stats,
-    tables::{JOURNAL, RAFT_STATE, SNAPSHOTS},
+    tables::{EFFECTS, JOURNAL, PROCESSED, RAFT_STATE, SNAPSHOTS},
 };
 
 /// One write, encoded on the caller's thread, ready for the writer.
@@ -56,8 +56,16 @@ pub(crate) enum Op {
         key: String,
         upto: u64,
     },
-    /// Removes an entity's journal and snapshot.
+    /// Removes an entity's journal, snapshot and rows.
     Clear { entity_type: String, key: String },
+    /// Sets or deletes one of an entity's rows.
+    Row {
+        table: RowTable,
+        entity_type: String,
+        key: String,
+        name: String,
+        value: Option<Vec<u8>>,
+    },
     RaftPut {
         group: u64,
         index: u64,
@@ -82,6 +90,7 @@ impl Op {
             Op::Snapshot { .. } => "a snapshot write",
             Op::Trim { .. } => "a journal trim",
             Op::Clear { .. } => "an entity clear",
+            Op::Row { .. } => "an entity row write",
             Op::RaftPut { .. } => "a log append",
             Op::RaftTruncateFrom { .. } => "a log truncation",
             Op::RaftPurgeUpto { .. } => "a log purge",
@@ -107,6 +116,18 @@ impl Op {
                 entity_type: id.entity_type,
                 key: id.key,
                 upto,
+            },
+            Write::Row {
+                id,
+                table,
+                name,
+                value,
+            } => Op::Row {
+                table,
+                entity_type: id.entity_type,
+                key: id.key,
+                name,
+                value,
             },
         })
     }
@@ -416,6 +437,12 @@ impl WriterThread {
             let mut raft_state = txn
                 .open_table(RAFT_STATE)
                 .map_err(Error::storage("open raft state table"))?;
+            let mut effects = txn
+                .open_table(EFFECTS)
+                .map_err(Error::storage("open effects table"))?;
+            let mut processed = txn
+                .open_table(PROCESSED)
+                .map_err(Error::storage("open processed table"))?;
             let deferred = deferred.map(Pending::ops).unwrap_or_default();
             for op in deferred.iter().chain(requests.iter().flat_map(|r| &r.ops)) {
                 writes += 1;
@@ -457,6 +484,28 @@ impl WriterThread {
                         snapshots
                             .remove((t, k))
                             .map_err(Error::storage("clear snapshot"))?;
+                        for rows in [&mut effects, &mut processed] {
+                            rows.retain_in((t, k, "")..=(t, k, "\u{10ffff}"), |_, _| false)
+                                .map_err(Error::storage("clear rows"))?;
+                        }
+                    }
+                    Op::Row {
+                        table,
+                        entity_type,
+                        key,
+                        name,
+                        value,
+                    } => {
+                        let rows = match table {
+                            RowTable::Effects => &mut effects,
+                            RowTable::Processed => &mut processed,
+                        };
+                        let row = (entity_type.as_str(), key.as_str(), name.as_str());
+                        match value {
+                            Some(v) => rows.insert(row, v.as_slice()).map(drop),
+                            None => rows.remove(row).map(drop),
+                        }
+                        .map_err(Error::storage("write entity row"))?;
                     }
                     Op::RaftPut {
                         group,
