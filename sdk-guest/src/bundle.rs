@@ -9,6 +9,7 @@ pub const RUST: &[(&str, &str)] = &[
     ("src/command.rs", include_str!("../src/command.rs")),
     ("src/context.rs", include_str!("../src/context.rs")),
     ("src/glue.rs", include_str!("../src/glue.rs")),
+    ("src/reply.rs", include_str!("../src/reply.rs")),
     ("src/testing.rs", include_str!("../src/testing.rs")),
 ];
 

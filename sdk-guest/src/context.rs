@@ -13,10 +13,15 @@ use crate::bindings::cella::entity::types::{self as wit, Effect};
 /// ones: use [`timestamp_ms`](Context::timestamp_ms) instead of a clock and
 /// [`random_u64`](Context::random_u64) instead of a random number generator.
 ///
-/// Effects ([`call`](Context::call), [`publish`](Context::publish),
-/// [`schedule`](Context::schedule)) run after the command's change is durable, and only if the
-/// command succeeds. A payload that fails to serialize fails the command (`rejected`, with a
-/// message starting with `entity error:`).
+/// Effects ([`call`](Context::call), [`call_with_reply`](Context::call_with_reply),
+/// [`publish`](Context::publish), [`schedule`](Context::schedule),
+/// [`schedule_every`](Context::schedule_every), [`cancel`](Context::cancel)) run after the
+/// command's change is durable, each exactly once, and only if the command succeeds. A payload
+/// that fails to serialize fails the command (`rejected`, with a message starting with
+/// `entity error:`).
+///
+/// A command that is the answer to a call ([`correlation`](Context::correlation) is set) or that
+/// a timer fired ([`timer`](Context::timer) is set) says so here.
 #[derive(Debug)]
 pub struct Context {
     entity_type: String,
@@ -26,6 +31,8 @@ pub struct Context {
     timestamp_ms: u64,
     sequence: u64,
     random_seed: u64,
+    correlation: Option<String>,
+    timer: Option<String>,
     rng: u64,
     effects: Vec<Effect>,
     forward: Option<wit::Call>,
@@ -48,6 +55,8 @@ impl Context {
             timestamp_ms: ctx.timestamp_ms,
             sequence: ctx.sequence,
             random_seed: ctx.random_seed,
+            correlation: ctx.correlation,
+            timer: ctx.timer,
             rng: ctx.random_seed,
             effects: Vec::new(),
             forward: None,
@@ -92,6 +101,19 @@ impl Context {
         self.random_seed
     }
 
+    /// The correlation of the call this command answers, when it is a call's reply route (see
+    /// [`call_with_reply`](Context::call_with_reply)); the payload is then the call's outcome,
+    /// which a command variant takes as a [`CallReply`](crate::CallReply).
+    pub fn correlation(&self) -> Option<&str> {
+        self.correlation.as_deref()
+    }
+
+    /// The name of the timer that fired this command, if a timer did (see
+    /// [`schedule`](Context::schedule)).
+    pub fn timer(&self) -> Option<&str> {
+        self.timer.as_deref()
+    }
+
     /// The next number of a deterministic pseudo-random sequence (splitmix64) seeded by the
     /// host's journaled seed: the same command sees the same numbers on every replay.
     pub fn random_u64(&mut self) -> u64 {
@@ -103,7 +125,7 @@ impl Context {
     }
 
     /// Sends `command` with `payload` to the entity `entity_type`/`key` after this command
-    /// commits. Its reply is not seen by this entity.
+    /// commits (exactly once). Its reply is not seen by this entity (fire-and-forget).
     pub fn call<P: Serialize + ?Sized>(
         &mut self,
         entity_type: impl Into<String>,
@@ -113,6 +135,59 @@ impl Context {
     ) {
         if let Some(call) = self.make_call(entity_type.into(), key.into(), command.into(), payload)
         {
+            self.effects.push(Effect::Call(call));
+        }
+    }
+
+    /// Like [`call`](Context::call), and the outcome of the call comes back to this entity as
+    /// the command `reply_command`, with `correlation` as its context's
+    /// [`correlation`](Context::correlation). That command's payload is the outcome as a
+    /// [`CallReply`](crate::CallReply): `{"ok": <the target's reply>}`, or
+    /// `{"error": {"code": C, "message": M}}` when the target rejected it, did not know the
+    /// command, or failed; so a reply handler never fails because the call did.
+    ///
+    /// ```
+    /// # use cella_sdk::{CallReply, Context, Deserialize, Reply, Result, Serialize, Value, ValueEntity, json};
+    /// # #[derive(Default, Serialize, Deserialize)] struct Order { paid: bool }
+    /// #[derive(Deserialize)]
+    /// #[serde(rename_all = "kebab-case")]
+    /// enum Command {
+    ///     Pay { amount: u64 },
+    ///     Charged(CallReply<Value>),
+    /// }
+    ///
+    /// impl ValueEntity for Order {
+    ///     type Command = Command;
+    ///     fn handle(&mut self, cmd: Command, ctx: &mut Context) -> Result<Reply> {
+    ///         match cmd {
+    ///             Command::Pay { amount } => {
+    ///                 let order = ctx.key().to_owned();
+    ///                 ctx.call_with_reply("wallet", "w1", "charge", &amount, "charged", order);
+    ///             }
+    ///             Command::Charged(CallReply::Ok(_)) => self.paid = true,
+    ///             Command::Charged(CallReply::Error(_)) => {}
+    ///         }
+    ///         Ok(json!({ "paid": self.paid }))
+    ///     }
+    /// }
+    /// # cella_sdk::export_entity!(value Order);
+    /// ```
+    pub fn call_with_reply<P: Serialize + ?Sized>(
+        &mut self,
+        entity_type: impl Into<String>,
+        key: impl Into<String>,
+        command: impl Into<String>,
+        payload: &P,
+        reply_command: impl Into<String>,
+        correlation: impl Into<String>,
+    ) {
+        if let Some(mut call) =
+            self.make_call(entity_type.into(), key.into(), command.into(), payload)
+        {
+            call.reply_to = Some(wit::ReplyRoute {
+                command: reply_command.into(),
+                correlation: correlation.into(),
+            });
             self.effects.push(Effect::Call(call));
         }
     }
@@ -127,7 +202,9 @@ impl Context {
     }
 
     /// Sends `command` with `payload` to this same entity `delay_ms` milliseconds after this
-    /// command commits. `name` identifies the timer.
+    /// command commits (a durable timer: it survives restarts). `name` identifies the timer: a
+    /// timer of the same name replaces it, and [`cancel`](Context::cancel) cancels it. The fired
+    /// command sees the name as its context's [`timer`](Context::timer).
     pub fn schedule<P: Serialize + ?Sized>(
         &mut self,
         name: impl Into<String>,
@@ -135,20 +212,56 @@ impl Context {
         command: impl Into<String>,
         payload: &P,
     ) {
-        let (name, command) = (name.into(), command.into());
+        self.push_timer(name.into(), delay_ms, None, command.into(), payload);
+    }
+
+    /// Like [`schedule`](Context::schedule), then again every `every_ms` milliseconds until the
+    /// timer is cancelled (or replaced by a timer of the same name).
+    pub fn schedule_every<P: Serialize + ?Sized>(
+        &mut self,
+        name: impl Into<String>,
+        delay_ms: u64,
+        every_ms: u64,
+        command: impl Into<String>,
+        payload: &P,
+    ) {
+        self.push_timer(
+            name.into(),
+            delay_ms,
+            Some(every_ms),
+            command.into(),
+            payload,
+        );
+    }
+
+    /// Cancels this entity's timer `name` after this command commits (nothing if there is
+    /// none, or if it already fired for the last time).
+    pub fn cancel(&mut self, name: impl Into<String>) {
+        self.effects.push(Effect::Cancel(name.into()));
+    }
+
+    fn push_timer<P: Serialize + ?Sized>(
+        &mut self,
+        name: String,
+        delay_ms: u64,
+        every_ms: Option<u64>,
+        command: String,
+        payload: &P,
+    ) {
         if let Some(payload) = self.payload(&format!("timer `{name}`"), payload) {
             self.effects.push(Effect::Schedule(wit::Timer {
                 name,
                 delay_ms,
                 command,
                 payload,
+                every_ms,
             }));
         }
     }
 
     /// Hands this command on to the entity `entity_type`/`key` as `command` with `payload`:
     /// its reply becomes this command's reply (the handler's own reply is ignored). At most
-    /// once per command.
+    /// once per command. A forward has no reply route: its outcome goes to the caller.
     pub fn forward<P: Serialize + ?Sized>(
         &mut self,
         entity_type: impl Into<String>,
@@ -176,6 +289,7 @@ impl Context {
             target: wit::Address { entity_type, key },
             command,
             payload,
+            reply_to: None,
         })
     }
 
@@ -259,7 +373,11 @@ mod tests {
     use super::*;
 
     fn context(seed: u64) -> Context {
-        Context::new(wit::Context {
+        Context::new(wit_context(seed))
+    }
+
+    fn wit_context(seed: u64) -> wit::Context {
+        wit::Context {
             entity_type: "counter".into(),
             key: "k1".into(),
             command_id: "c-1".into(),
@@ -267,7 +385,9 @@ mod tests {
             timestamp_ms: 1_000,
             random_seed: seed,
             sequence: 7,
-        })
+            correlation: None,
+            timer: None,
+        }
     }
 
     #[test]
@@ -283,9 +403,19 @@ mod tests {
             ("counter", "k1", "c-1", "add")
         );
         assert_eq!((ctx.timestamp_ms(), ctx.sequence()), (1_000, 7));
+        assert_eq!((ctx.correlation(), ctx.timer()), (None, None));
         let mut ctx = context(42);
         ctx.random_u64();
         assert_eq!(ctx.random_seed(), 42);
+        let ctx = Context::new(wit::Context {
+            correlation: Some("t-1".into()),
+            timer: Some("expire".into()),
+            ..wit_context(0)
+        });
+        assert_eq!(
+            (ctx.correlation(), ctx.timer()),
+            (Some("t-1"), Some("expire"))
+        );
     }
 
     #[test]
@@ -313,16 +443,27 @@ mod tests {
         ctx.publish("totals", &5);
         ctx.schedule("expire", 60_000, "expire", &());
         ctx.forward("other", "k2", "get", &());
+        ctx.call_with_reply("account", "a", "withdraw", &5, "debited", "t-1");
+        ctx.schedule_every("tick", 10, 20, "tick", &1);
+        ctx.cancel("expire");
         let Ok(done) = ctx.finish() else {
             panic!("context failed")
         };
-        assert_eq!(done.effects.len(), 3);
+        assert_eq!(done.effects.len(), 6);
         assert!(matches!(&done.effects[0], Effect::Call(c)
             if c.target.entity_type == "cart" && c.payload == r#"{"productId":"p"}"#));
         assert!(matches!(&done.effects[1], Effect::Publish(p) if p.payload == "5"));
         assert!(matches!(&done.effects[2], Effect::Schedule(t)
-            if t.delay_ms == 60_000 && t.payload == "null"));
-        assert!(matches!(done.forward, Some(c) if c.target.key == "k2" && c.command == "get"));
+            if t.delay_ms == 60_000 && t.payload == "null" && t.every_ms.is_none()));
+        assert!(matches!(&done.effects[0], Effect::Call(c) if c.reply_to.is_none()));
+        assert!(matches!(&done.effects[3], Effect::Call(c)
+            if c.payload == "5" && c.reply_to.as_ref().is_some_and(|r|
+                r.command == "debited" && r.correlation == "t-1")));
+        assert!(matches!(&done.effects[4], Effect::Schedule(t)
+            if t.name == "tick" && t.delay_ms == 10 && t.every_ms == Some(20)));
+        assert!(matches!(&done.effects[5], Effect::Cancel(name) if name == "expire"));
+        assert!(matches!(done.forward, Some(c)
+            if c.target.key == "k2" && c.command == "get" && c.reply_to.is_none()));
     }
 
     #[test]

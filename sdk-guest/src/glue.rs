@@ -148,7 +148,11 @@ fn render<T: Serialize + DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<S
 }
 
 fn rejected(rejection: Rejection) -> Failure {
-    Failure::Rejected(rejection.0)
+    if rejection.is_bad_request() {
+        Failure::BadRequest(rejection.message().to_owned())
+    } else {
+        Failure::Rejected(rejection.message().to_owned())
+    }
 }
 
 /// A failure of the entity's code or data rather than a business rule.

@@ -1,5 +1,5 @@
 //! The Cella guest SDK: write an entity as a plain Rust type and export it as a
-//! `cella:entity@0.1.0` component. This file owns the public API surface: the entity traits,
+//! `cella:entity@0.2.0` component. This file owns the public API surface: the entity traits,
 //! [`Rejection`], the [`reject!`] and [`export_entity!`] macros, and the generated WIT bindings.
 //!
 //! # Entities
@@ -57,12 +57,80 @@
 //! cella_sdk::export_entity!(value Counter);
 //! ```
 //!
+//! # Calls, replies and timers
+//!
+//! A handler asks for *effects* on its [`Context`]; the host carries them out after the
+//! command's change is durable, each exactly once, and only if the command succeeded (a durable
+//! outbox):
+//!
+//! - [`Context::call`] sends a command to another entity, fire-and-forget;
+//! - [`Context::call_with_reply`] does too, and routes the call's outcome back to this entity as
+//!   a command of its own (the *reply route*) with a correlation of your choice in
+//!   [`Context::correlation`]. That command's payload is a [`CallReply`]: the target's reply, or
+//!   a [`CallError`] when it was rejected, unknown or failed, so failures come back as data;
+//! - [`Context::schedule`] and [`Context::schedule_every`] set a durable, named timer that sends
+//!   a command to this entity later (once, or repeatedly); a timer of the same name replaces it,
+//!   [`Context::cancel`] cancels it, and the fired command sees its name in [`Context::timer`];
+//! - [`Context::publish`] publishes to a topic.
+//!
+//! Several entities working together with calls, replies and timers form a saga: for example a
+//! transfer that debits one account, credits another and refunds the first when the credit is
+//! rejected or does not answer in time (`examples/transfer`).
+//!
+//! ```
+//! use cella_sdk::{CallReply, Context, Deserialize, Reply, Result, Serialize, Value, ValueEntity, json};
+//!
+//! #[derive(Default, Serialize, Deserialize)]
+//! pub struct Order {
+//!     status: String,
+//! }
+//!
+//! #[derive(Deserialize)]
+//! #[serde(rename_all = "kebab-case")]
+//! pub enum Command {
+//!     Pay { amount: u64 },
+//!     /// The reply route of the `charge` call.
+//!     Charged(CallReply<Value>),
+//!     /// Fired by the `give-up` timer.
+//!     GiveUp,
+//! }
+//!
+//! impl ValueEntity for Order {
+//!     type Command = Command;
+//!
+//!     fn handle(&mut self, cmd: Command, ctx: &mut Context) -> Result<Reply> {
+//!         match cmd {
+//!             Command::Pay { amount } => {
+//!                 let order = ctx.key().to_owned();
+//!                 ctx.call_with_reply("wallet", "w1", "charge", &amount, "charged", order);
+//!                 ctx.schedule("give-up", 30_000, "give-up", &());
+//!                 self.status = "paying".into();
+//!             }
+//!             Command::Charged(reply) if self.status == "paying" => {
+//!                 ctx.cancel("give-up");
+//!                 self.status = match reply {
+//!                     CallReply::Ok(_) => "paid".into(),
+//!                     CallReply::Error(e) => format!("refused: {}", e.message),
+//!                 };
+//!             }
+//!             Command::GiveUp if self.status == "paying" => self.status = "timed out".into(),
+//!             // A late reply or timer: the order has moved on.
+//!             Command::Charged(_) | Command::GiveUp => {}
+//!         }
+//!         Ok(json!({ "status": self.status }))
+//!     }
+//! }
+//!
+//! cella_sdk::export_entity!(value Order);
+//! ```
+//!
 //! # Failures
 //!
 //! - a command name the enum does not know is reported as `unknown-command`;
 //! - a payload that does not deserialize into the variant is reported as `bad-request`, with
 //!   serde's message prefixed by the command name;
-//! - a handler returning `Err(`[`Rejection`]`)` is reported as `rejected` with its message;
+//! - a handler returning `Err(`[`Rejection`]`)` is reported as `rejected` with its message
+//!   (`bad-request` for [`Rejection::bad_request`]);
 //! - state or events that cannot be (de)serialized, and misuse of the [`Context`] (a payload that
 //!   does not serialize, two forwards), are reported as `rejected` with a message starting with
 //!   `entity error:`.
@@ -82,21 +150,25 @@
 //!
 //! [`export_entity!`] only emits the component exports when compiling for `wasm32`, so entity
 //! crates build and run their unit tests natively. [`testing::TestKit`] runs commands through the
-//! same code path as the component exports.
+//! same code path as the component exports, records the effects each command asks for
+//! ([`testing::Effect`]), and can run a command as a call's reply route or a timer's firing
+//! ([`testing::TestKit::reply`], [`testing::TestKit::fire`]).
 
 #[cfg(feature = "bundle")]
 pub mod bundle;
 mod command;
 mod context;
 mod glue;
+mod reply;
 pub mod testing;
 
 pub use context::{Context, EventContext};
+pub use reply::{CallError, CallReply};
 pub use serde::de::DeserializeOwned;
 pub use serde::{Deserialize, Serialize};
 pub use serde_json::{Value, json};
 
-/// The generated `cella:entity@0.1.0` bindings. Used by [`export_entity!`]; not a stable API.
+/// The generated `cella:entity@0.2.0` bindings. Used by [`export_entity!`]; not a stable API.
 #[doc(hidden)]
 #[allow(missing_docs, unsafe_op_in_unsafe_fn)]
 pub mod bindings {
@@ -113,24 +185,46 @@ pub type Reply = serde_json::Value;
 
 /// A business rejection: the command is refused, nothing is persisted, and the message is shown
 /// to the caller. Return it with [`reject!`] or `Err(Rejection::new(..))`.
+///
+/// [`Rejection::bad_request`] refuses the command as a `bad-request` instead: the payload (or
+/// the way the command was sent) is not what the command expects, beyond what its type checks.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rejection(String);
+pub struct Rejection {
+    message: String,
+    bad_request: bool,
+}
 
 impl Rejection {
     /// A rejection with the given message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        Self {
+            message: message.into(),
+            bad_request: false,
+        }
+    }
+
+    /// A `bad-request` failure with the given message (HTTP 400 `bad_request`).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            bad_request: true,
+        }
     }
 
     /// The message shown to the caller.
     pub fn message(&self) -> &str {
-        &self.0
+        &self.message
+    }
+
+    /// Whether this is a `bad-request` rather than a business rejection.
+    pub fn is_bad_request(&self) -> bool {
+        self.bad_request
     }
 }
 
 impl core::fmt::Display for Rejection {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -138,13 +232,13 @@ impl std::error::Error for Rejection {}
 
 impl From<String> for Rejection {
     fn from(message: String) -> Self {
-        Self(message)
+        Self::new(message)
     }
 }
 
 impl From<&str> for Rejection {
     fn from(message: &str) -> Self {
-        Self(message.to_owned())
+        Self::new(message)
     }
 }
 

@@ -1,5 +1,8 @@
 //! Native unit testing of entities: [`TestKit`] plays the host's part for one entity, running
-//! commands through the same export glue a component runs, against an in-memory state.
+//! commands through the same export glue a component runs, against an in-memory state; it
+//! records the effects each command asks for ([`Effect`]: calls with their reply routes, timers,
+//! cancels), keeps the pending timers, and runs commands as a call's reply route
+//! ([`TestKit::answer`], [`TestKit::reply`]) or a timer's firing ([`TestKit::fire`]).
 //!
 //! ```
 //! use cella_sdk::testing::{Failure, TestKit};
@@ -36,15 +39,74 @@
 //! assert_eq!(kit.handle("reset", json!(null)), Err(Failure::UnknownCommand("reset".into())));
 //! assert_eq!(kit.sequence(), 1);
 //! ```
+//!
+//! Effects, reply routes and timers:
+//!
+//! ```
+//! use cella_sdk::testing::{Call, Effect, TestKit};
+//! use cella_sdk::{CallError, CallReply, Context, Deserialize, Reply, Result, Serialize, Value};
+//! use cella_sdk::{ValueEntity, json};
+//!
+//! #[derive(Default, Serialize, Deserialize)]
+//! struct Order {
+//!     status: String,
+//! }
+//!
+//! #[derive(Deserialize)]
+//! #[serde(rename_all = "kebab-case")]
+//! enum Command {
+//!     Pay,
+//!     Charged(CallReply<Value>),
+//!     Remind,
+//! }
+//!
+//! impl ValueEntity for Order {
+//!     type Command = Command;
+//!     fn handle(&mut self, cmd: Command, ctx: &mut Context) -> Result<Reply> {
+//!         match cmd {
+//!             Command::Pay => {
+//!                 ctx.call_with_reply("wallet", "w", "charge", &5, "charged", "pay-1");
+//!                 ctx.schedule_every("remind", 1_000, 60_000, "remind", &());
+//!             }
+//!             Command::Charged(reply) => {
+//!                 assert_eq!(ctx.correlation(), Some("pay-1"));
+//!                 ctx.cancel("remind");
+//!                 self.status = match reply {
+//!                     CallReply::Ok(_) => "paid".into(),
+//!                     CallReply::Error(e) => e.code,
+//!                 };
+//!             }
+//!             Command::Remind => assert_eq!(ctx.timer(), Some("remind")),
+//!         }
+//!         Ok(json!(self.status))
+//!     }
+//! }
+//! cella_sdk::export_entity!(value Order);
+//!
+//! let mut kit = TestKit::<Order>::new();
+//! kit.handle("pay", json!(null)).unwrap();
+//! let handled = kit.last().unwrap();
+//! let charge = Call::new("wallet", "w", "charge", json!(5)).with_reply("charged", "pay-1");
+//! assert_eq!(handled.calls(), [&charge]);
+//! assert_eq!(handled.timers()[0].every_ms, Some(60_000));
+//! kit.fire("remind").unwrap(); // repeating: still pending
+//! assert!(kit.timers().contains_key("remind"));
+//! let refused = CallReply::<Value>::Error(CallError::new("rejected", "no funds"));
+//! assert_eq!(kit.answer(&charge, &refused), Ok(json!("rejected")));
+//! assert_eq!(kit.last().unwrap().effects, [Effect::Cancel("remind".into())]);
+//! assert!(kit.timers().is_empty());
+//! ```
 
 use core::marker::PhantomData;
+use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::ExportedEntity;
 use crate::bindings::cella::entity::types::{self as wit, EntityKind};
 use crate::bindings::exports::cella::entity::entity::Guest;
+use crate::{CallReply, ExportedEntity};
 
 /// Why a command failed, as the host would report it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,22 +145,74 @@ pub struct Call {
     pub key: String,
     pub command: String,
     pub payload: Value,
+    /// Where the call's outcome goes ([`Context::call_with_reply`](crate::Context)); `None` for
+    /// a fire-and-forget call or a forward.
+    pub reply_to: Option<ReplyRoute>,
+}
+
+impl Call {
+    /// A call without a reply route.
+    pub fn new(
+        entity_type: impl Into<String>,
+        key: impl Into<String>,
+        command: impl Into<String>,
+        payload: Value,
+    ) -> Self {
+        Self {
+            entity_type: entity_type.into(),
+            key: key.into(),
+            command: command.into(),
+            payload,
+            reply_to: None,
+        }
+    }
+
+    /// The same call, with the reply route (`command`, `correlation`).
+    pub fn with_reply(
+        mut self,
+        command: impl Into<String>,
+        correlation: impl Into<String>,
+    ) -> Self {
+        self.reply_to = Some(ReplyRoute {
+            command: command.into(),
+            correlation: correlation.into(),
+        });
+        self
+    }
+}
+
+/// The reply route of a call: the command its outcome comes back as, and the correlation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyRoute {
+    pub command: String,
+    pub correlation: String,
+}
+
+/// A timer requested by a handler ([`Context::schedule`](crate::Context::schedule),
+/// [`Context::schedule_every`](crate::Context::schedule_every)).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timer {
+    pub name: String,
+    pub delay_ms: u64,
+    /// The period of a repeating timer.
+    pub every_ms: Option<u64>,
+    pub command: String,
+    pub payload: Value,
 }
 
 /// An effect requested by a handler, to run after the command commits.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {
-    /// [`Context::call`](crate::Context::call).
+    /// [`Context::call`](crate::Context::call) and
+    /// [`Context::call_with_reply`](crate::Context::call_with_reply).
     Call(Call),
     /// [`Context::publish`](crate::Context::publish).
     Publish { topic: String, payload: Value },
-    /// [`Context::schedule`](crate::Context::schedule).
-    Schedule {
-        name: String,
-        delay_ms: u64,
-        command: String,
-        payload: Value,
-    },
+    /// [`Context::schedule`](crate::Context::schedule) and
+    /// [`Context::schedule_every`](crate::Context::schedule_every).
+    Schedule(Timer),
+    /// [`Context::cancel`](crate::Context::cancel): the timer's name.
+    Cancel(String),
 }
 
 /// What the last successful command produced.
@@ -116,6 +230,41 @@ pub struct Handled {
     pub forward: Option<Call>,
 }
 
+impl Handled {
+    /// The calls requested, in order.
+    pub fn calls(&self) -> Vec<&Call> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Call(call) => Some(call),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The timers scheduled, in order.
+    pub fn timers(&self) -> Vec<&Timer> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Schedule(timer) => Some(timer),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The names of the timers cancelled, in order.
+    pub fn cancels(&self) -> Vec<&str> {
+        self.effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Cancel(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Runs commands against one in-memory entity the way the host does: the state starts empty,
 /// each command goes through the entity's export glue (command decoding, rejections, state
 /// and event handling), and whatever it persists becomes the next command's state.
@@ -126,6 +275,12 @@ pub struct Handled {
 ///
 /// The context is deterministic: the command ids are `test-command-<n>`, the time is fixed
 /// (see [`set_time`](TestKit::set_time)) and the random seed depends only on `n`.
+///
+/// The kit also keeps the entity's pending timers as the host would ([`timers`](TestKit::timers):
+/// a schedule sets one, a timer of the same name replaces it, a cancel removes it, a one-shot
+/// timer is gone once it fired) but never fires them by itself: [`fire`](TestKit::fire) does.
+/// Calls are not carried out either; [`answer`](TestKit::answer) delivers a call's outcome to its
+/// reply route, as the host does once the target ran.
 ///
 /// # Panics
 ///
@@ -141,6 +296,7 @@ pub struct TestKit<E: ExportedEntity> {
     commands_run: u64,
     events: Vec<Value>,
     last: Option<Handled>,
+    timers: BTreeMap<String, Timer>,
     entity: PhantomData<fn() -> E>,
 }
 
@@ -170,6 +326,7 @@ impl<E: ExportedEntity> TestKit<E> {
             commands_run: 0,
             events: Vec::new(),
             last: None,
+            timers: BTreeMap::new(),
             entity: PhantomData,
         }
     }
@@ -192,6 +349,78 @@ impl<E: ExportedEntity> TestKit<E> {
     /// Runs `command` with the JSON `payload` (`Value::Null` for none) and returns its reply,
     /// or why it failed (in which case nothing changes).
     pub fn handle(&mut self, command: &str, payload: Value) -> Result<Value, Failure> {
+        self.run(command, payload, None, None)
+    }
+
+    /// Runs `command` as the reply route of a call with `correlation`, its payload the call's
+    /// outcome ([`Context::correlation`](crate::Context::correlation) is set).
+    pub fn reply<T: Serialize>(
+        &mut self,
+        command: &str,
+        correlation: &str,
+        outcome: &CallReply<T>,
+    ) -> Result<Value, Failure> {
+        let payload = match serde_json::to_value(outcome) {
+            Ok(payload) => payload,
+            Err(e) => panic!("cannot serialize the call's outcome: {e}"),
+        };
+        self.run(command, payload, Some(correlation), None)
+    }
+
+    /// Delivers the outcome of `call` (one the entity requested) to its reply route.
+    ///
+    /// # Panics
+    ///
+    /// If the call has no reply route.
+    pub fn answer<T: Serialize>(
+        &mut self,
+        call: &Call,
+        outcome: &CallReply<T>,
+    ) -> Result<Value, Failure> {
+        let Some(route) = &call.reply_to else {
+            panic!("the call {call:?} has no reply route");
+        };
+        self.reply(&route.command, &route.correlation, outcome)
+    }
+
+    /// Fires the pending timer `name`: runs its command with its payload, with
+    /// [`Context::timer`](crate::Context::timer) set. A one-shot timer is no longer pending
+    /// afterwards (unless the command scheduled it again); a repeating one stays.
+    ///
+    /// # Panics
+    ///
+    /// If no timer of that name is pending.
+    pub fn fire(&mut self, name: &str) -> Result<Value, Failure> {
+        let Some(timer) = self.timers.get(name).cloned() else {
+            panic!(
+                "no timer `{name}` is pending (pending: {:?})",
+                self.timers.keys().collect::<Vec<_>>()
+            );
+        };
+        if timer.every_ms.is_none() {
+            self.timers.remove(name);
+        }
+        self.run(&timer.command, timer.payload, None, Some(name))
+    }
+
+    /// Runs `command` with `payload` as fired by the timer `name`, whether or not it is pending
+    /// (e.g. a timer of a state set with [`set_state`](TestKit::set_state)).
+    pub fn fire_as(&mut self, name: &str, command: &str, payload: Value) -> Result<Value, Failure> {
+        self.run(command, payload, None, Some(name))
+    }
+
+    /// The pending timers, by name.
+    pub fn timers(&self) -> &BTreeMap<String, Timer> {
+        &self.timers
+    }
+
+    fn run(
+        &mut self,
+        command: &str,
+        payload: Value,
+        correlation: Option<&str>,
+        timer: Option<&str>,
+    ) -> Result<Value, Failure> {
         self.last = None;
         self.commands_run += 1;
         let n = self.commands_run;
@@ -203,6 +432,8 @@ impl<E: ExportedEntity> TestKit<E> {
             timestamp_ms: self.timestamp_ms,
             random_seed: n.wrapping_mul(0x9e37_79b9_7f4a_7c15),
             sequence: self.sequence,
+            correlation: correlation.map(str::to_owned),
+            timer: timer.map(str::to_owned),
         };
         let outcome = E::Glue::handle(ctx, self.state.clone(), payload.to_string())?;
         let reply = parse_json("reply", &outcome.reply);
@@ -243,11 +474,23 @@ impl<E: ExportedEntity> TestKit<E> {
             self.sequence += 1;
         }
         self.events.extend(events.iter().cloned());
+        let effects: Vec<Effect> = outcome.effects.into_iter().map(effect).collect();
+        for effect in &effects {
+            match effect {
+                Effect::Schedule(timer) => {
+                    self.timers.insert(timer.name.clone(), timer.clone());
+                }
+                Effect::Cancel(name) => {
+                    self.timers.remove(name);
+                }
+                Effect::Call(_) | Effect::Publish { .. } => {}
+            }
+        }
         self.last = Some(Handled {
             reply: reply.clone(),
             events,
             persisted,
-            effects: outcome.effects.into_iter().map(effect).collect(),
+            effects,
             forward: outcome.forward.map(call),
         });
         Ok(reply)
@@ -321,6 +564,10 @@ fn call(call: wit::Call) -> Call {
         key: call.target.key,
         command: call.command,
         payload: parse_json("call payload", &call.payload),
+        reply_to: call.reply_to.map(|r| ReplyRoute {
+            command: r.command,
+            correlation: r.correlation,
+        }),
     }
 }
 
@@ -331,11 +578,13 @@ fn effect(effect: wit::Effect) -> Effect {
             topic: p.topic,
             payload: parse_json("publication payload", &p.payload),
         },
-        wit::Effect::Schedule(t) => Effect::Schedule {
+        wit::Effect::Schedule(t) => Effect::Schedule(Timer {
             name: t.name,
             delay_ms: t.delay_ms,
+            every_ms: t.every_ms,
             command: t.command,
             payload: parse_json("timer payload", &t.payload),
-        },
+        }),
+        wit::Effect::Cancel(name) => Effect::Cancel(name),
     }
 }

@@ -111,6 +111,8 @@ fn the_raw_interface_returns_events_and_the_fold() {
         timestamp_ms: 0,
         random_seed: 0,
         sequence: 0,
+        correlation: None,
+        timer: None,
     };
     let Ok(outcome) = Glue::handle(ctx, None, r#"["x"]"#.into()) else {
         panic!("mark failed")

@@ -5,7 +5,7 @@ use cella_sdk::bindings::cella::entity::types::{
     Context as WitContext, EntityKind, Failure as WitFailure,
 };
 use cella_sdk::bindings::exports::cella::entity::entity::Guest;
-use cella_sdk::testing::{Call, Effect, Failure, TestKit};
+use cella_sdk::testing::{Call, Effect, Failure, TestKit, Timer};
 use cella_sdk::{
     Context, Deserialize, ExportedEntity, Reply, Result, Serialize, ValueEntity, json, reject,
 };
@@ -173,18 +173,14 @@ fn collects_effects_and_forwards() {
                 topic: "balances".into(),
                 payload: json!({"balance": 0})
             },
-            Effect::Call(Call {
-                entity_type: "audit".into(),
-                key: "bob".into(),
-                command: "record".into(),
-                payload: json!(0),
-            }),
-            Effect::Schedule {
+            Effect::Call(Call::new("audit", "bob", "record", json!(0))),
+            Effect::Schedule(Timer {
                 name: "reminder".into(),
                 delay_ms: 1_000,
+                every_ms: None,
                 command: "balance".into(),
                 payload: json!(null),
-            },
+            }),
         ]
     );
     assert!(!handled.persisted);
@@ -193,12 +189,7 @@ fn collects_effects_and_forwards() {
     let forward = kit.last().and_then(|h| h.forward.clone());
     assert_eq!(
         forward,
-        Some(Call {
-            entity_type: "ledger".into(),
-            key: "main".into(),
-            command: "balance".into(),
-            payload: json!(null),
-        })
+        Some(Call::new("ledger", "main", "balance", json!(null)))
     );
 }
 
@@ -211,6 +202,8 @@ fn wit_context(command: &str) -> WitContext {
         timestamp_ms: 0,
         random_seed: 0,
         sequence: 3,
+        correlation: None,
+        timer: None,
     }
 }
 
