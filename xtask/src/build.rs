@@ -22,6 +22,7 @@ pub const GUESTS: &[&str] = &[
     "tally-divergent",
     "tally-trapping",
     "clock",
+    "v01-counter",
     "tck-value",
     "tck-events",
 ];

@@ -40,6 +40,8 @@ fn command_path(c: &mut Criterion) {
         timestamp_ms: 1_700_000_000_000,
         random_seed: 7,
         sequence: 41,
+        correlation: None,
+        timer: None,
     };
     let state = runtime
         .block_on(async {

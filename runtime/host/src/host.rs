@@ -1,6 +1,7 @@
 //! The [`Host`]: the wasmtime engine (component model, pooling allocator, epoch interruption),
 //! the linker with the locked-down WASI imports, the epoch ticker thread, instance admission,
-//! counters, and loading (compiling and validating) entity components into [`Module`]s.
+//! counters, and loading (compiling and validating) entity components into [`Module`]s, each
+//! bound to the contract (`cella:entity@0.1.0` or `@0.2.0`) whose entity interface it exports.
 
 use std::{
     sync::{
@@ -14,17 +15,14 @@ use std::{
 use tokio::sync::Semaphore;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
-    component::{Component, HasSelf, Linker},
+    component::{Component, Linker},
 };
 
 use crate::{
     Error, Module, artifact,
-    bindings::{EntityWorld, EntityWorldPre},
+    bindings::{self, Contract, Pre},
     sandbox::StoreState,
 };
-
-/// The interface every entity component must export.
-pub(crate) const ENTITY_EXPORT: &str = "cella:entity/entity@0.1.0";
 
 /// How often the engine's epoch advances; deadlines are checked at this granularity.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -135,7 +133,7 @@ impl Host {
             .map_err(|e| Error::Internal(format!("cannot create the wasm engine: {e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .and_then(|()| EntityWorld::add_to_linker::<_, HasSelf<StoreState>>(&mut linker, |s| s))
+            .and_then(|()| bindings::add_to_linker(&mut linker))
             .map_err(|e| Error::Internal(format!("cannot link host interfaces: {e:#}")))?;
         let ticker = EpochTicker::start(engine.clone())?;
         let permits = Arc::new(Semaphore::new(config.max_instances as usize));
@@ -157,8 +155,9 @@ impl Host {
     }
 
     /// Compiles and validates a component: it must be a WebAssembly component that exports
-    /// `cella:entity/entity@0.1.0` and imports nothing beyond WASI; its `describe` is called
-    /// once and its descriptor checked. Fails with [`Error::InvalidComponent`] saying what is
+    /// `cella:entity/entity@0.2.0` or `cella:entity/entity@0.1.0` (the contract it is then
+    /// served by, [`Module::contract`]) and imports nothing beyond WASI; its `describe` is
+    /// called once and its descriptor checked. Fails with [`Error::InvalidComponent`] saying what is
     /// wrong. Compilation runs on a blocking thread.
     pub async fn load(&self, wasm: &[u8]) -> Result<Module, Error> {
         check_header(wasm)?;
@@ -214,14 +213,11 @@ impl Host {
         }
     }
 
-    /// Checks a compiled component against the contract and reads its descriptor.
+    /// Picks the contract a compiled component implements by its export, checks the component
+    /// against it and reads its descriptor.
     async fn validate(&self, component: Component) -> Result<Module, Error> {
         let engine = &self.shared.engine;
-        if component
-            .component_type()
-            .get_export(engine, ENTITY_EXPORT)
-            .is_none()
-        {
+        let Some(contract) = Contract::of(engine, &component) else {
             let exports: Vec<String> = component
                 .component_type()
                 .exports(engine)
@@ -232,11 +228,13 @@ impl Host {
             } else {
                 format!("it exports {}", exports.join(", "))
             };
+            let [newest, older] = Contract::ALL.map(Contract::export);
             return Err(Error::InvalidComponent(format!(
-                "missing export `{ENTITY_EXPORT}` ({found}); an entity component implements the \
-                 world `cella:entity/entity-world@0.1.0`"
+                "missing export `{newest}` (or the older `{older}`; {found}); an entity \
+                 component implements the world `cella:entity/entity-world@{}`",
+                Contract::ALL[0].version()
             )));
-        }
+        };
         let imports: Vec<String> = component
             .component_type()
             .imports(engine)
@@ -252,8 +250,11 @@ impl Host {
                     "the component needs an import the host does not provide: {e:#}"
                 ))
             })?;
-        let pre = EntityWorldPre::new(pre).map_err(|e| {
-            Error::InvalidComponent(format!("export `{ENTITY_EXPORT}` is incomplete: {e:#}"))
+        let pre = Pre::new(contract, pre).map_err(|e| {
+            Error::InvalidComponent(format!(
+                "export `{}` is incomplete: {e:#}",
+                contract.export()
+            ))
         })?;
         let pre = Arc::new(pre);
         let mut instance = crate::instance::Instance::create(&self.shared, &pre)

@@ -1,5 +1,6 @@
-//! [`Module`] (a validated, compiled entity component) and [`Instance`] (one sandboxed
-//! instantiation of it): per-call deadlines, memory limits, trap classification and poisoning.
+//! [`Module`] (a validated, compiled entity component, with the contract it implements) and
+//! [`Instance`] (one sandboxed instantiation of it): the call paths of each contract, per-call
+//! deadlines, memory limits, trap classification and poisoning.
 
 use std::{
     future::Future,
@@ -12,7 +13,7 @@ use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline, component
 
 use crate::{
     CommandContext, Descriptor, Error, Failure, Outcome, artifact,
-    bindings::{EntityWorld, EntityWorldPre},
+    bindings::{Guest, Pre, World},
     host::{Counters, Shared},
     sandbox::StoreState,
 };
@@ -30,7 +31,7 @@ pub struct Module {
 struct ModuleInner {
     shared: Arc<Shared>,
     component: Component,
-    pre: Arc<EntityWorldPre<StoreState>>,
+    pre: Arc<Pre>,
     descriptor: Descriptor,
     warnings: Vec<String>,
 }
@@ -38,6 +39,7 @@ struct ModuleInner {
 impl std::fmt::Debug for Module {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Module")
+            .field("contract", &self.contract())
             .field("descriptor", &self.inner.descriptor)
             .finish_non_exhaustive()
     }
@@ -47,7 +49,7 @@ impl Module {
     pub(crate) fn new(
         shared: Arc<Shared>,
         component: Component,
-        pre: Arc<EntityWorldPre<StoreState>>,
+        pre: Arc<Pre>,
         descriptor: Descriptor,
         warnings: Vec<String>,
     ) -> Module {
@@ -60,6 +62,14 @@ impl Module {
                 warnings,
             }),
         }
+    }
+
+    /// The version of `cella:entity` the component implements, `"0.1.0"` or `"0.2.0"` (read
+    /// from its export when it was loaded). A `0.1.0` component gets no
+    /// [`CommandContext::correlation`] or [`CommandContext::timer`], and its calls and timers
+    /// have no [`reply_to`](crate::Call::reply_to) or `every_ms`.
+    pub fn contract(&self) -> &'static str {
+        self.inner.pre.contract().version()
     }
 
     /// What the entity declared about itself when it was loaded.
@@ -97,7 +107,7 @@ impl Module {
 pub struct Instance {
     // Dropped first: the store gives its slot back to the pool before the permit is released.
     store: Store<StoreState>,
-    world: EntityWorld,
+    world: World,
     shared: Arc<Shared>,
     poisoned: Option<String>,
     _permit: OwnedSemaphorePermit,
@@ -121,10 +131,7 @@ impl Drop for Instance {
 }
 
 impl Instance {
-    pub(crate) async fn create(
-        shared: &Arc<Shared>,
-        pre: &EntityWorldPre<StoreState>,
-    ) -> Result<Instance, Error> {
+    pub(crate) async fn create(shared: &Arc<Shared>, pre: &Pre) -> Result<Instance, Error> {
         let permit = shared
             .permits
             .clone()
@@ -150,7 +157,7 @@ impl Instance {
             }
         });
         start_call(&mut store);
-        let result = with_deadline(config.deadline, pre.instantiate_async(&mut store)).await;
+        let result = with_deadline(config.deadline, pre.instantiate(&mut store)).await;
         match result {
             Ok(world) => {
                 Counters::bump(&shared.counters.instances_created);
@@ -180,46 +187,82 @@ impl Instance {
         state: Option<&[u8]>,
         payload: &str,
     ) -> Result<Result<Outcome, Failure>, Error> {
-        let ctx = ctx.to_wit();
-        let guest = self.world.cella_entity_entity().clone();
-        let result = self
-            .call(async |store| guest.call_handle(store, &ctx, state, payload).await)
-            .await?;
-        Ok(result.map(Outcome::from).map_err(Failure::from))
+        Ok(match self.world.guest() {
+            Guest::V0_1(guest) => {
+                let ctx = ctx.into();
+                self.call(async |store| guest.call_handle(store, &ctx, state, payload).await)
+                    .await?
+                    .map(Outcome::from)
+                    .map_err(Failure::from)
+            }
+            Guest::V0_2(guest) => {
+                let ctx = ctx.into();
+                self.call(async |store| guest.call_handle(store, &ctx, state, payload).await)
+                    .await?
+                    .map(Outcome::from)
+                    .map_err(Failure::from)
+            }
+        })
     }
 
     /// Folds one event into the state (event-sourced entities); a guest error is
     /// [`Error::Guest`].
     pub async fn apply(&mut self, state: Option<&[u8]>, event: &[u8]) -> Result<Vec<u8>, Error> {
-        let guest = self.world.cella_entity_entity().clone();
-        self.call(async |store| guest.call_apply(store, state, event).await)
-            .await?
-            .map_err(Error::Guest)
+        match self.world.guest() {
+            Guest::V0_1(guest) => {
+                self.call(async |store| guest.call_apply(store, state, event).await)
+                    .await?
+            }
+            Guest::V0_2(guest) => {
+                self.call(async |store| guest.call_apply(store, state, event).await)
+                    .await?
+            }
+        }
+        .map_err(Error::Guest)
     }
 
     /// Renders state bytes as JSON text; a guest error is [`Error::Guest`].
     pub async fn render_state(&mut self, state: &[u8]) -> Result<String, Error> {
-        let guest = self.world.cella_entity_entity().clone();
-        self.call(async |store| guest.call_render_state(store, state).await)
-            .await?
-            .map_err(Error::Guest)
+        match self.world.guest() {
+            Guest::V0_1(guest) => {
+                self.call(async |store| guest.call_render_state(store, state).await)
+                    .await?
+            }
+            Guest::V0_2(guest) => {
+                self.call(async |store| guest.call_render_state(store, state).await)
+                    .await?
+            }
+        }
+        .map_err(Error::Guest)
     }
 
     /// Renders event bytes as JSON text; a guest error is [`Error::Guest`].
     pub async fn render_event(&mut self, event: &[u8]) -> Result<String, Error> {
-        let guest = self.world.cella_entity_entity().clone();
-        self.call(async |store| guest.call_render_event(store, event).await)
-            .await?
-            .map_err(Error::Guest)
+        match self.world.guest() {
+            Guest::V0_1(guest) => {
+                self.call(async |store| guest.call_render_event(store, event).await)
+                    .await?
+            }
+            Guest::V0_2(guest) => {
+                self.call(async |store| guest.call_render_event(store, event).await)
+                    .await?
+            }
+        }
+        .map_err(Error::Guest)
     }
 
     /// Calls `describe`.
     pub(crate) async fn describe(&mut self) -> Result<Descriptor, Error> {
-        let guest = self.world.cella_entity_entity().clone();
-        Ok(self
-            .call(async |store| guest.call_describe(store).await)
-            .await?
-            .into())
+        Ok(match self.world.guest() {
+            Guest::V0_1(guest) => self
+                .call(async |store| guest.call_describe(store).await)
+                .await?
+                .into(),
+            Guest::V0_2(guest) => self
+                .call(async |store| guest.call_describe(store).await)
+                .await?
+                .into(),
+        })
     }
 
     /// Runs one guest call under the deadline; a failed call poisons the instance.

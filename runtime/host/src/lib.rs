@@ -1,5 +1,6 @@
-//! Cella's WebAssembly host: compiles entity components (contract `cella:entity@0.1.0`, world
-//! `entity-world`) and runs their commands in sandboxed instances.
+//! Cella's WebAssembly host: compiles entity components (contract `cella:entity@0.2.0`, world
+//! `entity-world`, or the frozen `cella:entity@0.1.0`, each served by the bindings of its own
+//! version: [`Module::contract`]) and runs their commands in sandboxed instances.
 //!
 //! A [`Host`] owns the wasmtime engine: component model, a pooling instance allocator sized by
 //! [`HostConfig`], and epoch interruption driven by a ticker thread. [`Host::load`] compiles and
@@ -16,6 +17,7 @@
 mod artifact;
 mod bindings;
 mod capabilities;
+mod convert;
 mod host;
 mod instance;
 mod sandbox;
@@ -23,12 +25,12 @@ mod types;
 
 pub use host::{Host, HostConfig, HostStats};
 pub use instance::{Instance, Module};
-pub use types::{Call, CommandContext, Descriptor, Effect, Failure, Outcome};
+pub use types::{Call, CommandContext, Descriptor, Effect, Failure, Outcome, ReplyRoute};
 
 /// Errors of the host.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// The bytes are not a component implementing `cella:entity/entity@0.1.0`, or a precompiled
+    /// The bytes are not a component implementing `cella:entity/entity@0.2.0` (or `@0.1.0`), or a precompiled
     /// artifact cannot be used; the message says what is wrong.
     #[error("invalid component: {0}")]
     InvalidComponent(String),

@@ -82,7 +82,8 @@ impl WasiView for StoreState {
     }
 }
 
-impl crate::bindings::cella::entity::types::Host for StoreState {}
+impl crate::bindings::v01::cella::entity::types::Host for StoreState {}
+impl crate::bindings::v02::cella::entity::types::Host for StoreState {}
 
 /// Caps the total linear memory of one instance (all its memories together). A growth beyond the
 /// cap fails the way `memory.grow` fails (the guest sees -1), which guests usually turn into a

@@ -1,9 +1,8 @@
 //! The host's public data types for talking to an entity component — descriptor, command
-//! context, outcome, effects, failures — and their conversions from the generated bindings.
+//! context, outcome, effects, failures — the same whichever contract the component implements
+//! (`convert.rs` maps them to and from each contract's generated bindings).
 
 use cella_core::EntityKind;
-
-use crate::bindings::cella::entity::types as wit;
 
 /// What an entity declares about itself (`describe`), read once when its module is loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,19 +35,6 @@ impl Descriptor {
     }
 }
 
-impl From<wit::Descriptor> for Descriptor {
-    fn from(d: wit::Descriptor) -> Self {
-        Descriptor {
-            kind: match d.kind {
-                wit::EntityKind::Value => EntityKind::Value,
-                wit::EntityKind::EventSourced => EntityKind::EventSourced,
-            },
-            commands: d.commands,
-            snapshot_every: d.snapshot_every,
-        }
-    }
-}
-
 /// Everything non-deterministic a handler may use, chosen (and journaled) by the caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandContext {
@@ -64,20 +50,13 @@ pub struct CommandContext {
     pub random_seed: u64,
     /// Journal sequence number of the entity before this command (0 for a new entity).
     pub sequence: u64,
-}
-
-impl CommandContext {
-    pub(crate) fn to_wit(&self) -> wit::Context {
-        wit::Context {
-            entity_type: self.entity_type.clone(),
-            key: self.key.clone(),
-            command_id: self.command_id.clone(),
-            command: self.command.clone(),
-            timestamp_ms: self.timestamp_ms,
-            random_seed: self.random_seed,
-            sequence: self.sequence,
-        }
-    }
+    /// Set when this command is the answer to a [`Call`] that named it in its
+    /// [`reply_to`](Call::reply_to): the correlation the caller gave. Not passed to a
+    /// `cella:entity@0.1.0` component (its context has no such field).
+    pub correlation: Option<String>,
+    /// Set when a timer fired this command: the timer's name. Not passed to a
+    /// `cella:entity@0.1.0` component.
+    pub timer: Option<String>,
 }
 
 /// What a successful handler produced.
@@ -96,18 +75,6 @@ pub struct Outcome {
     pub effects: Vec<Effect>,
 }
 
-impl From<wit::Outcome> for Outcome {
-    fn from(o: wit::Outcome) -> Self {
-        Outcome {
-            events: o.events,
-            state: o.state,
-            reply: o.reply,
-            forward: o.forward.map(Call::from),
-            effects: o.effects.into_iter().map(Effect::from).collect(),
-        }
-    }
-}
-
 /// A command sent to an entity. `payload` is JSON text.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Call {
@@ -115,17 +82,17 @@ pub struct Call {
     pub key: String,
     pub command: String,
     pub payload: String,
+    /// Where the outcome of the call goes, as a command on the calling entity (always `None`
+    /// from a `cella:entity@0.1.0` component).
+    pub reply_to: Option<ReplyRoute>,
 }
 
-impl From<wit::Call> for Call {
-    fn from(c: wit::Call) -> Self {
-        Call {
-            entity_type: c.target.entity_type,
-            key: c.target.key,
-            command: c.command,
-            payload: c.payload,
-        }
-    }
+/// Where the outcome of a [`Call`] goes: `command` on the calling entity, with `correlation` in
+/// its [`CommandContext::correlation`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplyRoute {
+    pub command: String,
+    pub correlation: String,
 }
 
 /// A side effect to carry out after the change is durable.
@@ -135,31 +102,18 @@ pub enum Effect {
     Call(Call),
     /// Publish a message (JSON text) to a topic.
     Publish { topic: String, payload: String },
-    /// Send `command` with `payload` to this same entity after `delay_ms`.
+    /// Send `command` with `payload` to this same entity after `delay_ms`, then every
+    /// `every_ms` until cancelled when that is set (always `None` from a `cella:entity@0.1.0`
+    /// component). A timer of the same name replaces it.
     Schedule {
         name: String,
         delay_ms: u64,
         command: String,
         payload: String,
+        every_ms: Option<u64>,
     },
-}
-
-impl From<wit::Effect> for Effect {
-    fn from(e: wit::Effect) -> Self {
-        match e {
-            wit::Effect::Call(c) => Effect::Call(c.into()),
-            wit::Effect::Publish(p) => Effect::Publish {
-                topic: p.topic,
-                payload: p.payload,
-            },
-            wit::Effect::Schedule(t) => Effect::Schedule {
-                name: t.name,
-                delay_ms: t.delay_ms,
-                command: t.command,
-                payload: t.payload,
-            },
-        }
-    }
+    /// Cancel this entity's timer of that name (nothing if there is none).
+    Cancel { name: String },
 }
 
 /// Why a command did not succeed (the guest's answer, not a host error). Nothing is persisted.
@@ -179,16 +133,6 @@ impl std::fmt::Display for Failure {
             Failure::Rejected(m) => write!(f, "rejected: {m}"),
             Failure::UnknownCommand(m) => write!(f, "unknown command: {m}"),
             Failure::BadRequest(m) => write!(f, "bad request: {m}"),
-        }
-    }
-}
-
-impl From<wit::Failure> for Failure {
-    fn from(f: wit::Failure) -> Self {
-        match f {
-            wit::Failure::Rejected(m) => Failure::Rejected(m),
-            wit::Failure::UnknownCommand(m) => Failure::UnknownCommand(m),
-            wit::Failure::BadRequest(m) => Failure::BadRequest(m),
         }
     }
 }
@@ -222,44 +166,5 @@ mod tests {
         );
         assert!(descriptor(&["a/b"]).validate().is_err());
         assert!(descriptor(&[""]).validate().is_err());
-    }
-
-    #[test]
-    fn converts_outcome() {
-        let o = wit::Outcome {
-            events: vec![b"e".to_vec()],
-            state: Some(b"s".to_vec()),
-            reply: "{}".into(),
-            forward: Some(wit::Call {
-                target: wit::Address {
-                    entity_type: "cart".into(),
-                    key: "k".into(),
-                },
-                command: "add".into(),
-                payload: "1".into(),
-            }),
-            effects: vec![
-                wit::Effect::Publish(wit::Publication {
-                    topic: "t".into(),
-                    payload: "p".into(),
-                }),
-                wit::Effect::Schedule(wit::Timer {
-                    name: "n".into(),
-                    delay_ms: 5,
-                    command: "c".into(),
-                    payload: "null".into(),
-                }),
-            ],
-        };
-        let o = Outcome::from(o);
-        assert_eq!(o.forward.as_ref().unwrap().entity_type, "cart");
-        assert_eq!(
-            o.effects[0],
-            Effect::Publish {
-                topic: "t".into(),
-                payload: "p".into()
-            }
-        );
-        assert!(matches!(o.effects[1], Effect::Schedule { delay_ms: 5, .. }));
     }
 }

@@ -51,6 +51,8 @@ fn ctx(command: &str, sequence: u64) -> CommandContext {
         timestamp_ms: 1_700_000_000_000,
         random_seed: 42,
         sequence,
+        correlation: None,
+        timer: None,
     }
 }
 
@@ -203,9 +205,10 @@ async fn wrong_world_names_the_missing_export() {
     match small_host().load(&component("wrong-world")).await {
         Err(Error::InvalidComponent(m)) => {
             assert!(
-                m.contains("missing export `cella:entity/entity@0.1.0`"),
+                m.contains("missing export `cella:entity/entity@0.2.0`"),
                 "{m}"
             );
+            assert!(m.contains("`cella:entity/entity@0.1.0`"), "{m}");
             assert!(
                 m.contains("`run`"),
                 "the message lists what the component exports: {m}"
