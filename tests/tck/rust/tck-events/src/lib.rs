@@ -1,8 +1,9 @@
 //! The TCK's event-sourced model (`tck-events`, see tests/tck/SPEC.md): as `tck-value`, except
 //! that `process` changes the state by emitting `{"appended": "<string>"}` events (`emit`),
-//! which `apply` appends to the state's `value`. Events are persisted only if no `fail` ran.
+//! which `apply` appends to the state's `value` (`update` and `append` are bad requests here),
+//! and it has no `on-reply`. Events are persisted only if no `fail` ran.
 
-use cella_sdk::{EventContext, EventSourcedEntity, Reply, Result, Value, json};
+use cella_sdk::{Context, EventContext, EventSourcedEntity, Reply, Result, Value, json};
 use serde::{Deserialize, Serialize};
 
 /// The state: the concatenation of every appended string.
@@ -32,12 +33,13 @@ pub enum Action {
     Emit(String),
     Fail(String),
     Forward(Target),
-    Call(Target),
+    Call(CallTarget),
     Publish(Publication),
     Schedule(Timer),
+    Cancel(String),
 }
 
-/// A command for another entity (`forward`, `call`).
+/// A command for another entity (`forward`).
 #[derive(Deserialize)]
 pub struct Target {
     #[serde(rename = "type")]
@@ -46,6 +48,26 @@ pub struct Target {
     pub command: String,
     #[serde(default)]
     pub payload: Value,
+}
+
+/// The argument of `call`: a command for another entity, and where its outcome goes.
+#[derive(Deserialize)]
+pub struct CallTarget {
+    #[serde(rename = "type")]
+    pub entity_type: String,
+    pub key: String,
+    pub command: String,
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(rename = "replyTo", default)]
+    pub reply_to: Option<ReplyTo>,
+}
+
+/// A call's reply route.
+#[derive(Deserialize)]
+pub struct ReplyTo {
+    pub command: String,
+    pub correlation: String,
 }
 
 /// The argument of `publish`.
@@ -65,6 +87,8 @@ pub struct Timer {
     pub command: String,
     #[serde(default)]
     pub payload: Value,
+    #[serde(default)]
+    pub every_ms: Option<u64>,
 }
 
 /// The one event.
@@ -92,11 +116,10 @@ impl EventSourcedEntity for TckEvents {
                         Action::Forward(t) => {
                             ctx.forward(t.entity_type, t.key, t.command, &t.payload)
                         }
-                        Action::Call(t) => ctx.call(t.entity_type, t.key, t.command, &t.payload),
+                        Action::Call(t) => call(ctx, t),
                         Action::Publish(p) => ctx.publish(p.topic, &p.payload),
-                        Action::Schedule(t) => {
-                            ctx.schedule(t.name, t.delay_ms, t.command, &t.payload)
-                        }
+                        Action::Schedule(t) => schedule(ctx, t),
+                        Action::Cancel(name) => ctx.cancel(name),
                     }
                 }
                 Ok(json!({ "value": working }))
@@ -121,11 +144,34 @@ impl EventSourcedEntity for TckEvents {
     }
 }
 
+/// The `call` action: fire-and-forget, or with a reply route.
+fn call(ctx: &mut Context, t: CallTarget) {
+    match t.reply_to {
+        None => ctx.call(t.entity_type, t.key, t.command, &t.payload),
+        Some(r) => ctx.call_with_reply(
+            t.entity_type,
+            t.key,
+            t.command,
+            &t.payload,
+            r.command,
+            r.correlation,
+        ),
+    }
+}
+
+/// The `schedule` action: once, or repeating with `everyMs`.
+fn schedule(ctx: &mut Context, t: Timer) {
+    match t.every_ms {
+        None => ctx.schedule(t.name, t.delay_ms, t.command, &t.payload),
+        Some(every) => ctx.schedule_every(t.name, t.delay_ms, every, t.command, &t.payload),
+    }
+}
+
 cella_sdk::export_entity!(event_sourced TckEvents);
 
 #[cfg(test)]
 mod tests {
-    use cella_sdk::testing::{Call, Effect, Failure, TestKit};
+    use cella_sdk::testing::{Call, Effect, Failure, TestKit, Timer};
     use cella_sdk::{Value, json};
 
     use super::TckEvents;
@@ -136,8 +182,12 @@ mod tests {
 
     #[test]
     fn declares_its_commands_in_order() {
-        let kit = TestKit::<TckEvents>::new();
+        let mut kit = TestKit::<TckEvents>::new();
         assert_eq!(kit.commands(), ["process", "get", "context"]);
+        assert_eq!(
+            kit.handle("on-reply", json!({"ok": null})),
+            Err(Failure::UnknownCommand("on-reply".into()))
+        );
         assert_eq!(kit.snapshot_every(), 0);
     }
 
@@ -191,12 +241,7 @@ mod tests {
         assert_eq!(last.events, [json!({"appended": "x"})]);
         assert_eq!(
             last.forward,
-            Some(Call {
-                entity_type: "tck-value".into(),
-                key: "v".into(),
-                command: "get".into(),
-                payload: json!(null),
-            })
+            Some(Call::new("tck-value", "v", "get", json!(null)))
         );
         assert_eq!(
             process(&mut kit, json!([forward, {"emit": "y"}, forward])),
@@ -214,11 +259,38 @@ mod tests {
             {"emit": "e"},
             {"publish": {"topic": "news", "payload": "hello"}},
             {"schedule": {"name": "later", "delayMs": 5, "command": "get", "payload": null}},
+            {"call": {"type": "tck-value", "key": "v", "command": "get",
+                "replyTo": {"command": "on-reply", "correlation": "c"}}},
+            {"schedule": {"name": "tick", "delayMs": 5, "command": "get", "everyMs": 7}},
+            {"cancel": "later"},
         ]);
         assert_eq!(process(&mut kit, actions), Ok(json!({"value": "e"})));
         let last = kit.last().expect("a handled command");
-        assert_eq!(last.effects.len(), 2);
+        assert_eq!(last.effects.len(), 5);
         assert!(matches!(&last.effects[0], Effect::Publish { topic, .. } if topic == "news"));
+        assert_eq!(
+            last.effects[1..],
+            [
+                Effect::Schedule(Timer {
+                    name: "later".into(),
+                    delay_ms: 5,
+                    every_ms: None,
+                    command: "get".into(),
+                    payload: json!(null),
+                }),
+                Effect::Call(
+                    Call::new("tck-value", "v", "get", json!(null)).with_reply("on-reply", "c")
+                ),
+                Effect::Schedule(Timer {
+                    name: "tick".into(),
+                    delay_ms: 5,
+                    every_ms: Some(7),
+                    command: "get".into(),
+                    payload: json!(null),
+                }),
+                Effect::Cancel("later".into()),
+            ]
+        );
     }
 
     #[test]
@@ -244,6 +316,8 @@ mod tests {
             json!("actions"),
             json!({"actions": null}),
             json!({"actions": [{"update": "x"}]}),
+            json!({"actions": [{"append": "x"}]}),
+            json!({"actions": [{"cancel": 1}]}),
             json!({"actions": [{"emit": ["x"]}]}),
             json!({"actions": [{"publish": {"payload": 1}}]}),
         ] {

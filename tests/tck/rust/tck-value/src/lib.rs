@@ -1,9 +1,10 @@
 //! The TCK's value model (`tck-value`, see tests/tck/SPEC.md): `process` runs a list of actions
-//! (`update`, `fail`, `forward`, `call`, `publish`, `schedule`) against a working copy of the
-//! state `{"value": "<string>"}`; `get` replies the state; `context` replies the command context.
-//! The SDK persists the state only when a command changed it and no `fail` ran.
+//! (`update`, `append`, `fail`, `forward`, `call`, `publish`, `schedule`, `cancel`) against a
+//! working copy of the state `{"value": "<string>"}`; `get` replies the state; `context` replies
+//! the command context; `on-reply`, the reply route of calls, appends their outcomes to the
+//! state. The SDK persists the state only when a command changed it and no `fail` ran.
 
-use cella_sdk::{Context, Reply, Result, Value, ValueEntity, json};
+use cella_sdk::{CallReply, Context, Rejection, Reply, Result, Value, ValueEntity, json};
 use serde::{Deserialize, Serialize};
 
 /// The state: one string.
@@ -18,6 +19,7 @@ pub enum Command {
     Process(Process),
     Get,
     Context,
+    OnReply(CallReply<Value>),
 }
 
 /// The payload of `process`.
@@ -31,14 +33,16 @@ pub struct Process {
 #[serde(rename_all = "camelCase")]
 pub enum Action {
     Update(String),
+    Append(String),
     Fail(String),
     Forward(Target),
-    Call(Target),
+    Call(CallTarget),
     Publish(Publication),
     Schedule(Timer),
+    Cancel(String),
 }
 
-/// A command for another entity (`forward`, `call`).
+/// A command for another entity (`forward`).
 #[derive(Deserialize)]
 pub struct Target {
     #[serde(rename = "type")]
@@ -47,6 +51,26 @@ pub struct Target {
     pub command: String,
     #[serde(default)]
     pub payload: Value,
+}
+
+/// The argument of `call`: a command for another entity, and where its outcome goes.
+#[derive(Deserialize)]
+pub struct CallTarget {
+    #[serde(rename = "type")]
+    pub entity_type: String,
+    pub key: String,
+    pub command: String,
+    #[serde(default)]
+    pub payload: Value,
+    #[serde(rename = "replyTo", default)]
+    pub reply_to: Option<ReplyTo>,
+}
+
+/// A call's reply route.
+#[derive(Deserialize)]
+pub struct ReplyTo {
+    pub command: String,
+    pub correlation: String,
 }
 
 /// The argument of `publish`.
@@ -66,6 +90,8 @@ pub struct Timer {
     pub command: String,
     #[serde(default)]
     pub payload: Value,
+    #[serde(default)]
+    pub every_ms: Option<u64>,
 }
 
 impl ValueEntity for TckValue {
@@ -77,15 +103,15 @@ impl ValueEntity for TckValue {
                 for action in actions {
                     match action {
                         Action::Update(value) => self.value = value,
+                        Action::Append(text) => self.value.push_str(&text),
                         Action::Fail(message) => return Err(message.into()),
                         Action::Forward(t) => {
                             ctx.forward(t.entity_type, t.key, t.command, &t.payload)
                         }
-                        Action::Call(t) => ctx.call(t.entity_type, t.key, t.command, &t.payload),
+                        Action::Call(t) => call(ctx, t),
                         Action::Publish(p) => ctx.publish(p.topic, &p.payload),
-                        Action::Schedule(t) => {
-                            ctx.schedule(t.name, t.delay_ms, t.command, &t.payload)
-                        }
+                        Action::Schedule(t) => schedule(ctx, t),
+                        Action::Cancel(name) => ctx.cancel(name),
                     }
                 }
                 Ok(json!({ "value": self.value }))
@@ -100,7 +126,46 @@ impl ValueEntity for TckValue {
                 "timestampMs": ctx.timestamp_ms(),
                 "randomSeed": ctx.random_seed(),
             })),
+            Command::OnReply(outcome) => {
+                let Some(correlation) = ctx.correlation() else {
+                    return Err(Rejection::bad_request(
+                        "command `on-reply`: not the reply route of a call (no correlation)",
+                    ));
+                };
+                let mark = match outcome {
+                    CallReply::Ok(reply) => {
+                        let text = reply.get("value").and_then(Value::as_str).unwrap_or("");
+                        format!("{correlation}:ok:{text};")
+                    }
+                    CallReply::Error(e) => format!("{correlation}:{}:{};", e.code, e.message),
+                };
+                self.value.push_str(&mark);
+                Ok(json!({ "value": self.value }))
+            }
         }
+    }
+}
+
+/// The `call` action: fire-and-forget, or with a reply route.
+fn call(ctx: &mut Context, t: CallTarget) {
+    match t.reply_to {
+        None => ctx.call(t.entity_type, t.key, t.command, &t.payload),
+        Some(r) => ctx.call_with_reply(
+            t.entity_type,
+            t.key,
+            t.command,
+            &t.payload,
+            r.command,
+            r.correlation,
+        ),
+    }
+}
+
+/// The `schedule` action: once, or repeating with `everyMs`.
+fn schedule(ctx: &mut Context, t: Timer) {
+    match t.every_ms {
+        None => ctx.schedule(t.name, t.delay_ms, t.command, &t.payload),
+        Some(every) => ctx.schedule_every(t.name, t.delay_ms, every, t.command, &t.payload),
     }
 }
 
@@ -108,8 +173,8 @@ cella_sdk::export_entity!(value TckValue);
 
 #[cfg(test)]
 mod tests {
-    use cella_sdk::testing::{Call, Effect, Failure, TestKit};
-    use cella_sdk::{Value, json};
+    use cella_sdk::testing::{Call, Effect, Failure, TestKit, Timer};
+    use cella_sdk::{CallError, CallReply, Value, json};
 
     use super::TckValue;
 
@@ -121,7 +186,7 @@ mod tests {
     fn declares_its_commands_in_order() {
         assert_eq!(
             TestKit::<TckValue>::new().commands(),
-            ["process", "get", "context"]
+            ["process", "get", "context", "on-reply"]
         );
     }
 
@@ -179,12 +244,7 @@ mod tests {
         assert!(last.persisted);
         assert_eq!(
             last.forward,
-            Some(Call {
-                entity_type: "counter".into(),
-                key: "k".into(),
-                command: "add".into(),
-                payload: json!(5),
-            })
+            Some(Call::new("counter", "k", "add", json!(5)))
         );
         assert_eq!(
             process(&mut kit, json!([{"update": "y"}, forward, forward])),
@@ -198,35 +258,108 @@ mod tests {
     #[test]
     fn requests_effects_in_order() {
         let mut kit = TestKit::<TckValue>::new();
+        let route = json!({"command": "on-reply", "correlation": "x1"});
         let actions = json!([
             {"call": {"type": "cart", "key": "c", "command": "get-cart", "payload": null}},
             {"publish": {"topic": "news", "payload": {"a": [1]}}},
             {"schedule": {"name": "later", "delayMs": 1000, "command": "get", "payload": null}},
+            {"call": {"type": "counter", "key": "n", "command": "add", "payload": 2,
+                "replyTo": route}},
+            {"schedule": {"name": "tick", "delayMs": 5, "command": "process",
+                "payload": {"actions": [{"append": "t;"}]}, "everyMs": 50}},
+            {"cancel": "later"},
+            {"call": {"type": "counter", "key": "n", "command": "get", "replyTo": null}},
         ]);
         assert_eq!(process(&mut kit, actions), Ok(json!({"value": ""})));
         let last = kit.last().expect("a handled command");
         assert_eq!(
             last.effects,
             [
-                Effect::Call(Call {
-                    entity_type: "cart".into(),
-                    key: "c".into(),
-                    command: "get-cart".into(),
-                    payload: json!(null),
-                }),
+                Effect::Call(Call::new("cart", "c", "get-cart", json!(null))),
                 Effect::Publish {
                     topic: "news".into(),
                     payload: json!({"a": [1]}),
                 },
-                Effect::Schedule {
+                Effect::Schedule(Timer {
                     name: "later".into(),
                     delay_ms: 1000,
+                    every_ms: None,
                     command: "get".into(),
                     payload: json!(null),
-                },
+                }),
+                Effect::Call(
+                    Call::new("counter", "n", "add", json!(2)).with_reply("on-reply", "x1")
+                ),
+                Effect::Schedule(Timer {
+                    name: "tick".into(),
+                    delay_ms: 5,
+                    every_ms: Some(50),
+                    command: "process".into(),
+                    payload: json!({"actions": [{"append": "t;"}]}),
+                }),
+                Effect::Cancel("later".into()),
+                Effect::Call(Call::new("counter", "n", "get", json!(null))),
             ]
         );
         assert!(!last.persisted);
+        // A repeating timer's command appends each time it fires.
+        assert_eq!(kit.fire("tick"), Ok(json!({"value": "t;"})));
+        assert_eq!(kit.fire("tick"), Ok(json!({"value": "t;t;"})));
+        assert_eq!(kit.timers().keys().collect::<Vec<_>>(), ["tick"]);
+    }
+
+    #[test]
+    fn append_adds_to_the_working_value() {
+        let mut kit = TestKit::<TckValue>::new();
+        assert_eq!(
+            process(&mut kit, json!([{"append": "a"}, {"append": "b"}])),
+            Ok(json!({"value": "ab"}))
+        );
+        assert_eq!(
+            process(&mut kit, json!([{"update": "x"}, {"append": "y"}])),
+            Ok(json!({"value": "xy"}))
+        );
+        assert_eq!(
+            process(&mut kit, json!([{"append": ""}])),
+            Ok(json!({"value": "xy"}))
+        );
+        assert_eq!(kit.sequence(), 2);
+    }
+
+    #[test]
+    fn on_reply_appends_the_outcome() {
+        let mut kit = TestKit::<TckValue>::new();
+        let ok = |reply: Value| CallReply::Ok(reply);
+        assert_eq!(
+            kit.reply("on-reply", "a", &ok(json!({"value": "v"}))),
+            Ok(json!({"value": "a:ok:v;"}))
+        );
+        kit.reply("on-reply", "b", &ok(json!(7))).ok();
+        kit.reply("on-reply", "c", &ok(json!({"value": 1}))).ok();
+        let rejected = CallReply::<Value>::Error(CallError::new("rejected", "no way"));
+        kit.reply("on-reply", "d", &rejected).ok();
+        let unknown = CallReply::<Value>::Error(CallError::new("unknown_command", "nope"));
+        assert_eq!(
+            kit.reply("on-reply", "e", &unknown),
+            Ok(json!({"value": "a:ok:v;b:ok:;c:ok:;d:rejected:no way;e:unknown_command:nope;"}))
+        );
+        assert_eq!(kit.sequence(), 5);
+
+        // Not a reply route, or not an outcome: a bad request, nothing persisted.
+        assert!(matches!(
+            kit.handle("on-reply", json!({"ok": {"value": "v"}})),
+            Err(Failure::BadRequest(_))
+        ));
+        for payload in [json!(null), json!({"value": "v"}), json!({"error": "x"})] {
+            assert!(
+                matches!(
+                    kit.fire_as("t", "on-reply", payload.clone()),
+                    Err(Failure::BadRequest(_))
+                ),
+                "{payload}"
+            );
+        }
+        assert_eq!(kit.sequence(), 5);
     }
 
     #[test]
@@ -258,6 +391,13 @@ mod tests {
             json!({"actions": [{"update": "a", "fail": "b"}]}),
             json!({"actions": [{"forward": {"type": "t", "key": "k"}}]}),
             json!({"actions": [{"schedule": {"name": "n", "delayMs": -1, "command": "c"}}]}),
+            json!({"actions": [{"schedule": {"name": "n", "delayMs": 1, "command": "c",
+                "everyMs": "often"}}]}),
+            json!({"actions": [{"emit": "x"}]}),
+            json!({"actions": [{"append": 1}]}),
+            json!({"actions": [{"cancel": {"name": "n"}}]}),
+            json!({"actions": [{"call": {"type": "t", "key": "k", "command": "c",
+                "replyTo": {"command": "on-reply"}}}]}),
         ] {
             assert!(
                 matches!(
