@@ -16,6 +16,8 @@ pub const PROFILE: &str = "guest";
 pub const GUESTS: &[&str] = &[
     "counter",
     "shopping-cart",
+    "account",
+    "transfer",
     "misbehave",
     "wrong-world",
     "tally",
