@@ -1,11 +1,14 @@
-//! The TCK's view of a node: [`Api`] sends commands and inspection requests and asserts on
-//! their answers, with messages that name the language and the request.
+//! The TCK's view of a node: [`Api`] sends commands (also with request headers, such as
+//! `Idempotency-Key`) and inspection requests and asserts on their answers, with messages that
+//! name the language and the request.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use cella_tests::{Reply, TestNode, encode_segment};
 use hyper::Method;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use super::Suite;
 
@@ -30,6 +33,53 @@ impl<'a> Api<'a> {
     /// Sends a command with a JSON payload.
     pub async fn send(&self, ty: &str, key: &str, command: &str, payload: &Value) -> Reply {
         self.node.call(ty, key, command, &payload.to_string()).await
+    }
+
+    /// Sends a command with a JSON payload and extra request headers (`(name, value)`), over a
+    /// connection of its own (HTTP/1.1, `Connection: close`).
+    pub async fn send_with_headers(
+        &self,
+        ty: &str,
+        key: &str,
+        command: &str,
+        payload: &Value,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let path = format!(
+            "/v1/entities/{}/{}/{}",
+            encode_segment(ty),
+            encode_segment(key),
+            encode_segment(command)
+        );
+        let what = self.what(ty, key, command, payload);
+        let addr = self.node.addr();
+        let body = payload.to_string();
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(&body);
+        let mut stream = TcpStream::connect(&addr)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: cannot connect to {addr}: {e}"));
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: cannot send the request: {e}"));
+        let mut raw = Vec::new();
+        stream
+            .read_to_end(&mut raw)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: cannot read the response: {e}"));
+        let (status, body) =
+            parse_response(&raw).unwrap_or_else(|e| panic!("{what}: a malformed response: {e}"));
+        let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+        Reply { status, body, json }
     }
 
     /// A command that must succeed; returns its reply.
@@ -168,6 +218,62 @@ impl<'a> Api<'a> {
             .map(|e| (e["seq"].as_u64().unwrap_or(0), e[field].clone()))
             .collect()
     }
+}
+
+/// The status and body of a whole HTTP/1.1 response (`Content-Length`, chunked, or read to the
+/// end of the connection).
+fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of the headers")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut rest = &raw[split + 4..];
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| format!("no status in {head:?}"))?;
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let end = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .ok_or("a chunk size without an end")?;
+            let size_text = String::from_utf8_lossy(&rest[..end]);
+            let size_text = size_text.split(';').next().unwrap_or("").trim();
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|e| format!("chunk size {size_text:?}: {e}"))?;
+            rest = &rest[end + 2..];
+            if size == 0 {
+                break;
+            }
+            let chunk = rest.get(..size).ok_or("a chunk shorter than its size")?;
+            body.extend_from_slice(chunk);
+            rest = rest.get(size + 2..).unwrap_or_default();
+        }
+        body
+    } else if let Some(length) = header("content-length") {
+        let length: usize = length
+            .parse()
+            .map_err(|e| format!("content-length {length:?}: {e}"))?;
+        rest.get(..length)
+            .ok_or("a body shorter than its content-length")?
+            .to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// `{"actions": actions}`.

@@ -12,6 +12,8 @@ mod effects;
 mod examples;
 #[path = "checks/failures.rs"]
 mod failures;
+#[path = "checks/forward.rs"]
+mod forward;
 #[path = "checks/models.rs"]
 mod models;
 #[path = "checks/node.rs"]
@@ -89,7 +91,7 @@ impl Area {
             Area::Deploy => descriptors(suite).await,
             Area::ValueModel => models::value_model(&api).await,
             Area::EventsModel => models::events_model(&api).await,
-            Area::Forward => effects::forward(&api).await,
+            Area::Forward => forward::forward(&api).await,
             Area::Effects => effects::effects(&api).await,
             Area::Context => context::context(&api).await,
             Area::Failures => failures::failures(&api).await,
@@ -105,7 +107,12 @@ impl Area {
 pub async fn descriptors(suite: &Suite) {
     let api = Api::new(suite);
     let expected = [
-        (VALUE, "value", vec!["process", "get", "context"], true),
+        (
+            VALUE,
+            "value",
+            vec!["process", "get", "context", "on-reply"],
+            true,
+        ),
         (
             EVENTS,
             "event-sourced",
