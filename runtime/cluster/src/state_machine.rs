@@ -54,8 +54,11 @@ pub type Selector = Arc<dyn Fn(&EntityId) -> bool + Send + Sync>;
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Body {
     entities: Vec<(EntityId, Option<Snapshot>, Vec<JournalEntry>)>,
-    rows: Vec<(RowTable, Vec<(EntityId, String, Vec<u8>)>)>,
+    rows: Vec<(RowTable, Vec<Row>)>,
 }
+
+/// One entity row: its entity, name and value.
+type Row = (EntityId, String, Vec<u8>);
 
 const ROW_TABLES: [RowTable; 2] = [RowTable::Effects, RowTable::Processed];
 

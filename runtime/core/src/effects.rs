@@ -97,6 +97,13 @@ pub enum Recorded {
     /// A failure: its stable code (`rejected`, `bad_request`, `unknown_command`,
     /// `unknown_type`, `failed`) and message.
     Err { code: String, message: String },
+    /// The command handed itself on (`forward`): a duplicate sends the same forward again,
+    /// under a request id derived from this one, and answers its recorded reply.
+    Forwarded {
+        target: EntityId,
+        command: String,
+        payload: String,
+    },
 }
 
 impl Recorded {
@@ -105,6 +112,9 @@ impl Recorded {
     pub fn envelope(&self) -> String {
         match self {
             Recorded::Ok(reply) => format!("{{\"ok\":{reply}}}"),
+            Recorded::Forwarded { .. } => {
+                "{\"error\":{\"code\":\"failed\",\"message\":\"forwarded\"}}".to_string()
+            }
             Recorded::Err { code, message } => {
                 let message = serde_json_string(message);
                 let code = serde_json_string(code);

@@ -73,6 +73,12 @@ pub enum Error {
     Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The node cannot carry out what the command asked for (yet); nothing was persisted.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A timer firing that is no longer current (the timer was replaced, cancelled or fired).
+    #[error("timer `{0}` is not due here any more (replaced, cancelled or already fired)")]
+    StaleTimer(String),
     /// The WebAssembly host failed (not the guest: engine, pool, serialization).
     #[error("internal error: {0}")]
     Host(#[source] cella_host::Error),
@@ -91,6 +97,8 @@ impl Error {
                 StatusCode::NOT_FOUND
             }
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::StaleTimer(_) => StatusCode::CONFLICT,
+            Error::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::NotLeader { .. }
@@ -120,6 +128,8 @@ impl Error {
             Error::UnknownCommand { .. } => "unknown_command",
             Error::NotFound(_) => "not_found",
             Error::PayloadTooLarge { .. } => "payload_too_large",
+            Error::StaleTimer(_) => "stale_timer",
+            Error::Unsupported(_) => "unsupported",
             Error::InvalidComponent(_) => "invalid_component",
             Error::EntityFailed(_) => "entity_failed",
             Error::DeadlineExceeded(_) => "deadline_exceeded",

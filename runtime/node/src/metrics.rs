@@ -26,7 +26,7 @@ use prometheus_client::{
     metrics::{
         MetricType,
         counter::{ConstCounter, Counter},
-        gauge::ConstGauge,
+        gauge::{ConstGauge, Gauge},
     },
     registry::{Metric, Registry},
 };
@@ -57,6 +57,27 @@ pub struct Metrics {
     cache_evictions: Counter,
     events_replayed: Counter,
     forwarded: Counter,
+    /// Effects: see [`EffectMetrics`].
+    pub effects: EffectMetrics,
+}
+
+/// The effect dispatcher's metrics.
+#[derive(Debug, Default)]
+pub struct EffectMetrics {
+    /// Calls waiting in the outboxes of partitions this node leads.
+    pub pending: Gauge,
+    /// Calls carried out (their outcome delivered to the reply route, if any, and acknowledged).
+    pub delivered: Counter,
+    /// Delivery attempts that will be tried again (no leader, unreachable, storage).
+    pub retried: Counter,
+    /// Calls that ended in a failure (recorded and, with a reply route, delivered as data).
+    pub failed: Counter,
+    /// Timers fired.
+    pub timers_fired: Counter,
+    /// Commands answered from the record of their request id instead of running again.
+    pub duplicates: Counter,
+    /// How late timers fire, from their due time to the start of their command.
+    pub timer_lag: LatencyHistogram,
 }
 
 impl Default for Metrics {
@@ -112,7 +133,50 @@ impl Default for Metrics {
         ] {
             register(&mut registry, name, help, counter.clone());
         }
+        let effects = EffectMetrics::default();
+        register(
+            &mut registry,
+            "cella_effects_pending",
+            "Calls waiting in the outboxes of partitions this node leads.",
+            effects.pending.clone(),
+        );
+        for (name, help, counter) in [
+            (
+                "cella_effects_delivered_total",
+                "Calls carried out (outcome delivered to the reply route, if any).",
+                &effects.delivered,
+            ),
+            (
+                "cella_effects_retried_total",
+                "Effect delivery attempts to be tried again.",
+                &effects.retried,
+            ),
+            (
+                "cella_effects_failed_total",
+                "Calls that ended in a failure (delivered as data to the reply route, if any).",
+                &effects.failed,
+            ),
+            (
+                "cella_timers_fired_total",
+                "Durable timers fired.",
+                &effects.timers_fired,
+            ),
+            (
+                "cella_duplicates_total",
+                "Commands answered from their request id's record instead of running again.",
+                &effects.duplicates,
+            ),
+        ] {
+            register(&mut registry, name, help, counter.clone());
+        }
+        register(
+            &mut registry,
+            "cella_timer_lag_seconds",
+            "How late durable timers fire, from their due time to their command's start.",
+            effects.timer_lag.clone(),
+        );
         Self {
+            effects,
             registry,
             commands,
             latency,
@@ -140,6 +204,11 @@ impl Metrics {
         }
         .inc();
         self.latency.observe(elapsed);
+    }
+
+    /// Records a command answered from its request id's record.
+    pub fn duplicate(&self) {
+        self.effects.duplicates.inc();
     }
 
     /// Records a command that found its entity in memory.
@@ -320,16 +389,16 @@ impl EncodeMetric for ByOutcome {
 /// and one past the last (`+Inf`), each counting only its own observations; the count is
 /// their sum, so it always equals the `+Inf` bucket. The sum is kept in microseconds.
 #[derive(Clone, Debug, Default)]
-struct LatencyHistogram(Arc<LatencyCounts>);
+pub struct LatencyHistogram(Arc<LatencyCounts>);
 
 #[derive(Debug, Default)]
-struct LatencyCounts {
+pub struct LatencyCounts {
     buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     sum_micros: AtomicU64,
 }
 
 impl LatencyHistogram {
-    fn observe(&self, elapsed: Duration) {
+    pub fn observe(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         let i = LATENCY_BUCKETS
             .iter()

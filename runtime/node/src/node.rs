@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
+    effects::EffectOptions,
     entities::{Entities, EntityOptions},
     error::{Error, Result},
     http,
@@ -34,6 +35,7 @@ pub struct NodeOptions {
     pub max_module: usize,
     pub host: HostConfig,
     pub entities: EntityOptions,
+    pub effects: EffectOptions,
     pub store: StoreOptions,
     /// The node's part in a cluster (a single node is a cluster of one: the same replicated
     /// path with one voter). `None` journals straight to the store, without raft; only for
@@ -88,6 +90,7 @@ impl NodeOptions {
             max_module: 128 << 20,
             host,
             entities,
+            effects: EffectOptions::default(),
             store: StoreOptions::default(),
             cluster: Some(ClusterSettings::single()),
         }
@@ -182,7 +185,10 @@ impl Node {
         if let Some(cluster) = &cluster {
             entities = entities.with_forwarder(crate::routing::forwarder(cluster));
         }
-        Ok(Arc::new(Node {
+        let (notices_tx, notices) = tokio::sync::mpsc::unbounded_channel();
+        entities = entities.with_notices(notices_tx);
+        let effects = options.effects.clone();
+        let node = Arc::new(Node {
             options,
             store,
             host,
@@ -191,7 +197,9 @@ impl Node {
             metrics,
             cluster,
             connections: Tracker::new(),
-        }))
+        });
+        crate::effects::start(&node, notices, effects);
+        Ok(node)
     }
 
     /// Checks the admin token, if one is configured.

@@ -41,7 +41,7 @@ use hyper::{
 use crate::{
     entities::Forwarder,
     error::{Error, Result},
-    http::{Body, encode_segment, full},
+    http::{Body, full},
     node::Node,
 };
 
@@ -363,15 +363,15 @@ impl Forwarder for PeerForwarder {
         id: EntityId,
         command: String,
         payload: String,
+        request_id: Option<String>,
     ) -> Pin<Box<dyn Future<Output = Result<String>> + Send>> {
         let client = self.client.clone();
         Box::pin(async move {
-            let path = format!(
-                "/v1/entities/{}/{}/{}",
-                encode_segment(&id.entity_type),
-                encode_segment(&id.key),
-                encode_segment(&command)
-            );
+            let invocation = crate::entities::Invocation {
+                request_id,
+                ..Default::default()
+            };
+            let path = crate::effects::delivery_path(&id, &command, &invocation);
             let reply = client
                 .forward(&owner, &path, Bytes::from(payload), FORWARD_TIMEOUT)
                 .await

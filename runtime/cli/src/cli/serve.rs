@@ -39,6 +39,13 @@ pub(super) struct ServeArgs {
     /// Snapshot event-sourced entities every this many events.
     #[arg(long, default_value_t = 100)]
     snapshot_every: u64,
+    /// How long processed request ids (delivered calls, clients' Idempotency-Key) are
+    /// remembered, in seconds: a retry within it is answered without running again.
+    #[arg(long, value_name = "SECS", default_value_t = 86_400)]
+    dedup_retention_secs: u64,
+    /// Calls and timer firings carried out at once per partition.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    effects_in_flight: usize,
     /// This node's id in a cluster (with --initial-cluster or --join).
     #[arg(long, value_name = "N")]
     node_id: Option<u64>,
@@ -77,6 +84,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         memory_limit_mb,
         cache_capacity,
         snapshot_every,
+        dedup_retention_secs,
+        effects_in_flight,
         node_id,
         initial_cluster,
         join,
@@ -118,6 +127,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     options.entities.deadline = options.host.deadline;
     options.entities.cache_capacity = cache_capacity.max(1);
     options.entities.snapshot_every = snapshot_every.max(1);
+    options.effects.retention = Duration::from_secs(dedup_retention_secs);
+    options.effects.in_flight = effects_in_flight.max(1);
     serve(options, deploy).await
 }
 

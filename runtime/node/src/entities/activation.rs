@@ -2,7 +2,9 @@
 //! module version, and the check, per command, that the cached state is still the one the
 //! active version and the current lease would load.
 
-use cella_core::{EntityId, EntityKind, Lease};
+use std::collections::{HashMap, VecDeque};
+
+use cella_core::{EntityId, EntityKind, Lease, Recorded, RowTable, TIMER_PREFIX, TimerRow, decode};
 
 use super::Entities;
 use crate::{
@@ -22,6 +24,29 @@ pub(super) struct Loaded {
     module_version: u32,
     /// The lease the entity was activated under (`None` on a single node).
     pub(super) lease: Option<Lease>,
+    /// The entity's timers, by name, as of every change handed to the journal.
+    pub(super) timers: HashMap<String, TimerRow>,
+    /// Outcomes recorded for request ids by commands of this activation, which the store may
+    /// not show yet (their appends may be in flight); the newest [`RECENT`] of them.
+    pub(super) recent: HashMap<String, Recorded>,
+    recent_order: VecDeque<String>,
+}
+
+/// How many request ids an activation remembers in memory (older ones are read from the store,
+/// where they are long applied).
+const RECENT: usize = 1024;
+
+impl Loaded {
+    /// Remembers the outcome recorded for `request_id`.
+    pub(super) fn remember(&mut self, request_id: String, outcome: Recorded) {
+        if self.recent.len() >= RECENT
+            && let Some(oldest) = self.recent_order.pop_front()
+        {
+            self.recent.remove(&oldest);
+        }
+        self.recent_order.push_back(request_id.clone());
+        self.recent.insert(request_id, outcome);
+    }
 }
 
 impl Entities {
@@ -58,7 +83,15 @@ impl Entities {
                 FoldError::Guest(g) => self.map_host_error(g),
             })?;
         self.metrics.events_replayed(applied);
+        let mut timers = HashMap::new();
+        for (_, bytes) in self.journal.rows(id, RowTable::Effects, TIMER_PREFIX)? {
+            let timer: TimerRow = decode(&bytes).map_err(Error::Journal)?;
+            timers.insert(timer.name.clone(), timer);
+        }
         Ok(Loaded {
+            timers,
+            recent: HashMap::new(),
+            recent_order: VecDeque::new(),
             state,
             seq,
             events_since_snapshot: if event_sourced { applied } else { 0 },

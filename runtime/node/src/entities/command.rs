@@ -1,17 +1,30 @@
 //! The command path: under the entity's lock, the cached state and the command go to a fresh
-//! guest instance; its outcome becomes journal writes and advances the cached state; the lock
-//! is released while the append commits, and the reply leaves once it is durable.
+//! guest instance; its outcome becomes journal writes (with the rows of its effects and its
+//! request id, in the same append) and advances the cached state; the lock is released while
+//! the append commits, and the reply leaves once it is durable. A command whose request id was
+//! processed before is answered from its record without running.
 
 use std::sync::atomic::Ordering;
 
-use cella_core::{EntityId, EntityKind, JournalEntry, JournalPayload, Snapshot, Write};
-use cella_host::{CommandContext, Failure, Instance};
+use cella_core::{EntityId, EntityKind, JournalEntry, JournalPayload, Recorded, Snapshot, Write};
+use cella_host::{Call, CommandContext, Failure, Instance};
 
-use super::{Entities, activation::Loaded, now_ms};
+use super::{
+    Entities,
+    activation::Loaded,
+    effects::{EffectPlan, Invocation, recorded_failure, replay_recorded},
+    now_ms,
+};
 use crate::{
     error::{Error, Result},
     registry::Active,
 };
+
+/// The request id under which a command with `request_id` forwards itself, so that the
+/// forward is deduplicated at its target too.
+fn forward_request_id(request_id: &str) -> String {
+    format!("{request_id}/f")
+}
 
 /// splitmix64: spreads a counter into a well-mixed seed.
 fn mix(mut z: u64) -> u64 {
@@ -30,7 +43,21 @@ impl Entities {
         command: &str,
         payload: String,
     ) -> Result<String> {
-        self.command_at_depth(entity_type, key, command, payload, 0)
+        self.invoke(entity_type, key, command, payload, &Invocation::default())
+            .await
+    }
+
+    /// Runs one command delivered as `invocation` says (deduplicated by its request id, as a
+    /// reply route, or fired by a timer).
+    pub async fn invoke(
+        &self,
+        entity_type: &str,
+        key: &str,
+        command: &str,
+        payload: String,
+        invocation: &Invocation,
+    ) -> Result<String> {
+        self.command_at_depth(entity_type, key, command, payload, invocation, 0)
             .await
     }
 
@@ -40,6 +67,7 @@ impl Entities {
         key: &str,
         command: &str,
         payload: String,
+        invocation: &Invocation,
         depth: u32,
     ) -> Result<String> {
         cella_core::validate_name("key", key)?;
@@ -60,6 +88,37 @@ impl Entities {
         let Some(loaded) = guard.as_mut() else {
             return Err(Error::Internal("entity vanished while locked".into()));
         };
+        if let Some(request_id) = &invocation.request_id
+            && let Some(recorded) = self.recorded(&id, loaded, request_id)?
+        {
+            // A duplicate: answered from the record, once the record is durable.
+            drop(guard);
+            self.journal.barrier(&id).await?;
+            self.metrics.duplicate();
+            if let Recorded::Forwarded {
+                target,
+                command,
+                payload,
+            } = recorded
+            {
+                let call = Call {
+                    entity_type: target.entity_type,
+                    key: target.key,
+                    command,
+                    payload,
+                    reply_to: None,
+                };
+                return self
+                    .forward_effect(call, Some(forward_request_id(request_id)), depth)
+                    .await;
+            }
+            return replay_recorded(recorded);
+        }
+        if let Some(fire) = &invocation.timer
+            && !Self::timer_is_current(loaded, fire)
+        {
+            return Err(Error::StaleTimer(fire.name.clone()));
+        }
         let n = self.commands.fetch_add(1, Ordering::Relaxed);
         let ctx = CommandContext {
             entity_type: entity_type.to_string(),
@@ -69,41 +128,92 @@ impl Entities {
             timestamp_ms: now_ms(),
             random_seed: mix(self.boot_ms ^ n.rotate_left(32)),
             sequence: loaded.seq,
+            correlation: invocation.correlation.clone(),
+            timer: invocation.timer.as_ref().map(|t| t.name.clone()),
         };
-        let mut instance = active
-            .module
-            .instantiate()
-            .await
-            .map_err(|e| self.map_host_error(e))?;
-        let handled = instance
-            .handle(&ctx, loaded.state.as_deref(), &payload)
-            .await;
+        let handled = match active.module.instantiate().await {
+            Ok(mut instance) => Ok((
+                instance
+                    .handle(&ctx, loaded.state.as_deref(), &payload)
+                    .await,
+                instance,
+            )),
+            Err(e) => Err(e),
+        };
         let (observed_seq, lease) = (loaded.seq, loaded.lease);
-        let outcome = match handled {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(failure)) => {
-                drop(guard);
-                self.settle_read(&id, &slot, observed_seq, lease).await?;
-                return Err(match failure {
-                    Failure::Rejected(m) => Error::Rejected(m),
-                    Failure::BadRequest(m) => Error::BadRequest(m),
-                    Failure::UnknownCommand(c) => Error::UnknownCommand {
-                        entity_type: entity_type.to_string(),
-                        command: c,
-                        known: active.command_list(),
-                    },
-                });
-            }
-            Err(e) => {
-                drop(guard);
-                return Err(self.map_host_error(e));
+        let mut plan = EffectPlan::default();
+        if let Some(fire) = &invocation.timer {
+            // A firing is consumed whatever the command's outcome: a timer whose command
+            // fails does not fire again (a repeating one moves on).
+            self.consume_timer(&id, fire, ctx.timestamp_ms, loaded, &mut plan)?;
+        }
+        let checked = match handled {
+            Ok((Ok(Ok(outcome)), instance)) => self
+                .check_effects(&active, &outcome.effects)
+                .map(|()| (outcome, instance)),
+            Ok((Ok(Err(failure)), _)) => Err(match failure {
+                Failure::Rejected(m) => Error::Rejected(m),
+                Failure::BadRequest(m) => Error::BadRequest(m),
+                Failure::UnknownCommand(c) => Error::UnknownCommand {
+                    entity_type: entity_type.to_string(),
+                    command: c,
+                    known: active.command_list(),
+                },
+            }),
+            Ok((Err(e), _)) | Err(e) => Err(self.map_host_error(e)),
+        };
+        let (outcome, mut instance) = match checked {
+            Ok(done) => done,
+            Err(error) => {
+                // Nothing of the command persists; its request id records the failure when it
+                // is the entity's own answer, and a timer's firing is consumed.
+                if let Some(request_id) = &invocation.request_id
+                    && let Some(recorded) = recorded_failure(&error)
+                {
+                    plan.processed(&id, request_id, recorded.clone(), ctx.timestamp_ms)?;
+                    loaded.remember(request_id.clone(), recorded);
+                }
+                if plan.writes.is_empty() {
+                    drop(guard);
+                    self.settle_read(&id, &slot, observed_seq, lease).await?;
+                } else {
+                    let append = self.journal.append_leased(plan.writes, lease);
+                    drop(guard);
+                    if let Err(e) = append.await {
+                        self.drop_from_cache(&id);
+                        return Err(e.into());
+                    }
+                    self.notify(plan.notices);
+                }
+                return Err(error);
             }
         };
 
-        let writes = self
+        let mut writes = self
             .plan_writes(&id, &active, &ctx, loaded, &mut instance, &outcome)
             .await?;
         drop(instance);
+        self.plan_effects(
+            &id,
+            &ctx.command_id,
+            ctx.timestamp_ms,
+            &outcome.effects,
+            loaded,
+            &mut plan,
+        )?;
+        if let Some(request_id) = &invocation.request_id {
+            let recorded = match &outcome.forward {
+                Some(call) => Recorded::Forwarded {
+                    target: EntityId::new(&call.entity_type, &call.key),
+                    command: call.command.clone(),
+                    payload: call.payload.clone(),
+                },
+                None => Recorded::Ok(outcome.reply.clone()),
+            };
+            plan.processed(&id, request_id, recorded.clone(), ctx.timestamp_ms)?;
+            loaded.remember(request_id.clone(), recorded);
+        }
+        writes.append(&mut plan.writes);
         let new_seq = loaded.seq;
         let append = (!writes.is_empty()).then(|| self.journal.append_leased(writes, lease));
         drop(guard);
@@ -114,13 +224,15 @@ impl Entities {
                     return Err(e.into());
                 }
                 slot.durable_seq.fetch_max(new_seq, Ordering::AcqRel);
+                self.notify(plan.notices);
             }
             None => self.settle_read(&id, &slot, new_seq, lease).await?,
         }
         drop(slot);
 
         if let Some(call) = outcome.forward {
-            return self.forward_effect(call, depth).await;
+            let request_id = invocation.request_id.as_deref().map(forward_request_id);
+            return self.forward_effect(call, request_id, depth).await;
         }
         Ok(outcome.reply)
     }

@@ -5,7 +5,7 @@
 use cella_core::EntityId;
 use cella_host::Call;
 
-use super::Entities;
+use super::{Entities, effects::Invocation};
 use crate::error::{Error, Result};
 
 /// Sends a command to the node that owns its entity (a `forward` effect in a cluster).
@@ -16,12 +16,18 @@ pub trait Forwarder: Send + Sync {
         id: EntityId,
         command: String,
         payload: String,
+        request_id: Option<String>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String>> + Send>>;
 }
 
 impl Entities {
     /// Runs the command a committed command forwarded (`depth` counts the forwards so far).
-    pub(super) async fn forward_effect(&self, call: Call, depth: u32) -> Result<String> {
+    pub(super) async fn forward_effect(
+        &self,
+        call: Call,
+        request_id: Option<String>,
+        depth: u32,
+    ) -> Result<String> {
         if depth >= self.options.max_forward_depth {
             return Err(Error::EntityFailed(format!(
                 "forwarded more than {} times",
@@ -48,17 +54,22 @@ impl Entities {
                 Some(forwarder),
             ) => {
                 return forwarder
-                    .forward(owner, target, call.command, call.payload)
+                    .forward(owner, target, call.command, call.payload, request_id)
                     .await;
             }
             (Err(Error::NotLeader { leader }), _) => return Err(unowned(leader)),
             _ => {}
         }
+        let invocation = Invocation {
+            request_id,
+            ..Invocation::default()
+        };
         Box::pin(self.command_at_depth(
             &call.entity_type,
             &call.key,
             &call.command,
             call.payload,
+            &invocation,
             depth + 1,
         ))
         .await

@@ -24,12 +24,15 @@
 //! - `cache` — the per-entity slots (FIFO lock, durable sequence) and their eviction;
 //! - `activation` — loading an entity's state from snapshot and journal;
 //! - `command` — running a command and turning its outcome into journal writes;
+//! - `effects` — how a command was delivered ([`Invocation`]), the rows of its effects, its
+//!   processed request id, and the [`Notice`]s for the effect dispatcher;
 //! - `forward` — `forward` effects, here or through the [`Forwarder`];
 //! - `read` — answers that change nothing: settling them, `inspect` and `journal`.
 
 mod activation;
 mod cache;
 mod command;
+mod effects;
 mod forward;
 mod read;
 
@@ -42,7 +45,11 @@ use std::{
 use cella_core::{EntityId, Journal, Lease};
 
 use self::cache::Slot;
-pub use self::{forward::Forwarder, read::Inspection};
+pub use self::{
+    effects::{Invocation, Notice, TimerFire, recorded_failure},
+    forward::Forwarder,
+    read::Inspection,
+};
 use crate::{
     error::{Error, Result},
     metrics::Metrics,
@@ -87,9 +94,12 @@ pub struct Entities {
     commands: AtomicU64,
     boot_ms: u64,
     forwarder: Option<Arc<dyn Forwarder>>,
+    /// Where committed effects go (the node's effect dispatcher).
+    notices: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
 }
 
-fn now_ms() -> u64 {
+/// The wall clock, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -113,7 +123,29 @@ impl Entities {
             commands: AtomicU64::new(0),
             boot_ms: now_ms(),
             forwarder: None,
+            notices: None,
         }
+    }
+
+    /// Hands the effects of committed commands to `notices` (the effect dispatcher).
+    pub fn with_notices(mut self, notices: tokio::sync::mpsc::UnboundedSender<Notice>) -> Self {
+        self.notices = Some(notices);
+        self
+    }
+
+    /// Tells the dispatcher about durable effects.
+    fn notify(&self, notices: Vec<Notice>) {
+        if let Some(tx) = &self.notices {
+            for notice in notices {
+                // The dispatcher stops only with the node; its rows stay for the next start.
+                let _ = tx.send(notice);
+            }
+        }
+    }
+
+    /// The journal (the dispatcher reads rows and writes acknowledgements through it).
+    pub fn journal_store(&self) -> &Arc<dyn Journal> {
+        &self.journal
     }
 
     /// Sends `forward` effects for entities owned by other nodes through `forwarder`.

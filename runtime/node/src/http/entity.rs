@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Instant};
 
 use bytes::Bytes;
-use cella_core::EntityId;
+use cella_core::{EntityId, OUTBOX_PREFIX, OutboxItem, RowTable, TimerRow, decode};
 use http_body_util::BodyExt;
 use hyper::{Request, Response, StatusCode, body::Incoming};
 
@@ -15,6 +15,7 @@ use super::{
     entity_command_path,
 };
 use crate::{
+    entities::Invocation,
     error::{Error, Result},
     metrics::Outcome,
     node::Node,
@@ -32,14 +33,41 @@ pub(super) async fn command(
         params.decoded("key")?,
         params.decoded("command")?,
     );
-    let origin = Origin::of(&req, Via::Exchange);
+    let mut origin = Origin::of(&req, Via::Exchange);
+    let invocation = idempotency(&req)?;
+    let id = EntityId::new(&ty, &key);
+    // Forwarded, the command carries its request id in the query (the exchange carries no
+    // headers).
+    origin.path_and_query = crate::effects::delivery_path(&id, &command, &invocation);
     let body = read_body(req, node.options.max_payload, "the command payload").await?;
     let payload = command_payload(&body)?;
-    let id = EntityId::new(&ty, &key);
     dispatch(node, Target::Entity(&id), &origin, body, || {
-        run_command(node, &ty, &key, &command, payload.clone())
+        run_command(node, &ty, &key, &command, payload.clone(), &invocation)
     })
     .await
+}
+
+/// The header a client retries a command with to have it run once.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The invocation of a client's command: its `Idempotency-Key`, if any, as its request id.
+fn idempotency(req: &Request<Incoming>) -> Result<Invocation> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(Invocation::default());
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 256)
+        .ok_or_else(|| {
+            Error::BadRequest(
+                "the Idempotency-Key header must be 1 to 256 visible ASCII characters".into(),
+            )
+        })?;
+    Ok(Invocation {
+        request_id: Some(format!("k/{key}")),
+        ..Invocation::default()
+    })
 }
 
 /// `GET /v1/entities/{type}/{key}`: the state as JSON, with its sequence and module version.
@@ -53,6 +81,7 @@ pub(super) async fn state(
     let id = EntityId::new(&ty, &key);
     dispatch(node, Target::Entity(&id), &origin, Bytes::new(), || async {
         let inspection = node.entities.inspect(&ty, &key).await?;
+        let (effects, timers) = pending_effects(node, &id)?;
         Ok(json_response(
             StatusCode::OK,
             &serde_json::json!({
@@ -61,10 +90,45 @@ pub(super) async fn state(
                 "sequence": inspection.sequence,
                 "moduleVersion": inspection.module_version,
                 "state": inspection.state,
+                "effects": effects,
+                "timers": timers,
             }),
         ))
     })
     .await
+}
+
+/// The entity's calls not yet carried out and its timers, as JSON.
+fn pending_effects(
+    node: &Node,
+    id: &EntityId,
+) -> Result<(Vec<serde_json::Value>, Vec<serde_json::Value>)> {
+    let (mut effects, mut timers) = (Vec::new(), Vec::new());
+    for (name, bytes) in node.store.entity_rows(id, RowTable::Effects, "")? {
+        if name.starts_with(OUTBOX_PREFIX) {
+            let item: OutboxItem = decode(&bytes).map_err(Error::Journal)?;
+            effects.push(serde_json::json!({
+                "id": item.effect_id,
+                "kind": "call",
+                "target": {"type": item.target.entity_type, "key": item.target.key},
+                "command": item.command,
+                "replyTo": item.reply_to.map(|r| serde_json::json!({
+                    "command": r.command, "correlation": r.correlation,
+                })),
+                "createdMs": item.created_ms,
+            }));
+        } else {
+            let timer: TimerRow = decode(&bytes).map_err(Error::Journal)?;
+            timers.push(serde_json::json!({
+                "name": timer.name,
+                "dueMs": timer.due_ms,
+                "everyMs": timer.every_ms,
+                "command": timer.command,
+                "fired": timer.fired,
+            }));
+        }
+    }
+    Ok((effects, timers))
 }
 
 /// `GET /v1/entities/{type}/{key}/journal?from=N&limit=N`.
@@ -93,9 +157,10 @@ pub(super) async fn journal(
 /// forwarded again.
 pub(crate) async fn forwarded_command(node: &Node, path: &str, body: Bytes) -> (StatusCode, Bytes) {
     let run = async {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let params = entity_command_path(path)
-            .filter(|_| !path.contains('?'))
             .ok_or_else(|| Error::BadRequest(format!("`{path}` is not an entity command path")))?;
+        let invocation = crate::effects::invocation_of_query(query);
         let (ty, key, command) = (
             params.decoded("type")?,
             params.decoded("key")?,
@@ -109,7 +174,7 @@ pub(crate) async fn forwarded_command(node: &Node, path: &str, body: Bytes) -> (
             });
         }
         let payload = command_payload(&body)?;
-        run_command(node, &ty, &key, &command, payload).await
+        run_command(node, &ty, &key, &command, payload, &invocation).await
     };
     let response = match run.await {
         Ok(response) => response,
@@ -132,9 +197,13 @@ async fn run_command(
     key: &str,
     command: &str,
     payload: String,
+    invocation: &Invocation,
 ) -> Result<Response<Body>> {
     let started = Instant::now();
-    let result = node.entities.command(ty, key, command, payload).await;
+    let result = node
+        .entities
+        .invoke(ty, key, command, payload, invocation)
+        .await;
     let outcome = match &result {
         Ok(_) => Outcome::Ok,
         Err(Error::Rejected(_)) => Outcome::Rejected,

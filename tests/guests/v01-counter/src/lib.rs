@@ -87,4 +87,7 @@ impl Guest for Counter {
     }
 }
 
+// Exported only for wasm: a host build of this crate (`cargo build --workspace`) links no
+// component exports, whose names a native linker refuses.
+#[cfg(target_arch = "wasm32")]
 export!(Counter);

@@ -1,0 +1,314 @@
+//! Effects in the command path: how a command was delivered ([`Invocation`]: a request id to
+//! deduplicate it, the correlation of a reply route, the timer that fired it), the rows its
+//! outcome writes in the same append as its change (outbox items, timers, the processed
+//! request id with its outcome), and the [`Notice`]s that tell the dispatcher about them once
+//! they are durable.
+
+use cella_core::{
+    EntityId, OutboxItem, Processed, Recorded, ReplyTo, RowTable, TimerRow, Write, decode, encode,
+    outbox_row, timer_row,
+};
+use cella_host::Effect;
+
+use super::{Entities, activation::Loaded};
+use crate::{
+    error::{Error, Result},
+    registry::Active,
+};
+
+/// How a command reaches its entity, beyond its name and payload.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Invocation {
+    /// Deduplicates the command: a command whose request id the entity already processed is
+    /// answered with the recorded outcome instead of running again (`e/…` deliveries of calls,
+    /// `r/…` replies, `k/…` clients' idempotency keys).
+    pub request_id: Option<String>,
+    /// The correlation of the reply route this command answers.
+    pub correlation: Option<String>,
+    /// The timer firing this command.
+    pub timer: Option<TimerFire>,
+}
+
+/// Which firing of which timer a command is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerFire {
+    pub name: String,
+    pub schedule_id: String,
+    pub fired: u64,
+}
+
+/// What a committed command hands to the effect dispatcher.
+#[derive(Clone, Debug)]
+pub enum Notice {
+    /// A call to carry out.
+    Outbox { source: EntityId, item: OutboxItem },
+    /// A timer set (new, replaced, or its next firing).
+    Timer { id: EntityId, timer: TimerRow },
+    /// A timer removed (cancelled, or fired for the last time).
+    TimerGone { id: EntityId, name: String },
+}
+
+/// The rows a command writes and the notices they become once durable.
+#[derive(Default)]
+pub(super) struct EffectPlan {
+    pub(super) writes: Vec<Write>,
+    pub(super) notices: Vec<Notice>,
+}
+
+impl EffectPlan {
+    fn timer(&mut self, id: &EntityId, timer: TimerRow) -> Result<()> {
+        self.writes.push(Write::Row {
+            id: id.clone(),
+            table: RowTable::Effects,
+            name: timer_row(&timer.name),
+            value: Some(encode(&timer).map_err(Error::Journal)?),
+        });
+        self.notices.push(Notice::Timer {
+            id: id.clone(),
+            timer,
+        });
+        Ok(())
+    }
+
+    fn timer_gone(&mut self, id: &EntityId, name: &str) {
+        self.writes.push(Write::Row {
+            id: id.clone(),
+            table: RowTable::Effects,
+            name: timer_row(name),
+            value: None,
+        });
+        self.notices.push(Notice::TimerGone {
+            id: id.clone(),
+            name: name.to_string(),
+        });
+    }
+
+    /// Records `outcome` for `request_id`.
+    pub(super) fn processed(
+        &mut self,
+        id: &EntityId,
+        request_id: &str,
+        outcome: Recorded,
+        at_ms: u64,
+    ) -> Result<()> {
+        let record = Processed { at_ms, outcome };
+        self.writes.push(Write::Row {
+            id: id.clone(),
+            table: RowTable::Processed,
+            name: request_id.to_string(),
+            value: Some(encode(&record).map_err(Error::Journal)?),
+        });
+        Ok(())
+    }
+}
+
+/// The recorded form of a command's failure, when it is the entity's own answer (deterministic,
+/// so recorded for its request id and delivered to a reply route as data).
+pub fn recorded_failure(error: &Error) -> Option<Recorded> {
+    let (code, message) = match error {
+        Error::Rejected(m) => ("rejected", m.clone()),
+        Error::BadRequest(m) => ("bad_request", m.clone()),
+        Error::UnknownCommand { .. } => ("unknown_command", error.to_string()),
+        Error::UnknownType(_) => ("unknown_type", error.to_string()),
+        Error::EntityFailed(_) | Error::DeadlineExceeded(_) => ("failed", error.to_string()),
+        _ => return None,
+    };
+    Some(Recorded::Err {
+        code: code.to_string(),
+        message,
+    })
+}
+
+/// A recorded outcome as the answer to a duplicate.
+pub(super) fn replay_recorded(recorded: Recorded) -> Result<String> {
+    match recorded {
+        Recorded::Ok(reply) => Ok(reply),
+        Recorded::Err { code, message } => Err(match code.as_str() {
+            "rejected" => Error::Rejected(message),
+            "bad_request" => Error::BadRequest(message),
+            _ => Error::EntityFailed(message),
+        }),
+        Recorded::Forwarded { .. } => Err(Error::Internal(
+            "a forwarded record is answered by forwarding again".into(),
+        )),
+    }
+}
+
+impl Entities {
+    /// The outcome recorded for `request_id` of `id`: by a command of this activation, or in
+    /// the store.
+    pub(super) fn recorded(
+        &self,
+        id: &EntityId,
+        loaded: &Loaded,
+        request_id: &str,
+    ) -> Result<Option<Recorded>> {
+        if let Some(recorded) = loaded.recent.get(request_id) {
+            return Ok(Some(recorded.clone()));
+        }
+        let Some(bytes) = self.journal.row(id, RowTable::Processed, request_id)? else {
+            return Ok(None);
+        };
+        let record: Processed = decode(&bytes).map_err(Error::Journal)?;
+        Ok(Some(record.outcome))
+    }
+
+    /// Checks the effects of an outcome before anything of it is applied: a command asking for
+    /// an effect the node cannot carry out fails, loudly, instead of dropping it.
+    pub(super) fn check_effects(&self, active: &Active, effects: &[Effect]) -> Result<()> {
+        for effect in effects {
+            match effect {
+                Effect::Call(call) => {
+                    cella_core::validate_name("call target type", &call.entity_type)?;
+                    cella_core::validate_name("call target key", &call.key)?;
+                    cella_core::validate_name("call command", &call.command)?;
+                    if let Some(route) = &call.reply_to
+                        && !active.has_command(&route.command)
+                    {
+                        return Err(Error::EntityFailed(format!(
+                            "a call's reply route names the command `{}`, which this entity does not have (it has: {})",
+                            route.command,
+                            active.command_list()
+                        )));
+                    }
+                }
+                Effect::Schedule {
+                    name,
+                    command,
+                    every_ms,
+                    ..
+                } => {
+                    cella_core::validate_name("timer name", name)?;
+                    if !active.has_command(command) {
+                        return Err(Error::EntityFailed(format!(
+                            "timer `{name}` names the command `{command}`, which this entity does not have"
+                        )));
+                    }
+                    if *every_ms == Some(0) {
+                        return Err(Error::EntityFailed(format!(
+                            "timer `{name}` repeats every 0 ms (at least 1)"
+                        )));
+                    }
+                }
+                Effect::Cancel { name } => cella_core::validate_name("timer name", name)?,
+                Effect::Publish { topic, .. } => {
+                    return Err(Error::Unsupported(format!(
+                        "the command publishes to topic `{topic}`, and this node cannot carry \
+                         out publications yet (topics are not implemented); nothing was persisted"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows of a committed command's effects (`effects` checked by [`Self::check_effects`]),
+    /// applied to the entity's cached timers.
+    pub(super) fn plan_effects(
+        &self,
+        id: &EntityId,
+        command_id: &str,
+        now_ms: u64,
+        effects: &[Effect],
+        loaded: &mut Loaded,
+        plan: &mut EffectPlan,
+    ) -> Result<()> {
+        for (index, effect) in effects.iter().enumerate() {
+            let effect_id = format!("{command_id}.{index}");
+            match effect {
+                Effect::Call(call) => {
+                    let item = OutboxItem {
+                        effect_id: effect_id.clone(),
+                        target: EntityId::new(&call.entity_type, &call.key),
+                        command: call.command.clone(),
+                        payload: call.payload.clone(),
+                        reply_to: call.reply_to.as_ref().map(|r| ReplyTo {
+                            command: r.command.clone(),
+                            correlation: r.correlation.clone(),
+                        }),
+                        created_ms: now_ms,
+                    };
+                    plan.writes.push(Write::Row {
+                        id: id.clone(),
+                        table: RowTable::Effects,
+                        name: outbox_row(&effect_id),
+                        value: Some(encode(&item).map_err(Error::Journal)?),
+                    });
+                    plan.notices.push(Notice::Outbox {
+                        source: id.clone(),
+                        item,
+                    });
+                }
+                Effect::Schedule {
+                    name,
+                    delay_ms,
+                    command,
+                    payload,
+                    every_ms,
+                } => {
+                    let timer = TimerRow {
+                        name: name.clone(),
+                        schedule_id: effect_id,
+                        due_ms: now_ms.saturating_add(*delay_ms),
+                        every_ms: *every_ms,
+                        command: command.clone(),
+                        payload: payload.clone(),
+                        fired: 0,
+                    };
+                    loaded.timers.insert(name.clone(), timer.clone());
+                    plan.timer(id, timer)?;
+                }
+                Effect::Cancel { name } => {
+                    if loaded.timers.remove(name).is_some() {
+                        plan.timer_gone(id, name);
+                    }
+                }
+                Effect::Publish { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Consumes the firing `fire` of a timer: a one-shot timer is removed, a repeating one
+    /// moves to its next time (skipping times that passed while nobody fired it).
+    pub(super) fn consume_timer(
+        &self,
+        id: &EntityId,
+        fire: &TimerFire,
+        now_ms: u64,
+        loaded: &mut Loaded,
+        plan: &mut EffectPlan,
+    ) -> Result<()> {
+        let Some(timer) = loaded.timers.get(&fire.name).cloned() else {
+            return Ok(());
+        };
+        match timer.every_ms {
+            None => {
+                loaded.timers.remove(&fire.name);
+                plan.timer_gone(id, &fire.name);
+            }
+            Some(every) => {
+                let mut next = timer.due_ms.saturating_add(every);
+                if next <= now_ms {
+                    next = now_ms.saturating_add(every);
+                }
+                let timer = TimerRow {
+                    due_ms: next,
+                    fired: timer.fired + 1,
+                    ..timer
+                };
+                loaded.timers.insert(fire.name.clone(), timer.clone());
+                plan.timer(id, timer)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `fire` is the current firing of a timer the entity has.
+    pub(super) fn timer_is_current(loaded: &Loaded, fire: &TimerFire) -> bool {
+        loaded
+            .timers
+            .get(&fire.name)
+            .is_some_and(|t| t.schedule_id == fire.schedule_id && t.fired == fire.fired)
+    }
+}
