@@ -230,9 +230,20 @@ fn run_wrk_all(
     Ok(serde_json::Value::Object(merged))
 }
 
-pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<()> {
+/// Which parts of the bench run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parts {
+    /// The wrk workload (and the micro-benchmark, if `micro`).
+    pub wrk: bool,
+    /// The effects part, with its sizes.
+    pub effects: Option<crate::bench_effects::Options>,
+}
+
+pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> anyhow::Result<()> {
     let root = workspace_root();
-    ensure_wrk()?;
+    if parts.wrk {
+        ensure_wrk()?;
+    }
     build::build_examples()?;
     // `CELLA_BENCH_BIN` runs another build of `cella` (A/B comparisons in one sitting).
     let bin = match std::env::var_os("CELLA_BENCH_BIN") {
@@ -299,7 +310,6 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
         }
         servers.push(Server(serve.spawn().context("starting cella serve")?));
     }
-    let addr = addrs[0].as_str();
     let started = Instant::now();
     for (a, server) in addrs.iter().zip(&mut servers) {
         while request(a, "GET", "/healthz", b"").map(|r| r.0).unwrap_or(0) != 200 {
@@ -315,6 +325,38 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
     if addrs.len() > 1 {
         wait_for_leaders(&addrs)?;
     }
+    let mut client_rps = None;
+    if parts.wrk {
+        client_rps = Some(wrk_part(&addrs, &servers, &script, secs, concs)?);
+    }
+    if let Some(opts) = parts.effects {
+        crate::bench_effects::run(&addrs, opts, client_rps)?;
+    }
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&tmp);
+    if micro && parts.wrk {
+        let status = Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["bench", "-p", "cella-host", "--bench", "command_path"])
+            .status()?;
+        if !status.success() {
+            bail!("micro-benchmark failed");
+        }
+    }
+    Ok(())
+}
+
+/// The wrk part; returns the best req/s over 1,000 keys.
+fn wrk_part(
+    addrs: &[String],
+    servers: &[Server],
+    script: &Path,
+    secs: u32,
+    concs: &[u32],
+) -> anyhow::Result<f64> {
+    let root = workspace_root();
+    let addr = addrs[0].as_str();
+    let script = &script.to_path_buf();
     let wasm = std::fs::read(build::target_dir(&root).join("components/counter.wasm"))?;
     let (status, body) = request(addr, "PUT", "/v1/modules/counter", &wasm)?;
     if status >= 300 {
@@ -326,15 +368,15 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
     for k in keys.iter().chain(&hot) {
         request(addr, "POST", &format!("/v1/entities/counter/{k}/add"), b"0")?;
     }
-    run_wrk_all(&addrs, &script, 16, 1000, 2)?;
+    run_wrk_all(addrs, script, 16, 1000, 2)?;
 
     let mut rows = Vec::new();
     for (pattern, set, nkeys) in [("1000 keys", &keys, 1000), ("1 hot key", &hot, 1)] {
         for &conns in concs {
             let before = sum_counters(addr, set)?;
-            let cpu_before = cpu_micros(&servers);
-            let r = run_wrk_all(&addrs, &script, conns, nkeys, secs)?;
-            let cpu = cpu_micros(&servers).saturating_sub(cpu_before);
+            let cpu_before = cpu_micros(servers);
+            let r = run_wrk_all(addrs, script, conns, nkeys, secs)?;
+            let cpu = cpu_micros(servers).saturating_sub(cpu_before);
             let get = |k: &str| r[k].as_u64().unwrap_or(0);
             let errors = get("err_status")
                 + get("err_connect")
@@ -399,19 +441,12 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32) -> anyhow::Result<
             "One node.".to_string()
         }
     );
-    drop(servers);
-    let _ = std::fs::remove_dir_all(&tmp);
     if mismatch {
         bail!("the counters' sum does not match the acknowledged requests");
     }
-    if micro {
-        let status = Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args(["bench", "-p", "cella-host", "--bench", "command_path"])
-            .status()?;
-        if !status.success() {
-            bail!("micro-benchmark failed");
-        }
-    }
-    Ok(())
+    Ok(rows
+        .iter()
+        .filter(|r| r.pattern == "1000 keys")
+        .map(|r| r.rps)
+        .fold(0.0, f64::max))
 }

@@ -2,6 +2,7 @@
 //! each subcommand lives in its own module.
 
 mod bench;
+mod bench_effects;
 mod build;
 mod ci;
 mod http;
@@ -79,8 +80,10 @@ enum Task {
     ///
     /// The durable-counter workload (POST .../add, 1,000 random keys and one hot key) against a
     /// node built with the `dist` profile, or a cluster of N nodes with one wrk per node:
-    /// req/s, p50, p99, the counters' check and the nodes' CPU µs per request; then the
-    /// criterion micro-benchmark of the command path.
+    /// req/s, p50, p99, the counters' check and the nodes' CPU µs per request; then the effects
+    /// part (transfer-saga call round trips through reply routes, and timers all due at one
+    /// instant; `--effects-only` runs it alone); then the criterion micro-benchmark of the
+    /// command path.
     #[command(after_help = "Environment:\n  \
         CELLA_BENCH_BIN=PATH          run that cella build instead (A/B comparisons in one sitting)\n  \
         CELLA_BENCH_SERVE_ARGS=ARGS   add `cella serve` arguments, e.g. `--replicas 1`")]
@@ -104,6 +107,22 @@ enum Task {
         /// Skip the criterion micro-benchmark
         #[arg(long)]
         no_micro: bool,
+        /// Skip the effects part (call round trips through reply routes, timers)
+        #[arg(long, conflicts_with = "effects_only")]
+        no_effects: bool,
+        /// Run only the effects part (no wrk, no micro-benchmark)
+        #[arg(long)]
+        effects_only: bool,
+        /// Effects part: transfers (2 call round trips each)
+        #[arg(long, value_name = "N", default_value_t = 2000)]
+        transfers: u32,
+        /// Effects part: timers, one per key, all due at one instant
+        #[arg(long, value_name = "N", default_value_t = 10000)]
+        timers: u32,
+        /// Effects part: concurrent clients
+        #[arg(long, value_name = "N", default_value_t = 64,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        clients: u32,
     },
 }
 
@@ -120,7 +139,25 @@ fn run(task: Task) -> anyhow::Result<()> {
             conns,
             nodes,
             no_micro,
-        } => bench::run(secs, &conns, !no_micro, nodes),
+            no_effects,
+            effects_only,
+            transfers,
+            timers,
+            clients,
+        } => bench::run(
+            secs,
+            &conns,
+            !no_micro,
+            nodes,
+            bench::Parts {
+                wrk: !effects_only,
+                effects: (!no_effects).then_some(bench_effects::Options {
+                    transfers,
+                    timers,
+                    clients,
+                }),
+            },
+        ),
     }
 }
 
@@ -184,6 +221,11 @@ mod tests {
             conns,
             nodes,
             no_micro,
+            no_effects,
+            effects_only,
+            transfers,
+            timers,
+            clients,
         }) = parse(&["bench"])
         else {
             panic!("`bench` does not parse");
@@ -192,11 +234,16 @@ mod tests {
             (secs, conns, nodes, no_micro),
             (10, vec![1, 16, 64], 1, false)
         );
+        assert_eq!(
+            (no_effects, effects_only, transfers, timers, clients),
+            (false, false, 2000, 10000, 64)
+        );
         let Ok(Task::Bench {
             secs,
             conns,
             nodes,
             no_micro,
+            ..
         }) = parse(&[
             "bench",
             "--secs",
@@ -213,6 +260,31 @@ mod tests {
         assert_eq!((secs, conns, nodes, no_micro), (3, vec![8, 32], 3, true));
         assert!(parse(&["bench", "--nodes", "0"]).is_err());
         assert!(parse(&["bench", "--conns", "x"]).is_err());
+        let Ok(Task::Bench {
+            effects_only,
+            transfers,
+            timers,
+            clients,
+            ..
+        }) = parse(&[
+            "bench",
+            "--effects-only",
+            "--transfers",
+            "500",
+            "--timers",
+            "100",
+            "--clients",
+            "8",
+        ])
+        else {
+            panic!("`bench --effects-only` does not parse");
+        };
+        assert_eq!(
+            (effects_only, transfers, timers, clients),
+            (true, 500, 100, 8)
+        );
+        assert!(parse(&["bench", "--effects-only", "--no-effects"]).is_err());
+        assert!(parse(&["bench", "--clients", "0"]).is_err());
     }
 
     #[test]
