@@ -41,6 +41,7 @@ pub const PYTHON: &[(&str, &str)] = &[
         "cella/_protocol.py",
         include_str!("../python/cella/_protocol.py"),
     ),
+    ("cella/_reply.py", include_str!("../python/cella/_reply.py")),
     (
         "cella/testing.py",
         include_str!("../python/cella/testing.py"),

@@ -202,22 +202,33 @@ impl Dispatcher {
                 }
             }
         }
-        let Some(node) = self.node.upgrade() else {
-            return;
-        };
-        let ack = Write::Row {
-            id: source.clone(),
-            table: RowTable::Effects,
-            name: cella_core::outbox_row(&item.effect_id),
-            value: None,
-        };
-        // Failing here (leadership lost) leaves the row for the next leader, whose redelivery
-        // is answered from the records.
-        if let Err(e) = node.entities.journal_store().append(vec![ack]).await {
-            tracing::debug!("acknowledging call {} of {source}: {e}", item.effect_id);
-            return;
+        loop {
+            let Some(node) = self.node.upgrade() else {
+                return;
+            };
+            // Once leadership is lost the row stays for the next leader, whose redelivery is
+            // answered from the records.
+            if node.entities.owner(source).is_err() {
+                return;
+            }
+            let ack = Write::Row {
+                id: source.clone(),
+                table: RowTable::Effects,
+                name: cella_core::outbox_row(&item.effect_id),
+                value: None,
+            };
+            match node.entities.journal_store().append(vec![ack]).await {
+                Ok(()) => {
+                    node.metrics.effects.delivered.inc();
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!("acknowledging call {} of {source}: {e}", item.effect_id);
+                    drop(node);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         }
-        node.metrics.effects.delivered.inc();
     }
 
     /// One attempt, paced: `Some(Some(outcome))` when final, `Some(None)` to try again (after a
