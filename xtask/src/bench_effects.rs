@@ -93,11 +93,26 @@ where
     Ok(())
 }
 
-/// The metrics of all nodes, summed by series (name and labels).
-fn metrics(addrs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
+/// [`metrics`], from a thread outside the runtime.
+fn metrics_blocking(addrs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut sum = BTreeMap::new();
     for a in addrs {
         let (status, body) = request(a, "GET", "/metrics", b"")?;
+        if status != 200 {
+            bail!("/metrics on {a}: {status}");
+        }
+        for (series, value) in parse_metrics(&body) {
+            *sum.entry(series).or_insert(0.0) += value;
+        }
+    }
+    Ok(sum)
+}
+
+/// The metrics of all nodes, summed by series (name and labels).
+async fn metrics(addrs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
+    let mut sum = BTreeMap::new();
+    for a in addrs {
+        let (status, body) = send(a, "GET", "/metrics", Vec::new()).await?;
         if status != 200 {
             bail!("/metrics on {a}: {status}");
         }
@@ -210,7 +225,7 @@ async fn transfers(addrs: Arc<Vec<String>>, opts: Options) -> anyhow::Result<Tra
     })
     .await?;
     // Throughput: start them all, then wait for 2 delivered calls per transfer.
-    let base = metrics(&nodes)?;
+    let base = metrics(&nodes).await?;
     let delivered0 = get(&base, "cella_effects_delivered_total");
     let started = Instant::now();
     let a = at.clone();
@@ -226,7 +241,7 @@ async fn transfers(addrs: Arc<Vec<String>>, opts: Options) -> anyhow::Result<Tra
     let nodes2 = nodes.clone();
     let throughput_secs = tokio::task::spawn_blocking(move || -> anyhow::Result<f64> {
         loop {
-            let m = metrics(&nodes2)?;
+            let m = metrics_blocking(&nodes2)?;
             if get(&m, "cella_effects_delivered_total") - delivered0 >= 2.0 * f64::from(n) {
                 return Ok(started.elapsed().as_secs_f64());
             }
@@ -337,7 +352,7 @@ fn now_ms() -> u64 {
 async fn timers(addrs: Arc<Vec<String>>, opts: Options) -> anyhow::Result<Timers> {
     let n = opts.timers;
     let nodes = addrs.to_vec();
-    let before = metrics(&nodes)?;
+    let before = metrics(&nodes).await?;
     let fired0 = get(&before, "cella_timers_fired_total");
     let due = now_ms() + TIMER_LEAD.as_millis() as u64;
     let late = Arc::new(AtomicU32::new(0));
@@ -366,7 +381,7 @@ async fn timers(addrs: Arc<Vec<String>>, opts: Options) -> anyhow::Result<Timers
     tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + TIMER_LEAD + Duration::from_secs(120);
         loop {
-            let m = metrics(&nodes)?;
+            let m = metrics_blocking(&nodes)?;
             let fired = get(&m, "cella_timers_fired_total") - fired0;
             if fired >= f64::from(n) {
                 let last_after_ms = now_ms() as f64 - due as f64;
