@@ -98,14 +98,25 @@ fn metrics_blocking(addrs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut sum = BTreeMap::new();
     for a in addrs {
         let (status, body) = request(a, "GET", "/metrics", b"")?;
-        if status != 200 {
-            bail!("/metrics on {a}: {status}");
-        }
-        for (series, value) in parse_metrics(&body) {
-            *sum.entry(series).or_insert(0.0) += value;
-        }
+        add_metrics(&mut sum, a, status, &body)?;
     }
     Ok(sum)
+}
+
+/// Adds one node's `/metrics` answer to `sum`, by series.
+fn add_metrics(
+    sum: &mut BTreeMap<String, f64>,
+    addr: &str,
+    status: u16,
+    body: &str,
+) -> anyhow::Result<()> {
+    if status != 200 {
+        bail!("/metrics on {addr}: {status}");
+    }
+    for (series, value) in parse_metrics(body) {
+        *sum.entry(series).or_insert(0.0) += value;
+    }
+    Ok(())
 }
 
 /// The metrics of all nodes, summed by series (name and labels).
@@ -113,12 +124,7 @@ async fn metrics(addrs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut sum = BTreeMap::new();
     for a in addrs {
         let (status, body) = send(a, "GET", "/metrics", Vec::new()).await?;
-        if status != 200 {
-            bail!("/metrics on {a}: {status}");
-        }
-        for (series, value) in parse_metrics(&body) {
-            *sum.entry(series).or_insert(0.0) += value;
-        }
+        add_metrics(&mut sum, a, status, &body)?;
     }
     Ok(sum)
 }
