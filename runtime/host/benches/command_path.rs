@@ -42,6 +42,7 @@ fn command_path(c: &mut Criterion) {
         sequence: 41,
         correlation: None,
         timer: None,
+        message: None,
     };
     let state = runtime
         .block_on(async {

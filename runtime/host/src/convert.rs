@@ -8,16 +8,10 @@ use crate::{Call, CommandContext, Descriptor, Effect, Failure, Outcome};
 /// The conversions whose WIT types are the same in every contract, for the `wit` module in scope.
 macro_rules! shared_conversions {
     () => {
-        impl From<wit::Descriptor> for Descriptor {
-            fn from(d: wit::Descriptor) -> Self {
-                Descriptor {
-                    kind: match d.kind {
-                        wit::EntityKind::Value => cella_core::EntityKind::Value,
-                        wit::EntityKind::EventSourced => cella_core::EntityKind::EventSourced,
-                    },
-                    commands: d.commands,
-                    snapshot_every: d.snapshot_every,
-                }
+        fn kind_of(kind: wit::EntityKind) -> cella_core::EntityKind {
+            match kind {
+                wit::EntityKind::Value => cella_core::EntityKind::Value,
+                wit::EntityKind::EventSourced => cella_core::EntityKind::EventSourced,
             }
         }
 
@@ -51,6 +45,18 @@ mod v01 {
     use crate::bindings::v01::cella::entity::types as wit;
 
     shared_conversions!();
+
+    impl From<wit::Descriptor> for Descriptor {
+        fn from(d: wit::Descriptor) -> Self {
+            Descriptor {
+                kind: kind_of(d.kind),
+                commands: d.commands,
+                snapshot_every: d.snapshot_every,
+                subscriptions: Vec::new(),
+                events_topic: None,
+            }
+        }
+    }
 
     impl From<&CommandContext> for wit::Context {
         fn from(c: &CommandContext) -> Self {
@@ -101,9 +107,35 @@ mod v01 {
 /// `cella:entity@0.2.0`.
 mod v02 {
     use super::*;
-    use crate::{ReplyRoute, bindings::v02::cella::entity::types as wit};
+    use crate::{
+        ReplyRoute, SubscriberKey, Subscription, TopicMessage,
+        bindings::v02::cella::entity::types as wit,
+    };
 
     shared_conversions!();
+
+    impl From<wit::Descriptor> for Descriptor {
+        fn from(d: wit::Descriptor) -> Self {
+            Descriptor {
+                kind: kind_of(d.kind),
+                commands: d.commands,
+                snapshot_every: d.snapshot_every,
+                subscriptions: d
+                    .subscriptions
+                    .into_iter()
+                    .map(|s| Subscription {
+                        topic: s.topic,
+                        command: s.command,
+                        key: match s.key {
+                            wit::SubscriberKey::Pointer(p) => SubscriberKey::Pointer(p),
+                            wit::SubscriberKey::Fixed(k) => SubscriberKey::Fixed(k),
+                        },
+                    })
+                    .collect(),
+                events_topic: d.events_topic,
+            }
+        }
+    }
 
     impl From<&CommandContext> for wit::Context {
         fn from(c: &CommandContext) -> Self {
@@ -117,6 +149,10 @@ mod v02 {
                 sequence: c.sequence,
                 correlation: c.correlation.clone(),
                 timer: c.timer.clone(),
+                message: c.message.as_ref().map(|m: &TopicMessage| wit::TopicMessage {
+                    topic: m.topic.clone(),
+                    offset: m.offset,
+                }),
             }
         }
     }
@@ -152,6 +188,11 @@ mod v02 {
                     every_ms: t.every_ms,
                 },
                 wit::Effect::Cancel(name) => Effect::Cancel { name },
+                wit::Effect::Broadcast(b) => Effect::Broadcast {
+                    entity_type: b.entity_type,
+                    command: b.command,
+                    payload: b.payload,
+                },
             }
         }
     }
@@ -161,7 +202,7 @@ mod v02 {
 mod tests {
     use super::*;
     use crate::{
-        ReplyRoute,
+        ReplyRoute, TopicMessage,
         bindings::{v01::cella::entity::types as w1, v02::cella::entity::types as w2},
     };
 
@@ -176,6 +217,10 @@ mod tests {
             sequence: 3,
             correlation: Some("corr".into()),
             timer: Some("tick".into()),
+            message: Some(TopicMessage {
+                topic: "news".into(),
+                offset: 9,
+            }),
         }
     }
 
@@ -208,6 +253,11 @@ mod tests {
                     every_ms: Some(60),
                 }),
                 w2::Effect::Cancel("n".into()),
+                w2::Effect::Broadcast(w2::Broadcast {
+                    entity_type: "cart".into(),
+                    command: "ping".into(),
+                    payload: "{}".into(),
+                }),
                 w2::Effect::Call(call(Some(w2::ReplyRoute {
                     command: "added".into(),
                     correlation: "x".into(),
@@ -232,8 +282,9 @@ mod tests {
             }
         ));
         assert_eq!(o.effects[2], Effect::Cancel { name: "n".into() });
-        let Effect::Call(c) = &o.effects[3] else {
-            panic!("{:?}", o.effects[3])
+        assert!(matches!(&o.effects[3], Effect::Broadcast { entity_type, .. } if entity_type == "cart"));
+        let Effect::Call(c) = &o.effects[4] else {
+            panic!("{:?}", o.effects[4])
         };
         assert_eq!(
             c.reply_to,
@@ -287,6 +338,7 @@ mod tests {
         let new = w2::Context::from(&c);
         assert_eq!(new.correlation.as_deref(), Some("corr"));
         assert_eq!(new.timer.as_deref(), Some("tick"));
+        assert_eq!(new.message.map(|m| (m.topic, m.offset)), Some(("news".into(), 9)));
         let old = w1::Context::from(&c);
         assert_eq!((old.sequence, old.command.as_str()), (3, "add"));
     }

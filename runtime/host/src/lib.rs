@@ -25,7 +25,10 @@ mod types;
 
 pub use host::{Host, HostConfig, HostStats};
 pub use instance::{Instance, Module};
-pub use types::{Call, CommandContext, Descriptor, Effect, Failure, Outcome, ReplyRoute};
+pub use types::{
+    Call, CommandContext, Descriptor, Effect, Failure, Outcome, ReplyRoute, SubscriberKey,
+    Subscription, TopicMessage,
+};
 
 /// Errors of the host.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

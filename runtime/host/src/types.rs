@@ -12,6 +12,69 @@ pub struct Descriptor {
     pub commands: Vec<String>,
     /// Event-sourced: take a snapshot every this many events (0 = host default).
     pub snapshot_every: u32,
+    /// Topics the type subscribes to (none from a `cella:entity@0.1.0` component).
+    pub subscriptions: Vec<Subscription>,
+    /// Event-sourced: the topic every persisted event is published to.
+    pub events_topic: Option<String>,
+}
+
+/// Entities of a type receive the messages of `topic` as `command`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    pub topic: String,
+    pub command: String,
+    pub key: SubscriberKey,
+}
+
+/// How a subscription picks the entity (or entities) receiving a message.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SubscriberKey {
+    /// A JSON pointer into the message: a string or number names one entity, an array of them
+    /// one entity per element.
+    Pointer(String),
+    /// Always this entity.
+    Fixed(String),
+}
+
+impl SubscriberKey {
+    /// The keys of the entities that receive `message` (JSON text); an error says why there
+    /// are none.
+    pub fn keys_of(&self, message: &str) -> Result<Vec<String>, String> {
+        let pointer = match self {
+            SubscriberKey::Fixed(key) => return Ok(vec![key.clone()]),
+            SubscriberKey::Pointer(p) => p,
+        };
+        let value: serde_json::Value = serde_json::from_str(message)
+            .map_err(|e| format!("the message is not JSON: {e}"))?;
+        let at = value
+            .pointer(pointer)
+            .ok_or_else(|| format!("the message has nothing at `{pointer}`"))?;
+        let one = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => Ok(s.clone()),
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            other => Err(format!(
+                "the message has {other} at `{pointer}` (a key is a string or a number)"
+            )),
+        };
+        let keys = match at {
+            serde_json::Value::Array(items) => items.iter().map(one).collect::<Result<_, _>>()?,
+            v => vec![one(v)?],
+        };
+        for key in &keys {
+            cella_core::validate_name("subscriber key", key).map_err(|e| e.to_string())?;
+        }
+        Ok(keys)
+    }
+}
+
+/// Where a message delivered to a subscriber comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicMessage {
+    pub topic: String,
+    /// The message's offset in the topic (1 for the first message).
+    pub offset: u64,
 }
 
 impl Descriptor {
@@ -29,6 +92,35 @@ impl Descriptor {
             cella_core::validate_name("command name", name).map_err(|e| e.to_string())?;
             if self.commands[..i].contains(name) {
                 return Err(format!("the descriptor declares command `{name}` twice"));
+            }
+        }
+        for s in &self.subscriptions {
+            cella_core::validate_name("subscription topic", &s.topic).map_err(|e| e.to_string())?;
+            if !self.has_command(&s.command) {
+                return Err(format!(
+                    "the subscription to topic `{}` names the command `{}`, which is not declared",
+                    s.topic, s.command
+                ));
+            }
+            match &s.key {
+                SubscriberKey::Pointer(p) if !p.is_empty() && !p.starts_with('/') => {
+                    return Err(format!(
+                        "the subscription to topic `{}` has the key pointer `{p}` (a JSON pointer is empty or starts with `/`)",
+                        s.topic
+                    ));
+                }
+                SubscriberKey::Fixed(k) => {
+                    cella_core::validate_name("subscriber key", k).map_err(|e| e.to_string())?
+                }
+                SubscriberKey::Pointer(_) => {}
+            }
+        }
+        if let Some(topic) = &self.events_topic {
+            cella_core::validate_name("events topic", topic).map_err(|e| e.to_string())?;
+            if self.kind != EntityKind::EventSourced {
+                return Err(format!(
+                    "the descriptor publishes its events to topic `{topic}`, but the entity is not event-sourced"
+                ));
             }
         }
         Ok(())
@@ -57,6 +149,9 @@ pub struct CommandContext {
     /// Set when a timer fired this command: the timer's name. Not passed to a
     /// `cella:entity@0.1.0` component.
     pub timer: Option<String>,
+    /// Set when this command delivers a topic message. Not passed to a `cella:entity@0.1.0`
+    /// component.
+    pub message: Option<TopicMessage>,
 }
 
 /// What a successful handler produced.
@@ -114,6 +209,13 @@ pub enum Effect {
     },
     /// Cancel this entity's timer of that name (nothing if there is none).
     Cancel { name: String },
+    /// Send `command` with `payload` to every entity of `entity_type` that exists when it is
+    /// carried out (never from a `cella:entity@0.1.0` component).
+    Broadcast {
+        entity_type: String,
+        command: String,
+        payload: String,
+    },
 }
 
 /// Why a command did not succeed (the guest's answer, not a host error). Nothing is persisted.
@@ -146,6 +248,8 @@ mod tests {
             kind: EntityKind::Value,
             commands: commands.iter().map(|c| c.to_string()).collect(),
             snapshot_every: 0,
+            subscriptions: Vec::new(),
+            events_topic: None,
         }
     }
 
@@ -166,5 +270,33 @@ mod tests {
         );
         assert!(descriptor(&["a/b"]).validate().is_err());
         assert!(descriptor(&[""]).validate().is_err());
+        let mut d = descriptor(&["on"]);
+        d.subscriptions.push(Subscription {
+            topic: "news".into(),
+            command: "off".into(),
+            key: SubscriberKey::Fixed("k".into()),
+        });
+        assert!(d.validate().unwrap_err().contains("`off`"));
+        d.subscriptions[0].command = "on".into();
+        assert!(d.validate().is_ok());
+        d.subscriptions[0].key = SubscriberKey::Pointer("id".into());
+        assert!(d.validate().unwrap_err().contains("JSON pointer"));
+        d.subscriptions.clear();
+        d.events_topic = Some("events".into());
+        assert!(d.validate().unwrap_err().contains("not event-sourced"));
+    }
+
+    #[test]
+    fn subscriber_keys_from_messages() {
+        let p = SubscriberKey::Pointer("/to".into());
+        assert_eq!(p.keys_of(r#"{"to":"a"}"#).unwrap(), vec!["a"]);
+        assert_eq!(p.keys_of(r#"{"to":7}"#).unwrap(), vec!["7"]);
+        assert_eq!(p.keys_of(r#"{"to":["a","b"]}"#).unwrap(), vec!["a", "b"]);
+        assert!(p.keys_of(r#"{"from":"a"}"#).unwrap_err().contains("nothing at"));
+        assert!(p.keys_of(r#"{"to":{"x":1}}"#).is_err());
+        assert!(p.keys_of(r#"{"to":"a/b"}"#).is_err());
+        assert!(p.keys_of("not json").is_err());
+        let f = SubscriberKey::Fixed("all".into());
+        assert_eq!(f.keys_of("not json").unwrap(), vec!["all"]);
     }
 }

@@ -53,6 +53,7 @@ fn ctx(command: &str, sequence: u64) -> CommandContext {
         sequence,
         correlation: None,
         timer: None,
+        message: None,
     }
 }
 

@@ -43,6 +43,7 @@ fn ctx(command: &str) -> CommandContext {
         sequence: 0,
         correlation: Some("corr-1".into()),
         timer: Some("tick".into()),
+        message: None,
     }
 }
 

@@ -130,6 +130,7 @@ impl Entities {
             sequence: loaded.seq,
             correlation: invocation.correlation.clone(),
             timer: invocation.timer.as_ref().map(|t| t.name.clone()),
+            message: None,
         };
         let handled = match active.module.instantiate().await {
             Ok(mut instance) => Ok((

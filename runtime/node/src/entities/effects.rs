@@ -191,6 +191,11 @@ impl Entities {
                     }
                 }
                 Effect::Cancel { name } => cella_core::validate_name("timer name", name)?,
+                Effect::Broadcast { entity_type, .. } => {
+                    return Err(Error::Unsupported(format!(
+                        "the command broadcasts to type `{entity_type}`, which this node cannot carry out yet"
+                    )));
+                }
                 Effect::Publish { topic, .. } => {
                     return Err(Error::Unsupported(format!(
                         "the command publishes to topic `{topic}`, and this node cannot carry \
@@ -263,7 +268,7 @@ impl Entities {
                         plan.timer_gone(id, name);
                     }
                 }
-                Effect::Publish { .. } => {}
+                Effect::Publish { .. } | Effect::Broadcast { .. } => {}
             }
         }
         Ok(())
