@@ -45,8 +45,8 @@ Commands
 ========
 
 The command name is the method name with ``_`` replaced by ``-`` (``add_item`` → ``add-item``;
-a trailing ``_``, as in ``list_``, is dropped), or the name given to ``@command("name")``. The descriptor lists the commands in declaration
-order. After ``self`` a handler takes:
+a trailing ``_``, as in ``list_``, is dropped), or the name given to ``@command("name")``. The
+descriptor lists the commands in declaration order. After ``self`` a handler takes:
 
 - at most one *payload* parameter: the command's JSON payload, decoded and checked against the
   parameter's type hint (``int``, ``str``, ``float``, ``bool``, ``list[T]``, ``dict[str, T]``,
@@ -93,13 +93,44 @@ durable, exactly once, and only if the command succeeds:
   ``ctx.correlation == "t1"`` and whose payload is ``{"ok": <reply>}`` or
   ``{"error": {"code": C, "message": M}}`` (a rejection or failure of the call is data too):
   annotate that payload with :class:`CallReply` (or ``CallReply[T]``);
-- ``ctx.publish(topic, payload)`` publishes a message;
+- ``ctx.publish(topic, payload)`` publishes a message to a topic (see Topics);
+- ``ctx.broadcast(type, command, payload)`` sends a command to every entity of a type that
+  exists when the host carries it out, each exactly once (replies are not seen);
 - ``ctx.schedule(name, delay_ms, command, payload)`` sends ``command`` to this entity after
   ``delay_ms``, and then every ``every_ms`` until cancelled with ``every_ms=`` (a timer of the
   same name replaces it); ``ctx.cancel(name)`` cancels it; a command a timer fired has
   ``ctx.timer == name``;
 - ``ctx.forward(type, key, command, payload)`` hands the command on: the target's reply becomes
   the caller's.
+
+Topics
+======
+
+A topic is a durable, ordered log of JSON messages, written by ``ctx.publish``, by
+``POST /v1/topics/<topic>`` and by event-sourced entities' ``events_topic``. An entity class
+subscribes to topics with its ``subscriptions`` (a class attribute, without a type annotation)
+made by :func:`subscribe`: each message reaches the entity its key names, exactly once, in topic
+order, as a command whose payload is the message and whose context has ``ctx.message``
+(:class:`TopicMessage`: ``topic`` and ``offset``)::
+
+    @dataclass
+    class Inbox(cella.ValueEntity):
+        lines: list[str] = field(default_factory=list)
+
+        # {"to": "alice", "text": "hi"} reaches the entity `alice`; an array of keys reaches
+        # each of them.
+        subscriptions = [cella.subscribe("news", command="on-news", key="/to")]
+
+        @cella.command
+        def on_news(self, message: Any, ctx: Context) -> None:
+            assert ctx.message is not None
+            self.lines.append(f"{ctx.message.offset}: {message['text']}")
+
+``fixed_key="all"`` instead of ``key=`` sends every message to the one entity ``all``. An
+event-sourced class's ``events_topic = "cart-events"`` has the host publish each persisted
+event there as ``{"type": T, "key": K, "seq": S, "index": I, "event": E}``. The class is
+checked at import: a subscription naming a command the entity does not have, or an
+``events_topic`` on a value entity, fails the build.
 
 Failures
 ========
@@ -142,7 +173,7 @@ same code as the component, so ``python3 -m unittest`` needs no component.
 from ._codec import INT64_MAX, INT64_MIN, UINT64_MAX, int64, json_name, uint64
 from ._component import export
 from ._context import Context, EventContext
-from ._entity import EventSourcedEntity, ValueEntity, command
+from ._entity import EventSourcedEntity, ValueEntity, command, subscribe
 from ._errors import (
     BadRequest,
     EntityError,
@@ -151,6 +182,7 @@ from ._errors import (
     UnknownCommand,
     reject,
 )
+from ._protocol import Subscription, TopicMessage
 from ._reply import CallError, CallReply
 
 __version__ = "0.1.0"
@@ -167,6 +199,8 @@ __all__ = [
     "INT64_MAX",
     "INT64_MIN",
     "Rejected",
+    "Subscription",
+    "TopicMessage",
     "UINT64_MAX",
     "UnknownCommand",
     "ValueEntity",
@@ -175,5 +209,6 @@ __all__ = [
     "int64",
     "json_name",
     "reject",
+    "subscribe",
     "uint64",
 ]

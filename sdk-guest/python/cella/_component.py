@@ -15,7 +15,17 @@ from typing import Any, TypeVar
 from ._entity import model
 from ._errors import Failure
 from ._glue import Glue
-from ._protocol import EVENT_SOURCED, VALUE, Call, Cancel, GuestError, Publication, Timer
+from ._protocol import (
+    EVENT_SOURCED,
+    VALUE,
+    Broadcast,
+    Call,
+    Cancel,
+    GuestError,
+    Publication,
+    Subscription,
+    Timer,
+)
 
 __all__ = ["export"]
 
@@ -89,7 +99,21 @@ def _component_class(glue: Glue, base: type, wit: Any, err: type) -> type:
             )
         if isinstance(effect, Cancel):
             return wit.Effect_Cancel(effect.name)
+        if isinstance(effect, Broadcast):
+            return wit.Effect_Broadcast(
+                wit.Broadcast(
+                    entity_type=effect.entity_type, command=effect.command, payload=effect.payload
+                )
+            )
         raise TypeError(f"not an effect: {effect!r}")
+
+    def to_subscription(subscription: Subscription) -> Any:
+        key = (
+            wit.SubscriberKey_Fixed(subscription.fixed_key)
+            if subscription.fixed_key is not None
+            else wit.SubscriberKey_Pointer(subscription.key or "")
+        )
+        return wit.Subscription(topic=subscription.topic, command=subscription.command, key=key)
 
     def guest_call(run: Callable[[], T]) -> T:
         """Runs a call returning ``result<_, string>``."""
@@ -107,6 +131,8 @@ def _component_class(glue: Glue, base: type, wit: Any, err: type) -> type:
                 kind=kinds[descriptor.kind],
                 commands=list(descriptor.commands),
                 snapshot_every=descriptor.snapshot_every,
+                subscriptions=[to_subscription(s) for s in descriptor.subscriptions],
+                events_topic=descriptor.events_topic,
             )
 
         def handle(self, ctx: Any, state: bytes | None, payload: str) -> Any:

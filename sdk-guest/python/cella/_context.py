@@ -8,7 +8,17 @@ from typing import Any, NoReturn
 
 from . import _codec
 from ._errors import EntityError
-from ._protocol import Call, Cancel, Effect, HostContext, Publication, ReplyRoute, Timer
+from ._protocol import (
+    Broadcast,
+    Call,
+    Cancel,
+    Effect,
+    HostContext,
+    Publication,
+    ReplyRoute,
+    Timer,
+    TopicMessage,
+)
 
 __all__ = ["Context", "EventContext"]
 
@@ -22,10 +32,10 @@ class Context:
     ones: use :attr:`timestamp_ms` instead of a clock and :meth:`random_u64` / :meth:`random`
     instead of the ``random`` module.
 
-    Effects (:meth:`call`, :meth:`publish`, :meth:`schedule`, :meth:`cancel`) run after the
-    command's change is durable, and only if the command succeeds; the host carries each out
-    exactly once. Payloads are JSON values or dataclasses. Misuse
-    (a payload that is not JSON-serializable, a second :meth:`forward`) raises
+    Effects (:meth:`call`, :meth:`publish`, :meth:`broadcast`, :meth:`schedule`,
+    :meth:`cancel`) run after the command's change is durable, and only if the command
+    succeeds; the host carries each out exactly once. Payloads are JSON values or dataclasses.
+    Misuse (a payload that is not JSON-serializable, a second :meth:`forward`) raises
     :class:`~cella.EntityError` and fails the command even if the handler catches it (the
     command is ``rejected`` with a message starting with ``entity error:``).
     """
@@ -40,6 +50,7 @@ class Context:
         "_random_seed",
         "_correlation",
         "_timer",
+        "_message",
         "_rng",
         "_effects",
         "_forward",
@@ -56,6 +67,10 @@ class Context:
         self._random_seed: int = host.random_seed
         self._correlation: str | None = getattr(host, "correlation", None)
         self._timer: str | None = getattr(host, "timer", None)
+        message = getattr(host, "message", None)
+        self._message: TopicMessage | None = (
+            None if message is None else TopicMessage(topic=message.topic, offset=message.offset)
+        )
         self._rng: int = host.random_seed
         self._effects: list[Effect] = []
         self._forward: Call | None = None
@@ -110,6 +125,13 @@ class Context:
         ``None``."""
         return self._timer
 
+    @property
+    def message(self) -> TopicMessage | None:
+        """Where the message this command delivers comes from (its ``topic`` and ``offset``),
+        when the command is the subscriber of a topic (see :func:`~cella.subscribe`; the
+        payload is then the message); else ``None``."""
+        return self._message
+
     def random_u64(self) -> int:
         """The next number of a deterministic pseudo-random sequence (splitmix64) seeded by the
         host's journaled seed: the same command sees the same numbers on every replay. The same
@@ -154,10 +176,21 @@ class Context:
         self._effects.append(call)
 
     def publish(self, topic: str, payload: Any = None) -> None:
-        """Publishes ``payload`` to ``topic`` after this command commits."""
+        """Publishes ``payload`` to ``topic`` after this command commits: the host appends it
+        to the topic's durable log exactly once, from where it reaches the topic's subscribers
+        (see :func:`~cella.subscribe`) and followers."""
         self._string("topic", topic)
         text = self._payload(f"publication to `{topic}`", payload)
         self._effects.append(Publication(topic=topic, payload=text))
+
+    def broadcast(self, entity_type: str, command: str, payload: Any = None) -> None:
+        """Sends ``command`` with ``payload`` to every entity of ``entity_type`` that exists
+        (has state or events) when the host carries it out, after this command commits: each
+        receives it exactly once, across all partitions and nodes. Replies are not seen."""
+        self._string("entity type", entity_type)
+        self._string("command", command)
+        text = self._payload(f"broadcast of `{command}` to {entity_type}", payload)
+        self._effects.append(Broadcast(entity_type=entity_type, command=command, payload=text))
 
     def schedule(
         self,

@@ -1,7 +1,8 @@
 """Entities as Python classes: the :class:`ValueEntity` and :class:`EventSourcedEntity` base
-classes, the :func:`command` decorator, and :func:`model`, which reads an entity class once
-(its state fields, commands, handler signatures and event types) into the tables the glue runs
-on, checking everything that can be checked before the first command."""
+classes, the :func:`command` decorator, :func:`subscribe` for their ``subscriptions``, and
+:func:`model`, which reads an entity class once (its state fields, commands, handler
+signatures, event types and topics) into the tables the glue runs on, checking everything that
+can be checked before the first command."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from typing import (
 
 from . import _codec
 from ._context import Context
-from ._protocol import EVENT_SOURCED, VALUE
+from ._protocol import EVENT_SOURCED, VALUE, Subscription, is_name
 
-__all__ = ["EventSourcedEntity", "ValueEntity", "command", "model"]
+__all__ = ["EventSourcedEntity", "ValueEntity", "command", "model", "subscribe"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,6 +46,10 @@ class ValueEntity:
 
     __slots__ = ()
 
+    #: The topics entities of this type subscribe to, made by :func:`subscribe` (assign it in
+    #: the class body without a type annotation, so it is not a state field).
+    subscriptions: ClassVar[Sequence[Subscription]] = ()
+
 
 class EventSourcedEntity:
     """Base class of an entity whose changes are events.
@@ -64,6 +69,12 @@ class EventSourcedEntity:
     event_types: ClassVar[Sequence[type] | Mapping[str, type]] = ()
     #: Ask the host to snapshot the state every this many events (0 = the host's default).
     snapshot_every: ClassVar[int] = 0
+    #: The topics entities of this type subscribe to, made by :func:`subscribe`.
+    subscriptions: ClassVar[Sequence[Subscription]] = ()
+    #: The topic every persisted event is published to (``None``: none), as the message
+    #: ``{"type": T, "key": K, "seq": S, "index": I, "event": E}`` (S the journal entry's
+    #: sequence number, I the event's index in it, E the event as JSON).
+    events_topic: ClassVar[str | None] = None
 
     def apply(self, event: Any) -> Any:
         """Folds one event into the state: mutate ``self`` and return ``None``, or return the
@@ -105,6 +116,42 @@ def command(func: Any = None, *, name: str | None = None) -> Any:
     return mark
 
 
+def subscribe(
+    topic: str, command: str, *, key: str | None = None, fixed_key: str | None = None
+) -> Subscription:
+    """A subscription, for an entity class's ``subscriptions``: entities of the type receive
+    every message of ``topic`` as the command ``command`` (one of theirs; the payload is the
+    message, and ``ctx.message`` says which topic and offset), each message exactly once per
+    receiving entity, in topic order. Which entity receives a message is given by exactly one
+    of
+
+    - ``key``: a JSON pointer (RFC 6901) into the message, ``"/to"`` for ``{"to": "k1"}``; a
+      string or number there names one entity, an array of them one entity per element; a
+      message without a usable key there is not delivered;
+    - ``fixed_key``: always this one entity (e.g. an aggregate of the whole topic)::
+
+        subscriptions = [
+            cella.subscribe("orders", command="order-placed", key="/customerId"),
+            cella.subscribe("prices", command="price-changed", fixed_key="all"),
+        ]
+    """
+    where = f"cella.subscribe({topic!r:.60})"
+    if not is_name(topic):
+        raise TypeError(f"{where}: the topic must be a name (1-256 bytes, no `/`)")
+    if not is_name(command):
+        raise TypeError(f"{where}: {command!r} cannot name a command")
+    if (key is None) == (fixed_key is None):
+        raise TypeError(f"{where}: give exactly one of key= (a JSON pointer) and fixed_key=")
+    if key is not None and (not isinstance(key, str) or (key and not key.startswith("/"))):
+        raise TypeError(
+            f"{where}: key= is a JSON pointer into the message (empty or starting with `/`, "
+            f"like `/to`), not {key!r}"
+        )
+    if fixed_key is not None and not is_name(fixed_key):
+        raise TypeError(f"{where}: fixed_key= must be an entity key (1-256 bytes, no `/`)")
+    return Subscription(topic=topic, command=command, key=key, fixed_key=fixed_key)
+
+
 @dataclass(frozen=True)
 class Handler:
     """One command: how to call its method."""
@@ -130,6 +177,8 @@ class Model:
     #: Event-sourced with ``event_types``: name → decoder of the fields, and class → name.
     event_decoders: dict[str, _codec.Decoder]
     event_names: dict[type, str]
+    subscriptions: list[Subscription]
+    events_topic: str | None
 
     @property
     def commands(self) -> list[str]:
@@ -181,6 +230,12 @@ def _compile(cls: type) -> Model:
         if not _codec._is_int(snapshot_every) or not 0 <= snapshot_every < 2**32:
             raise TypeError(f"{name}.snapshot_every must be an integer in 0..2^32")
         event_decoders, event_names = _event_types(cls)
+    events_topic = getattr(cls, "events_topic", None)
+    if events_topic is not None:
+        if not is_event_sourced:
+            raise TypeError(f"{name}.events_topic: a value entity has no events")
+        if not is_name(events_topic):
+            raise TypeError(f"{name}.events_topic must be a topic name (1-256 bytes, no `/`)")
     return Model(
         cls=cls,
         kind=VALUE if is_value else EVENT_SOURCED,
@@ -189,6 +244,8 @@ def _compile(cls: type) -> Model:
         decode_state=decode_state,
         event_decoders=event_decoders,
         event_names=event_names,
+        subscriptions=_subscriptions(cls, handlers),
+        events_topic=events_topic,
     )
 
 
@@ -257,6 +314,25 @@ def _handler(name: str, attr: str, method: Callable[..., Any], where: str) -> Ha
             default = p.default
         params.append((p.name, is_context, p.kind is inspect.Parameter.KEYWORD_ONLY))
     return Handler(name=name, method=attr, params=tuple(params), decode=decode, default=default)
+
+
+def _subscriptions(cls: type, handlers: dict[str, Handler]) -> list[Subscription]:
+    declared = getattr(cls, "subscriptions", ())
+    if isinstance(declared, (str, Subscription)) or not isinstance(declared, Sequence):
+        raise TypeError(f"{cls.__qualname__}.subscriptions must be a list of cella.subscribe(...)")
+    for subscription in declared:
+        if not isinstance(subscription, Subscription):
+            raise TypeError(
+                f"{cls.__qualname__}.subscriptions: {subscription!r:.60} is not made by "
+                "cella.subscribe(...)"
+            )
+        if subscription.command not in handlers:
+            raise TypeError(
+                f"{cls.__qualname__}.subscriptions: the subscription to topic "
+                f"`{subscription.topic}` names the command `{subscription.command}`, which "
+                f"{cls.__qualname__} does not have"
+            )
+    return list(declared)
 
 
 def _lower_camel(name: str) -> str:

@@ -32,7 +32,11 @@ class Glue:
     def __init__(self, model: Model) -> None:
         self.model = model
         self._descriptor = Descriptor(
-            kind=model.kind, commands=model.commands, snapshot_every=model.snapshot_every
+            kind=model.kind,
+            commands=model.commands,
+            snapshot_every=model.snapshot_every,
+            subscriptions=list(model.subscriptions),
+            events_topic=model.events_topic,
         )
 
     @property

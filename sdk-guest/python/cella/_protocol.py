@@ -4,9 +4,12 @@ them directly, so unit tests run the same code as a component without building o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
+    "Broadcast",
     "Call",
     "Cancel",
     "Descriptor",
@@ -16,12 +19,39 @@ __all__ = [
     "Outcome",
     "Publication",
     "ReplyRoute",
+    "Subscription",
     "Timer",
+    "TopicMessage",
 ]
 
 #: The ``entity-kind`` names.
 VALUE = "value"
 EVENT_SOURCED = "event-sourced"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """Entities of the type receive the messages of ``topic`` as the command ``command`` (the
+    payload is the message). Which entity receives a message is said by exactly one of ``key``,
+    a JSON pointer (RFC 6901) into the message naming the entity (a string or number there; an
+    array of them names one entity per element), and ``fixed_key``, always that one entity.
+    Made by :func:`cella.subscribe`."""
+
+    topic: str
+    command: str
+    key: str | None = None
+    fixed_key: str | None = None
+
+    def keys_of(self, message: Any) -> list[str]:
+        """The keys of the entities that receive ``message`` (JSON data), as the host picks
+        them; ``[]`` when the message has no usable key there (the host does not deliver it)."""
+        if self.fixed_key is not None:
+            return [self.fixed_key]
+        found, at = _pointer(message, self.key or "")
+        if not found:
+            return []
+        keys = [_key(item) for item in (at if isinstance(at, list) else [at])]
+        return [] if None in keys else [key for key in keys if key is not None]
 
 
 @dataclass(frozen=True)
@@ -31,6 +61,18 @@ class Descriptor:
     kind: str
     commands: list[str]
     snapshot_every: int = 0
+    subscriptions: list[Subscription] = field(default_factory=list)
+    #: Event-sourced: the topic every persisted event is published to.
+    events_topic: str | None = None
+
+
+@dataclass(frozen=True)
+class TopicMessage:
+    """Where a message delivered to a subscriber comes from: its ``topic`` and its ``offset``
+    there (1 for the first message ever published to the topic)."""
+
+    topic: str
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -48,6 +90,8 @@ class HostContext:
     correlation: str | None = None
     #: Set when a timer fired the command: the timer's name.
     timer: str | None = None
+    #: Set when the command delivers a message of a topic the type subscribes to.
+    message: TopicMessage | None = None
 
 
 @dataclass(frozen=True)
@@ -96,7 +140,17 @@ class Cancel:
     name: str
 
 
-Effect = Call | Publication | Timer | Cancel
+@dataclass(frozen=True)
+class Broadcast:
+    """``command`` with ``payload`` (JSON text) to every entity of ``entity_type`` that exists
+    when the host carries it out."""
+
+    entity_type: str
+    command: str
+    payload: str
+
+
+Effect = Call | Publication | Timer | Cancel | Broadcast
 
 
 @dataclass
@@ -108,6 +162,49 @@ class Outcome:
     reply: str = "null"
     forward: Call | None = None
     effects: list[Effect] = field(default_factory=list)
+
+
+def is_name(name: Any) -> bool:
+    """Whether ``name`` is a valid entity key, topic or command name for the host: 1 to 256
+    bytes of UTF-8, no ``/`` and no control character."""
+    return (
+        isinstance(name, str)
+        and 0 < len(name.encode("utf-8", "surrogatepass")) <= 256
+        and not any(c == "/" or ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in name)
+    )
+
+
+def _key(value: Any) -> str | None:
+    """A subscriber key from the message: a string, or a number as JSON writes it."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        value = json.dumps(value)
+    return value if is_name(value) else None
+
+
+def _pointer(document: Any, pointer: str) -> tuple[bool, Any]:
+    """Resolves the JSON pointer ``pointer`` (RFC 6901) in ``document``: ``(found, value)``."""
+    if pointer == "":
+        return True, document
+    if not pointer.startswith("/"):
+        return False, None
+    at = document
+    for token in pointer[1:].split("/"):
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(at, dict) and token in at:
+            at = at[token]
+        elif (
+            isinstance(at, list)
+            and token.isascii()
+            and token.isdigit()
+            and (token == "0" or not token.startswith("0"))
+            and int(token) < len(at)
+        ):
+            at = at[int(token)]
+        else:
+            return False, None
+    return True, at
 
 
 class GuestError(Exception):

@@ -21,6 +21,11 @@ entity, running commands through the same glue a component runs, against an in-m
             with self.assertRaisesRegex(cella.Rejected, "overflows"):
                 kit.handle("add", cella.INT64_MAX)
             self.assertEqual(kit.sequence, 1)
+
+Topics: :meth:`TestKit.deliver` runs a message of a topic the entity subscribes to through the
+subscription's command (with ``ctx.message`` set), :attr:`TestKit.subscriptions` and
+:attr:`TestKit.events_topic` are what the entity declares, and ``kit.last.effects`` records
+:class:`Publish` and :class:`Broadcast` effects like the others.
 """
 
 from __future__ import annotations
@@ -33,8 +38,19 @@ from . import _codec
 from . import _protocol as protocol
 from ._entity import model
 from ._glue import Glue
+from ._protocol import Subscription, TopicMessage
 
-__all__ = ["Call", "Cancel", "Effect", "Handled", "Publish", "Schedule", "TestKit"]
+__all__ = [
+    "Broadcast",
+    "Call",
+    "Cancel",
+    "Effect",
+    "Handled",
+    "Publish",
+    "Schedule",
+    "TestKit",
+    "TopicMessage",
+]
 
 E = TypeVar("E")
 
@@ -81,7 +97,16 @@ class Cancel:
     name: str
 
 
-Effect = Call | Publish | Schedule | Cancel
+@dataclass(frozen=True)
+class Broadcast:
+    """:meth:`~cella.Context.broadcast`."""
+
+    entity_type: str
+    command: str
+    payload: Any
+
+
+Effect = Call | Publish | Schedule | Cancel | Broadcast
 
 
 @dataclass(frozen=True)
@@ -135,6 +160,7 @@ class TestKit(Generic[E]):
         self._commands_run = 0
         self._events: list[Any] = []
         self._last: Handled | None = None
+        self._offsets: dict[str, int] = {}
 
     def set_time(self, timestamp_ms: int) -> None:
         """Sets the time the next commands see (:attr:`cella.Context.timestamp_ms`)."""
@@ -150,6 +176,41 @@ class TestKit(Generic[E]):
         """The snapshot interval the entity declares (0 = the host's default)."""
         return self._glue.describe().snapshot_every
 
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The subscriptions the entity declares, in order (see :func:`cella.subscribe`)."""
+        return list(self._glue.describe().subscriptions)
+
+    @property
+    def events_topic(self) -> str | None:
+        """The topic the entity's events are published to, if it declares one."""
+        return self._glue.describe().events_topic
+
+    def deliver(
+        self, topic: str, message: Any, *, offset: int | None = None, command: str | None = None
+    ) -> Any:
+        """Delivers ``message`` (JSON data or dataclasses) of ``topic`` to this entity as the
+        host does: runs the command of the entity's subscription to ``topic`` with the message
+        as payload and ``ctx.message`` set to the topic and ``offset`` (by default one more
+        than the last offset delivered of that topic by this kit, starting at 1), and returns
+        its reply. ``command`` picks the subscription when there are several to the topic.
+        Whether the message's key names this entity is not checked (see
+        :meth:`~cella.Subscription.keys_of`). Raises ``TypeError`` when the entity has no
+        such subscription."""
+        chosen = [
+            s
+            for s in self._glue.describe().subscriptions
+            if s.topic == topic and (command is None or s.command == command)
+        ]
+        if not chosen:
+            raise TypeError(f"the entity has no subscription to topic `{topic}`")
+        if len({s.command for s in chosen}) > 1:
+            raise TypeError(f"the entity subscribes to `{topic}` more than once: give command=")
+        if offset is None:
+            offset = self._offsets.get(topic, 0) + 1
+        self._offsets[topic] = offset
+        return self.handle(chosen[0].command, message, message=TopicMessage(topic, offset))
+
     def handle(
         self,
         command: str,
@@ -157,6 +218,7 @@ class TestKit(Generic[E]):
         *,
         correlation: str | None = None,
         timer: str | None = None,
+        message: TopicMessage | None = None,
     ) -> Any:
         """Runs ``command`` with ``payload`` (JSON data or dataclasses; ``None`` for none) and
         returns its reply as JSON data. Raises the command's failure.
@@ -164,7 +226,8 @@ class TestKit(Generic[E]):
         ``correlation`` runs the command as the reply route of a call (``ctx.correlation``; the
         payload is then the outcome, e.g. ``CallReply(ok=...)`` or
         ``CallReply(error=CallError("rejected", "..."))``); ``timer`` as fired by that timer
-        (``ctx.timer``)."""
+        (``ctx.timer``); ``message`` as the delivery of a topic message
+        (``ctx.message``; :meth:`deliver` is the shorthand)."""
         self._last = None
         self._commands_run += 1
         n = self._commands_run
@@ -178,6 +241,7 @@ class TestKit(Generic[E]):
             sequence=self._sequence,
             correlation=correlation,
             timer=timer,
+            message=message,
         )
         outcome = self._glue.handle(host, self._state, _codec.dumps(payload))
         reply = _parse("reply", outcome.reply)
@@ -299,6 +363,12 @@ def _effect(effect: protocol.Effect) -> Effect:
         return Publish(topic=effect.topic, payload=_parse("publication payload", effect.payload))
     if isinstance(effect, protocol.Cancel):
         return Cancel(name=effect.name)
+    if isinstance(effect, protocol.Broadcast):
+        return Broadcast(
+            entity_type=effect.entity_type,
+            command=effect.command,
+            payload=_parse("broadcast payload", effect.payload),
+        )
     return Schedule(
         name=effect.name,
         delay_ms=effect.delay_ms,

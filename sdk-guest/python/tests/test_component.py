@@ -49,7 +49,11 @@ class ComponentTest(unittest.TestCase):
         cls.tmp.cleanup()
 
     def context(
-        self, command: str, correlation: str | None = None, timer: str | None = None
+        self,
+        command: str,
+        correlation: str | None = None,
+        timer: str | None = None,
+        message: Any = None,
     ) -> Any:
         return self.wit.Context(
             entity_type="t",
@@ -61,6 +65,7 @@ class ComponentTest(unittest.TestCase):
             sequence=0,
             correlation=correlation,
             timer=timer,
+            message=message,
         )
 
     def failure(self, entity: Any, command: str, payload: str) -> Any:
@@ -78,8 +83,16 @@ class ComponentTest(unittest.TestCase):
             entity.describe(),
             wit.Descriptor(
                 kind=wit.EntityKind.VALUE,
-                commands=["process", "get", "context", "on-reply"],
+                commands=["process", "get", "context", "on-reply", "on-message"],
                 snapshot_every=0,
+                subscriptions=[
+                    wit.Subscription(
+                        topic="tck-news",
+                        command="on-message",
+                        key=wit.SubscriberKey_Pointer("/to"),
+                    )
+                ],
+                events_topic=None,
             ),
         )
         target = '{"type": "a", "key": "b", "command": "c", "payload": 1}'
@@ -90,7 +103,8 @@ class ComponentTest(unittest.TestCase):
             ' {"call": {"type": "a", "key": "b", "command": "c", "payload": 1,'
             ' "replyTo": {"command": "on-reply", "correlation": "t1"}}},'
             ' {"schedule": {"name": "r", "delayMs": 0, "command": "get", "everyMs": 10}},'
-            ' {"cancel": "n"}]}'
+            ' {"cancel": "n"},'
+            ' {"broadcast": {"type": "a", "command": "c", "payload": [3]}}]}'
         )
         outcome = entity.handle(self.context("process"), None, actions)
         address = wit.Address(entity_type="a", key="b")
@@ -118,6 +132,9 @@ class ComponentTest(unittest.TestCase):
                         wit.Timer(name="r", delay_ms=0, command="get", payload="null", every_ms=10)
                     ),
                     wit.Effect_Cancel("n"),
+                    wit.Effect_Broadcast(
+                        wit.Broadcast(entity_type="a", command="c", payload="[3]")
+                    ),
                 ],
             ),
         )
@@ -126,6 +143,14 @@ class ComponentTest(unittest.TestCase):
         )
         self.assertEqual(replied.state, b'{"value":"xt1:ok:y;"}')
         self.assertIsInstance(self.failure(entity, "on-reply", '{"ok": 1}'), wit.Failure_BadRequest)
+        delivered = entity.handle(
+            self.context("on-message", message=wit.TopicMessage(topic="tck-news", offset=7)),
+            b'{"value":"x"}',
+            '{"to": "k", "text": "hi"}',
+        )
+        self.assertEqual(delivered.state, b'{"value":"xtck-news@7:hi;"}')
+        message = '{"to": "k", "text": "hi"}'
+        self.assertIsInstance(self.failure(entity, "on-message", message), wit.Failure_BadRequest)
         reply = entity.handle(self.context("context"), b'{"value":"x"}', "")
         self.assertIsNone(reply.state)
         self.assertIn('"randomSeed":18446744073709551615', reply.reply)
@@ -152,6 +177,18 @@ class ComponentTest(unittest.TestCase):
         entity = cella.export(_support.load_example("shopping_cart").ShoppingCart)()
         wit = self.wit
         self.assertEqual(entity.describe().kind, wit.EntityKind.EVENT_SOURCED)
+        self.assertEqual(entity.describe().events_topic, "cart-events")
+        self.assertEqual(entity.describe().subscriptions, [])
+        events = cella.export(_support.load_example("tck_events").TckEvents)()
+        self.assertEqual(
+            events.describe().subscriptions,
+            [
+                wit.Subscription(
+                    topic="tck-news", command="on-message", key=wit.SubscriberKey_Fixed("all")
+                )
+            ],
+        )
+        self.assertEqual(events.describe().events_topic, "tck-events-log")
         item = '{"productId": "p", "name": "P", "quantity": 2}'
         outcome = entity.handle(self.context("add-item"), None, item)
         event = b'{"itemAdded":{"item":{"productId":"p","name":"P","quantity":2}}}'

@@ -10,7 +10,7 @@ from typing import Any
 import _support
 
 import cella
-from cella.testing import Call, Cancel, Publish, Schedule, TestKit
+from cella.testing import Broadcast, Call, Cancel, Publish, Schedule, TestKit, TopicMessage
 
 counter = _support.load_example("counter")
 cart = _support.load_example("shopping_cart")
@@ -77,6 +77,10 @@ class ShoppingCartTest(unittest.TestCase):
 
     def test_declares_its_commands(self) -> None:
         self.assertEqual(self.kit.commands, ["add-item", "remove-item", "get-cart"])
+
+    def test_publishes_its_events_to_cart_events(self) -> None:
+        self.assertEqual(self.kit.events_topic, "cart-events")
+        self.assertEqual(self.kit.subscriptions, [])
 
     def test_a_new_cart_is_empty(self) -> None:
         self.assertEqual(self.cart(), {"items": []})
@@ -246,6 +250,8 @@ class Shared:
                 {"schedule": {"name": "r", "delayMs": 0, "command": "get", "everyMs": 100}},
                 {"schedule": {"name": "s", "delayMs": 1, "command": "get", "everyMs": None}},
                 {"cancel": "n"},
+                {"broadcast": {"type": "tck-events", "command": "get", "payload": {"b": 2}}},
+                {"broadcast": {"type": "tck-value", "command": "get"}},
             )
             last = self.kit.last
             assert last is not None
@@ -261,6 +267,8 @@ class Shared:
                     Schedule("r", 0, "get", None, every_ms=100),
                     Schedule("s", 1, "get", None),
                     Cancel("n"),
+                    Broadcast("tck-events", "get", {"b": 2}),
+                    Broadcast("tck-value", "get", None),
                 ],
             )
             self.assertFalse(last.persisted)
@@ -301,6 +309,10 @@ class Shared:
                 {"actions": [{"call": {**target(), "replyTo": {"command": "on-reply"}}}]},
                 {"actions": [{"call": {**target(), "replyTo": {"correlation": "c"}}}]},
                 {"actions": [{"append": 1}]},
+                {"actions": [{"broadcast": "tck-value"}]},
+                {"actions": [{"broadcast": {"type": "tck-value"}}]},
+                {"actions": [{"broadcast": {"type": "tck-value", "command": 1}}]},
+                {"actions": [{"broadcast": {"key": "k", "command": "get"}}]},
                 # Checked before anything runs: a fail first does not hide a bad action after it.
                 {"actions": [{"fail": "x"}, {"explode": 1}]},
             ]
@@ -332,6 +344,34 @@ class Shared:
             with self.assertRaises(cella.UnknownCommand):
                 self.kit.handle("update")
 
+        def test_on_message_appends_topic_offset_and_text(self) -> None:
+            self.process({self.CHANGE: "v:"})
+            value = "v:"
+            for message, entry in [
+                ({"to": "k1", "text": "hello"}, "tck-news@1:hello;"),
+                ({"to": ["k1", "k2"], "text": ""}, "tck-news@2:;"),
+                ({"to": 7, "text": "a;b@c"}, "tck-news@3:a;b@c;"),
+            ]:
+                value += entry
+                with self.subTest(message=message):
+                    self.assertEqual(self.kit.deliver("tck-news", message), {"value": value})
+                    self.assertEqual(self.kit.handle("get"), {"value": value})
+            reply = self.kit.handle(
+                "on-message", {"text": "x"}, message=TopicMessage("other", 2**53 + 1)
+            )
+            self.assertEqual(reply, {"value": value + f"other@{2**53 + 1}:x;"})
+            self.assertEqual(self.kit.sequence, 5)
+
+        def test_on_message_bad_requests(self) -> None:
+            payloads: list[Any] = [None, "hi", {"to": "k1"}, {"to": "k1", "text": 1}, []]
+            for payload in payloads:
+                with self.subTest(payload=payload), self.assertRaises(cella.BadRequest):
+                    self.kit.deliver("tck-news", payload)
+            # Not the delivery of a topic message.
+            with self.assertRaises(cella.BadRequest):
+                self.kit.handle("on-message", {"to": "k1", "text": "x"})
+            self.assertEqual(self.kit.sequence, 0)
+
         def expected_ab(self) -> dict:
             return {"value": "ab"} if self.CHANGE == "emit" else {"value": "b"}
 
@@ -344,7 +384,18 @@ class TckValueTest(Shared.TckModelTests):
     ENTITY = tck_value.TckValue
     CHANGE = "update"
     OTHER = "emit"
-    COMMANDS = ["process", "get", "context", "on-reply"]
+    COMMANDS = ["process", "get", "context", "on-reply", "on-message"]
+
+    def test_subscribes_to_tck_news_by_to(self) -> None:
+        self.assertEqual(
+            self.kit.subscriptions,
+            [cella.Subscription("tck-news", "on-message", key="/to")],
+        )
+        self.assertIsNone(self.kit.events_topic)
+        subscription = self.kit.subscriptions[0]
+        self.assertEqual(subscription.keys_of({"to": "a", "text": ""}), ["a"])
+        self.assertEqual(subscription.keys_of({"to": ["a", 7]}), ["a", "7"])
+        self.assertEqual(subscription.keys_of({"text": "no one"}), [])
 
     def test_append(self) -> None:
         self.assertEqual(self.process({"append": "a"}, {"append": "b"}), {"value": "ab"})
@@ -402,7 +453,26 @@ class TckEventsTest(Shared.TckModelTests):
     ENTITY = tck_events.TckEvents
     CHANGE = "emit"
     OTHER = "update"
-    COMMANDS = ["process", "get", "context"]
+    COMMANDS = ["process", "get", "context", "on-message"]
+
+    def test_subscribes_to_tck_news_as_all_and_publishes_its_events(self) -> None:
+        self.assertEqual(
+            self.kit.subscriptions,
+            [cella.Subscription("tck-news", "on-message", fixed_key="all")],
+        )
+        self.assertEqual(self.kit.subscriptions[0].keys_of({"to": "k1"}), ["all"])
+        self.assertEqual(self.kit.events_topic, "tck-events-log")
+
+    def test_on_message_emits_an_event(self) -> None:
+        self.process({"emit": "a"})
+        self.assertEqual(
+            self.kit.deliver("tck-news", {"text": "t"}, offset=9), {"value": "atck-news@9:t;"}
+        )
+        assert self.kit.last is not None
+        self.assertEqual(self.kit.last.events, [{"appended": "tck-news@9:t;"}])
+        self.assertEqual(
+            self.kit.deliver("tck-news", {"text": "u"}), {"value": "atck-news@9:t;tck-news@10:u;"}
+        )
 
     def test_append_and_on_reply_are_the_value_models(self) -> None:
         with self.assertRaises(cella.BadRequest):

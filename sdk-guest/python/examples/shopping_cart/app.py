@@ -1,6 +1,7 @@
 """Example event-sourced entity: the canonical shopping cart. ``add-item`` adds a quantity of a
 product (to the existing line if the product is already in the cart), ``remove-item`` removes a
-product's line, and ``get-cart`` replies the lines in the order they were first added."""
+product's line, and ``get-cart`` replies the lines in the order they were first added. Its
+events are published to the topic ``cart-events``."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ class ShoppingCart(cella.EventSourcedEntity):
     items: list[LineItem] = field(default_factory=list)
 
     event_types = (ItemAdded, ItemRemoved)
+    events_topic = "cart-events"
 
     def line(self, product_id: str) -> LineItem | None:
         return next((item for item in self.items if item.product_id == product_id), None)

@@ -1,7 +1,9 @@
 """The TCK's event-sourced model (``tck-events``, see tests/tck/SPEC.md): ``process`` runs a
-list of actions (emit, fail, forward, call, publish, schedule, cancel) against the state
-``{"value": "<string>"}``, whose events are ``{"appended": "<string>"}``; ``get`` replies the
-state; ``context`` replies the command context."""
+list of actions (emit, fail, forward, call, publish, schedule, cancel, broadcast) against the
+state ``{"value": "<string>"}``, whose events are ``{"appended": "<string>"}``; ``get`` replies
+the state; ``context`` replies the command context; ``on-message`` is the subscriber of topic
+``tck-news`` (the one entity ``all``), emitting ``T@O:S;`` for each message. Its events are
+published to ``tck-events-log``."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ Action = tuple[str, Any]
 @dataclass
 class TckEvents(cella.EventSourcedEntity):
     value: str = ""
+
+    subscriptions = [cella.subscribe("tck-news", command="on-message", fixed_key="all")]
+    events_topic = "tck-events-log"
 
     @cella.command
     def process(self, payload: Any, ctx: EventContext) -> dict[str, Any]:
@@ -37,12 +42,28 @@ class TckEvents(cella.EventSourcedEntity):
     def context(self, ctx: EventContext) -> dict[str, Any]:
         return context_reply(ctx)
 
+    @cella.command
+    def on_message(self, message: Any, ctx: EventContext) -> dict[str, Any]:
+        entry = message_entry(message, ctx)
+        ctx.emit({"appended": entry})
+        return {"value": self.value + entry}
+
     def apply(self, event: Any) -> None:
         match event:
             case {"appended": str(text)}:
                 self.value += text
             case _:
                 raise ValueError(f"unknown event {event!r}")
+
+
+def message_entry(message: Any, ctx: Context) -> str:
+    """``T@O:S;`` for the message ``{"to": ..., "text": S}`` of topic T at offset O."""
+    delivered = ctx.message
+    if delivered is None:
+        raise BadRequest("command `on-message`: not the delivery of a topic message")
+    if not isinstance(message, dict) or not isinstance(message.get("text"), str):
+        raise BadRequest('command `on-message`: expected {"to": ..., "text": <string>}')
+    return f"{delivered.topic}@{delivered.offset}:{message['text']};"
 
 
 def context_reply(ctx: Context) -> dict[str, Any]:
@@ -59,7 +80,8 @@ def context_reply(ctx: Context) -> dict[str, Any]:
 
 
 def run_common(action: str, argument: Any, ctx: Context) -> None:
-    """Runs an action both models share: fail, forward, call, publish, schedule, cancel."""
+    """Runs an action both models share: fail, forward, call, publish, schedule, cancel,
+    broadcast."""
     if action == "fail":
         reject(argument)
     elif action == "forward":
@@ -89,6 +111,8 @@ def run_common(action: str, argument: Any, ctx: Context) -> None:
         )
     elif action == "cancel":
         ctx.cancel(argument)
+    elif action == "broadcast":
+        ctx.broadcast(argument["type"], argument["command"], argument["payload"])
 
 
 #: The fields of each action with an object argument: name → (required string fields, integer
@@ -99,6 +123,7 @@ OBJECT_ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...
     "call": (("type", "key", "command"), (), ()),
     "publish": (("topic",), (), ()),
     "schedule": (("name", "command"), ("delayMs",), ("everyMs",)),
+    "broadcast": (("type", "command"), (), ()),
 }
 
 #: The actions whose argument is a string, besides the model's state-changing ones.

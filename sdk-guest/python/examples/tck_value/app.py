@@ -1,7 +1,9 @@
 """The TCK's value model (``tck-value``, see tests/tck/SPEC.md): ``process`` runs a list of
-actions (update, append, fail, forward, call, publish, schedule, cancel) against the state
-``{"value": "<string>"}``; ``get`` replies the state; ``context`` replies the command context;
-``on-reply`` is the reply route of calls, appending their outcomes to the state."""
+actions (update, append, fail, forward, call, publish, schedule, cancel, broadcast) against the
+state ``{"value": "<string>"}``; ``get`` replies the state; ``context`` replies the command
+context; ``on-reply`` is the reply route of calls, appending their outcomes to the state;
+``on-message`` is the subscriber of topic ``tck-news`` (the entities the message's ``to``
+names), appending ``T@O:S;`` for each message."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ Action = tuple[str, Any]
 @dataclass
 class TckValue(cella.ValueEntity):
     value: str = ""
+
+    subscriptions = [cella.subscribe("tck-news", command="on-message", key="/to")]
 
     @cella.command
     def process(self, payload: Any, ctx: Context) -> dict[str, Any]:
@@ -50,6 +54,21 @@ class TckValue(cella.ValueEntity):
             self.value += f"{correlation}:ok:{text if isinstance(text, str) else ''};"
         return {"value": self.value}
 
+    @cella.command
+    def on_message(self, message: Any, ctx: Context) -> dict[str, Any]:
+        self.value += message_entry(message, ctx)
+        return {"value": self.value}
+
+
+def message_entry(message: Any, ctx: Context) -> str:
+    """``T@O:S;`` for the message ``{"to": ..., "text": S}`` of topic T at offset O."""
+    delivered = ctx.message
+    if delivered is None:
+        raise BadRequest("command `on-message`: not the delivery of a topic message")
+    if not isinstance(message, dict) or not isinstance(message.get("text"), str):
+        raise BadRequest('command `on-message`: expected {"to": ..., "text": <string>}')
+    return f"{delivered.topic}@{delivered.offset}:{message['text']};"
+
 
 def context_reply(ctx: Context) -> dict[str, Any]:
     """The command context as the TCK expects it."""
@@ -65,7 +84,8 @@ def context_reply(ctx: Context) -> dict[str, Any]:
 
 
 def run_common(action: str, argument: Any, ctx: Context) -> None:
-    """Runs an action both models share: fail, forward, call, publish, schedule, cancel."""
+    """Runs an action both models share: fail, forward, call, publish, schedule, cancel,
+    broadcast."""
     if action == "fail":
         reject(argument)
     elif action == "forward":
@@ -95,6 +115,8 @@ def run_common(action: str, argument: Any, ctx: Context) -> None:
         )
     elif action == "cancel":
         ctx.cancel(argument)
+    elif action == "broadcast":
+        ctx.broadcast(argument["type"], argument["command"], argument["payload"])
 
 
 #: The fields of each action with an object argument: name → (required string fields, integer
@@ -105,6 +127,7 @@ OBJECT_ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...
     "call": (("type", "key", "command"), (), ()),
     "publish": (("topic",), (), ()),
     "schedule": (("name", "command"), ("delayMs",), ("everyMs",)),
+    "broadcast": (("type", "command"), (), ()),
 }
 
 #: The actions whose argument is a string, besides the model's state-changing ones.
