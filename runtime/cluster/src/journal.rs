@@ -125,6 +125,15 @@ impl Journal for ClusterJournal {
         self.cluster.barrier(self.cluster.group_of(id))
     }
 
+    fn keys(
+        &self,
+        entity_type: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> cella_core::Result<Vec<String>> {
+        Ok(self.store.entity_keys(entity_type, after, limit)?)
+    }
+
     fn rows(
         &self,
         id: &EntityId,

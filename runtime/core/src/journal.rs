@@ -121,4 +121,8 @@ pub trait Journal: Send + Sync + 'static {
 
     /// One row of the entity, as of everything applied on this node.
     fn row(&self, id: &EntityId, table: RowTable, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Keys of the entities of `entity_type` that have a journal on this node, in key order,
+    /// after `after` (exclusive), at most `limit` of them.
+    fn keys(&self, entity_type: &str, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
 }

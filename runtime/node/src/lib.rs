@@ -12,6 +12,7 @@ pub mod node;
 pub mod registry;
 pub mod replay;
 pub mod routing;
+pub mod topics;
 
 pub use error::{Error, Result};
 pub use node::{Node, NodeHandle, NodeOptions};

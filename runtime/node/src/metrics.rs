@@ -21,6 +21,8 @@ use std::{
     time::Duration,
 };
 
+pub use crate::topics::metrics::TopicMetrics;
+
 use prometheus_client::{
     encoding::{EncodeMetric, MetricEncoder, NoLabelSet, text},
     metrics::{
@@ -59,6 +61,8 @@ pub struct Metrics {
     forwarded: Counter,
     /// Effects: see [`EffectMetrics`].
     pub effects: EffectMetrics,
+    /// Topics: see [`TopicMetrics`].
+    pub topics: TopicMetrics,
 }
 
 /// The effect dispatcher's metrics.
@@ -175,8 +179,11 @@ impl Default for Metrics {
             "How late durable timers fire, from their due time to their command's start.",
             effects.timer_lag.clone(),
         );
+        let topics = TopicMetrics::default();
+        topics.register(&mut registry);
         Self {
             effects,
+            topics,
             registry,
             commands,
             latency,

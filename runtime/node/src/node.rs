@@ -184,6 +184,11 @@ impl Node {
         );
         if let Some(cluster) = &cluster {
             entities = entities.with_forwarder(crate::routing::forwarder(cluster));
+            let placement = cluster.placement();
+            entities = entities.with_partitions(
+                Arc::new(move |id| placement.partition(id)),
+                placement.groups().collect(),
+            );
         }
         let (notices_tx, notices) = tokio::sync::mpsc::unbounded_channel();
         entities = entities.with_notices(notices_tx);

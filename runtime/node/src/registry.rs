@@ -235,6 +235,11 @@ impl Registry {
     /// Validates, compiles, persists and activates a new version of `entity_type`.
     pub async fn deploy(&self, entity_type: &str, wasm: &[u8]) -> Result<Deployed> {
         validate_name("entity type", entity_type).map_err(|e| Error::BadRequest(e.to_string()))?;
+        if entity_type.starts_with('$') {
+            return Err(Error::BadRequest(format!(
+                "entity types starting with `$` are the node's own (`{entity_type}`); choose another name"
+            )));
+        }
         self.check_module_leader()?;
         let _guard = self.admin.lock().await;
         let digest = digest_of(wasm);

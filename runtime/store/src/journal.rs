@@ -62,6 +62,15 @@ impl Journal for Store {
             .collect())
     }
 
+    fn keys(
+        &self,
+        entity_type: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> cella_core::Result<Vec<String>> {
+        Ok(self.entity_keys(entity_type, after, limit)?)
+    }
+
     fn rows(
         &self,
         id: &EntityId,

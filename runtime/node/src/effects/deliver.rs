@@ -18,7 +18,7 @@ use crate::{
 const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What one attempt gave.
-pub(super) enum Attempt {
+pub(crate) enum Attempt {
     /// The command's final outcome.
     Done(Recorded),
     /// Try again later (no leader, unreachable, storage): why.
@@ -40,6 +40,10 @@ pub(crate) fn delivery_path(target: &EntityId, command: &str, invocation: &Invoc
     if let Some(c) = &invocation.correlation {
         query.append_pair("correlation", c);
     }
+    if let Some(m) = &invocation.message {
+        query.append_pair("topic", &m.topic);
+        query.append_pair("offset", &m.offset.to_string());
+    }
     let query = query.finish();
     if !query.is_empty() {
         path.push('?');
@@ -51,18 +55,24 @@ pub(crate) fn delivery_path(target: &EntityId, command: &str, invocation: &Invoc
 /// The invocation a forwarded command's query carries (see [`delivery_path`]).
 pub(crate) fn invocation_of_query(query: &str) -> Invocation {
     let mut invocation = Invocation::default();
+    let (mut topic, mut offset) = (None, None);
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         match name.as_ref() {
             "request" => invocation.request_id = Some(value.into_owned()),
             "correlation" => invocation.correlation = Some(value.into_owned()),
+            "topic" => topic = Some(value.into_owned()),
+            "offset" => offset = value.parse().ok(),
             _ => {}
         }
+    }
+    if let (Some(topic), Some(offset)) = (topic, offset) {
+        invocation.message = Some(cella_host::TopicMessage { topic, offset });
     }
     invocation
 }
 
 /// Runs `command` at `target` once.
-pub(super) async fn attempt(
+pub(crate) async fn attempt(
     node: &Node,
     target: &EntityId,
     command: &str,
@@ -163,6 +173,10 @@ mod tests {
             request_id: Some("e/a/b c/1.0".into()),
             correlation: Some("x&y=z".into()),
             timer: None,
+            message: Some(cella_host::TopicMessage {
+                topic: "news/&".into(),
+                offset: 7,
+            }),
         };
         let path = delivery_path(&EntityId::new("t", "k/1"), "go", &invocation);
         let (path, query) = path.split_once('?').unwrap();

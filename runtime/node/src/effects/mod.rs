@@ -32,15 +32,16 @@ use std::{
 };
 
 use cella_core::{
-    EntityId, OUTBOX_PREFIX, OutboxItem, Processed, RowTable, TimerRow, Write, decode,
+    EntityId, OUTBOX_PREFIX, OutboxItem, Processed, RowTable, TIMER_PREFIX, TimerRow, Write, decode,
 };
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-pub(crate) use self::deliver::{delivery_path, invocation_of_query};
-use self::{deliver::Attempt, timers::TimerQueue};
+pub(crate) use self::deliver::{Attempt, attempt, delivery_path, invocation_of_query};
+use self::timers::TimerQueue;
 use crate::{
     entities::{Invocation, Notice},
     node::Node,
+    topics::Topics,
 };
 
 /// Tunables of the effect dispatcher.
@@ -64,6 +65,8 @@ impl Default for EffectOptions {
 
 /// How often leadership is checked for partitions newly led here.
 const LEADERSHIP_POLL: Duration = Duration::from_millis(200);
+/// Every how many leadership polls the topic consumers are reconciled with the subscriptions.
+const RECONCILE_EVERY: u64 = 10;
 /// How often expired request ids are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
@@ -77,6 +80,8 @@ pub(crate) struct Dispatcher {
     lanes: Mutex<HashMap<u64, Arc<Semaphore>>>,
     timers: Mutex<TimerQueue>,
     timers_changed: Notify,
+    /// The topic consumers led here.
+    topics: Arc<Topics>,
 }
 
 /// Starts the dispatcher of `node`, fed by `notices`; it ends when the node is dropped.
@@ -92,6 +97,7 @@ pub(crate) fn start(
         lanes: Mutex::default(),
         timers: Mutex::default(),
         timers_changed: Notify::new(),
+        topics: Topics::new(Arc::downgrade(node)),
     });
     tokio::spawn(dispatcher.clone().receive(notices));
     tokio::spawn(dispatcher.clone().watch_leadership());
@@ -117,6 +123,10 @@ impl Dispatcher {
                 Notice::Timer { id, timer } => self.set_timer(id, timer),
                 Notice::TimerGone { id, name } => {
                     lock(&self.timers).remove(&id, &name);
+                }
+                Notice::Published { topic, .. } => {
+                    let topics = self.topics.clone();
+                    tokio::spawn(async move { topics.published(&topic).await });
                 }
             }
         }
@@ -188,7 +198,7 @@ impl Dispatcher {
             let reply = Invocation {
                 request_id: Some(item.reply_request_id()),
                 correlation: Some(route.correlation.clone()),
-                timer: None,
+                ..Invocation::default()
             };
             let payload = outcome.envelope();
             loop {
@@ -268,6 +278,7 @@ impl Dispatcher {
     async fn watch_leadership(self: Arc<Self>) {
         let mut led: HashMap<u64, (u64, u64)> = HashMap::new();
         let mut last_sweep = tokio::time::Instant::now();
+        let mut polls: u64 = 0;
         loop {
             let Some(node) = self.node.upgrade() else {
                 return;
@@ -297,6 +308,12 @@ impl Dispatcher {
                         led.remove(&group);
                     }
                 }
+            }
+            polls += 1;
+            if polls.is_multiple_of(RECONCILE_EVERY) {
+                // Subscriptions of types deployed since: their consumers start.
+                let topics = self.topics.clone();
+                tokio::spawn(async move { topics.reconcile(None).await });
             }
             if last_sweep.elapsed() >= SWEEP_EVERY {
                 last_sweep = tokio::time::Instant::now();
@@ -340,13 +357,14 @@ impl Dispatcher {
                     Ok(item) => self.clone().carry_out(id, item),
                     Err(e) => tracing::error!("outbox row {name} of {id} is unreadable: {e}"),
                 }
-            } else {
+            } else if name.starts_with(TIMER_PREFIX) {
                 match decode::<TimerRow>(&bytes) {
                     Ok(timer) => self.set_timer(id, timer),
                     Err(e) => tracing::error!("timer row {name} of {id} is unreadable: {e}"),
                 }
             }
         }
+        self.topics.take_over(group).await;
     }
 
     /// Deletes request-id records older than the retention window in the partitions led here.

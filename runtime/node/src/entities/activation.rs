@@ -37,6 +37,20 @@ pub(super) struct Loaded {
 const RECENT: usize = 1024;
 
 impl Loaded {
+    /// A system entity's slot (`system.rs`): a sequence number and a lease, no state.
+    pub(super) fn system(seq: u64, lease: Option<Lease>) -> Loaded {
+        Loaded {
+            state: None,
+            seq,
+            events_since_snapshot: 0,
+            module_version: 0,
+            lease,
+            timers: HashMap::new(),
+            recent: HashMap::new(),
+            recent_order: VecDeque::new(),
+        }
+    }
+
     /// Remembers the outcome recorded for `request_id`.
     pub(super) fn remember(&mut self, request_id: String, outcome: Recorded) {
         if self.recent.len() >= RECENT

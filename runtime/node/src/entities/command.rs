@@ -13,7 +13,7 @@ use super::{
     Entities,
     activation::Loaded,
     effects::{EffectPlan, Invocation, recorded_failure, replay_recorded},
-    now_ms,
+    now_ms, system,
 };
 use crate::{
     error::{Error, Result},
@@ -71,6 +71,11 @@ impl Entities {
         depth: u32,
     ) -> Result<String> {
         cella_core::validate_name("key", key)?;
+        if system::is_system_type(entity_type) {
+            return self
+                .system_command(entity_type, key, command, payload, invocation)
+                .await;
+        }
         let active = self.registry.get_loaded(entity_type).await?;
         if !active.has_command(command) {
             return Err(Error::UnknownCommand {
@@ -123,14 +128,14 @@ impl Entities {
         let ctx = CommandContext {
             entity_type: entity_type.to_string(),
             key: key.to_string(),
-            command_id: format!("{:x}-{n:x}", self.boot_ms),
+            command_id: self.command_id(n),
             command: command.to_string(),
             timestamp_ms: now_ms(),
             random_seed: mix(self.boot_ms ^ n.rotate_left(32)),
             sequence: loaded.seq,
             correlation: invocation.correlation.clone(),
             timer: invocation.timer.as_ref().map(|t| t.name.clone()),
-            message: None,
+            message: invocation.message.clone(),
         };
         let handled = match active.module.instantiate().await {
             Ok(mut instance) => Ok((
@@ -193,6 +198,20 @@ impl Entities {
         let mut writes = self
             .plan_writes(&id, &active, &ctx, loaded, &mut instance, &outcome)
             .await?;
+        if let Some(topic) = &active.module.descriptor().events_topic
+            && !outcome.events.is_empty()
+        {
+            self.publish_events(
+                &id,
+                &ctx,
+                topic,
+                loaded.seq,
+                &outcome.events,
+                &mut instance,
+                &mut plan,
+            )
+            .await?;
+        }
         drop(instance);
         self.plan_effects(
             &id,
@@ -319,5 +338,57 @@ impl Entities {
             }
         }
         Ok(writes)
+    }
+
+    /// Publishes the events of journal entry `seq` to the type's events topic: one outbox call
+    /// per event to the topic, `{"type", "key", "seq", "index", "event"}` (an event that is not
+    /// JSON is rendered by the module).
+    #[allow(clippy::too_many_arguments)]
+    async fn publish_events(
+        &self,
+        id: &EntityId,
+        ctx: &CommandContext,
+        topic: &str,
+        seq: u64,
+        events: &[Vec<u8>],
+        instance: &mut Instance,
+        plan: &mut EffectPlan,
+    ) -> Result<()> {
+        for (index, event) in events.iter().enumerate() {
+            let event: serde_json::Value = match serde_json::from_slice(event) {
+                Ok(value) => value,
+                Err(_) => {
+                    let text = instance
+                        .render_event(event)
+                        .await
+                        .map_err(|e| self.map_host_error(e))?;
+                    serde_json::from_str(&text).map_err(|e| {
+                        Error::EntityFailed(format!(
+                            "render-event returned text that is not JSON: {e}"
+                        ))
+                    })?
+                }
+            };
+            let message = serde_json::json!({
+                "type": id.entity_type,
+                "key": id.key,
+                "seq": seq,
+                "index": index,
+                "event": event,
+            });
+            plan.outbox(
+                id,
+                cella_core::OutboxItem {
+                    // After the command's own effects (`.<index>`) in row order.
+                    effect_id: format!("{}.e{index:04}", ctx.command_id),
+                    target: EntityId::new(system::TOPIC_TYPE, topic),
+                    command: "publish".into(),
+                    payload: message.to_string(),
+                    reply_to: None,
+                    created_ms: ctx.timestamp_ms,
+                },
+            )?;
+        }
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@ use cella_core::{
     EntityId, OutboxItem, Processed, Recorded, ReplyTo, RowTable, TimerRow, Write, decode, encode,
     outbox_row, timer_row,
 };
-use cella_host::Effect;
+use cella_host::{Effect, TopicMessage};
 
 use super::{Entities, activation::Loaded};
 use crate::{
@@ -27,6 +27,8 @@ pub struct Invocation {
     pub correlation: Option<String>,
     /// The timer firing this command.
     pub timer: Option<TimerFire>,
+    /// The topic message this command delivers to a subscriber.
+    pub message: Option<TopicMessage>,
 }
 
 /// Which firing of which timer a command is.
@@ -46,6 +48,8 @@ pub enum Notice {
     Timer { id: EntityId, timer: TimerRow },
     /// A timer removed (cancelled, or fired for the last time).
     TimerGone { id: EntityId, name: String },
+    /// A message appended to a topic.
+    Published { topic: String, offset: u64 },
 }
 
 /// The rows a command writes and the notices they become once durable.
@@ -56,6 +60,21 @@ pub(super) struct EffectPlan {
 }
 
 impl EffectPlan {
+    /// An outbox item of `id`.
+    pub(super) fn outbox(&mut self, id: &EntityId, item: OutboxItem) -> Result<()> {
+        self.writes.push(Write::Row {
+            id: id.clone(),
+            table: RowTable::Effects,
+            name: outbox_row(&item.effect_id),
+            value: Some(encode(&item).map_err(Error::Journal)?),
+        });
+        self.notices.push(Notice::Outbox {
+            source: id.clone(),
+            item,
+        });
+        Ok(())
+    }
+
     fn timer(&mut self, id: &EntityId, timer: TimerRow) -> Result<()> {
         self.writes.push(Write::Row {
             id: id.clone(),
@@ -100,6 +119,13 @@ impl EffectPlan {
         });
         Ok(())
     }
+}
+
+/// Checks that an effect's payload is JSON (a guest bug fails its own command, loudly).
+fn json_payload(what: &str, payload: &str) -> Result<()> {
+    serde_json::from_str::<serde::de::IgnoredAny>(payload)
+        .map(drop)
+        .map_err(|e| Error::EntityFailed(format!("the {what}'s payload is not JSON: {e}")))
 }
 
 /// The recorded form of a command's failure, when it is the entity's own answer (deterministic,
@@ -191,16 +217,23 @@ impl Entities {
                     }
                 }
                 Effect::Cancel { name } => cella_core::validate_name("timer name", name)?,
-                Effect::Broadcast { entity_type, .. } => {
-                    return Err(Error::Unsupported(format!(
-                        "the command broadcasts to type `{entity_type}`, which this node cannot carry out yet"
-                    )));
+                Effect::Broadcast {
+                    entity_type,
+                    command,
+                    payload,
+                } => {
+                    cella_core::validate_name("broadcast type", entity_type)?;
+                    cella_core::validate_name("broadcast command", command)?;
+                    if super::is_system_type(entity_type) {
+                        return Err(Error::EntityFailed(format!(
+                            "the command broadcasts to type `{entity_type}`, which is reserved"
+                        )));
+                    }
+                    json_payload("broadcast", payload)?;
                 }
-                Effect::Publish { topic, .. } => {
-                    return Err(Error::Unsupported(format!(
-                        "the command publishes to topic `{topic}`, and this node cannot carry \
-                         out publications yet (topics are not implemented); nothing was persisted"
-                    )));
+                Effect::Publish { topic, payload } => {
+                    cella_core::validate_name("topic", topic)?;
+                    json_payload("publication", payload)?;
                 }
             }
         }
@@ -219,7 +252,8 @@ impl Entities {
         plan: &mut EffectPlan,
     ) -> Result<()> {
         for (index, effect) in effects.iter().enumerate() {
-            let effect_id = format!("{command_id}.{index}");
+            // Fixed width, so that a command's outbox rows sort in effect order.
+            let effect_id = format!("{command_id}.{index:04}");
             match effect {
                 Effect::Call(call) => {
                     let item = OutboxItem {
@@ -233,16 +267,47 @@ impl Entities {
                         }),
                         created_ms: now_ms,
                     };
-                    plan.writes.push(Write::Row {
-                        id: id.clone(),
-                        table: RowTable::Effects,
-                        name: outbox_row(&effect_id),
-                        value: Some(encode(&item).map_err(Error::Journal)?),
-                    });
-                    plan.notices.push(Notice::Outbox {
-                        source: id.clone(),
-                        item,
-                    });
+                    plan.outbox(id, item)?;
+                }
+                Effect::Publish { topic, payload } => {
+                    plan.outbox(
+                        id,
+                        OutboxItem {
+                            effect_id,
+                            target: EntityId::new(super::TOPIC_TYPE, topic),
+                            command: "publish".into(),
+                            payload: payload.clone(),
+                            reply_to: None,
+                            created_ms: now_ms,
+                        },
+                    )?;
+                }
+                Effect::Broadcast {
+                    entity_type,
+                    command,
+                    payload,
+                } => {
+                    let order = serde_json::to_string(&super::BroadcastOrder {
+                        entity_type: entity_type.clone(),
+                        command: command.clone(),
+                        payload: payload.clone(),
+                        after: None,
+                    })
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                    // One call per partition's broadcast entity, which calls each entity there.
+                    for (p, key) in self.partition_keys.iter().enumerate() {
+                        plan.outbox(
+                            id,
+                            OutboxItem {
+                                effect_id: format!("{effect_id}.{p:04}"),
+                                target: EntityId::new(super::PARTITION_TYPE, key),
+                                command: "broadcast".into(),
+                                payload: order.clone(),
+                                reply_to: None,
+                                created_ms: now_ms,
+                            },
+                        )?;
+                    }
                 }
                 Effect::Schedule {
                     name,
@@ -268,7 +333,6 @@ impl Entities {
                         plan.timer_gone(id, name);
                     }
                 }
-                Effect::Publish { .. } | Effect::Broadcast { .. } => {}
             }
         }
         Ok(())

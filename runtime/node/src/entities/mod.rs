@@ -27,7 +27,9 @@
 //! - `effects` — how a command was delivered ([`Invocation`]), the rows of its effects, its
 //!   processed request id, and the [`Notice`]s for the effect dispatcher;
 //! - `forward` — `forward` effects, here or through the [`Forwarder`];
-//! - `read` — answers that change nothing: settling them, `inspect` and `journal`.
+//! - `read` — answers that change nothing: settling them, `inspect` and `journal`;
+//! - `system` — the host's own entity types: topic logs (`$topic`) and the per-partition
+//!   broadcast entities (`$partition`).
 
 mod activation;
 mod cache;
@@ -35,6 +37,7 @@ mod command;
 mod effects;
 mod forward;
 mod read;
+mod system;
 
 use std::{
     collections::HashMap,
@@ -45,10 +48,12 @@ use std::{
 use cella_core::{EntityId, Journal, Lease};
 
 use self::cache::Slot;
+pub(crate) use self::system::BroadcastOrder;
 pub use self::{
     effects::{Invocation, Notice, TimerFire, recorded_failure},
     forward::Forwarder,
     read::Inspection,
+    system::{PARTITION_TYPE, TOPIC_TYPE, is_system_type, partition_key},
 };
 use crate::{
     error::{Error, Result},
@@ -69,6 +74,10 @@ pub struct EntityOptions {
     pub deadline: Duration,
     /// How many times a command may be forwarded before it fails.
     pub max_forward_depth: u32,
+    /// Topics: messages kept per topic; older ones are trimmed.
+    pub topic_keep: u64,
+    /// Topics: how long a message is kept.
+    pub topic_max_age: Duration,
 }
 
 impl Default for EntityOptions {
@@ -79,6 +88,8 @@ impl Default for EntityOptions {
             value_journal_keep: 16,
             deadline: Duration::from_secs(1),
             max_forward_depth: 8,
+            topic_keep: 1_000_000,
+            topic_max_age: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -96,7 +107,14 @@ pub struct Entities {
     forwarder: Option<Arc<dyn Forwarder>>,
     /// Where committed effects go (the node's effect dispatcher).
     notices: Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
+    /// The partition of an entity (0 for all without a cluster).
+    partition_of: PartitionOf,
+    /// The key of each partition's broadcast entity.
+    partition_keys: Vec<String>,
 }
+
+/// How entities map to partitions.
+pub type PartitionOf = Arc<dyn Fn(&EntityId) -> u64 + Send + Sync>;
 
 /// The wall clock, in milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> u64 {
@@ -124,7 +142,31 @@ impl Entities {
             boot_ms: now_ms(),
             forwarder: None,
             notices: None,
+            partition_of: Arc::new(|_| 0),
+            partition_keys: vec![partition_key(0, &|_| 0)],
         }
+    }
+
+    /// Maps entities to the partitions `groups` with `partition_of` (broadcasts address each).
+    pub fn with_partitions(mut self, partition_of: PartitionOf, groups: Vec<u64>) -> Self {
+        self.partition_keys = groups
+            .into_iter()
+            .map(|g| partition_key(g, partition_of.as_ref()))
+            .collect();
+        self.partition_of = partition_of;
+        self
+    }
+
+    /// The partition of `id`.
+    pub(crate) fn partition_of(&self, id: &EntityId) -> u64 {
+        (self.partition_of)(id)
+    }
+
+    /// A new command id: the node's start time and a counter, fixed-width hex, so that the ids
+    /// (and the effect ids and outbox rows named after them) of one leader sort in the order
+    /// they were made.
+    pub(super) fn command_id(&self, n: u64) -> String {
+        format!("{:012x}-{n:012x}", self.boot_ms)
     }
 
     /// Hands the effects of committed commands to `notices` (the effect dispatcher).

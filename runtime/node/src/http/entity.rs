@@ -33,6 +33,35 @@ pub(super) async fn command(
         params.decoded("key")?,
         params.decoded("command")?,
     );
+    if crate::entities::is_system_type(&ty) {
+        return Err(Error::BadRequest(format!(
+            "entity types starting with `$` are the node's own (`{ty}`); publish to a topic with POST /v1/topics/{{topic}}"
+        )));
+    }
+    run_routed(node, &ty, &key, &command, req).await
+}
+
+/// `POST /v1/topics/{topic}`: appends the JSON body to the topic, `{"topic": T, "offset": O}`.
+pub(super) async fn publish(
+    node: &Arc<Node>,
+    params: &Params<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    node.authorize_admin(&req)?;
+    let topic = params.decoded("topic")?;
+    cella_core::validate_name("topic", &topic)?;
+    run_routed(node, crate::entities::TOPIC_TYPE, &topic, "publish", req).await
+}
+
+/// Runs a command at its entity's partition leader (here, or forwarded there).
+async fn run_routed(
+    node: &Arc<Node>,
+    ty: &str,
+    key: &str,
+    command: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let (ty, key, command) = (ty.to_string(), key.to_string(), command.to_string());
     let mut origin = Origin::of(&req, Via::Exchange);
     let invocation = idempotency(&req)?;
     let id = EntityId::new(&ty, &key);
@@ -117,7 +146,7 @@ fn pending_effects(
                 })),
                 "createdMs": item.created_ms,
             }));
-        } else {
+        } else if name.starts_with(cella_core::TIMER_PREFIX) {
             let timer: TimerRow = decode(&bytes).map_err(Error::Journal)?;
             timers.push(serde_json::json!({
                 "name": timer.name,

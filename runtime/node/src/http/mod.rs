@@ -43,6 +43,7 @@ enum Endpoint {
     Health,
     Metrics,
     Command,
+    Publish,
     State,
     Journal,
     ClusterStatus,
@@ -84,6 +85,9 @@ impl Routes {
         routes
             .get
             .insert("/v1/entities/{type}/{key}/journal", Endpoint::Journal)?;
+        routes
+            .post
+            .insert("/v1/topics/{topic}", Endpoint::Publish)?;
         routes.get.insert("/v1/cluster", Endpoint::ClusterStatus)?;
         routes.post.insert("/v1/cluster/nodes", Endpoint::AddNode)?;
         routes
@@ -187,6 +191,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             node.render_metrics(),
         )),
         Endpoint::Command => entity::command(node, &params, req).await,
+        Endpoint::Publish => entity::publish(node, &params, req).await,
         Endpoint::State => entity::state(node, &params, req).await,
         Endpoint::Journal => entity::journal(node, &params, req).await,
         Endpoint::ClusterStatus => admin::cluster_status(node),
