@@ -11,6 +11,11 @@ pub const RUST: &[(&str, &str)] = &[
     ("src/glue.rs", include_str!("../src/glue.rs")),
     ("src/reply.rs", include_str!("../src/reply.rs")),
     ("src/testing.rs", include_str!("../src/testing.rs")),
+    (
+        "src/testing_effects.rs",
+        include_str!("../src/testing_effects.rs"),
+    ),
+    ("src/topic.rs", include_str!("../src/topic.rs")),
 ];
 
 /// The Python SDK, relative to `sdk-guest/python/`.

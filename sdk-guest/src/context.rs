@@ -5,6 +5,7 @@ use core::ops::{Deref, DerefMut};
 
 use serde::Serialize;
 
+use crate::TopicMessage;
 use crate::bindings::cella::entity::types::{self as wit, Effect};
 
 /// Everything a handler may know beyond its state and command, and the effects it asks for.
@@ -14,14 +15,15 @@ use crate::bindings::cella::entity::types::{self as wit, Effect};
 /// [`random_u64`](Context::random_u64) instead of a random number generator.
 ///
 /// Effects ([`call`](Context::call), [`call_with_reply`](Context::call_with_reply),
-/// [`publish`](Context::publish), [`schedule`](Context::schedule),
-/// [`schedule_every`](Context::schedule_every), [`cancel`](Context::cancel)) run after the
-/// command's change is durable, each exactly once, and only if the command succeeds. A payload
-/// that fails to serialize fails the command (`rejected`, with a message starting with
-/// `entity error:`).
+/// [`publish`](Context::publish), [`broadcast`](Context::broadcast),
+/// [`schedule`](Context::schedule), [`schedule_every`](Context::schedule_every),
+/// [`cancel`](Context::cancel)) run after the command's change is durable, each exactly once,
+/// and only if the command succeeds. A payload that fails to serialize fails the command
+/// (`rejected`, with a message starting with `entity error:`).
 ///
-/// A command that is the answer to a call ([`correlation`](Context::correlation) is set) or that
-/// a timer fired ([`timer`](Context::timer) is set) says so here.
+/// A command that is the answer to a call ([`correlation`](Context::correlation) is set), that
+/// a timer fired ([`timer`](Context::timer) is set) or that delivers a topic message
+/// ([`message`](Context::message) is set) says so here.
 #[derive(Debug)]
 pub struct Context {
     entity_type: String,
@@ -33,6 +35,7 @@ pub struct Context {
     random_seed: u64,
     correlation: Option<String>,
     timer: Option<String>,
+    message: Option<TopicMessage>,
     rng: u64,
     effects: Vec<Effect>,
     forward: Option<wit::Call>,
@@ -57,6 +60,7 @@ impl Context {
             random_seed: ctx.random_seed,
             correlation: ctx.correlation,
             timer: ctx.timer,
+            message: ctx.message.map(TopicMessage::from),
             rng: ctx.random_seed,
             effects: Vec::new(),
             forward: None,
@@ -112,6 +116,15 @@ impl Context {
     /// [`schedule`](Context::schedule)).
     pub fn timer(&self) -> Option<&str> {
         self.timer.as_deref()
+    }
+
+    /// The topic and offset of the message this command delivers, when it runs for a
+    /// subscription of the entity's type (see
+    /// [`ValueEntity::subscriptions`](crate::ValueEntity::subscriptions)); the payload is then
+    /// the message. Offsets increase by one per message of a topic, and a subscriber entity
+    /// receives each message once, in offset order.
+    pub fn message(&self) -> Option<&TopicMessage> {
+        self.message.as_ref()
     }
 
     /// The next number of a deterministic pseudo-random sequence (splitmix64) seeded by the
@@ -192,12 +205,35 @@ impl Context {
         }
     }
 
-    /// Publishes `payload` to `topic` after this command commits.
+    /// Publishes `payload` to `topic` after this command commits (exactly once): it is
+    /// appended to the topic's durable log, from where it reaches the topic's subscribers (see
+    /// [`Subscription`](crate::Subscription)) and its followers.
     pub fn publish<P: Serialize + ?Sized>(&mut self, topic: impl Into<String>, payload: &P) {
         let topic = topic.into();
         if let Some(payload) = self.payload(&format!("publication to `{topic}`"), payload) {
             self.effects
                 .push(Effect::Publish(wit::Publication { topic, payload }));
+        }
+    }
+
+    /// Sends `command` with `payload` to every entity of `entity_type` that exists (has a
+    /// journal) when the host carries it out, after this command commits: each receives it
+    /// exactly once, across all partitions and nodes. Entities created later do not receive it,
+    /// and no reply comes back.
+    pub fn broadcast<P: Serialize + ?Sized>(
+        &mut self,
+        entity_type: impl Into<String>,
+        command: impl Into<String>,
+        payload: &P,
+    ) {
+        let (entity_type, command) = (entity_type.into(), command.into());
+        let what = format!("broadcast of `{command}` to {entity_type}");
+        if let Some(payload) = self.payload(&what, payload) {
+            self.effects.push(Effect::Broadcast(wit::Broadcast {
+                entity_type,
+                command,
+                payload,
+            }));
         }
     }
 
@@ -387,6 +423,7 @@ mod tests {
             sequence: 7,
             correlation: None,
             timer: None,
+            message: None,
         }
     }
 
@@ -404,18 +441,24 @@ mod tests {
         );
         assert_eq!((ctx.timestamp_ms(), ctx.sequence()), (1_000, 7));
         assert_eq!((ctx.correlation(), ctx.timer()), (None, None));
+        assert_eq!(ctx.message(), None);
         let mut ctx = context(42);
         ctx.random_u64();
         assert_eq!(ctx.random_seed(), 42);
         let ctx = Context::new(wit::Context {
             correlation: Some("t-1".into()),
             timer: Some("expire".into()),
+            message: Some(wit::TopicMessage {
+                topic: "news".into(),
+                offset: 3,
+            }),
             ..wit_context(0)
         });
         assert_eq!(
             (ctx.correlation(), ctx.timer()),
             (Some("t-1"), Some("expire"))
         );
+        assert_eq!(ctx.message(), Some(&TopicMessage::new("news", 3)));
     }
 
     #[test]
@@ -446,10 +489,11 @@ mod tests {
         ctx.call_with_reply("account", "a", "withdraw", &5, "debited", "t-1");
         ctx.schedule_every("tick", 10, 20, "tick", &1);
         ctx.cancel("expire");
+        ctx.broadcast("cart", "reset", &serde_json::json!({"all": true}));
         let Ok(done) = ctx.finish() else {
             panic!("context failed")
         };
-        assert_eq!(done.effects.len(), 6);
+        assert_eq!(done.effects.len(), 7);
         assert!(matches!(&done.effects[0], Effect::Call(c)
             if c.target.entity_type == "cart" && c.payload == r#"{"productId":"p"}"#));
         assert!(matches!(&done.effects[1], Effect::Publish(p) if p.payload == "5"));
@@ -462,6 +506,8 @@ mod tests {
         assert!(matches!(&done.effects[4], Effect::Schedule(t)
             if t.name == "tick" && t.delay_ms == 10 && t.every_ms == Some(20)));
         assert!(matches!(&done.effects[5], Effect::Cancel(name) if name == "expire"));
+        assert!(matches!(&done.effects[6], Effect::Broadcast(b)
+            if b.entity_type == "cart" && b.command == "reset" && b.payload == r#"{"all":true}"#));
         assert!(matches!(done.forward, Some(c)
             if c.target.key == "k2" && c.command == "get" && c.reply_to.is_none()));
     }
@@ -477,5 +523,9 @@ mod tests {
         let bad: BTreeMap<(u8, u8), u8> = BTreeMap::from([((1, 2), 3)]);
         ctx.publish("t", &bad);
         assert!(matches!(ctx.finish(), Err(e) if e.contains("publication to `t`")));
+
+        let mut ctx = context(0);
+        ctx.broadcast("cart", "reset", &bad);
+        assert!(matches!(ctx.finish(), Err(e) if e.contains("broadcast of `reset` to cart")));
     }
 }

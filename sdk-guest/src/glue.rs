@@ -12,7 +12,7 @@ use crate::bindings::cella::entity::types::{Descriptor, EntityKind, Failure, Out
 use crate::bindings::exports::cella::entity::entity::{Context as WitContext, Guest};
 use crate::command::{command_names, decode_command};
 use crate::context::{Context, EventContext};
-use crate::{EventSourcedEntity, Rejection, ValueEntity};
+use crate::{EventSourcedEntity, Rejection, Subscription, ValueEntity};
 
 /// The `entity` interface of a [`ValueEntity`].
 pub struct ValueGlue<E>(PhantomData<fn() -> E>);
@@ -24,7 +24,7 @@ const NO_EVENTS: &str = "a value entity has no events";
 
 impl<E: ValueEntity> Guest for ValueGlue<E> {
     fn describe() -> Descriptor {
-        descriptor::<E::Command>(EntityKind::Value, 0)
+        descriptor::<E::Command>(EntityKind::Value, 0, E::subscriptions(), None)
     }
 
     fn handle(
@@ -65,7 +65,12 @@ impl<E: ValueEntity> Guest for ValueGlue<E> {
 
 impl<E: EventSourcedEntity> Guest for EventSourcedGlue<E> {
     fn describe() -> Descriptor {
-        descriptor::<E::Command>(EntityKind::EventSourced, E::SNAPSHOT_EVERY)
+        descriptor::<E::Command>(
+            EntityKind::EventSourced,
+            E::SNAPSHOT_EVERY,
+            E::subscriptions(),
+            E::EVENTS_TOPIC,
+        )
     }
 
     fn handle(
@@ -116,12 +121,22 @@ impl<E: EventSourcedEntity> Guest for EventSourcedGlue<E> {
     }
 }
 
-fn descriptor<C: DeserializeOwned>(kind: EntityKind, snapshot_every: u32) -> Descriptor {
+fn descriptor<C: DeserializeOwned>(
+    kind: EntityKind,
+    snapshot_every: u32,
+    subscriptions: Vec<Subscription>,
+    events_topic: Option<&str>,
+) -> Descriptor {
     let commands = command_names::<C>().unwrap_or_default();
     Descriptor {
         kind,
         commands: commands.iter().map(|name| (*name).to_owned()).collect(),
         snapshot_every,
+        subscriptions: subscriptions
+            .into_iter()
+            .map(Subscription::into_wit)
+            .collect(),
+        events_topic: events_topic.map(str::to_owned),
     }
 }
 

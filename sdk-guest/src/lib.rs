@@ -71,7 +71,8 @@
 //! - [`Context::schedule`] and [`Context::schedule_every`] set a durable, named timer that sends
 //!   a command to this entity later (once, or repeatedly); a timer of the same name replaces it,
 //!   [`Context::cancel`] cancels it, and the fired command sees its name in [`Context::timer`];
-//! - [`Context::publish`] publishes to a topic.
+//! - [`Context::publish`] publishes a message to a topic, and [`Context::broadcast`] sends a
+//!   command to every existing entity of a type (see [Topics and broadcasts](#topics-and-broadcasts)).
 //!
 //! Several entities working together with calls, replies and timers form a saga: for example a
 //! transfer that debits one account, credits another and refunds the first when the credit is
@@ -124,6 +125,65 @@
 //! cella_sdk::export_entity!(value Order);
 //! ```
 //!
+//! # Topics and broadcasts
+//!
+//! A topic is a durable, ordered log of JSON messages, published to by entities
+//! ([`Context::publish`]) and from outside the node. An entity type *subscribes* to topics by
+//! declaring [`Subscription`]s ([`ValueEntity::subscriptions`],
+//! [`EventSourcedEntity::subscriptions`]): each message of the topic runs one of its commands,
+//! with the message as the payload, on the entity the subscription's [`SubscriberKey`] picks (a
+//! JSON pointer into the message, or a fixed key), exactly once per entity and in topic order.
+//! The command sees where the message comes from in [`Context::message`]. An event-sourced type
+//! can also publish every event it persists to a topic of its own
+//! ([`EventSourcedEntity::EVENTS_TOPIC`]), as `{"type", "key", "seq", "index", "event"}`, so
+//! that other types can follow its changes.
+//!
+//! [`Context::broadcast`] sends a command to every entity of a type that exists when the host
+//! carries it out, each exactly once.
+//!
+//! ```
+//! use cella_sdk::{Context, Deserialize, Reply, Result, Serialize, Subscription, Value};
+//! use cella_sdk::{ValueEntity, json};
+//!
+//! /// Counts the messages of the topic `news` addressed to each reader (`{"to": [...]}`).
+//! #[derive(Default, Serialize, Deserialize)]
+//! pub struct Reader {
+//!     read: u64,
+//!     last_offset: u64,
+//! }
+//!
+//! #[derive(Deserialize)]
+//! #[serde(rename_all = "kebab-case")]
+//! pub enum Command {
+//!     OnNews(Value),
+//!     /// Sets every reader back to zero.
+//!     ResetAll,
+//!     Reset,
+//! }
+//!
+//! impl ValueEntity for Reader {
+//!     type Command = Command;
+//!
+//!     fn subscriptions() -> Vec<Subscription> {
+//!         vec![Subscription::to("news", "on-news").key_pointer("/to")]
+//!     }
+//!
+//!     fn handle(&mut self, cmd: Command, ctx: &mut Context) -> Result<Reply> {
+//!         match cmd {
+//!             Command::OnNews(_) => {
+//!                 self.read += 1;
+//!                 self.last_offset = ctx.message().map_or(0, |m| m.offset);
+//!             }
+//!             Command::ResetAll => ctx.broadcast("reader", "reset", &()),
+//!             Command::Reset => self.read = 0,
+//!         }
+//!         Ok(json!({ "read": self.read }))
+//!     }
+//! }
+//!
+//! cella_sdk::export_entity!(value Reader);
+//! ```
+//!
 //! # Failures
 //!
 //! - a command name the enum does not know is reported as `unknown-command`;
@@ -152,7 +212,8 @@
 //! crates build and run their unit tests natively. [`testing::TestKit`] runs commands through the
 //! same code path as the component exports, records the effects each command asks for
 //! ([`testing::Effect`]), and can run a command as a call's reply route or a timer's firing
-//! ([`testing::TestKit::reply`], [`testing::TestKit::fire`]).
+//! ([`testing::TestKit::reply`], [`testing::TestKit::fire`]), or deliver a topic message to it
+//! ([`testing::TestKit::deliver`]).
 
 #[cfg(feature = "bundle")]
 pub mod bundle;
@@ -161,12 +222,14 @@ mod context;
 mod glue;
 mod reply;
 pub mod testing;
+mod topic;
 
 pub use context::{Context, EventContext};
 pub use reply::{CallError, CallReply};
 pub use serde::de::DeserializeOwned;
 pub use serde::{Deserialize, Serialize};
 pub use serde_json::{Value, json};
+pub use topic::{SubscriberKey, Subscription, SubscriptionBuilder, TopicMessage};
 
 /// The generated `cella:entity@0.2.0` bindings. Used by [`export_entity!`]; not a stable API.
 #[doc(hidden)]
@@ -272,6 +335,13 @@ pub trait ValueEntity: Default + Serialize + DeserializeOwned + 'static {
     /// The commands: a serde enum, externally tagged (see the [crate docs](crate#commands)).
     type Command: DeserializeOwned;
 
+    /// The topics this type subscribes to, and which of its commands each message runs on which
+    /// entity (see [Topics and broadcasts](crate#topics-and-broadcasts)). None by default. Read
+    /// once per module version: it must not depend on anything but the code.
+    fn subscriptions() -> Vec<Subscription> {
+        Vec::new()
+    }
+
     /// Handles one command. `Err` rejects it and discards every change.
     fn handle(&mut self, cmd: Self::Command, ctx: &mut Context) -> Result<Reply>;
 }
@@ -287,6 +357,32 @@ pub trait EventSourcedEntity: Default + Serialize + DeserializeOwned + 'static {
     type Event: Serialize + DeserializeOwned;
     /// Ask the host to snapshot the state every this many events (0 = the host's default).
     const SNAPSHOT_EVERY: u32 = 0;
+    /// The topic every persisted event is published to, after its command commits, as the
+    /// message `{"type": T, "key": K, "seq": S, "index": I, "event": E}` (the entity's type and
+    /// key, the journal entry's sequence number, the event's index in that entry, the event as
+    /// JSON). `None` (the default) publishes nothing.
+    ///
+    /// ```
+    /// # use cella_sdk::{EventContext, EventSourcedEntity, Reply, Result, Serialize, Deserialize, json};
+    /// # #[derive(Default, Serialize, Deserialize)] struct Cart;
+    /// # #[derive(Deserialize)] enum Command { Noop }
+    /// # #[derive(Serialize, Deserialize)] enum Event {}
+    /// impl EventSourcedEntity for Cart {
+    ///     type Command = Command;
+    ///     type Event = Event;
+    ///     const EVENTS_TOPIC: Option<&'static str> = Some("cart-events");
+    /// #   fn handle(&self, _: Command, _: &mut EventContext<Event>) -> Result<Reply> { Ok(json!({})) }
+    /// #   fn apply(&mut self, event: Event) { match event {} }
+    /// }
+    /// # cella_sdk::export_entity!(event_sourced Cart);
+    /// ```
+    const EVENTS_TOPIC: Option<&'static str> = None;
+
+    /// The topics this type subscribes to, as for
+    /// [`ValueEntity::subscriptions`]. None by default.
+    fn subscriptions() -> Vec<Subscription> {
+        Vec::new()
+    }
 
     /// Handles one command against the current state: emits events with
     /// [`EventContext::emit`] and replies. `Err` rejects it and discards the emitted events.

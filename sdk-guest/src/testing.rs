@@ -1,8 +1,10 @@
 //! Native unit testing of entities: [`TestKit`] plays the host's part for one entity, running
 //! commands through the same export glue a component runs, against an in-memory state; it
-//! records the effects each command asks for ([`Effect`]: calls with their reply routes, timers,
-//! cancels), keeps the pending timers, and runs commands as a call's reply route
-//! ([`TestKit::answer`], [`TestKit::reply`]) or a timer's firing ([`TestKit::fire`]).
+//! records the effects each command asks for ([`Effect`]: calls with their reply routes,
+//! publications, timers, cancels, broadcasts), keeps the pending timers, and runs commands as a
+//! call's reply route ([`TestKit::answer`], [`TestKit::reply`]), a timer's firing
+//! ([`TestKit::fire`]) or a topic message's delivery ([`TestKit::deliver`]). The effect types
+//! are in `testing_effects.rs`.
 //!
 //! ```
 //! use cella_sdk::testing::{Failure, TestKit};
@@ -96,6 +98,53 @@
 //! assert_eq!(kit.last().unwrap().effects, [Effect::Cancel("remind".into())]);
 //! assert!(kit.timers().is_empty());
 //! ```
+//!
+//! Subscriptions, topic messages and broadcasts:
+//!
+//! ```
+//! use cella_sdk::testing::{Effect, TestKit};
+//! use cella_sdk::{Context, Deserialize, Reply, Result, Serialize, Subscription, Value};
+//! use cella_sdk::{ValueEntity, json};
+//!
+//! #[derive(Default, Serialize, Deserialize)]
+//! struct Inbox {
+//!     seen: Vec<u64>,
+//! }
+//!
+//! #[derive(Deserialize)]
+//! #[serde(rename_all = "kebab-case")]
+//! enum Command {
+//!     OnMail(Value),
+//!     Clear,
+//! }
+//!
+//! impl ValueEntity for Inbox {
+//!     type Command = Command;
+//!     fn subscriptions() -> Vec<Subscription> {
+//!         vec![Subscription::to("mail", "on-mail").key_pointer("/to")]
+//!     }
+//!     fn handle(&mut self, cmd: Command, ctx: &mut Context) -> Result<Reply> {
+//!         match cmd {
+//!             Command::OnMail(_) => self.seen.extend(ctx.message().map(|m| m.offset)),
+//!             Command::Clear => ctx.broadcast("inbox", "clear-one", &()),
+//!         }
+//!         Ok(json!(self.seen))
+//!     }
+//! }
+//! cella_sdk::export_entity!(value Inbox);
+//!
+//! let mut kit = TestKit::<Inbox>::with_address("inbox", "ann");
+//! assert_eq!(kit.subscriptions()[0].topic, "mail");
+//! assert_eq!(kit.deliver("mail", json!({"to": ["ann", "bob"]})), Ok(json!([1])));
+//! assert_eq!(kit.deliver("mail", json!({"to": "ann"})), Ok(json!([1, 2])));
+//! kit.handle("clear", json!(null)).unwrap();
+//! let broadcast = Effect::Broadcast {
+//!     entity_type: "inbox".into(),
+//!     command: "clear-one".into(),
+//!     payload: json!(null),
+//! };
+//! assert_eq!(kit.last().unwrap().effects, [broadcast]);
+//! ```
 
 use core::marker::PhantomData;
 use std::collections::BTreeMap;
@@ -106,7 +155,13 @@ use serde_json::Value;
 
 use crate::bindings::cella::entity::types::{self as wit, EntityKind};
 use crate::bindings::exports::cella::entity::entity::Guest;
-use crate::{CallReply, ExportedEntity};
+use crate::{CallReply, ExportedEntity, Subscription, TopicMessage};
+
+#[path = "testing_effects.rs"]
+mod effects;
+
+pub use effects::{Call, Effect, Handled, ReplyRoute, Timer};
+use effects::{call, effect};
 
 /// Why a command failed, as the host would report it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,133 +193,6 @@ impl From<wit::Failure> for Failure {
     }
 }
 
-/// A command addressed to an entity, as requested by a handler.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Call {
-    pub entity_type: String,
-    pub key: String,
-    pub command: String,
-    pub payload: Value,
-    /// Where the call's outcome goes ([`Context::call_with_reply`](crate::Context)); `None` for
-    /// a fire-and-forget call or a forward.
-    pub reply_to: Option<ReplyRoute>,
-}
-
-impl Call {
-    /// A call without a reply route.
-    pub fn new(
-        entity_type: impl Into<String>,
-        key: impl Into<String>,
-        command: impl Into<String>,
-        payload: Value,
-    ) -> Self {
-        Self {
-            entity_type: entity_type.into(),
-            key: key.into(),
-            command: command.into(),
-            payload,
-            reply_to: None,
-        }
-    }
-
-    /// The same call, with the reply route (`command`, `correlation`).
-    pub fn with_reply(
-        mut self,
-        command: impl Into<String>,
-        correlation: impl Into<String>,
-    ) -> Self {
-        self.reply_to = Some(ReplyRoute {
-            command: command.into(),
-            correlation: correlation.into(),
-        });
-        self
-    }
-}
-
-/// The reply route of a call: the command its outcome comes back as, and the correlation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReplyRoute {
-    pub command: String,
-    pub correlation: String,
-}
-
-/// A timer requested by a handler ([`Context::schedule`](crate::Context::schedule),
-/// [`Context::schedule_every`](crate::Context::schedule_every)).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Timer {
-    pub name: String,
-    pub delay_ms: u64,
-    /// The period of a repeating timer.
-    pub every_ms: Option<u64>,
-    pub command: String,
-    pub payload: Value,
-}
-
-/// An effect requested by a handler, to run after the command commits.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Effect {
-    /// [`Context::call`](crate::Context::call) and
-    /// [`Context::call_with_reply`](crate::Context::call_with_reply).
-    Call(Call),
-    /// [`Context::publish`](crate::Context::publish).
-    Publish { topic: String, payload: Value },
-    /// [`Context::schedule`](crate::Context::schedule) and
-    /// [`Context::schedule_every`](crate::Context::schedule_every).
-    Schedule(Timer),
-    /// [`Context::cancel`](crate::Context::cancel): the timer's name.
-    Cancel(String),
-}
-
-/// What the last successful command produced.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Handled {
-    /// The reply.
-    pub reply: Value,
-    /// Event-sourced: the events persisted, as JSON.
-    pub events: Vec<Value>,
-    /// Whether the command persisted anything (a new state or events).
-    pub persisted: bool,
-    /// The effects requested, in order.
-    pub effects: Vec<Effect>,
-    /// The forward requested, if any.
-    pub forward: Option<Call>,
-}
-
-impl Handled {
-    /// The calls requested, in order.
-    pub fn calls(&self) -> Vec<&Call> {
-        self.effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Call(call) => Some(call),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The timers scheduled, in order.
-    pub fn timers(&self) -> Vec<&Timer> {
-        self.effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Schedule(timer) => Some(timer),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The names of the timers cancelled, in order.
-    pub fn cancels(&self) -> Vec<&str> {
-        self.effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Cancel(name) => Some(name.as_str()),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
 /// Runs commands against one in-memory entity the way the host does: the state starts empty,
 /// each command goes through the entity's export glue (command decoding, rejections, state
 /// and event handling), and whatever it persists becomes the next command's state.
@@ -280,7 +208,9 @@ impl Handled {
 /// a schedule sets one, a timer of the same name replaces it, a cancel removes it, a one-shot
 /// timer is gone once it fired) but never fires them by itself: [`fire`](TestKit::fire) does.
 /// Calls are not carried out either; [`answer`](TestKit::answer) delivers a call's outcome to its
-/// reply route, as the host does once the target ran.
+/// reply route, as the host does once the target ran. Publications and broadcasts are recorded
+/// only; [`deliver`](TestKit::deliver) runs a topic message through the type's subscription, as
+/// the host does for every message of a topic the type subscribes to.
 ///
 /// # Panics
 ///
@@ -295,9 +225,20 @@ pub struct TestKit<E: ExportedEntity> {
     sequence: u64,
     commands_run: u64,
     events: Vec<Value>,
+    /// Where each of `events` is: (journal sequence number, index in its entry).
+    positions: Vec<(u64, u32)>,
     last: Option<Handled>,
     timers: BTreeMap<String, Timer>,
+    offsets: BTreeMap<String, u64>,
     entity: PhantomData<fn() -> E>,
+}
+
+/// Why a command runs, which decides what its context says.
+enum Origin<'a> {
+    Client,
+    Reply(&'a str),
+    Timer(&'a str),
+    Message(TopicMessage),
 }
 
 impl<E: ExportedEntity> Default for TestKit<E> {
@@ -325,8 +266,10 @@ impl<E: ExportedEntity> TestKit<E> {
             sequence: 0,
             commands_run: 0,
             events: Vec::new(),
+            positions: Vec::new(),
             last: None,
             timers: BTreeMap::new(),
+            offsets: BTreeMap::new(),
             entity: PhantomData,
         }
     }
@@ -346,10 +289,24 @@ impl<E: ExportedEntity> TestKit<E> {
         E::Glue::describe().snapshot_every
     }
 
+    /// The subscriptions the entity's type declares, in order.
+    pub fn subscriptions(&self) -> Vec<Subscription> {
+        E::Glue::describe()
+            .subscriptions
+            .into_iter()
+            .map(Subscription::from_wit)
+            .collect()
+    }
+
+    /// The topic the entity's events are published to, if it declares one.
+    pub fn events_topic(&self) -> Option<String> {
+        E::Glue::describe().events_topic
+    }
+
     /// Runs `command` with the JSON `payload` (`Value::Null` for none) and returns its reply,
     /// or why it failed (in which case nothing changes).
     pub fn handle(&mut self, command: &str, payload: Value) -> Result<Value, Failure> {
-        self.run(command, payload, None, None)
+        self.run(command, payload, Origin::Client)
     }
 
     /// Runs `command` as the reply route of a call with `correlation`, its payload the call's
@@ -364,7 +321,7 @@ impl<E: ExportedEntity> TestKit<E> {
             Ok(payload) => payload,
             Err(e) => panic!("cannot serialize the call's outcome: {e}"),
         };
-        self.run(command, payload, Some(correlation), None)
+        self.run(command, payload, Origin::Reply(correlation))
     }
 
     /// Delivers the outcome of `call` (one the entity requested) to its reply route.
@@ -400,13 +357,87 @@ impl<E: ExportedEntity> TestKit<E> {
         if timer.every_ms.is_none() {
             self.timers.remove(name);
         }
-        self.run(&timer.command, timer.payload, None, Some(name))
+        self.run(&timer.command, timer.payload, Origin::Timer(name))
     }
 
     /// Runs `command` with `payload` as fired by the timer `name`, whether or not it is pending
     /// (e.g. a timer of a state set with [`set_state`](TestKit::set_state)).
     pub fn fire_as(&mut self, name: &str, command: &str, payload: Value) -> Result<Value, Failure> {
-        self.run(command, payload, None, Some(name))
+        self.run(command, payload, Origin::Timer(name))
+    }
+
+    /// Delivers `message` as the next message of `topic` (offset 1 for the first one the kit
+    /// delivers of that topic, then one more each time): runs the command of the type's
+    /// subscription to `topic` with the message as its payload and
+    /// [`Context::message`](crate::Context::message) set, as the host does.
+    ///
+    /// # Panics
+    ///
+    /// If the type has no subscription to `topic`, or several; or if the subscription's key
+    /// does not pick this entity for `message` (the host would deliver it elsewhere, or
+    /// nowhere): give the kit the right key with [`with_address`](TestKit::with_address).
+    pub fn deliver(&mut self, topic: &str, message: Value) -> Result<Value, Failure> {
+        let subscriptions: Vec<Subscription> = self
+            .subscriptions()
+            .into_iter()
+            .filter(|s| s.topic == topic)
+            .collect();
+        let [subscription] = subscriptions.as_slice() else {
+            panic!(
+                "the type has {} subscriptions to topic `{topic}` (deliver needs exactly one; \
+                 use deliver_as to run a command with a topic message)",
+                subscriptions.len()
+            );
+        };
+        match subscription.keys_of(&message) {
+            Ok(keys) if keys.contains(&self.key) => {}
+            Ok(keys) => panic!(
+                "the subscription {subscription:?} delivers {message} to {keys:?}, not to this \
+                 entity `{}`",
+                self.key
+            ),
+            Err(e) => panic!("the subscription {subscription:?} delivers {message} nowhere: {e}"),
+        }
+        let offset = self.offsets.get(topic).map_or(1, |last| last + 1);
+        let command = subscription.command.clone();
+        self.deliver_as(&command, TopicMessage::new(topic, offset), message)
+    }
+
+    /// Runs `command` with `payload` as the delivery of `message`, whether or not the type
+    /// subscribes to its topic (e.g. to replay a given offset). Later [`deliver`](TestKit::deliver)s
+    /// of the topic carry on after the highest offset delivered.
+    pub fn deliver_as(
+        &mut self,
+        command: &str,
+        message: TopicMessage,
+        payload: Value,
+    ) -> Result<Value, Failure> {
+        let last = self.offsets.entry(message.topic.clone()).or_insert(0);
+        *last = (*last).max(message.offset);
+        self.run(command, payload, Origin::Message(message))
+    }
+
+    /// The messages the host would have published to the type's
+    /// [`events_topic`](TestKit::events_topic) so far, in order:
+    /// `{"type": T, "key": K, "seq": S, "index": I, "event": E}` for every persisted event
+    /// (empty when the type declares no events topic).
+    pub fn events_topic_messages(&self) -> Vec<Value> {
+        if self.events_topic().is_none() {
+            return Vec::new();
+        }
+        self.positions
+            .iter()
+            .zip(&self.events)
+            .map(|((seq, index), event)| {
+                serde_json::json!({
+                    "type": self.entity_type,
+                    "key": self.key,
+                    "seq": seq,
+                    "index": index,
+                    "event": event,
+                })
+            })
+            .collect()
     }
 
     /// The pending timers, by name.
@@ -414,13 +445,7 @@ impl<E: ExportedEntity> TestKit<E> {
         &self.timers
     }
 
-    fn run(
-        &mut self,
-        command: &str,
-        payload: Value,
-        correlation: Option<&str>,
-        timer: Option<&str>,
-    ) -> Result<Value, Failure> {
+    fn run(&mut self, command: &str, payload: Value, origin: Origin) -> Result<Value, Failure> {
         self.last = None;
         self.commands_run += 1;
         let n = self.commands_run;
@@ -432,8 +457,24 @@ impl<E: ExportedEntity> TestKit<E> {
             timestamp_ms: self.timestamp_ms,
             random_seed: n.wrapping_mul(0x9e37_79b9_7f4a_7c15),
             sequence: self.sequence,
-            correlation: correlation.map(str::to_owned),
-            timer: timer.map(str::to_owned),
+            correlation: None,
+            timer: None,
+            message: None,
+        };
+        let ctx = match origin {
+            Origin::Client => ctx,
+            Origin::Reply(correlation) => wit::Context {
+                correlation: Some(correlation.to_owned()),
+                ..ctx
+            },
+            Origin::Timer(name) => wit::Context {
+                timer: Some(name.to_owned()),
+                ..ctx
+            },
+            Origin::Message(message) => wit::Context {
+                message: Some(message.into()),
+                ..ctx
+            },
         };
         let outcome = E::Glue::handle(ctx, self.state.clone(), payload.to_string())?;
         let reply = parse_json("reply", &outcome.reply);
@@ -473,6 +514,9 @@ impl<E: ExportedEntity> TestKit<E> {
         if persisted {
             self.sequence += 1;
         }
+        let seq = self.sequence;
+        self.positions
+            .extend((0u32..).take(events.len()).map(|index| (seq, index)));
         self.events.extend(events.iter().cloned());
         let effects: Vec<Effect> = outcome.effects.into_iter().map(effect).collect();
         for effect in &effects {
@@ -483,7 +527,7 @@ impl<E: ExportedEntity> TestKit<E> {
                 Effect::Cancel(name) => {
                     self.timers.remove(name);
                 }
-                Effect::Call(_) | Effect::Publish { .. } => {}
+                Effect::Call(_) | Effect::Publish { .. } | Effect::Broadcast { .. } => {}
             }
         }
         self.last = Some(Handled {
@@ -555,36 +599,5 @@ fn render(what: &str, rendered: Result<String, String>) -> Value {
     match rendered {
         Ok(text) => parse_json(what, &text),
         Err(e) => panic!("the {what} does not render: {e}"),
-    }
-}
-
-fn call(call: wit::Call) -> Call {
-    Call {
-        entity_type: call.target.entity_type,
-        key: call.target.key,
-        command: call.command,
-        payload: parse_json("call payload", &call.payload),
-        reply_to: call.reply_to.map(|r| ReplyRoute {
-            command: r.command,
-            correlation: r.correlation,
-        }),
-    }
-}
-
-fn effect(effect: wit::Effect) -> Effect {
-    match effect {
-        wit::Effect::Call(c) => Effect::Call(call(c)),
-        wit::Effect::Publish(p) => Effect::Publish {
-            topic: p.topic,
-            payload: parse_json("publication payload", &p.payload),
-        },
-        wit::Effect::Schedule(t) => Effect::Schedule(Timer {
-            name: t.name,
-            delay_ms: t.delay_ms,
-            every_ms: t.every_ms,
-            command: t.command,
-            payload: parse_json("timer payload", &t.payload),
-        }),
-        wit::Effect::Cancel(name) => Effect::Cancel(name),
     }
 }

@@ -64,6 +64,9 @@ fn describes_an_event_sourced_entity() {
     assert_eq!(descriptor.kind, EntityKind::EventSourced);
     assert_eq!(descriptor.commands, ["mark", "count"]);
     assert_eq!(descriptor.snapshot_every, 50);
+    // No subscriptions and no events topic unless declared.
+    assert!(descriptor.subscriptions.is_empty());
+    assert_eq!(descriptor.events_topic, None);
 }
 
 #[test]
@@ -113,6 +116,7 @@ fn the_raw_interface_returns_events_and_the_fold() {
         sequence: 0,
         correlation: None,
         timer: None,
+        message: None,
     };
     let Ok(outcome) = Glue::handle(ctx, None, r#"["x"]"#.into()) else {
         panic!("mark failed")

@@ -177,6 +177,7 @@ fn wit_context(command: &str, correlation: Option<&str>, timer: Option<&str>) ->
         sequence: 0,
         correlation: correlation.map(str::to_owned),
         timer: timer.map(str::to_owned),
+        message: None,
     }
 }
 

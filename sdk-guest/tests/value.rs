@@ -86,6 +86,8 @@ fn describes_a_value_entity() {
         ]
     );
     assert_eq!(descriptor.snapshot_every, 0);
+    assert!(descriptor.subscriptions.is_empty());
+    assert_eq!(descriptor.events_topic, None);
 }
 
 #[test]
@@ -204,6 +206,7 @@ fn wit_context(command: &str) -> WitContext {
         sequence: 3,
         correlation: None,
         timer: None,
+        message: None,
     }
 }
 

@@ -1,9 +1,13 @@
 //! The TCK's event-sourced model (`tck-events`, see tests/tck/SPEC.md): as `tck-value`, except
 //! that `process` changes the state by emitting `{"appended": "<string>"}` events (`emit`),
 //! which `apply` appends to the state's `value` (`update` and `append` are bad requests here),
-//! and it has no `on-reply`. Events are persisted only if no `fail` ran.
+//! and it has no `on-reply`. Events are persisted only if no `fail` ran. Every message of topic
+//! `tck-news` goes to the entity `all` (`on-message` emits `T@O:S;`), and every event is
+//! published to topic `tck-events-log`.
 
-use cella_sdk::{Context, EventContext, EventSourcedEntity, Reply, Result, Value, json};
+use cella_sdk::{
+    Context, EventContext, EventSourcedEntity, Rejection, Reply, Result, Subscription, Value, json,
+};
 use serde::{Deserialize, Serialize};
 
 /// The state: the concatenation of every appended string.
@@ -18,6 +22,7 @@ pub enum Command {
     Process(Process),
     Get,
     Context,
+    OnMessage(News),
 }
 
 /// The payload of `process`.
@@ -35,6 +40,7 @@ pub enum Action {
     Forward(Target),
     Call(CallTarget),
     Publish(Publication),
+    Broadcast(BroadcastTarget),
     Schedule(Timer),
     Cancel(String),
 }
@@ -45,6 +51,16 @@ pub struct Target {
     #[serde(rename = "type")]
     pub entity_type: String,
     pub key: String,
+    pub command: String,
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// A command for every existing entity of a type (`broadcast`).
+#[derive(Deserialize)]
+pub struct BroadcastTarget {
+    #[serde(rename = "type")]
+    pub entity_type: String,
     pub command: String,
     #[serde(default)]
     pub payload: Value,
@@ -78,6 +94,12 @@ pub struct Publication {
     pub payload: Value,
 }
 
+/// The message of topic `tck-news`, the payload of `on-message` (`to` names the receivers).
+#[derive(Deserialize)]
+pub struct News {
+    pub text: String,
+}
+
 /// The argument of `schedule`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,6 +123,11 @@ pub enum Event {
 impl EventSourcedEntity for TckEvents {
     type Command = Command;
     type Event = Event;
+    const EVENTS_TOPIC: Option<&'static str> = Some("tck-events-log");
+
+    fn subscriptions() -> Vec<Subscription> {
+        vec![Subscription::to("tck-news", "on-message").fixed_key("all")]
+    }
 
     fn handle(&self, cmd: Command, ctx: &mut EventContext<Event>) -> Result<Reply> {
         match cmd {
@@ -118,6 +145,7 @@ impl EventSourcedEntity for TckEvents {
                         }
                         Action::Call(t) => call(ctx, t),
                         Action::Publish(p) => ctx.publish(p.topic, &p.payload),
+                        Action::Broadcast(b) => ctx.broadcast(b.entity_type, b.command, &b.payload),
                         Action::Schedule(t) => schedule(ctx, t),
                         Action::Cancel(name) => ctx.cancel(name),
                     }
@@ -134,6 +162,17 @@ impl EventSourcedEntity for TckEvents {
                 "timestampMs": ctx.timestamp_ms(),
                 "randomSeed": ctx.random_seed(),
             })),
+            Command::OnMessage(News { text }) => {
+                let Some(m) = ctx.message() else {
+                    return Err(Rejection::bad_request(
+                        "command `on-message`: not the delivery of a topic message",
+                    ));
+                };
+                let mark = format!("{}@{}:{text};", m.topic, m.offset);
+                let value = format!("{}{mark}", self.value);
+                ctx.emit(Event::Appended(mark));
+                Ok(json!({ "value": value }))
+            }
         }
     }
 
@@ -172,7 +211,7 @@ cella_sdk::export_entity!(event_sourced TckEvents);
 #[cfg(test)]
 mod tests {
     use cella_sdk::testing::{Call, Effect, Failure, TestKit, Timer};
-    use cella_sdk::{Value, json};
+    use cella_sdk::{Subscription, TopicMessage, Value, json};
 
     use super::TckEvents;
 
@@ -183,12 +222,65 @@ mod tests {
     #[test]
     fn declares_its_commands_in_order() {
         let mut kit = TestKit::<TckEvents>::new();
-        assert_eq!(kit.commands(), ["process", "get", "context"]);
+        assert_eq!(kit.commands(), ["process", "get", "context", "on-message"]);
         assert_eq!(
             kit.handle("on-reply", json!({"ok": null})),
             Err(Failure::UnknownCommand("on-reply".into()))
         );
         assert_eq!(kit.snapshot_every(), 0);
+    }
+
+    #[test]
+    fn subscribes_as_all_and_publishes_its_events() {
+        let kit = TestKit::<TckEvents>::new();
+        assert_eq!(
+            kit.subscriptions(),
+            [Subscription::to("tck-news", "on-message").fixed_key("all")]
+        );
+        assert_eq!(kit.events_topic().as_deref(), Some("tck-events-log"));
+    }
+
+    #[test]
+    fn on_message_emits_the_topic_offset_and_text() {
+        let mut kit = TestKit::<TckEvents>::with_address("tck-events", "all");
+        process(&mut kit, json!([{"emit": "e;"}])).ok();
+        assert_eq!(
+            kit.deliver("tck-news", json!({"to": ["k1", "k2"], "text": "hi"})),
+            Ok(json!({"value": "e;tck-news@1:hi;"}))
+        );
+        assert_eq!(
+            kit.last().map(|h| h.events.clone()),
+            Some(vec![json!({"appended": "tck-news@1:hi;"})])
+        );
+        assert_eq!(
+            kit.deliver("tck-news", json!({"to": "k3", "text": "yo"})),
+            Ok(json!({"value": "e;tck-news@1:hi;tck-news@2:yo;"}))
+        );
+        assert_eq!(kit.sequence(), 3);
+        // The events as the host publishes them to `tck-events-log`.
+        let message = |seq: u64, text: &str| {
+            json!({"type": "tck-events", "key": "all", "seq": seq, "index": 0,
+                "event": {"appended": text}})
+        };
+        assert_eq!(
+            kit.events_topic_messages(),
+            [
+                message(1, "e;"),
+                message(2, "tck-news@1:hi;"),
+                message(3, "tck-news@2:yo;"),
+            ]
+        );
+        // Not a delivery, or not a message: a bad request, nothing persisted.
+        assert!(matches!(
+            kit.handle("on-message", json!({"to": "all", "text": "x"})),
+            Err(Failure::BadRequest(_))
+        ));
+        let at = TopicMessage::new("tck-news", 3);
+        assert!(matches!(
+            kit.deliver_as("on-message", at, json!({"to": "all"})),
+            Err(Failure::BadRequest(_))
+        ));
+        assert_eq!(kit.sequence(), 3);
     }
 
     #[test]
@@ -263,10 +355,11 @@ mod tests {
                 "replyTo": {"command": "on-reply", "correlation": "c"}}},
             {"schedule": {"name": "tick", "delayMs": 5, "command": "get", "everyMs": 7}},
             {"cancel": "later"},
+            {"broadcast": {"type": "tck-value", "command": "get", "payload": null}},
         ]);
         assert_eq!(process(&mut kit, actions), Ok(json!({"value": "e"})));
         let last = kit.last().expect("a handled command");
-        assert_eq!(last.effects.len(), 5);
+        assert_eq!(last.effects.len(), 6);
         assert!(matches!(&last.effects[0], Effect::Publish { topic, .. } if topic == "news"));
         assert_eq!(
             last.effects[1..],
@@ -289,6 +382,11 @@ mod tests {
                     payload: json!(null),
                 }),
                 Effect::Cancel("later".into()),
+                Effect::Broadcast {
+                    entity_type: "tck-value".into(),
+                    command: "get".into(),
+                    payload: json!(null),
+                },
             ]
         );
     }
@@ -320,6 +418,7 @@ mod tests {
             json!({"actions": [{"cancel": 1}]}),
             json!({"actions": [{"emit": ["x"]}]}),
             json!({"actions": [{"publish": {"payload": 1}}]}),
+            json!({"actions": [{"broadcast": {"type": "t", "key": 1}}]}),
         ] {
             assert!(
                 matches!(

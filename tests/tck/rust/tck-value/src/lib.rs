@@ -1,10 +1,14 @@
 //! The TCK's value model (`tck-value`, see tests/tck/SPEC.md): `process` runs a list of actions
-//! (`update`, `append`, `fail`, `forward`, `call`, `publish`, `schedule`, `cancel`) against a
-//! working copy of the state `{"value": "<string>"}`; `get` replies the state; `context` replies
-//! the command context; `on-reply`, the reply route of calls, appends their outcomes to the
-//! state. The SDK persists the state only when a command changed it and no `fail` ran.
+//! (`update`, `append`, `fail`, `forward`, `call`, `publish`, `broadcast`, `schedule`, `cancel`)
+//! against a working copy of the state `{"value": "<string>"}`; `get` replies the state;
+//! `context` replies the command context; `on-reply`, the reply route of calls, appends their
+//! outcomes to the state; `on-message`, the subscriber of topic `tck-news` (the entities named
+//! at `/to` in a message), appends `T@O:S;`. The SDK persists the state only when a command
+//! changed it and no `fail` ran.
 
-use cella_sdk::{CallReply, Context, Rejection, Reply, Result, Value, ValueEntity, json};
+use cella_sdk::{
+    CallReply, Context, Rejection, Reply, Result, Subscription, Value, ValueEntity, json,
+};
 use serde::{Deserialize, Serialize};
 
 /// The state: one string.
@@ -20,6 +24,7 @@ pub enum Command {
     Get,
     Context,
     OnReply(CallReply<Value>),
+    OnMessage(News),
 }
 
 /// The payload of `process`.
@@ -38,6 +43,7 @@ pub enum Action {
     Forward(Target),
     Call(CallTarget),
     Publish(Publication),
+    Broadcast(BroadcastTarget),
     Schedule(Timer),
     Cancel(String),
 }
@@ -48,6 +54,16 @@ pub struct Target {
     #[serde(rename = "type")]
     pub entity_type: String,
     pub key: String,
+    pub command: String,
+    #[serde(default)]
+    pub payload: Value,
+}
+
+/// A command for every existing entity of a type (`broadcast`).
+#[derive(Deserialize)]
+pub struct BroadcastTarget {
+    #[serde(rename = "type")]
+    pub entity_type: String,
     pub command: String,
     #[serde(default)]
     pub payload: Value,
@@ -81,6 +97,12 @@ pub struct Publication {
     pub payload: Value,
 }
 
+/// The message of topic `tck-news`, the payload of `on-message` (`to` names the receivers).
+#[derive(Deserialize)]
+pub struct News {
+    pub text: String,
+}
+
 /// The argument of `schedule`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -97,6 +119,10 @@ pub struct Timer {
 impl ValueEntity for TckValue {
     type Command = Command;
 
+    fn subscriptions() -> Vec<Subscription> {
+        vec![Subscription::to("tck-news", "on-message").key_pointer("/to")]
+    }
+
     fn handle(&mut self, cmd: Command, ctx: &mut Context) -> Result<Reply> {
         match cmd {
             Command::Process(Process { actions }) => {
@@ -110,6 +136,7 @@ impl ValueEntity for TckValue {
                         }
                         Action::Call(t) => call(ctx, t),
                         Action::Publish(p) => ctx.publish(p.topic, &p.payload),
+                        Action::Broadcast(b) => ctx.broadcast(b.entity_type, b.command, &b.payload),
                         Action::Schedule(t) => schedule(ctx, t),
                         Action::Cancel(name) => ctx.cancel(name),
                     }
@@ -139,6 +166,16 @@ impl ValueEntity for TckValue {
                     }
                     CallReply::Error(e) => format!("{correlation}:{}:{};", e.code, e.message),
                 };
+                self.value.push_str(&mark);
+                Ok(json!({ "value": self.value }))
+            }
+            Command::OnMessage(News { text }) => {
+                let Some(m) = ctx.message() else {
+                    return Err(Rejection::bad_request(
+                        "command `on-message`: not the delivery of a topic message",
+                    ));
+                };
+                let mark = format!("{}@{}:{text};", m.topic, m.offset);
                 self.value.push_str(&mark);
                 Ok(json!({ "value": self.value }))
             }
@@ -174,9 +211,11 @@ cella_sdk::export_entity!(value TckValue);
 #[cfg(test)]
 mod tests {
     use cella_sdk::testing::{Call, Effect, Failure, TestKit, Timer};
-    use cella_sdk::{CallError, CallReply, Value, json};
+    use cella_sdk::{CallError, CallReply, Subscription, TopicMessage, Value, json};
 
     use super::TckValue;
+
+    const VALUE: &str = "tck-value";
 
     fn process(kit: &mut TestKit<TckValue>, actions: Value) -> Result<Value, Failure> {
         kit.handle("process", json!({ "actions": actions }))
@@ -186,8 +225,98 @@ mod tests {
     fn declares_its_commands_in_order() {
         assert_eq!(
             TestKit::<TckValue>::new().commands(),
-            ["process", "get", "context", "on-reply"]
+            ["process", "get", "context", "on-reply", "on-message"]
         );
+    }
+
+    #[test]
+    fn subscribes_to_tck_news_by_the_to_pointer() {
+        let kit = TestKit::<TckValue>::new();
+        assert_eq!(
+            kit.subscriptions(),
+            [Subscription::to("tck-news", "on-message").key_pointer("/to")]
+        );
+        assert_eq!(kit.events_topic(), None);
+    }
+
+    #[test]
+    fn on_message_appends_the_topic_offset_and_text() {
+        let mut kit = TestKit::<TckValue>::with_address(VALUE, "k1");
+        assert_eq!(
+            kit.deliver("tck-news", json!({"to": ["k0", "k1"], "text": "hi"})),
+            Ok(json!({"value": "tck-news@1:hi;"}))
+        );
+        assert_eq!(
+            kit.deliver("tck-news", json!({"to": "k1", "text": ""})),
+            Ok(json!({"value": "tck-news@1:hi;tck-news@2:;"}))
+        );
+        let elsewhere = TopicMessage::new("other", 40);
+        assert_eq!(
+            kit.deliver_as("on-message", elsewhere, json!({"to": "x", "text": "t"})),
+            Ok(json!({"value": "tck-news@1:hi;tck-news@2:;other@40:t;"}))
+        );
+        assert_eq!(kit.sequence(), 3);
+        // Not a delivery, or not a message: a bad request, nothing persisted.
+        assert!(matches!(
+            kit.handle("on-message", json!({"to": "k1", "text": "x"})),
+            Err(Failure::BadRequest(_))
+        ));
+        for payload in [json!(null), json!({"to": "k1"}), json!({"text": 1})] {
+            assert!(
+                matches!(
+                    kit.deliver_as(
+                        "on-message",
+                        TopicMessage::new("tck-news", 9),
+                        payload.clone()
+                    ),
+                    Err(Failure::BadRequest(_))
+                ),
+                "{payload}"
+            );
+        }
+        assert_eq!(kit.sequence(), 3);
+    }
+
+    #[test]
+    fn publishes_and_broadcasts_after_the_changes() {
+        let mut kit = TestKit::<TckValue>::new();
+        let news = json!({"to": ["a", "b"], "text": "t"});
+        let actions = json!([
+            {"append": "x"},
+            {"publish": {"topic": "tck-news", "payload": news}},
+            {"broadcast": {"type": "tck-value", "command": "process",
+                "payload": {"actions": [{"append": "b;"}]}}},
+            {"broadcast": {"type": "tck-events", "command": "get"}},
+        ]);
+        assert_eq!(process(&mut kit, actions), Ok(json!({"value": "x"})));
+        let last = kit.last().expect("a handled command");
+        assert!(last.persisted);
+        assert_eq!(
+            last.effects,
+            [
+                Effect::Publish {
+                    topic: "tck-news".into(),
+                    payload: news,
+                },
+                Effect::Broadcast {
+                    entity_type: VALUE.into(),
+                    command: "process".into(),
+                    payload: json!({"actions": [{"append": "b;"}]}),
+                },
+                Effect::Broadcast {
+                    entity_type: "tck-events".into(),
+                    command: "get".into(),
+                    payload: json!(null),
+                },
+            ]
+        );
+        // A failed command broadcasts nothing.
+        let failed = json!([{"broadcast": {"type": "t", "command": "c"}}, {"fail": "no"}]);
+        assert_eq!(
+            process(&mut kit, failed),
+            Err(Failure::Rejected("no".into()))
+        );
+        assert!(kit.last().is_none());
     }
 
     #[test]
@@ -398,6 +527,9 @@ mod tests {
             json!({"actions": [{"cancel": {"name": "n"}}]}),
             json!({"actions": [{"call": {"type": "t", "key": "k", "command": "c",
                 "replyTo": {"command": "on-reply"}}}]}),
+            json!({"actions": [{"broadcast": {"type": "t"}}]}),
+            json!({"actions": [{"broadcast": {"command": "c"}}]}),
+            json!({"actions": [{"broadcast": "t"}]}),
         ] {
             assert!(
                 matches!(
