@@ -16,6 +16,7 @@ pub const PROFILE: &str = "guest";
 pub const GUESTS: &[&str] = &[
     "counter",
     "shopping-cart",
+    "cart-stats",
     "account",
     "transfer",
     "misbehave",

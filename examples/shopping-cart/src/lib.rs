@@ -1,6 +1,7 @@
 //! Example event-sourced entity: the canonical shopping cart. `add-item` adds a quantity of a
 //! product (to the existing line if the product is already in the cart), `remove-item` removes a
-//! product's line, and `get-cart` replies the lines in the order they were first added.
+//! product's line, and `get-cart` replies the lines in the order they were first added. Every
+//! event is published to the topic `cart-events` (which `examples/cart-stats` follows).
 
 use cella_sdk::{EventContext, EventSourcedEntity, Reply, Result, json, reject};
 use serde::{Deserialize, Serialize};
@@ -55,6 +56,7 @@ impl ShoppingCart {
 impl EventSourcedEntity for ShoppingCart {
     type Command = Command;
     type Event = Event;
+    const EVENTS_TOPIC: Option<&'static str> = Some("cart-events");
 
     fn handle(&self, cmd: Command, ctx: &mut EventContext<Event>) -> Result<Reply> {
         match cmd {
@@ -127,6 +129,25 @@ mod tests {
     fn declares_its_commands() {
         let kit = TestKit::<ShoppingCart>::new();
         assert_eq!(kit.commands(), ["add-item", "remove-item", "get-cart"]);
+        assert!(kit.subscriptions().is_empty());
+    }
+
+    #[test]
+    fn publishes_its_events_to_cart_events() {
+        let mut kit = TestKit::<ShoppingCart>::with_address("cart", "c1");
+        assert_eq!(kit.events_topic().as_deref(), Some("cart-events"));
+        add(&mut kit, "p1", "Pen", 2);
+        let removal = kit.handle("remove-item", json!({"productId": "p1"}));
+        assert_eq!(removal, Ok(json!({})));
+        assert_eq!(
+            kit.events_topic_messages(),
+            [
+                json!({"type": "cart", "key": "c1", "seq": 1, "index": 0, "event":
+                    {"itemAdded": {"item": {"productId": "p1", "name": "Pen", "quantity": 2}}}}),
+                json!({"type": "cart", "key": "c1", "seq": 2, "index": 0, "event":
+                    {"itemRemoved": {"productId": "p1"}}}),
+            ]
+        );
     }
 
     #[test]
