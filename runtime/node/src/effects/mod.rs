@@ -34,7 +34,7 @@ use std::{
 use cella_core::{
     EntityId, OUTBOX_PREFIX, OutboxItem, Processed, RowTable, TIMER_PREFIX, TimerRow, Write, decode,
 };
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 pub(crate) use self::deliver::{Attempt, attempt, delivery_path, invocation_of_query};
 use self::timers::TimerQueue;
@@ -76,6 +76,9 @@ pub(crate) struct Dispatcher {
     options: EffectOptions,
     /// Outbox items being carried out, by (source, effect id).
     active: Mutex<HashSet<(EntityId, String)>>,
+    /// Per (source, target): the completion of the last item handed over, which the next one
+    /// from the same source to the same target waits for.
+    chains: Mutex<HashMap<(EntityId, EntityId), watch::Receiver<bool>>>,
     /// Per partition: bounds deliveries in flight.
     lanes: Mutex<HashMap<u64, Arc<Semaphore>>>,
     timers: Mutex<TimerQueue>,
@@ -94,6 +97,7 @@ pub(crate) fn start(
         node: Arc::downgrade(node),
         options,
         active: Mutex::default(),
+        chains: Mutex::default(),
         lanes: Mutex::default(),
         timers: Mutex::default(),
         timers_changed: Notify::new(),
@@ -119,7 +123,11 @@ impl Dispatcher {
     async fn receive(self: Arc<Self>, mut notices: mpsc::UnboundedReceiver<Notice>) {
         while let Some(notice) = notices.recv().await {
             match notice {
-                Notice::Outbox { source, item } => self.clone().carry_out(source, item),
+                Notice::Outbox {
+                    source,
+                    item,
+                    durable,
+                } => self.clone().carry_out(source, item, durable),
                 Notice::Timer { id, timer } => self.set_timer(id, timer),
                 Notice::TimerGone { id, name } => {
                     lock(&self.timers).remove(&id, &name);
@@ -145,8 +153,15 @@ impl Dispatcher {
     }
 
     /// Carries out one outbox item of `source` in a task of its own (once, however often it
-    /// is handed over).
-    fn carry_out(self: Arc<Self>, source: EntityId, item: OutboxItem) {
+    /// is handed over), after its append is `durable` and after the item handed over before it
+    /// from the same source to the same target: calls from one entity to another are carried out
+    /// in the order they were made.
+    fn carry_out(
+        self: Arc<Self>,
+        source: EntityId,
+        item: OutboxItem,
+        durable: Option<watch::Receiver<Option<bool>>>,
+    ) {
         let key = (source.clone(), item.effect_id.clone());
         if !lock(&self.active).insert(key.clone()) {
             return;
@@ -154,13 +169,59 @@ impl Dispatcher {
         if let Some(node) = self.node.upgrade() {
             node.metrics.effects.pending.inc();
         }
+        let pair = (source.clone(), item.target.clone());
+        let (done_tx, done_rx) = watch::channel(false);
+        let before = lock(&self.chains).insert(pair.clone(), done_rx.clone());
         tokio::spawn(async move {
-            self.deliver(&source, &item).await;
+            let exists = match durable {
+                None => true,
+                Some(mut rx) => match rx.wait_for(Option::is_some).await.map(|d| *d) {
+                    Ok(Some(durable)) => durable,
+                    // Its command was cancelled with the append in flight: the row tells.
+                    _ => self.row_exists(&source, &item).await,
+                },
+            };
+            if exists {
+                if let Some(mut before) = before {
+                    // A dropped sender (its task ended) counts as done.
+                    let _ = before.wait_for(|done| *done).await;
+                }
+                self.deliver(&source, &item).await;
+            }
+            done_tx.send_replace(true);
+            {
+                let mut chains = lock(&self.chains);
+                if chains
+                    .get(&pair)
+                    .is_some_and(|tail| tail.same_channel(&done_rx))
+                {
+                    chains.remove(&pair);
+                }
+            }
             lock(&self.active).remove(&key);
             if let Some(node) = self.node.upgrade() {
                 node.metrics.effects.pending.dec();
             }
         });
+    }
+
+    /// Whether `item`'s outbox row exists, once every append of `source` before is through.
+    async fn row_exists(&self, source: &EntityId, item: &OutboxItem) -> bool {
+        let Some(node) = self.node.upgrade() else {
+            return false;
+        };
+        let journal = node.entities.journal_store();
+        if journal.barrier(source).await.is_err() {
+            // Not settled here: a leader taking the partition over reads the rows.
+            return false;
+        }
+        journal
+            .row(
+                source,
+                RowTable::Effects,
+                &cella_core::outbox_row(&item.effect_id),
+            )
+            .is_ok_and(|row| row.is_some())
     }
 
     /// Delivers `item` and its outcome, then acknowledges it; gives up only when this node no
@@ -354,7 +415,7 @@ impl Dispatcher {
         for (id, name, bytes) in rows {
             if name.starts_with(OUTBOX_PREFIX) {
                 match decode::<OutboxItem>(&bytes) {
-                    Ok(item) => self.clone().carry_out(id, item),
+                    Ok(item) => self.clone().carry_out(id, item, None),
                     Err(e) => tracing::error!("outbox row {name} of {id} is unreadable: {e}"),
                 }
             } else if name.starts_with(TIMER_PREFIX) {

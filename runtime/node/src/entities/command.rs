@@ -236,15 +236,17 @@ impl Entities {
         writes.append(&mut plan.writes);
         let new_seq = loaded.seq;
         let append = (!writes.is_empty()).then(|| self.journal.append_leased(writes, lease));
+        let handover = self.hand_over(&id, plan.notices);
         drop(guard);
         match append {
             Some(fut) => {
-                if let Err(e) = fut.await {
+                let done = fut.await;
+                self.settle(handover, done.is_ok());
+                if let Err(e) = done {
                     self.drop_from_cache(&id);
                     return Err(e.into());
                 }
                 slot.durable_seq.fetch_max(new_seq, Ordering::AcqRel);
-                self.notify(plan.notices);
             }
             None => self.settle_read(&id, &slot, new_seq, lease).await?,
         }

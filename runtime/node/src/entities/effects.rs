@@ -42,8 +42,13 @@ pub struct TimerFire {
 /// What a committed command hands to the effect dispatcher.
 #[derive(Clone, Debug)]
 pub enum Notice {
-    /// A call to carry out.
-    Outbox { source: EntityId, item: OutboxItem },
+    /// A call to carry out, once `durable` (when set) says its append is durable (`Some(true)`;
+    /// `Some(false)`: it failed, and the call does not exist).
+    Outbox {
+        source: EntityId,
+        item: OutboxItem,
+        durable: Option<tokio::sync::watch::Receiver<Option<bool>>>,
+    },
     /// A timer set (new, replaced, or its next firing).
     Timer { id: EntityId, timer: TimerRow },
     /// A timer removed (cancelled, or fired for the last time).
@@ -71,6 +76,7 @@ impl EffectPlan {
         self.notices.push(Notice::Outbox {
             source: id.clone(),
             item,
+            durable: None,
         });
         Ok(())
     }

@@ -113,6 +113,69 @@ pub struct Entities {
     partition_keys: Vec<String>,
 }
 
+/// The notices of an append in flight (see [`Entities::hand_over`]).
+pub(super) struct Handover {
+    durable: Option<tokio::sync::watch::Sender<Option<bool>>>,
+    later: Vec<Notice>,
+    /// Until settled: what a handover dropped unsettled (its command was cancelled while its
+    /// append was in flight) needs to settle itself once the entity's appends are through.
+    unsettled: Option<(
+        EntityId,
+        Arc<dyn Journal>,
+        Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
+    )>,
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        let Some((id, journal, notices)) = self.unsettled.take() else {
+            return;
+        };
+        let (durable, later) = (self.durable.take(), std::mem::take(&mut self.later));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            // Appends are durable in order: once a barrier behind it resolves, the append has
+            // either committed or failed, and the store tells which by its rows.
+            let through = journal.barrier(&id).await.is_ok();
+            if let Some(tx) = durable {
+                // `None` again: the dispatcher looks for each item's row.
+                tx.send_replace(Some(through).filter(|t| !t));
+                drop(tx);
+            }
+            let Some(tx) = notices.filter(|_| through) else {
+                return;
+            };
+            for notice in later {
+                let holds = match &notice {
+                    Notice::Timer { id, timer } => journal
+                        .row(
+                            id,
+                            cella_core::RowTable::Effects,
+                            &cella_core::timer_row(&timer.name),
+                        )
+                        .ok()
+                        .flatten()
+                        .and_then(|b| cella_core::decode::<cella_core::TimerRow>(&b).ok())
+                        .is_some_and(|row| row == *timer),
+                    Notice::TimerGone { id, name } => journal
+                        .row(
+                            id,
+                            cella_core::RowTable::Effects,
+                            &cella_core::timer_row(name),
+                        )
+                        .is_ok_and(|row| row.is_none()),
+                    _ => true,
+                };
+                if holds {
+                    let _ = tx.send(notice);
+                }
+            }
+        });
+    }
+}
+
 /// How entities map to partitions.
 pub type PartitionOf = Arc<dyn Fn(&EntityId) -> u64 + Send + Sync>;
 
@@ -173,6 +236,43 @@ impl Entities {
     pub fn with_notices(mut self, notices: tokio::sync::mpsc::UnboundedSender<Notice>) -> Self {
         self.notices = Some(notices);
         self
+    }
+
+    /// Hands the outbox items of an append to the dispatcher now, under the entity's lock, so
+    /// that the dispatcher receives one entity's items in the order its commands made them (and
+    /// carries out the calls from one entity to another in that order); they wait for
+    /// [`Entities::settle`] to say the append is durable. The other notices are kept for then.
+    pub(super) fn hand_over(&self, id: &EntityId, notices: Vec<Notice>) -> Handover {
+        let (mut outbox, later): (Vec<Notice>, Vec<Notice>) = notices
+            .into_iter()
+            .partition(|n| matches!(n, Notice::Outbox { .. }));
+        let durable = (!outbox.is_empty()).then(|| {
+            let (tx, rx) = tokio::sync::watch::channel(None);
+            for notice in &mut outbox {
+                if let Notice::Outbox { durable, .. } = notice {
+                    *durable = Some(rx.clone());
+                }
+            }
+            self.notify(outbox);
+            tx
+        });
+        Handover {
+            durable,
+            later,
+            unsettled: Some((id.clone(), self.journal.clone(), self.notices.clone())),
+        }
+    }
+
+    /// Tells the dispatcher whether the append behind `handover` is durable (`ok`), and then
+    /// about its other effects.
+    pub(super) fn settle(&self, mut handover: Handover, ok: bool) {
+        handover.unsettled = None;
+        if let Some(tx) = handover.durable.take() {
+            tx.send_replace(Some(ok));
+        }
+        if ok {
+            self.notify(std::mem::take(&mut handover.later));
+        }
     }
 
     /// Tells the dispatcher about durable effects.

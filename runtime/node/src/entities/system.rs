@@ -301,12 +301,14 @@ impl Entities {
         }
         let lease = loaded.lease;
         let append = self.journal.append_leased(plan.writes, lease);
+        let handover = self.hand_over(&id, plan.notices);
         drop(guard);
-        if let Err(e) = append.await {
+        let done = append.await;
+        self.settle(handover, done.is_ok());
+        if let Err(e) = done {
             self.drop_from_cache(&id);
             return Err(e.into());
         }
-        self.notify(plan.notices);
         Ok(reply)
     }
 }
