@@ -52,7 +52,9 @@
  * - event-sourced only: `apply(state, event)` folds one event into the state: it returns the new
  *   state, or mutates `state` and returns nothing. It must be pure and must not fail: it runs
  *   again whenever the host rebuilds the state. `eventSchema` (optional) decodes stored events;
- *   `snapshotEvery` asks the host for a snapshot every this many events (0 = host default).
+ *   `snapshotEvery` asks the host for a snapshot every this many events (0 = host default);
+ *   `eventsTopic` has the host publish every persisted event to that topic (see Topics).
+ * - `subscriptions` (optional): the topics the entity subscribes to (see Topics).
  *
  * A value handler mutates the `state` it is given (or assigns `ctx.state`). An event-sourced
  * handler must not touch `state`: it calls `ctx.emit(event)`, which applies the event at once,
@@ -72,8 +74,39 @@
  * (with `{ everyMs }` it repeats until cancelled; a timer of the same name replaces it; the
  * command it fires has `ctx.timer` set), `cancel(name)`, and
  * `forward(type, key, command, payload)`, which hands the command on to another entity whose
- * reply becomes the caller's (at most once per command). `ctx.correlation` and `ctx.timer` are
- * `null` unless set.
+ * reply becomes the caller's (at most once per command), and `broadcast(type, command,
+ * payload)`, which sends the command to every entity of that type that exists when the host
+ * carries it out, each exactly once (replies are not seen). `ctx.correlation`, `ctx.timer` and
+ * `ctx.message` (see Topics) are `null` unless set.
+ *
+ * # Topics
+ *
+ * A topic is a durable, ordered log of JSON messages, written by `ctx.publish(topic, payload)`,
+ * by `POST /v1/topics/<topic>` and by event-sourced entities' `eventsTopic`. A definition
+ * subscribes to topics with `subscriptions`: each message reaches the entity its key names,
+ * exactly once, in topic order, as the subscription's command with the message as payload and
+ * `ctx.message` set to `{ topic, offset }` (offset 1 for the topic's first message):
+ *
+ * ```js
+ * export const entity = valueEntity({
+ *   initialState: { lines: [] },
+ *   // {"to": "alice", "text": "hi"} reaches the entity `alice`; an array of keys, each of them.
+ *   subscriptions: [{ topic: 'news', command: 'on-news', key: { pointer: '/to' } }],
+ *   commands: {
+ *     'on-news': (state, message, ctx) => {
+ *       state.lines.push(`${ctx.message.offset}: ${message.text}`);
+ *     },
+ *   },
+ * });
+ * ```
+ *
+ * `key` is `{ pointer }`, a JSON pointer (RFC 6901) into the message naming the entity (a string
+ * or number there, or an array of them: one entity per element; a message without a usable key
+ * is not delivered), or `{ fixed: 'all' }`, always that one entity. An event-sourced
+ * definition's `eventsTopic: 'cart-events'` has the host publish each persisted event there as
+ * `{"type": T, "key": K, "seq": S, "index": I, "event": E}`. A subscription naming a command
+ * the definition does not have, or an `eventsTopic` on a value entity, is a `TypeError` when
+ * the module loads (so the build fails).
  *
  * # Numbers
  *
@@ -117,6 +150,12 @@ export { Context, ValueContext, EventContext } from './context.js';
 export { schema, SchemaError, isInt64, INT64_MIN, INT64_MAX, UINT64_MAX } from './schema.js';
 export { parse as parseJson, stringify as stringifyJson } from './json.js';
 
+/**
+ * A topic the entity subscribes to: its messages come as `command`, to the entity named by the
+ * JSON pointer `key.pointer` into the message, or always to the entity `key.fixed`.
+ * @typedef {{topic: string, command: string, key: {pointer: string} | {fixed: string}}} Subscription
+ */
+
 function define(kind, def) {
   const normalized = normalize(kind, def);
   const entity = glue(normalized, { logUncaught: true });
@@ -131,6 +170,7 @@ function define(kind, def) {
  *   initialState: unknown,
  *   commands: Record<string, Function | { payload?: Function, handle: Function }>,
  *   stateSchema?: Function,
+ *   subscriptions?: Subscription[],
  * }} definition
  */
 export function valueEntity(definition) {
@@ -147,6 +187,8 @@ export function valueEntity(definition) {
  *   stateSchema?: Function,
  *   eventSchema?: Function,
  *   snapshotEvery?: number,
+ *   subscriptions?: Subscription[],
+ *   eventsTopic?: string,
  * }} definition
  */
 export function eventSourcedEntity(definition) {

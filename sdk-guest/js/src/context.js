@@ -33,9 +33,9 @@ function toU64(value) {
  * ones: use `timestampMs` instead of `Date.now()` and `random()` instead of `Math.random()`
  * (the component has no real clock or randomness).
  *
- * Effects (`call`, `publish`, `schedule`, `cancel`) run after the command's change is durable,
- * and only if the command succeeds; the host carries each out exactly once. `forward` hands the
- * command on to another entity.
+ * Effects (`call`, `publish`, `broadcast`, `schedule`, `cancel`) run after the command's change
+ * is durable, and only if the command succeeds; the host carries each out exactly once.
+ * `forward` hands the command on to another entity.
  */
 export class Context {
   /** The entity's type (the module name). @type {string} */
@@ -60,6 +60,13 @@ export class Context {
   correlation;
   /** The name of the timer that fired this command; else `null`. @type {string | null} */
   timer;
+  /**
+   * Where the message this command delivers comes from, when the command is the subscriber of
+   * a topic (see the definition's `subscriptions`; the payload is then the message): its
+   * `topic` and its `offset` there (1 for the first message of the topic); else `null`.
+   * @type {{topic: string, offset: number} | null}
+   */
+  message;
 
   #rng;
   #effects = [];
@@ -82,6 +89,10 @@ export class Context {
     this.randomSeed = BigInt.asUintN(64, BigInt(wit.randomSeed));
     this.correlation = wit.correlation ?? null;
     this.timer = wit.timer ?? null;
+    this.message =
+      wit.message === undefined || wit.message === null
+        ? null
+        : Object.freeze({ topic: wit.message.topic, offset: Number(wit.message.offset) });
     this.#rng = this.randomSeed;
     this._state = state;
   }
@@ -159,7 +170,11 @@ export class Context {
     return route;
   }
 
-  /** Publishes `payload` to `topic` after this command commits. */
+  /**
+   * Publishes `payload` to `topic` after this command commits: the host appends it to the
+   * topic's durable log exactly once, from where it reaches the topic's subscribers and
+   * followers.
+   */
   publish(topic, payload = null) {
     if (!this.#strings('publish', { topic })) {
       return;
@@ -167,6 +182,24 @@ export class Context {
     const text = this.#payload(`publication to \`${topic}\``, payload);
     if (text !== undefined) {
       this.#effects.push({ tag: 'publish', val: { topic, payload: text } });
+    }
+  }
+
+  /**
+   * Sends `command` with `payload` to every entity of `entityType` that exists (has state or
+   * events) when the host carries it out, after this command commits: each receives it exactly
+   * once, across all partitions and nodes. Replies are not seen.
+   * @param {string} entityType
+   * @param {string} command
+   * @param {unknown} [payload]
+   */
+  broadcast(entityType, command, payload = null) {
+    if (!this.#strings('broadcast', { entityType, command })) {
+      return;
+    }
+    const text = this.#payload(`broadcast of \`${command}\` to ${entityType}`, payload);
+    if (text !== undefined) {
+      this.#effects.push({ tag: 'broadcast', val: { entityType, command, payload: text } });
     }
   }
 

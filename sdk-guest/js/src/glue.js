@@ -67,6 +67,63 @@ const NO_EVENTS = 'a value entity has no events';
 const ENCODER = new TextEncoder();
 const DECODER = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * Whether `name` is a valid entity key, topic or command name for the host: 1 to 256 bytes of
+ * UTF-8, no `/` and no control character.
+ */
+export function isName(name) {
+  return (
+    typeof name === 'string' &&
+    name !== '' &&
+    ENCODER.encode(name).length <= 256 &&
+    !/[\/\u0000-\u001f\u007f-\u009f]/.test(name)
+  );
+}
+
+/** Checks the `subscriptions` of a definition: their normalized form. */
+function subscriptions(what, declared, commands) {
+  if (declared === undefined) {
+    return [];
+  }
+  if (!Array.isArray(declared)) {
+    throw new TypeError(`${what}: \`subscriptions\` must be an array of { topic, command, key }`);
+  }
+  return declared.map((s, i) => {
+    const where = `${what}: subscription ${i}`;
+    if (typeof s !== 'object' || s === null) {
+      throw new TypeError(`${where}: expected { topic, command, key: { pointer } | { fixed } }`);
+    }
+    const { topic, command, key } = s;
+    if (!isName(topic)) {
+      throw new TypeError(`${where}: \`topic\` must be a topic name (1-256 bytes, no \`/\`)`);
+    }
+    if (typeof command !== 'string' || !commands.has(command)) {
+      throw new TypeError(
+        `${where}: the subscription to topic \`${topic}\` names the command \`${command}\`, which is not in \`commands\``,
+      );
+    }
+    const forms = typeof key === 'object' && key !== null ? Object.keys(key) : [];
+    if (forms.length !== 1 || !['pointer', 'fixed'].includes(forms[0])) {
+      throw new TypeError(
+        `${where}: \`key\` must be { pointer: '/json/pointer' } or { fixed: 'entity-key' }`,
+      );
+    }
+    if ('pointer' in key) {
+      const pointer = key.pointer;
+      if (typeof pointer !== 'string' || (pointer !== '' && !pointer.startsWith('/'))) {
+        throw new TypeError(
+          `${where}: \`key.pointer\` is a JSON pointer into the message (empty or starting with \`/\`, like \`/to\`)`,
+        );
+      }
+      return { topic, command, key: { pointer } };
+    }
+    if (!isName(key.fixed)) {
+      throw new TypeError(`${where}: \`key.fixed\` must be an entity key (1-256 bytes, no \`/\`)`);
+    }
+    return { topic, command, key: { fixed: key.fixed } };
+  });
+}
+
 /** The key under which an entity keeps its definition, for the test kit. */
 export const DEFINITION = Symbol.for('cella.entity.definition');
 
@@ -127,8 +184,17 @@ export function normalize(kind, def) {
   if (kind === 'event-sourced' && typeof def.apply !== 'function') {
     throw new TypeError(`${what}: \`apply(state, event)\` is missing`);
   }
-  if (kind === 'value' && (def.apply !== undefined || def.eventSchema !== undefined)) {
-    throw new TypeError(`${what}: a value entity has no events (no \`apply\` or \`eventSchema\`)`);
+  if (
+    kind === 'value' &&
+    (def.apply !== undefined || def.eventSchema !== undefined || def.eventsTopic !== undefined)
+  ) {
+    throw new TypeError(
+      `${what}: a value entity has no events (no \`apply\`, \`eventSchema\` or \`eventsTopic\`)`,
+    );
+  }
+  const eventsTopic = def.eventsTopic ?? undefined;
+  if (eventsTopic !== undefined && !isName(eventsTopic)) {
+    throw new TypeError(`${what}: \`eventsTopic\` must be a topic name (1-256 bytes, no \`/\`)`);
   }
   return {
     kind,
@@ -138,6 +204,8 @@ export function normalize(kind, def) {
     eventSchema: def.eventSchema,
     apply: def.apply,
     snapshotEvery,
+    subscriptions: subscriptions(what, def.subscriptions, commands),
+    eventsTopic,
   };
 }
 
@@ -212,6 +280,12 @@ export function glue(def, { logUncaught }) {
     kind: def.kind,
     commands: [...def.commands.keys()],
     snapshotEvery: def.snapshotEvery,
+    subscriptions: def.subscriptions.map(({ topic, command, key }) => ({
+      topic,
+      command,
+      key: 'pointer' in key ? { tag: 'pointer', val: key.pointer } : { tag: 'fixed', val: key.fixed },
+    })),
+    eventsTopic: def.eventsTopic,
   };
 
   /**

@@ -18,12 +18,18 @@
  * });
  * ```
  *
+ * Topics: `kit.deliver(topic, message)` runs a message of a topic the entity subscribes to
+ * through the subscription's command (with `ctx.message` set), `kit.subscriptions` and
+ * `kit.eventsTopic` are what the entity declares, `keysOf(subscription, message)` says which
+ * entities the host delivers a message to, and `kit.last.effects` records `publish` and
+ * `broadcast` effects like the others.
+ *
  * Replies, events and states come back as the SDK's exact JSON reads them (integers beyond
  * 2^53 as BigInts). An exception that escapes the entity's code propagates out of `handle`
  * unchanged (a component would trap on it).
  */
 
-import { DEFINITION, glue } from './glue.js';
+import { DEFINITION, glue, isName } from './glue.js';
 import { parse, stringify } from './json.js';
 
 /** Why a command failed, as the host would report it. */
@@ -94,9 +100,68 @@ function effect({ tag, val }) {
     }
     case 'cancel':
       return { kind: 'cancel', name: val };
+    case 'broadcast':
+      return {
+        kind: 'broadcast',
+        entityType: val.entityType,
+        command: val.command,
+        payload: json('broadcast payload', val.payload),
+      };
     default:
       throw new Error(`unknown effect ${tag}`);
   }
+}
+
+/** Resolves the JSON pointer `pointer` (RFC 6901) in `document`: `{found, value}`. */
+function resolvePointer(document, pointer) {
+  if (pointer === '') {
+    return { found: true, value: document };
+  }
+  let at = document;
+  for (const raw of pointer.slice(1).split('/')) {
+    const token = raw.replaceAll('~1', '/').replaceAll('~0', '~');
+    if (Array.isArray(at)) {
+      if (!/^(0|[1-9][0-9]*)$/.test(token) || Number(token) >= at.length) {
+        return { found: false };
+      }
+      at = at[Number(token)];
+    } else if (typeof at === 'object' && at !== null && Object.hasOwn(at, token)) {
+      at = at[token];
+    } else {
+      return { found: false };
+    }
+  }
+  return { found: true, value: at };
+}
+
+/**
+ * The keys of the entities a subscription (as declared: `{topic, command, key}`) delivers
+ * `message` (JSON) to, as the host picks them: the fixed key, or the string or number (or the
+ * array of them) at the pointer; `[]` when the message has no usable key there (the host does
+ * not deliver it).
+ * @param {{key: {pointer: string} | {fixed: string}}} subscription
+ * @param {unknown} message
+ * @returns {string[]}
+ */
+export function keysOf(subscription, message) {
+  const { key } = subscription;
+  if ('fixed' in key) {
+    return [key.fixed];
+  }
+  const { found, value } = resolvePointer(message, key.pointer);
+  if (!found) {
+    return [];
+  }
+  const keys = [];
+  for (const item of Array.isArray(value) ? value : [value]) {
+    const k =
+      typeof item === 'string' ? item : typeof item === 'number' || typeof item === 'bigint' ? stringify(item) : undefined;
+    if (!isName(k)) {
+      return [];
+    }
+    keys.push(k);
+  }
+  return keys;
 }
 
 function sameJson(a, b) {
@@ -133,6 +198,7 @@ export class TestKit {
   #commandsRun = 0n;
   #events = [];
   #last = undefined;
+  #offsets = new Map();
 
   /**
    * @param {object} entity what `valueEntity` or `eventSourcedEntity` returned
@@ -165,6 +231,46 @@ export class TestKit {
     return this.#glue.describe().snapshotEvery;
   }
 
+  /**
+   * The subscriptions the entity declares, in order: `{topic, command, key}` with `key`
+   * `{pointer}` or `{fixed}`.
+   */
+  get subscriptions() {
+    return this.#definition.subscriptions.map(({ topic, command, key }) => ({ topic, command, key: { ...key } }));
+  }
+
+  /** The topic the entity's events are published to, or `undefined`. */
+  get eventsTopic() {
+    return this.#definition.eventsTopic;
+  }
+
+  /**
+   * Delivers `message` (any JSON value) of `topic` to this entity as the host does: runs the
+   * command of the entity's subscription to `topic` with the message as payload and
+   * `ctx.message` set to the topic and `offset` (by default one more than the last offset of
+   * that topic delivered by this kit, starting at 1), and returns the reply. `command` picks
+   * the subscription when there are several to the topic. Whether the message's key names this
+   * entity is not checked (see `keysOf`). Throws a `TypeError` when the entity has no such
+   * subscription, and a `CommandFailure` as `handle` does.
+   * @param {string} topic
+   * @param {unknown} message
+   * @param {{offset?: number, command?: string}} [options]
+   */
+  deliver(topic, message, { offset, command } = {}) {
+    const chosen = this.#definition.subscriptions.filter(
+      (s) => s.topic === topic && (command === undefined || s.command === command),
+    );
+    if (chosen.length === 0) {
+      throw new TypeError(`TestKit.deliver: the entity has no subscription to topic \`${topic}\``);
+    }
+    if (new Set(chosen.map((s) => s.command)).size > 1) {
+      throw new TypeError(`TestKit.deliver: the entity subscribes to \`${topic}\` more than once: give { command }`);
+    }
+    const at = offset ?? (this.#offsets.get(topic) ?? 0) + 1;
+    this.#offsets.set(topic, at);
+    return this.handle(chosen[0].command, message, { message: { topic, offset: at } });
+  }
+
   /** Sets the time the next commands see (`ctx.timestampMs`). */
   setTime(timestampMs) {
     this.#timestampMs = timestampMs;
@@ -176,10 +282,11 @@ export class TestKit {
    *
    * `{ correlation }` runs the command as the reply route of a call (`ctx.correlation`; the
    * payload is then the outcome, `{ ok: reply }` or `{ error: { code, message } }`);
-   * `{ timer }` as fired by that timer (`ctx.timer`).
+   * `{ timer }` as fired by that timer (`ctx.timer`); `{ message: { topic, offset } }` as the
+   * delivery of a topic message (`ctx.message`; `deliver` is the shorthand).
    * @param {string} command
    * @param {unknown} [payload] default `null`
-   * @param {{correlation?: string, timer?: string}} [options]
+   * @param {{correlation?: string, timer?: string, message?: {topic: string, offset: number}}} [options]
    */
   handle(command, payload = null, options = {}) {
     const text = stringify(payload);
@@ -193,9 +300,9 @@ export class TestKit {
    * Runs `command` with the payload given as JSON text (e.g. `'1.5'`, `''` for an empty body).
    * @param {string} command
    * @param {string} payloadText
-   * @param {{correlation?: string, timer?: string}} [options] as for `handle`
+   * @param {{correlation?: string, timer?: string, message?: {topic: string, offset: number}}} [options] as for `handle`
    */
-  handleJson(command, payloadText, { correlation, timer } = {}) {
+  handleJson(command, payloadText, { correlation, timer, message } = {}) {
     this.#last = undefined;
     this.#commandsRun += 1n;
     const n = this.#commandsRun;
@@ -209,6 +316,10 @@ export class TestKit {
       sequence: BigInt(this.#sequence),
       correlation: correlation ?? undefined,
       timer: timer ?? undefined,
+      message:
+        message === undefined || message === null
+          ? undefined
+          : { topic: message.topic, offset: BigInt(message.offset) },
     };
     const result = this.#glue.handle(context, this.#state?.slice(), payloadText);
     if (result.tag === 'err') {
@@ -270,8 +381,8 @@ export class TestKit {
    * `undefined` if it failed or none ran yet. Effects are
    * `{kind: 'call', entityType, key, command, payload}` (plus `replyTo` and `correlation` for a
    * call with a reply route), `{kind: 'publish', topic, payload}`,
-   * `{kind: 'schedule', name, delayMs, command, payload}` (plus `everyMs` for a repeating timer)
-   * or `{kind: 'cancel', name}`.
+   * `{kind: 'schedule', name, delayMs, command, payload}` (plus `everyMs` for a repeating timer),
+   * `{kind: 'cancel', name}` or `{kind: 'broadcast', entityType, command, payload}`.
    */
   get last() {
     return this.#last;

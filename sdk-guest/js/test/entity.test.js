@@ -48,6 +48,8 @@ test('describe lists the commands in definition order', () => {
     kind: 'value',
     commands: ['add', 'count', 'echo', 'replace', 'refuse', 'picky', 'boom', 'async', 'unjson', 'forward'],
     snapshotEvery: 0,
+    subscriptions: [],
+    eventsTopic: undefined,
   });
 });
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import { INT64_MAX, INT64_MIN } from 'cella-sdk';
-import { TestKit } from 'cella-sdk/testing';
+import { TestKit, keysOf } from 'cella-sdk/testing';
 
 import { entity as counter } from '../examples/counter/index.js';
 import { entity as cart } from '../examples/shopping-cart/index.js';
@@ -67,6 +67,13 @@ describe('shopping cart', () => {
     assert.deepEqual(kit.commands, ['add-item', 'remove-item', 'get-cart']);
     assert.equal(kit.kind, 'event-sourced');
     assert.equal(kit.snapshotEvery, 0);
+  });
+
+  test('publishes its events to cart-events', () => {
+    const kit = new TestKit(cart);
+    assert.equal(kit.eventsTopic, 'cart-events');
+    assert.deepEqual(kit.subscriptions, []);
+    assert.deepEqual(cart.describe().eventsTopic, 'cart-events');
   });
 
   test('a new cart is empty', () => {
@@ -212,6 +219,8 @@ function modelCases(entity, change, commands) {
         { schedule: { name: 'once', delayMs: 5, command: 'get', payload: 2, everyMs: null } },
         { publish: { topic: 'no-payload' } },
         { cancel: 'later' },
+        { broadcast: { type: 'tck-events', command: 'get', payload: { b: 2 } } },
+        { broadcast: { type: 'tck-value', command: 'get' } },
       ],
     });
     assert.deepEqual(kit.last.effects, [
@@ -232,6 +241,8 @@ function modelCases(entity, change, commands) {
       { kind: 'schedule', name: 'once', delayMs: 5, command: 'get', payload: 2 },
       { kind: 'publish', topic: 'no-payload', payload: null },
       { kind: 'cancel', name: 'later' },
+      { kind: 'broadcast', entityType: 'tck-events', command: 'get', payload: { b: 2 } },
+      { kind: 'broadcast', entityType: 'tck-value', command: 'get', payload: null },
     ]);
     assert.equal(kit.last.persisted, false);
   });
@@ -282,6 +293,10 @@ function modelCases(entity, change, commands) {
       { actions: [{ call: { type: 't', key: 'k', command: 'c', replyTo: 'on-reply' } }] },
       { actions: [{ call: { type: 't', key: 'k', command: 'c', replyTo: { command: 'on-reply' } } }] },
       { actions: [{ call: { type: 't', key: 'k', command: 'c', replyTo: { correlation: 'x' } } }] },
+      { actions: [{ broadcast: 'tck-value' }] },
+      { actions: [{ broadcast: { type: 'tck-value' } }] },
+      { actions: [{ broadcast: { type: 'tck-value', command: 1 } }] },
+      { actions: [{ broadcast: { key: 'k', command: 'get' } }] },
       // Checked before anything runs: a fail first does not hide a bad action after it.
       { actions: [{ fail: 'x' }, { explode: 1 }] },
     ]) {
@@ -313,10 +328,51 @@ function modelCases(entity, change, commands) {
     assert.equal(reply.randomSeed, (2n * 0x9e3779b97f4a7c15n) % 2n ** 64n);
     assert.equal(kit.sequence, 1);
   });
+
+  test('on-message appends topic@offset:text; for each message delivered', () => {
+    const kit = new TestKit(entity);
+    kit.handle('process', { actions: [{ [change]: 'v:' }] });
+    let value = 'v:';
+    for (const [message, entry] of [
+      [{ to: 'k1', text: 'hello' }, 'tck-news@1:hello;'],
+      [{ to: ['k1', 'k2'], text: '' }, 'tck-news@2:;'],
+      [{ to: 7, text: 'a;b@c' }, 'tck-news@3:a;b@c;'],
+    ]) {
+      value += entry;
+      assert.deepEqual(kit.deliver('tck-news', message), { value });
+      assert.deepEqual(kit.handle('get'), { value });
+    }
+    const offset = 2 ** 53 + 2;
+    value += `other@${offset}:x;`;
+    assert.deepEqual(kit.handle('on-message', { text: 'x' }, { message: { topic: 'other', offset } }), { value });
+    assert.equal(kit.sequence, 5);
+  });
+
+  test('on-message of anything else, or not delivered from a topic, is a bad request', () => {
+    const kit = new TestKit(entity);
+    for (const payload of [null, 'hi', { to: 'k1' }, { to: 'k1', text: 1 }, []]) {
+      assert.throws(() => kit.deliver('tck-news', payload), { kind: 'bad-request' }, JSON.stringify(payload));
+    }
+    assert.throws(() => kit.handle('on-message', { to: 'k1', text: 'x' }), { kind: 'bad-request' });
+    assert.equal(kit.sequence, 0);
+  });
 }
 
 describe('tck-value', () => {
-  modelCases(tckValue, 'update', ['process', 'get', 'context', 'on-reply']);
+  modelCases(tckValue, 'update', ['process', 'get', 'context', 'on-reply', 'on-message']);
+
+  test('subscribes to tck-news by the pointer /to', () => {
+    const kit = new TestKit(tckValue);
+    assert.deepEqual(kit.subscriptions, [{ topic: 'tck-news', command: 'on-message', key: { pointer: '/to' } }]);
+    assert.equal(kit.eventsTopic, undefined);
+    assert.deepEqual(tckValue.describe().subscriptions, [
+      { topic: 'tck-news', command: 'on-message', key: { tag: 'pointer', val: '/to' } },
+    ]);
+    const [subscription] = kit.subscriptions;
+    assert.deepEqual(keysOf(subscription, { to: 'a', text: '' }), ['a']);
+    assert.deepEqual(keysOf(subscription, { to: ['a', 7] }), ['a', '7']);
+    assert.deepEqual(keysOf(subscription, { text: 'no one' }), []);
+  });
 
   test('append appends to the working value', () => {
     const kit = new TestKit(tckValue);
@@ -377,7 +433,26 @@ describe('tck-value', () => {
 });
 
 describe('tck-events', () => {
-  modelCases(tckEvents, 'emit', ['process', 'get', 'context']);
+  modelCases(tckEvents, 'emit', ['process', 'get', 'context', 'on-message']);
+
+  test('subscribes to tck-news as the entity all, and publishes its events to tck-events-log', () => {
+    const kit = new TestKit(tckEvents);
+    assert.deepEqual(kit.subscriptions, [{ topic: 'tck-news', command: 'on-message', key: { fixed: 'all' } }]);
+    assert.deepEqual(keysOf(kit.subscriptions[0], { to: 'k1' }), ['all']);
+    assert.equal(kit.eventsTopic, 'tck-events-log');
+    assert.deepEqual(tckEvents.describe().subscriptions, [
+      { topic: 'tck-news', command: 'on-message', key: { tag: 'fixed', val: 'all' } },
+    ]);
+    assert.equal(tckEvents.describe().eventsTopic, 'tck-events-log');
+  });
+
+  test('on-message emits an event', () => {
+    const kit = new TestKit(tckEvents);
+    kit.handle('process', { actions: [{ emit: 'a' }] });
+    assert.deepEqual(kit.deliver('tck-news', { text: 't' }, { offset: 9 }), { value: 'atck-news@9:t;' });
+    assert.deepEqual(kit.last.events, [{ appended: 'tck-news@9:t;' }]);
+    assert.deepEqual(kit.deliver('tck-news', { text: 'u' }), { value: 'atck-news@9:t;tck-news@10:u;' });
+  });
 
   test('has no on-reply', () => {
     const kit = new TestKit(tckEvents);

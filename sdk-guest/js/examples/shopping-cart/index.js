@@ -1,8 +1,9 @@
 /*
  * Example event-sourced entity: the canonical shopping cart. `add-item` adds a quantity of a
  * product (to the existing line if the product is already in the cart), `remove-item` removes
- * a product's line, and `get-cart` replies the lines in the order they were first added. The
- * same observable behaviour (replies, events, messages) as the Rust `examples/shopping-cart`.
+ * a product's line, and `get-cart` replies the lines in the order they were first added. Its
+ * events are published to the topic `cart-events`. The same observable behaviour (replies,
+ * events, messages) as the Rust `examples/shopping-cart`.
  */
 
 import { INT64_MAX, eventSourcedEntity, isInt64, reject, schema } from 'cella-sdk';
@@ -23,6 +24,7 @@ export const entity = eventSourcedEntity({
     itemAdded: schema.object({ item: lineItem }),
     itemRemoved: schema.object({ productId: schema.string }),
   }),
+  eventsTopic: 'cart-events',
   commands: {
     'add-item': {
       payload: lineItem,

@@ -1,11 +1,12 @@
 /*
  * The TCK's event-sourced model (`tck-events`, tests/tck/SPEC.md): as `tck-value`, except that
  * `process` changes the state by emitting `{"appended": s}` events (`emit`), which `apply`
- * appends to the state's `value` (`update` and `append` are the value model's), and there is no
- * `on-reply`.
+ * appends to the state's `value` (`update` and `append` are the value model's), there is no
+ * `on-reply`, `on-message` (the subscriber of topic `tck-news`, always the entity `all`) emits
+ * `{"appended": "T@O:S;"}`, and the events are published to topic `tck-events-log`.
  */
 
-import { eventSourcedEntity, reject, schema } from 'cella-sdk';
+import { badRequest, eventSourcedEntity, reject, schema } from 'cella-sdk';
 
 /** The JSON payload of an action: `null` when missing. */
 const optionalPayload = schema.optional(schema.any);
@@ -32,9 +33,21 @@ const action = schema.variant({
     everyMs: schema.optional(schema.uint64),
   }),
   cancel: schema.string,
+  broadcast: schema.object({ type: schema.string, command: schema.string, payload: optionalPayload }),
 });
 
-/** Runs an action both models share: fail, forward, call, publish, schedule, cancel. */
+/** The payload of `on-message`: a message of `tck-news`, `{"to": K or [K, ...], "text": S}`. */
+const message = schema.object({ to: schema.optional(schema.any), text: schema.string });
+
+/** `T@O:S;` for the message with text S of topic T at offset O. */
+function messageEntry({ text }, ctx) {
+  if (ctx.message === null) {
+    badRequest('not the delivery of a topic message');
+  }
+  return `${ctx.message.topic}@${ctx.message.offset}:${text};`;
+}
+
+/** Runs an action both models share: fail, forward, call, publish, schedule, cancel, broadcast. */
 function runCommon(a, ctx) {
   if ('fail' in a) {
     reject(a.fail);
@@ -54,6 +67,9 @@ function runCommon(a, ctx) {
     ctx.schedule(name, delayMs, command, payload, { everyMs });
   } else if ('cancel' in a) {
     ctx.cancel(a.cancel);
+  } else if ('broadcast' in a) {
+    const { type, command, payload } = a.broadcast;
+    ctx.broadcast(type, command, payload);
   }
 }
 
@@ -62,6 +78,8 @@ export const entity = eventSourcedEntity({
   stateSchema: schema.object({ value: schema.string }),
   eventSchema: schema.object({ appended: schema.string }),
   snapshotEvery: 0,
+  subscriptions: [{ topic: 'tck-news', command: 'on-message', key: { fixed: 'all' } }],
+  eventsTopic: 'tck-events-log',
   commands: {
     process: {
       payload: schema.object({ actions: schema.array(action) }),
@@ -92,6 +110,13 @@ export const entity = eventSourcedEntity({
         timestampMs: ctx.timestampMs,
         randomSeed: ctx.randomSeed,
       }),
+    },
+    'on-message': {
+      payload: message,
+      handle(_state, m, ctx) {
+        ctx.emit({ appended: messageEntry(m, ctx) });
+        return { value: ctx.state.value };
+      },
     },
   },
   apply(state, { appended }) {

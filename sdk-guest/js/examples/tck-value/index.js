@@ -1,8 +1,10 @@
 /*
  * The TCK's value model (`tck-value`, tests/tck/SPEC.md): `process` runs a list of actions
  * against a working copy of the state (`update`, `append`, `fail`, `forward`, `call`,
- * `publish`, `schedule`, `cancel`), `get` replies the state, `context` replies the command
- * context, and `on-reply` (the reply route of calls) appends the outcome of a call to the state.
+ * `publish`, `schedule`, `cancel`, `broadcast`), `get` replies the state, `context` replies the
+ * command context, `on-reply` (the reply route of calls) appends the outcome of a call to the
+ * state, and `on-message` (the subscriber of topic `tck-news`, for the entities its `to` names)
+ * appends `T@O:S;` for each message.
  */
 
 import { badRequest, reject, schema, valueEntity } from 'cella-sdk';
@@ -34,9 +36,21 @@ const action = schema.variant({
     everyMs: schema.optional(schema.uint64),
   }),
   cancel: schema.string,
+  broadcast: schema.object({ type: schema.string, command: schema.string, payload: optionalPayload }),
 });
 
-/** Runs an action both models share: fail, forward, call, publish, schedule, cancel. */
+/** The payload of `on-message`: a message of `tck-news`, `{"to": K or [K, ...], "text": S}`. */
+const message = schema.object({ to: schema.optional(schema.any), text: schema.string });
+
+/** `T@O:S;` for the message with text S of topic T at offset O. */
+function messageEntry({ text }, ctx) {
+  if (ctx.message === null) {
+    badRequest('not the delivery of a topic message');
+  }
+  return `${ctx.message.topic}@${ctx.message.offset}:${text};`;
+}
+
+/** Runs an action both models share: fail, forward, call, publish, schedule, cancel, broadcast. */
 function runCommon(a, ctx) {
   if ('fail' in a) {
     reject(a.fail);
@@ -56,12 +70,16 @@ function runCommon(a, ctx) {
     ctx.schedule(name, delayMs, command, payload, { everyMs });
   } else if ('cancel' in a) {
     ctx.cancel(a.cancel);
+  } else if ('broadcast' in a) {
+    const { type, command, payload } = a.broadcast;
+    ctx.broadcast(type, command, payload);
   }
 }
 
 export const entity = valueEntity({
   initialState: { value: '' },
   stateSchema: schema.object({ value: schema.string }),
+  subscriptions: [{ topic: 'tck-news', command: 'on-message', key: { pointer: '/to' } }],
   commands: {
     process: {
       payload: schema.object({ actions: schema.array(action) }),
@@ -109,6 +127,13 @@ export const entity = valueEntity({
           const value = isObject && typeof reply.value === 'string' ? reply.value : '';
           state.value += `${x}:ok:${value};`;
         }
+        return { value: state.value };
+      },
+    },
+    'on-message': {
+      payload: message,
+      handle(state, m, ctx) {
+        state.value += messageEntry(m, ctx);
         return { value: state.value };
       },
     },
