@@ -543,3 +543,52 @@ async fn idempotency_key_is_remembered_across_kill9() {
         json!(11)
     );
 }
+
+/// Calls from one entity to another are carried out in the order they were made: within a
+/// command (several calls) and across commands sent concurrently (their appends commit
+/// together, and their effects still reach the target in the order the source ran them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn calls_from_one_entity_to_another_arrive_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Arc::new(TestNode::start(dir.path(), &[]).unwrap());
+    deploy(&node, &[("tck-value", "tck-value")]).await;
+    const COMMANDS: usize = 40;
+    const CALLS: usize = 3;
+    let mut clients = tokio::task::JoinSet::new();
+    for c in 0..COMMANDS {
+        // The source records the order it ran its commands in; each command makes CALLS calls.
+        let mut actions = vec![json!({"append": format!("{c},")})];
+        actions.extend((0..CALLS).map(|i| {
+            json!({"call": {"type": "tck-value", "key": "target", "command": "process",
+                "payload": {"actions": [{"append": format!("{c}.{i};")}]}}})
+        }));
+        let body = json!({"actions": actions}).to_string();
+        let node = node.clone();
+        clients.spawn(async move { node.call("tck-value", "source", "process", &body).await });
+    }
+    while let Some(r) = clients.join_next().await {
+        let r = r.expect("client task");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let ran: Vec<String> = value(&node, "source")
+        .await
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(ran.len(), COMMANDS, "{ran:?}");
+    let expected: String = ran
+        .iter()
+        .flat_map(|c| (0..CALLS).map(move |i| format!("{c}.{i};")))
+        .collect();
+    let done = wait_until(Duration::from_secs(30), || async {
+        value(&node, "target").await.len() >= expected.len()
+    })
+    .await;
+    let got = value(&node, "target").await;
+    assert!(done, "not every call arrived: {got:?}");
+    assert_eq!(
+        got, expected,
+        "the calls arrived out of the order they were made"
+    );
+}

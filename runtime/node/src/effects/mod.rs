@@ -133,8 +133,10 @@ impl Dispatcher {
                     lock(&self.timers).remove(&id, &name);
                 }
                 Notice::Published { topic, .. } => {
-                    let topics = self.topics.clone();
-                    tokio::spawn(async move { topics.published(&topic).await });
+                    if self.topics.published(&topic) {
+                        let topics = self.topics.clone();
+                        tokio::spawn(async move { topics.reconcile(Some(&topic)).await });
+                    }
                 }
             }
         }

@@ -211,7 +211,12 @@ pub(super) async fn delete(
 
 /// `GET /v1/modules`.
 pub(super) fn modules(node: &Node) -> Result<Response<Body>> {
-    let modules: Vec<_> = node.registry.list()?.iter().map(module_json).collect();
+    let modules: Vec<_> = node
+        .registry
+        .list()?
+        .iter()
+        .map(|info| module_json(node, info))
+        .collect();
     Ok(json_response(
         StatusCode::OK,
         &serde_json::json!({ "modules": modules }),
@@ -221,10 +226,15 @@ pub(super) fn modules(node: &Node) -> Result<Response<Body>> {
 /// `GET /v1/modules/{type}`.
 pub(super) fn module(node: &Node, params: &Params<'_>) -> Result<Response<Body>> {
     let info = node.registry.info(&params.decoded("type")?)?;
-    Ok(json_response(StatusCode::OK, &module_json(&info)))
+    Ok(json_response(StatusCode::OK, &module_json(node, &info)))
 }
 
-fn module_json(info: &cella_core::ModuleInfo) -> serde_json::Value {
+/// A module as JSON: its versions, and what its active version declares (when loaded here).
+fn module_json(node: &Node, info: &cella_core::ModuleInfo) -> serde_json::Value {
+    let declared = node.registry.get(&info.entity_type).ok().map(|active| {
+        let d = active.module.descriptor();
+        (d.subscriptions.clone(), d.events_topic.clone())
+    });
     let versions: Vec<_> = info
         .versions
         .iter()
@@ -246,6 +256,8 @@ fn module_json(info: &cella_core::ModuleInfo) -> serde_json::Value {
         "digest": active.map(|v| v.digest.clone()),
         "kind": active.map(|v| v.kind.as_str()),
         "commands": active.map(|v| v.commands.clone()),
+        "subscriptions": declared.as_ref().map(|d| &d.0),
+        "eventsTopic": declared.as_ref().and_then(|d| d.1.as_ref()),
         "versions": versions,
     })
 }

@@ -109,23 +109,16 @@ impl Topics {
         })
     }
 
-    /// A message was appended to `topic` here: wake its consumers (starting missing ones).
-    pub(crate) async fn published(self: &Arc<Self>, topic: &str) {
-        let new = lock(&self.known).insert(topic.to_string());
-        let woken = {
-            let consumers = lock(&self.consumers);
-            let mut any = false;
-            for ((t, _, _), wake) in consumers.iter() {
-                if t == topic {
-                    wake.notify_one();
-                    any = true;
-                }
+    /// A message was appended to `topic` here: wakes its consumers; true when the topic is new
+    /// here (its consumers are then to be started with [`Topics::reconcile`]; subscriptions of
+    /// types deployed later are picked up by the periodic reconcile).
+    pub(crate) fn published(&self, topic: &str) -> bool {
+        for ((t, _, _), wake) in lock(&self.consumers).iter() {
+            if t == topic {
+                wake.notify_one();
             }
-            any
-        };
-        if new || !woken {
-            self.reconcile(Some(topic)).await;
         }
+        lock(&self.known).insert(topic.to_string())
     }
 
     /// This node now leads `group`: its topics are found, and their consumers started.
