@@ -184,15 +184,15 @@ export function normalize(kind, def) {
   if (kind === 'event-sourced' && typeof def.apply !== 'function') {
     throw new TypeError(`${what}: \`apply(state, event)\` is missing`);
   }
+  const eventsTopic = def.eventsTopic ?? undefined;
   if (
     kind === 'value' &&
-    (def.apply !== undefined || def.eventSchema !== undefined || def.eventsTopic !== undefined)
+    (def.apply !== undefined || def.eventSchema !== undefined || eventsTopic !== undefined)
   ) {
     throw new TypeError(
       `${what}: a value entity has no events (no \`apply\`, \`eventSchema\` or \`eventsTopic\`)`,
     );
   }
-  const eventsTopic = def.eventsTopic ?? undefined;
   if (eventsTopic !== undefined && !isName(eventsTopic)) {
     throw new TypeError(`${what}: \`eventsTopic\` must be a topic name (1-256 bytes, no \`/\`)`);
   }
