@@ -119,12 +119,15 @@ pub(super) struct Handover {
     later: Vec<Notice>,
     /// Until settled: what a handover dropped unsettled (its command was cancelled while its
     /// append was in flight) needs to settle itself once the entity's appends are through.
-    unsettled: Option<(
-        EntityId,
-        Arc<dyn Journal>,
-        Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
-    )>,
+    unsettled: Option<Unsettled>,
 }
+
+/// What a [`Handover`] dropped unsettled needs: its entity, the journal, the dispatcher.
+type Unsettled = (
+    EntityId,
+    Arc<dyn Journal>,
+    Option<tokio::sync::mpsc::UnboundedSender<Notice>>,
+);
 
 impl Drop for Handover {
     fn drop(&mut self) {
