@@ -65,7 +65,7 @@ impl Drop for Server {
     }
 }
 
-fn ensure_wrk() -> anyhow::Result<()> {
+pub(crate) fn ensure_wrk() -> anyhow::Result<()> {
     if Command::new("wrk").arg("-v").output().is_ok() {
         return Ok(());
     }
@@ -237,11 +237,13 @@ pub struct Parts {
     pub wrk: bool,
     /// The effects part, with its sizes.
     pub effects: Option<crate::bench_effects::Options>,
+    /// The topics part, with its sizes.
+    pub topics: Option<crate::bench_topics::Options>,
 }
 
 pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> anyhow::Result<()> {
     let root = workspace_root();
-    if parts.wrk {
+    if parts.wrk || parts.topics.is_some() {
         ensure_wrk()?;
     }
     build::build_examples()?;
@@ -331,6 +333,9 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> a
     }
     if let Some(opts) = parts.effects {
         crate::bench_effects::run(&addrs, opts, client_rps)?;
+    }
+    if let Some(opts) = parts.topics {
+        crate::bench_topics::run(&addrs, opts)?;
     }
     drop(servers);
     let _ = std::fs::remove_dir_all(&tmp);

@@ -42,7 +42,7 @@ const TIMER_LEAD: Duration = Duration::from_secs(3);
 /// How often the latency run polls a transfer.
 const POLL: Duration = Duration::from_millis(5);
 
-async fn send(
+pub(crate) async fn send(
     addr: &str,
     method: &str,
     path: &str,
@@ -120,7 +120,7 @@ fn add_metrics(
 }
 
 /// The metrics of all nodes, summed by series (name and labels).
-async fn metrics(addrs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
+pub(crate) async fn metrics(addrs: &[String]) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut sum = BTreeMap::new();
     for a in addrs {
         let (status, body) = send(a, "GET", "/metrics", Vec::new()).await?;
@@ -179,7 +179,7 @@ fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
         .map(|(le, _)| *le)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -187,7 +187,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-fn deploy(addr: &str, name: &str, file: &str) -> anyhow::Result<()> {
+pub(crate) fn deploy(addr: &str, name: &str, file: &str) -> anyhow::Result<()> {
     let path = build::target_dir(&workspace_root())
         .join("components")
         .join(file);

@@ -3,12 +3,14 @@
 
 mod bench;
 mod bench_effects;
+mod bench_topics;
 mod build;
 mod ci;
 mod http;
 #[cfg(test)]
 mod layering;
 mod licenses;
+mod sse;
 mod tck;
 #[cfg(test)]
 mod tidy;
@@ -82,8 +84,9 @@ enum Task {
     /// node built with the `dist` profile, or a cluster of N nodes with one wrk per node:
     /// req/s, p50, p99, the counters' check and the nodes' CPU µs per request; then the effects
     /// part (transfer-saga call round trips through reply routes, and timers all due at one
-    /// instant; `--effects-only` runs it alone); then the criterion micro-benchmark of the
-    /// command path.
+    /// instant; `--effects-only` runs it alone); then the topics part (fan-out to subscriber
+    /// entities, publish → Server-Sent Events latency, sustained publications/s;
+    /// `--topics-only` runs it alone); then the criterion micro-benchmark of the command path.
     #[command(after_help = "Environment:\n  \
         CELLA_BENCH_BIN=PATH          run that cella build instead (A/B comparisons in one sitting)\n  \
         CELLA_BENCH_SERVE_ARGS=ARGS   add `cella serve` arguments, e.g. `--replicas 1`")]
@@ -110,19 +113,33 @@ enum Task {
         /// Skip the effects part (call round trips through reply routes, timers)
         #[arg(long, conflicts_with = "effects_only")]
         no_effects: bool,
-        /// Run only the effects part (no wrk, no micro-benchmark)
+        /// Run only the effects part (no wrk, no topics, no micro-benchmark)
         #[arg(long)]
         effects_only: bool,
+        /// Skip the topics part (fan-out, publish → SSE, sustained publications)
+        #[arg(long, conflicts_with = "topics_only")]
+        no_topics: bool,
+        /// Run only the topics part (no wrk, no effects, no micro-benchmark)
+        #[arg(long, conflicts_with = "effects_only")]
+        topics_only: bool,
         /// Effects part: transfers (2 call round trips each)
         #[arg(long, value_name = "N", default_value_t = 2000)]
         transfers: u32,
         /// Effects part: timers, one per key, all due at one instant
         #[arg(long, value_name = "N", default_value_t = 10000)]
         timers: u32,
-        /// Effects part: concurrent clients
+        /// Effects part: concurrent clients; topics part: wrk connections of the sustained run
         #[arg(long, value_name = "N", default_value_t = 64,
               value_parser = clap::value_parser!(u32).range(1..))]
         clients: u32,
+        /// Topics part: entities one fan-out message is addressed to
+        #[arg(long, value_name = "N", default_value_t = 100,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        fanout: u32,
+        /// Topics part: fan-out messages timed (and 4× as many publish → SSE messages)
+        #[arg(long, value_name = "N", default_value_t = 50,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
     },
 }
 
@@ -141,20 +158,30 @@ fn run(task: Task) -> anyhow::Result<()> {
             no_micro,
             no_effects,
             effects_only,
+            no_topics,
+            topics_only,
             transfers,
             timers,
             clients,
+            fanout,
+            rounds,
         } => bench::run(
             secs,
             &conns,
             !no_micro,
             nodes,
             bench::Parts {
-                wrk: !effects_only,
-                effects: (!no_effects).then_some(bench_effects::Options {
+                wrk: !effects_only && !topics_only,
+                effects: (!no_effects && !topics_only).then_some(bench_effects::Options {
                     transfers,
                     timers,
                     clients,
+                }),
+                topics: (!no_topics && !effects_only).then_some(bench_topics::Options {
+                    fanout,
+                    rounds,
+                    publishers: clients,
+                    secs,
                 }),
             },
         ),
@@ -223,9 +250,13 @@ mod tests {
             no_micro,
             no_effects,
             effects_only,
+            no_topics,
+            topics_only,
             transfers,
             timers,
             clients,
+            fanout,
+            rounds,
         }) = parse(&["bench"])
         else {
             panic!("`bench` does not parse");
@@ -237,6 +268,10 @@ mod tests {
         assert_eq!(
             (no_effects, effects_only, transfers, timers, clients),
             (false, false, 2000, 10000, 64)
+        );
+        assert_eq!(
+            (no_topics, topics_only, fanout, rounds),
+            (false, false, 100, 50)
         );
         let Ok(Task::Bench {
             secs,
@@ -285,6 +320,23 @@ mod tests {
         );
         assert!(parse(&["bench", "--effects-only", "--no-effects"]).is_err());
         assert!(parse(&["bench", "--clients", "0"]).is_err());
+        let Ok(Task::Bench {
+            topics_only,
+            no_topics,
+            fanout,
+            rounds,
+            ..
+        }) = parse(&["bench", "--topics-only", "--fanout", "10", "--rounds", "5"])
+        else {
+            panic!("`bench --topics-only` does not parse");
+        };
+        assert_eq!(
+            (topics_only, no_topics, fanout, rounds),
+            (true, false, 10, 5)
+        );
+        assert!(parse(&["bench", "--topics-only", "--no-topics"]).is_err());
+        assert!(parse(&["bench", "--topics-only", "--effects-only"]).is_err());
+        assert!(parse(&["bench", "--fanout", "0"]).is_err());
     }
 
     #[test]
