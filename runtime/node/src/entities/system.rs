@@ -312,3 +312,28 @@ impl Entities {
         Ok(reply)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_partition_gets_a_key_that_maps_to_it() {
+        let placement = cella_cluster::Placement::default();
+        let of = move |id: &EntityId| placement.partition(id);
+        let keys: Vec<String> = placement.groups().map(|g| partition_key(g, &of)).collect();
+        for (g, key) in placement.groups().zip(&keys) {
+            assert_eq!(of(&EntityId::new(PARTITION_TYPE, key)), g, "{key}");
+        }
+        // Stable: the same keys on every node and every start.
+        assert_eq!(
+            keys,
+            placement
+                .groups()
+                .map(|g| partition_key(g, &of))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(partition_key(0, &|_| 0), "p0.0");
+        assert!(is_system_type(TOPIC_TYPE) && !is_system_type("topic"));
+    }
+}
