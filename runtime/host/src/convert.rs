@@ -149,10 +149,13 @@ mod v02 {
                 sequence: c.sequence,
                 correlation: c.correlation.clone(),
                 timer: c.timer.clone(),
-                message: c.message.as_ref().map(|m: &TopicMessage| wit::TopicMessage {
-                    topic: m.topic.clone(),
-                    offset: m.offset,
-                }),
+                message: c
+                    .message
+                    .as_ref()
+                    .map(|m: &TopicMessage| wit::TopicMessage {
+                        topic: m.topic.clone(),
+                        offset: m.offset,
+                    }),
             }
         }
     }
@@ -282,7 +285,9 @@ mod tests {
             }
         ));
         assert_eq!(o.effects[2], Effect::Cancel { name: "n".into() });
-        assert!(matches!(&o.effects[3], Effect::Broadcast { entity_type, .. } if entity_type == "cart"));
+        assert!(
+            matches!(&o.effects[3], Effect::Broadcast { entity_type, .. } if entity_type == "cart")
+        );
         let Effect::Call(c) = &o.effects[4] else {
             panic!("{:?}", o.effects[4])
         };
@@ -338,7 +343,10 @@ mod tests {
         let new = w2::Context::from(&c);
         assert_eq!(new.correlation.as_deref(), Some("corr"));
         assert_eq!(new.timer.as_deref(), Some("tick"));
-        assert_eq!(new.message.map(|m| (m.topic, m.offset)), Some(("news".into(), 9)));
+        assert_eq!(
+            new.message.map(|m| (m.topic, m.offset)),
+            Some(("news".into(), 9))
+        );
         let old = w1::Context::from(&c);
         assert_eq!((old.sequence, old.command.as_str()), (3, "add"));
     }

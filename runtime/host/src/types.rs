@@ -46,8 +46,8 @@ impl SubscriberKey {
             SubscriberKey::Fixed(key) => return Ok(vec![key.clone()]),
             SubscriberKey::Pointer(p) => p,
         };
-        let value: serde_json::Value = serde_json::from_str(message)
-            .map_err(|e| format!("the message is not JSON: {e}"))?;
+        let value: serde_json::Value =
+            serde_json::from_str(message).map_err(|e| format!("the message is not JSON: {e}"))?;
         let at = value
             .pointer(pointer)
             .ok_or_else(|| format!("the message has nothing at `{pointer}`"))?;
@@ -292,7 +292,11 @@ mod tests {
         assert_eq!(p.keys_of(r#"{"to":"a"}"#).unwrap(), vec!["a"]);
         assert_eq!(p.keys_of(r#"{"to":7}"#).unwrap(), vec!["7"]);
         assert_eq!(p.keys_of(r#"{"to":["a","b"]}"#).unwrap(), vec!["a", "b"]);
-        assert!(p.keys_of(r#"{"from":"a"}"#).unwrap_err().contains("nothing at"));
+        assert!(
+            p.keys_of(r#"{"from":"a"}"#)
+                .unwrap_err()
+                .contains("nothing at")
+        );
         assert!(p.keys_of(r#"{"to":{"x":1}}"#).is_err());
         assert!(p.keys_of(r#"{"to":"a/b"}"#).is_err());
         assert!(p.keys_of("not json").is_err());
