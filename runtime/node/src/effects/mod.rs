@@ -132,8 +132,8 @@ impl Dispatcher {
                 Notice::TimerGone { id, name } => {
                     lock(&self.timers).remove(&id, &name);
                 }
-                Notice::Published { topic, .. } => {
-                    if self.topics.published(&topic) {
+                Notice::Published { topic, offset } => {
+                    if self.topics.published(&topic, offset) {
                         let topics = self.topics.clone();
                         tokio::spawn(async move { topics.reconcile(Some(&topic)).await });
                     }

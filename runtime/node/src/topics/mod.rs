@@ -43,6 +43,8 @@ const WINDOW: usize = 256;
 const IN_FLIGHT: usize = 64;
 /// How often a consumer's cursor is written while it moves.
 const CURSOR_EVERY: Duration = Duration::from_millis(200);
+/// How long a consumer waits for the apply of messages committed here before reading again.
+const APPLY_WAIT: Duration = Duration::from_millis(1);
 /// How often a consumer without news checks that it still leads its topic.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
@@ -94,6 +96,9 @@ pub(crate) struct Topics {
     consumers: Mutex<HashMap<ConsumerId, Arc<Notify>>>,
     /// Topics seen in partitions led here (by publications and takeovers).
     known: Mutex<HashSet<String>>,
+    /// The newest offset committed here per topic: a consumer that has not read up to it waits
+    /// for the apply, briefly, instead of its idle check.
+    heads: Mutex<HashMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -106,13 +111,19 @@ impl Topics {
             node,
             consumers: Mutex::default(),
             known: Mutex::default(),
+            heads: Mutex::default(),
         })
     }
 
     /// A message was appended to `topic` here: wakes its consumers; true when the topic is new
     /// here (its consumers are then to be started with [`Topics::reconcile`]; subscriptions of
     /// types deployed later are picked up by the periodic reconcile).
-    pub(crate) fn published(&self, topic: &str) -> bool {
+    pub(crate) fn published(&self, topic: &str, offset: u64) -> bool {
+        {
+            let mut heads = lock(&self.heads);
+            let head = heads.entry(topic.to_string()).or_default();
+            *head = (*head).max(offset);
+        }
         for ((t, _, _), wake) in lock(&self.consumers).iter() {
             if t == topic {
                 wake.notify_one();
@@ -242,6 +253,8 @@ impl Consumer {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let permits = Arc::new(Semaphore::new(IN_FLIGHT));
         let mut progress = Progress::default();
+        // A subscription without a cursor starts at the oldest message retained.
+        let mut fresh = cursor == Cursor::default();
         let mut next = cursor.delivered + 1;
         let mut written = cursor.clone();
         let mut last_write = tokio::time::Instant::now();
@@ -263,6 +276,10 @@ impl Consumer {
                     }
                 };
                 for entry in entries {
+                    if fresh {
+                        fresh = false;
+                        next = next.max(entry.seq);
+                    }
                     if entry.seq > next {
                         // Trimmed by retention before it was delivered.
                         let lost = entry.seq - next;
@@ -357,6 +374,18 @@ impl Consumer {
             drop(node);
             let full = progress.open.len() >= WINDOW;
             let pending_write = cursor != written;
+            // Committed here but not applied yet: read again in a moment.
+            let behind = !full
+                && lock(&self.topics.heads)
+                    .get(&self.topic)
+                    .is_some_and(|head| *head >= next);
+            let pause = if behind {
+                APPLY_WAIT
+            } else if pending_write {
+                CURSOR_EVERY
+            } else {
+                IDLE_CHECK
+            };
             tokio::select! {
                 done = done_rx.recv() => {
                     let Some((offset, key, outcome)) = done else { return };
@@ -369,7 +398,7 @@ impl Consumer {
                     }
                 }
                 () = self.wake.notified(), if !full => {}
-                () = tokio::time::sleep(if pending_write { CURSOR_EVERY } else { IDLE_CHECK }) => {}
+                () = tokio::time::sleep(pause) => {}
             }
         }
     }
