@@ -1,6 +1,6 @@
 //! The TCK's view of a node: [`Api`] sends commands (also with request headers, such as
-//! `Idempotency-Key`) and inspection requests and asserts on their answers, with messages that
-//! name the language and the request.
+//! `Idempotency-Key`), inspection requests and other requests with headers ([`Api::raw`]), and
+//! asserts on their answers, with messages that name the language and the request.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,7 +36,7 @@ impl<'a> Api<'a> {
     }
 
     /// Sends a command with a JSON payload and extra request headers (`(name, value)`), over a
-    /// connection of its own (HTTP/1.1, `Connection: close`).
+    /// connection of its own (see [`raw`](Api::raw)).
     pub async fn send_with_headers(
         &self,
         ty: &str,
@@ -52,10 +52,23 @@ impl<'a> Api<'a> {
             encode_segment(command)
         );
         let what = self.what(ty, key, command, payload);
+        self.raw("POST", &path, &payload.to_string(), headers, &what)
+            .await
+    }
+
+    /// Sends `method path` with `body` (JSON) and extra request headers over a connection of
+    /// its own (HTTP/1.1, `Connection: close`); `what` names the request in panics.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+        what: &str,
+    ) -> Reply {
         let addr = self.node.addr();
-        let body = payload.to_string();
         let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: close\r\n",
             body.len()
         );
@@ -63,7 +76,7 @@ impl<'a> Api<'a> {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
-        request.push_str(&body);
+        request.push_str(body);
         let mut stream = TcpStream::connect(&addr)
             .await
             .unwrap_or_else(|e| panic!("{what}: cannot connect to {addr}: {e}"));

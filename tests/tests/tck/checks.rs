@@ -1,6 +1,7 @@
 //! The TCK's checks, one async function per area of tests/tck/SPEC.md, each against a node that
 //! has one language's components deployed. Areas use keys of their own, so they run one after
-//! the other on the same node; `recovery` restarts it and runs last. This module owns the areas,
+//! the other on the same node; `topics` broadcasts to every `tck-value` entity, so it runs after
+//! the areas that inspect them; `recovery` restarts the node and runs last. This module owns the areas,
 //! the deployed entity types, the `deploy` area (the descriptors) and the helpers the areas
 //! share; the areas' checks are in `checks/`, one module per part of the spec.
 
@@ -18,6 +19,10 @@ mod forward;
 mod models;
 #[path = "checks/node.rs"]
 mod node;
+#[path = "checks/sse.rs"]
+mod sse;
+#[path = "checks/topics.rs"]
+mod topics;
 
 use serde_json::{Value, json};
 
@@ -46,11 +51,13 @@ pub enum Area {
     Counter,
     Cart,
     Inspection,
+    Topics,
     Recovery,
 }
 
 impl Area {
-    /// Every area, in the order they run (`Deploy` is the setup, `Recovery` must be last).
+    /// Every area, in the order they run (`Deploy` is the setup, `Topics` comes after every
+    /// area that inspects `tck-value` entities, `Recovery` must be last).
     pub const ALL: &[Area] = &[
         Area::Deploy,
         Area::ValueModel,
@@ -62,6 +69,7 @@ impl Area {
         Area::Counter,
         Area::Cart,
         Area::Inspection,
+        Area::Topics,
         Area::Recovery,
     ];
 
@@ -77,6 +85,7 @@ impl Area {
             Area::Counter => "counter",
             Area::Cart => "cart",
             Area::Inspection => "inspection",
+            Area::Topics => "topics",
             Area::Recovery => "recovery",
         }
     }
@@ -98,25 +107,26 @@ impl Area {
             Area::Counter => examples::counter(&api).await,
             Area::Cart => examples::cart(&api).await,
             Area::Inspection => node::inspection(&api).await,
+            Area::Topics => topics::topics(&api).await,
             Area::Recovery => {}
         }
     }
 }
 
-/// Kinds and command lists of the deployed modules.
+/// Kinds, command lists, subscriptions and events topics of the deployed modules.
 pub async fn descriptors(suite: &Suite) {
     let api = Api::new(suite);
     let expected = [
         (
             VALUE,
             "value",
-            vec!["process", "get", "context", "on-reply"],
+            vec!["process", "get", "context", "on-reply", "on-message"],
             true,
         ),
         (
             EVENTS,
             "event-sourced",
-            vec!["process", "get", "context"],
+            vec!["process", "get", "context", "on-message"],
             true,
         ),
         (COUNTER, "value", vec!["add", "get"], false),
@@ -140,6 +150,26 @@ pub async fn descriptors(suite: &Suite) {
             commands.sort_unstable();
         }
         assert_eq!(got, commands, "[{}] {ty}: commands", api.lang);
+    }
+    let news = |key: Value| json!([{"topic": "tck-news", "command": "on-message", "key": key}]);
+    let topics = [
+        (VALUE, news(json!({"pointer": "/to"})), Value::Null),
+        (
+            EVENTS,
+            news(json!({"fixed": "all"})),
+            json!("tck-events-log"),
+        ),
+        (COUNTER, json!([]), Value::Null),
+        (CART, json!([]), json!("cart-events")),
+    ];
+    for (ty, subscriptions, events_topic) in topics {
+        let module = api.get(&format!("/v1/modules/{ty}")).await;
+        assert_eq!(
+            (&module["subscriptions"], &module["eventsTopic"]),
+            (&subscriptions, &events_topic),
+            "[{}] {ty}: subscriptions and events topic",
+            api.lang
+        );
     }
 }
 
