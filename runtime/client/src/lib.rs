@@ -1,15 +1,19 @@
 //! The node's own HTTP/1.1 client (hyper), used by the CLI, the tests and `cargo xtask`: one
 //! request per connection to a plain `http://host[:port][/base]` URL, and errors ([`Error`])
-//! that say what to do when the node cannot be reached.
+//! that say what to do when the node cannot be reached; and a reader of a node's Server-Sent
+//! Events streams ([`follow_events`], a topic's messages), which follows redirects.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, header};
+use hyper::{Method, Request, body::Incoming, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use url::Url;
 
 pub use cella_core::encode_segment;
+pub use events::{Event, EventStream, Opened, follow_events};
+
+mod events;
 
 /// A response: status code and body text.
 pub struct Reply {
@@ -62,6 +66,9 @@ pub enum Error {
         #[source]
         source: hyper::Error,
     },
+    /// A redirect could not be followed.
+    #[error("following a redirect from {server} failed: {problem}")]
+    Redirect { server: String, problem: String },
     /// The response's body broke off.
     #[error("reading the response from {server} failed")]
     Response {
@@ -125,6 +132,45 @@ pub async fn send(
     body: Vec<u8>,
     token: Option<&str>,
 ) -> Result<Reply, Error> {
+    send_with_headers(server, method, path, body, token, &[]).await
+}
+
+/// Sends one request with extra `headers` (name, value) and reads the whole response.
+pub async fn send_with_headers(
+    server: &str,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<Reply, Error> {
+    let response = exchange(server, method, path, body, token, headers).await?;
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|source| Error::Response {
+            server: server.to_string(),
+            source,
+        })?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
+/// Opens a connection to `server`, sends one request and returns the response head with its
+/// body still to read.
+async fn exchange(
+    server: &str,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<hyper::Response<Incoming>, Error> {
     let (authority, base) = split_url(server)?;
     let stream = TcpStream::connect(&authority)
         .await
@@ -149,6 +195,9 @@ pub async fn send(
     if let Some(t) = token {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
     }
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
     let request = builder
         .body(Full::new(Bytes::from(body)))
         .map_err(|source| Error::InvalidRequest {
@@ -156,27 +205,13 @@ pub async fn send(
             path: path.to_string(),
             source,
         })?;
-    let response = sender
+    sender
         .send_request(request)
         .await
         .map_err(|source| Error::Request {
             server: server.to_string(),
             source,
-        })?;
-    let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|source| Error::Response {
-            server: server.to_string(),
-            source,
-        })?
-        .to_bytes();
-    Ok(Reply {
-        status,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    })
+        })
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
+    time::Duration,
 };
 
 use cella_core::{AppendFuture, EntityId, Write};
@@ -297,6 +298,70 @@ impl Cluster {
             }
             Ok(())
         })
+    }
+
+    /// The index of the last log entry of `group` applied to this node's store (0 before any):
+    /// everything it wrote is readable from the store once it is applied.
+    pub fn applied_index(&self, group: &Group) -> u64 {
+        group
+            .raft
+            .data_metrics()
+            .borrow_watched()
+            .last_applied
+            .map_or(0, |applied| applied.index)
+    }
+
+    /// Waits until this node has applied an entry of `group` beyond index `beyond`: `true` as
+    /// soon as it has (at once if it already has), `false` once `timeout` passed without one.
+    /// Built on openraft's data metrics, which it publishes after every apply (and which, unlike
+    /// the full metrics, change only when the log, commit or apply progress do), so waiting costs
+    /// nothing between applies. A group that stops (the node shuts down) waits out `timeout`.
+    pub async fn wait_applied(&self, group: &Group, beyond: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut metrics = group.raft.data_metrics();
+        loop {
+            let applied = metrics
+                .borrow_and_update()
+                .last_applied
+                .map_or(0, |applied| applied.index);
+            if applied > beyond {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_stopped)) => {
+                    tokio::time::sleep_until(deadline).await;
+                    return false;
+                }
+                Err(_elapsed) => return false,
+            }
+        }
+    }
+
+    /// Whether this node holds a full replica of `group`: one of its voters (a learner may
+    /// still be catching up), and placed on this node by the current layout (a node moved off a
+    /// group may not have heard that it was).
+    pub fn replicates(&self, group: &Group) -> bool {
+        let me = self.options.node_id;
+        let voter = {
+            let watch = group.raft.metrics();
+            let metrics = watch.borrow_watched();
+            metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|id| id == me)
+        };
+        let members = self.members();
+        voter
+            && (members.is_empty()
+                || layout(group.id, &members, self.options.replicas).contains(&me))
+    }
+
+    /// Turns true when this node stops (see [`Cluster::stop_streams`]): long-lived answers such
+    /// as event streams end then, so that a graceful shutdown need not wait for them.
+    pub fn stopping(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stopping.subscribe()
     }
 
     /// Every group as this node sees it.

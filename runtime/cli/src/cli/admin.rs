@@ -129,7 +129,7 @@ fn split_entity(entity: &str) -> anyhow::Result<(&str, &str)> {
 
 /// Prints a successful JSON body prettily (any other body as it is), or turns an error answer
 /// into an error naming the status and the node's error code and message.
-fn finish(reply: client::Reply) -> anyhow::Result<()> {
+pub(super) fn finish(reply: client::Reply) -> anyhow::Result<()> {
     let parsed: Option<serde_json::Value> = serde_json::from_str(&reply.body).ok();
     if (200..300).contains(&reply.status) {
         match parsed {

@@ -2,12 +2,14 @@
 //! parsing, error report, exit code) and the dispatch to the modules that run them: [`serve`]
 //! runs a node; [`admin`] sends `deploy` (and `deploy --check`), `rollback`, `call`, `inspect`,
 //! `modules` and `cluster` to a running node over HTTP and turns its answers into readable
-//! output; [`project`] is the developer loop (`new`, `build`, `dev`; see `cella_dev`). Errors
+//! output; [`topics`] lists topics, publishes to one and follows one (`topics`, `publish`,
+//! `follow`); [`project`] is the developer loop (`new`, `build`, `dev`; see `cella_dev`). Errors
 //! exit 1, a `deploy --check` that finds differences exits 3.
 
 mod admin;
 mod project;
 mod serve;
+mod topics;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -140,6 +142,40 @@ enum Command {
     },
     /// List deployed entity types.
     Modules {
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List the topics: retained offsets, and each subscriber's lag and failures.
+    Topics {
+        #[command(flatten)]
+        server: ServerArg,
+        /// Print the JSON of `GET /v1/topics` instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a JSON message to a topic; prints its offset.
+    Publish {
+        /// The topic.
+        topic: String,
+        /// The message (JSON), e.g. '{"id": 1}'.
+        message: String,
+        /// Publish once even if retried with the same key (the `Idempotency-Key` header).
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+        /// Admin token, when the node requires one.
+        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+    },
+    /// Print a topic's messages as they are published (`offset<TAB>json` per line) until
+    /// Ctrl-C; a dropped connection resumes after the last offset printed.
+    Follow {
+        /// The topic.
+        topic: String,
+        /// Start at this offset (1: every retained message) instead of with the next message.
+        #[arg(long, value_name = "OFFSET")]
+        from: Option<u64>,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -283,6 +319,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server,
         } => admin::inspect(&server.server, &entity, journal).await,
         Command::Modules { server } => admin::modules(&server.server).await,
+        Command::Topics { server, json } => topics::list(&server.server, json).await,
+        Command::Publish {
+            topic,
+            message,
+            idempotency_key,
+            server,
+            admin_token,
+        } => {
+            topics::publish(
+                &server.server,
+                &topic,
+                &message,
+                idempotency_key.as_deref(),
+                admin_token.as_deref(),
+            )
+            .await
+        }
+        Command::Follow {
+            topic,
+            from,
+            server,
+        } => topics::follow(&server.server, &topic, from).await,
         Command::Cluster { action } => match action {
             ClusterAction::AddNode {
                 id,

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 use anyhow::{Context, bail};
 use hyper::Method;
 
-use cella_node::{Node, NodeOptions, node::ClusterSettings};
+use cella_node::{Node, NodeOptions, entities::EntityOptions, node::ClusterSettings};
 
 use crate::client::{self, encode_segment};
 
@@ -71,6 +71,12 @@ pub(super) struct ServeArgs {
     /// Replicas per partition.
     #[arg(long, default_value_t = 3)]
     replicas: usize,
+    /// Messages kept per topic; older ones are removed (checked every 64 messages).
+    #[arg(long, value_name = "N", default_value_t = EntityOptions::default().topic_keep)]
+    topic_retention_messages: u64,
+    /// How long a topic keeps a message, in seconds (the newest is always kept).
+    #[arg(long, value_name = "SECS", default_value_t = EntityOptions::default().topic_max_age.as_secs())]
+    topic_retention_secs: u64,
 }
 
 /// Runs a node until SIGINT or SIGTERM, then lets in-flight requests finish.
@@ -92,6 +98,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         raft_snapshot_every,
         partitions,
         replicas,
+        topic_retention_messages,
+        topic_retention_secs,
     } = args;
     let mut options = NodeOptions::new(data_dir, listen);
     let mut single = ClusterSettings::single();
@@ -129,6 +137,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     options.entities.snapshot_every = snapshot_every.max(1);
     options.effects.retention = Duration::from_secs(dedup_retention_secs);
     options.effects.in_flight = effects_in_flight.max(1);
+    options.entities.topic_keep = topic_retention_messages.max(1);
+    options.entities.topic_max_age = Duration::from_secs(topic_retention_secs);
     serve(options, deploy).await
 }
 

@@ -1,21 +1,26 @@
-//! The node's HTTP bodies and the plumbing of every handler: the [`Body`] type of answers,
-//! JSON and text responses, bounded request-body reads, query parameters and path-segment
-//! encoding.
+//! The node's HTTP bodies and the plumbing of every handler: the [`Body`] type of answers
+//! (whole, or streamed: from a body or a [`channel`]), JSON and text responses, bounded
+//! request-body reads, query parameters and path-segment encoding.
 
-use std::convert::Infallible;
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    task::{Context, Poll},
+};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::{
     Request, Response, StatusCode,
-    body::Incoming,
+    body::{Frame, Incoming},
     header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue},
 };
+use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 
 /// The body of every answer: whole, or written as it is produced (a peer's append stream or
-/// forwarding exchange).
+/// forwarding exchange, a topic's event stream).
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 
 /// A whole answer body.
@@ -29,6 +34,31 @@ where
     B: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + 'static,
 {
     body.boxed_unsync()
+}
+
+/// A body of the chunks sent on `rx`, written as they come and ending when every sender is
+/// dropped (an event stream). Dropped itself when the client goes away, which the sender sees
+/// as its channel closing.
+pub fn channel(rx: mpsc::Receiver<Bytes>) -> Body {
+    streaming(ChannelBody(rx))
+}
+
+/// The body of [`channel`].
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Infallible>>> {
+        self.get_mut()
+            .0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
 }
 
 /// An answer of `status` with a JSON body.

@@ -10,6 +10,9 @@
 //! - `PUT  /v1/modules/{type}` (body: a component; `?check=true` shadow-replays it instead of
 //!   deploying), `POST /v1/modules/{type}/rollback` (body `{"version": N}` or empty),
 //!   `GET /v1/modules`, `GET /v1/modules/{type}`, `DELETE /v1/modules/{type}`.
+//! - `POST /v1/topics/{topic}` (publish), `GET /v1/topics` and `GET /v1/topics/{topic}` (the
+//!   topics and their subscribers, [`topics`]), `GET /v1/topics/{topic}/events` (a topic's
+//!   messages as Server-Sent Events, [`follow`]).
 //! - `GET /healthz`, `GET /metrics` (OpenMetrics text, `prometheus-client`).
 //! - Cluster (a single node is a cluster of one): `GET /v1/cluster` (nodes, partitions,
 //!   leaders, terms, applied indexes), `POST /v1/cluster/nodes` and
@@ -20,7 +23,9 @@
 mod admin;
 mod body;
 mod entity;
+mod follow;
 mod peer;
+mod topics;
 
 use std::{convert::Infallible, sync::Arc, sync::LazyLock};
 
@@ -44,6 +49,9 @@ enum Endpoint {
     Metrics,
     Command,
     Publish,
+    Topics,
+    Topic,
+    Follow,
     State,
     Journal,
     ClusterStatus,
@@ -88,6 +96,11 @@ impl Routes {
         routes
             .post
             .insert("/v1/topics/{topic}", Endpoint::Publish)?;
+        routes.get.insert("/v1/topics", Endpoint::Topics)?;
+        routes.get.insert("/v1/topics/{topic}", Endpoint::Topic)?;
+        routes
+            .get
+            .insert("/v1/topics/{topic}/events", Endpoint::Follow)?;
         routes.get.insert("/v1/cluster", Endpoint::ClusterStatus)?;
         routes.post.insert("/v1/cluster/nodes", Endpoint::AddNode)?;
         routes
@@ -192,6 +205,9 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         )),
         Endpoint::Command => entity::command(node, &params, req).await,
         Endpoint::Publish => entity::publish(node, &params, req).await,
+        Endpoint::Topics => topics::list(node, req).await,
+        Endpoint::Topic => topics::one(node, &params, req).await,
+        Endpoint::Follow => follow::events(node, &params, req).await,
         Endpoint::State => entity::state(node, &params, req).await,
         Endpoint::Journal => entity::journal(node, &params, req).await,
         Endpoint::ClusterStatus => admin::cluster_status(node),
