@@ -3,8 +3,9 @@
 //! records the effects each command asks for ([`Effect`]: calls with their reply routes,
 //! publications, timers, cancels, broadcasts), keeps the pending timers, and runs commands as a
 //! call's reply route ([`TestKit::answer`], [`TestKit::reply`]), a timer's firing
-//! ([`TestKit::fire`]) or a topic message's delivery ([`TestKit::deliver`]). The effect types
-//! are in `testing_effects.rs`.
+//! ([`TestKit::fire`]) or a topic message's delivery ([`TestKit::deliver`]). The types of
+//! what a command produced ([`Handled`], [`Effect`]) or why it failed ([`Failure`]) are in
+//! `testing_effects.rs`.
 //!
 //! ```
 //! use cella_sdk::testing::{Failure, TestKit};
@@ -160,38 +161,8 @@ use crate::{CallReply, ExportedEntity, Subscription, TopicMessage};
 #[path = "testing_effects.rs"]
 mod effects;
 
-pub use effects::{Call, Effect, Handled, ReplyRoute, Timer};
+pub use effects::{Call, Effect, Failure, Handled, ReplyRoute, Timer};
 use effects::{call, effect};
-
-/// Why a command failed, as the host would report it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// A business rule said no (or the entity's own code failed: `entity error: ...`).
-    Rejected(String),
-    /// The entity has no command of this name.
-    UnknownCommand(String),
-    /// The payload is not what the command expects.
-    BadRequest(String),
-}
-
-impl Failure {
-    /// The failure's message (the command name for `UnknownCommand`).
-    pub fn message(&self) -> &str {
-        match self {
-            Failure::Rejected(m) | Failure::UnknownCommand(m) | Failure::BadRequest(m) => m,
-        }
-    }
-}
-
-impl From<wit::Failure> for Failure {
-    fn from(failure: wit::Failure) -> Self {
-        match failure {
-            wit::Failure::Rejected(m) => Failure::Rejected(m),
-            wit::Failure::UnknownCommand(m) => Failure::UnknownCommand(m),
-            wit::Failure::BadRequest(m) => Failure::BadRequest(m),
-        }
-    }
-}
 
 /// Runs commands against one in-memory entity the way the host does: the state starts empty,
 /// each command goes through the entity's export glue (command decoding, rejections, state

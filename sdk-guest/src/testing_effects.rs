@@ -1,11 +1,42 @@
 //! What a command asked of the host, as the test kit records it: [`Effect`]s (calls with their
 //! reply routes, publications, timers, cancels, broadcasts) in the JSON form a test compares,
-//! and [`Handled`], everything the last successful command produced.
+//! [`Handled`], everything the last successful command produced, and [`Failure`], why a
+//! command failed.
 
 use serde_json::Value;
 
 use super::parse_json;
 use crate::bindings::cella::entity::types as wit;
+
+/// Why a command failed, as the host would report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A business rule said no (or the entity's own code failed: `entity error: ...`).
+    Rejected(String),
+    /// The entity has no command of this name.
+    UnknownCommand(String),
+    /// The payload is not what the command expects.
+    BadRequest(String),
+}
+
+impl Failure {
+    /// The failure's message (the command name for `UnknownCommand`).
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Rejected(m) | Failure::UnknownCommand(m) | Failure::BadRequest(m) => m,
+        }
+    }
+}
+
+impl From<wit::Failure> for Failure {
+    fn from(failure: wit::Failure) -> Self {
+        match failure {
+            wit::Failure::Rejected(m) => Failure::Rejected(m),
+            wit::Failure::UnknownCommand(m) => Failure::UnknownCommand(m),
+            wit::Failure::BadRequest(m) => Failure::BadRequest(m),
+        }
+    }
+}
 
 /// A command addressed to an entity, as requested by a handler.
 #[derive(Clone, Debug, PartialEq)]
