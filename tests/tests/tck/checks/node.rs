@@ -1,7 +1,9 @@
 //! What the node shows and keeps of every model: the inspection endpoints (state, sequence,
-//! journal), and recovery across a graceful restart and a `kill -9`.
+//! journal), and recovery across a graceful restart and a `kill -9` (compared once the
+//! survivors' pending effects, their events-topic publications, are carried out).
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -99,8 +101,28 @@ const SURVIVORS: &[(&str, &str, &str)] = &[
     (CART, "rec-cart", "get-cart"),
 ];
 
-/// Everything observable about the survivors.
+/// How long the survivors' pending effects (their events-topic publications) may take.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Everything observable about the survivors, once their effects are carried out (the
+/// event-sourced ones publish their events to their events topics after each command).
 async fn observe(api: &Api<'_>) -> Vec<(Value, Vec<Value>, Value)> {
+    let deadline = Instant::now() + SETTLE;
+    for (ty, key, _) in SURVIVORS {
+        loop {
+            let inspection = api.inspection(ty, key).await;
+            if inspection["effects"].as_array().is_none_or(Vec::is_empty) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "[{}] {ty}/{key}: effects still pending after {} s: {inspection}",
+                api.lang,
+                SETTLE.as_secs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
     let mut seen = Vec::new();
     for (ty, key, read) in SURVIVORS {
         seen.push((
