@@ -338,6 +338,19 @@ impl Cluster {
         }
     }
 
+    /// Waits (up to `timeout`) until this node has applied every entry of `group` it knows to
+    /// be committed now, so that its store shows every change committed before the call as
+    /// this node knows it (on the leader: every change it acknowledged). Whether it has.
+    pub async fn caught_up(&self, group: &Group, timeout: Duration) -> bool {
+        let committed = group
+            .raft
+            .data_metrics()
+            .borrow_watched()
+            .local_committed
+            .map_or(0, |committed| committed.index);
+        committed == 0 || self.wait_applied(group, committed - 1, timeout).await
+    }
+
     /// Whether this node holds a full replica of `group`: one of its voters (a learner may
     /// still be catching up), and placed on this node by the current layout (a node moved off a
     /// group may not have heard that it was).

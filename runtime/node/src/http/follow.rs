@@ -50,6 +50,9 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const BATCH: usize = 256;
 /// Chunks buffered between a follower and its connection.
 const BUFFERED: usize = 8;
+/// How long a stream that starts "from now on" waits for this node to apply what it knows
+/// to be committed.
+pub(super) const CATCH_UP: Duration = Duration::from_secs(1);
 /// How often a node without a cluster (embedded in tests) looks for new messages.
 const UNCLUSTERED_POLL: Duration = Duration::from_millis(100);
 /// The header an EventSource resumes with.
@@ -80,7 +83,16 @@ pub(super) async fn events(
     };
     let after = match requested {
         Some(after) => after,
-        None => node.store.load(&id)?.last_seq(),
+        None => {
+            // From now on: after what this node knows to be committed (on the leader, every
+            // message it acknowledged), once it is applied here.
+            if let (Some(cluster), Some(group)) = (&node.cluster, group)
+                && let Some(group) = cluster.group(group)
+            {
+                cluster.caught_up(group, CATCH_UP).await;
+            }
+            node.store.load(&id)?.last_seq()
+        }
     };
     let (tx, rx) = mpsc::channel(BUFFERED);
     let follower = Follower {
@@ -266,9 +278,9 @@ impl Follower {
                     tracing::warn!("reading {} for an event stream: {e}", self.id);
                     Ended::Failed
                 })?;
-            let Some(last) = entries.last().map(|e| e.seq) else {
+            if entries.is_empty() {
                 return Ok(sent);
-            };
+            }
             let whole = entries.len() == BATCH;
             let mut chunk = String::new();
             for entry in &entries {
@@ -276,8 +288,8 @@ impl Follower {
                     write_gap(&mut chunk, self.next, entry.seq - 1);
                 }
                 write_message(&mut chunk, entry);
+                self.next = entry.seq + 1;
             }
-            self.next = last + 1;
             self.send(Bytes::from(chunk)).await?;
             sent = true;
             if !whole {

@@ -103,6 +103,17 @@ fn known(entry: &Value) -> bool {
 /// What this node knows: the topics with a log here and those subscribed to (or only `only`),
 /// by name.
 async fn local_view(node: &Node, only: Option<&str>) -> Result<BTreeMap<String, Value>> {
+    // What this node acknowledged (as a partition's leader) or knows to be committed is
+    // applied to its store first, so a client sees its own publications.
+    if let Some(cluster) = &node.cluster {
+        let groups: Vec<_> = match only {
+            Some(topic) => vec![cluster.placement().partition(&topic_entity(topic))],
+            None => cluster.placement().groups().collect(),
+        };
+        for group in groups.into_iter().filter_map(|g| cluster.group(g)) {
+            cluster.caught_up(group, super::follow::CATCH_UP).await;
+        }
+    }
     let subscriptions = subscriptions(node).await;
     let mut names = BTreeSet::new();
     match only {
