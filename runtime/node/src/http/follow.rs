@@ -21,7 +21,7 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use cella_cluster::{Cluster, GroupId};
+use cella_cluster::{Cluster, GroupId, cluster::Group};
 use cella_core::{EntityId, Journal, JournalEntry, JournalPayload};
 use hyper::{
     Request, Response, StatusCode,
@@ -158,15 +158,10 @@ fn redirect<B>(
             "partition {group} has no raft group on this node"
         )));
     };
-    let leader = cluster.leader(raft);
-    if cluster.replicates(raft)
-        || leader
-            .as_ref()
-            .is_some_and(|(id, _)| *id == cluster.node_id())
-    {
+    if serves_here(cluster, raft) {
         return Ok(None);
     }
-    let Some((_, addr)) = leader else {
+    let Some((_, addr)) = cluster.leader(raft) else {
         return Err(Error::NotLeader { leader: None });
     };
     let path = req
@@ -183,6 +178,14 @@ fn redirect<B>(
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(Some(response))
+}
+
+/// Whether this node serves the topics of `group`: it holds a replica, or leads it.
+fn serves_here(cluster: &Cluster, group: &Group) -> bool {
+    cluster.replicates(group)
+        || cluster
+            .leader(group)
+            .is_some_and(|(id, _)| id == cluster.node_id())
 }
 
 /// One open stream, counted in the followers gauge while it lives.
@@ -244,6 +247,11 @@ impl Follower {
                 _ = wait_applied(&self.node, self.group, seen, wait) => {}
             }
             if Instant::now() >= keep_alive_at {
+                // Quiet for a while: if the partition's replica moved off this node, no more
+                // applies come here; ending the stream sends the client where it is now.
+                if !self.still_replicated() {
+                    break;
+                }
                 if self
                     .send(Bytes::from_static(b": keep-alive\n\n"))
                     .await
@@ -254,6 +262,16 @@ impl Follower {
                 quiet_since = Instant::now();
             }
         }
+    }
+
+    /// Whether this node still holds a replica of the topic's partition (or leads it).
+    fn still_replicated(&self) -> bool {
+        let (Some(cluster), Some(group)) = (&self.node.cluster, self.group) else {
+            return true;
+        };
+        cluster
+            .group(group)
+            .is_some_and(|g| serves_here(cluster, g))
     }
 
     /// How far the topic's partition is applied here (0 without a cluster).
