@@ -110,8 +110,11 @@ async fn local_view(node: &Node, only: Option<&str>) -> Result<BTreeMap<String, 
             Some(topic) => vec![cluster.placement().partition(&topic_entity(topic))],
             None => cluster.placement().groups().collect(),
         };
+        // One bound for all of them: a lagging replica delays the answer at most that long.
+        let deadline = tokio::time::Instant::now() + super::follow::CATCH_UP;
         for group in groups.into_iter().filter_map(|g| cluster.group(g)) {
-            cluster.caught_up(group, super::follow::CATCH_UP).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            cluster.caught_up(group, left).await;
         }
     }
     let subscriptions = subscriptions(node).await;
