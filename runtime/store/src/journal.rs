@@ -47,11 +47,27 @@ impl Journal for Store {
         if pending.is_empty() {
             return Ok(read_entries(&txn, id, Bound::Included(from), limit)?);
         }
-        // Pending trims may remove entries the limit would count: merge everything from
-        // `from`, then cut.
+        // Pending trims remove entries up to their bound, a pending clear all of them: read the
+        // entries on disk that survive them (every entry from past the trims, or all of them
+        // after a clear, which is rare), at most `limit` — any entry beyond those has `limit`
+        // survivors before it — then merge the pending writes in order, and cut.
+        let cleared = pending.iter().any(|op| matches!(op, Op::Clear { .. }));
+        let trimmed = pending
+            .iter()
+            .filter_map(|op| match op {
+                Op::Trim { upto, .. } => Some(*upto),
+                _ => None,
+            })
+            .max();
+        let disk = if cleared {
+            read_entries(&txn, id, Bound::Included(from), usize::MAX)?
+        } else {
+            let from = trimmed.map_or(from, |t| from.max(t.saturating_add(1)));
+            read_entries(&txn, id, Bound::Included(from), limit)?
+        };
         let mut load = EntityLoad {
             snapshot: None,
-            entries: read_entries(&txn, id, Bound::Included(from), usize::MAX)?,
+            entries: disk,
         };
         merge(&mut load, &pending)?;
         Ok(load

@@ -231,3 +231,43 @@ async fn log_writes_cannot_be_deferred() {
     // Refused whole: the entity write in the same call was not taken either.
     assert_eq!(store.load(&id("a")).unwrap(), EntityLoad::default());
 }
+
+/// A long journal on disk with pending appends and trims on top: a bounded read from anywhere
+/// answers exactly what a full merge would, limit and all (it reads only what it may return).
+#[tokio::test]
+async fn bounded_reads_of_a_long_journal_with_pending_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), LONG, 100_000);
+    let on_disk: Vec<Write> = (1..=500).map(|s| append("t", s)).collect();
+    store.append(on_disk).await.unwrap();
+    store
+        .write_group_deferred(vec![
+            entity(append("t", 501)),
+            entity(Write::Trim(id("t"), 100)),
+            entity(append("t", 502)),
+            entity(Write::Trim(id("t"), 120)),
+            entity(append("t", 503)),
+        ])
+        .unwrap();
+    let seqs = |from, limit| journal_seqs(&store, "t", from, limit);
+    assert_eq!(seqs(0, 3), [121, 122, 123], "both pending trims apply");
+    assert_eq!(seqs(110, 2), [121, 122]);
+    assert_eq!(seqs(300, 3), [300, 301, 302]);
+    assert_eq!(
+        seqs(499, 10),
+        [499, 500, 501, 502, 503],
+        "disk then pending"
+    );
+    assert_eq!(seqs(502, 10), [502, 503], "pending only");
+    assert_eq!(seqs(0, 10_000).len(), 383);
+    // A pending clear drops what is on disk; appends after it count.
+    store
+        .write_group_deferred(vec![
+            GroupWrite::ClearEntity(id("t")),
+            entity(append("t", 1)),
+            entity(append("t", 2)),
+        ])
+        .unwrap();
+    assert_eq!(seqs(0, 10), [1, 2]);
+    assert_eq!(seqs(2, 1), [2]);
+}
