@@ -335,7 +335,7 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> a
         crate::bench_effects::run(&addrs, opts, client_rps)?;
     }
     if let Some(opts) = parts.topics {
-        crate::bench_topics::run(&addrs, opts)?;
+        crate::bench_topics::run(&addrs, opts, &|| cpu_micros(&servers))?;
     }
     drop(servers);
     let _ = std::fs::remove_dir_all(&tmp);

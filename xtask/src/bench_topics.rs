@@ -205,6 +205,8 @@ struct Sustained {
     /// Messages the topic grew by.
     grew: u64,
     conns: u32,
+    /// The nodes' CPU time per acknowledged publication, in µs.
+    cpu_us: Option<f64>,
 }
 
 /// One wrk per node at once (`conns` split evenly, at least one each) posting to the load topic
@@ -288,6 +290,7 @@ fn sustained(
     addrs: &[String],
     script: &Path,
     opts: Options,
+    cpu_micros: &dyn Fn() -> u64,
 ) -> anyhow::Result<Sustained> {
     let conns = (opts.publishers / addrs.len() as u32).max(1) * addrs.len() as u32;
     wrk_publish(addrs, script, conns, 2)?;
@@ -295,7 +298,9 @@ fn sustained(
         settled_publications(addrs).await?;
         publish(&addrs[0], LOAD_TOPIC, &json!({"mark": "before"})).await
     })?;
+    let cpu_before = cpu_micros();
     let r = wrk_publish(addrs, script, conns, opts.secs)?;
+    let cpu = cpu_micros().saturating_sub(cpu_before);
     let last = runtime.block_on(async {
         settled_publications(addrs).await?;
         publish(&addrs[0], LOAD_TOPIC, &json!({"mark": "after"})).await
@@ -315,11 +320,12 @@ fn sustained(
         ok,
         grew: last - first - 1,
         conns,
+        cpu_us: (ok > 0 && cpu > 0).then(|| cpu as f64 / ok as f64),
     })
 }
 
-/// Runs the topics part against `addrs`.
-pub fn run(addrs: &[String], opts: Options) -> anyhow::Result<()> {
+/// Runs the topics part against `addrs`; `cpu_micros` tells the CPU time the nodes used so far.
+pub fn run(addrs: &[String], opts: Options, cpu_micros: &dyn Fn() -> u64) -> anyhow::Result<()> {
     deploy(&addrs[0], "tck-value", "tck-value.wasm")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -339,7 +345,7 @@ pub fn run(addrs: &[String], opts: Options) -> anyhow::Result<()> {
     );
     let tmp = std::env::temp_dir().join(format!("cella-bench-topics-{}.lua", std::process::id()));
     std::fs::write(&tmp, PUBLISH_LUA)?;
-    let load = sustained(&runtime, addrs, &tmp, opts);
+    let load = sustained(&runtime, addrs, &tmp, opts, cpu_micros);
     let _ = std::fs::remove_file(&tmp);
     let load = load?;
 
@@ -375,12 +381,20 @@ pub fn run(addrs: &[String], opts: Options) -> anyhow::Result<()> {
         "MISMATCH"
     };
     println!(
-        "\n| sustained ({nodes}) | conns | publications/s | p50 ms | p99 ms | errors | 2xx | topic grew | check |"
+        "\n| sustained ({nodes}) | conns | publications/s | p50 ms | p99 ms | errors | 2xx | topic grew | check | CPU µs/publication |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} s to one topic | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {check} |",
-        opts.secs, load.conns, load.rps, load.p50_ms, load.p99_ms, load.errors, load.ok, load.grew
+        "| {} s to one topic | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {check} | {} |",
+        opts.secs,
+        load.conns,
+        load.rps,
+        load.p50_ms,
+        load.p99_ms,
+        load.errors,
+        load.ok,
+        load.grew,
+        load.cpu_us.map_or("-".to_string(), |c| format!("{c:.0}"))
     );
     println!(
         "\nFan-out: from just before the POST until the nodes' cella_topic_deliveries_total \
@@ -389,7 +403,8 @@ pub fn run(addrs: &[String], opts: Options) -> anyhow::Result<()> {
          on the first node, messages published one at a time through the nodes in turn, client \
          clock from before the POST to the event's arrival. Sustained: wrk -t1 per node, \
          connections split evenly, POST /v1/topics/{LOAD_TOPIC} (no subscribers), durable; \
-         check: the topic grew by the 2xx plus at most the connections.",
+         check: the topic grew by the 2xx plus at most the connections; CPU: the nodes' user + \
+         system time per 2xx.",
         opts.fanout
     );
     if f.incomplete > 0 || check != "ok" {
