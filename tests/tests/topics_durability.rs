@@ -443,6 +443,16 @@ async fn single_node_topic_survives_kill9_mid_stream() {
         "the kill broke the follower's stream, and it resumed: {served_by:?}"
     );
     assert_eq!(deliveries(&node, "failed").await, 0, "failed deliveries");
+    let text = node.request(Method::GET, "/metrics", "").await.body;
+    let duplicates = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("cella_duplicates_total ")?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    eprintln!("after the restart: {duplicates} duplicates answered from their records");
     assert!(
         deliveries(&node, "ok").await > 0,
         "the restarted node delivered nothing: every delivery was done before the kill"
