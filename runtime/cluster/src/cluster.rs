@@ -270,6 +270,21 @@ impl Cluster {
             .map_err(|e| Error::raft("replicating a module change", e))
     }
 
+    /// Records an admin action in the audit trail of the metadata group, with the module
+    /// change it makes (applied together on every node); resolves once applied here.
+    pub async fn propose_admin(
+        &self,
+        record: crate::types::AuditRecord,
+        module: Option<crate::types::ModuleOp>,
+    ) -> Result<(), Error> {
+        self.groups[&META_GROUP]
+            .raft
+            .client_write(crate::Command::Admin { record, module })
+            .await
+            .map(drop)
+            .map_err(|e| Error::raft("replicating an admin action", e))
+    }
+
     /// Submits an entity append to its partition (see [`Submitter::submit`]).
     pub fn submit(
         &self,

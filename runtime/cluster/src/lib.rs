@@ -56,7 +56,7 @@ pub use journal::ClusterJournal;
 pub use log_store::LogStore;
 pub use placement::Placement;
 pub use state_machine::StateMachine;
-pub use types::{Applied, Command, GroupId, ModuleOp, TypeConfig};
+pub use types::{Applied, AuditRecord, Command, GroupId, ModuleOp, TypeConfig};
 
 /// What can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]

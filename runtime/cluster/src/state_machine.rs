@@ -258,6 +258,17 @@ impl RaftStateMachine<C> for StateMachine {
                     self.apply_module(&op)?;
                     changed_modules.push(op.entity_type().to_string());
                 }
+                EntryPayload::Normal(Command::Admin { record, module }) => {
+                    if let Some(op) = module {
+                        self.apply_module(&op)?;
+                        changed_modules.push(op.entity_type().to_string());
+                    }
+                    // Keyed by the log index, so applying it again writes the same row.
+                    let bytes = encode("an audit record", &record)?;
+                    self.store
+                        .append_audit(log_id.index(), &bytes)
+                        .map_err(Error::from)?;
+                }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembershipOf::<C>::new(Some(log_id), m));
                 }

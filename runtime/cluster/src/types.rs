@@ -17,6 +17,31 @@ pub enum Command {
     Journal(Vec<Write>),
     /// A change to the deployed modules (metadata group only), applied on every node.
     Module(ModuleOp),
+    /// An admin action (metadata group only): its audit record and the module change it makes,
+    /// if any, applied together on every node (the record keyed by this entry's log index).
+    Admin {
+        record: AuditRecord,
+        module: Option<ModuleOp>,
+    },
+}
+
+/// Who did what to the cluster, and when: one entry of the audit trail.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditRecord {
+    /// When the action was taken (ms since the Unix epoch, the acting node's clock).
+    pub at_ms: u64,
+    /// The id of the token that authorized it (`admin` for `--admin-token`, `anonymous` on a
+    /// node without tokens, `node <id>` for what a node does itself).
+    pub actor: String,
+    /// `deploy`, `rollback`, `delete`, `add-node`, `remove-node`, `reload-tokens`.
+    pub action: String,
+    pub entity_type: Option<String>,
+    pub version: Option<u32>,
+    pub digest: Option<String>,
+    /// The node added or removed, or the node that reloaded its tokens.
+    pub node: Option<u64>,
+    /// Anything else worth keeping (a new node's address, the token ids after a reload).
+    pub detail: Option<String>,
 }
 
 /// A replicated change to the deployed modules.
@@ -50,6 +75,7 @@ impl std::fmt::Display for Command {
         match self {
             Command::Journal(writes) => write!(f, "journal({} writes)", writes.len()),
             Command::Module(op) => write!(f, "module({})", op.entity_type()),
+            Command::Admin { record, .. } => write!(f, "admin({})", record.action),
         }
     }
 }

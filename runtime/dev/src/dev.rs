@@ -335,7 +335,7 @@ impl Dev {
             .handle
             .node
             .registry
-            .deploy(&self.entity_type, &bytes)
+            .deploy(&self.entity_type, &bytes, "cella dev")
             .await;
         let deploy_ms = deploy_started.elapsed().as_millis();
         let ms = changed_at.elapsed().as_millis();

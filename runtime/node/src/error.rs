@@ -61,6 +61,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Unauthorized(String),
+    /// A known token without the role the request needs (`role`, e.g. `deploy on counter`).
+    #[error("{message}")]
+    Forbidden { role: String, message: String },
     #[error("{}", match leader {
         Some(addr) => format!("this node does not own the entity; its partition is led by {addr}"),
         None => "the entity's partition has no leader right now; retry shortly".to_string(),
@@ -100,6 +103,7 @@ impl Error {
             Error::StaleTimer(_) => StatusCode::CONFLICT,
             Error::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             Error::NotLeader { .. }
             | Error::Unavailable(_)
@@ -135,6 +139,7 @@ impl Error {
             Error::DeadlineExceeded(_) => "deadline_exceeded",
             Error::Storage(_) | Error::Store(_) | Error::Journal(_) => "storage_failed",
             Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden { .. } => "forbidden",
             Error::NotLeader { .. } => "not_leader",
             Error::Unavailable(_)
             | Error::Cluster(_)
@@ -159,6 +164,9 @@ impl Error {
         } = self
         {
             error["leader"] = serde_json::Value::String(leader.clone());
+        }
+        if let Error::Forbidden { role, .. } = self {
+            error["role"] = serde_json::Value::String(role.clone());
         }
         serde_json::json!({ "error": error })
     }

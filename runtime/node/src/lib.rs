@@ -3,6 +3,8 @@
 //! ([`registry`]) with its shadow replays ([`replay`]), metrics, and the wiring of a node over
 //! its store, cluster and host ([`node`]).
 
+pub mod audit;
+pub mod auth;
 pub mod effects;
 pub mod entities;
 pub mod error;

@@ -9,11 +9,12 @@ use cella_core::Journal;
 
 use cella_host::{Host, HostConfig};
 use cella_store::{Store, StoreOptions};
-use hyper::{Request, body::Incoming, header::AUTHORIZATION, service::service_fn};
+use hyper::{Request, service::service_fn};
 use hyper_util::rt::TokioIo;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
+    auth::{Action, Caller, Tokens},
     effects::EffectOptions,
     entities::{Entities, EntityOptions},
     error::{Error, Result},
@@ -29,6 +30,10 @@ pub struct NodeOptions {
     pub listen: SocketAddr,
     /// When set, module upload and delete need `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// A token file (`--tokens`, see [`crate::auth`]), reloaded when it changes.
+    pub tokens_file: Option<PathBuf>,
+    /// Entity commands and reads, topic publications and streams need an `invoke` token.
+    pub require_invoke_token: bool,
     /// Largest accepted command payload.
     pub max_payload: usize,
     /// Largest accepted component upload.
@@ -86,6 +91,8 @@ impl NodeOptions {
             data_dir,
             listen,
             admin_token: None,
+            tokens_file: None,
+            require_invoke_token: false,
             max_payload: 1 << 20,
             max_module: 128 << 20,
             host,
@@ -109,6 +116,8 @@ pub struct Node {
     pub cluster: Option<Arc<Cluster>>,
     /// The connections and forwarding exchanges being served, which shutdown waits for.
     pub connections: Tracker,
+    /// Who may do what ([`crate::auth`]).
+    pub tokens: Tokens,
 }
 
 /// Counts what a node serves (connections, upgraded exchanges), so that shutdown can wait
@@ -147,6 +156,11 @@ impl Node {
     /// Opens storage, starts the node's raft groups and loads deployed modules; `addr` is the
     /// address the node listens on.
     pub async fn open(options: NodeOptions, addr: SocketAddr) -> Result<Arc<Node>> {
+        let tokens = Tokens::new(
+            options.admin_token.as_deref(),
+            options.tokens_file.as_deref(),
+            options.require_invoke_token,
+        )?;
         let store = Store::open(&options.data_dir, options.store.clone())?;
         let host = Host::new(options.host.clone()).map_err(|e| Error::Start {
             what: "cannot start the WebAssembly engine".into(),
@@ -202,28 +216,16 @@ impl Node {
             metrics,
             cluster,
             connections: Tracker::new(),
+            tokens,
         });
         crate::effects::start(&node, notices, effects);
+        crate::auth::watch(&node);
         Ok(node)
     }
 
-    /// Checks the admin token, if one is configured.
-    pub fn authorize_admin(&self, req: &Request<Incoming>) -> Result<()> {
-        let Some(token) = &self.options.admin_token else {
-            return Ok(());
-        };
-        let given = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            Some(g) if g == token => Ok(()),
-            Some(_) => Err(Error::Unauthorized("the admin token is wrong".into())),
-            None => Err(Error::Unauthorized(
-                "this operation needs `Authorization: Bearer <admin token>`".into(),
-            )),
-        }
+    /// Checks the request's token for `action` ([`Tokens::authorize`]): who it is, or 401/403.
+    pub fn authorize<B>(&self, req: &Request<B>, action: Action<'_>) -> Result<Caller> {
+        self.tokens.authorize(req.headers(), action)
     }
 
     /// Prometheus text for `/metrics`.

@@ -168,16 +168,14 @@ impl Registry {
         }
     }
 
-    /// Replicates a module change (cluster) or `None` when there is no cluster.
-    async fn replicate(&self, op: cella_cluster::ModuleOp) -> Result<bool> {
-        match &self.cluster {
-            Some(cluster) => cluster
-                .propose_module(op)
-                .await
-                .map(|()| true)
-                .map_err(Error::Cluster),
-            None => Ok(false),
-        }
+    /// Replicates a module change with its audit record (cluster; `true`), or records the
+    /// audit entry here and leaves the change to the caller (no cluster; `false`).
+    async fn replicate(
+        &self,
+        op: cella_cluster::ModuleOp,
+        record: cella_cluster::AuditRecord,
+    ) -> Result<bool> {
+        crate::audit::commit(self.cluster.as_deref(), &self.store, record, Some(op)).await
     }
 
     /// Loads what the store says is active for `entity_type` (after a replicated change):
@@ -232,8 +230,9 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Validates, compiles, persists and activates a new version of `entity_type`.
-    pub async fn deploy(&self, entity_type: &str, wasm: &[u8]) -> Result<Deployed> {
+    /// Validates, compiles, persists and activates a new version of `entity_type`, recorded in
+    /// the audit trail as done by `actor` (a token id).
+    pub async fn deploy(&self, entity_type: &str, wasm: &[u8], actor: &str) -> Result<Deployed> {
         validate_name("entity type", entity_type).map_err(|e| Error::BadRequest(e.to_string()))?;
         if entity_type.starts_with('$') {
             return Err(Error::BadRequest(format!(
@@ -278,7 +277,11 @@ impl Registry {
             version: meta.clone(),
             component: wasm.to_vec(),
         };
-        let info = if self.replicate(op).await? {
+        let mut record = crate::audit::record(actor, "deploy");
+        record.entity_type = Some(entity_type.to_string());
+        record.version = Some(meta.version);
+        record.digest = Some(digest.clone());
+        let info = if self.replicate(op, record).await? {
             self.store
                 .module(entity_type)?
                 .ok_or_else(|| Error::Internal("the replicated module is not stored".into()))?
@@ -365,7 +368,12 @@ impl Registry {
 
     /// Makes an earlier (or any stored) version active again: `to`, or else the newest version
     /// older than the active one. The version must be able to replay the existing entities.
-    pub async fn rollback(&self, entity_type: &str, to: Option<u32>) -> Result<Deployed> {
+    pub async fn rollback(
+        &self,
+        entity_type: &str,
+        to: Option<u32>,
+        actor: &str,
+    ) -> Result<Deployed> {
         self.check_module_leader()?;
         let _guard = self.admin.lock().await;
         let info = self.info(entity_type)?;
@@ -402,7 +410,11 @@ impl Registry {
             entity_type: entity_type.to_string(),
             version: target.version,
         };
-        if !self.replicate(op).await? {
+        let mut record = crate::audit::record(actor, "rollback");
+        record.entity_type = Some(entity_type.to_string());
+        record.version = Some(target.version);
+        record.digest = Some(target.digest.clone());
+        if !self.replicate(op, record).await? {
             self.store.set_active_version(entity_type, target.version)?;
         }
         self.insert(entity_type, loaded);
@@ -428,19 +440,21 @@ impl Registry {
 
     /// Removes a type and all its versions. Entity state of that type stays on disk, so a
     /// later deploy of the same type finds it again.
-    pub async fn delete(&self, entity_type: &str) -> Result<()> {
+    pub async fn delete(&self, entity_type: &str, actor: &str) -> Result<()> {
         self.check_module_leader()?;
         let _guard = self.admin.lock().await;
-        if self.cluster.is_some() {
-            if self.store.module(entity_type)?.is_none() {
-                return Err(Error::UnknownType(entity_type.to_string()));
-            }
-            let op = cella_cluster::ModuleOp::Delete {
-                entity_type: entity_type.to_string(),
-            };
-            self.replicate(op).await?;
-        } else if !self.store.delete_module(entity_type)? {
+        let Some(info) = self.store.module(entity_type)? else {
             return Err(Error::UnknownType(entity_type.to_string()));
+        };
+        let op = cella_cluster::ModuleOp::Delete {
+            entity_type: entity_type.to_string(),
+        };
+        let mut record = crate::audit::record(actor, "delete");
+        record.entity_type = Some(entity_type.to_string());
+        record.version = Some(info.active);
+        record.digest = info.active_version().map(|v| v.digest.clone());
+        if !self.replicate(op, record).await? {
+            self.store.delete_module(entity_type)?;
         }
         if let Ok(mut map) = self.active.write() {
             map.remove(entity_type);

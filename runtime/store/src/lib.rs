@@ -13,8 +13,10 @@
 //! - `log_index`: the log entries of every group in one table under a node-wide sequence, and
 //!   the in-memory `(group, index)` index that finds them.
 //! - `deferred`: state-machine writes held in memory (readable at once) and written in bulk.
+//! - `audit`: the audit trail of admin actions (records by the metadata group's log index).
 //! - `stats`: counters for metrics.
 
+mod audit;
 mod deferred;
 mod error;
 mod journal;

@@ -219,7 +219,7 @@ impl Store {
     }
 
     /// Runs `f` in a durable write transaction and commits it if `f` succeeds.
-    fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
         let mut txn = self
             .db()?
             .begin_write()

@@ -16,6 +16,7 @@
 //! | `processed`    | `(&str entity_type, &str key, &str request id)` | `encode(Processed)` |
 //! | `raft_entries` | `u64` node-wide sequence number           | `u64 group` BE ++ `u64 index` BE ++ a replicated log entry (the caller's bytes) |
 //! | `raft_state`   | `(u64 group, &str name)`                  | a replication group's named value (the caller's bytes: vote, committed, purged, applied) |
+//! | `audit`        | `u64` index (the metadata group's log index) | an audit record (the caller's bytes) |
 //!
 //! Keys use redb's tuple encoding: a length prefix for each variable-width element but the
 //! last (1 byte below 254, else `0xFE`+u16 LE or `0xFF`+u32 LE), then the elements back to back;
@@ -69,6 +70,7 @@ pub(crate) const PROCESSED: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("processed");
 pub(crate) const RAFT_STATE: TableDefinition<(u64, &str), &[u8]> =
     TableDefinition::new("raft_state");
+pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 
 /// Checks the format version of a freshly opened database, or records it (and creates every
 /// table) when the database is new, so that read transactions always find the tables.
@@ -115,6 +117,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(RAFT_STATE)?;
     txn.open_table(EFFECTS)?;
     txn.open_table(PROCESSED)?;
+    txn.open_table(AUDIT)?;
     Ok(())
 }
 
@@ -126,6 +129,7 @@ fn add_missing_tables(db: &Database) -> Result<()> {
         RAFT_STATE.name(),
         EFFECTS.name(),
         PROCESSED.name(),
+        AUDIT.name(),
     ];
     let present: Vec<String> = txn
         .list_tables()

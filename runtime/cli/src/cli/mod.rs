@@ -7,6 +7,8 @@
 //! exit 1, a `deploy --check` that finds differences exits 3.
 
 mod admin;
+mod certs;
+mod audit;
 mod project;
 mod serve;
 mod topics;
@@ -40,6 +42,10 @@ pub struct ExitWith {
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Trust the CA certificate(s) in this PEM file, besides the system's roots, for https://
+    /// servers (every command that talks to a node, and `serve --deploy`/`--join`).
+    #[arg(long, global = true, env = "CELLA_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -179,6 +185,24 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// The audit trail: deploys, rollbacks, deletes, membership changes and token reloads,
+    /// with the token id that made each (admin).
+    Audit {
+        /// Records to show at most.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// Show the records after this index.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Print the JSON of `GET /v1/audit` instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: ServerArg,
+        /// Admin token, when the node requires one.
+        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
+        admin_token: Option<String>,
+    },
     /// Inspect the cluster a node belongs to, add and remove nodes.
     Cluster {
         #[command(subcommand)]
@@ -211,6 +235,17 @@ enum ClusterAction {
         /// Admin token, when the node requires one.
         #[arg(long, env = "CELLA_ADMIN_TOKEN")]
         admin_token: Option<String>,
+    },
+    /// Write a CA and certificates for a dev or test cluster into DIR: `ca.pem`/`ca-key.pem`,
+    /// `node{i}.pem`/`node{i}-key.pem` for i in 1..=N (names 127.0.0.1 and localhost; server
+    /// and client use, for `serve --tls-cert` and mutual TLS) and `client.pem`/`client-key.pem`.
+    Certs {
+        /// The directory to write them into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// How many node certificates to make.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        nodes: u32,
     },
     /// Nodes, partitions, leaders, terms and applied indexes, as one node sees them.
     Status {
@@ -284,6 +319,9 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(ca) = &cli.ca {
+        crate::client::trust_ca(Some(ca))?;
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::New {
@@ -319,6 +357,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server,
         } => admin::inspect(&server.server, &entity, journal).await,
         Command::Modules { server } => admin::modules(&server.server).await,
+        Command::Audit {
+            limit,
+            after,
+            json,
+            server,
+            admin_token,
+        } => audit::audit(&server.server, after, limit, json, admin_token.as_deref()).await,
         Command::Topics { server, json } => topics::list(&server.server, json).await,
         Command::Publish {
             topic,
@@ -353,6 +398,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 server,
                 admin_token,
             } => admin::remove_node(&server.server, id, admin_token.as_deref()).await,
+            ClusterAction::Certs { out, nodes } => certs::generate(&out, nodes),
             ClusterAction::Status { server, json } => {
                 admin::cluster_status(&server.server, json).await
             }

@@ -24,6 +24,14 @@ pub(super) struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` for module upload, check, delete and rollback.
     #[arg(long, env = "CELLA_ADMIN_TOKEN")]
     admin_token: Option<String>,
+    /// Scoped tokens (JSON: `{"tokens": [{"id", "token", "role": "admin"|"deploy"|"invoke",
+    /// "types", "topics", "read_only"}]}`), reloaded when the file changes.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+    /// Entity commands and reads and topic streams need a token with role `invoke` (or
+    /// `admin`) on their type or topic.
+    #[arg(long)]
+    require_invoke_token: bool,
     /// Deploy a component at start, as TYPE=FILE (repeatable).
     #[arg(long = "deploy", value_name = "TYPE=FILE")]
     deploy: Vec<String>,
@@ -85,6 +93,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir,
         listen,
         admin_token,
+        tokens,
+        require_invoke_token,
         deploy,
         deadline_ms,
         memory_limit_mb,
@@ -130,6 +140,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         options.cluster = Some(settings);
     }
     options.admin_token = admin_token;
+    options.tokens_file = tokens;
+    options.require_invoke_token = require_invoke_token;
     options.host.deadline = Duration::from_millis(deadline_ms);
     options.host.memory_limit = memory_limit_mb << 20;
     options.entities.deadline = options.host.deadline;

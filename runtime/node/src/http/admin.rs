@@ -12,6 +12,7 @@ use super::{
     body::{Body, json_response, query_param, read_body},
 };
 use crate::{
+    auth::Action,
     error::{Error, Result},
     node::Node,
     routing::{Origin, Target, Via, dispatch, status},
@@ -32,12 +33,12 @@ pub(super) fn cluster_status(node: &Node) -> Result<Response<Body>> {
 
 /// `POST /v1/cluster/nodes` with `{"id": N, "addr": "HOST:PORT"}`.
 pub(super) async fn add_node(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body>> {
-    node.authorize_admin(&req)?;
+    let caller = node.authorize(&req, Action::Admin)?;
     let origin = Origin::of(&req, Via::SlowRequest);
     let body = read_body(req, node.options.max_payload, "the node to add").await?;
     let (id, addr) = parse_new_node(&body)?;
     dispatch(node, Target::Metadata, &origin, body, || {
-        change_membership(node, Some(addr.as_str()), id)
+        change_membership(node, &caller.id, Some(addr.as_str()), id)
     })
     .await
 }
@@ -48,14 +49,14 @@ pub(super) async fn remove_node(
     params: &Params<'_>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    node.authorize_admin(&req)?;
+    let caller = node.authorize(&req, Action::Admin)?;
     let raw = params.raw("id");
     let id: u64 = raw
         .parse()
         .map_err(|_| Error::BadRequest(format!("`{raw}` is not a node id (a number)")))?;
     let origin = Origin::of(&req, Via::SlowRequest);
     dispatch(node, Target::Metadata, &origin, Bytes::new(), || {
-        change_membership(node, None, id)
+        change_membership(node, &caller.id, None, id)
     })
     .await
 }
@@ -83,7 +84,12 @@ fn parse_new_node(body: &[u8]) -> Result<(u64, String)> {
 
 /// Adds node `id` at `addr` (or removes it, without an address) on the metadata leader, and
 /// answers with the cluster's nodes.
-async fn change_membership(node: &Node, addr: Option<&str>, id: u64) -> Result<Response<Body>> {
+async fn change_membership(
+    node: &Node,
+    actor: &str,
+    addr: Option<&str>,
+    id: u64,
+) -> Result<Response<Body>> {
     let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
     cluster
         .meta_leadership()
@@ -101,6 +107,8 @@ async fn change_membership(node: &Node, addr: Option<&str>, id: u64) -> Result<R
             Ok(()) => Error::Cluster(other),
         },
     })?;
+    tracing::info!(token = %actor, "membership: node {id} {}", if addr.is_some() { "added" } else { "removed" });
+    crate::audit::record_membership(node, actor, id, addr).await;
     Ok(json_response(StatusCode::OK, &status(cluster)))
 }
 
@@ -112,7 +120,7 @@ pub(super) async fn deploy(
     req: Request<Incoming>,
 ) -> Result<Response<Body>> {
     let ty = params.decoded("type")?;
-    node.authorize_admin(&req)?;
+    let caller = node.authorize(&req, Action::Module(&ty))?;
     let check = query_param(&req, "check").is_some_and(|v| v == "true" || v == "1");
     let origin = Origin::of(&req, Via::Request);
     let body = read_body(req, node.options.max_module, "the component").await?;
@@ -121,7 +129,8 @@ pub(super) async fn deploy(
         return Ok(json_response(StatusCode::OK, &report));
     }
     dispatch(node, Target::Metadata, &origin, body.clone(), || async {
-        let deployed = node.registry.deploy(&ty, &body).await?;
+        let deployed = node.registry.deploy(&ty, &body, &caller.id).await?;
+        tracing::info!(token = %caller.id, "deployed {ty} v{}", deployed.version.version);
         let meta = deployed.version;
         let status = if deployed.created {
             StatusCode::CREATED
@@ -151,12 +160,13 @@ pub(super) async fn rollback(
     req: Request<Incoming>,
 ) -> Result<Response<Body>> {
     let ty = params.decoded("type")?;
-    node.authorize_admin(&req)?;
+    let caller = node.authorize(&req, Action::Module(&ty))?;
     let origin = Origin::of(&req, Via::Request);
     let body = read_body(req, node.options.max_payload, "the rollback request").await?;
     let to = rollback_target(&body)?;
     dispatch(node, Target::Metadata, &origin, body, || async {
-        let deployed = node.registry.rollback(&ty, to).await?;
+        let deployed = node.registry.rollback(&ty, to, &caller.id).await?;
+        tracing::info!(token = %caller.id, "rolled {ty} back to v{}", deployed.version.version);
         Ok(json_response(
             StatusCode::OK,
             &serde_json::json!({
@@ -197,10 +207,11 @@ pub(super) async fn delete(
     req: Request<Incoming>,
 ) -> Result<Response<Body>> {
     let ty = params.decoded("type")?;
-    node.authorize_admin(&req)?;
+    let caller = node.authorize(&req, Action::Module(&ty))?;
     let origin = Origin::of(&req, Via::Request);
     dispatch(node, Target::Metadata, &origin, Bytes::new(), || async {
-        node.registry.delete(&ty).await?;
+        node.registry.delete(&ty, &caller.id).await?;
+        tracing::info!(token = %caller.id, "deleted {ty}");
         Ok(json_response(
             StatusCode::OK,
             &serde_json::json!({ "type": ty, "deleted": true }),
@@ -260,4 +271,17 @@ fn module_json(node: &Node, info: &cella_core::ModuleInfo) -> serde_json::Value 
         "eventsTopic": declared.as_ref().and_then(|d| d.1.as_ref()),
         "versions": versions,
     })
+}
+
+/// `GET /v1/audit?after=N&limit=M` (admin): this node's copy of the audit trail, oldest first,
+/// `{"records": [...]}`; a page continues after the last record's `index`.
+pub(super) fn audit(node: &Node, req: &Request<Incoming>) -> Result<Response<Body>> {
+    node.authorize(req, Action::Admin)?;
+    let after = super::body::u64_param(req, "after", 0)?;
+    let limit = super::body::u64_param(req, "limit", 100)?.clamp(1, 1000) as usize;
+    let records = crate::audit::read(&node.store, after, limit)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "records": records }),
+    ))
 }

@@ -15,6 +15,7 @@ use super::{
     entity_command_path,
 };
 use crate::{
+    auth::Action,
     entities::Invocation,
     error::{Error, Result},
     metrics::Outcome,
@@ -38,6 +39,7 @@ pub(super) async fn command(
             "entity types starting with `$` are the node's own (`{ty}`); publish to a topic with POST /v1/topics/{{topic}}"
         )));
     }
+    node.authorize(&req, Action::Command(&ty))?;
     run_routed(node, &ty, &key, &command, req).await
 }
 
@@ -47,8 +49,8 @@ pub(super) async fn publish(
     params: &Params<'_>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>> {
-    node.authorize_admin(&req)?;
     let topic = params.decoded("topic")?;
+    node.authorize(&req, Action::Publish(&topic))?;
     cella_core::validate_name("topic", &topic)?;
     run_routed(node, crate::entities::TOPIC_TYPE, &topic, "publish", req).await
 }
@@ -106,6 +108,7 @@ pub(super) async fn state(
     req: Request<Incoming>,
 ) -> Result<Response<Body>> {
     let (ty, key) = (params.decoded("type")?, params.decoded("key")?);
+    node.authorize(&req, Action::Read(&ty))?;
     let origin = Origin::of(&req, Via::Request);
     let id = EntityId::new(&ty, &key);
     dispatch(node, Target::Entity(&id), &origin, Bytes::new(), || async {
@@ -167,6 +170,7 @@ pub(super) async fn journal(
     req: Request<Incoming>,
 ) -> Result<Response<Body>> {
     let (ty, key) = (params.decoded("type")?, params.decoded("key")?);
+    node.authorize(&req, Action::Read(&ty))?;
     let from = u64_param(&req, "from", 1)?;
     let limit = u64_param(&req, "limit", 1000)?.min(10_000) as usize;
     let origin = Origin::of(&req, Via::Request);

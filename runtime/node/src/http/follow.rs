@@ -69,6 +69,7 @@ pub(super) async fn events(
 ) -> Result<Response<Body>> {
     let topic = params.decoded("topic")?;
     cella_core::validate_name("topic", &topic)?;
+    node.authorize(&req, crate::auth::Action::Follow(&topic))?;
     let requested = start_after(&req)?;
     let id = topic_entity(&topic);
     let group = match &node.cluster {

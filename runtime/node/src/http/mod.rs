@@ -13,6 +13,7 @@
 //! - `POST /v1/topics/{topic}` (publish), `GET /v1/topics` and `GET /v1/topics/{topic}` (the
 //!   topics and their subscribers, [`topics`]), `GET /v1/topics/{topic}/events` (a topic's
 //!   messages as Server-Sent Events, [`follow`]).
+//! - `GET /v1/audit?after=N&limit=M` — the audit trail of admin actions (admin).
 //! - `GET /healthz`, `GET /metrics` (OpenMetrics text, `prometheus-client`).
 //! - Cluster (a single node is a cluster of one): `GET /v1/cluster` (nodes, partitions,
 //!   leaders, terms, applied indexes), `POST /v1/cluster/nodes` and
@@ -62,6 +63,7 @@ enum Endpoint {
     Modules,
     Module,
     DeleteModule,
+    Audit,
     PeerRaft,
     PeerMux,
 }
@@ -115,6 +117,7 @@ impl Routes {
         routes
             .delete
             .insert("/v1/modules/{type}", Endpoint::DeleteModule)?;
+        routes.get.insert("/v1/audit", Endpoint::Audit)?;
         routes
             .post
             .insert("/v1/peer/raft/{group}/{kind}", Endpoint::PeerRaft)?;
@@ -218,6 +221,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         Endpoint::Modules => admin::modules(node),
         Endpoint::Module => admin::module(node, &params),
         Endpoint::DeleteModule => admin::delete(node, &params, req).await,
+        Endpoint::Audit => admin::audit(node, &req),
         Endpoint::PeerRaft => peer::raft(node, &params, req).await,
         Endpoint::PeerMux => peer::mux(node, req),
     }

@@ -1,0 +1,130 @@
+//! The audit trail: every admin action — a module deployed, rolled back or deleted, a node
+//! added or removed, the token file reloaded — as an [`AuditRecord`] in the metadata group
+//! (raft group 0), so every node holds the same trail, in the order the actions committed.
+//! A module change and its record travel in one log entry (`Command::Admin`), so a change is
+//! never applied without its record. Only actions that took effect are recorded: a refused
+//! deploy (invalid, or unable to replay the existing entities) changes nothing and is not in
+//! the trail (the node's log says who tried). Records are keyed by their log index, which
+//! `GET /v1/audit?after=N` pages by.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use cella_cluster::{AuditRecord, ModuleOp};
+use cella_store::Store;
+
+use crate::{
+    error::{Error, Result},
+    node::Node,
+};
+
+/// Milliseconds since the Unix epoch, by this node's clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A record of `action` by `actor`, now; the caller fills in what it was about.
+pub fn record(actor: &str, action: &str) -> AuditRecord {
+    AuditRecord {
+        at_ms: now_ms(),
+        actor: actor.to_string(),
+        action: action.to_string(),
+        entity_type: None,
+        version: None,
+        digest: None,
+        node: None,
+        detail: None,
+    }
+}
+
+/// Records `record` with the module change `module` (if any): through the metadata group in a
+/// cluster (applied together on every node), straight into the store without one. Returns
+/// whether it went through the cluster (the change is then applied here already).
+pub async fn commit(
+    cluster: Option<&cella_cluster::Cluster>,
+    store: &Store,
+    record: AuditRecord,
+    module: Option<ModuleOp>,
+) -> Result<bool> {
+    match cluster {
+        Some(cluster) => {
+            cluster
+                .propose_admin(record, module)
+                .await
+                .map_err(Error::Cluster)?;
+            Ok(true)
+        }
+        None => {
+            // Embedded without a cluster: the caller applies the module change itself.
+            let bytes = cella_cluster::types::encode("an audit record", &record)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            store.append_audit(store.last_audit_index()? + 1, &bytes)?;
+            Ok(false)
+        }
+    }
+}
+
+/// Records a reload of the token file. Only the metadata group's leader can append to it; a
+/// reload on another node is in that node's log only.
+pub(crate) async fn record_reload(node: &Node, ids: &[String]) {
+    let Some(cluster) = &node.cluster else {
+        return;
+    };
+    if cluster.meta_leadership().is_err() {
+        tracing::info!(
+            "the token reload is not in the audit trail: this node does not lead the metadata group"
+        );
+        return;
+    }
+    let node_id = cluster.node_id();
+    let mut r = record(&format!("node {node_id}"), "reload-tokens");
+    r.node = Some(node_id);
+    r.detail = Some(format!("tokens: {}", ids.join(", ")));
+    if let Err(e) = commit(Some(cluster), &node.store, r, None).await {
+        tracing::warn!("recording the token reload in the audit trail: {e}");
+    }
+}
+
+/// Records a membership change made on the metadata leader (a failure is logged: the change
+/// itself is done).
+pub(crate) async fn record_membership(node: &Node, actor: &str, id: u64, addr: Option<&str>) {
+    let Some(cluster) = &node.cluster else {
+        return;
+    };
+    let mut r = record(
+        actor,
+        if addr.is_some() {
+            "add-node"
+        } else {
+            "remove-node"
+        },
+    );
+    r.node = Some(id);
+    r.detail = addr.map(|a| format!("addr {a}"));
+    if let Err(e) = commit(Some(cluster), &node.store, r, None).await {
+        tracing::warn!("recording the membership change of node {id} in the audit trail: {e}");
+    }
+}
+
+/// Up to `limit` records after index `after`, as JSON, oldest first.
+pub fn read(store: &Store, after: u64, limit: usize) -> Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    for (index, bytes) in store.audit(after, limit)? {
+        let r: AuditRecord = cella_cluster::types::decode("an audit record", &bytes)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        out.push(serde_json::json!({
+            "index": index,
+            "atMs": r.at_ms,
+            "actor": r.actor,
+            "action": r.action,
+            "type": r.entity_type,
+            "version": r.version,
+            "digest": r.digest,
+            "node": r.node,
+            "detail": r.detail,
+        }));
+    }
+    Ok(out)
+}
