@@ -10,6 +10,7 @@ use std::{
 };
 
 pub mod cluster;
+pub mod tokens;
 pub mod topics;
 
 use anyhow::{Context, bail};
