@@ -17,6 +17,9 @@ use serde_json::Value;
 
 use crate::{TestNode, free_ports, wait_until};
 
+/// The cluster secret of the test clusters (`--cluster-secret`).
+pub const CLUSTER_SECRET: &str = "cella-test-cluster-secret-0123456789";
+
 /// Starts nodes 1..=n with their data under `root/n{id}`, as one cluster of `partitions`
 /// partitions (`extra` goes to every node's command line), and waits until every group has a
 /// leader.
@@ -46,6 +49,8 @@ pub async fn start_cluster(
                 &initial,
                 "--partitions",
                 &count,
+                "--cluster-secret",
+                CLUSTER_SECRET,
             ];
             args.extend_from_slice(extra);
             TestNode::start_at(

@@ -9,7 +9,10 @@ use std::{collections::BTreeSet, time::Duration};
 
 use cella_tests::{
     TestNode, cella_bin,
-    cluster::{Load, check_history, cluster_status, groups, snapshots_installed, start_cluster},
+    cluster::{
+        CLUSTER_SECRET, Load, check_history, cluster_status, groups, snapshots_installed,
+        start_cluster,
+    },
     component, free_ports, output_text, wait_until,
 };
 
@@ -93,6 +96,8 @@ async fn a_node_joins_and_one_leaves_while_serving() {
             "4",
             "--join",
             &join,
+            "--cluster-secret",
+            CLUSTER_SECRET,
             "--raft-snapshot-every",
             "40",
         ],

@@ -290,6 +290,15 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> a
             bail!("{a} is in use: stop whatever listens there (an earlier node?) and run again");
         }
     }
+    // The nodes' cluster secret, new for each run.
+    let secret = format!(
+        "bench-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
     let mut servers = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let mut serve = Command::new(&bin);
@@ -298,6 +307,9 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> a
             .arg(tmp.join(format!("data{i}")))
             .args(["--listen", addr])
             .stdout(Stdio::null());
+        // Extra `cella serve` arguments for experiments, e.g. `--replicas 1`, or
+        // `--insecure-peers` to measure the cluster without peer authentication.
+        let extra = std::env::var("CELLA_BENCH_SERVE_ARGS").unwrap_or_default();
         if addrs.len() > 1 {
             serve.args([
                 "--node-id",
@@ -305,11 +317,12 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> a
                 "--initial-cluster",
                 &initial,
             ]);
+            if !extra.split_whitespace().any(|a| a == "--insecure-peers") {
+                // In the environment, not on the command line, as an operator would.
+                serve.env("CELLA_CLUSTER_SECRET", &secret);
+            }
         }
-        // Extra `cella serve` arguments for experiments, e.g. `--replicas 1`.
-        if let Ok(extra) = std::env::var("CELLA_BENCH_SERVE_ARGS") {
-            serve.args(extra.split_whitespace());
-        }
+        serve.args(extra.split_whitespace());
         servers.push(Server(serve.spawn().context("starting cella serve")?));
     }
     let started = Instant::now();

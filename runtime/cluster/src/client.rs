@@ -5,7 +5,7 @@
 //! the append streams ([`crate::stream`]) and the raft network ([`crate::network`], which
 //! re-exports it), which send through it.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,6 +16,7 @@ use hyper_util::{
 };
 
 use crate::{
+    auth::{PeerAuth, Signed, Signer},
     frame::StreamingBody,
     mux::Links,
     peer::{PeerError, PeerReply, StreamClient, request_error, with_causes},
@@ -29,6 +30,8 @@ pub struct PeerClient {
     streaming: StreamClient,
     /// The forwarding exchange to each peer (see [`crate::mux`]).
     links: Links,
+    /// Signs the requests to peer endpoints (none: they go unsigned).
+    signer: Option<Signer>,
 }
 
 impl Default for PeerClient {
@@ -38,7 +41,18 @@ impl Default for PeerClient {
 }
 
 impl PeerClient {
+    /// A client whose peer requests go unsigned.
     pub fn new() -> PeerClient {
+        PeerClient::build(None)
+    }
+
+    /// A client of node `node` that signs its peer requests with `auth` (see
+    /// [`crate::auth`]).
+    pub fn with_auth(auth: Arc<PeerAuth>, node: u64) -> PeerClient {
+        PeerClient::build(Some(Signer { auth, node }))
+    }
+
+    fn build(signer: Option<Signer>) -> PeerClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
@@ -51,11 +65,13 @@ impl PeerClient {
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build(connector),
+            signer.clone(),
         );
         PeerClient {
             http,
             streaming,
             links: Links::default(),
+            signer,
         }
     }
 
@@ -93,10 +109,13 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<PeerReply, PeerError> {
         let mut builder = Request::builder()
-            .method(method)
+            .method(method.clone())
             .uri(format!("http://{addr}{path_and_query}"));
         for (name, value) in headers {
             builder = builder.header(name, value);
+        }
+        if let (Some(signer), Some(signed)) = (&self.signer, builder.headers_mut()) {
+            signer.sign(&method, path_and_query, Signed::Body(&body), signed);
         }
         let request = builder
             .body(Full::new(body))

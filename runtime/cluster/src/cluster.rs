@@ -25,7 +25,8 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{Raft, ReadPolicy, alias::CommittedLeaderIdOf};
 
 use crate::{
-    Error, GroupId, Placement, StateMachine, TypeConfig, network::PeerClient, submit::Submitter,
+    Error, GroupId, Placement, StateMachine, TypeConfig, auth::PeerAuth, network::PeerClient,
+    submit::Submitter,
 };
 
 type C = TypeConfig;
@@ -50,6 +51,8 @@ pub struct ClusterOptions {
     pub snapshot_every: u64,
     /// Joining an existing cluster: never initialize; wait to be added (`add_node`).
     pub join: bool,
+    /// How peer requests are signed and checked (see [`crate::auth`]).
+    pub peers: Arc<PeerAuth>,
 }
 
 impl ClusterOptions {
@@ -65,6 +68,7 @@ impl ClusterOptions {
             election_timeout_ms: (400, 800),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             join: false,
+            peers: Arc::new(PeerAuth::closed()),
         }
     }
 }
@@ -129,6 +133,11 @@ impl Cluster {
     /// This node's id.
     pub fn node_id(&self) -> u64 {
         self.options.node_id
+    }
+
+    /// How this node's peer requests are signed and checked.
+    pub fn peer_auth(&self) -> &PeerAuth {
+        &self.options.peers
     }
 
     /// The pooled client to the other nodes.

@@ -15,6 +15,9 @@
 //! - [`state_machine`]: applies committed journal writes into the node's store and builds and
 //!   installs partition snapshots.
 //!
+//! - [`auth`]: peer authentication ([`auth::PeerAuth`]): every peer request is signed with
+//!   the cluster secret and checked before anything in it is decoded.
+//!
 //! The peer transport, in layers; each module uses only the ones listed before it:
 //!
 //! 1. `frame`: length-prefixed postcard frames and the body types they travel in
@@ -34,6 +37,7 @@
 //! [`network::PeerReply`], [`network::PeerError`], [`network::RAFT_PATH`],
 //! [`stream::StreamingBody`], [`stream::full_body`].
 
+pub mod auth;
 mod client;
 pub mod cluster;
 mod frame;
@@ -100,6 +104,9 @@ pub enum Error {
         #[source]
         source: postcard::Error,
     },
+    /// A peer request without valid credentials (see [`auth`]).
+    #[error("{0}")]
+    Unauthorized(String),
     /// A connection to a peer failed at `context`.
     #[error("{context}: {source}")]
     Transport {

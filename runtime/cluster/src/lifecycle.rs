@@ -67,7 +67,7 @@ impl Cluster {
     pub async fn start(store: Store, options: ClusterOptions) -> Result<Arc<Cluster>, Error> {
         let placement = options.placement;
         check_placement(&store, placement).await?;
-        let client = PeerClient::new();
+        let client = PeerClient::with_auth(options.peers.clone(), options.node_id);
         let every = options.snapshot_every.max(1);
         let config = Config {
             cluster_name: "cella".into(),

@@ -41,6 +41,9 @@ impl Cluster {
     /// group). Resolves once it is a voter of the metadata group; partitions move replicas to
     /// it in the background. Adding a member again at the same address is a no-op.
     pub async fn add_node(&self, id: u64, addr: &str) -> Result<(), Error> {
+        if !self.options.peers.accepts_peers() {
+            return Err(Error::Membership(crate::auth::CLOSED.to_string()));
+        }
         let nodes = self.nodes();
         let members = self.members();
         if let Some(known) = nodes.get(&id)

@@ -10,7 +10,11 @@ use hyper::{Request, StatusCode};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use openraft::error::{NetworkError, RPCError, Unreachable};
 
-use crate::{TypeConfig, frame::StreamingBody};
+use crate::{
+    TypeConfig,
+    auth::{Signed, Signer},
+    frame::StreamingBody,
+};
 
 /// The path prefix of raft RPCs.
 pub const RAFT_PATH: &str = "/v1/peer/raft/";
@@ -36,22 +40,38 @@ pub enum PeerError {
     Timeout(String),
 }
 
-/// The pooled client of streaming exchanges (append streams, forwarding exchanges).
+/// The pooled client of streaming exchanges (append streams, forwarding exchanges), which
+/// signs their opening requests (see [`crate::auth`]).
 #[derive(Clone)]
-pub(crate) struct StreamClient(Client<HttpConnector, StreamingBody>);
+pub(crate) struct StreamClient {
+    client: Client<HttpConnector, StreamingBody>,
+    signer: Option<Signer>,
+}
 
 impl StreamClient {
-    pub(crate) fn new(client: Client<HttpConnector, StreamingBody>) -> StreamClient {
-        StreamClient(client)
+    pub(crate) fn new(
+        client: Client<HttpConnector, StreamingBody>,
+        signer: Option<Signer>,
+    ) -> StreamClient {
+        StreamClient { client, signer }
     }
 
     /// Sends a request whose body streams to `addr`; resolves with the answer's head.
     pub(crate) async fn stream(
         &self,
         addr: &str,
-        request: Request<StreamingBody>,
+        mut request: Request<StreamingBody>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, PeerError> {
-        self.0
+        if let Some(signer) = &self.signer {
+            let method = request.method().clone();
+            let path = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default();
+            signer.sign(&method, &path, Signed::Stream, request.headers_mut());
+        }
+        self.client
             .request(request)
             .await
             .map_err(|e| request_error(addr, e))

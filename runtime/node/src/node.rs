@@ -63,6 +63,9 @@ pub struct ClusterSettings {
     pub join: bool,
     /// Raft log entries between partition snapshots.
     pub raft_snapshot_every: u64,
+    /// How peer requests are signed and checked (`cella_cluster::auth`): a cluster secret,
+    /// insecure, or closed (a single node that accepts no peers).
+    pub peers: Arc<cella_cluster::auth::PeerAuth>,
 }
 
 impl ClusterSettings {
@@ -76,6 +79,7 @@ impl ClusterSettings {
             replicas: 3,
             join: false,
             raft_snapshot_every: cella_cluster::cluster::DEFAULT_SNAPSHOT_EVERY,
+            peers: Arc::new(cella_cluster::auth::PeerAuth::closed()),
         }
     }
 }
@@ -295,6 +299,7 @@ async fn start_cluster(
     options.replicas = settings.replicas;
     options.join = settings.join;
     options.snapshot_every = settings.raft_snapshot_every;
+    options.peers = settings.peers.clone();
     options.placement = Placement {
         partitions: settings.partitions.max(1),
         ..Placement::default()

@@ -2,11 +2,12 @@
 //! `--initial-cluster` to form a cluster, `--join` to join one), and the running node, with the
 //! components of `--deploy` uploaded once it listens.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::{Context, bail};
 use hyper::Method;
 
+use cella_cluster::auth::PeerAuth;
 use cella_node::{Node, NodeOptions, entities::EntityOptions, node::ClusterSettings};
 
 use crate::client::{self, encode_segment};
@@ -85,6 +86,20 @@ pub(super) struct ServeArgs {
     /// How long a topic keeps a message, in seconds (the newest is always kept).
     #[arg(long, value_name = "SECS", default_value_t = EntityOptions::default().topic_max_age.as_secs())]
     topic_retention_secs: u64,
+    /// The cluster's shared secret (at least 16 bytes; every node the same): each request
+    /// between nodes carries an HMAC-SHA256 proof of it, never the secret. Needed with
+    /// --initial-cluster or --join; on a single node, lets other nodes join it later.
+    #[arg(
+        long,
+        env = "CELLA_CLUSTER_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    cluster_secret: Option<String>,
+    /// Run a cluster without peer authentication: anyone who reaches a node's address can
+    /// send it raft messages. Only for a network where every host is trusted.
+    #[arg(long, conflicts_with = "cluster_secret")]
+    insecure_peers: bool,
 }
 
 /// Runs a node until SIGINT or SIGTERM, then lets in-flight requests finish.
@@ -110,11 +125,20 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         replicas,
         topic_retention_messages,
         topic_retention_secs,
+        cluster_secret,
+        insecure_peers,
     } = args;
+    let peers = peer_auth(
+        node_id.is_some(),
+        cluster_secret.as_deref(),
+        insecure_peers,
+        listen,
+    )?;
     let mut options = NodeOptions::new(data_dir, listen);
     let mut single = ClusterSettings::single();
     single.partitions = partitions;
     single.raft_snapshot_every = raft_snapshot_every.max(1);
+    single.peers = peers.clone();
     options.cluster = Some(single);
     if let Some(node_id) = node_id {
         let mut settings = ClusterSettings {
@@ -124,6 +148,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             partitions,
             replicas: replicas.max(1),
             raft_snapshot_every: raft_snapshot_every.max(1),
+            peers,
         };
         match (initial_cluster, join) {
             (Some(initial), _) => settings.initial = parse_initial_cluster(&initial)?,
@@ -152,6 +177,33 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     options.entities.topic_keep = topic_retention_messages.max(1);
     options.entities.topic_max_age = Duration::from_secs(topic_retention_secs);
     serve(options, deploy).await
+}
+
+/// How this node authenticates its peers: with the secret; insecure with
+/// `--insecure-peers`; a single node (no cluster flags) without a secret accepts no peer;
+/// a cluster node without either refuses to start.
+fn peer_auth(
+    clustered: bool,
+    secret: Option<&str>,
+    insecure: bool,
+    listen: SocketAddr,
+) -> anyhow::Result<Arc<PeerAuth>> {
+    Ok(Arc::new(match (secret, insecure) {
+        (Some(secret), _) => PeerAuth::secret(secret).context("--cluster-secret")?,
+        (None, true) => {
+            eprintln!(
+                "warning: --insecure-peers: requests between nodes are not authenticated; \
+                 anyone who reaches {listen} can send this node raft messages"
+            );
+            PeerAuth::insecure()
+        }
+        (None, false) if clustered => bail!(
+            "a cluster node needs a --cluster-secret (or CELLA_CLUSTER_SECRET) so that only \
+             its peers can send it raft messages\nhint: generate one with `openssl rand -hex \
+             32` and give every node the same (or pass --insecure-peers on a trusted network)"
+        ),
+        (None, false) => PeerAuth::closed(),
+    }))
 }
 
 /// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002`.

@@ -1,6 +1,8 @@
 //! The endpoints between nodes: raft RPCs and append streams
 //! (`POST /v1/peer/raft/{group}/{kind}`) and the forwarding exchange (`POST /v1/peer/mux`,
-//! upgraded to a byte stream that carries entity commands to this node).
+//! upgraded to a byte stream that carries entity commands to this node). Every request is
+//! authenticated (`cella_cluster::auth`) before its body is read or its upgrade accepted: one
+//! without valid credentials gets 401 and changes nothing.
 
 use std::sync::Arc;
 
@@ -9,6 +11,8 @@ use hyper::{
     body::Incoming,
     header::{CONTENT_TYPE, HeaderValue},
 };
+
+use cella_cluster::auth::Signed;
 
 use super::{
     Params,
@@ -32,8 +36,15 @@ pub(super) async fn raft(
     req: Request<Incoming>,
 ) -> Result<Response<Body>> {
     let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
+    let auth = cluster.peer_auth();
+    // Authenticated before anything of the body is read or decoded.
+    let claim = auth.admit(req.headers()).map_err(unauthorized)?;
+    let method = req.method().clone();
+    let path = path_and_query(&req);
     let (group, kind) = (params.raw("group"), params.raw("kind"));
     if kind == cella_cluster::stream::STREAM_KIND {
+        auth.verify(&claim, &method, &path, Signed::Stream)
+            .map_err(unauthorized)?;
         let answers = cluster
             .serve_append_stream(group, req.into_body())
             .map_err(Error::Peer)?;
@@ -41,6 +52,8 @@ pub(super) async fn raft(
     }
     let rest = format!("{group}/{kind}");
     let body = read_body(req, node.options.max_module.max(256 << 20), "a raft RPC").await?;
+    auth.verify(&claim, &method, &path, Signed::Body(&body))
+        .map_err(unauthorized)?;
     let answer = cluster
         .serve_peer(&rest, &body)
         .await
@@ -52,6 +65,16 @@ pub(super) async fn raft(
 /// the exchange as for a connection.
 pub(super) fn mux(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body>> {
     let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
+    // Authenticated before the upgrade is accepted.
+    cluster
+        .peer_auth()
+        .check(
+            req.headers(),
+            req.method(),
+            &path_and_query(&req),
+            Signed::Stream,
+        )
+        .map_err(unauthorized)?;
     let served = node.connections.track();
     let handler_node = node.clone();
     let handler: cella_cluster::mux::Handler = Arc::new(move |path, body| {
@@ -66,6 +89,22 @@ pub(super) fn mux(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<B
         });
     }
     Ok(response.map(streaming))
+}
+
+/// A peer request without valid credentials: 401.
+fn unauthorized(e: cella_cluster::Error) -> Error {
+    match e {
+        cella_cluster::Error::Unauthorized(m) => Error::Unauthorized(m),
+        other => Error::Peer(other),
+    }
+}
+
+/// The path and query a peer signed.
+fn path_and_query(req: &Request<Incoming>) -> String {
+    req.uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default()
 }
 
 /// A peer answer of postcard bytes.

@@ -1,0 +1,510 @@
+//! Peer authentication with a shared cluster secret ([`PeerAuth`]).
+//!
+//! Every request one node sends another on `/v1/peer/…` (raft RPCs, append streams, the
+//! forwarding exchange) carries four headers: the sender's node id ([`NODE_HEADER`]), the
+//! time it was signed in Unix seconds ([`TIME_HEADER`]), a nonce unique to the sender
+//! ([`NONCE_HEADER`]) and an HMAC-SHA256, keyed with the secret, of
+//!
+//! ```text
+//! cella-peer-v1 \n METHOD \n PATH?QUERY \n NODE \n TIME \n NONCE \n BODY
+//! ```
+//!
+//! ([`SIGNATURE_HEADER`], hex), where `BODY` is the hex SHA-256 of the body of a single RPC,
+//! or [`STREAM_MARKER`] for a request whose body streams (an append stream, the forwarding
+//! exchange's upgrade): those authenticate their opening request. The secret itself never
+//! travels. The receiver checks the headers and the clock (±[`MAX_SKEW`]) before it reads
+//! anything, then the signature in constant time, and accepts each signature once (a replayed
+//! request is refused): nothing a peer sends is decoded before it is authenticated.
+//!
+//! A node runs in one of three modes: with a secret; *insecure* (`--insecure-peers`, every
+//! peer request accepted unsigned, as before authentication existed); or *closed* (a single
+//! node started without cluster flags or secret, which accepts no peer request at all).
+
+use std::{
+    collections::{HashSet, VecDeque},
+    fmt,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use hmac::{Hmac, Mac};
+use hyper::{HeaderMap, Method, header::HeaderValue};
+use sha2::{Digest, Sha256};
+
+use crate::Error;
+
+/// The sender's node id.
+pub const NODE_HEADER: &str = "x-cella-peer-node";
+/// When the request was signed, in seconds since the Unix epoch.
+pub const TIME_HEADER: &str = "x-cella-peer-time";
+/// A value the sender never uses twice.
+pub const NONCE_HEADER: &str = "x-cella-peer-nonce";
+/// The HMAC-SHA256 of the request, hex.
+pub const SIGNATURE_HEADER: &str = "x-cella-peer-signature";
+/// What stands for the body of a request whose body streams.
+pub const STREAM_MARKER: &str = "STREAMING-BODY";
+/// How far a request's time may be from the receiver's clock.
+pub const MAX_SKEW: Duration = Duration::from_secs(60);
+/// The shortest secret accepted, in bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+/// What a node that accepts no peers answers them.
+pub const CLOSED: &str =
+    "this node accepts no peers: start it with --cluster-secret to let nodes join";
+
+/// The paths peer requests are sent to (and signed for).
+pub const PEER_PREFIX: &str = "/v1/peer/";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// What a signature covers of a request's body.
+#[derive(Clone, Copy, Debug)]
+pub enum Signed<'a> {
+    /// The whole body of a single request.
+    Body(&'a [u8]),
+    /// A body that streams: only the opening request is authenticated.
+    Stream,
+}
+
+enum Mode {
+    /// Requests are signed and checked with this key.
+    Secret(HmacSha256),
+    /// Peer requests are neither signed nor checked.
+    Insecure,
+    /// No peer request is accepted.
+    Closed,
+}
+
+/// How this node proves itself to its peers and checks their requests. See the module doc.
+pub struct PeerAuth {
+    mode: Mode,
+    /// Signatures accepted within the last `2 × MAX_SKEW`: each is accepted once.
+    seen: Mutex<Seen>,
+    /// The first half of this node's nonces (differs between runs), and a counter.
+    nonce_prefix: u64,
+    counter: AtomicU64,
+}
+
+#[derive(Default)]
+struct Seen {
+    set: HashSet<[u8; 32]>,
+    order: VecDeque<(Instant, [u8; 32])>,
+}
+
+impl fmt::Debug for PeerAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secret.
+        f.write_str(match self.mode {
+            Mode::Secret(_) => "PeerAuth::Secret(..)",
+            Mode::Insecure => "PeerAuth::Insecure",
+            Mode::Closed => "PeerAuth::Closed",
+        })
+    }
+}
+
+/// The credentials a request claims, read from its headers before its body.
+#[derive(Debug)]
+pub enum Claim {
+    /// Nothing to check (an insecure node).
+    Open,
+    Signed {
+        node: u64,
+        time: u64,
+        nonce: String,
+        signature: [u8; 32],
+    },
+}
+
+fn unauthorized(message: impl Into<String>) -> Error {
+    Error::Unauthorized(message.into())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl PeerAuth {
+    fn with_mode(mode: Mode) -> PeerAuth {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        PeerAuth {
+            mode,
+            seen: Mutex::new(Seen::default()),
+            nonce_prefix: nanos ^ (u64::from(std::process::id()) << 32),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    /// Peers prove `secret` (at least [`MIN_SECRET_LEN`] bytes).
+    pub fn secret(secret: &str) -> Result<PeerAuth, Error> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(Error::Config(format!(
+                "the cluster secret is {} bytes; it must be at least {MIN_SECRET_LEN}\nhint: \
+                 generate one with `openssl rand -hex 32` and give every node the same",
+                secret.len()
+            )));
+        }
+        let key = HmacSha256::new_from_slice(secret.as_bytes())
+            .map_err(|e| Error::Config(format!("the cluster secret: {e}")))?;
+        Ok(PeerAuth::with_mode(Mode::Secret(key)))
+    }
+
+    /// Peer requests are accepted unsigned (`--insecure-peers`).
+    pub fn insecure() -> PeerAuth {
+        PeerAuth::with_mode(Mode::Insecure)
+    }
+
+    /// No peer request is accepted (a single node without a secret).
+    pub fn closed() -> PeerAuth {
+        PeerAuth::with_mode(Mode::Closed)
+    }
+
+    /// Whether any peer can be accepted (not closed).
+    pub fn accepts_peers(&self) -> bool {
+        !matches!(self.mode, Mode::Closed)
+    }
+
+    /// Whether peer requests are signed and checked.
+    pub fn is_secret(&self) -> bool {
+        matches!(self.mode, Mode::Secret(_))
+    }
+
+    /// The MAC of a request, unfinished.
+    fn mac(
+        key: &HmacSha256,
+        method: &Method,
+        path_and_query: &str,
+        node: u64,
+        time: u64,
+        nonce: &str,
+        body: Signed<'_>,
+    ) -> HmacSha256 {
+        let mut mac = key.clone();
+        let body = match body {
+            Signed::Body(bytes) => hex::encode(Sha256::digest(bytes)),
+            Signed::Stream => STREAM_MARKER.to_string(),
+        };
+        mac.update(
+            format!("cella-peer-v1\n{method}\n{path_and_query}\n{node}\n{time}\n{nonce}\n{body}")
+                .as_bytes(),
+        );
+        mac
+    }
+
+    /// Adds the credentials of a request from node `node` to `headers` (nothing unless this
+    /// node has a secret).
+    pub fn sign(
+        &self,
+        node: u64,
+        method: &Method,
+        path_and_query: &str,
+        body: Signed<'_>,
+        headers: &mut HeaderMap,
+    ) {
+        let Mode::Secret(key) = &self.mode else {
+            return;
+        };
+        let time = now_secs();
+        let count = self.counter.fetch_add(1, Ordering::Relaxed);
+        let nonce = format!("{:016x}{count:016x}", self.nonce_prefix);
+        let signature = Self::mac(key, method, path_and_query, node, time, &nonce, body)
+            .finalize()
+            .into_bytes();
+        let values = [
+            (NODE_HEADER, node.to_string()),
+            (TIME_HEADER, time.to_string()),
+            (NONCE_HEADER, nonce),
+            (SIGNATURE_HEADER, hex::encode(signature)),
+        ];
+        for (name, value) in values {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+    }
+
+    /// Reads the credentials of a request from its headers and checks what can be checked
+    /// before its body is read: that this node accepts peers, that they are all there and
+    /// well formed, and that their time is within [`MAX_SKEW`] of this node's clock.
+    pub fn admit(&self, headers: &HeaderMap) -> Result<Claim, Error> {
+        match self.mode {
+            Mode::Closed => return Err(unauthorized(CLOSED)),
+            Mode::Insecure => return Ok(Claim::Open),
+            Mode::Secret(_) => {}
+        }
+        let header = |name: &str| -> Result<&str, Error> {
+            headers
+                .get(name)
+                .ok_or_else(|| {
+                    unauthorized(format!(
+                        "a peer request needs the cluster's credentials (header `{name}` is \
+                         missing): every node of this cluster must run with the same \
+                         --cluster-secret"
+                    ))
+                })?
+                .to_str()
+                .map_err(|_| unauthorized(format!("header `{name}` is not text")))
+        };
+        let number = |name: &str| -> Result<u64, Error> {
+            header(name)?
+                .parse()
+                .map_err(|_| unauthorized(format!("header `{name}` is not a number")))
+        };
+        let node = number(NODE_HEADER)?;
+        let time = number(TIME_HEADER)?;
+        let nonce = header(NONCE_HEADER)?;
+        if nonce.is_empty() || nonce.len() > 64 {
+            return Err(unauthorized(format!(
+                "header `{NONCE_HEADER}` must be 1 to 64 characters"
+            )));
+        }
+        let mut signature = [0u8; 32];
+        hex::decode_to_slice(header(SIGNATURE_HEADER)?, &mut signature).map_err(|_| {
+            unauthorized(format!("header `{SIGNATURE_HEADER}` is not 64 hex digits"))
+        })?;
+        let now = now_secs();
+        if now.abs_diff(time) > MAX_SKEW.as_secs() {
+            return Err(unauthorized(format!(
+                "the peer request was signed at {time}, {}s from this node's clock ({now}); \
+                 more than {}s apart is refused: check the nodes' clocks",
+                now.abs_diff(time),
+                MAX_SKEW.as_secs()
+            )));
+        }
+        Ok(Claim::Signed {
+            node,
+            time,
+            nonce: nonce.to_string(),
+            signature,
+        })
+    }
+
+    /// Checks a request's signature against what it is (`method`, `path_and_query`, `body`);
+    /// a signature is accepted once.
+    pub fn verify(
+        &self,
+        claim: &Claim,
+        method: &Method,
+        path_and_query: &str,
+        body: Signed<'_>,
+    ) -> Result<(), Error> {
+        let (key, node, time, nonce, signature) = match (&self.mode, claim) {
+            (Mode::Closed, _) => return Err(unauthorized(CLOSED)),
+            (Mode::Insecure, _) => return Ok(()),
+            (Mode::Secret(_), Claim::Open) => {
+                return Err(unauthorized(
+                    "a peer request needs the cluster's credentials",
+                ));
+            }
+            (
+                Mode::Secret(key),
+                Claim::Signed {
+                    node,
+                    time,
+                    nonce,
+                    signature,
+                },
+            ) => (key, *node, *time, nonce, signature),
+        };
+        Self::mac(key, method, path_and_query, node, time, nonce, body)
+            .verify_slice(signature)
+            .map_err(|_| {
+                unauthorized(
+                    "the peer request's signature does not match it: the sender's \
+                     --cluster-secret differs from this node's, or the request was altered",
+                )
+            })?;
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        while seen
+            .order
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > 2 * MAX_SKEW)
+        {
+            if let Some((_, old)) = seen.order.pop_front() {
+                seen.set.remove(&old);
+            }
+        }
+        if !seen.set.insert(*signature) {
+            return Err(unauthorized(
+                "this peer request was already received: a replay is refused",
+            ));
+        }
+        seen.order.push_back((now, *signature));
+        Ok(())
+    }
+
+    /// [`Self::admit`] and [`Self::verify`] at once, for a request whose body is at hand.
+    pub fn check(
+        &self,
+        headers: &HeaderMap,
+        method: &Method,
+        path_and_query: &str,
+        body: Signed<'_>,
+    ) -> Result<(), Error> {
+        let claim = self.admit(headers)?;
+        self.verify(&claim, method, path_and_query, body)
+    }
+}
+
+/// Signs this node's peer requests: its credential and id.
+#[derive(Clone, Debug)]
+pub(crate) struct Signer {
+    pub(crate) auth: Arc<PeerAuth>,
+    pub(crate) node: u64,
+}
+
+impl Signer {
+    /// Signs a request to `path_and_query` if it goes to a peer endpoint.
+    pub(crate) fn sign(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        body: Signed<'_>,
+        headers: &mut HeaderMap,
+    ) {
+        if path_and_query.starts_with(PEER_PREFIX) {
+            self.auth
+                .sign(self.node, method, path_and_query, body, headers);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "a-cluster-secret-for-tests";
+    const PATH: &str = "/v1/peer/raft/0/append";
+
+    fn signed(auth: &PeerAuth, path: &str, body: Signed<'_>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        auth.sign(2, &Method::POST, path, body, &mut headers);
+        headers
+    }
+
+    fn refused(result: Result<(), Error>) -> String {
+        match result {
+            Err(Error::Unauthorized(m)) => m,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_request_is_accepted_once() {
+        let auth = PeerAuth::secret(SECRET).unwrap();
+        let headers = signed(&auth, PATH, Signed::Body(b"body"));
+        assert!(headers.contains_key(SIGNATURE_HEADER));
+        auth.check(&headers, &Method::POST, PATH, Signed::Body(b"body"))
+            .unwrap();
+        // Another node with the same secret accepts it too.
+        let other = PeerAuth::secret(SECRET).unwrap();
+        other
+            .check(&headers, &Method::POST, PATH, Signed::Body(b"body"))
+            .unwrap();
+        let replay = refused(auth.check(&headers, &Method::POST, PATH, Signed::Body(b"body")));
+        assert!(replay.contains("already received"), "{replay}");
+        // Streams sign the opening request.
+        let headers = signed(&auth, "/v1/peer/mux", Signed::Stream);
+        auth.check(&headers, &Method::POST, "/v1/peer/mux", Signed::Stream)
+            .unwrap();
+    }
+
+    #[test]
+    fn tampering_is_refused() {
+        let auth = PeerAuth::secret(SECRET).unwrap();
+        let headers = signed(&auth, PATH, Signed::Body(b"body"));
+        let check =
+            |h: &HeaderMap, m: &Method, p: &str, b: Signed<'_>| refused(auth.check(h, m, p, b));
+        // The body, the path, the method, or a stream in place of a body.
+        check(&headers, &Method::POST, PATH, Signed::Body(b"bodz"));
+        check(
+            &headers,
+            &Method::POST,
+            "/v1/peer/raft/1/append",
+            Signed::Body(b"body"),
+        );
+        check(&headers, &Method::PUT, PATH, Signed::Body(b"body"));
+        check(&headers, &Method::POST, PATH, Signed::Stream);
+        // The time, the node or the nonce.
+        for (name, value) in [(TIME_HEADER, "1"), (NODE_HEADER, "3"), (NONCE_HEADER, "x")] {
+            let mut h = headers.clone();
+            let value = if name == TIME_HEADER {
+                (now_secs() - 2).to_string()
+            } else {
+                value.to_string()
+            };
+            h.insert(name, HeaderValue::from_str(&value).unwrap());
+            let m = check(&h, &Method::POST, PATH, Signed::Body(b"body"));
+            assert!(m.contains("does not match"), "{name}: {m}");
+        }
+        // Another secret.
+        let wrong = PeerAuth::secret("another-secret-of-the-same-kind").unwrap();
+        let h = signed(&wrong, PATH, Signed::Body(b"body"));
+        let m = check(&h, &Method::POST, PATH, Signed::Body(b"body"));
+        assert!(m.contains("--cluster-secret differs"), "{m}");
+        // Nothing was accepted: the original still is.
+        auth.check(&headers, &Method::POST, PATH, Signed::Body(b"body"))
+            .unwrap();
+    }
+
+    #[test]
+    fn missing_malformed_or_stale_credentials_are_refused_before_the_body() {
+        let auth = PeerAuth::secret(SECRET).unwrap();
+        let m = refused(auth.admit(&HeaderMap::new()).map(drop));
+        assert!(m.contains("--cluster-secret"), "{m}");
+        let headers = signed(&auth, PATH, Signed::Body(b""));
+        for (name, value) in [
+            (NODE_HEADER, "two"),
+            (TIME_HEADER, "soon"),
+            (SIGNATURE_HEADER, "abc"),
+            (NONCE_HEADER, ""),
+        ] {
+            let mut h = headers.clone();
+            h.insert(name, HeaderValue::from_static(value));
+            refused(auth.admit(&h).map(drop));
+        }
+        for skew in [
+            -(MAX_SKEW.as_secs() as i64) - 5,
+            MAX_SKEW.as_secs() as i64 + 5,
+        ] {
+            let mut h = headers.clone();
+            let time = now_secs().saturating_add_signed(skew);
+            h.insert(
+                TIME_HEADER,
+                HeaderValue::from_str(&time.to_string()).unwrap(),
+            );
+            let m = refused(auth.admit(&h).map(drop));
+            assert!(m.contains("clock"), "{m}");
+        }
+    }
+
+    #[test]
+    fn modes() {
+        assert!(PeerAuth::secret("short").is_err());
+        let closed = PeerAuth::closed();
+        assert!(!closed.accepts_peers());
+        let m = refused(closed.admit(&HeaderMap::new()).map(drop));
+        assert_eq!(m, CLOSED);
+        // A signed request is refused by a closed node too.
+        let headers = signed(&PeerAuth::secret(SECRET).unwrap(), PATH, Signed::Stream);
+        refused(closed.check(&headers, &Method::POST, PATH, Signed::Stream));
+        let insecure = PeerAuth::insecure();
+        let mut headers = HeaderMap::new();
+        insecure.sign(1, &Method::POST, PATH, Signed::Stream, &mut headers);
+        assert!(headers.is_empty());
+        insecure
+            .check(&headers, &Method::POST, PATH, Signed::Stream)
+            .unwrap();
+        // Debug output never shows the secret.
+        let shown = format!("{:?}", PeerAuth::secret(SECRET).unwrap());
+        assert!(!shown.contains(SECRET), "{shown}");
+    }
+}
