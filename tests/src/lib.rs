@@ -130,15 +130,17 @@ impl TestNode {
             .context("the node did not report its address within 60 s")?;
         let url = first
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .with_context(|| format!("unexpected first line: {first}"))?;
         node.url = url.to_string();
         Ok(node)
     }
 
-    /// The port the node listens on.
+    /// The address (`host:port`) the node listens on.
     pub fn addr(&self) -> String {
-        self.url.trim_start_matches("http://").to_string()
+        let url = self.url.as_str();
+        let addr = url.strip_prefix("https://").unwrap_or(url);
+        addr.trim_start_matches("http://").to_string()
     }
 
     /// Sends a request.

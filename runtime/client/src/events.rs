@@ -34,7 +34,7 @@ pub enum Opened {
 
 /// An open event stream.
 pub struct EventStream {
-    /// The server that serves it (after redirects), as `http://host:port`.
+    /// The server that serves it (after redirects), as `http[s]://host:port`.
     pub server: String,
     /// The response's headers.
     pub headers: hyper::HeaderMap,
@@ -111,15 +111,26 @@ fn redirected(server: &str, location: &str) -> Result<(String, String), Error> {
     let to = base
         .join(location)
         .map_err(|e| bad(format!("to `{location}`: {e}")))?;
-    if to.scheme() != "http" {
-        return Err(bad(format!("to `{location}`, which is not http://")));
+    match (base.scheme(), to.scheme()) {
+        ("http" | "https", "https") | ("http", "http") => {}
+        ("https", "http") => {
+            return Err(bad(format!(
+                "to `{location}`, which is plain http:// (from https://: refused)"
+            )));
+        }
+        _ => {
+            return Err(bad(format!(
+                "to `{location}`, which is not http:// or https://"
+            )));
+        }
     }
     let host = to
         .host_str()
         .ok_or_else(|| bad(format!("to `{location}`, which has no host")))?;
+    let scheme = to.scheme();
     let authority = match to.port() {
-        Some(port) => format!("http://{host}:{port}"),
-        None => format!("http://{host}"),
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
     };
     let mut path = to.path().to_string();
     if let Some(query) = to.query() {
@@ -233,6 +244,11 @@ mod tests {
             redirected("http://h:1/base", "/v1/x").unwrap(),
             ("http://h:1".to_string(), "/v1/x".to_string())
         );
-        assert!(redirected("http://h:1", "https://h:2/x").is_err());
+        assert_eq!(
+            redirected("http://h:1", "https://h:2/x").unwrap(),
+            ("https://h:2".to_string(), "/x".to_string())
+        );
+        assert!(redirected("https://h:1", "http://h:2/x").is_err());
+        assert!(redirected("http://h:1", "ftp://h:2/x").is_err());
     }
 }

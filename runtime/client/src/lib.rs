@@ -1,19 +1,25 @@
 //! The node's own HTTP/1.1 client (hyper), used by the CLI, the tests and `cargo xtask`: one
-//! request per connection to a plain `http://host[:port][/base]` URL, and errors ([`Error`])
-//! that say what to do when the node cannot be reached; and a reader of a node's Server-Sent
-//! Events streams ([`follow_events`], a topic's messages), which follows redirects.
+//! request per connection to an `http://host[:port][/base]` or `https://…` URL (TLS trusting
+//! the system's roots and, with [`trust_ca`], a CA file: [`tls`]), and errors ([`Error`]) that
+//! say what to do when the node cannot be reached; and a reader of a node's Server-Sent Events
+//! streams ([`follow_events`], a topic's messages), which follows redirects.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, body::Incoming, header};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpStream,
+};
 use url::Url;
 
 pub use cella_core::encode_segment;
 pub use events::{Event, EventStream, Opened, follow_events};
+pub use tls::trust_ca;
 
 mod events;
+mod tls;
 
 /// A response: status code and body text.
 pub struct Reply {
@@ -25,7 +31,7 @@ pub struct Reply {
 /// [`source`](std::error::Error::source), which `anyhow`'s `{:#}` prints after the message.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The server URL is not a plain `http://host[:port][/base]` URL.
+    /// The server URL is not an `http://host[:port][/base]` or `https://…` URL.
     #[error("the server URL `{url}` {problem}")]
     BadUrl {
         url: String,
@@ -44,6 +50,24 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The CA file (`--ca`) cannot be used.
+    #[error("cannot use the CA file {}: {problem}", path.display())]
+    Ca {
+        path: std::path::PathBuf,
+        problem: String,
+    },
+    /// rustls refused the client's configuration (no protocol version in common with the
+    /// provider).
+    #[error("cannot set up TLS")]
+    TlsSetup(#[source] rustls::Error),
+    /// The TLS handshake failed (`hint` is empty or a `\nhint: ` line saying what to do).
+    #[error("TLS handshake with {server} failed{hint}")]
+    Tls {
+        server: String,
+        hint: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// The connection opened, but HTTP/1.1 could not be set up on it.
     #[error("HTTP handshake with {server} failed")]
     Handshake {
@@ -59,10 +83,12 @@ pub enum Error {
         #[source]
         source: hyper::http::Error,
     },
-    /// The request was not sent, or no response head came back.
-    #[error("request to {server} failed")]
+    /// The request was not sent, or no response head came back (`hint` is empty or a
+    /// `\nhint: ` line: an answer that is not HTTP may come from a TLS server).
+    #[error("request to {server} failed{hint}")]
     Request {
         server: String,
+        hint: &'static str,
         #[source]
         source: hyper::Error,
     },
@@ -78,12 +104,23 @@ pub enum Error {
     },
 }
 
-/// The problem of a URL that is not `http://…`.
-const NOT_HTTP: &str = "must start with http:// (e.g. http://127.0.0.1:8080)";
+/// The problem of a URL that is not `http://…` or `https://…`.
+const NOT_HTTP: &str = "must start with http:// or https:// (e.g. http://127.0.0.1:8080)";
 
-/// Splits `http://host[:port][/base]` into the authority to connect to (port 80 by default)
-/// and a base path without a trailing `/`, which request paths are appended to.
-fn split_url(server: &str) -> Result<(String, String), Error> {
+/// Where a server URL points.
+#[derive(Debug, PartialEq)]
+struct Target {
+    /// `https://`: speak TLS.
+    tls: bool,
+    host: url::Host<String>,
+    /// `host:port` to connect to (port 80, or 443 with TLS, by default).
+    authority: String,
+    /// The base path without a trailing `/`, which request paths are appended to.
+    base: String,
+}
+
+/// Splits `http[s]://host[:port][/base]` into what to connect to and the base path.
+fn split_url(server: &str) -> Result<Target, Error> {
     let bad = |problem, source| Error::BadUrl {
         url: server.to_string(),
         problem,
@@ -94,18 +131,13 @@ fn split_url(server: &str) -> Result<(String, String), Error> {
         url::ParseError::EmptyHost => bad("has no host", None),
         e => bad("is not a valid URL (e.g. http://127.0.0.1:8080)", Some(e)),
     })?;
-    match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(bad(
-                "uses https, but this client does not speak TLS yet: use http:// (e.g. \
-                 http://127.0.0.1:8080)",
-                None,
-            ));
-        }
+    let tls = match url.scheme() {
+        "http" => false,
+        "https" => true,
         _ => return Err(bad(NOT_HTTP, None)),
-    }
-    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+    };
+    let (Some(host), Some(host_str)) = (url.host(), url.host_str().filter(|h| !h.is_empty()))
+    else {
         return Err(bad("has no host", None));
     };
     if !url.username().is_empty() || url.password().is_some() {
@@ -120,8 +152,13 @@ fn split_url(server: &str) -> Result<(String, String), Error> {
             None,
         ));
     }
-    let authority = format!("{host}:{}", url.port().unwrap_or(80));
-    Ok((authority, url.path().trim_end_matches('/').to_string()))
+    let port = url.port().unwrap_or(if tls { 443 } else { 80 });
+    Ok(Target {
+        tls,
+        host: host.to_owned(),
+        authority: format!("{host_str}:{port}"),
+        base: url.path().trim_end_matches('/').to_string(),
+    })
 }
 
 /// Sends one request and reads the whole response.
@@ -171,22 +208,23 @@ async fn exchange(
     token: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Result<hyper::Response<Incoming>, Error> {
-    let (authority, base) = split_url(server)?;
+    let Target {
+        tls,
+        host,
+        authority,
+        base,
+    } = split_url(server)?;
     let stream = TcpStream::connect(&authority)
         .await
         .map_err(|source| Error::Unreachable {
             server: server.to_string(),
             source,
         })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|source| Error::Handshake {
-            server: server.to_string(),
-            source,
-        })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let mut sender = if tls {
+        handshake(server, tls::connect(server, &host, stream).await?).await?
+    } else {
+        handshake(server, stream).await?
+    };
     let mut builder = Request::builder()
         .method(method.clone())
         .uri(format!("{base}{path}"))
@@ -210,8 +248,33 @@ async fn exchange(
         .await
         .map_err(|source| Error::Request {
             server: server.to_string(),
+            hint: if source.is_parse() && !tls {
+                "\nhint: the answer is not HTTP: if the server serves TLS, use https://"
+            } else {
+                ""
+            },
             source,
         })
+}
+
+/// HTTP/1.1 on `io`, whose connection task runs until the exchange ends.
+async fn handshake<I>(
+    server: &str,
+    io: I,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|source| Error::Handshake {
+            server: server.to_string(),
+            source,
+        })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 #[cfg(test)]
@@ -222,30 +285,36 @@ mod tests {
         split_url(server).unwrap_err().to_string()
     }
 
+    fn split(server: &str) -> (bool, String, String) {
+        let target = split_url(server).unwrap();
+        (target.tls, target.authority, target.base)
+    }
+
     #[test]
     fn urls() {
         assert_eq!(
-            split_url("http://127.0.0.1:8080").unwrap(),
-            ("127.0.0.1:8080".into(), "".into())
+            split("http://127.0.0.1:8080"),
+            (false, "127.0.0.1:8080".into(), "".into())
+        );
+        assert_eq!(split("http://h/x/"), (false, "h:80".into(), "/x".into()));
+        assert_eq!(
+            split("http://localhost:7001/base"),
+            (false, "localhost:7001".into(), "/base".into())
         );
         assert_eq!(
-            split_url("http://h/x/").unwrap(),
-            ("h:80".into(), "/x".into())
+            split("http://[::1]:8080/"),
+            (false, "[::1]:8080".into(), "".into())
         );
+        assert_eq!(split("https://h/x"), (true, "h:443".into(), "/x".into()));
         assert_eq!(
-            split_url("http://localhost:7001/base").unwrap(),
-            ("localhost:7001".into(), "/base".into())
-        );
-        assert_eq!(
-            split_url("http://[::1]:8080/").unwrap(),
-            ("[::1]:8080".into(), "".into())
+            split_url("https://[::1]:8443").unwrap().host,
+            url::Host::<String>::Ipv6(std::net::Ipv6Addr::LOCALHOST)
         );
         assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
     }
 
     #[test]
     fn bad_urls_say_why() {
-        assert!(problem("https://h").contains("does not speak TLS yet"));
         assert!(problem("127.0.0.1:8080").contains("must start with http://"));
         assert!(problem("localhost:8080").contains("must start with http://"));
         assert!(problem("ftp://h").contains("must start with http://"));

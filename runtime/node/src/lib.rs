@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod edge;
 pub mod effects;
 pub mod entities;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod node;
 pub mod registry;
 pub mod replay;
 pub mod routing;
+pub mod tls;
 pub mod topics;
 
 pub use error::{Error, Result};

@@ -9,16 +9,15 @@ use cella_core::Journal;
 
 use cella_host::{Host, HostConfig};
 use cella_store::{Store, StoreOptions};
-use hyper::{Request, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper::Request;
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
     auth::{Action, Caller, Tokens},
+    edge::{Edge, EdgeOptions},
     effects::EffectOptions,
     entities::{Entities, EntityOptions},
     error::{Error, Result},
-    http,
     metrics::Metrics,
     registry::Registry,
 };
@@ -38,6 +37,8 @@ pub struct NodeOptions {
     pub max_payload: usize,
     /// Largest accepted component upload.
     pub max_module: usize,
+    /// TLS and the limits of the HTTP edge (connections, request heads).
+    pub edge: EdgeOptions,
     pub host: HostConfig,
     pub entities: EntityOptions,
     pub effects: EffectOptions,
@@ -99,6 +100,7 @@ impl NodeOptions {
             require_invoke_token: false,
             max_payload: 1 << 20,
             max_module: 128 << 20,
+            edge: EdgeOptions::default(),
             host,
             entities,
             effects: EffectOptions::default(),
@@ -244,6 +246,10 @@ impl Node {
 
     /// Starts a node and serves HTTP on `options.listen`.
     pub async fn start(options: NodeOptions) -> Result<NodeHandle> {
+        let edge = Edge::new(&options.edge).map_err(|e| Error::Start {
+            what: "cannot serve TLS".into(),
+            source: Box::new(e),
+        })?;
         let listener = TcpListener::bind(options.listen)
             .await
             .map_err(|e| Error::Start {
@@ -256,7 +262,7 @@ impl Node {
         })?;
         let node = Node::open(options, addr).await?;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, node.clone(), stop_rx));
+        let task = tokio::spawn(serve(listener, node.clone(), edge, stop_rx));
         Ok(NodeHandle {
             addr,
             node,
@@ -331,12 +337,17 @@ impl NodeHandle {
     }
 }
 
-async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    let http = hyper::server::conn::http1::Builder::new();
+async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    edge: Edge,
+    mut stop: watch::Receiver<bool>,
+) {
+    let edge = Arc::new(edge);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -344,32 +355,12 @@ async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver
                         continue;
                     }
                 };
+                // Over --max-connections: closed at once (dropped).
+                let Some(admitted) = edge.admit(&node) else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let served = node.connections.track();
-                let mut stop = stop.clone();
-                let node = node.clone();
-                // Upgrades: a peer's forwarding exchange leaves HTTP (see `cella_cluster::mux`).
-                let conn = http
-                    .serve_connection(
-                        TokioIo::new(stream),
-                        service_fn(move |req| http::handle(node.clone(), req)),
-                    )
-                    .with_upgrades();
-                tokio::spawn(async move {
-                    let mut conn = std::pin::pin!(conn);
-                    let outcome = tokio::select! {
-                        outcome = conn.as_mut() => outcome,
-                        _ = async { stop.wait_for(|stop| *stop).await.map(drop) } => {
-                            // Finish the request in progress, take no more.
-                            conn.as_mut().graceful_shutdown();
-                            conn.await
-                        }
-                    };
-                    if let Err(e) = outcome {
-                        tracing::debug!("connection ended: {e}");
-                    }
-                    drop(served);
-                });
+                edge.spawn(stream, peer, node.clone(), stop.clone(), admitted);
             }
             _ = stop.changed() => break,
         }

@@ -8,6 +8,7 @@
 
 mod admin;
 mod audit;
+mod certs;
 mod project;
 mod serve;
 mod topics;
@@ -41,6 +42,10 @@ pub struct ExitWith {
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Trust the CA certificate(s) in this PEM file, besides the system's roots, for https://
+    /// servers (every command that talks to a node, and `serve --deploy`/`--join`).
+    #[arg(long, global = true, env = "CELLA_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -233,6 +238,17 @@ enum ClusterAction {
         #[arg(long, env = "CELLA_ADMIN_TOKEN")]
         admin_token: Option<String>,
     },
+    /// Write a CA and certificates for a dev or test cluster into DIR: `ca.pem`/`ca-key.pem`,
+    /// `node{i}.pem`/`node{i}-key.pem` for i in 1..=N (names 127.0.0.1 and localhost; server
+    /// and client use, for `serve --tls-cert` and mutual TLS) and `client.pem`/`client-key.pem`.
+    Certs {
+        /// The directory to write them into (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// How many node certificates to make.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        nodes: u32,
+    },
     /// Nodes, partitions, leaders, terms and applied indexes, as one node sees them.
     Status {
         #[command(flatten)]
@@ -305,6 +321,9 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(ca) = &cli.ca {
+        crate::client::trust_ca(Some(ca))?;
+    }
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::New {
@@ -381,6 +400,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 server,
                 admin_token,
             } => admin::remove_node(&server.server, id, admin_token.as_deref()).await,
+            ClusterAction::Certs { out, nodes } => certs::generate(&out, nodes),
             ClusterAction::Status { server, json } => {
                 admin::cluster_status(&server.server, json).await
             }

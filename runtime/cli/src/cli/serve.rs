@@ -8,7 +8,10 @@ use anyhow::{Context, bail};
 use hyper::Method;
 
 use cella_cluster::auth::PeerAuth;
-use cella_node::{Node, NodeOptions, entities::EntityOptions, node::ClusterSettings};
+use cella_node::{
+    Node, NodeOptions, edge::EdgeOptions, entities::EntityOptions, node::ClusterSettings,
+    tls::TlsFiles,
+};
 
 use crate::client::{self, encode_segment};
 
@@ -22,6 +25,26 @@ pub(super) struct ServeArgs {
     /// Address to serve HTTP on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve HTTPS on --listen with this certificate chain (PEM; the node's certificate first),
+    /// HTTP/2 and HTTP/1.1 by ALPN. With --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seconds a connection has for each request head and for its TLS handshake; a client
+    /// that sends a partial head and stalls is closed then (also idle keep-alive connections).
+    #[arg(long, value_name = "SECS", default_value_t = EdgeOptions::default().header_read_timeout.as_secs())]
+    header_read_timeout_secs: u64,
+    /// Connections served at once; more are closed at once.
+    #[arg(long, value_name = "N", default_value_t = EdgeOptions::default().max_connections)]
+    max_connections: usize,
+    /// Largest request head (request line and headers) in bytes: larger ones get 431.
+    #[arg(long, value_name = "BYTES", default_value_t = EdgeOptions::default().max_header_bytes)]
+    max_header_bytes: usize,
+    /// Most headers in a request: more get 431.
+    #[arg(long, value_name = "N", default_value_t = EdgeOptions::default().max_headers)]
+    max_headers: usize,
     /// Require `Authorization: Bearer TOKEN` for module upload, check, delete and rollback.
     #[arg(long, env = "CELLA_ADMIN_TOKEN")]
     admin_token: Option<String>,
@@ -107,6 +130,12 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let ServeArgs {
         data_dir,
         listen,
+        tls_cert,
+        tls_key,
+        header_read_timeout_secs,
+        max_connections,
+        max_header_bytes,
+        max_headers,
         admin_token,
         tokens,
         require_invoke_token,
@@ -135,6 +164,23 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen,
     )?;
     let mut options = NodeOptions::new(data_dir, listen);
+    options.edge = EdgeOptions {
+        tls: tls_cert
+            .zip(tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
+        header_read_timeout: Duration::from_secs(header_read_timeout_secs.max(1)),
+        max_connections: max_connections.max(1),
+        max_header_bytes,
+        max_headers: max_headers.max(1),
+    };
+    if options.edge.tls.is_some() && (node_id.is_some() || cluster_secret.is_some()) {
+        bail!(
+            "--tls-cert serves clients over TLS on --listen, where the nodes of a cluster also \
+             reach each other over plain HTTP: a cluster node (--node-id, --cluster-secret) \
+             cannot use it yet\nhint: serve TLS on a single node, or put a TLS proxy in front \
+             of the cluster's nodes"
+        );
+    }
     let mut single = ClusterSettings::single();
     single.partitions = partitions;
     single.raft_snapshot_every = raft_snapshot_every.max(1);
@@ -259,8 +305,15 @@ async fn cluster_placement(peer: &str) -> anyhow::Result<(u32, usize)> {
 async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> {
     let data_dir = options.data_dir.clone();
     let token = options.admin_token.clone();
+    let scheme = if options.edge.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let handle = Node::start(options).await?;
-    let base = format!("http://{}", handle.addr);
+    // With TLS, --deploy checks the node's certificate like any client: against the system's
+    // roots and --ca.
+    let base = format!("{scheme}://{}", handle.addr);
     println!("cella listening on {base} (data in {})", data_dir.display());
     for spec in deploy {
         let Some((ty, file)) = spec.split_once('=') else {
