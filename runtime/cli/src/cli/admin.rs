@@ -59,6 +59,7 @@ pub(super) async fn call(
     entity: &str,
     command: &str,
     payload: Option<String>,
+    token: Option<&str>,
 ) -> anyhow::Result<()> {
     let (ty, key) = split_entity(entity)?;
     let body = payload.unwrap_or_default().into_bytes();
@@ -68,11 +69,16 @@ pub(super) async fn call(
         encode_segment(key),
         encode_segment(command)
     );
-    finish(client::send(server, Method::POST, &path, body, None).await?)
+    finish(client::send(server, Method::POST, &path, body, token).await?)
 }
 
 /// `cella inspect TYPE/KEY [--journal]`.
-pub(super) async fn inspect(server: &str, entity: &str, journal: bool) -> anyhow::Result<()> {
+pub(super) async fn inspect(
+    server: &str,
+    entity: &str,
+    journal: bool,
+    token: Option<&str>,
+) -> anyhow::Result<()> {
     let (ty, key) = split_entity(entity)?;
     let mut path = format!(
         "/v1/entities/{}/{}",
@@ -82,7 +88,7 @@ pub(super) async fn inspect(server: &str, entity: &str, journal: bool) -> anyhow
     if journal {
         path.push_str("/journal");
     }
-    finish(client::send(server, Method::GET, &path, Vec::new(), None).await?)
+    finish(client::send(server, Method::GET, &path, Vec::new(), token).await?)
 }
 
 /// `cella modules`.

@@ -137,6 +137,9 @@ enum Command {
         payload: Option<String>,
         #[command(flatten)]
         server: ServerArg,
+        /// A token with role `invoke` on the type, when the node requires one.
+        #[arg(long, env = "CELLA_TOKEN")]
+        token: Option<String>,
     },
     /// Show an entity's state (and with --journal, its journal).
     Inspect {
@@ -147,6 +150,10 @@ enum Command {
         journal: bool,
         #[command(flatten)]
         server: ServerArg,
+        /// A token with role `invoke` (read-only is enough) on the type, when the node
+        /// requires one.
+        #[arg(long, env = "CELLA_TOKEN")]
+        token: Option<String>,
     },
     /// List deployed entity types.
     Modules {
@@ -352,12 +359,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command,
             payload,
             server,
-        } => admin::call(&server.server, &entity, &command, payload).await,
+            token,
+        } => admin::call(&server.server, &entity, &command, payload, token.as_deref()).await,
         Command::Inspect {
             entity,
             journal,
             server,
-        } => admin::inspect(&server.server, &entity, journal).await,
+            token,
+        } => admin::inspect(&server.server, &entity, journal, token.as_deref()).await,
         Command::Modules { server } => admin::modules(&server.server).await,
         Command::Audit {
             limit,
