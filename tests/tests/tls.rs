@@ -176,7 +176,7 @@ async fn cli_and_clients_over_tls() {
     let deploy = format!("cart={}", cart.display());
     let mut args = certs.serve_args();
     args.extend(["--ca", ca, "--deploy", &deploy]);
-    let node = TestNode::start(&dir.path().join("data"), &args).unwrap();
+    let mut node = TestNode::start(&dir.path().join("data"), &args).unwrap();
     let url = node.url.clone();
     assert!(url.starts_with("https://127.0.0.1:"), "{url}");
 
@@ -281,6 +281,19 @@ async fn cli_and_clients_over_tls() {
     let out = cella(&["modules", "--server", &plain]);
     assert!(!out.status.success());
     assert!(text(&out).1.contains("use https://"), "{}", text(&out).1);
+
+    // A handshake in progress (the timeout is 60 s here) does not hold up a shutdown, which
+    // waits up to 10 s for the connections it serves.
+    let _pending = TcpStream::connect(node.addr()).await.unwrap();
+    let out = cella(&["--ca", ca, "modules", "--server", &url]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let started = Instant::now();
+    assert!(node.terminate().unwrap(), "the node exits cleanly");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

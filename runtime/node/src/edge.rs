@@ -175,9 +175,15 @@ impl Edge {
             match &edge.tls {
                 None => edge.serve_http1(stream, node, stop).await,
                 Some(acceptor) => {
-                    let handshake = acceptor.accept(stream);
-                    let stream = match tokio::time::timeout(edge.handshake_timeout, handshake).await
-                    {
+                    let handshake =
+                        tokio::time::timeout(edge.handshake_timeout, acceptor.accept(stream));
+                    let mut stopping = stop.clone();
+                    let handshake = tokio::select! {
+                        handshake = handshake => handshake,
+                        // A node that stops serves no new connection.
+                        _ = async { stopping.wait_for(|stop| *stop).await.map(drop) } => return,
+                    };
+                    let stream = match handshake {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(e)) => {
                             tracing::debug!("TLS handshake with {peer} failed: {e}");
@@ -198,6 +204,8 @@ impl Edge {
                     }
                 }
             }
+            // The slot and the shutdown count end with the connection (also on the early
+            // returns above).
             drop(admitted);
         });
     }
