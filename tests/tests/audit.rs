@@ -88,7 +88,22 @@ async fn an_edited_token_file_is_picked_up() {
         .await,
         "the removed token still works"
     );
-    // Each reload is in the audit trail (this single node leads the metadata group).
+    // Each reload is in the audit trail (this single node leads the metadata group), recorded
+    // just after the new tokens take effect.
+    let count = |records: &[Value]| {
+        records
+            .iter()
+            .filter(|r| r["action"] == "reload-tokens")
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            count(&audit(&node, OPS).await) == 3
+        })
+        .await,
+        "{:#?}",
+        audit(&node, OPS).await
+    );
     let records = audit(&node, OPS).await;
     let reloads: Vec<&Value> = records
         .iter()
@@ -180,4 +195,40 @@ async fn every_node_of_a_cluster_has_the_audit_trail() {
     }
     let r = send(&nodes[2], Method::GET, "/v1/audit", Vec::new(), Some(CI)).await;
     assert_denied(&r, 403, "audit as ci on a follower");
+
+    // Peers record reloads through a signed request; an unsigned one is refused.
+    for node in &nodes {
+        let r = send(
+            node,
+            Method::POST,
+            "/v1/peer/audit",
+            b"forged".to_vec(),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 401, "{}", r.body);
+    }
+    // Every node reloads the edited file; followers record it through the metadata leader.
+    let mut tokens: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    tokens["tokens"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"id": "late", "token": "late-token-value", "role": "admin"}));
+    std::fs::write(&file, tokens.to_string()).unwrap();
+    let reloaders = |records: &[Value]| {
+        let mut by: Vec<String> = records
+            .iter()
+            .filter(|r| r["action"] == "reload-tokens")
+            .map(|r| r["actor"].as_str().unwrap_or("").to_string())
+            .collect();
+        by.sort();
+        by
+    };
+    for node in &nodes {
+        let everywhere = wait_until(Duration::from_secs(30), || async {
+            reloaders(&audit(node, OPS).await) == ["node 1", "node 2", "node 3"]
+        })
+        .await;
+        assert!(everywhere, "{}: {:#?}", node.url, audit(node, OPS).await);
+    }
 }

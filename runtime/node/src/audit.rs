@@ -4,10 +4,11 @@
 //! A module change and its record travel in one log entry (`Command::Admin`), so a change is
 //! never applied without its record. Only actions that took effect are recorded: a refused
 //! deploy (invalid, or unable to replay the existing entities) changes nothing and is not in
-//! the trail (the node's log says who tried). Records are keyed by their log index, which
+//! the trail (the node's log says who tried). A node that reloads its token file records that
+//! through the metadata leader (a signed peer request) when it does not lead group 0 itself. Records are keyed by their log index, which
 //! `GET /v1/audit?after=N` pages by.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cella_cluster::{AuditRecord, ModuleOp};
 use cella_store::Store;
@@ -66,24 +67,72 @@ pub async fn commit(
     }
 }
 
-/// Records a reload of the token file. Only the metadata group's leader can append to it; a
-/// reload on another node is in that node's log only.
+/// Where a node sends its token reload's record to the metadata leader (a peer request).
+pub const PEER_AUDIT_PATH: &str = "/v1/peer/audit";
+
+/// How long a node tries to have its token reload recorded (the metadata leader may be
+/// changing).
+const RELOAD_RECORD_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Records a reload of the token file: here when this node leads the metadata group, else
+/// through the leader (`POST /v1/peer/audit`, signed like every peer request), retried for a
+/// bounded time while the leader is unknown or unreachable.
 pub(crate) async fn record_reload(node: &Node, ids: &[String]) {
     let Some(cluster) = &node.cluster else {
         return;
     };
-    if cluster.meta_leadership().is_err() {
-        tracing::info!(
-            "the token reload is not in the audit trail: this node does not lead the metadata group"
-        );
-        return;
-    }
     let node_id = cluster.node_id();
     let mut r = record(&format!("node {node_id}"), "reload-tokens");
     r.node = Some(node_id);
     r.detail = Some(format!("tokens: {}", ids.join(", ")));
-    if let Err(e) = commit(Some(cluster), &node.store, r, None).await {
-        tracing::warn!("recording the token reload in the audit trail: {e}");
+    let deadline = Instant::now() + RELOAD_RECORD_DEADLINE;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let outcome = match cluster.meta_leadership() {
+            Ok(()) => commit(Some(cluster), &node.store, r.clone(), None)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(None) => Err("the metadata group has no leader".to_string()),
+            Err(Some(leader)) => send_to_leader(cluster, &leader, &r).await,
+        };
+        match outcome {
+            Ok(()) => return,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::warn!("the token reload is not in the audit trail: {last}");
+}
+
+/// Sends a reload record to the metadata leader at `leader`.
+async fn send_to_leader(
+    cluster: &cella_cluster::Cluster,
+    leader: &str,
+    record: &AuditRecord,
+) -> std::result::Result<(), String> {
+    let body =
+        cella_cluster::types::encode("an audit record", record).map_err(|e| e.to_string())?;
+    let reply = cluster
+        .client()
+        .send(
+            leader,
+            hyper::Method::POST,
+            PEER_AUDIT_PATH,
+            &[],
+            body.into(),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if reply.status.is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{leader} answered {}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        ))
     }
 }
 

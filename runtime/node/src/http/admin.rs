@@ -285,3 +285,46 @@ pub(super) fn audit(node: &Node, req: &Request<Incoming>) -> Result<Response<Bod
         &serde_json::json!({ "records": records }),
     ))
 }
+
+/// `POST /v1/peer/audit`: another node's token reload (a postcard `AuditRecord`), recorded here
+/// as the metadata leader. Authenticated as a peer request before the record is decoded; only
+/// `reload-tokens` records are taken.
+pub(super) async fn peer_audit(node: &Node, req: Request<Incoming>) -> Result<Response<Body>> {
+    let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
+    let auth = cluster.peer_auth();
+    let peer_error = |e: cella_cluster::Error| match e {
+        cella_cluster::Error::Unauthorized(m) => Error::Unauthorized(m),
+        other => Error::Peer(other),
+    };
+    let claim = auth.admit(req.headers()).map_err(peer_error)?;
+    let method = req.method().clone();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_default();
+    let body = read_body(req, 64 << 10, "an audit record").await?;
+    auth.verify(
+        &claim,
+        &method,
+        &path,
+        cella_cluster::auth::Signed::Body(&body),
+    )
+    .map_err(peer_error)?;
+    let record: cella_cluster::AuditRecord =
+        cella_cluster::types::decode("an audit record", &body).map_err(Error::Peer)?;
+    if record.action != "reload-tokens" {
+        return Err(Error::BadRequest(format!(
+            "a peer records only token reloads, not `{}`",
+            record.action
+        )));
+    }
+    cluster
+        .meta_leadership()
+        .map_err(|leader| Error::NotLeader { leader })?;
+    crate::audit::commit(Some(cluster), &node.store, record, None).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "recorded": true }),
+    ))
+}

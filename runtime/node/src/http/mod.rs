@@ -19,7 +19,8 @@
 //!   leaders, terms, applied indexes), `POST /v1/cluster/nodes` and
 //!   `DELETE /v1/cluster/nodes/{id}` (membership, admin).
 //! - Between nodes: `POST /v1/peer/raft/{group}/{kind}` (raft RPCs and append streams) and
-//!   `POST /v1/peer/mux` (the forwarding exchange), in [`peer`].
+//!   `POST /v1/peer/mux` (the forwarding exchange), in [`peer`]; `POST /v1/peer/audit` (a
+//!   token reload another node records through the metadata leader), in `admin`.
 
 mod admin;
 mod body;
@@ -64,6 +65,7 @@ enum Endpoint {
     Module,
     DeleteModule,
     Audit,
+    PeerAudit,
     PeerRaft,
     PeerMux,
 }
@@ -118,6 +120,9 @@ impl Routes {
             .delete
             .insert("/v1/modules/{type}", Endpoint::DeleteModule)?;
         routes.get.insert("/v1/audit", Endpoint::Audit)?;
+        routes
+            .post
+            .insert(crate::audit::PEER_AUDIT_PATH, Endpoint::PeerAudit)?;
         routes
             .post
             .insert("/v1/peer/raft/{group}/{kind}", Endpoint::PeerRaft)?;
@@ -222,6 +227,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         Endpoint::Module => admin::module(node, &params),
         Endpoint::DeleteModule => admin::delete(node, &params, req).await,
         Endpoint::Audit => admin::audit(node, &req),
+        Endpoint::PeerAudit => admin::peer_audit(node, req).await,
         Endpoint::PeerRaft => peer::raft(node, &params, req).await,
         Endpoint::PeerMux => peer::mux(node, req),
     }
