@@ -386,12 +386,15 @@ pub(crate) fn watch(node: &Arc<Node>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RELOAD_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The last failure reported, so that a missing file is not reported every second.
+        let mut reported = None;
         loop {
             tick.tick().await;
             let Some(node) = node.upgrade() else { break };
             match node.tokens.reload() {
-                Ok(None) => {}
+                Ok(None) => reported = None,
                 Ok(Some(ids)) => {
+                    reported = None;
                     tracing::info!(
                         "reloaded the token file: {} tokens ({})",
                         ids.len(),
@@ -399,7 +402,13 @@ pub(crate) fn watch(node: &Arc<Node>) {
                     );
                     crate::audit::record_reload(&node, &ids).await;
                 }
-                Err(e) => tracing::warn!("keeping the previous tokens: {e}"),
+                Err(e) => {
+                    let message = e.to_string();
+                    if reported.as_ref() != Some(&message) {
+                        tracing::warn!("keeping the previous tokens: {message}");
+                        reported = Some(message);
+                    }
+                }
             }
         }
     });
