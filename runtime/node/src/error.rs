@@ -53,7 +53,9 @@ pub enum Error {
         #[source]
         source: cella_cluster::network::PeerError,
     },
-    #[error("{what}: {source}")]
+    /// The node cannot start; `source` is the cause (in the chain, not in this message, so that
+    /// a report of the chain names it once).
+    #[error("{what}")]
     Start {
         what: String,
         #[source]

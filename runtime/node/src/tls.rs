@@ -70,7 +70,7 @@ pub enum TlsError {
     /// rustls refused the pair (a key that does not match the certificate, an unsupported key
     /// type).
     #[error(
-        "the TLS key {} cannot serve the certificate {}: {source}",
+        "the TLS key {} cannot serve the certificate {}",
         key.display(),
         cert.display()
     )]
