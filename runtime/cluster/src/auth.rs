@@ -1,20 +1,22 @@
 //! Peer authentication with a shared cluster secret ([`PeerAuth`]).
 //!
 //! Every request one node sends another on `/v1/peer/…` (raft RPCs, append streams, the
-//! forwarding exchange) carries four headers: the sender's node id ([`NODE_HEADER`]), the
+//! forwarding exchange) carries five headers: the sender's node id ([`NODE_HEADER`]), the
 //! time it was signed in Unix seconds ([`TIME_HEADER`]), a nonce unique to the sender
-//! ([`NONCE_HEADER`]) and an HMAC-SHA256, keyed with the secret, of
+//! ([`NONCE_HEADER`]), what it says of its body ([`BODY_HEADER`]: the hex SHA-256 of the body
+//! of a single RPC, or [`STREAM_MARKER`] for a request whose body streams — an append stream,
+//! the forwarding exchange's upgrade — which authenticates its opening request), and an
+//! HMAC-SHA256, keyed with the secret, of
 //!
 //! ```text
 //! cella-peer-v1 \n METHOD \n PATH?QUERY \n NODE \n TIME \n NONCE \n BODY
 //! ```
 //!
-//! ([`SIGNATURE_HEADER`], hex), where `BODY` is the hex SHA-256 of the body of a single RPC,
-//! or [`STREAM_MARKER`] for a request whose body streams (an append stream, the forwarding
-//! exchange's upgrade): those authenticate their opening request. The secret itself never
-//! travels. The receiver checks the headers and the clock (±[`MAX_SKEW`]) before it reads
-//! anything, then the signature in constant time, and accepts each signature once (a replayed
-//! request is refused): nothing a peer sends is decoded before it is authenticated.
+//! ([`SIGNATURE_HEADER`], hex). The secret itself never travels. The receiver checks the
+//! headers and the clock (±[`MAX_SKEW`]) and then the signature (in constant time) before it
+//! reads anything of the body, accepts each signature once (a replayed request is refused),
+//! and compares the body it then reads with the signed digest before decoding it: nothing a
+//! peer sends is read beyond its head or decoded before it is authenticated.
 //!
 //! A node runs in one of three modes: with a secret; *insecure* (`--insecure-peers`, every
 //! peer request accepted unsigned, as before authentication existed); or *closed* (a single
@@ -42,6 +44,9 @@ pub const NODE_HEADER: &str = "x-cella-peer-node";
 pub const TIME_HEADER: &str = "x-cella-peer-time";
 /// A value the sender never uses twice.
 pub const NONCE_HEADER: &str = "x-cella-peer-nonce";
+/// The SHA-256 of the body (hex), or [`STREAM_MARKER`]: signed, and checked once the body is
+/// read.
+pub const BODY_HEADER: &str = "x-cella-peer-body";
 /// The HMAC-SHA256 of the request, hex.
 pub const SIGNATURE_HEADER: &str = "x-cella-peer-signature";
 /// What stands for the body of a request whose body streams.
@@ -113,8 +118,18 @@ pub enum Claim {
         node: u64,
         time: u64,
         nonce: String,
+        /// The body's SHA-256 (hex), or [`STREAM_MARKER`].
+        body: String,
         signature: [u8; 32],
     },
+}
+
+/// What a signature says of a body: its SHA-256 (hex), or the stream marker.
+fn body_field(body: Signed<'_>) -> String {
+    match body {
+        Signed::Body(bytes) => hex::encode(Sha256::digest(bytes)),
+        Signed::Stream => STREAM_MARKER.to_string(),
+    }
 }
 
 fn unauthorized(message: impl Into<String>) -> Error {
@@ -184,13 +199,9 @@ impl PeerAuth {
         node: u64,
         time: u64,
         nonce: &str,
-        body: Signed<'_>,
+        body: &str,
     ) -> HmacSha256 {
         let mut mac = key.clone();
-        let body = match body {
-            Signed::Body(bytes) => hex::encode(Sha256::digest(bytes)),
-            Signed::Stream => STREAM_MARKER.to_string(),
-        };
         mac.update(
             format!("cella-peer-v1\n{method}\n{path_and_query}\n{node}\n{time}\n{nonce}\n{body}")
                 .as_bytes(),
@@ -214,13 +225,15 @@ impl PeerAuth {
         let time = now_secs();
         let count = self.counter.fetch_add(1, Ordering::Relaxed);
         let nonce = format!("{:016x}{count:016x}", self.nonce_prefix);
-        let signature = Self::mac(key, method, path_and_query, node, time, &nonce, body)
+        let body = body_field(body);
+        let signature = Self::mac(key, method, path_and_query, node, time, &nonce, &body)
             .finalize()
             .into_bytes();
         let values = [
             (NODE_HEADER, node.to_string()),
             (TIME_HEADER, time.to_string()),
             (NONCE_HEADER, nonce),
+            (BODY_HEADER, body),
             (SIGNATURE_HEADER, hex::encode(signature)),
         ];
         for (name, value) in values {
@@ -265,6 +278,12 @@ impl PeerAuth {
                 "header `{NONCE_HEADER}` must be 1 to 64 characters"
             )));
         }
+        let body = header(BODY_HEADER)?;
+        if body != STREAM_MARKER && !(body.len() == 64 && hex::decode(body).is_ok()) {
+            return Err(unauthorized(format!(
+                "header `{BODY_HEADER}` is neither a SHA-256 (hex) nor `{STREAM_MARKER}`"
+            )));
+        }
         let mut signature = [0u8; 32];
         hex::decode_to_slice(header(SIGNATURE_HEADER)?, &mut signature).map_err(|_| {
             unauthorized(format!("header `{SIGNATURE_HEADER}` is not 64 hex digits"))
@@ -282,12 +301,14 @@ impl PeerAuth {
             node,
             time,
             nonce: nonce.to_string(),
+            body: body.to_string(),
             signature,
         })
     }
 
-    /// Checks a request's signature against what it is (`method`, `path_and_query`, `body`);
-    /// a signature is accepted once.
+    /// Checks a request's signature and body digest against what it is (`method`,
+    /// `path_and_query`, `body`): [`Self::verify_head`], then [`Self::verify_body`] for a
+    /// single body.
     pub fn verify(
         &self,
         claim: &Claim,
@@ -295,7 +316,26 @@ impl PeerAuth {
         path_and_query: &str,
         body: Signed<'_>,
     ) -> Result<(), Error> {
-        let (key, node, time, nonce, signature) = match (&self.mode, claim) {
+        let streaming = matches!(body, Signed::Stream);
+        self.verify_head(claim, method, path_and_query, streaming)?;
+        match body {
+            Signed::Body(bytes) => self.verify_body(claim, bytes),
+            Signed::Stream => Ok(()),
+        }
+    }
+
+    /// Checks a request's signature (over its head and the body digest it claims) before its
+    /// body is read: `streaming` requests must be signed for a streaming body, the others for
+    /// a digest, which [`Self::verify_body`] then compares with the body. A signature is
+    /// accepted once.
+    pub fn verify_head(
+        &self,
+        claim: &Claim,
+        method: &Method,
+        path_and_query: &str,
+        streaming: bool,
+    ) -> Result<(), Error> {
+        let (key, node, time, nonce, body, signature) = match (&self.mode, claim) {
             (Mode::Closed, _) => return Err(unauthorized(CLOSED)),
             (Mode::Insecure, _) => return Ok(()),
             (Mode::Secret(_), Claim::Open) => {
@@ -309,9 +349,10 @@ impl PeerAuth {
                     node,
                     time,
                     nonce,
+                    body,
                     signature,
                 },
-            ) => (key, *node, *time, nonce, signature),
+            ) => (key, *node, *time, nonce, body, signature),
         };
         Self::mac(key, method, path_and_query, node, time, nonce, body)
             .verify_slice(signature)
@@ -321,6 +362,13 @@ impl PeerAuth {
                      --cluster-secret differs from this node's, or the request was altered",
                 )
             })?;
+        if streaming != (body == STREAM_MARKER) {
+            return Err(unauthorized(if streaming {
+                "this peer request streams its body but was signed for a single body"
+            } else {
+                "this peer request has a single body but was signed for a streaming one"
+            }));
+        }
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
         while seen
@@ -339,6 +387,17 @@ impl PeerAuth {
         }
         seen.order.push_back((now, *signature));
         Ok(())
+    }
+
+    /// Checks that `bytes`, the body of a request whose head [`Self::verify_head`] accepted,
+    /// is the one signed.
+    pub fn verify_body(&self, claim: &Claim, bytes: &[u8]) -> Result<(), Error> {
+        match claim {
+            Claim::Signed { body, .. } if *body != body_field(Signed::Body(bytes)) => Err(
+                unauthorized("the peer request's body is not the one its signature covers"),
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// [`Self::admit`] and [`Self::verify`] at once, for a request whose body is at hand.
@@ -423,8 +482,18 @@ mod tests {
         let headers = signed(&auth, PATH, Signed::Body(b"body"));
         let check =
             |h: &HeaderMap, m: &Method, p: &str, b: Signed<'_>| refused(auth.check(h, m, p, b));
-        // The body, the path, the method, or a stream in place of a body.
-        check(&headers, &Method::POST, PATH, Signed::Body(b"bodz"));
+        // The body (refused after the head passed: that signature is then spent).
+        let spent = signed(&auth, PATH, Signed::Body(b"body"));
+        let m = check(&spent, &Method::POST, PATH, Signed::Body(b"bodz"));
+        assert!(m.contains("body is not the one"), "{m}");
+        let mut h = spent.clone();
+        h.insert(
+            BODY_HEADER,
+            HeaderValue::from_str(&body_field(Signed::Body(b"bodz"))).unwrap(),
+        );
+        let m = check(&h, &Method::POST, PATH, Signed::Body(b"bodz"));
+        assert!(m.contains("does not match"), "{m}");
+        // The path, the method, or a stream in place of a body.
         check(
             &headers,
             &Method::POST,
@@ -433,6 +502,9 @@ mod tests {
         );
         check(&headers, &Method::PUT, PATH, Signed::Body(b"body"));
         check(&headers, &Method::POST, PATH, Signed::Stream);
+        let stream = signed(&auth, PATH, Signed::Stream);
+        let m = check(&stream, &Method::POST, PATH, Signed::Body(b""));
+        assert!(m.contains("signed for a streaming one"), "{m}");
         // The time, the node or the nonce.
         for (name, value) in [(TIME_HEADER, "1"), (NODE_HEADER, "3"), (NONCE_HEADER, "x")] {
             let mut h = headers.clone();
@@ -466,6 +538,7 @@ mod tests {
             (TIME_HEADER, "soon"),
             (SIGNATURE_HEADER, "abc"),
             (NONCE_HEADER, ""),
+            (BODY_HEADER, "not-a-digest"),
         ] {
             let mut h = headers.clone();
             h.insert(name, HeaderValue::from_static(value));

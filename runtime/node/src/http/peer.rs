@@ -37,7 +37,7 @@ pub(super) async fn raft(
 ) -> Result<Response<Body>> {
     let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
     let auth = cluster.peer_auth();
-    // Authenticated before anything of the body is read or decoded.
+    // Authenticated before anything of the body is read; the body read is the one signed.
     let claim = auth.admit(req.headers()).map_err(unauthorized)?;
     let method = req.method().clone();
     let path = path_and_query(&req);
@@ -50,10 +50,11 @@ pub(super) async fn raft(
             .map_err(Error::Peer)?;
         return Ok(octet_stream(streaming(answers)));
     }
+    auth.verify_head(&claim, &method, &path, false)
+        .map_err(unauthorized)?;
     let rest = format!("{group}/{kind}");
     let body = read_body(req, node.options.max_module.max(256 << 20), "a raft RPC").await?;
-    auth.verify(&claim, &method, &path, Signed::Body(&body))
-        .map_err(unauthorized)?;
+    auth.verify_body(&claim, &body).map_err(unauthorized)?;
     let answer = cluster
         .serve_peer(&rest, &body)
         .await
