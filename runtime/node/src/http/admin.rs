@@ -303,14 +303,11 @@ pub(super) async fn peer_audit(node: &Node, req: Request<Incoming>) -> Result<Re
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_default();
+    // Authenticated before anything of the body is read; the body read is the one signed.
+    auth.verify_head(&claim, &method, &path, false)
+        .map_err(peer_error)?;
     let body = read_body(req, 64 << 10, "an audit record").await?;
-    auth.verify(
-        &claim,
-        &method,
-        &path,
-        cella_cluster::auth::Signed::Body(&body),
-    )
-    .map_err(peer_error)?;
+    auth.verify_body(&claim, &body).map_err(peer_error)?;
     let record: cella_cluster::AuditRecord =
         cella_cluster::types::decode("an audit record", &body).map_err(Error::Peer)?;
     if record.action != "reload-tokens" {
