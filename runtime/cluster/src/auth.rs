@@ -18,9 +18,20 @@
 //! and compares the body it then reads with the signed digest before decoding it: nothing a
 //! peer sends is read beyond its head or decoded before it is authenticated.
 //!
-//! A node runs in one of three modes: with a secret; *insecure* (`--insecure-peers`, every
-//! peer request accepted unsigned, as before authentication existed); or *closed* (a single
-//! node started without cluster flags or secret, which accepts no peer request at all).
+//! A node runs in one of four modes: with a secret; with *certificates* (mutual TLS between
+//! peers, below, and no secret: no header is signed, the TLS session authenticates and
+//! protects the whole exchange, streams and forwarding exchange included); *insecure*
+//! (`--insecure-peers`, every peer request accepted unsigned, as before authentication
+//! existed); or *closed* (a single node started without cluster flags or secret, which accepts
+//! no peer request at all).
+//!
+//! **Peer certificates** (`--peer-ca/--peer-cert/--peer-key`): the node's listener speaks TLS
+//! and asks every client for a certificate signed by the peer CA (optional: clients of the
+//! public API have none); the edge marks each request of a connection that presented one with
+//! [`PeerCertificate`]. A node with peer certificates accepts a peer request only with that
+//! mark ([`PeerAuth::admit`]'s `certified`), with a secret too when it has one (both are then
+//! required), and connects to its peers over TLS with its certificate, trusting only the peer
+//! CA ([`PeerAuth::client_tls`], [`crate::connect`]).
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -34,6 +45,7 @@ use std::{
 
 use hmac::{Hmac, Mac};
 use hyper::{HeaderMap, Method, header::HeaderValue};
+use rustls::ClientConfig;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
@@ -59,6 +71,16 @@ pub const MIN_SECRET_LEN: usize = 16;
 pub const CLOSED: &str =
     "this node accepts no peers: start it with --cluster-secret to let nodes join";
 
+/// What a request refused for want of a peer certificate is told.
+pub const NO_CERTIFICATE: &str = "a peer request must come on a TLS connection whose client \
+     certificate the peer CA signed: every node of this cluster must run with --peer-ca, \
+     --peer-cert and --peer-key from the same CA";
+
+/// The mark the edge puts on every request of a connection whose client presented a
+/// certificate verified by the peer CA (a request extension: a client cannot set it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCertificate;
+
 /// The paths peer requests are sent to (and signed for).
 pub const PEER_PREFIX: &str = "/v1/peer/";
 
@@ -76,6 +98,8 @@ pub enum Signed<'a> {
 enum Mode {
     /// Requests are signed and checked with this key.
     Secret(HmacSha256),
+    /// Peer requests are not signed: the peer certificate authenticates them.
+    Certificates,
     /// Peer requests are neither signed nor checked.
     Insecure,
     /// No peer request is accepted.
@@ -85,6 +109,9 @@ enum Mode {
 /// How this node proves itself to its peers and checks their requests. See the module doc.
 pub struct PeerAuth {
     mode: Mode,
+    /// With peer certificates: how this node connects to its peers (its certificate, the
+    /// peer CA); every peer request must then carry [`PeerCertificate`].
+    tls: Option<Arc<ClientConfig>>,
     /// Signatures accepted within the last `2 × MAX_SKEW`: each is accepted once.
     seen: Mutex<Seen>,
     /// The first half of this node's nonces (differs between runs), and a counter.
@@ -101,10 +128,12 @@ struct Seen {
 impl fmt::Debug for PeerAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the secret.
-        f.write_str(match self.mode {
-            Mode::Secret(_) => "PeerAuth::Secret(..)",
-            Mode::Insecure => "PeerAuth::Insecure",
-            Mode::Closed => "PeerAuth::Closed",
+        f.write_str(match (&self.mode, self.tls.is_some()) {
+            (Mode::Secret(_), false) => "PeerAuth::Secret(..)",
+            (Mode::Secret(_), true) => "PeerAuth::Secret(..)+Certificates",
+            (Mode::Certificates, _) => "PeerAuth::Certificates",
+            (Mode::Insecure, _) => "PeerAuth::Insecure",
+            (Mode::Closed, _) => "PeerAuth::Closed",
         })
     }
 }
@@ -151,6 +180,7 @@ impl PeerAuth {
             .unwrap_or(0);
         PeerAuth {
             mode,
+            tls: None,
             seen: Mutex::new(Seen::default()),
             nonce_prefix: nanos ^ (u64::from(std::process::id()) << 32),
             counter: AtomicU64::new(0),
@@ -179,6 +209,34 @@ impl PeerAuth {
     /// No peer request is accepted (a single node without a secret).
     pub fn closed() -> PeerAuth {
         PeerAuth::with_mode(Mode::Closed)
+    }
+
+    /// Peers authenticate by certificate alone: requests are not signed, and accepted only
+    /// on a connection that presented a peer certificate. `tls` connects to the peers.
+    pub fn certificates(tls: Arc<ClientConfig>) -> PeerAuth {
+        PeerAuth {
+            tls: Some(tls),
+            ..PeerAuth::with_mode(Mode::Certificates)
+        }
+    }
+
+    /// This secret's requests must also come with a peer certificate (both are required);
+    /// `tls` connects to the peers.
+    pub fn and_certificates(self, tls: Arc<ClientConfig>) -> PeerAuth {
+        PeerAuth {
+            tls: Some(tls),
+            ..self
+        }
+    }
+
+    /// With peer certificates, the TLS configuration of connections to peers.
+    pub fn client_tls(&self) -> Option<Arc<ClientConfig>> {
+        self.tls.clone()
+    }
+
+    /// Whether peer requests need a peer certificate.
+    pub fn requires_certificate(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Whether any peer can be accepted (not closed).
@@ -244,12 +302,21 @@ impl PeerAuth {
     }
 
     /// Reads the credentials of a request from its headers and checks what can be checked
-    /// before its body is read: that this node accepts peers, that they are all there and
-    /// well formed, and that their time is within [`MAX_SKEW`] of this node's clock.
-    pub fn admit(&self, headers: &HeaderMap) -> Result<Claim, Error> {
+    /// before its body is read: that this node accepts peers, that the request came with a
+    /// peer certificate if this node requires one (`certified`: its connection's client
+    /// presented a certificate the peer CA signed, [`PeerCertificate`]), that its headers are
+    /// all there and well formed, and that their time is within [`MAX_SKEW`] of this node's
+    /// clock.
+    pub fn admit(&self, headers: &HeaderMap, certified: bool) -> Result<Claim, Error> {
+        if matches!(self.mode, Mode::Closed) {
+            return Err(unauthorized(CLOSED));
+        }
+        if self.tls.is_some() && !certified {
+            return Err(unauthorized(NO_CERTIFICATE));
+        }
         match self.mode {
             Mode::Closed => return Err(unauthorized(CLOSED)),
-            Mode::Insecure => return Ok(Claim::Open),
+            Mode::Insecure | Mode::Certificates => return Ok(Claim::Open),
             Mode::Secret(_) => {}
         }
         let header = |name: &str| -> Result<&str, Error> {
@@ -337,7 +404,7 @@ impl PeerAuth {
     ) -> Result<(), Error> {
         let (key, node, time, nonce, body, signature) = match (&self.mode, claim) {
             (Mode::Closed, _) => return Err(unauthorized(CLOSED)),
-            (Mode::Insecure, _) => return Ok(()),
+            (Mode::Insecure | Mode::Certificates, _) => return Ok(()),
             (Mode::Secret(_), Claim::Open) => {
                 return Err(unauthorized(
                     "a peer request needs the cluster's credentials",
@@ -404,11 +471,12 @@ impl PeerAuth {
     pub fn check(
         &self,
         headers: &HeaderMap,
+        certified: bool,
         method: &Method,
         path_and_query: &str,
         body: Signed<'_>,
     ) -> Result<(), Error> {
-        let claim = self.admit(headers)?;
+        let claim = self.admit(headers, certified)?;
         self.verify(&claim, method, path_and_query, body)
     }
 }
@@ -437,147 +505,4 @@ impl Signer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SECRET: &str = "a-cluster-secret-for-tests";
-    const PATH: &str = "/v1/peer/raft/0/append";
-
-    fn signed(auth: &PeerAuth, path: &str, body: Signed<'_>) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        auth.sign(2, &Method::POST, path, body, &mut headers);
-        headers
-    }
-
-    fn refused(result: Result<(), Error>) -> String {
-        match result {
-            Err(Error::Unauthorized(m)) => m,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_valid_request_is_accepted_once() {
-        let auth = PeerAuth::secret(SECRET).unwrap();
-        let headers = signed(&auth, PATH, Signed::Body(b"body"));
-        assert!(headers.contains_key(SIGNATURE_HEADER));
-        auth.check(&headers, &Method::POST, PATH, Signed::Body(b"body"))
-            .unwrap();
-        // Another node with the same secret accepts it too.
-        let other = PeerAuth::secret(SECRET).unwrap();
-        other
-            .check(&headers, &Method::POST, PATH, Signed::Body(b"body"))
-            .unwrap();
-        let replay = refused(auth.check(&headers, &Method::POST, PATH, Signed::Body(b"body")));
-        assert!(replay.contains("already received"), "{replay}");
-        // Streams sign the opening request.
-        let headers = signed(&auth, "/v1/peer/mux", Signed::Stream);
-        auth.check(&headers, &Method::POST, "/v1/peer/mux", Signed::Stream)
-            .unwrap();
-    }
-
-    #[test]
-    fn tampering_is_refused() {
-        let auth = PeerAuth::secret(SECRET).unwrap();
-        let headers = signed(&auth, PATH, Signed::Body(b"body"));
-        let check =
-            |h: &HeaderMap, m: &Method, p: &str, b: Signed<'_>| refused(auth.check(h, m, p, b));
-        // The body (refused after the head passed: that signature is then spent).
-        let spent = signed(&auth, PATH, Signed::Body(b"body"));
-        let m = check(&spent, &Method::POST, PATH, Signed::Body(b"bodz"));
-        assert!(m.contains("body is not the one"), "{m}");
-        let mut h = spent.clone();
-        h.insert(
-            BODY_HEADER,
-            HeaderValue::from_str(&body_field(Signed::Body(b"bodz"))).unwrap(),
-        );
-        let m = check(&h, &Method::POST, PATH, Signed::Body(b"bodz"));
-        assert!(m.contains("does not match"), "{m}");
-        // The path, the method, or a stream in place of a body.
-        check(
-            &headers,
-            &Method::POST,
-            "/v1/peer/raft/1/append",
-            Signed::Body(b"body"),
-        );
-        check(&headers, &Method::PUT, PATH, Signed::Body(b"body"));
-        check(&headers, &Method::POST, PATH, Signed::Stream);
-        let stream = signed(&auth, PATH, Signed::Stream);
-        let m = check(&stream, &Method::POST, PATH, Signed::Body(b""));
-        assert!(m.contains("signed for a streaming one"), "{m}");
-        // The time, the node or the nonce.
-        for (name, value) in [(TIME_HEADER, "1"), (NODE_HEADER, "3"), (NONCE_HEADER, "x")] {
-            let mut h = headers.clone();
-            let value = if name == TIME_HEADER {
-                (now_secs() - 2).to_string()
-            } else {
-                value.to_string()
-            };
-            h.insert(name, HeaderValue::from_str(&value).unwrap());
-            let m = check(&h, &Method::POST, PATH, Signed::Body(b"body"));
-            assert!(m.contains("does not match"), "{name}: {m}");
-        }
-        // Another secret.
-        let wrong = PeerAuth::secret("another-secret-of-the-same-kind").unwrap();
-        let h = signed(&wrong, PATH, Signed::Body(b"body"));
-        let m = check(&h, &Method::POST, PATH, Signed::Body(b"body"));
-        assert!(m.contains("--cluster-secret differs"), "{m}");
-        // Nothing was accepted: the original still is.
-        auth.check(&headers, &Method::POST, PATH, Signed::Body(b"body"))
-            .unwrap();
-    }
-
-    #[test]
-    fn missing_malformed_or_stale_credentials_are_refused_before_the_body() {
-        let auth = PeerAuth::secret(SECRET).unwrap();
-        let m = refused(auth.admit(&HeaderMap::new()).map(drop));
-        assert!(m.contains("--cluster-secret"), "{m}");
-        let headers = signed(&auth, PATH, Signed::Body(b""));
-        for (name, value) in [
-            (NODE_HEADER, "two"),
-            (TIME_HEADER, "soon"),
-            (SIGNATURE_HEADER, "abc"),
-            (NONCE_HEADER, ""),
-            (BODY_HEADER, "not-a-digest"),
-        ] {
-            let mut h = headers.clone();
-            h.insert(name, HeaderValue::from_static(value));
-            refused(auth.admit(&h).map(drop));
-        }
-        for skew in [
-            -(MAX_SKEW.as_secs() as i64) - 5,
-            MAX_SKEW.as_secs() as i64 + 5,
-        ] {
-            let mut h = headers.clone();
-            let time = now_secs().saturating_add_signed(skew);
-            h.insert(
-                TIME_HEADER,
-                HeaderValue::from_str(&time.to_string()).unwrap(),
-            );
-            let m = refused(auth.admit(&h).map(drop));
-            assert!(m.contains("clock"), "{m}");
-        }
-    }
-
-    #[test]
-    fn modes() {
-        assert!(PeerAuth::secret("short").is_err());
-        let closed = PeerAuth::closed();
-        assert!(!closed.accepts_peers());
-        let m = refused(closed.admit(&HeaderMap::new()).map(drop));
-        assert_eq!(m, CLOSED);
-        // A signed request is refused by a closed node too.
-        let headers = signed(&PeerAuth::secret(SECRET).unwrap(), PATH, Signed::Stream);
-        refused(closed.check(&headers, &Method::POST, PATH, Signed::Stream));
-        let insecure = PeerAuth::insecure();
-        let mut headers = HeaderMap::new();
-        insecure.sign(1, &Method::POST, PATH, Signed::Stream, &mut headers);
-        assert!(headers.is_empty());
-        insecure
-            .check(&headers, &Method::POST, PATH, Signed::Stream)
-            .unwrap();
-        // Debug output never shows the secret.
-        let shown = format!("{:?}", PeerAuth::secret(SECRET).unwrap());
-        assert!(!shown.contains(SECRET), "{shown}");
-    }
-}
+mod tests;

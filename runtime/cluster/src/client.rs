@@ -17,6 +17,7 @@ use hyper_util::{
 
 use crate::{
     auth::{PeerAuth, Signed, Signer},
+    connect::PeerConnector,
     frame::StreamingBody,
     mux::Links,
     peer::{PeerError, PeerReply, StreamClient, request_error, with_causes},
@@ -25,7 +26,7 @@ use crate::{
 /// A pooled HTTP client to the other nodes. Cheap to clone.
 #[derive(Clone)]
 pub struct PeerClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<PeerConnector, Full<Bytes>>,
     /// For exchanges whose request body is written as it is produced (append streams).
     streaming: StreamClient,
     /// The forwarding exchange to each peer (see [`crate::mux`]).
@@ -46,8 +47,8 @@ impl PeerClient {
         PeerClient::build(None)
     }
 
-    /// A client of node `node` that signs its peer requests with `auth` (see
-    /// [`crate::auth`]).
+    /// A client of node `node` that signs its peer requests with `auth` and connects with
+    /// its peer TLS, if any (see [`crate::auth`], [`crate::connect`]).
     pub fn with_auth(auth: Arc<PeerAuth>, node: u64) -> PeerClient {
         PeerClient::build(Some(Signer { auth, node }))
     }
@@ -58,6 +59,8 @@ impl PeerClient {
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
         // A peer gone without closing its connections (a partition, a power loss) is noticed.
         connector.set_keepalive(Some(Duration::from_secs(10)));
+        let tls = signer.as_ref().and_then(|s| s.auth.client_tls());
+        let connector = PeerConnector::new(connector, tls);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector.clone());

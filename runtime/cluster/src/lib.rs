@@ -40,6 +40,7 @@
 pub mod auth;
 mod client;
 pub mod cluster;
+pub mod connect;
 mod frame;
 pub mod journal;
 mod lifecycle;

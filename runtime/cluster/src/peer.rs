@@ -7,12 +7,13 @@
 
 use bytes::Bytes;
 use hyper::{Request, StatusCode};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::client::legacy::Client;
 use openraft::error::{NetworkError, RPCError, Unreachable};
 
 use crate::{
     TypeConfig,
     auth::{Signed, Signer},
+    connect::PeerConnector,
     frame::StreamingBody,
 };
 
@@ -44,13 +45,13 @@ pub enum PeerError {
 /// signs their opening requests (see [`crate::auth`]).
 #[derive(Clone)]
 pub(crate) struct StreamClient {
-    client: Client<HttpConnector, StreamingBody>,
+    client: Client<PeerConnector, StreamingBody>,
     signer: Option<Signer>,
 }
 
 impl StreamClient {
     pub(crate) fn new(
-        client: Client<HttpConnector, StreamingBody>,
+        client: Client<PeerConnector, StreamingBody>,
         signer: Option<Signer>,
     ) -> StreamClient {
         StreamClient { client, signer }

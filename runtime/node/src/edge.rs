@@ -19,7 +19,14 @@
 //!   while idle (closed when unanswered for 20 s) and `max_header_bytes` as their header list
 //!   limit; hyper's HTTP/2 server has no per-head read timeout.
 //!
-//! Without `tls` a connection is served by the same HTTP/1.1 server as before TLS existed.
+//! - **Peer TLS** (`peer_tls`, mutual TLS between peers): the listener serves the peer
+//!   certificate (`tls`, if given too, must name the same files) and asks each client for a
+//!   certificate, optional; once the handshake is done the chain is verified against the peer
+//!   CA ([`PeerVerifier`]), and every request of a connection whose certificate passed carries
+//!   the [`PeerCertificate`] extension, which peer endpoints require (`cella_cluster::auth`).
+//!
+//! Without `tls` or `peer_tls` a connection is served by the same HTTP/1.1 server as before
+//! TLS existed.
 
 use std::{
     net::SocketAddr,
@@ -28,7 +35,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use cella_cluster::auth::PeerCertificate;
 use hyper::{
+    Request,
+    body::Incoming,
     server::conn::{http1, http2},
     service::service_fn,
 };
@@ -43,7 +53,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::{
     http,
     node::{Node, Tracked},
-    tls::{self, TlsError, TlsFiles},
+    tls::{self, PeerTlsFiles, PeerVerifier, TlsError, TlsFiles},
 };
 
 /// The limits of the node's edge and its TLS files.
@@ -51,6 +61,9 @@ use crate::{
 pub struct EdgeOptions {
     /// Serve TLS with this certificate and key instead of plain HTTP.
     pub tls: Option<TlsFiles>,
+    /// Mutual TLS between peers: serve TLS with this certificate, asking clients for one the
+    /// peer CA signed (optional), and mark the requests of connections that presented one.
+    pub peer_tls: Option<PeerTlsFiles>,
     /// Time a connection has for each request head (HTTP/1.1) and for the TLS handshake.
     pub header_read_timeout: Duration,
     /// Connections served at once; more are closed at once.
@@ -65,6 +78,7 @@ impl Default for EdgeOptions {
     fn default() -> Self {
         EdgeOptions {
             tls: None,
+            peer_tls: None,
             // Longer than the 30 s a peer's pooled connection may idle (`cella_cluster`'s
             // clients drop it then), so the node never closes one under a request in flight.
             header_read_timeout: Duration::from_secs(60),
@@ -84,6 +98,8 @@ pub(crate) struct Edge {
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
     tls: Option<TlsAcceptor>,
+    /// With peer TLS: which client certificates the peer CA signed.
+    peer_verifier: Option<Arc<PeerVerifier>>,
     handshake_timeout: Duration,
     slots: Arc<Semaphore>,
     max_connections: usize,
@@ -101,7 +117,14 @@ pub(crate) struct Admitted {
 impl Edge {
     /// The edge `options` describe; fails if the TLS files cannot be used.
     pub(crate) fn new(options: &EdgeOptions) -> Result<Edge, TlsError> {
-        let tls = options.tls.as_ref().map(tls::acceptor).transpose()?;
+        let (tls, peer_verifier) = match (&options.peer_tls, &options.tls) {
+            (Some(peer), _) => {
+                let (acceptor, verifier) = tls::peer_acceptor(peer)?;
+                (Some(acceptor), Some(verifier))
+            }
+            (None, Some(files)) => (Some(tls::acceptor(files)?), None),
+            (None, None) => (None, None),
+        };
         let mut http1 = http1::Builder::new();
         http1
             .timer(TokioTimer::new())
@@ -120,6 +143,7 @@ impl Edge {
             http1,
             http2,
             tls,
+            peer_verifier,
             handshake_timeout: options.header_read_timeout,
             slots: Arc::new(Semaphore::new(max_connections)),
             max_connections,
@@ -173,7 +197,7 @@ impl Edge {
         let edge = self.clone();
         tokio::spawn(async move {
             match &edge.tls {
-                None => edge.serve_http1(stream, node, stop).await,
+                None => edge.serve_http1(stream, node, stop, false).await,
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(edge.handshake_timeout, acceptor.accept(stream));
@@ -197,10 +221,19 @@ impl Edge {
                             return;
                         }
                     };
+                    // The handshake proved the client holds its certificate's key; whether the
+                    // peer CA signed it is checked here, once per connection.
+                    let certified = edge.peer_verifier.as_ref().is_some_and(|verifier| {
+                        stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .is_some_and(|certs| verifier.verified(certs))
+                    });
                     if stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2) {
-                        edge.serve_http2(stream, node, stop).await;
+                        edge.serve_http2(stream, node, stop, certified).await;
                     } else {
-                        edge.serve_http1(stream, node, stop).await;
+                        edge.serve_http1(stream, node, stop, certified).await;
                     }
                 }
             }
@@ -211,31 +244,49 @@ impl Edge {
     }
 
     /// HTTP/1.1 with upgrades (a peer's forwarding exchange leaves HTTP: `cella_cluster::mux`).
-    async fn serve_http1<I>(&self, io: I, node: Arc<Node>, stop: watch::Receiver<bool>)
-    where
+    async fn serve_http1<I>(
+        &self,
+        io: I,
+        node: Arc<Node>,
+        stop: watch::Receiver<bool>,
+        certified: bool,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let conn = self
             .http1
             .serve_connection(
                 TokioIo::new(io),
-                service_fn(move |req| http::handle(node.clone(), req)),
+                service_fn(move |req| http::handle(node.clone(), mark(req, certified))),
             )
             .with_upgrades();
         drive(conn, |conn| conn.graceful_shutdown(), stop).await;
     }
 
     /// HTTP/2 (negotiated by ALPN over TLS).
-    async fn serve_http2<I>(&self, io: I, node: Arc<Node>, stop: watch::Receiver<bool>)
-    where
+    async fn serve_http2<I>(
+        &self,
+        io: I,
+        node: Arc<Node>,
+        stop: watch::Receiver<bool>,
+        certified: bool,
+    ) where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let conn = self.http2.serve_connection(
             TokioIo::new(io),
-            service_fn(move |req| http::handle(node.clone(), req)),
+            service_fn(move |req| http::handle(node.clone(), mark(req, certified))),
         );
         drive(conn, |conn| conn.graceful_shutdown(), stop).await;
     }
+}
+
+/// `req`, marked as coming with a verified peer certificate if `certified`.
+fn mark(mut req: Request<Incoming>, certified: bool) -> Request<Incoming> {
+    if certified {
+        req.extensions_mut().insert(PeerCertificate);
+    }
+    req
 }
 
 /// Runs `conn` to its end; once the node stops, `drain` tells it to finish the request in

@@ -9,8 +9,11 @@ use hyper::Method;
 
 use cella_cluster::auth::PeerAuth;
 use cella_node::{
-    Node, NodeOptions, edge::EdgeOptions, entities::EntityOptions, node::ClusterSettings,
-    tls::TlsFiles,
+    Node, NodeOptions,
+    edge::EdgeOptions,
+    entities::EntityOptions,
+    node::ClusterSettings,
+    tls::{PeerTlsFiles, TlsFiles},
 };
 
 use crate::client::{self, encode_segment};
@@ -121,8 +124,20 @@ pub(super) struct ServeArgs {
     cluster_secret: Option<String>,
     /// Run a cluster without peer authentication: anyone who reaches a node's address can
     /// send it raft messages. Only for a network where every host is trusted.
-    #[arg(long, conflicts_with = "cluster_secret")]
+    #[arg(long, conflicts_with_all = ["cluster_secret", "peer_ca"])]
     insecure_peers: bool,
+    /// Mutual TLS between peers: the CA (PEM) that signed every node's --peer-cert. The node
+    /// serves TLS on --listen with --peer-cert, takes peer requests only on connections whose
+    /// client certificate this CA signed, and connects to its peers over TLS trusting only it.
+    /// With --peer-cert and --peer-key (`cella cluster certs` makes them all).
+    #[arg(long, value_name = "FILE", requires_all = ["peer_cert", "peer_key"])]
+    peer_ca: Option<PathBuf>,
+    /// This node's certificate (PEM) for mutual TLS between peers, signed by --peer-ca.
+    #[arg(long, value_name = "FILE", requires_all = ["peer_ca", "peer_key"])]
+    peer_cert: Option<PathBuf>,
+    /// The private key of --peer-cert (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["peer_ca", "peer_cert"])]
+    peer_key: Option<PathBuf>,
 }
 
 /// Runs a node until SIGINT or SIGTERM, then lets in-flight requests finish.
@@ -156,12 +171,27 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         topic_retention_secs,
         cluster_secret,
         insecure_peers,
+        peer_ca,
+        peer_cert,
+        peer_key,
     } = args;
+    let peer_tls = match (peer_ca, peer_cert, peer_key) {
+        (Some(ca), Some(cert), Some(key)) => Some(PeerTlsFiles { ca, cert, key }),
+        (None, None, None) => None,
+        _ => bail!("--peer-ca, --peer-cert and --peer-key go together: give all three or none"),
+    };
+    // This process's https requests (--join's, --deploy's to this node) go to nodes whose
+    // certificates the peer CA signed.
+    if let Some(peer) = &peer_tls {
+        client::trust_ca(Some(&peer.ca))?;
+    }
+    let scheme = if peer_tls.is_some() { "https" } else { "http" };
     let peers = peer_auth(
         node_id.is_some(),
         cluster_secret.as_deref(),
         insecure_peers,
         listen,
+        peer_tls.as_ref(),
     )?;
     let mut options = NodeOptions::new(data_dir, listen);
     options.edge = EdgeOptions {
@@ -172,14 +202,22 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: max_connections.max(1),
         max_header_bytes,
         max_headers: max_headers.max(1),
+        peer_tls,
     };
-    if options.edge.tls.is_some() && (node_id.is_some() || cluster_secret.is_some()) {
-        bail!(
+    match (&options.edge.tls, &options.edge.peer_tls) {
+        // One listener serves clients and peers: one certificate.
+        (Some(tls), Some(peer)) if tls.cert != peer.cert || tls.key != peer.key => bail!(
+            "--tls-cert/--tls-key and --peer-cert/--peer-key name different files, but clients \
+             and peers share --listen and its one certificate\nhint: drop --tls-cert and \
+             --tls-key (--peer-cert serves clients too), or give both the same files"
+        ),
+        (Some(_), None) if node_id.is_some() || cluster_secret.is_some() => bail!(
             "--tls-cert serves clients over TLS on --listen, where the nodes of a cluster also \
-             reach each other over plain HTTP: a cluster node (--node-id, --cluster-secret) \
-             cannot use it yet\nhint: serve TLS on a single node, or put a TLS proxy in front \
-             of the cluster's nodes"
-        );
+             reach each other: a cluster node (--node-id, --cluster-secret) needs mutual TLS \
+             between peers for that\nhint: give every node --peer-ca, --peer-cert and \
+             --peer-key (`cella cluster certs`), which serve clients over TLS too"
+        ),
+        _ => {}
     }
     let mut single = ClusterSettings::single();
     single.partitions = partitions;
@@ -200,7 +238,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             (Some(initial), _) => settings.initial = parse_initial_cluster(&initial)?,
             (None, Some(peer)) => {
                 settings.join = true;
-                (settings.partitions, settings.replicas) = cluster_placement(&peer).await?;
+                (settings.partitions, settings.replicas) = cluster_placement(scheme, &peer).await?;
             }
             (None, None) => bail!(
                 "--node-id needs --initial-cluster (to form a cluster) or --join (to join \
@@ -225,30 +263,40 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     serve(options, deploy).await
 }
 
-/// How this node authenticates its peers: with the secret; insecure with
-/// `--insecure-peers`; a single node (no cluster flags) without a secret accepts no peer;
-/// a cluster node without either refuses to start.
+/// How this node authenticates its peers: with the secret, peer certificates or both;
+/// insecure with `--insecure-peers`; a single node (no cluster flags) without a secret or
+/// certificates accepts no peer; a cluster node without any refuses to start.
 fn peer_auth(
     clustered: bool,
     secret: Option<&str>,
     insecure: bool,
     listen: SocketAddr,
+    peer_tls: Option<&PeerTlsFiles>,
 ) -> anyhow::Result<Arc<PeerAuth>> {
-    Ok(Arc::new(match (secret, insecure) {
-        (Some(secret), _) => PeerAuth::secret(secret).context("--cluster-secret")?,
-        (None, true) => {
+    let client_tls = peer_tls
+        .map(cella_node::tls::peer_client_config)
+        .transpose()?;
+    Ok(Arc::new(match (secret, insecure, client_tls) {
+        (Some(secret), _, Some(tls)) => PeerAuth::secret(secret)
+            .context("--cluster-secret")?
+            .and_certificates(tls),
+        (None, _, Some(tls)) => PeerAuth::certificates(tls),
+        (Some(secret), _, None) => PeerAuth::secret(secret).context("--cluster-secret")?,
+        (None, true, None) => {
             eprintln!(
                 "warning: --insecure-peers: requests between nodes are not authenticated; \
                  anyone who reaches {listen} can send this node raft messages"
             );
             PeerAuth::insecure()
         }
-        (None, false) if clustered => bail!(
-            "a cluster node needs a --cluster-secret (or CELLA_CLUSTER_SECRET) so that only \
-             its peers can send it raft messages\nhint: generate one with `openssl rand -hex \
-             32` and give every node the same (or pass --insecure-peers on a trusted network)"
+        (None, false, None) if clustered => bail!(
+            "a cluster node needs a --cluster-secret (or CELLA_CLUSTER_SECRET) or peer \
+             certificates (--peer-ca, --peer-cert, --peer-key) so that only its peers can send \
+             it raft messages\nhint: generate a secret with `openssl rand -hex 32` and give \
+             every node the same, or certificates with `cella cluster certs` (or pass \
+             --insecure-peers on a trusted network)"
         ),
-        (None, false) => PeerAuth::closed(),
+        (None, false, None) => PeerAuth::closed(),
     }))
 }
 
@@ -281,8 +329,8 @@ fn parse_initial_cluster(text: &str) -> anyhow::Result<BTreeMap<u64, String>> {
 }
 
 /// The partitions and replicas of the cluster `peer` (HOST:PORT) belongs to.
-async fn cluster_placement(peer: &str) -> anyhow::Result<(u32, usize)> {
-    let url = format!("http://{peer}");
+async fn cluster_placement(scheme: &str, peer: &str) -> anyhow::Result<(u32, usize)> {
+    let url = format!("{scheme}://{peer}");
     let reply = client::send(&url, Method::GET, "/v1/cluster", Vec::new(), None).await?;
     if reply.status != 200 {
         bail!(
@@ -305,7 +353,7 @@ async fn cluster_placement(peer: &str) -> anyhow::Result<(u32, usize)> {
 async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> {
     let data_dir = options.data_dir.clone();
     let token = options.admin_token.clone();
-    let scheme = if options.edge.tls.is_some() {
+    let scheme = if options.edge.tls.is_some() || options.edge.peer_tls.is_some() {
         "https"
     } else {
         "http"

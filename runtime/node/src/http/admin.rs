@@ -296,7 +296,9 @@ pub(super) async fn peer_audit(node: &Node, req: Request<Incoming>) -> Result<Re
         cella_cluster::Error::Unauthorized(m) => Error::Unauthorized(m),
         other => Error::Peer(other),
     };
-    let claim = auth.admit(req.headers()).map_err(peer_error)?;
+    let claim = auth
+        .admit(req.headers(), super::peer::certified(&req))
+        .map_err(peer_error)?;
     let method = req.method().clone();
     let path = req
         .uri()

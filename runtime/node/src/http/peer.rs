@@ -2,7 +2,8 @@
 //! (`POST /v1/peer/raft/{group}/{kind}`) and the forwarding exchange (`POST /v1/peer/mux`,
 //! upgraded to a byte stream that carries entity commands to this node). Every request is
 //! authenticated (`cella_cluster::auth`) before its body is read or its upgrade accepted: one
-//! without valid credentials gets 401 and changes nothing.
+//! without valid credentials (or, with peer certificates, on a connection without a verified
+//! peer certificate) gets 401 and changes nothing.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use hyper::{
     header::{CONTENT_TYPE, HeaderValue},
 };
 
-use cella_cluster::auth::Signed;
+use cella_cluster::auth::{PeerCertificate, Signed};
 
 use super::{
     Params,
@@ -38,7 +39,9 @@ pub(super) async fn raft(
     let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
     let auth = cluster.peer_auth();
     // Authenticated before anything of the body is read; the body read is the one signed.
-    let claim = auth.admit(req.headers()).map_err(unauthorized)?;
+    let claim = auth
+        .admit(req.headers(), certified(&req))
+        .map_err(unauthorized)?;
     let method = req.method().clone();
     let path = path_and_query(&req);
     let (group, kind) = (params.raw("group"), params.raw("kind"));
@@ -71,6 +74,7 @@ pub(super) fn mux(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<B
         .peer_auth()
         .check(
             req.headers(),
+            certified(&req),
             req.method(),
             &path_and_query(&req),
             Signed::Stream,
@@ -98,6 +102,12 @@ fn unauthorized(e: cella_cluster::Error) -> Error {
         cella_cluster::Error::Unauthorized(m) => Error::Unauthorized(m),
         other => Error::Peer(other),
     }
+}
+
+/// Whether `req` came on a connection whose client certificate the peer CA signed (the edge's
+/// mark).
+pub(super) fn certified(req: &Request<Incoming>) -> bool {
+    req.extensions().get::<PeerCertificate>().is_some()
 }
 
 /// The path and query a peer signed.

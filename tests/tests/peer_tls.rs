@@ -1,0 +1,514 @@
+//! Mutual TLS between peers over real processes: certificates from `cella cluster certs`; a
+//! 3-node cluster with `--peer-ca/--peer-cert/--peer-key` and no secret works (a module
+//! replicates, a forwarded command runs, its write is read through another node, all over
+//! HTTPS trusting the peer CA); a client with a certificate from another CA, and one with none,
+//! get 401 on every peer request (a vote, a group-0 append, the forwarding exchange, an append
+//! stream) and change nothing; with a secret too, a certified client still needs the secret;
+//! and the flags' misuses refuse to start.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use cella_cluster::{
+    Command as RaftCommand, ModuleOp, Placement, TypeConfig,
+    auth::{NO_CERTIFICATE, PeerAuth},
+    network::{PeerClient, PeerError, PeerReply},
+    types::encode,
+};
+use cella_core::{EntityId, EntityKind, ModuleVersion};
+use cella_tests::{
+    TestNode, cella_bin,
+    cluster::{CLUSTER_SECRET, all_groups_led, has_modules, leaders},
+    component, free_ports, output_text, wait_until,
+};
+use hyper::{Method, StatusCode};
+use openraft::{
+    alias::{LeaderIdOf, LogIdOf, VoteOf},
+    entry::RaftEntry,
+    raft::{AppendEntriesRequest, VoteRequest},
+    vote::RaftLeaderId,
+};
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+
+type C = TypeConfig;
+
+const PARTITIONS: u32 = 4;
+const ATTACK_TERM: u64 = 1_000_000;
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `cella cluster certs --nodes 3 --out dir`; returns `dir`.
+fn certs(dir: &Path) -> PathBuf {
+    let out = Command::new(cella_bin())
+        .args(["cluster", "certs", "--nodes", "3", "--out"])
+        .arg(dir)
+        .output()
+        .expect("run cella cluster certs");
+    assert!(out.status.success(), "{}", output_text(&out).1);
+    dir.to_path_buf()
+}
+
+/// The cluster's certificates, made once: this process's HTTPS requests (the tests' client)
+/// trust their CA, a setting of the whole process.
+fn our_certs() -> PathBuf {
+    static CERTS: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, dir) = CERTS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = certs(&dir.path().join("certs"));
+        cella_cli::client::trust_ca(Some(&certs.join("ca.pem"))).unwrap();
+        (dir, certs)
+    });
+    dir.clone()
+}
+
+fn path(dir: &Path, file: &str) -> String {
+    dir.join(file).to_string_lossy().into_owned()
+}
+
+/// Starts nodes 1..=3 with their peer certificates from `certs` (and `secret`), and waits
+/// until every group has a leader.
+async fn start(root: &Path, certs: &Path, secret: Option<&str>) -> Vec<TestNode> {
+    let ports = free_ports(3);
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let nodes: Vec<TestNode> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let id = (i + 1).to_string();
+            let mut args = vec![
+                "--node-id".to_string(),
+                id.clone(),
+                "--initial-cluster".into(),
+                initial.clone(),
+                "--partitions".into(),
+                PARTITIONS.to_string(),
+                "--peer-ca".into(),
+                path(certs, "ca.pem"),
+                "--peer-cert".into(),
+                path(certs, &format!("node{id}.pem")),
+                "--peer-key".into(),
+                path(certs, &format!("node{id}-key.pem")),
+            ];
+            if let Some(secret) = secret {
+                args.extend(["--cluster-secret".into(), secret.into()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            TestNode::start_at(
+                &root.join(format!("n{id}")),
+                &format!("127.0.0.1:{port}"),
+                &args,
+            )
+            .expect("start a cluster node")
+        })
+        .collect();
+    for node in &nodes {
+        assert!(node.url.starts_with("https://"), "{}", node.url);
+    }
+    assert!(
+        wait_until(WAIT, || all_groups_led(&nodes, PARTITIONS)).await,
+        "the cluster did not elect leaders"
+    );
+    nodes
+}
+
+/// A client configuration trusting `ca`, presenting `cert` (if any).
+#[allow(deprecated)]
+fn client_tls(ca: &Path, cert: Option<(&Path, &Path)>) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+    let mut config = match cert {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_file(key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+fn log_id(term: u64, node: u64, index: u64) -> LogIdOf<C> {
+    LogIdOf::<C>::new(LeaderIdOf::<C>::new(term, node).to_committed(), index)
+}
+
+/// A vote with a huge term, from a node 9 that does not exist.
+fn vote() -> Vec<u8> {
+    let request = VoteRequest::<C>::new(
+        VoteOf::<C>::new(ATTACK_TERM, 9),
+        Some(log_id(ATTACK_TERM, 9, 1_000_000)),
+    );
+    encode("a vote", &request).unwrap()
+}
+
+/// A group-0 append from a forged leader that installs module `evil`.
+fn module_append() -> AppendEntriesRequest<C> {
+    let op = ModuleOp::Put {
+        entity_type: "evil".into(),
+        version: ModuleVersion {
+            version: 1,
+            digest: "sha256:00".into(),
+            size: 4,
+            created_ms: 0,
+            kind: EntityKind::Value,
+            commands: vec!["pwn".into()],
+        },
+        component: b"\0asm".to_vec(),
+    };
+    let id = log_id(ATTACK_TERM, 9, 1);
+    AppendEntriesRequest {
+        vote: VoteOf::<C>::new_committed(ATTACK_TERM, 9),
+        prev_log_id: None,
+        entries: vec![<C as openraft::RaftTypeConfig>::Entry::new_normal(
+            id,
+            RaftCommand::Module(op),
+        )],
+        leader_commit: Some(id),
+    }
+}
+
+async fn post(client: &PeerClient, addr: &str, path: &str, body: Vec<u8>) -> PeerReply {
+    client
+        .send(
+            addr,
+            Method::POST,
+            path,
+            &[],
+            Bytes::from(body),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} to {addr}: {e}"))
+}
+
+fn assert_refused(reply: &PeerReply, says: &str, what: &str) {
+    let body = String::from_utf8_lossy(&reply.body);
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    assert_eq!(json["error"]["code"], "unauthorized", "{what}: {body}");
+    let message = json["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(says), "{what}: {message}");
+}
+
+/// Every peer request `client` can make to `addr` is refused with `says`.
+async fn refused_everywhere(client: &PeerClient, addr: &str, key: &str, says: &str) {
+    for group in [0, 1] {
+        let path = format!("/v1/peer/raft/{group}/vote");
+        assert_refused(&post(client, addr, &path, vote()).await, says, &path);
+    }
+    let path = "/v1/peer/raft/0/append";
+    let append = encode("an append", &module_append()).unwrap();
+    assert_refused(&post(client, addr, path, append).await, says, path);
+    assert_refused(
+        &post(client, addr, "/v1/peer/mux", Vec::new()).await,
+        says,
+        "/v1/peer/mux",
+    );
+    let forwarded = client
+        .forward(
+            addr,
+            &format!("/v1/entities/counter/{key}/add"),
+            Bytes::from_static(b"100"),
+            Duration::from_secs(5),
+        )
+        .await;
+    match forwarded {
+        Err(PeerError::Unreachable(m)) => assert!(m.contains("401"), "{m}"),
+        Err(e) => panic!("the forwarding exchange failed otherwise: {e}"),
+        Ok(r) => panic!("a stranger's forwarding exchange ran: {}", r.status),
+    }
+    let input = futures_util::stream::iter(vec![module_append()]);
+    let opened = cella_cluster::stream::send(
+        client.clone(),
+        addr.to_string(),
+        0,
+        input,
+        Duration::from_secs(5),
+    )
+    .await;
+    match opened {
+        Err(e) => assert!(e.to_string().contains("401"), "{e}"),
+        Ok(_) => panic!("a stranger's append stream was accepted"),
+    }
+}
+
+async fn modules(nodes: &[TestNode]) -> Vec<String> {
+    let mut listed = Vec::new();
+    for node in nodes {
+        listed.push(node.request(Method::GET, "/v1/modules", "").await.body);
+    }
+    listed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_with_peer_certificates_works_and_refuses_strangers() {
+    let root = tempfile::tempdir().unwrap();
+    let ours = our_certs();
+    let theirs = certs(&root.path().join("other-certs"));
+    let nodes = start(root.path(), &ours, None).await;
+
+    // Deploy through node 1 (HTTPS); the module replicates over the nodes' TLS connections.
+    let r = nodes[0].deploy("counter", &component("counter")).await;
+    assert_eq!(r.status, 201, "deploying counter: {}", r.body);
+    assert!(
+        wait_until(WAIT, || async {
+            for node in &nodes {
+                if !has_modules(node, &["counter"]).await {
+                    return false;
+                }
+            }
+            true
+        })
+        .await,
+        "the module did not reach every node"
+    );
+    // A command node 1 forwards (the forwarding exchange, over TLS) runs on its leader.
+    assert!(
+        wait_until(WAIT, || async {
+            leaders(&nodes[0]).await.values().any(|leader| *leader != 1)
+        })
+        .await,
+        "node 1 still leads every partition"
+    );
+    let placement = Placement {
+        partitions: PARTITIONS,
+        ..Placement::default()
+    };
+    let led = leaders(&nodes[0]).await;
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| {
+            let group = placement.partition(&EntityId::new("counter", k.as_str()));
+            led.get(&group).is_some_and(|leader| *leader != 1)
+        })
+        .expect("a key led elsewhere");
+    for expected in 1..=2 {
+        let r = nodes[0].call("counter", &key, "add", "1").await;
+        assert_eq!(r.status, 200, "forwarded add: {}", r.body);
+        assert_eq!(r.json, expected, "{}", r.body);
+    }
+    let r = nodes[2].call("counter", &key, "get", "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json, 2, "{}", r.body);
+    // The CLI reads through node 2 with --ca.
+    let out = Command::new(cella_bin())
+        .args(["--ca", &path(&ours, "ca.pem"), "call"])
+        .args([&format!("counter/{key}"), "get", "--server", &nodes[1].url])
+        .env_remove("CELLA_CA")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cella call");
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains('2'), "{stdout}");
+
+    // Strangers: a certificate another CA signed, and none (both trust our CA's servers).
+    let before = modules(&nodes).await;
+    let ca = ours.join("ca.pem");
+    let (cert, key_file) = (theirs.join("node1.pem"), theirs.join("node1-key.pem"));
+    let strangers = [
+        client_tls(&ca, Some((&cert, &key_file))),
+        client_tls(&ca, None),
+    ];
+    for tls in strangers {
+        let client = PeerClient::with_auth(Arc::new(PeerAuth::certificates(tls)), 9);
+        for node in &nodes {
+            refused_everywhere(&client, &node.addr(), &key, NO_CERTIFICATE).await;
+        }
+    }
+    // A plain-HTTP peer does not get through the TLS listener at all.
+    let plain = PeerClient::new()
+        .send(
+            &nodes[0].addr(),
+            Method::POST,
+            "/v1/peer/raft/0/vote",
+            &[],
+            Bytes::from(vote()),
+            Duration::from_secs(5),
+        )
+        .await;
+    if let Ok(r) = plain {
+        assert_ne!(r.status, StatusCode::OK, "a plain-HTTP vote was served");
+    }
+
+    // Nothing changed, and the cluster still serves.
+    assert_eq!(modules(&nodes).await, before);
+    let r = nodes[1].call("counter", &key, "add", "1").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json, 3, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_a_secret_and_certificates_both_are_required() {
+    let root = tempfile::tempdir().unwrap();
+    let ours = our_certs();
+    let nodes = start(root.path(), &ours, Some(CLUSTER_SECRET)).await;
+    let ca = ours.join("ca.pem");
+    let cert = (ours.join("node3.pem"), ours.join("node3-key.pem"));
+    let certified = client_tls(&ca, Some((&cert.0, &cert.1)));
+    // A peer certificate without the secret: refused for want of the signature headers.
+    let unsigned = PeerClient::with_auth(Arc::new(PeerAuth::certificates(certified.clone())), 9);
+    let reply = post(&unsigned, &nodes[0].addr(), "/v1/peer/raft/0/vote", vote()).await;
+    assert_refused(&reply, "header `x-cella-peer-", "a vote without the secret");
+    // The secret without a certificate: refused for want of the certificate.
+    let secret_only = PeerClient::with_auth(
+        Arc::new(
+            PeerAuth::secret(CLUSTER_SECRET)
+                .unwrap()
+                .and_certificates(client_tls(&ca, None)),
+        ),
+        9,
+    );
+    let reply = post(
+        &secret_only,
+        &nodes[0].addr(),
+        "/v1/peer/raft/0/vote",
+        vote(),
+    )
+    .await;
+    assert_refused(&reply, NO_CERTIFICATE, "a vote without a certificate");
+    // Both: authenticated (garbage is then refused as undecodable, not as unauthorized).
+    let both = PeerClient::with_auth(
+        Arc::new(
+            PeerAuth::secret(CLUSTER_SECRET)
+                .unwrap()
+                .and_certificates(certified),
+        ),
+        9,
+    );
+    let reply = post(
+        &both,
+        &nodes[0].addr(),
+        "/v1/peer/raft/0/vote",
+        b"garbage".to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{:?}", reply.body);
+    // The cluster works with both.
+    let r = nodes[0].deploy("counter", &component("counter")).await;
+    assert_eq!(r.status, 201, "deploying counter: {}", r.body);
+    let r = nodes[0].call("counter", "k", "add", "1").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        wait_until(WAIT, || has_modules(&nodes[2], &["counter"])).await,
+        "the module did not reach node 3"
+    );
+}
+
+/// Runs `cella serve` with `args`, expecting it to exit; returns its stderr.
+fn refused_start(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(cella_bin())
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("CELLA_CLUSTER_SECRET")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cella serve");
+    let (_, stderr) = output_text(&out);
+    assert!(
+        !out.status.success(),
+        "cella serve {args:?} started: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn misused_peer_flags_refuse_to_start() {
+    let root = tempfile::tempdir().unwrap();
+    let certs = certs(&root.path().join("certs"));
+    let addr = format!("127.0.0.1:{}", free_ports(1)[0]);
+    let initial = format!("1={addr}");
+    let (ca, cert, key) = (
+        path(&certs, "ca.pem"),
+        path(&certs, "node1.pem"),
+        path(&certs, "node1-key.pem"),
+    );
+    // Not all three.
+    let stderr = refused_start(
+        &root.path().join("a"),
+        &["--listen", &addr, "--peer-ca", &ca, "--peer-cert", &cert],
+    );
+    assert!(stderr.contains("--peer-key"), "{stderr}");
+    // --tls-cert naming another certificate than --peer-cert.
+    let other = path(&certs, "node2.pem");
+    let other_key = path(&certs, "node2-key.pem");
+    let stderr = refused_start(
+        &root.path().join("b"),
+        &[
+            "--listen",
+            &addr,
+            "--node-id",
+            "1",
+            "--initial-cluster",
+            &initial,
+            "--peer-ca",
+            &ca,
+            "--peer-cert",
+            &cert,
+            "--peer-key",
+            &key,
+            "--tls-cert",
+            &other,
+            "--tls-key",
+            &other_key,
+        ],
+    );
+    assert!(stderr.contains("different files"), "{stderr}");
+    // --tls-cert on a cluster node without peer certificates.
+    let stderr = refused_start(
+        &root.path().join("c"),
+        &[
+            "--listen",
+            &addr,
+            "--node-id",
+            "1",
+            "--initial-cluster",
+            &initial,
+            "--cluster-secret",
+            CLUSTER_SECRET,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    assert!(stderr.contains("--peer-ca"), "{stderr}");
+    // Neither a secret nor certificates.
+    let stderr = refused_start(
+        &root.path().join("d"),
+        &[
+            "--listen",
+            &addr,
+            "--node-id",
+            "1",
+            "--initial-cluster",
+            &initial,
+        ],
+    );
+    assert!(
+        stderr.contains("--peer-ca") && stderr.contains("--cluster-secret"),
+        "{stderr}"
+    );
+}
