@@ -4,7 +4,8 @@
 //! HTTPS trusting the peer CA); a client with a certificate from another CA, and one with none,
 //! get 401 on every peer request (a vote, a group-0 append, the forwarding exchange, an append
 //! stream) and change nothing; with a secret too, a certified client still needs the secret;
-//! and the flags' misuses refuse to start.
+//! a fourth node joins (`--join` over HTTPS, `cella --ca … cluster add-node`) and gets the
+//! modules; and the flags' misuses refuse to start.
 
 use std::{
     path::{Path, PathBuf},
@@ -23,7 +24,7 @@ use cella_cluster::{
 use cella_core::{EntityId, EntityKind, ModuleVersion};
 use cella_tests::{
     TestNode, cella_bin,
-    cluster::{CLUSTER_SECRET, all_groups_led, has_modules, leaders},
+    cluster::{CLUSTER_SECRET, all_groups_led, cluster_status, groups, has_modules, leaders},
     component, free_ports, output_text, wait_until,
 };
 use hyper::{Method, StatusCode};
@@ -42,10 +43,10 @@ const PARTITIONS: u32 = 4;
 const ATTACK_TERM: u64 = 1_000_000;
 const WAIT: Duration = Duration::from_secs(30);
 
-/// `cella cluster certs --nodes 3 --out dir`; returns `dir`.
+/// `cella cluster certs --nodes 4 --out dir` (three nodes and one to join); returns `dir`.
 fn certs(dir: &Path) -> PathBuf {
     let out = Command::new(cella_bin())
-        .args(["cluster", "certs", "--nodes", "3", "--out"])
+        .args(["cluster", "certs", "--nodes", "4", "--out"])
         .arg(dir)
         .output()
         .expect("run cella cluster certs");
@@ -252,10 +253,18 @@ async fn refused_everywhere(client: &PeerClient, addr: &str, key: &str, says: &s
     }
 }
 
-async fn modules(nodes: &[TestNode]) -> Vec<String> {
+/// The modules each node lists (`GET /v1/modules`): type, version and digest of each.
+async fn modules(nodes: &[TestNode]) -> Vec<Vec<String>> {
     let mut listed = Vec::new();
     for node in nodes {
-        listed.push(node.request(Method::GET, "/v1/modules", "").await.body);
+        let r = node.request(Method::GET, "/v1/modules", "").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let list = r.json["modules"].as_array().cloned().unwrap_or_default();
+        listed.push(
+            list.iter()
+                .map(|m| format!("{} v{} {}", m["type"], m["version"], m["digest"]))
+                .collect(),
+        );
     }
     listed
 }
@@ -353,6 +362,13 @@ async fn a_cluster_with_peer_certificates_works_and_refuses_strangers() {
 
     // Nothing changed, and the cluster still serves.
     assert_eq!(modules(&nodes).await, before);
+    for node in &nodes {
+        let term = groups(&cluster_status(node).await)[&0]["term"].as_u64();
+        assert!(
+            term.is_some_and(|t| t < ATTACK_TERM),
+            "group 0's term: {term:?}"
+        );
+    }
     let r = nodes[1].call("counter", &key, "add", "1").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json, 3, "{}", r.body);
@@ -413,6 +429,56 @@ async fn with_a_secret_and_certificates_both_are_required() {
         wait_until(WAIT, || has_modules(&nodes[2], &["counter"])).await,
         "the module did not reach node 3"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_with_peer_certificates_joins() {
+    let root = tempfile::tempdir().unwrap();
+    let ours = our_certs();
+    let nodes = start(root.path(), &ours, None).await;
+    let r = nodes[0].deploy("counter", &component("counter")).await;
+    assert_eq!(r.status, 201, "deploying counter: {}", r.body);
+    let addr = format!("127.0.0.1:{}", free_ports(1)[0]);
+    let (ca, cert, key) = (
+        path(&ours, "ca.pem"),
+        path(&ours, "node4.pem"),
+        path(&ours, "node4-key.pem"),
+    );
+    let join = nodes[1].addr();
+    let fourth = TestNode::start_at(
+        &root.path().join("n4"),
+        &addr,
+        &[
+            "--node-id",
+            "4",
+            "--join",
+            &join,
+            "--peer-ca",
+            &ca,
+            "--peer-cert",
+            &cert,
+            "--peer-key",
+            &key,
+        ],
+    )
+    .expect("start node 4");
+    let out = Command::new(cella_bin())
+        .args(["--ca", &ca, "cluster", "add-node", "4", &addr])
+        .args(["--server", &nodes[2].url])
+        .env_remove("CELLA_CA")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cella cluster add-node");
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(&addr), "{stdout}");
+    // Node 4 gets group 0's log over TLS: the module reaches it.
+    assert!(
+        wait_until(WAIT, || has_modules(&fourth, &["counter"])).await,
+        "the module did not reach node 4"
+    );
+    let r = fourth.call("counter", "joined", "add", "1").await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }
 
 /// Runs `cella serve` with `args`, expecting it to exit; returns its stderr.
