@@ -29,7 +29,8 @@ pub(super) struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Serve HTTPS on --listen with this certificate chain (PEM; the node's certificate first),
-    /// HTTP/2 and HTTP/1.1 by ALPN. With --tls-key.
+    /// HTTP/2 and HTTP/1.1 by ALPN. With --tls-key. A cluster node needs --peer-ca/--peer-cert/
+    /// --peer-key instead (which serve clients too); both given must name the same files.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
