@@ -2,8 +2,9 @@
 //! it for a dev or test cluster (rcgen, ECDSA P-256): `ca.pem` and `ca-key.pem`; for each node
 //! `node{i}.pem` and `node{i}-key.pem`, naming `127.0.0.1` and `localhost`, usable as a server
 //! certificate (`cella serve --tls-cert`) and as a client certificate (mutual TLS between
-//! peers); and `client.pem`/`client-key.pem`, a client certificate. Keys are written readable
-//! by their owner only. Not for production: a real deployment's certificates name its hosts
+//! peers). No client certificate is made: the CA's certificates are node certificates (a node
+//! accepts any certificate it signed as a peer), and clients prove themselves with tokens. Keys
+//! are written readable by their owner only. Not for production: a real deployment's certificates name its hosts
 //! and come from its own CA.
 
 use std::{
@@ -20,7 +21,7 @@ use rcgen::{
 /// The names every node certificate carries.
 const NODE_NAMES: [&str; 2] = ["127.0.0.1", "localhost"];
 
-/// Writes the CA, `nodes` node certificates and a client certificate into `out`.
+/// Writes the CA and `nodes` node certificates into `out`.
 pub(super) fn generate(out: &Path, nodes: u32) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let ca_key = KeyPair::generate().context("cannot generate the CA's key")?;
@@ -69,20 +70,14 @@ pub(super) fn generate(out: &Path, nodes: u32) -> anyhow::Result<()> {
             ],
         )?;
     }
-    leaf(
-        "client",
-        "cella client",
-        &[],
-        vec![ExtendedKeyUsagePurpose::ClientAuth],
-    )?;
     println!(
-        "wrote ca.pem, ca-key.pem, {}client.pem and client-key.pem to {}\nnode certificates \
+        "wrote ca.pem, ca-key.pem{} to {}\nnode certificates \
          name {}; serve with --tls-cert {dir}/node1.pem --tls-key {dir}/node1-key.pem, trust \
          with --ca {dir}/ca.pem (dev and tests only)",
         match nodes {
             0 => String::new(),
-            1 => "node1.pem, node1-key.pem, ".into(),
-            n => format!("node1..{n}.pem with their -key.pem, "),
+            1 => ", node1.pem and node1-key.pem".into(),
+            n => format!(", node1..{n}.pem with their -key.pem"),
         },
         out.display(),
         NODE_NAMES.join(" and "),

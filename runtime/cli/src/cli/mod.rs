@@ -247,7 +247,7 @@ enum ClusterAction {
     },
     /// Write a CA and certificates for a dev or test cluster into DIR: `ca.pem`/`ca-key.pem`,
     /// `node{i}.pem`/`node{i}-key.pem` for i in 1..=N (names 127.0.0.1 and localhost; server
-    /// and client use, for `serve --tls-cert` and mutual TLS) and `client.pem`/`client-key.pem`.
+    /// and client use, for `serve --tls-cert` and mutual TLS between peers).
     Certs {
         /// The directory to write them into (created if missing).
         #[arg(long, value_name = "DIR")]
