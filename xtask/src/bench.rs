@@ -129,7 +129,7 @@ fn run_wrk(
             "-s",
         ])
         .arg(script)
-        .arg(format!("http://{addr}"))
+        .arg(crate::http::url(addr))
         .env("NKEYS", nkeys.to_string())
         .env("PREFIX", "k")
         .env("PATHFMT", "/v1/entities/counter/%s/add")
@@ -239,10 +239,20 @@ pub struct Parts {
     pub effects: Option<crate::bench_effects::Options>,
     /// The topics part, with its sizes.
     pub topics: Option<crate::bench_topics::Options>,
+    /// Mutual TLS between the nodes (`--peer-ca/--peer-cert/--peer-key`, certificates made
+    /// by `cella cluster certs`) instead of the cluster secret; the listener then speaks TLS to
+    /// clients too, so the bench's requests and wrk use `https://`.
+    pub peer_tls: bool,
 }
 
 pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> anyhow::Result<()> {
     let root = workspace_root();
+    if parts.peer_tls && nodes < 2 {
+        bail!("--peer-tls is for a cluster: add --nodes N (N > 1)");
+    }
+    if parts.peer_tls && parts.topics.is_some() {
+        bail!("--peer-tls: the topics part's SSE reader speaks plain HTTP only; add --no-topics");
+    }
     if parts.wrk || parts.topics.is_some() {
         ensure_wrk()?;
     }
@@ -299,6 +309,22 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> a
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     );
+    // With `--peer-tls`: a CA and one certificate per node (node{i}.pem, i from 1), and this
+    // process's requests over TLS trusting that CA.
+    let certs = tmp.join("certs");
+    if parts.peer_tls {
+        let status = Command::new(&bin)
+            .args(["cluster", "certs", "--out"])
+            .arg(&certs)
+            .args(["--nodes", &addrs.len().to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .context("running cella cluster certs")?;
+        if !status.success() {
+            bail!("cella cluster certs failed ({status})");
+        }
+        crate::http::use_https(&certs.join("ca.pem"))?;
+    }
     let mut servers = Vec::new();
     for (i, addr) in addrs.iter().enumerate() {
         let mut serve = Command::new(&bin);
@@ -317,7 +343,15 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> a
                 "--initial-cluster",
                 &initial,
             ]);
-            if !extra.split_whitespace().any(|a| a == "--insecure-peers") {
+            if parts.peer_tls {
+                serve
+                    .arg("--peer-ca")
+                    .arg(certs.join("ca.pem"))
+                    .arg("--peer-cert")
+                    .arg(certs.join(format!("node{}.pem", i + 1)))
+                    .arg("--peer-key")
+                    .arg(certs.join(format!("node{}-key.pem", i + 1)));
+            } else if !extra.split_whitespace().any(|a| a == "--insecure-peers") {
                 // In the environment, not on the command line, as an operator would.
                 serve.env("CELLA_CLUSTER_SECRET", &secret);
             }
@@ -452,8 +486,13 @@ fn wrk_part(
         if addrs.len() > 1 {
             format!(
                 "{} nodes, 3 replicas per partition; one wrk per node, connections split evenly, \
-                 p50/p99 the worst of the nodes.",
-                addrs.len()
+                 p50/p99 the worst of the nodes.{}",
+                addrs.len(),
+                if crate::http::url("").starts_with("https") {
+                    " Peers authenticated by mutual TLS; clients over TLS too (https://)."
+                } else {
+                    ""
+                }
             )
         } else {
             "One node.".to_string()

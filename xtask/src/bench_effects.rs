@@ -50,7 +50,7 @@ pub(crate) async fn send(
 ) -> anyhow::Result<(u16, String)> {
     let reply = tokio::time::timeout(
         Duration::from_secs(60),
-        cella_client::send(&format!("http://{addr}"), method.parse()?, path, body, None),
+        cella_client::send(&crate::http::url(addr), method.parse()?, path, body, None),
     )
     .await
     .with_context(|| format!("{path} on {addr}: no reply within 60 s"))??;

@@ -2,7 +2,14 @@
 //! own HTTP client, [`cella_client`], driven to completion on a small tokio runtime so
 //! the tasks stay plain blocking code.
 
-use std::{sync::OnceLock, time::Duration};
+use std::{
+    path::Path,
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::Context;
 
@@ -25,9 +32,30 @@ fn runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
     RUNTIME.get().context("no tokio runtime for HTTP requests")
 }
 
+/// Whether requests speak TLS (`https://`), set by [`use_https`].
+static HTTPS: AtomicBool = AtomicBool::new(false);
+
+/// Every later request of this process speaks TLS (`https://`), trusting the CA in the PEM
+/// file `ca` (besides the system's roots).
+pub fn use_https(ca: &Path) -> anyhow::Result<()> {
+    cella_client::trust_ca(Some(ca)).with_context(|| format!("trusting {}", ca.display()))?;
+    HTTPS.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The URL of the node at `addr` (`host:port`): `https://` after [`use_https`], else `http://`.
+pub fn url(addr: &str) -> String {
+    let scheme = if HTTPS.load(Ordering::Relaxed) {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{addr}")
+}
+
 /// Sends one request to the node at `addr` (`host:port`) and returns (status, body).
 pub fn request(addr: &str, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, String)> {
-    let server = format!("http://{addr}");
+    let server = url(addr);
     let method = method
         .parse()
         .with_context(|| format!("`{method}` is not an HTTP method"))?;

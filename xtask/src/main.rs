@@ -110,6 +110,10 @@ enum Task {
         /// Skip the criterion micro-benchmark
         #[arg(long)]
         no_micro: bool,
+        /// Authenticate peers by mutual TLS (certificates from `cella cluster certs`) instead
+        /// of the cluster secret; clients (the bench's requests, wrk) then speak https:// too
+        #[arg(long, requires = "nodes", conflicts_with = "topics_only")]
+        peer_tls: bool,
         /// Skip the effects part (call round trips through reply routes, timers)
         #[arg(long, conflicts_with = "effects_only")]
         no_effects: bool,
@@ -156,6 +160,7 @@ fn run(task: Task) -> anyhow::Result<()> {
             conns,
             nodes,
             no_micro,
+            peer_tls,
             no_effects,
             effects_only,
             no_topics,
@@ -183,6 +188,7 @@ fn run(task: Task) -> anyhow::Result<()> {
                     publishers: clients,
                     secs,
                 }),
+                peer_tls,
             },
         ),
     }
@@ -248,6 +254,7 @@ mod tests {
             conns,
             nodes,
             no_micro,
+            peer_tls,
             no_effects,
             effects_only,
             no_topics,
@@ -262,8 +269,8 @@ mod tests {
             panic!("`bench` does not parse");
         };
         assert_eq!(
-            (secs, conns, nodes, no_micro),
-            (10, vec![1, 16, 64], 1, false)
+            (secs, conns, nodes, no_micro, peer_tls),
+            (10, vec![1, 16, 64], 1, false, false)
         );
         assert_eq!(
             (no_effects, effects_only, transfers, timers, clients),
@@ -294,6 +301,15 @@ mod tests {
         };
         assert_eq!((secs, conns, nodes, no_micro), (3, vec![8, 32], 3, true));
         assert!(parse(&["bench", "--nodes", "0"]).is_err());
+        assert!(matches!(
+            parse(&["bench", "--nodes", "3", "--peer-tls"]),
+            Ok(Task::Bench {
+                peer_tls: true,
+                nodes: 3,
+                ..
+            })
+        ));
+        assert!(parse(&["bench", "--peer-tls"]).is_err());
         assert!(parse(&["bench", "--conns", "x"]).is_err());
         let Ok(Task::Bench {
             effects_only,
