@@ -2,7 +2,8 @@
 //! .../add` body `1`, 1,000 random keys and one hot key, 1/16/64 connections) against a
 //! `cella serve` built with the `dist` profile (release with link-time optimization), printing
 //! req/s, p50 and p99 and checking that the counters' sum matches the acknowledged requests;
-//! then the criterion micro-benchmark of the command path.
+//! then the effects, topics and languages parts (`bench_effects`, `bench_topics`,
+//! `bench_langs`), then the criterion micro-benchmark of the command path.
 
 use std::{
     path::Path,
@@ -119,6 +120,25 @@ fn run_wrk(
     nkeys: u32,
     secs: u32,
 ) -> anyhow::Result<serde_json::Value> {
+    run_wrk_path(
+        addr,
+        script,
+        conns,
+        nkeys,
+        secs,
+        "/v1/entities/counter/%s/add",
+    )
+}
+
+/// [`run_wrk`] with the request path `pathfmt` (`%s` is the key).
+pub(crate) fn run_wrk_path(
+    addr: &str,
+    script: &Path,
+    conns: u32,
+    nkeys: u32,
+    secs: u32,
+    pathfmt: &str,
+) -> anyhow::Result<serde_json::Value> {
     let out = Command::new("wrk")
         .args([
             "-t1",
@@ -132,7 +152,7 @@ fn run_wrk(
         .arg(crate::http::url(addr))
         .env("NKEYS", nkeys.to_string())
         .env("PREFIX", "k")
-        .env("PATHFMT", "/v1/entities/counter/%s/add")
+        .env("PATHFMT", pathfmt)
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -230,8 +250,8 @@ fn run_wrk_all(
     Ok(serde_json::Value::Object(merged))
 }
 
-/// Which parts of the bench run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which parts of the bench run (by default, none).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Parts {
     /// The wrk workload (and the micro-benchmark, if `micro`).
     pub wrk: bool,
@@ -239,24 +259,41 @@ pub struct Parts {
     pub effects: Option<crate::bench_effects::Options>,
     /// The topics part, with its sizes.
     pub topics: Option<crate::bench_topics::Options>,
+    /// The languages part (one node only), with its languages.
+    pub langs: Option<crate::bench_langs::Options>,
     /// Mutual TLS between the nodes (`--peer-ca/--peer-cert/--peer-key`, certificates made
     /// by `cella cluster certs`) instead of the cluster secret; the listener then speaks TLS to
     /// clients too, so the bench's requests and wrk use `https://`.
     pub peer_tls: bool,
 }
 
-pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> anyhow::Result<()> {
+pub fn run(
+    secs: u32,
+    concs: &[u32],
+    micro: bool,
+    nodes: u32,
+    mut parts: Parts,
+) -> anyhow::Result<()> {
     let root = workspace_root();
+    if nodes > 1 && parts.langs.is_some() {
+        if !parts.wrk && parts.effects.is_none() && parts.topics.is_none() {
+            bail!("--langs-only: the languages part runs on a single node; drop --nodes {nodes}");
+        }
+        eprintln!("the languages part runs on a single node only: skipped with --nodes {nodes}");
+        parts.langs = None;
+    }
     if parts.peer_tls && nodes < 2 {
         bail!("--peer-tls is for a cluster: add --nodes N (N > 1)");
     }
     if parts.peer_tls && parts.topics.is_some() {
         bail!("--peer-tls: the topics part's SSE reader speaks plain HTTP only; add --no-topics");
     }
-    if parts.wrk || parts.topics.is_some() {
+    if parts.wrk || parts.topics.is_some() || parts.langs.is_some() {
         ensure_wrk()?;
     }
-    build::build_examples()?;
+    if parts.wrk || parts.effects.is_some() || parts.topics.is_some() {
+        build::build_examples()?;
+    }
     // `CELLA_BENCH_BIN` runs another build of `cella` (A/B comparisons in one sitting).
     let bin = match std::env::var_os("CELLA_BENCH_BIN") {
         Some(bin) => std::path::PathBuf::from(bin),
@@ -284,6 +321,11 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> a
     std::fs::create_dir_all(&tmp)?;
     let script = tmp.join("keys.lua");
     std::fs::write(&script, KEYS_LUA)?;
+    // The languages part's counters, scaffolded and built before any node runs.
+    let langs = match &parts.langs {
+        Some(opts) => Some(crate::bench_langs::prepare(&bin, &tmp, opts)?),
+        None => None,
+    };
     // One node, or a cluster of `nodes` (each node its own data directory and port).
     let addrs: Vec<String> = (0..nodes.max(1))
         .map(|i| format!("127.0.0.1:{}", 18095 + i))
@@ -374,6 +416,7 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> a
     if addrs.len() > 1 {
         wait_for_leaders(&addrs)?;
     }
+    let started_kb = crate::bench_langs::memory_kb(servers[0].0.id()).0;
     let mut client_rps = None;
     if parts.wrk {
         client_rps = Some(wrk_part(&addrs, &servers, &script, secs, concs)?);
@@ -383,6 +426,17 @@ pub fn run(secs: u32, concs: &[u32], micro: bool, nodes: u32, parts: Parts) -> a
     }
     if let Some(opts) = parts.topics {
         crate::bench_topics::run(&addrs, opts, &|| cpu_micros(&servers))?;
+    }
+    if let (Some(opts), Some(prepared)) = (&parts.langs, &langs) {
+        crate::bench_langs::run(
+            &addrs[0],
+            servers[0].0.id(),
+            &script,
+            prepared,
+            opts,
+            &|| cpu_micros(&servers),
+            started_kb,
+        )?;
     }
     drop(servers);
     let _ = std::fs::remove_dir_all(&tmp);

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_effects;
+mod bench_langs;
 mod bench_topics;
 mod build;
 mod ci;
@@ -86,7 +87,10 @@ enum Task {
     /// part (transfer-saga call round trips through reply routes, and timers all due at one
     /// instant; `--effects-only` runs it alone); then the topics part (fan-out to subscriber
     /// entities, publish → Server-Sent Events latency, sustained publications/s;
-    /// `--topics-only` runs it alone); then the criterion micro-benchmark of the command path.
+    /// `--topics-only` runs it alone); then the languages part (the counter `cella new`
+    /// scaffolds in Rust, Python and JavaScript, built, deployed and loaded side by side on one
+    /// node; `--langs-only` runs it alone); then the criterion micro-benchmark of the command
+    /// path.
     #[command(after_help = "Environment:\n  \
         CELLA_BENCH_BIN=PATH          run that cella build instead (A/B comparisons in one sitting)\n  \
         CELLA_BENCH_SERVE_ARGS=ARGS   add `cella serve` arguments, e.g. `--replicas 1`")]
@@ -118,14 +122,31 @@ enum Task {
         #[arg(long, conflicts_with = "effects_only")]
         no_effects: bool,
         /// Run only the effects part (no wrk, no topics, no micro-benchmark)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "langs_only")]
         effects_only: bool,
         /// Skip the topics part (fan-out, publish → SSE, sustained publications)
         #[arg(long, conflicts_with = "topics_only")]
         no_topics: bool,
         /// Run only the topics part (no wrk, no effects, no micro-benchmark)
-        #[arg(long, conflicts_with = "effects_only")]
+        #[arg(long, conflicts_with_all = ["effects_only", "langs_only"])]
         topics_only: bool,
+        /// Skip the languages part (the scaffolded counters in each language)
+        #[arg(long, conflicts_with = "langs_only")]
+        no_langs: bool,
+        /// Run only the languages part (no wrk cells, no effects, no topics, no
+        /// micro-benchmark); one node only
+        #[arg(long)]
+        langs_only: bool,
+        /// Languages part: the guest languages (comma-separated) [default: all three]
+        #[arg(
+            long = "langs",
+            value_name = "LIST",
+            value_enum,
+            value_delimiter = ',',
+            num_args = 1,
+            conflicts_with = "no_langs"
+        )]
+        langs: Vec<Lang>,
         /// Effects part: transfers (2 call round trips each)
         #[arg(long, value_name = "N", default_value_t = 2000)]
         transfers: u32,
@@ -148,49 +169,64 @@ enum Task {
 }
 
 fn run(task: Task) -> anyhow::Result<()> {
-    match task {
+    match &task {
         Task::BuildExamples => build::build_examples().map(|_| ()),
         Task::Test => ci::test(),
-        Task::Tck { langs } => tck::tck(&Lang::selection(&langs)),
+        Task::Tck { langs } => tck::tck(&Lang::selection(langs)),
         Task::Ci => ci::ci(),
         Task::Licenses => licenses::check(&workspace_root()),
-        Task::Demo { addr } => ci::demo(&addr),
+        Task::Demo { addr } => ci::demo(addr),
         Task::Bench {
             secs,
             conns,
             nodes,
             no_micro,
-            peer_tls,
-            no_effects,
-            effects_only,
-            no_topics,
-            topics_only,
-            transfers,
-            timers,
+            ..
+        } => bench::run(*secs, conns, !no_micro, *nodes, bench_parts(&task)),
+    }
+}
+
+/// The parts `cargo xtask bench` runs with the flags of `task` (none for another task).
+fn bench_parts(task: &Task) -> bench::Parts {
+    let Task::Bench {
+        secs,
+        peer_tls,
+        no_effects,
+        effects_only,
+        no_topics,
+        topics_only,
+        no_langs,
+        langs_only,
+        langs,
+        transfers,
+        timers,
+        clients,
+        fanout,
+        rounds,
+        ..
+    } = task
+    else {
+        return bench::Parts::default();
+    };
+    let (secs, clients) = (*secs, *clients);
+    bench::Parts {
+        wrk: !effects_only && !topics_only && !langs_only,
+        effects: (!no_effects && !topics_only && !langs_only).then_some(bench_effects::Options {
+            transfers: *transfers,
+            timers: *timers,
             clients,
-            fanout,
-            rounds,
-        } => bench::run(
+        }),
+        topics: (!no_topics && !effects_only && !langs_only).then_some(bench_topics::Options {
+            fanout: *fanout,
+            rounds: *rounds,
+            publishers: clients,
             secs,
-            &conns,
-            !no_micro,
-            nodes,
-            bench::Parts {
-                wrk: !effects_only && !topics_only,
-                effects: (!no_effects && !topics_only).then_some(bench_effects::Options {
-                    transfers,
-                    timers,
-                    clients,
-                }),
-                topics: (!no_topics && !effects_only).then_some(bench_topics::Options {
-                    fanout,
-                    rounds,
-                    publishers: clients,
-                    secs,
-                }),
-                peer_tls,
-            },
-        ),
+        }),
+        langs: (!no_langs && !effects_only && !topics_only).then(|| bench_langs::Options {
+            langs: Lang::selection(langs),
+            secs,
+        }),
+        peer_tls: *peer_tls,
     }
 }
 
@@ -259,6 +295,9 @@ mod tests {
             effects_only,
             no_topics,
             topics_only,
+            no_langs,
+            langs_only,
+            langs,
             transfers,
             timers,
             clients,
@@ -280,6 +319,8 @@ mod tests {
             (no_topics, topics_only, fanout, rounds),
             (false, false, 100, 50)
         );
+        assert_eq!((no_langs, langs_only), (false, false));
+        assert_eq!(Lang::selection(&langs), Lang::ALL.to_vec());
         let Ok(Task::Bench {
             secs,
             conns,
@@ -353,6 +394,71 @@ mod tests {
         assert!(parse(&["bench", "--topics-only", "--no-topics"]).is_err());
         assert!(parse(&["bench", "--topics-only", "--effects-only"]).is_err());
         assert!(parse(&["bench", "--fanout", "0"]).is_err());
+        let Ok(Task::Bench {
+            langs_only,
+            no_langs,
+            langs,
+            secs,
+            ..
+        }) = parse(&["bench", "--langs-only", "--langs", "js,rust", "--secs", "5"])
+        else {
+            panic!("`bench --langs-only --langs js,rust` does not parse");
+        };
+        assert_eq!(
+            (langs_only, no_langs, Lang::selection(&langs), secs),
+            (true, false, vec![Lang::Rust, Lang::Js], 5)
+        );
+        assert!(matches!(
+            parse(&["bench", "--no-langs"]),
+            Ok(Task::Bench {
+                no_langs: true,
+                langs_only: false,
+                ..
+            })
+        ));
+        assert!(parse(&["bench", "--langs-only", "--no-langs"]).is_err());
+        assert!(parse(&["bench", "--langs-only", "--effects-only"]).is_err());
+        assert!(parse(&["bench", "--langs-only", "--topics-only"]).is_err());
+        assert!(parse(&["bench", "--no-langs", "--langs", "python"]).is_err());
+        assert!(parse(&["bench", "--langs", "go"]).is_err());
+        assert!(parse(&["bench", "--langs"]).is_err());
+    }
+
+    /// Which parts `bench` runs, from its flags.
+    #[test]
+    fn bench_parts_from_flags() {
+        let parts = |args: &[&str]| parse(args).ok().map(|task| bench_parts(&task));
+        let Some(all) = parts(&["bench", "--secs", "3"]) else {
+            panic!("`bench --secs 3` does not parse");
+        };
+        assert!(all.wrk && all.effects.is_some() && all.topics.is_some() && !all.peer_tls);
+        assert_eq!(
+            all.langs,
+            Some(bench_langs::Options {
+                langs: Lang::ALL.to_vec(),
+                secs: 3
+            })
+        );
+        let Some(only) = parts(&["bench", "--langs-only", "--langs", "python"]) else {
+            panic!("`bench --langs-only --langs python` does not parse");
+        };
+        assert!(!only.wrk && only.effects.is_none() && only.topics.is_none());
+        assert_eq!(
+            only.langs.map(|l| (l.langs, l.secs)),
+            Some((vec![Lang::Python], 10))
+        );
+        let Some(none) = parts(&["bench", "--no-langs"]) else {
+            panic!("`bench --no-langs` does not parse");
+        };
+        assert!(none.wrk && none.effects.is_some() && none.topics.is_some());
+        assert_eq!(none.langs, None);
+        for other in [
+            &["bench", "--effects-only"][..],
+            &["bench", "--topics-only"],
+        ] {
+            assert_eq!(parts(other).map(|p| p.langs), Some(None), "{other:?}");
+        }
+        assert_eq!(parts(&["demo"]), Some(bench::Parts::default()));
     }
 
     #[test]
