@@ -15,6 +15,8 @@ mod examples;
 mod failures;
 #[path = "checks/forward.rs"]
 mod forward;
+#[path = "checks/isolation.rs"]
+mod isolation;
 #[path = "checks/models.rs"]
 mod models;
 #[path = "checks/node.rs"]
@@ -51,6 +53,7 @@ pub enum Area {
     Counter,
     Cart,
     Inspection,
+    Isolation,
     Topics,
     Recovery,
 }
@@ -69,6 +72,7 @@ impl Area {
         Area::Counter,
         Area::Cart,
         Area::Inspection,
+        Area::Isolation,
         Area::Topics,
         Area::Recovery,
     ];
@@ -85,6 +89,7 @@ impl Area {
             Area::Counter => "counter",
             Area::Cart => "cart",
             Area::Inspection => "inspection",
+            Area::Isolation => "isolation",
             Area::Topics => "topics",
             Area::Recovery => "recovery",
         }
@@ -107,6 +112,7 @@ impl Area {
             Area::Counter => examples::counter(&api).await,
             Area::Cart => examples::cart(&api).await,
             Area::Inspection => node::inspection(&api).await,
+            Area::Isolation => isolation::isolation(&api).await,
             Area::Topics => topics::topics(&api).await,
             Area::Recovery => {}
         }

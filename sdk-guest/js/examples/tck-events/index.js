@@ -3,7 +3,10 @@
  * `process` changes the state by emitting `{"appended": s}` events (`emit`), which `apply`
  * appends to the state's `value` (`update` and `append` are the value model's), there is no
  * `on-reply`, `on-message` (the subscriber of topic `tck-news`, always the entity `all`) emits
- * `{"appended": "T@O:S;"}`, and the events are published to topic `tck-events-log`.
+ * `{"appended": "T@O:S;"}`, and the events are published to topic `tck-events-log`. The
+ * isolation actions (`remember`, which emits `[G]` for a module-level global G; `spin`; `crash`)
+ * show whether the global survives from one command to another (it must not); `apply` never
+ * reads G.
  */
 
 import { badRequest, eventSourcedEntity, reject, schema } from 'cella-sdk';
@@ -33,8 +36,30 @@ const action = schema.variant({
     everyMs: schema.optional(schema.uint64),
   }),
   cancel: schema.string,
+  remember: schema.string,
+  spin: schema.boolean,
+  crash: schema.string,
   broadcast: schema.object({ type: schema.string, command: schema.string, payload: optionalPayload }),
 });
+
+/** The module-level global G of the isolation actions: what the last `remember` set. */
+let remembered = '';
+
+/** The `remember` action: `[G]` for the global's content G before; then sets G to `text`. */
+function remember(text) {
+  const seen = `[${remembered}]`;
+  remembered = text;
+  return seen;
+}
+
+/** The `spin` action: with `true`, a busy loop that never ends (the node's deadline stops it). */
+function spin(forever) {
+  let turns = 0;
+  while (forever) {
+    turns += 1;
+  }
+  return turns;
+}
 
 /** The payload of `on-message`: a message of `tck-news`, `{"to": K or [K, ...], "text": S}`. */
 const message = schema.object({ to: schema.optional(schema.any), text: schema.string });
@@ -47,10 +72,17 @@ function messageEntry({ text }, ctx) {
   return `${ctx.message.topic}@${ctx.message.offset}:${text};`;
 }
 
-/** Runs an action both models share: fail, forward, call, publish, schedule, cancel, broadcast. */
+/**
+ * Runs an action both models share: fail, forward, call, publish, schedule, cancel, broadcast,
+ * spin, crash.
+ */
 function runCommon(a, ctx) {
   if ('fail' in a) {
     reject(a.fail);
+  } else if ('spin' in a) {
+    spin(a.spin);
+  } else if ('crash' in a) {
+    throw new Error(a.crash);
   } else if ('forward' in a) {
     const { type, key, command, payload } = a.forward;
     ctx.forward(type, key, command, payload);
@@ -87,6 +119,10 @@ export const entity = eventSourcedEntity({
         for (const a of actions) {
           if ('emit' in a) {
             ctx.emit({ appended: a.emit });
+          } else if ('remember' in a) {
+            // This SDK applies the event at once, before `remember` sets G; the others apply
+            // after `handle` returns, after it: hence `apply` never reads G.
+            ctx.emit({ appended: remember(a.remember) });
           } else {
             runCommon(a, ctx);
           }

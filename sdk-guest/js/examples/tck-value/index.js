@@ -4,7 +4,8 @@
  * `publish`, `schedule`, `cancel`, `broadcast`), `get` replies the state, `context` replies the
  * command context, `on-reply` (the reply route of calls) appends the outcome of a call to the
  * state, and `on-message` (the subscriber of topic `tck-news`, for the entities its `to` names)
- * appends `T@O:S;` for each message.
+ * appends `T@O:S;` for each message. The isolation actions (`remember`, `spin`, `crash`) show
+ * whether a module-level global survives from one command to another (it must not).
  */
 
 import { badRequest, reject, schema, valueEntity } from 'cella-sdk';
@@ -36,8 +37,30 @@ const action = schema.variant({
     everyMs: schema.optional(schema.uint64),
   }),
   cancel: schema.string,
+  remember: schema.string,
+  spin: schema.boolean,
+  crash: schema.string,
   broadcast: schema.object({ type: schema.string, command: schema.string, payload: optionalPayload }),
 });
+
+/** The module-level global G of the isolation actions: what the last `remember` set. */
+let remembered = '';
+
+/** The `remember` action: `[G]` for the global's content G before; then sets G to `text`. */
+function remember(text) {
+  const seen = `[${remembered}]`;
+  remembered = text;
+  return seen;
+}
+
+/** The `spin` action: with `true`, a busy loop that never ends (the node's deadline stops it). */
+function spin(forever) {
+  let turns = 0;
+  while (forever) {
+    turns += 1;
+  }
+  return turns;
+}
 
 /** The payload of `on-message`: a message of `tck-news`, `{"to": K or [K, ...], "text": S}`. */
 const message = schema.object({ to: schema.optional(schema.any), text: schema.string });
@@ -50,10 +73,17 @@ function messageEntry({ text }, ctx) {
   return `${ctx.message.topic}@${ctx.message.offset}:${text};`;
 }
 
-/** Runs an action both models share: fail, forward, call, publish, schedule, cancel, broadcast. */
+/**
+ * Runs an action both models share: fail, forward, call, publish, schedule, cancel, broadcast,
+ * spin, crash.
+ */
 function runCommon(a, ctx) {
   if ('fail' in a) {
     reject(a.fail);
+  } else if ('spin' in a) {
+    spin(a.spin);
+  } else if ('crash' in a) {
+    throw new Error(a.crash);
   } else if ('forward' in a) {
     const { type, key, command, payload } = a.forward;
     ctx.forward(type, key, command, payload);
@@ -89,6 +119,8 @@ export const entity = valueEntity({
             state.value = a.update;
           } else if ('append' in a) {
             state.value += a.append;
+          } else if ('remember' in a) {
+            state.value += remember(a.remember);
           } else {
             runCommon(a, ctx);
           }

@@ -3,7 +3,9 @@ list of actions (emit, fail, forward, call, publish, schedule, cancel, broadcast
 state ``{"value": "<string>"}``, whose events are ``{"appended": "<string>"}``; ``get`` replies
 the state; ``context`` replies the command context; ``on-message`` is the subscriber of topic
 ``tck-news`` (the one entity ``all``), emitting ``T@O:S;`` for each message. Its events are
-published to ``tck-events-log``."""
+published to ``tck-events-log``. The isolation actions (remember, which emits ``[G]`` for a
+module-level global G; spin; crash) show whether the global survives from one command to
+another (it must not); ``apply`` never reads G."""
 
 from __future__ import annotations
 
@@ -14,6 +16,10 @@ import cella
 from cella import BadRequest, Context, EventContext, reject
 
 Action = tuple[str, Any]
+
+#: The module-level global G of the isolation actions: what the last ``remember`` of this
+#: module instance set.
+remembered = ""
 
 
 @dataclass
@@ -30,6 +36,10 @@ class TckEvents(cella.EventSourcedEntity):
             if action == "emit":
                 ctx.emit({"appended": argument})
                 working += argument
+            elif action == "remember":
+                seen = remember(argument)
+                ctx.emit({"appended": seen})
+                working += seen
             else:
                 run_common(action, argument, ctx)
         return {"value": working}
@@ -66,6 +76,23 @@ def message_entry(message: Any, ctx: Context) -> str:
     return f"{delivered.topic}@{delivered.offset}:{message['text']};"
 
 
+def remember(text: str) -> str:
+    """The ``remember`` action: ``[G]`` for the global's content G before; then sets G to
+    ``text``."""
+    global remembered
+    seen = f"[{remembered}]"
+    remembered = text
+    return seen
+
+
+def spin(forever: bool) -> None:
+    """The ``spin`` action: with ``True``, a busy loop that never ends (the node's deadline
+    stops it); with ``False``, nothing."""
+    turns = 0
+    while forever:
+        turns += 1
+
+
 def context_reply(ctx: Context) -> dict[str, Any]:
     """The command context as the TCK expects it."""
     return {
@@ -81,9 +108,13 @@ def context_reply(ctx: Context) -> dict[str, Any]:
 
 def run_common(action: str, argument: Any, ctx: Context) -> None:
     """Runs an action both models share: fail, forward, call, publish, schedule, cancel,
-    broadcast."""
+    broadcast, spin, crash."""
     if action == "fail":
         reject(argument)
+    elif action == "spin":
+        spin(argument)
+    elif action == "crash":
+        raise RuntimeError(argument)
     elif action == "forward":
         ctx.forward(argument["type"], argument["key"], argument["command"], argument["payload"])
     elif action == "call":
@@ -127,7 +158,7 @@ OBJECT_ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...
 }
 
 #: The actions whose argument is a string, besides the model's state-changing ones.
-STRING_ACTIONS = ("fail", "cancel")
+STRING_ACTIONS = ("fail", "cancel", "remember", "crash")
 
 
 def is_u64(number: Any) -> bool:
@@ -160,6 +191,9 @@ def parse_actions(payload: Any, changes: tuple[str, ...]) -> list[Action]:
         if name in changes or name in STRING_ACTIONS:
             if not isinstance(argument, str):
                 raise BadRequest(f"{where}: `{name}` takes a string")
+        elif name == "spin":
+            if not isinstance(argument, bool):
+                raise BadRequest(f"{where}: `spin` takes a boolean")
         elif name in OBJECT_ACTIONS:
             strings, integers, optional_integers = OBJECT_ACTIONS[name]
             if not isinstance(argument, dict):

@@ -3,7 +3,8 @@ actions (update, append, fail, forward, call, publish, schedule, cancel, broadca
 state ``{"value": "<string>"}``; ``get`` replies the state; ``context`` replies the command
 context; ``on-reply`` is the reply route of calls, appending their outcomes to the state;
 ``on-message`` is the subscriber of topic ``tck-news`` (the entities the message's ``to``
-names), appending ``T@O:S;`` for each message."""
+names), appending ``T@O:S;`` for each message. The isolation actions (remember, spin, crash)
+show whether a module-level global survives from one command to another (it must not)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ import cella
 from cella import BadRequest, CallReply, Context, reject
 
 Action = tuple[str, Any]
+
+#: The module-level global G of the isolation actions: what the last ``remember`` of this
+#: module instance set.
+remembered = ""
 
 
 @dataclass
@@ -29,6 +34,8 @@ class TckValue(cella.ValueEntity):
                 self.value = argument
             elif action == "append":
                 self.value += argument
+            elif action == "remember":
+                self.value += remember(argument)
             else:
                 run_common(action, argument, ctx)
         return {"value": self.value}
@@ -70,6 +77,23 @@ def message_entry(message: Any, ctx: Context) -> str:
     return f"{delivered.topic}@{delivered.offset}:{message['text']};"
 
 
+def remember(text: str) -> str:
+    """The ``remember`` action: ``[G]`` for the global's content G before; then sets G to
+    ``text``."""
+    global remembered
+    seen = f"[{remembered}]"
+    remembered = text
+    return seen
+
+
+def spin(forever: bool) -> None:
+    """The ``spin`` action: with ``True``, a busy loop that never ends (the node's deadline
+    stops it); with ``False``, nothing."""
+    turns = 0
+    while forever:
+        turns += 1
+
+
 def context_reply(ctx: Context) -> dict[str, Any]:
     """The command context as the TCK expects it."""
     return {
@@ -85,9 +109,13 @@ def context_reply(ctx: Context) -> dict[str, Any]:
 
 def run_common(action: str, argument: Any, ctx: Context) -> None:
     """Runs an action both models share: fail, forward, call, publish, schedule, cancel,
-    broadcast."""
+    broadcast, spin, crash."""
     if action == "fail":
         reject(argument)
+    elif action == "spin":
+        spin(argument)
+    elif action == "crash":
+        raise RuntimeError(argument)
     elif action == "forward":
         ctx.forward(argument["type"], argument["key"], argument["command"], argument["payload"])
     elif action == "call":
@@ -131,7 +159,7 @@ OBJECT_ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...
 }
 
 #: The actions whose argument is a string, besides the model's state-changing ones.
-STRING_ACTIONS = ("fail", "cancel")
+STRING_ACTIONS = ("fail", "cancel", "remember", "crash")
 
 
 def is_u64(number: Any) -> bool:
@@ -164,6 +192,9 @@ def parse_actions(payload: Any, changes: tuple[str, ...]) -> list[Action]:
         if name in changes or name in STRING_ACTIONS:
             if not isinstance(argument, str):
                 raise BadRequest(f"{where}: `{name}` takes a string")
+        elif name == "spin":
+            if not isinstance(argument, bool):
+                raise BadRequest(f"{where}: `spin` takes a boolean")
         elif name in OBJECT_ACTIONS:
             strings, integers, optional_integers = OBJECT_ACTIONS[name]
             if not isinstance(argument, dict):

@@ -3,7 +3,11 @@
 //! which `apply` appends to the state's `value` (`update` and `append` are bad requests here),
 //! and it has no `on-reply`. Events are persisted only if no `fail` ran. Every message of topic
 //! `tck-news` goes to the entity `all` (`on-message` emits `T@O:S;`), and every event is
-//! published to topic `tck-events-log`.
+//! published to topic `tck-events-log`. The isolation actions (`remember`, which emits
+//! `[G]` for a module-level global G; `spin`; `crash`) show whether the global survives from
+//! one command to another (it must not); `apply` never reads G.
+
+use std::cell::RefCell;
 
 use cella_sdk::{
     Context, EventContext, EventSourcedEntity, Rejection, Reply, Result, Subscription, Value, json,
@@ -43,6 +47,9 @@ pub enum Action {
     Broadcast(BroadcastTarget),
     Schedule(Timer),
     Cancel(String),
+    Remember(String),
+    Spin(bool),
+    Crash(String),
 }
 
 /// A command for another entity (`forward`).
@@ -148,6 +155,13 @@ impl EventSourcedEntity for TckEvents {
                         Action::Broadcast(b) => ctx.broadcast(b.entity_type, b.command, &b.payload),
                         Action::Schedule(t) => schedule(ctx, t),
                         Action::Cancel(name) => ctx.cancel(name),
+                        Action::Remember(text) => {
+                            let seen = remember(text);
+                            working.push_str(&seen);
+                            ctx.emit(Event::Appended(seen));
+                        }
+                        Action::Spin(forever) => spin(forever),
+                        Action::Crash(message) => panic!("{message}"),
                     }
                 }
                 Ok(json!({ "value": working }))
@@ -203,6 +217,30 @@ fn schedule(ctx: &mut Context, t: Timer) {
     match t.every_ms {
         None => ctx.schedule(t.name, t.delay_ms, t.command, &t.payload),
         Some(every) => ctx.schedule_every(t.name, t.delay_ms, every, t.command, &t.payload),
+    }
+}
+
+thread_local! {
+    /// The module-level global G of the isolation actions: what the last `remember` of this
+    /// module instance set (a component instance has one thread, so this is one global).
+    static REMEMBERED: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// The `remember` action's event text: `[G]` for the global's content G before; then sets G
+/// to `text`. (This SDK applies the command's events after `handle` returns, which is why
+/// `apply` must not read G: it would see the `text` of this very command.)
+pub fn remember(text: String) -> String {
+    REMEMBERED.with(|g| format!("[{}]", g.replace(text)))
+}
+
+/// The `spin` action: with `true`, a busy loop that never ends (the node's deadline stops it);
+/// with `false`, nothing.
+pub fn spin(forever: bool) {
+    if forever {
+        let mut turns: u64 = 0;
+        loop {
+            turns = std::hint::black_box(turns.wrapping_add(1));
+        }
     }
 }
 
@@ -389,6 +427,43 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn remember_emits_the_global_then_sets_it() {
+        let mut kit = TestKit::<TckEvents>::new();
+        assert_eq!(
+            process(
+                &mut kit,
+                json!([{"remember": "a"}, {"spin": false}, {"emit": "."}])
+            ),
+            Ok(json!({"value": "[]."}))
+        );
+        // In one process the global lives on (a node must not let it: see the `isolation`
+        // area); `apply` never reads it.
+        assert_eq!(
+            process(&mut kit, json!([{"remember": "b"}, {"remember": "c"}])),
+            Ok(json!({"value": "[].[a][b]"}))
+        );
+        assert_eq!(
+            kit.last().map(|h| h.events.clone()),
+            Some(vec![json!({"appended": "[a]"}), json!({"appended": "[b]"})])
+        );
+        assert_eq!(kit.state_json(), Some(json!({"value": "[].[a][b]"})));
+        for action in [
+            json!({"remember": 1}),
+            json!({"spin": "yes"}),
+            json!({"crash": 2}),
+        ] {
+            assert!(
+                matches!(
+                    kit.handle("process", json!({ "actions": [action] })),
+                    Err(Failure::BadRequest(_))
+                ),
+                "{action}"
+            );
+        }
+        assert_eq!(kit.sequence(), 2);
     }
 
     #[test]
