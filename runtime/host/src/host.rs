@@ -4,6 +4,7 @@
 //! bound to the contract (`cella:entity@0.1.0` or `@0.2.0`) whose entity interface it exports.
 
 use std::{
+    path::Path,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -201,6 +202,41 @@ impl Host {
         self.validate(component).await
     }
 
+    /// Like [`Host::load_precompiled`], from an artifact file written by [`write_artifact_file`]:
+    /// the engine maps the file instead of copying the code into memory, so the machine code is
+    /// backed by the file (shared with the page cache, evictable) rather than anonymous memory.
+    /// The file is checked against its sidecar (length and checksum) first. Fails, so that the
+    /// caller can fall back, when the file is missing, damaged, or made for another engine.
+    ///
+    /// The file must not be modified while the module lives: [`write_artifact_file`] only ever
+    /// replaces it (a rename), which leaves a mapped file as it was.
+    pub async fn load_precompiled_file(&self, path: &Path) -> Result<Module, Error> {
+        let engine = self.shared.engine.clone();
+        let path = path.to_path_buf();
+        let component = tokio::task::spawn_blocking(move || {
+            artifact::check_file(&path).map_err(Error::InvalidComponent)?;
+            // (It parses the ELF headers, section headers included, through a read cache.)
+            if !matches!(
+                wasmtime::Engine::detect_precompiled_file(&path),
+                Ok(Some(wasmtime::Precompiled::Component))
+            ) {
+                return Err(Error::InvalidComponent(
+                    "precompiled artifact does not hold a component".into(),
+                ));
+            }
+            // SAFETY: the file holds what `Component::serialize` produced (its length and
+            // checksum match the sidecar this program wrote with it), it is only ever replaced
+            // by a rename, never modified in place, and wasmtime checks that it was compiled by
+            // this version of wasmtime with settings compatible with this engine.
+            unsafe { Component::deserialize_file(&engine, &path) }.map_err(|e| {
+                Error::InvalidComponent(format!("precompiled artifact is not usable here: {e:#}"))
+            })
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("loading task failed: {e}")))??;
+        self.validate(component).await
+    }
+
     /// Counters since the host was created.
     pub fn stats(&self) -> HostStats {
         let c = &self.shared.counters;
@@ -276,6 +312,19 @@ impl Host {
             warnings,
         ))
     }
+}
+
+/// Writes an artifact made by [`Module::serialize`] to `path` for
+/// [`Host::load_precompiled_file`]: the bare code there and the envelope's header beside it
+/// (`path` + `.seal`), each synced and renamed into place, so an existing file is replaced,
+/// never modified. The artifact's envelope is checked first.
+pub fn write_artifact_file(artifact: &[u8], path: &Path) -> Result<(), Error> {
+    artifact::write_file(artifact, path).map_err(Error::Internal)
+}
+
+/// Removes an artifact file written by [`write_artifact_file`] and its sidecar, if present.
+pub fn remove_artifact_file(path: &Path) {
+    artifact::remove_file(path);
 }
 
 /// Maps an error met while validating a component to `InvalidComponent`, keeping host-side
@@ -404,6 +453,40 @@ mod tests {
         assert!(msg(b"hello world").starts_with("not a WebAssembly component"));
         assert!(msg(b"\0asm\x01\0\0\0").contains("core WebAssembly module"));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+    }
+
+    /// An artifact file loads mapped, and damaged or missing files are refused.
+    #[tokio::test]
+    async fn precompiled_file_round_trip() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target");
+        let wasm = std::fs::read(dir.join("components/counter.wasm"))
+            .expect("target/components/counter.wasm: run `cargo xtask build-examples` first");
+        let host = Host::new(HostConfig {
+            max_instances: 4,
+            ..HostConfig::default()
+        })
+        .unwrap();
+        let module = host.load(&wasm).await.unwrap();
+        let artifact = module.serialize().unwrap();
+        let path = dir.join(format!("host-test-{}.cwasm", std::process::id()));
+        write_artifact_file(&artifact, &path).unwrap();
+        let mapped = host.load_precompiled_file(&path).await.unwrap();
+        assert_eq!(mapped.descriptor(), module.descriptor());
+        // Its own serialization is the same artifact.
+        assert_eq!(mapped.serialize().unwrap(), artifact);
+
+        let mut damaged = std::fs::read(&path).unwrap();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x55;
+        std::fs::write(&path, &damaged).unwrap();
+        assert!(matches!(
+            host.load_precompiled_file(&path).await,
+            Err(Error::InvalidComponent(_))
+        ));
+        remove_artifact_file(&path);
+        assert!(host.load_precompiled_file(&path).await.is_err());
+        assert!(write_artifact_file(b"not an artifact", &path).is_err());
+        assert!(!path.exists());
     }
 
     #[test]

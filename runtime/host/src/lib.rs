@@ -4,7 +4,9 @@
 //!
 //! A [`Host`] owns the wasmtime engine: component model, a pooling instance allocator sized by
 //! [`HostConfig`], and epoch interruption driven by a ticker thread. [`Host::load`] compiles and
-//! validates a component into a [`Module`]; [`Module::instantiate`] gives a fresh [`Instance`]
+//! validates a component into a [`Module`], [`Host::load_precompiled`] and
+//! [`Host::load_precompiled_file`] load one compiled before ([`Module::serialize`],
+//! [`write_artifact_file`]); [`Module::instantiate`] gives a fresh [`Instance`]
 //! for one command or one replay. Guests see a locked-down WASI: no files, environment,
 //! arguments or network, clocks that read zero and randomness from a fixed seed, so that the
 //! only non-determinism they get is the journaled [`CommandContext`].
@@ -23,7 +25,7 @@ mod instance;
 mod sandbox;
 mod types;
 
-pub use host::{Host, HostConfig, HostStats};
+pub use host::{Host, HostConfig, HostStats, remove_artifact_file, write_artifact_file};
 pub use instance::{Instance, Module};
 pub use types::{
     Call, CommandContext, Descriptor, Effect, Failure, Outcome, ReplyRoute, SubscriberKey,

@@ -40,6 +40,9 @@ pub struct NodeOptions {
     /// TLS and the limits of the HTTP edge (connections, request heads).
     pub edge: EdgeOptions,
     pub host: HostConfig,
+    /// The executable that compiles components in a child process (`EXE __compile`, see
+    /// [`crate::compiler`]); `cella serve` passes itself. `None` compiles in this process.
+    pub compiler: Option<PathBuf>,
     pub entities: EntityOptions,
     pub effects: EffectOptions,
     pub store: StoreOptions,
@@ -102,6 +105,7 @@ impl NodeOptions {
             max_module: 128 << 20,
             edge: EdgeOptions::default(),
             host,
+            compiler: None,
             entities,
             effects: EffectOptions::default(),
             store: StoreOptions::default(),
@@ -176,7 +180,12 @@ impl Node {
             Some(settings) => Some(start_cluster(&store, settings, addr).await?),
             None => None,
         };
-        let registry = Registry::open(host.clone(), store.clone(), cluster.clone()).await?;
+        let loader = crate::compiler::Loader::new(
+            host.clone(),
+            options.compiler.clone(),
+            Some(options.data_dir.join("artifacts")),
+        );
+        let registry = Registry::open(loader, store.clone(), cluster.clone()).await?;
         if let Some(mut events) = cluster.as_ref().and_then(|c| c.take_module_events()) {
             // Module changes replicated from the metadata group's leader: load them here.
             let registry = Arc::downgrade(&registry);

@@ -1,7 +1,8 @@
 //! The module registry: which component version serves each entity type. Deploys validate and
-//! compile a component, persist it (with its precompiled artifact) and swap it in atomically;
-//! on start the registry reloads every active version, from the artifact when it still fits the
-//! engine and from the component bytes otherwise.
+//! compile a component (through the [`Loader`]: in a compiler process when the node has one),
+//! persist it (with its precompiled artifact, in the store and as a mapped file) and swap it in
+//! atomically; on start the registry reloads every active version, from the artifact file, else
+//! the stored artifact, when it still fits the engine, and from the component bytes otherwise.
 
 use std::{
     collections::HashMap,
@@ -10,11 +11,12 @@ use std::{
 };
 
 use cella_core::{EntityKind, ModuleInfo, ModuleVersion, validate_name};
-use cella_host::{Host, Module};
+use cella_host::Module;
 use cella_store::Store;
 use sha2::{Digest, Sha256};
 
 use crate::{
+    compiler::{Compiled, Loader},
     error::{Error, Result},
     replay,
 };
@@ -64,7 +66,7 @@ pub struct Deployed {
 
 /// Maps entity types to their active module.
 pub struct Registry {
-    host: Host,
+    loader: Loader,
     store: Store,
     active: RwLock<HashMap<String, Active>>,
     /// Serializes deploys, deletes and rollbacks.
@@ -88,12 +90,12 @@ fn digest_of(bytes: &[u8]) -> String {
 impl Registry {
     /// Loads every deployed module from the store.
     pub async fn open(
-        host: Host,
+        loader: Loader,
         store: Store,
         cluster: Option<Arc<cella_cluster::Cluster>>,
     ) -> Result<Arc<Registry>> {
         let registry = Arc::new(Registry {
-            host,
+            loader,
             store,
             active: RwLock::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
@@ -114,8 +116,8 @@ impl Registry {
         }
     }
 
-    /// Loads one stored version: its artifact if usable, else compiles the component (and
-    /// refreshes the artifact).
+    /// Loads one stored version: its artifact file or stored artifact if usable, else compiles
+    /// the component (and refreshes the artifact).
     async fn load_version(&self, entity_type: &str, version: u32) -> Result<Active> {
         let info = self
             .store
@@ -127,8 +129,18 @@ impl Registry {
             .find(|v| v.version == version)
             .ok_or_else(|| Error::NotFound(format!("{entity_type} has no version {version}")))?
             .clone();
+        if let Some(module) = self.loader.load_file(entity_type, &meta.digest).await {
+            return Ok(Active {
+                version,
+                digest: meta.digest,
+                module,
+            });
+        }
         if let Some(artifact) = self.store.get_artifact(entity_type, version)?
-            && let Ok(module) = self.host.load_precompiled(&artifact).await
+            && let Ok(module) = self
+                .loader
+                .load_artifact(entity_type, &meta.digest, &artifact)
+                .await
         {
             return Ok(Active {
                 version,
@@ -144,12 +156,17 @@ impl Registry {
                     "component bytes of {entity_type} v{version} are missing"
                 ))
             })?;
-        let module = self.host.load(&bytes).await.map_err(|e| {
-            Error::Internal(format!("stored component {entity_type} v{version}: {e}"))
-        })?;
-        if let Ok(artifact) = module.serialize() {
-            self.store.put_artifact(entity_type, version, &artifact)?;
+        let compiled = self
+            .loader
+            .compile(&bytes, Some((entity_type, &meta.digest)))
+            .await
+            .map_err(|e| {
+                Error::Internal(format!("stored component {entity_type} v{version}: {e}"))
+            })?;
+        if let Some(artifact) = &compiled.artifact {
+            self.store.put_artifact(entity_type, version, artifact)?;
         }
+        let module = compiled.module;
         Ok(Active {
             version,
             digest: meta.digest,
@@ -187,6 +204,7 @@ impl Registry {
             if let Ok(mut map) = self.active.write() {
                 map.remove(entity_type);
             }
+            self.loader.remove_type(entity_type);
             return Ok(());
         };
         if self
@@ -257,16 +275,45 @@ impl Registry {
                 warnings,
             });
         }
-        let module = self.host.load(wasm).await.map_err(|e| match e {
-            cella_host::Error::InvalidComponent(m) => Error::InvalidComponent(m),
-            other => Error::InvalidComponent(other.to_string()),
-        })?;
+        let compiled = self
+            .loader
+            .compile(wasm, Some((entity_type, &digest)))
+            .await
+            .map_err(|e| match e {
+                cella_host::Error::InvalidComponent(m) => Error::InvalidComponent(m),
+                other => Error::InvalidComponent(other.to_string()),
+            })?;
+        let result = self
+            .activate(entity_type, wasm, &digest, compiled, actor)
+            .await;
+        if result.is_err() {
+            // A refused version leaves no artifact file behind (unless a stored version has
+            // the same bytes).
+            let stored = self.store.module(entity_type).ok().flatten();
+            if !stored.is_some_and(|info| info.versions.iter().any(|v| v.digest == digest)) {
+                self.loader.remove_file(entity_type, &digest);
+            }
+        }
+        result
+    }
+
+    /// The rest of a deploy once `wasm` is compiled: the replay check, persisting and
+    /// activating.
+    async fn activate(
+        &self,
+        entity_type: &str,
+        wasm: &[u8],
+        digest: &str,
+        compiled: Compiled,
+        actor: &str,
+    ) -> Result<Deployed> {
+        let module = compiled.module;
         let replayed = self.verify_replay(entity_type, &module).await?;
         let warnings = module.warnings().to_vec();
         let descriptor = module.descriptor();
         let meta = ModuleVersion {
             version: self.store.next_module_version(entity_type)?,
-            digest: digest.clone(),
+            digest: digest.to_string(),
             size: wasm.len() as u64,
             created_ms: now_ms(),
             kind: descriptor.kind,
@@ -280,7 +327,7 @@ impl Registry {
         let mut record = crate::audit::record(actor, "deploy");
         record.entity_type = Some(entity_type.to_string());
         record.version = Some(meta.version);
-        record.digest = Some(digest.clone());
+        record.digest = Some(digest.to_string());
         let info = if self.replicate(op, record).await? {
             self.store
                 .module(entity_type)?
@@ -292,15 +339,15 @@ impl Registry {
             .active_version()
             .cloned()
             .ok_or_else(|| Error::Internal("the stored module has no active version".into()))?;
-        if let Ok(artifact) = module.serialize() {
+        if let Some(artifact) = &compiled.artifact {
             self.store
-                .put_artifact(entity_type, meta.version, &artifact)?;
+                .put_artifact(entity_type, meta.version, artifact)?;
         }
         self.insert(
             entity_type,
             Active {
                 version: meta.version,
-                digest,
+                digest: digest.to_string(),
                 module,
             },
         );
@@ -342,10 +389,15 @@ impl Registry {
     /// stored or activated.
     pub async fn check(&self, entity_type: &str, wasm: &[u8]) -> Result<serde_json::Value> {
         validate_name("entity type", entity_type).map_err(|e| Error::BadRequest(e.to_string()))?;
-        let candidate = self.host.load(wasm).await.map_err(|e| match e {
-            cella_host::Error::InvalidComponent(m) => Error::InvalidComponent(m),
-            other => Error::InvalidComponent(other.to_string()),
-        })?;
+        let candidate = self
+            .loader
+            .compile(wasm, None)
+            .await
+            .map_err(|e| match e {
+                cella_host::Error::InvalidComponent(m) => Error::InvalidComponent(m),
+                other => Error::InvalidComponent(other.to_string()),
+            })?
+            .module;
         let active = self.get(entity_type).ok();
         let report = replay::check(
             &self.store,
@@ -459,6 +511,7 @@ impl Registry {
         if let Ok(mut map) = self.active.write() {
             map.remove(entity_type);
         }
+        self.loader.remove_type(entity_type);
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 mod admin;
 mod audit;
 mod certs;
+mod compile;
 mod project;
 mod serve;
 mod topics;
@@ -217,6 +218,9 @@ enum Command {
         #[command(subcommand)]
         action: ClusterAction,
     },
+    /// Compile the component on stdin for a node (its child process).
+    #[command(name = "__compile", hide = true)]
+    Compile(compile::CompileArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -333,6 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::Compile(args) => compile::run(args).await,
         Command::New {
             name,
             kind,

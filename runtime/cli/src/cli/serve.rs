@@ -254,6 +254,9 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     options.require_invoke_token = require_invoke_token;
     options.host.deadline = Duration::from_millis(deadline_ms);
     options.host.memory_limit = memory_limit_mb << 20;
+    // Compile components in a child process of this same program (`cella __compile`): the
+    // compiler's garbage then leaves with the child instead of staying in this one's heap.
+    options.compiler = std::env::current_exe().ok();
     options.entities.deadline = options.host.deadline;
     options.entities.cache_capacity = cache_capacity.max(1);
     options.entities.snapshot_every = snapshot_every.max(1);
