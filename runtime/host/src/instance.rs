@@ -94,16 +94,25 @@ impl Module {
         Ok(artifact::seal(&code))
     }
 
-    /// A fresh instance with its own memory, taken from the instance pool. Use it for one
-    /// command (or one entity's replay) and drop it: instances carry no state between uses.
-    /// Waits while `max_instances` instances are alive.
+    /// Whether `self` and `other` are the same loaded module (clones of one [`Module`]), so
+    /// that an instance of one may serve the other.
+    pub fn is(&self, other: &Module) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// A fresh instance with its own memory, taken from the instance pool, in the state the
+    /// component's initialisation left it: nothing of an earlier instance is in it. Whoever
+    /// keeps an instance for several calls decides what those calls may share (the node keeps
+    /// one per hot entity, see `cella-node`'s `warm` module). Waits while `max_instances`
+    /// instances are alive.
     pub async fn instantiate(&self) -> Result<Instance, Error> {
         Instance::create(&self.inner.shared, &self.inner.pre).await
     }
 }
 
-/// One instance of an entity component, alive for one command or one replay. After a trap or a
-/// deadline it is poisoned: further calls fail with [`Error::Trap`].
+/// One instance of an entity component. Its memory carries over from one call to the next
+/// (guest globals included), so the caller decides which calls share an instance. After a trap
+/// or a deadline it is poisoned: further calls fail with [`Error::Trap`].
 pub struct Instance {
     // Dropped first: the store gives its slot back to the pool before the permit is released.
     store: Store<StoreState>,
@@ -172,6 +181,12 @@ impl Instance {
             }
             Err(e) => Err(classify(&shared.counters, e, store.data())),
         }
+    }
+
+    /// Bytes of linear memory this instance holds (all its memories together): an upper bound
+    /// of what keeping it costs.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.used()
     }
 
     /// Whether a trap or deadline has made this instance unusable.
@@ -279,6 +294,7 @@ impl Instance {
         // Poisoned until the call completes, so that a call abandoned mid-way (its future
         // dropped) leaves the instance unusable.
         self.poisoned = Some("a call was abandoned before it completed".into());
+        self.store.data().clear_output();
         start_call(&mut self.store);
         let deadline = self.shared.config.deadline;
         match with_deadline(deadline, f(&mut self.store)).await {

@@ -71,6 +71,11 @@ impl StoreState {
     pub(crate) fn output_tail(&self) -> String {
         self.output.tail()
     }
+
+    /// Forgets the captured output (each call of a reused instance reports only its own).
+    pub(crate) fn clear_output(&self) {
+        self.output.clear();
+    }
 }
 
 impl WasiView for StoreState {
@@ -105,6 +110,11 @@ impl MemoryLimiter {
 
     pub(crate) fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// Bytes of linear memory the instance has (all its memories together).
+    pub(crate) fn used(&self) -> usize {
+        self.used
     }
 }
 
@@ -216,6 +226,12 @@ impl OutputCapture {
             buf.drain(..overflow);
         }
         buf.extend_from_slice(bytes);
+    }
+
+    fn clear(&self) {
+        if let Ok(mut buf) = self.0.lock() {
+            buf.clear();
+        }
     }
 
     fn tail(&self) -> String {

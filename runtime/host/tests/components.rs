@@ -383,3 +383,22 @@ async fn many_parallel_instances_stay_within_the_pool() {
     );
     assert_eq!(stats.traps + stats.deadline_hits, 0);
 }
+
+#[tokio::test]
+async fn a_module_knows_its_own_instances() {
+    let host = small_host();
+    let module = load(&host, "counter").await;
+    let again = load(&host, "counter").await;
+    assert!(module.is(&module.clone()));
+    assert!(!module.is(&again), "two loads are two modules");
+    let mut instance = module.instantiate().await.unwrap();
+    assert!(instance.memory_bytes() > 0);
+    // An instance serves call after call (the caller decides which calls share it).
+    let first = instance.handle(&ctx("add", 0), None, "2").await.unwrap();
+    let state = first
+        .expect("add succeeds")
+        .state
+        .expect("add writes state");
+    let second = instance.handle(&ctx("add", 1), Some(&state), "3").await;
+    assert_eq!(second.unwrap().expect("add succeeds").reply, "5");
+}

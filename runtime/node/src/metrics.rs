@@ -244,10 +244,10 @@ impl Metrics {
         &self,
         store: &cella_store::StoreStats,
         host: &cella_host::HostStats,
-        cached_entities: usize,
+        entities: Resident,
         modules: usize,
     ) -> String {
-        let scrape = scrape_registry(store, host, cached_entities, modules);
+        let scrape = scrape_registry(store, host, entities, modules);
         let mut out = String::new();
         // Writing to a `String` cannot fail, and no metric here has a value its encoder refuses.
         let encoded = text::encode_registry(&mut out, &self.registry)
@@ -259,28 +259,44 @@ impl Metrics {
     }
 }
 
+/// What the entity layer holds in memory at a scrape: entities, and guest instances kept warm
+/// with their linear memory in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Resident {
+    pub entities: usize,
+    pub warm: (usize, usize),
+}
+
 /// The statistics copied at a scrape, as constant metrics.
 fn scrape_registry(
     store: &cella_store::StoreStats,
     host: &cella_host::HostStats,
-    cached_entities: usize,
+    resident: Resident,
     modules: usize,
 ) -> Registry {
     let mut registry = Registry::default();
     let gauge = |v: u64| ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX));
     let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    register(
-        &mut registry,
-        "cella_cached_entities",
-        "Entities held in memory.",
-        gauge(count(cached_entities)),
-    );
-    register(
-        &mut registry,
-        "cella_modules",
-        "Deployed entity types.",
-        gauge(count(modules)),
-    );
+    for (name, help, n) in [
+        (
+            "cella_cached_entities",
+            "Entities held in memory.",
+            resident.entities,
+        ),
+        (
+            "cella_warm_instances",
+            "Guest instances kept warm for hot entities.",
+            resident.warm.0,
+        ),
+        (
+            "cella_warm_instance_bytes",
+            "Linear memory of the warm guest instances.",
+            resident.warm.1,
+        ),
+        ("cella_modules", "Deployed entity types.", modules),
+    ] {
+        register(&mut registry, name, help, gauge(count(n)));
+    }
     for (name, help, v) in [
         (
             "cella_commits_total",
@@ -503,7 +519,8 @@ mod tests {
             traps: 0,
             deadline_hits: 0,
         };
-        m.render(&store, &host, 2, 1)
+        let warm = (1, 65536);
+        m.render(&store, &host, Resident { entities: 2, warm }, 1)
     }
 
     #[test]
@@ -560,6 +577,8 @@ mod tests {
             "cella_events_replayed_total 7",
             "cella_requests_forwarded_total 1",
             "cella_cached_entities 2",
+            "cella_warm_instances 1",
+            "cella_warm_instance_bytes 65536",
             "cella_modules 1",
             "cella_commits_total 3",
             "cella_commit_seconds_total 2",

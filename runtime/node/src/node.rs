@@ -235,6 +235,7 @@ impl Node {
         });
         crate::effects::start(&node, notices, effects);
         crate::auth::watch(&node);
+        sweep_warm(&node);
         Ok(node)
     }
 
@@ -248,7 +249,10 @@ impl Node {
         self.metrics.render(
             &self.store.stats(),
             &self.host.stats(),
-            self.entities.cached(),
+            crate::metrics::Resident {
+                entities: self.entities.cached(),
+                warm: self.entities.warm_instances(),
+            },
             self.registry.len(),
         )
     }
@@ -400,4 +404,18 @@ pub async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Drops warm guest instances idle past their time every few seconds, until the node is gone.
+fn sweep_warm(node: &Arc<Node>) {
+    let node = Arc::downgrade(node);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(node) = node.upgrade() else { break };
+            node.entities.sweep_warm();
+        }
+    });
 }

@@ -72,6 +72,13 @@ pub(super) struct ServeArgs {
     /// Entities kept in memory.
     #[arg(long, default_value_t = 100_000)]
     cache_capacity: usize,
+    /// Memory, in MiB, that guest instances kept warm between the commands of hot entities may
+    /// hold together (their linear memory); 0 runs every command in a fresh instance.
+    #[arg(long, value_name = "MIB", default_value_t = EntityOptions::default().warm_memory >> 20)]
+    warm_memory_mb: usize,
+    /// A warm instance unused for this many seconds is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = EntityOptions::default().warm_idle.as_secs())]
+    warm_idle_secs: u64,
     /// Snapshot event-sourced entities every this many events.
     #[arg(long, default_value_t = 100)]
     snapshot_every: u64,
@@ -159,6 +166,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         deadline_ms,
         memory_limit_mb,
         cache_capacity,
+        warm_memory_mb,
+        warm_idle_secs,
         snapshot_every,
         dedup_retention_secs,
         effects_in_flight,
@@ -259,6 +268,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     options.compiler = std::env::current_exe().ok();
     options.entities.deadline = options.host.deadline;
     options.entities.cache_capacity = cache_capacity.max(1);
+    options.entities.warm_memory = warm_memory_mb.saturating_mul(1 << 20);
+    options.entities.warm_idle = Duration::from_secs(warm_idle_secs);
     options.entities.snapshot_every = snapshot_every.max(1);
     options.effects.retention = Duration::from_secs(dedup_retention_secs);
     options.effects.in_flight = effects_in_flight.max(1);

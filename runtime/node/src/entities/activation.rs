@@ -129,6 +129,8 @@ impl Entities {
         });
         if loaded.is_none() || stale {
             *loaded = None;
+            // A guest instance does not outlive the activation it served.
+            self.warm.forget(id);
             *loaded = Some(self.activate(id, active, lease).await?);
         } else {
             self.metrics.cache_hit();

@@ -63,6 +63,7 @@ impl Entities {
             .map(|(id, _)| id.clone());
         if let Some(id) = victim {
             cache.remove(&id);
+            self.warm.forget(&id);
             self.metrics.cache_eviction();
         }
     }
@@ -71,5 +72,6 @@ impl Entities {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(id);
         }
+        self.warm.forget(id);
     }
 }

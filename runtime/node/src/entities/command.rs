@@ -1,5 +1,5 @@
-//! The command path: under the entity's lock, the cached state and the command go to a fresh
-//! guest instance; its outcome becomes journal writes (with the rows of its effects and its
+//! The command path: under the entity's lock, the cached state and the command go to a guest
+//! instance (fresh, or the entity's warm one: `warm.rs`); its outcome becomes journal writes (with the rows of its effects and its
 //! request id, in the same append) and advances the cached state; the lock is released while
 //! the append commits, and the reply leaves once it is durable. A command whose request id was
 //! processed before is answered from its record without running.
@@ -137,7 +137,12 @@ impl Entities {
             timer: invocation.timer.as_ref().map(|t| t.name.clone()),
             message: invocation.message.clone(),
         };
-        let handled = match active.module.instantiate().await {
+        let warm = self.warm.take(&id, &active.module);
+        let instance = match warm {
+            Some(instance) => Ok(instance),
+            None => active.module.instantiate().await,
+        };
+        let handled = match instance {
             Ok(mut instance) => Ok((
                 instance
                     .handle(&ctx, loaded.state.as_deref(), &payload)
@@ -212,7 +217,9 @@ impl Entities {
             )
             .await?;
         }
-        drop(instance);
+        // Kept for the entity's next command (its append is still to commit: if it fails, the
+        // entity leaves the cache and `drop_from_cache` drops the instance too).
+        self.warm.put(&id, &active.module, instance);
         self.plan_effects(
             &id,
             &ctx.command_id,

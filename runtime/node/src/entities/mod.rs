@@ -2,9 +2,10 @@
 //! the command path `state + command → guest → journal append → durable reply`.
 //!
 //! *Architecture invariants.* Commands to one entity run one at a time, in arrival order (a
-//! FIFO async mutex per entity); different entities run concurrently. The host owns state: a
-//! fresh guest instance is taken for every command and dropped after it, so no guest memory ever
-//! carries one entity's state into another's. A command's change is applied to the cached state
+//! FIFO async mutex per entity); different entities run concurrently. The host owns state: the
+//! guest gets the entity's state with every command, and an instance serves one entity only (a
+//! fresh one, or the one its previous successful command left warm: `warm`), so no guest memory
+//! ever carries one entity's state into another's, nor into a replay. A command's change is applied to the cached state
 //! as soon as it is handed to the journal, so that the next command of the same entity can run
 //! while the first one's commit is in flight (pipelining); no reply — including replies of
 //! read-only commands and rejections — leaves before every change it observed is durable.
@@ -28,6 +29,7 @@
 //!   processed request id, and the [`Notice`]s for the effect dispatcher;
 //! - `forward` — `forward` effects, here or through the [`Forwarder`];
 //! - `read` — answers that change nothing: settling them, `inspect` and `journal`;
+//! - `warm` — the guest instances kept between the commands of hot entities;
 //! - `system` — the host's own entity types: topic logs (`$topic`) and the per-partition
 //!   broadcast entities (`$partition`).
 
@@ -38,6 +40,7 @@ mod effects;
 mod forward;
 mod read;
 mod system;
+mod warm;
 
 use std::{
     collections::HashMap,
@@ -47,8 +50,8 @@ use std::{
 
 use cella_core::{EntityId, Journal, Lease};
 
-use self::cache::Slot;
 pub(crate) use self::system::BroadcastOrder;
+use self::{cache::Slot, warm::Warm};
 pub use self::{
     effects::{Invocation, Notice, TimerFire, recorded_failure},
     forward::Forwarder,
@@ -78,6 +81,11 @@ pub struct EntityOptions {
     pub topic_keep: u64,
     /// Topics: how long a message is kept.
     pub topic_max_age: Duration,
+    /// Most linear memory, in bytes, the guest instances kept warm for hot entities may hold
+    /// together (0: a fresh instance for every command).
+    pub warm_memory: usize,
+    /// A warm instance unused for this long is dropped.
+    pub warm_idle: Duration,
 }
 
 impl Default for EntityOptions {
@@ -90,6 +98,8 @@ impl Default for EntityOptions {
             max_forward_depth: 8,
             topic_keep: 1_000_000,
             topic_max_age: Duration::from_secs(7 * 24 * 3600),
+            warm_memory: 128 << 20,
+            warm_idle: Duration::from_secs(30),
         }
     }
 }
@@ -101,6 +111,7 @@ pub struct Entities {
     metrics: Arc<Metrics>,
     options: EntityOptions,
     cache: Mutex<HashMap<EntityId, Arc<Slot>>>,
+    warm: Warm,
     clock: AtomicU64,
     commands: AtomicU64,
     boot_ms: u64,
@@ -201,6 +212,7 @@ impl Entities {
             journal,
             registry,
             metrics,
+            warm: Warm::new(options.warm_memory, options.warm_idle),
             options,
             cache: Mutex::new(HashMap::new()),
             clock: AtomicU64::new(0),
@@ -221,6 +233,17 @@ impl Entities {
             .collect();
         self.partition_of = partition_of;
         self
+    }
+
+    /// How many guest instances are kept warm, and their linear memory in bytes.
+    pub fn warm_instances(&self) -> (usize, usize) {
+        self.warm.size()
+    }
+
+    /// Drops the warm instances idle for longer than [`EntityOptions::warm_idle`] (the node
+    /// calls this periodically, so that an idle node gives their memory back).
+    pub fn sweep_warm(&self) {
+        self.warm.sweep();
     }
 
     /// The partition of `id`.

@@ -1,0 +1,161 @@
+//! Warm instances: the guest instance of a hot entity, kept after a command that succeeded so
+//! that the entity's next command skips instantiation (for interpreted guests, a fresh
+//! interpreter: most of a command's cost).
+//!
+//! *What a guest may observe.* An instance serves one entity (type and key) only, and only the
+//! module version it was made from. Guest memory (module-level globals, caches) may therefore
+//! carry over from one command of an entity to its next ones while the entity is hot on this
+//! node — never to another entity, never into a replay or an activation (they take fresh
+//! instances), and never past a command that failed in any way (the instance is dropped), a
+//! trap or deadline, a re-activation (another lease or module version), an append that failed,
+//! or the entity leaving the cache. Durable state is only what the host passes in and journals:
+//! whatever a guest keeps in memory may vanish at any command.
+//!
+//! The set is bounded by the linear memory of its instances
+//! ([`EntityOptions::warm_memory`](super::EntityOptions)), which bounds what they keep
+//! resident: past it, the least recently used instances are dropped (an interpreter's instance
+//! holds tens of MiB, a Rust one about one); an instance idle for
+//! [`EntityOptions::warm_idle`](super::EntityOptions) is dropped at the next sweep, so an idle
+//! node gives its instances' memory back to the pool.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use cella_core::EntityId;
+use cella_host::{Instance, Module};
+
+/// How often [`Warm::put`] looks for idle instances.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+struct Kept {
+    module: Module,
+    instance: Instance,
+    bytes: usize,
+    used: Instant,
+}
+
+struct Inner {
+    kept: HashMap<EntityId, Kept>,
+    /// The sum of the kept instances' `bytes`.
+    bytes: usize,
+    swept: Instant,
+}
+
+impl Inner {
+    fn remove(&mut self, id: &EntityId) -> Option<Kept> {
+        let kept = self.kept.remove(id)?;
+        self.bytes -= kept.bytes;
+        Some(kept)
+    }
+}
+
+/// The warm instances of one node, by entity.
+pub(super) struct Warm {
+    /// Most linear memory the kept instances may hold together (0: keep none).
+    budget: usize,
+    idle: Duration,
+    inner: Mutex<Inner>,
+}
+
+impl Warm {
+    pub(super) fn new(budget: usize, idle: Duration) -> Warm {
+        Warm {
+            budget,
+            idle,
+            inner: Mutex::new(Inner {
+                kept: HashMap::new(),
+                bytes: 0,
+                swept: Instant::now(),
+            }),
+        }
+    }
+
+    /// The instance kept for `id`, if it was made from `module` (else it is dropped). The
+    /// caller holds the entity's lock, so no one else uses it meanwhile.
+    pub(super) fn take(&self, id: &EntityId, module: &Module) -> Option<Instance> {
+        let kept = self.inner.lock().ok()?.remove(id)?;
+        (kept.module.is(module) && !kept.instance.is_poisoned()).then_some(kept.instance)
+        // A mismatched instance is dropped here, outside the lock (a drop resets its memory).
+    }
+
+    /// Keeps `instance` (made from `module`) for `id`'s next command, making room by dropping
+    /// the least recently used ones, and drops instances idle for too long.
+    pub(super) fn put(&self, id: &EntityId, module: &Module, instance: Instance) {
+        let bytes = instance.memory_bytes();
+        if bytes > self.budget || instance.is_poisoned() {
+            return;
+        }
+        let now = Instant::now();
+        let mut dropped = Vec::new();
+        {
+            let Ok(mut inner) = self.inner.lock() else {
+                return;
+            };
+            if now.duration_since(inner.swept) >= SWEEP_EVERY {
+                inner.swept = now;
+                dropped.extend(Self::expire(&mut inner, now, self.idle));
+            }
+            dropped.extend(inner.remove(id));
+            while inner.bytes + bytes > self.budget {
+                let Some(oldest) = inner
+                    .kept
+                    .iter()
+                    .min_by_key(|(_, k)| k.used)
+                    .map(|(id, _)| id.clone())
+                else {
+                    break;
+                };
+                dropped.extend(inner.remove(&oldest));
+            }
+            inner.bytes += bytes;
+            let kept = Kept {
+                module: module.clone(),
+                instance,
+                bytes,
+                used: now,
+            };
+            inner.kept.insert(id.clone(), kept);
+        }
+        drop(dropped);
+    }
+
+    /// Drops the instance kept for `id`, if any.
+    pub(super) fn forget(&self, id: &EntityId) {
+        let kept = self.inner.lock().ok().and_then(|mut i| i.remove(id));
+        drop(kept);
+    }
+
+    /// Drops the instances idle for longer than the idle time (see the module doc).
+    pub(super) fn sweep(&self) {
+        let now = Instant::now();
+        let dropped = match self.inner.lock() {
+            Ok(mut inner) => {
+                inner.swept = now;
+                Self::expire(&mut inner, now, self.idle)
+            }
+            Err(_) => Vec::new(),
+        };
+        drop(dropped);
+    }
+
+    /// How many instances are kept, and their linear memory in bytes.
+    pub(super) fn size(&self) -> (usize, usize) {
+        self.inner
+            .lock()
+            .map(|i| (i.kept.len(), i.bytes))
+            .unwrap_or((0, 0))
+    }
+
+    fn expire(inner: &mut Inner, now: Instant, idle: Duration) -> Vec<Kept> {
+        let old: Vec<EntityId> = inner
+            .kept
+            .iter()
+            .filter(|(_, k)| now.duration_since(k.used) >= idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        old.iter().filter_map(|id| inner.remove(id)).collect()
+    }
+}

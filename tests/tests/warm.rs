@@ -1,0 +1,84 @@
+//! Warm instances on a real node: an entity's instance is kept between its successful commands
+//! (a module-level global shows it) and never serves another entity; a failed command, a zero
+//! `--warm-memory-mb` and an idle time each mean a fresh instance. The guest is the Rust TCK
+//! value model, whose `remember` action shows its module-level global and then sets it.
+
+use std::time::{Duration, Instant};
+
+use cella_tests::{TestNode, component};
+use hyper::Method;
+use serde_json::json;
+
+/// `remember TEXT` on `ty/key`: the new value of the entity.
+async fn remember(node: &TestNode, key: &str, text: &str) -> String {
+    let body = json!({"actions": [{"remember": text}]}).to_string();
+    let r = node.call("tck-value", key, "process", &body).await;
+    assert_eq!(r.status, 200, "{key}: {}", r.body);
+    r.json["value"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The value of a `cella_warm_*` gauge in `/metrics`.
+async fn gauge(node: &TestNode, name: &str) -> u64 {
+    let r = node.request(Method::GET, "/metrics", "").await;
+    r.body
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", r.body))
+}
+
+async fn node_with_model(dir: &std::path::Path, extra: &[&str]) -> TestNode {
+    let node = TestNode::start(dir, extra).unwrap();
+    let r = node.deploy("tck-value", &component("tck-value")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_serves_one_entity_between_its_successful_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_model(dir.path(), &[]).await;
+
+    assert_eq!(remember(&node, "k1", "k1-a").await, "[]");
+    // The same entity's next command finds its instance warm, global included.
+    assert_eq!(remember(&node, "k1", "k1-b").await, "[][k1-a]");
+    // Another entity never does.
+    assert_eq!(remember(&node, "k2", "k2-a").await, "[]");
+    assert_eq!(remember(&node, "k1", "k1-c").await, "[][k1-a][k1-b]");
+    assert_eq!(gauge(&node, "cella_warm_instances").await, 2);
+    assert!(gauge(&node, "cella_warm_instance_bytes").await > 0);
+
+    // A command that fails drops the instance: the next one starts fresh.
+    let failing = json!({"actions": [{"remember": "k1-failed"}, {"fail": "no"}]}).to_string();
+    let r = node.call("tck-value", "k1", "process", &failing).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(remember(&node, "k1", "k1-d").await, "[][k1-a][k1-b][]");
+    assert_eq!(remember(&node, "k2", "k2-b").await, "[][k2-a]");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_budget_means_a_fresh_instance_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_model(dir.path(), &["--warm-memory-mb", "0"]).await;
+    assert_eq!(remember(&node, "k1", "k1-a").await, "[]");
+    assert_eq!(remember(&node, "k1", "k1-b").await, "[][]");
+    assert_eq!(gauge(&node, "cella_warm_instances").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_instances_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_model(dir.path(), &["--warm-idle-secs", "1"]).await;
+    assert_eq!(remember(&node, "k1", "k1-a").await, "[]");
+    assert_eq!(gauge(&node, "cella_warm_instances").await, 1);
+    // The node sweeps idle instances every few seconds.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gauge(&node, "cella_warm_instances").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the idle instance was not dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(gauge(&node, "cella_warm_instance_bytes").await, 0);
+    assert_eq!(remember(&node, "k1", "k1-b").await, "[][]");
+}
