@@ -6,74 +6,31 @@
 //! a single node refuses every peer request and `cella cluster add-node` says why; a cluster
 //! node without a secret refuses to start unless `--insecure-peers` is given.
 
+#[path = "common/forged.rs"]
+mod forged;
+
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use cella_cluster::{
-    Command, ModuleOp, Placement, TypeConfig,
+    Placement,
     auth::PeerAuth,
     network::{PeerClient, PeerError, PeerReply},
     types::encode,
 };
-use cella_core::{EntityId, EntityKind, ModuleVersion};
+use cella_core::EntityId;
 use cella_tests::{
     TestNode, cella_bin,
     cluster::{CLUSTER_SECRET, cluster_status, groups, has_modules, leaders, start_cluster},
     component, free_ports, output_text, wait_until,
 };
 use hyper::{Method, StatusCode};
-use openraft::{
-    alias::{LeaderIdOf, LogIdOf, VoteOf},
-    entry::RaftEntry,
-    raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest},
-    vote::RaftLeaderId,
-};
+use openraft::{alias::VoteOf, raft::TransferLeaderRequest};
 
-type C = TypeConfig;
+use self::forged::{ATTACK_TERM, C, log_id, module_append, vote};
 
 const PARTITIONS: u32 = 4;
-/// A term far above anything the test cluster reaches by itself.
-const ATTACK_TERM: u64 = 1_000_000;
 const WRONG_SECRET: &str = "not-the-cluster-secret-at-all-0000";
-
-fn log_id(term: u64, node: u64, index: u64) -> LogIdOf<C> {
-    LogIdOf::<C>::new(LeaderIdOf::<C>::new(term, node).to_committed(), index)
-}
-
-/// A vote an attacker posing as node 9 sends to depose the leaders.
-fn vote() -> Vec<u8> {
-    let request = VoteRequest::<C>::new(
-        VoteOf::<C>::new(ATTACK_TERM, 9),
-        Some(log_id(ATTACK_TERM, 9, 1_000_000)),
-    );
-    encode("a vote", &request).unwrap()
-}
-
-/// A group-0 append from a forged leader that installs module `evil`.
-fn module_append() -> AppendEntriesRequest<C> {
-    let op = ModuleOp::Put {
-        entity_type: "evil".into(),
-        version: ModuleVersion {
-            version: 1,
-            digest: "sha256:00".into(),
-            size: 4,
-            created_ms: 0,
-            kind: EntityKind::Value,
-            commands: vec!["pwn".into()],
-        },
-        component: b"\0asm".to_vec(),
-    };
-    let id = log_id(ATTACK_TERM, 9, 1);
-    AppendEntriesRequest {
-        vote: VoteOf::<C>::new_committed(ATTACK_TERM, 9),
-        prev_log_id: None,
-        entries: vec![<C as openraft::RaftTypeConfig>::Entry::new_normal(
-            id,
-            Command::Module(op),
-        )],
-        leader_commit: Some(id),
-    }
-}
 
 /// What each kind of single raft RPC would carry from an attacker.
 fn attacks() -> Vec<(&'static str, Vec<u8>)> {

@@ -7,6 +7,9 @@
 //! a fourth node joins (`--join` over HTTPS, `cella --ca … cluster add-node`) and gets the
 //! modules; and the flags' misuses refuse to start.
 
+#[path = "common/forged.rs"]
+mod forged;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -16,31 +19,24 @@ use std::{
 
 use bytes::Bytes;
 use cella_cluster::{
-    Command as RaftCommand, ModuleOp, Placement, TypeConfig,
+    Placement,
     auth::{NO_CERTIFICATE, PeerAuth},
     network::{PeerClient, PeerError, PeerReply},
     types::encode,
 };
-use cella_core::{EntityId, EntityKind, ModuleVersion};
+use cella_core::EntityId;
 use cella_tests::{
     TestNode, cella_bin,
     cluster::{CLUSTER_SECRET, all_groups_led, cluster_status, groups, has_modules, leaders},
     component, free_ports, output_text, wait_until,
 };
 use hyper::{Method, StatusCode};
-use openraft::{
-    alias::{LeaderIdOf, LogIdOf, VoteOf},
-    entry::RaftEntry,
-    raft::{AppendEntriesRequest, VoteRequest},
-    vote::RaftLeaderId,
-};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
-type C = TypeConfig;
+use self::forged::{ATTACK_TERM, module_append, vote};
 
 const PARTITIONS: u32 = 4;
-const ATTACK_TERM: u64 = 1_000_000;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// `cella cluster certs --nodes 4 --out dir` (three nodes and one to join); returns `dir`.
@@ -147,45 +143,6 @@ fn client_tls(ca: &Path, cert: Option<(&Path, &Path)>) -> Arc<ClientConfig> {
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
-}
-
-fn log_id(term: u64, node: u64, index: u64) -> LogIdOf<C> {
-    LogIdOf::<C>::new(LeaderIdOf::<C>::new(term, node).to_committed(), index)
-}
-
-/// A vote with a huge term, from a node 9 that does not exist.
-fn vote() -> Vec<u8> {
-    let request = VoteRequest::<C>::new(
-        VoteOf::<C>::new(ATTACK_TERM, 9),
-        Some(log_id(ATTACK_TERM, 9, 1_000_000)),
-    );
-    encode("a vote", &request).unwrap()
-}
-
-/// A group-0 append from a forged leader that installs module `evil`.
-fn module_append() -> AppendEntriesRequest<C> {
-    let op = ModuleOp::Put {
-        entity_type: "evil".into(),
-        version: ModuleVersion {
-            version: 1,
-            digest: "sha256:00".into(),
-            size: 4,
-            created_ms: 0,
-            kind: EntityKind::Value,
-            commands: vec!["pwn".into()],
-        },
-        component: b"\0asm".to_vec(),
-    };
-    let id = log_id(ATTACK_TERM, 9, 1);
-    AppendEntriesRequest {
-        vote: VoteOf::<C>::new_committed(ATTACK_TERM, 9),
-        prev_log_id: None,
-        entries: vec![<C as openraft::RaftTypeConfig>::Entry::new_normal(
-            id,
-            RaftCommand::Module(op),
-        )],
-        leader_commit: Some(id),
-    }
 }
 
 async fn post(client: &PeerClient, addr: &str, path: &str, body: Vec<u8>) -> PeerReply {
