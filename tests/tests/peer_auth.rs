@@ -15,7 +15,7 @@ use bytes::Bytes;
 use cella_cluster::{
     Placement,
     auth::PeerAuth,
-    network::{PeerClient, PeerError, PeerReply},
+    network::{PeerClient, PeerError},
     types::encode,
 };
 use cella_core::EntityId;
@@ -27,7 +27,7 @@ use cella_tests::{
 use hyper::{Method, StatusCode};
 use openraft::{alias::VoteOf, raft::TransferLeaderRequest};
 
-use self::forged::{ATTACK_TERM, C, log_id, module_append, vote};
+use self::forged::{ATTACK_TERM, C, assert_refused, log_id, module_append, post, vote};
 
 const PARTITIONS: u32 = 4;
 const WRONG_SECRET: &str = "not-the-cluster-secret-at-all-0000";
@@ -50,30 +50,6 @@ fn attacks() -> Vec<(&'static str, Vec<u8>)> {
         ("transfer", encode("a transfer", &transfer).unwrap()),
         ("vote", b"garbage".to_vec()),
     ]
-}
-
-async fn post(client: &PeerClient, addr: &str, path: &str, body: Vec<u8>) -> PeerReply {
-    client
-        .send(
-            addr,
-            Method::POST,
-            path,
-            &[],
-            Bytes::from(body),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("POST {path} to {addr}: {e}"))
-}
-
-/// `reply` is a 401 whose JSON error says `unauthorized` and contains `says`.
-fn assert_refused(reply: &PeerReply, says: &str, what: &str) {
-    let body = String::from_utf8_lossy(&reply.body);
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}: {body}");
-    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-    assert_eq!(json["error"]["code"], "unauthorized", "{what}: {body}");
-    let message = json["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains(says), "{what}: {message}");
 }
 
 /// What an attack could have changed: the modules each node lists, and group 0 as node 1

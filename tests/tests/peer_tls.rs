@@ -21,7 +21,7 @@ use bytes::Bytes;
 use cella_cluster::{
     Placement,
     auth::{NO_CERTIFICATE, PeerAuth},
-    network::{PeerClient, PeerError, PeerReply},
+    network::{PeerClient, PeerError},
     types::encode,
 };
 use cella_core::EntityId;
@@ -34,7 +34,7 @@ use hyper::{Method, StatusCode};
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
-use self::forged::{ATTACK_TERM, module_append, vote};
+use self::forged::{ATTACK_TERM, assert_refused, module_append, post, vote};
 
 const PARTITIONS: u32 = 4;
 const WAIT: Duration = Duration::from_secs(30);
@@ -143,29 +143,6 @@ fn client_tls(ca: &Path, cert: Option<(&Path, &Path)>) -> Arc<ClientConfig> {
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
-}
-
-async fn post(client: &PeerClient, addr: &str, path: &str, body: Vec<u8>) -> PeerReply {
-    client
-        .send(
-            addr,
-            Method::POST,
-            path,
-            &[],
-            Bytes::from(body),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("POST {path} to {addr}: {e}"))
-}
-
-fn assert_refused(reply: &PeerReply, says: &str, what: &str) {
-    let body = String::from_utf8_lossy(&reply.body);
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}: {body}");
-    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
-    assert_eq!(json["error"]["code"], "unauthorized", "{what}: {body}");
-    let message = json["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains(says), "{what}: {message}");
 }
 
 /// Every peer request `client` can make to `addr` is refused with `says`.

@@ -1,10 +1,18 @@
-//! Raft messages an attacker would forge, shared by the peer authentication tests (secret and
-//! mutual TLS): a vote that would depose every leader and a group-0 append that would install a
-//! module, both from a node 9 that does not exist, at a term far above anything a test cluster
-//! reaches by itself.
+//! What the peer authentication tests (secret and mutual TLS) share: the raft messages an
+//! attacker would forge — a vote that would depose every leader and a group-0 append that would
+//! install a module, both from a node 9 that does not exist, at a term far above anything a test
+//! cluster reaches by itself — and how a peer request is sent and its refusal checked.
 
-use cella_cluster::{Command, ModuleOp, TypeConfig, types::encode};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cella_cluster::{
+    Command, ModuleOp, TypeConfig,
+    network::{PeerClient, PeerReply},
+    types::encode,
+};
 use cella_core::{EntityKind, ModuleVersion};
+use hyper::{Method, StatusCode};
 use openraft::{
     alias::{LeaderIdOf, LogIdOf, VoteOf},
     entry::RaftEntry,
@@ -54,4 +62,29 @@ pub fn module_append() -> AppendEntriesRequest<C> {
         )],
         leader_commit: Some(id),
     }
+}
+
+/// POSTs `body` to `path` on `addr` as `client` (signed or not, as the client is made).
+pub async fn post(client: &PeerClient, addr: &str, path: &str, body: Vec<u8>) -> PeerReply {
+    client
+        .send(
+            addr,
+            Method::POST,
+            path,
+            &[],
+            Bytes::from(body),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} to {addr}: {e}"))
+}
+
+/// `reply` is a 401 whose JSON error says `unauthorized` and contains `says`.
+pub fn assert_refused(reply: &PeerReply, says: &str, what: &str) {
+    let body = String::from_utf8_lossy(&reply.body);
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{what}: {body}");
+    let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap_or_default();
+    assert_eq!(json["error"]["code"], "unauthorized", "{what}: {body}");
+    let message = json["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(says), "{what}: {message}");
 }
