@@ -129,24 +129,27 @@ impl Registry {
             .find(|v| v.version == version)
             .ok_or_else(|| Error::NotFound(format!("{entity_type} has no version {version}")))?
             .clone();
-        if let Some(module) = self.loader.load_file(entity_type, &meta.digest).await {
-            return Ok(Active {
-                version,
-                digest: meta.digest,
-                module,
-            });
+        let module = self.load_module(entity_type, version, &meta.digest).await?;
+        Ok(Active {
+            version,
+            digest: meta.digest,
+            module,
+        })
+    }
+
+    /// The module of a stored version: mapped from its artifact file, else from the stored
+    /// artifact, else compiled from the component bytes (refreshing the stored artifact).
+    async fn load_module(&self, entity_type: &str, version: u32, digest: &str) -> Result<Module> {
+        if let Some(module) = self.loader.load_file(entity_type, digest).await {
+            return Ok(module);
         }
         if let Some(artifact) = self.store.get_artifact(entity_type, version)?
             && let Ok(module) = self
                 .loader
-                .load_artifact(entity_type, &meta.digest, &artifact)
+                .load_artifact(entity_type, digest, &artifact)
                 .await
         {
-            return Ok(Active {
-                version,
-                digest: meta.digest,
-                module,
-            });
+            return Ok(module);
         }
         let bytes = self
             .store
@@ -158,7 +161,7 @@ impl Registry {
             })?;
         let compiled = self
             .loader
-            .compile(&bytes, Some((entity_type, &meta.digest)))
+            .compile(&bytes, Some((entity_type, digest)))
             .await
             .map_err(|e| {
                 Error::Internal(format!("stored component {entity_type} v{version}: {e}"))
@@ -166,12 +169,7 @@ impl Registry {
         if let Some(artifact) = &compiled.artifact {
             self.store.put_artifact(entity_type, version, artifact)?;
         }
-        let module = compiled.module;
-        Ok(Active {
-            version,
-            digest: meta.digest,
-            module,
-        })
+        Ok(compiled.module)
     }
 
     /// In a cluster: fails with [`Error::NotLeader`] (naming the leader) unless this node leads
