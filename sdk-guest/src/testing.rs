@@ -178,7 +178,8 @@ use effects::{call, effect};
 /// The kit also keeps the entity's pending timers as the host would ([`timers`](TestKit::timers):
 /// a schedule sets one, a timer of the same name replaces it, a cancel removes it, a one-shot
 /// timer is gone once it fired) but never fires them by itself: [`fire`](TestKit::fire) does.
-/// Calls are not carried out either; [`answer`](TestKit::answer) delivers a call's outcome to its
+/// The kit runs only this entity, so it does not run the entities a call targets;
+/// [`answer`](TestKit::answer) delivers a call's outcome to its
 /// reply route, as the host does once the target ran. Publications and broadcasts are recorded
 /// only; [`deliver`](TestKit::deliver) runs a topic message through the type's subscription, as
 /// the host does for every message of a topic the type subscribes to.

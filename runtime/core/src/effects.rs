@@ -1,6 +1,6 @@
 //! The records behind effects, kept by the host beside an entity's journal (the *rows* of an
-//! entity): its outbox of calls not yet carried out, its durable timers, and the ids of the
-//! commands it processed (for exactly-once delivery and client idempotency keys).
+//! entity): its outbox of calls awaiting delivery by the dispatcher, its durable timers, and
+//! the ids of the commands it processed (for exactly-once delivery and client idempotency keys).
 //!
 //! Rows are written in the same append as the change that made them, so an effect exists iff
 //! its command committed. Every row belongs to one entity and lives in one of two tables

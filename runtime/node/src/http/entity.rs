@@ -130,7 +130,7 @@ pub(super) async fn state(
     .await
 }
 
-/// The entity's calls not yet carried out and its timers, as JSON.
+/// The entity's outbox (calls awaiting delivery) and its timers, as JSON.
 fn pending_effects(
     node: &Node,
     id: &EntityId,
