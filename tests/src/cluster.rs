@@ -130,17 +130,15 @@ pub async fn leaders(node: &TestNode) -> BTreeMap<u64, u64> {
         .collect()
 }
 
-/// `node` lists exactly `types` (commands load a listed module on first use).
+/// `node` lists exactly `types`, each with its active version loaded there (a module not yet
+/// loaded on a node lists `subscriptions: null`, as its descriptor is not known there yet).
 pub async fn has_modules(node: &TestNode, types: &[&str]) -> bool {
-    let listed = node.request(Method::GET, "/v1/modules", "").await.json["modules"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter_map(|m| m["type"].as_str().map(String::from))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    listed == types
+    let body = node.request(Method::GET, "/v1/modules", "").await.json;
+    let Some(modules) = body["modules"].as_array() else {
+        return false;
+    };
+    let listed: Vec<&str> = modules.iter().filter_map(|m| m["type"].as_str()).collect();
+    listed == types && modules.iter().all(|m| m["subscriptions"].is_array())
 }
 
 /// One `add 1` as the client saw it.
