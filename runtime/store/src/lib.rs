@@ -7,6 +7,7 @@
 //! - `tables`: the on-disk layout, table by table, key and value bytes (see its module docs).
 //! - `writer`: the group-commit writer thread.
 //! - `journal`: the [`cella_core::Journal`] implementation (appends and reads).
+//! - `listing`: the entities of a type in key order, with their journal heads (range scans).
 //! - `modules`: module metadata, component blobs and artifacts.
 //! - `replication`: logs and named values of replication groups, and state-machine writes,
 //!   through the same group commit.
@@ -20,6 +21,7 @@ mod audit;
 mod deferred;
 mod error;
 mod journal;
+mod listing;
 mod log_index;
 mod modules;
 mod replication;
@@ -37,6 +39,7 @@ use std::{
 use redb::Database;
 
 pub use error::{Error, Result};
+pub use listing::{EntityHead, EntityPage, ListQuery};
 pub use replication::GroupWrite;
 pub use stats::{BATCH_SIZE_BUCKET_COUNT, BATCH_SIZE_BUCKETS, StoreStats};
 pub use tables::STORE_FORMAT_VERSION;

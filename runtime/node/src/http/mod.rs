@@ -5,6 +5,8 @@
 //!
 //! Routes:
 //! - `POST /v1/entities/{type}/{key}/{command}` — run a command; the body is JSON (empty = `null`).
+//! - `GET  /v1/entities/{type}?after=KEY&limit=N&prefix=P` — the type's entities in key order,
+//!   a page at a time, merged from every partition's leader ([`listing`]).
 //! - `GET  /v1/entities/{type}/{key}` — the entity's state as JSON.
 //! - `GET  /v1/entities/{type}/{key}/journal?from=N&limit=N` — its journal as JSON.
 //! - `PUT  /v1/modules/{type}` (body: a component; `?check=true` shadow-replays it instead of
@@ -26,6 +28,7 @@ mod admin;
 mod body;
 mod entity;
 mod follow;
+mod listing;
 mod peer;
 mod topics;
 
@@ -54,6 +57,7 @@ enum Endpoint {
     Topics,
     Topic,
     Follow,
+    Entities,
     State,
     Journal,
     ClusterStatus,
@@ -91,6 +95,9 @@ impl Routes {
         routes
             .post
             .insert("/v1/entities/{type}/{key}/{command}", Endpoint::Command)?;
+        routes
+            .get
+            .insert("/v1/entities/{type}", Endpoint::Entities)?;
         routes
             .get
             .insert("/v1/entities/{type}/{key}", Endpoint::State)?;
@@ -216,6 +223,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         Endpoint::Topics => topics::list(node, req).await,
         Endpoint::Topic => topics::one(node, &params, req).await,
         Endpoint::Follow => follow::events(node, &params, req).await,
+        Endpoint::Entities => listing::list(node, &params, req).await,
         Endpoint::State => entity::state(node, &params, req).await,
         Endpoint::Journal => entity::journal(node, &params, req).await,
         Endpoint::ClusterStatus => admin::cluster_status(node),
