@@ -17,6 +17,8 @@
 //!   messages as Server-Sent Events, [`follow`]).
 //! - `GET /v1/audit?after=N&limit=M` — the audit trail of admin actions (admin).
 //! - `GET /healthz`, `GET /metrics` (OpenMetrics text, `prometheus-client`).
+//! - `GET /`, `GET /console`, `GET /console/{file}` — the web console's page and files, in
+//!   [`console`].
 //! - Cluster (a single node is a cluster of one): `GET /v1/cluster` (nodes, partitions,
 //!   leaders, terms, applied indexes), `POST /v1/cluster/nodes` and
 //!   `DELETE /v1/cluster/nodes/{id}` (membership, admin).
@@ -26,6 +28,7 @@
 
 mod admin;
 mod body;
+mod console;
 mod entity;
 mod follow;
 mod listing;
@@ -52,6 +55,8 @@ use crate::{
 enum Endpoint {
     Health,
     Metrics,
+    Console,
+    ConsoleAsset,
     Command,
     Publish,
     Topics,
@@ -92,6 +97,11 @@ impl Routes {
         };
         routes.get.insert("/healthz", Endpoint::Health)?;
         routes.get.insert("/metrics", Endpoint::Metrics)?;
+        routes.get.insert("/", Endpoint::Console)?;
+        routes.get.insert("/console", Endpoint::Console)?;
+        routes
+            .get
+            .insert("/console/{*file}", Endpoint::ConsoleAsset)?;
         routes
             .post
             .insert("/v1/entities/{type}/{key}/{command}", Endpoint::Command)?;
@@ -218,6 +228,8 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             node.render_metrics(),
         )),
+        Endpoint::Console => console::index(),
+        Endpoint::ConsoleAsset => console::asset(params.raw("file")),
         Endpoint::Command => entity::command(node, &params, req).await,
         Endpoint::Publish => entity::publish(node, &params, req).await,
         Endpoint::Topics => topics::list(node, req).await,
