@@ -1,6 +1,7 @@
 //! `cargo xtask test`, `ci` and `demo`: the project's standing checks and its main job.
 //! `ci` is exactly what `.ci/run` runs: it installs the toolchains that are missing (see
-//! [`crate::toolchains`]), then the rustfmt check, the licence check ([`crate::licenses`]), the
+//! [`crate::toolchains`], and Chromium and playwright-core for the console's browser tests), then
+//! the rustfmt check, the licence check ([`crate::licenses`]), the
 //! guest build, clippy with `-D warnings`, every test of the workspace (the tidy checks of
 //! `tidy.rs` among them), the Python and JavaScript SDKs' unit tests, then the TCK for every
 //! guest language.
@@ -106,6 +107,7 @@ pub fn ci() -> anyhow::Result<()> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     licenses::check(&workspace_root())?;
     tck::prepare(tck::Lang::ALL)?;
+    ensure_browser()?;
     build::build_examples()?;
     cargo(&[
         "clippy",
@@ -120,6 +122,40 @@ pub fn ci() -> anyhow::Result<()> {
     sdk_tests(&mut totals)?;
     tck::run(tck::Lang::ALL, &mut totals)?;
     print_totals("all tests", &totals)
+}
+
+/// What the console's browser tests (`tests/tests/console.rs`) drive: Chromium from apt when
+/// `/usr/bin/chromium` is missing, and playwright-core (`npm ci` in `tests/browser`, pinned by
+/// its `package-lock.json`) when `tests/browser/node_modules` is missing.
+fn ensure_browser() -> anyhow::Result<()> {
+    let run = |program: &str, args: &[&str]| -> anyhow::Result<bool> {
+        eprintln!("$ {program} {}", args.join(" "));
+        Ok(Command::new(program)
+            .current_dir(workspace_root())
+            .args(args)
+            .status()?
+            .success())
+    };
+    if !std::path::Path::new("/usr/bin/chromium").exists() {
+        println!("installing Chromium for the console's browser tests (apt-get install chromium)");
+        let apt = ["install", "-y", "--no-install-recommends", "chromium"];
+        // A stale package index is refreshed once.
+        let installed =
+            run("apt-get", &apt)? || (run("apt-get", &["update"])? && run("apt-get", &apt)?);
+        if !installed {
+            bail!("`apt-get install -y chromium` failed: the console's browser tests need it");
+        }
+    }
+    if !workspace_root().join("tests/browser/node_modules").exists() {
+        println!(
+            "installing playwright-core for the console's browser tests (npm ci in tests/browser)"
+        );
+        let npm = ["ci", "--prefix", "tests/browser", "--no-audit", "--no-fund"];
+        if !run("npm", &npm)? {
+            bail!("`npm ci` in tests/browser failed: the console's browser tests need it");
+        }
+    }
+    Ok(())
 }
 
 /// The Python and JavaScript SDKs' own unit tests (`python3 -m unittest`, `node --test`),

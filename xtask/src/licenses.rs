@@ -5,7 +5,7 @@
 //!   `cargo metadata` (every target platform, so the wasm guests' and other platforms'
 //!   dependencies too). The workspace's own packages must say `Apache-2.0`.
 //! - npm: the `license` of every package in `sdk-guest/js/package-lock.json` (the JavaScript
-//!   SDK's build tools).
+//!   SDK's build tools) and `tests/browser/package-lock.json` (the console's browser tests).
 //!
 //! An expression passes if it allows using the package under licences of [`ALLOWED`] alone:
 //! `A OR B` if either does, `A AND B` if both do, `A WITH E` if `A` does and `E` is in
@@ -92,6 +92,7 @@ pub fn check(root: &Path) -> anyhow::Result<()> {
     );
     let mut packages = cargo_packages(root)?;
     packages.extend(npm_packages(&root.join("sdk-guest/js/package-lock.json"))?);
+    packages.extend(npm_packages(&root.join("tests/browser/package-lock.json"))?);
     let report = judge(&packages);
     for (ecosystem, counts) in &report.counts {
         let total: usize = counts.values().sum();
