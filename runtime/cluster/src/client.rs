@@ -19,7 +19,7 @@ use crate::{
     auth::{PeerAuth, Signed, Signer},
     connect::PeerConnector,
     frame::StreamingBody,
-    mux::Links,
+    mux::{Links, TraceContext},
     peer::{PeerError, PeerReply, StreamClient, request_error, with_causes},
 };
 
@@ -96,8 +96,22 @@ impl PeerClient {
         body: Bytes,
         timeout: Duration,
     ) -> Result<PeerReply, PeerError> {
+        self.forward_traced(addr, path, body, TraceContext::default(), timeout)
+            .await
+    }
+
+    /// [`PeerClient::forward`] with the trace context of the sender's span, which the command
+    /// carries to `addr`.
+    pub async fn forward_traced(
+        &self,
+        addr: &str,
+        path: &str,
+        body: Bytes,
+        trace: TraceContext,
+        timeout: Duration,
+    ) -> Result<PeerReply, PeerError> {
         self.links
-            .send(&self.streaming, addr, path, body, timeout)
+            .send(&self.streaming, addr, path, body, trace, timeout)
             .await
     }
 

@@ -56,12 +56,22 @@ pub const PROTOCOL: &str = "cella-mux";
 /// The path of the multiplexed exchange.
 pub const MUX_PATH: &str = "/v1/peer/mux";
 
-/// One forwarded command: the request path it was sent to and its body.
+/// One forwarded command: the request path it was sent to, its body and the trace context of
+/// the span that sent it.
 #[derive(Debug, Serialize, Deserialize)]
 struct MuxRequest {
     id: u64,
     path: String,
     body: Vec<u8>,
+    trace: TraceContext,
+}
+
+/// The W3C trace context a forwarded command carries: the `traceparent` and `tracestate` of
+/// the sender's span, empty when it is not traced.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceContext {
+    pub traceparent: String,
+    pub tracestate: String,
 }
 
 /// The id of the answer that says the peer reads no more commands; its body is the id of the
@@ -76,14 +86,17 @@ struct MuxAnswer {
     body: Vec<u8>,
 }
 
-/// Runs one forwarded command (its path and body) and gives its answer (status and body).
-pub type Handler =
-    Arc<dyn Fn(String, Bytes) -> BoxFuture<'static, (StatusCode, Bytes)> + Send + Sync>;
+/// Runs one forwarded command (its path, body and trace context) and gives its answer (status
+/// and body).
+pub type Handler = Arc<
+    dyn Fn(String, Bytes, TraceContext) -> BoxFuture<'static, (StatusCode, Bytes)> + Send + Sync,
+>;
 
 /// A command waiting to go out, and where its answer goes.
 struct Pending {
     path: String,
     body: Bytes,
+    trace: TraceContext,
     reply: oneshot::Sender<Result<PeerReply, PeerError>>,
 }
 
@@ -102,12 +115,14 @@ impl Links {
         addr: &str,
         path: &str,
         body: Bytes,
+        trace: TraceContext,
         timeout: Duration,
     ) -> Result<PeerReply, PeerError> {
         let (reply, answer) = oneshot::channel();
         let mut pending = Pending {
             path: path.to_string(),
             body,
+            trace,
             reply,
         };
         // A link task lives as long as the client that made it; should one have ended anyway,
@@ -193,6 +208,7 @@ async fn exchange(
             id: next_id,
             path: pending.path,
             body: pending.body.to_vec(),
+            trace: pending.trace,
         };
         match encode_frame("a forwarded command", &request) {
             Some(chunk) => {
@@ -464,7 +480,7 @@ where
                     last_read = request.id;
                     let handler = handler.clone();
                     tokio::spawn(async move {
-                        let (status, body) = handler(request.path, Bytes::from(request.body)).await;
+                        let (status, body) = handler(request.path, Bytes::from(request.body), request.trace).await;
                         let answer = MuxAnswer {
                             id: request.id,
                             status: status.as_u16(),

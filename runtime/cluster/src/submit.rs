@@ -26,6 +26,7 @@ use openraft::{
     Raft, alias::CommittedLeaderIdOf, error::ClientWriteError, impls::ProgressResponder,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::{Command, StateMachine, TypeConfig};
 
@@ -90,6 +91,7 @@ impl Submitter {
         leader: Option<CommittedLeaderIdOf<C>>,
     ) -> AppendFuture {
         let (done, rx) = oneshot::channel();
+        let writes_len = writes.len();
         let sent = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
             let ticket = queue.1 + 1;
@@ -105,18 +107,26 @@ impl Submitter {
             }
             sent.is_ok()
         };
-        Box::pin(async move {
-            if !sent {
-                return Err(cella_core::Error::Unconfirmed(
-                    "the group is shut down".into(),
-                ));
+        // From the submission to the commit, a child of the caller's span (the command's).
+        let span = tracing::debug_span!("raft.commit", writes = tracing::field::Empty);
+        if !span.is_disabled() {
+            span.record("writes", writes_len);
+        }
+        Box::pin(
+            async move {
+                if !sent {
+                    return Err(cella_core::Error::Unconfirmed(
+                        "the group is shut down".into(),
+                    ));
+                }
+                rx.await.unwrap_or_else(|_| {
+                    Err(cella_core::Error::Unconfirmed(
+                        "the group stopped before answering".into(),
+                    ))
+                })
             }
-            rx.await.unwrap_or_else(|_| {
-                Err(cella_core::Error::Unconfirmed(
-                    "the group stopped before answering".into(),
-                ))
-            })
-        })
+            .instrument(span),
+        )
     }
 
     /// Resolves once every append submitted before this call has resolved.

@@ -85,7 +85,7 @@ fn spawn_add(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_reach_their_callers_in_any_order() {
     // Command `n` takes (20 - n) ms: later commands finish first.
-    let handler: Handler = Arc::new(|path: String, body: Bytes| {
+    let handler: Handler = Arc::new(|path: String, body: Bytes, _| {
         Box::pin(async move {
             let n: u64 = path
                 .rsplit('/')
@@ -140,7 +140,7 @@ async fn an_unreachable_peer_is_reported_as_never_sent() {
 async fn a_peer_gone_mid_command_leaves_the_outcome_unknown_and_the_next_exchange_works() {
     // The first command never finishes; the server then goes away.
     let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let handler: Handler = Arc::new(move |path: String, _body: Bytes| {
+    let handler: Handler = Arc::new(move |path: String, _body: Bytes, _| {
         let started = started_tx.clone();
         Box::pin(async move {
             if path.ends_with("/hang") {
@@ -168,7 +168,7 @@ async fn a_peer_gone_mid_command_leaves_the_outcome_unknown_and_the_next_exchang
 async fn a_stopping_peer_answers_what_it_read_and_refuses_the_rest_as_never_run() {
     let (release_tx, release) = watch::channel(false);
     let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let handler: Handler = Arc::new(move |path: String, _body: Bytes| {
+    let handler: Handler = Arc::new(move |path: String, _body: Bytes, _| {
         let started = started_tx.clone();
         let mut release = release.clone();
         Box::pin(async move {
@@ -204,7 +204,7 @@ async fn a_stopping_peer_answers_what_it_read_and_refuses_the_rest_as_never_run(
 
 #[tokio::test]
 async fn a_plain_request_for_the_exchange_is_told_to_upgrade() {
-    let handler: Handler = Arc::new(|_, _| Box::pin(async { (StatusCode::OK, Bytes::new()) }));
+    let handler: Handler = Arc::new(|_, _, _| Box::pin(async { (StatusCode::OK, Bytes::new()) }));
     let (addr, _server) = serve(handler, running()).await;
     let reply = PeerClient::new()
         .send(

@@ -153,7 +153,7 @@ fn a_running_node_answers_malformed_rpcs_with_errors() {
 fn the_forwarding_exchange_survives_arbitrary_bytes() {
     let rt = runtime();
     let handler: cella_cluster::mux::Handler =
-        Arc::new(|_, body: Bytes| Box::pin(async move { (StatusCode::OK, body) }));
+        Arc::new(|_, body: Bytes, _| Box::pin(async move { (StatusCode::OK, body) }));
     proptest!(ProptestConfig::with_cases(200), |(bytes in proptest::collection::vec(any::<u8>(), 0..2048))| {
         let handler = handler.clone();
         let finished = rt.block_on(async move {

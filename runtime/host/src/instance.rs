@@ -202,22 +202,32 @@ impl Instance {
         state: Option<&[u8]>,
         payload: &str,
     ) -> Result<Result<Outcome, Failure>, Error> {
-        Ok(match self.world.guest() {
-            Guest::V0_1(guest) => {
-                let ctx = ctx.into();
-                self.call(async |store| guest.call_handle(store, &ctx, state, payload).await)
-                    .await?
-                    .map(Outcome::from)
-                    .map_err(Failure::from)
-            }
-            Guest::V0_2(guest) => {
-                let ctx = ctx.into();
-                self.call(async |store| guest.call_handle(store, &ctx, state, payload).await)
-                    .await?
-                    .map(Outcome::from)
-                    .map_err(Failure::from)
-            }
-        })
+        // The guest call, a child of the command's span (disabled, and free, when no tracing
+        // layer wants `DEBUG` spans).
+        let span = tracing::debug_span!(
+            "guest.call",
+            entity.type = %ctx.entity_type,
+            command = %ctx.command,
+        );
+        let call = async {
+            Ok(match self.world.guest() {
+                Guest::V0_1(guest) => {
+                    let ctx = ctx.into();
+                    self.call(async |store| guest.call_handle(store, &ctx, state, payload).await)
+                        .await?
+                        .map(Outcome::from)
+                        .map_err(Failure::from)
+                }
+                Guest::V0_2(guest) => {
+                    let ctx = ctx.into();
+                    self.call(async |store| guest.call_handle(store, &ctx, state, payload).await)
+                        .await?
+                        .map(Outcome::from)
+                        .map_err(Failure::from)
+                }
+            })
+        };
+        tracing::Instrument::instrument(call, span).await
     }
 
     /// Folds one event into the state (event-sourced entities); a guest error is

@@ -1,7 +1,7 @@
 //! The Cella node as a library: HTTP ingress and admin API ([`http`]), routing each request to
 //! its partition's leader ([`routing`]), entity execution ([`entities`]), the module registry
 //! ([`registry`]; compiling and artifact files in [`compiler`]) with its shadow replays
-//! ([`replay`]), metrics, and the wiring of a node over its store, cluster and host ([`node`]).
+//! ([`replay`]), metrics, trace context across nodes ([`trace`]), and the wiring of a node over its store, cluster and host ([`node`]).
 
 pub mod audit;
 pub mod auth;
@@ -18,6 +18,7 @@ pub mod replay;
 pub mod routing;
 pub mod tls;
 pub mod topics;
+pub mod trace;
 
 pub use error::{Error, Result};
 pub use node::{Node, NodeHandle, NodeOptions};

@@ -240,8 +240,23 @@ enum Forwarded {
     Unreachable,
 }
 
-/// Sends the request to `addr`.
+/// Sends the request to `addr`, in a span of its own whose trace context goes with it.
 async fn forward(node: &Node, addr: &str, origin: &Origin, body: &Bytes) -> Result<Forwarded> {
+    let span = tracing::debug_span!(
+        "forward",
+        otel.kind = "client",
+        peer.addr = %addr,
+        via = ?origin.via,
+    );
+    tracing::Instrument::instrument(forward_once(node, addr, origin, body), span).await
+}
+
+async fn forward_once(
+    node: &Node,
+    addr: &str,
+    origin: &Origin,
+    body: &Bytes,
+) -> Result<Forwarded> {
     let Some(cluster) = node.cluster.as_ref() else {
         return Err(Error::Internal(format!(
             "a node without a cluster was asked to forward to {addr}"
@@ -251,7 +266,13 @@ async fn forward(node: &Node, addr: &str, origin: &Origin, body: &Bytes) -> Resu
     let sent = match origin.via {
         Via::Exchange => {
             client
-                .forward(addr, &origin.path_and_query, body.clone(), FORWARD_TIMEOUT)
+                .forward_traced(
+                    addr,
+                    &origin.path_and_query,
+                    body.clone(),
+                    crate::trace::current(),
+                    FORWARD_TIMEOUT,
+                )
                 .await
         }
         Via::Request | Via::SlowRequest => {
@@ -262,6 +283,7 @@ async fn forward(node: &Node, addr: &str, origin: &Origin, body: &Bytes) -> Resu
             if let Some(token) = &origin.authorization {
                 headers.push((AUTHORIZATION, token.clone()));
             }
+            headers.extend(crate::trace::headers(&crate::trace::current()));
             let timeout = match origin.via {
                 Via::SlowRequest => MEMBERSHIP_TIMEOUT,
                 _ => FORWARD_TIMEOUT,
@@ -373,7 +395,13 @@ impl Forwarder for PeerForwarder {
             };
             let path = crate::effects::delivery_path(&id, &command, &invocation);
             let reply = client
-                .forward(&owner, &path, Bytes::from(payload), FORWARD_TIMEOUT)
+                .forward_traced(
+                    &owner,
+                    &path,
+                    Bytes::from(payload),
+                    crate::trace::current(),
+                    FORWARD_TIMEOUT,
+                )
                 .await
                 .map_err(|source| Error::Forward {
                     addr: owner.clone(),

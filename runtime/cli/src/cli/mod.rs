@@ -3,15 +3,19 @@
 //! runs a node; [`admin`] sends `deploy` (and `deploy --check`), `rollback`, `call`, `inspect`,
 //! `modules` and `cluster` to a running node over HTTP and turns its answers into readable
 //! output; [`topics`] lists topics, publishes to one and follows one (`topics`, `publish`,
-//! `follow`); [`project`] is the developer loop (`new`, `build`, `dev`; see `cella_dev`). Errors
-//! exit 1, a `deploy --check` that finds differences exits 3.
+//! `follow`); [`entities`] lists the entities of a type; [`output`] holds the tables, JSON and
+//! progress they print; [`project`] is the developer loop (`new`, `build`, `dev`; see
+//! `cella_dev`). Errors exit 1, a `deploy --check` that finds differences exits 3.
 
 mod admin;
 mod audit;
 mod certs;
 mod compile;
+mod entities;
+mod output;
 mod project;
 mod serve;
+mod telemetry;
 mod topics;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -47,6 +51,10 @@ pub struct Cli {
     /// servers (every command that talks to a node, and `serve --deploy`/`--join`).
     #[arg(long, global = true, env = "CELLA_CA", value_name = "FILE")]
     ca: Option<PathBuf>,
+    /// How logs are written on stderr: readable lines, or one JSON object per line (level,
+    /// message, target, fields). What is logged: `CELLA_LOG` (e.g. `info`, `cella_node=debug`).
+    #[arg(long, global = true, env = "CELLA_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: telemetry::LogFormat,
 }
 
 #[derive(clap::Args, Debug)]
@@ -149,6 +157,33 @@ enum Command {
         /// Show the journal instead of the state.
         #[arg(long)]
         journal: bool,
+        #[command(flatten)]
+        server: ServerArg,
+        /// A token with role `invoke` (read-only is enough) on the type, when the node
+        /// requires one.
+        #[arg(long, env = "CELLA_TOKEN")]
+        token: Option<String>,
+    },
+    /// List the entities of a type in key order: key, sequence, module version, last change.
+    Entities {
+        /// Entity type.
+        #[arg(value_name = "TYPE")]
+        entity_type: String,
+        /// Only keys starting with this.
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+        /// Only keys after this one (the `next` of the previous page).
+        #[arg(long, value_name = "KEY")]
+        after: Option<String>,
+        /// Entities per page (1 to 1000).
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: u32,
+        /// Every page, not only the first.
+        #[arg(long)]
+        all: bool,
+        /// Print the JSON of `GET /v1/entities/{type}` instead of a table.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         server: ServerArg,
         /// A token with role `invoke` (read-only is enough) on the type, when the node
@@ -270,20 +305,9 @@ enum ClusterAction {
     },
 }
 
-/// What is logged when `CELLA_LOG` is not set: warnings, except openraft's failed heartbeats,
-/// one per group and heartbeat (ten a second per group) while a peer is down; the replication
-/// errors, which back off, still say so.
-const DEFAULT_LOG: &str = "warn,openraft::core::heartbeat=error";
-
-/// The whole `cella` program: logging to stderr (`CELLA_LOG`), argument parsing, exit code.
+/// The whole `cella` program: argument parsing, logging to stderr (`CELLA_LOG`,
+/// `--log-format`; `telemetry.rs`), exit code.
 pub fn entry() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CELLA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     match main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -321,14 +345,24 @@ fn report(error: &anyhow::Error) -> String {
     text
 }
 
-/// Parses the command line and runs it.
+/// Parses the command line, installs the logger (and `serve --otlp-endpoint`'s exporter) and
+/// runs it.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(cli))
+    runtime.block_on(async {
+        let otlp = match &cli.command {
+            Command::Serve(args) => args.otlp(),
+            _ => None,
+        };
+        let telemetry = telemetry::init(cli.log_format, otlp)?;
+        let done = run(cli).await;
+        telemetry.shutdown().await;
+        done
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -372,6 +406,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server,
             token,
         } => admin::inspect(&server.server, &entity, journal, token.as_deref()).await,
+        Command::Entities {
+            entity_type,
+            prefix,
+            after,
+            limit,
+            all,
+            json,
+            server,
+            token,
+        } => {
+            let listing = entities::Listing {
+                entity_type: &entity_type,
+                prefix: prefix.as_deref(),
+                after: after.as_deref(),
+                limit,
+                all,
+                json,
+            };
+            entities::list(&server.server, listing, token.as_deref()).await
+        }
         Command::Modules { server } => admin::modules(&server.server).await,
         Command::Audit {
             limit,

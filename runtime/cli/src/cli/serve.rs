@@ -16,6 +16,7 @@ use cella_node::{
     tls::{PeerTlsFiles, TlsFiles},
 };
 
+use super::telemetry::{Otlp, SERVE};
 use crate::client::{self, encode_segment};
 
 // No doc comment on the struct: clap would take it as the command's about, which the `Serve`
@@ -146,6 +147,22 @@ pub(super) struct ServeArgs {
     /// The private key of --peer-cert (PEM).
     #[arg(long, value_name = "FILE", requires_all = ["peer_ca", "peer_cert"])]
     peer_key: Option<PathBuf>,
+    /// Export traces over OTLP/HTTP (protobuf) to this collector: its base URL
+    /// (`http://HOST:4318`; `/v1/traces` is added) or its traces URL. A command's spans follow
+    /// it across nodes and into the calls it makes; a request's `traceparent` joins its trace.
+    #[arg(long, value_name = "URL", env = "CELLA_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+}
+
+impl ServeArgs {
+    /// Where this node exports its spans (`--otlp-endpoint`), if anywhere.
+    pub(super) fn otlp(&self) -> Option<Otlp> {
+        self.otlp_endpoint.as_ref().map(|endpoint| Otlp {
+            endpoint: endpoint.clone(),
+            node_id: self.node_id.unwrap_or(1),
+            addr: self.listen.to_string(),
+        })
+    }
 }
 
 /// Runs a node until SIGINT or SIGTERM, then lets in-flight requests finish.
@@ -184,6 +201,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         peer_ca,
         peer_cert,
         peer_key,
+        otlp_endpoint,
     } = args;
     let peer_tls = match (peer_ca, peer_cert, peer_key) {
         (Some(ca), Some(cert), Some(key)) => Some(PeerTlsFiles { ca, cert, key }),
@@ -196,6 +214,15 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         client::trust_ca(Some(&peer.ca))?;
     }
     let scheme = if peer_tls.is_some() { "https" } else { "http" };
+    let facts = Facts {
+        security: security(
+            tls_cert.is_some(),
+            peer_tls.is_some(),
+            cluster_secret.is_some(),
+            insecure_peers,
+        ),
+        otlp: otlp_endpoint,
+    };
     let peers = peer_auth(
         node_id.is_some(),
         cluster_secret.as_deref(),
@@ -275,7 +302,81 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     options.effects.in_flight = effects_in_flight.max(1);
     options.entities.topic_keep = topic_retention_messages.max(1);
     options.entities.topic_max_age = Duration::from_secs(topic_retention_secs);
-    serve(options, deploy).await
+    serve(options, deploy, facts).await
+}
+
+/// What a node states when it starts, besides what the running node knows.
+struct Facts {
+    /// How clients and peers are served and authenticated.
+    security: String,
+    otlp: Option<String>,
+}
+
+/// The TLS and peer authentication mode, in words.
+fn security(tls: bool, peer_tls: bool, secret: bool, insecure: bool) -> String {
+    let clients = if tls || peer_tls {
+        "HTTPS (TLS)"
+    } else {
+        "plain HTTP"
+    };
+    let peers = match (peer_tls, secret, insecure) {
+        (true, true, _) => "mutual TLS (peer certificates) and the cluster secret",
+        (true, false, _) => "mutual TLS (peer certificates)",
+        (false, true, _) => "the cluster secret (HMAC)",
+        (false, false, true) => "not authenticated (--insecure-peers)",
+        (false, false, false) => "none accepted (no cluster secret or peer certificates)",
+    };
+    format!("clients: {clients}; peers: {peers}")
+}
+
+/// Logs one line per fact of the started node (target `cella::serve`, shown by default).
+fn log_start(
+    handle: &cella_node::NodeHandle,
+    base: &str,
+    data_dir: &std::path::Path,
+    facts: &Facts,
+) {
+    let node = &handle.node;
+    tracing::info!(target: SERVE, "listening on {base}");
+    tracing::info!(target: SERVE, "data directory: {}", data_dir.display());
+    if let Some(cluster) = &node.cluster {
+        let members: Vec<String> = cluster
+            .nodes()
+            .into_iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect();
+        tracing::info!(
+            target: SERVE,
+            "node {} of a cluster of {} ({})",
+            cluster.node_id(),
+            members.len(),
+            members.join(", ")
+        );
+        tracing::info!(
+            target: SERVE,
+            "partitions: {}, replicas: {}",
+            cluster.placement().partitions,
+            cluster.replicas()
+        );
+    }
+    let modules: Vec<String> = node
+        .registry
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| format!("{} v{}", m.entity_type, m.active))
+        .collect();
+    if modules.is_empty() {
+        tracing::info!(target: SERVE, "modules: none deployed yet");
+    } else {
+        tracing::info!(target: SERVE, "modules: {}", modules.join(", "));
+    }
+    tracing::info!(target: SERVE, "security: {}", facts.security);
+    match &facts.otlp {
+        Some(endpoint) => tracing::info!(target: SERVE, "traces: exported over OTLP to {endpoint}"),
+        None => tracing::info!(target: SERVE, "traces: off (--otlp-endpoint URL to export them)"),
+    }
+    tracing::info!(target: SERVE, "console: {base}/");
 }
 
 /// How this node authenticates its peers: with the secret, peer certificates or both;
@@ -298,9 +399,10 @@ fn peer_auth(
         (None, _, Some(tls)) => PeerAuth::certificates(tls),
         (Some(secret), _, None) => PeerAuth::secret(secret).context("--cluster-secret")?,
         (None, true, None) => {
-            eprintln!(
-                "warning: --insecure-peers: requests between nodes are not authenticated; \
-                 anyone who reaches {listen} can send this node raft messages"
+            tracing::warn!(
+                target: SERVE,
+                "--insecure-peers: requests between nodes are not authenticated; anyone who \
+                 reaches {listen} can send this node raft messages"
             );
             PeerAuth::insecure()
         }
@@ -365,7 +467,7 @@ async fn cluster_placement(scheme: &str, peer: &str) -> anyhow::Result<(u32, usi
 
 /// Starts the node, deploys the `--deploy` components through its own API and serves until a
 /// signal.
-async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> {
+async fn serve(options: NodeOptions, deploy: Vec<String>, facts: Facts) -> anyhow::Result<()> {
     let data_dir = options.data_dir.clone();
     let token = options.admin_token.clone();
     let scheme = if options.edge.tls.is_some() || options.edge.peer_tls.is_some() {
@@ -378,6 +480,7 @@ async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> 
     // roots and --ca.
     let base = format!("{scheme}://{}", handle.addr);
     println!("cella listening on {base} (data in {})", data_dir.display());
+    log_start(&handle, &base, &data_dir, &facts);
     for spec in deploy {
         let Some((ty, file)) = spec.split_once('=') else {
             bail!("--deploy `{spec}` must be TYPE=FILE");
@@ -410,7 +513,7 @@ async fn serve(options: NodeOptions, deploy: Vec<String>) -> anyhow::Result<()> 
         );
     }
     cella_node::node::wait_for_signal().await;
-    eprintln!("shutting down: finishing in-flight requests");
+    tracing::info!(target: SERVE, "shutting down: finishing in-flight requests");
     handle.shutdown().await;
     Ok(())
 }

@@ -106,10 +106,11 @@ pub(crate) async fn attempt(
             let path = delivery_path(target, command, invocation);
             let sent = cluster
                 .client()
-                .forward(
+                .forward_traced(
                     &addr,
                     &path,
                     Bytes::from(payload.to_string()),
+                    crate::trace::current(),
                     DELIVERY_TIMEOUT,
                 )
                 .await;

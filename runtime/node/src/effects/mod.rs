@@ -34,6 +34,7 @@ use std::{
 use cella_core::{
     EntityId, OUTBOX_PREFIX, OutboxItem, Processed, RowTable, TIMER_PREFIX, TimerRow, Write, decode,
 };
+use cella_cluster::mux::TraceContext;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 pub(crate) use self::deliver::{Attempt, attempt, delivery_path, invocation_of_query};
@@ -127,7 +128,8 @@ impl Dispatcher {
                     source,
                     item,
                     durable,
-                } => self.clone().carry_out(source, item, durable),
+                    trace,
+                } => self.clone().carry_out(source, item, durable, &trace),
                 Notice::Timer { id, timer } => self.set_timer(id, timer),
                 Notice::TimerGone { id, name } => {
                     lock(&self.timers).remove(&id, &name);
@@ -157,12 +159,14 @@ impl Dispatcher {
     /// Carries out one outbox item of `source` in a task of its own (once, however often it
     /// is handed over), after its append is `durable` and after the item handed over before it
     /// from the same source to the same target: calls from one entity to another are carried out
-    /// in the order they were made.
+    /// in the order they were made. Its span continues `trace`, the trace of the command that
+    /// made the call (when traced).
     fn carry_out(
         self: Arc<Self>,
         source: EntityId,
         item: OutboxItem,
         durable: Option<watch::Receiver<Option<bool>>>,
+        trace: &TraceContext,
     ) {
         let key = (source.clone(), item.effect_id.clone());
         if !lock(&self.active).insert(key.clone()) {
@@ -174,7 +178,14 @@ impl Dispatcher {
         let pair = (source.clone(), item.target.clone());
         let (done_tx, done_rx) = watch::channel(false);
         let before = lock(&self.chains).insert(pair.clone(), done_rx.clone());
-        tokio::spawn(async move {
+        let span = tracing::debug_span!(
+            parent: None,
+            "effect.deliver",
+            target = %item.target,
+            command = %item.command,
+        );
+        crate::trace::set_parent(&span, trace);
+        let carried = async move {
             let exists = match durable {
                 None => true,
                 Some(mut rx) => match rx.wait_for(Option::is_some).await.map(|d| *d) {
@@ -204,7 +215,8 @@ impl Dispatcher {
             if let Some(node) = self.node.upgrade() {
                 node.metrics.effects.pending.dec();
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(carried, span));
     }
 
     /// Whether `item`'s outbox row exists, once every append of `source` before is through.
@@ -417,7 +429,7 @@ impl Dispatcher {
         for (id, name, bytes) in rows {
             if name.starts_with(OUTBOX_PREFIX) {
                 match decode::<OutboxItem>(&bytes) {
-                    Ok(item) => self.clone().carry_out(id, item, None),
+                    Ok(item) => self.clone().carry_out(id, item, None, &TraceContext::default()),
                     Err(e) => tracing::error!("outbox row {name} of {id} is unreadable: {e}"),
                 }
             } else if name.starts_with(TIMER_PREFIX) {

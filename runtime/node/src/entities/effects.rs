@@ -43,11 +43,14 @@ pub struct TimerFire {
 #[derive(Clone, Debug)]
 pub enum Notice {
     /// A call to carry out, once `durable` (when set) says its append is durable (`Some(true)`;
-    /// `Some(false)`: it failed, and the call does not exist).
+    /// `Some(false)`: it failed, and the call does not exist). `trace` is the trace context of
+    /// the command that made it, which its delivery's span continues (in memory only: a call
+    /// read back from its row, after a restart or failover, starts a trace of its own).
     Outbox {
         source: EntityId,
         item: OutboxItem,
         durable: Option<tokio::sync::watch::Receiver<Option<bool>>>,
+        trace: cella_cluster::mux::TraceContext,
     },
     /// A timer set (new, replaced, or its next firing).
     Timer { id: EntityId, timer: TimerRow },
@@ -77,6 +80,7 @@ impl EffectPlan {
             source: id.clone(),
             item,
             durable: None,
+            trace: crate::trace::current(),
         });
         Ok(())
     }

@@ -82,9 +82,15 @@ pub(super) fn mux(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<B
         .map_err(unauthorized)?;
     let served = node.connections.track();
     let handler_node = node.clone();
-    let handler: cella_cluster::mux::Handler = Arc::new(move |path, body| {
+    let handler: cella_cluster::mux::Handler = Arc::new(move |path, body, trace| {
         let node = handler_node.clone();
-        Box::pin(async move { forwarded_command(&node, &path, body).await })
+        // The command's span here continues the sender's trace.
+        let span = tracing::debug_span!("forwarded.command", otel.kind = "server", path = %path);
+        crate::trace::set_parent(&span, &trace);
+        Box::pin(tracing::Instrument::instrument(
+            async move { forwarded_command(&node, &path, body).await },
+            span,
+        ))
     });
     let (response, exchange) = cluster.serve_mux(req, handler);
     if let Some(exchange) = exchange {
