@@ -3,16 +3,13 @@
 //! runs a node; [`admin`] sends `deploy` (and `deploy --check`), `rollback`, `call`, `inspect`,
 //! `modules` and `cluster` to a running node over HTTP and turns its answers into readable
 //! output; [`topics`] lists topics, publishes to one and follows one (`topics`, `publish`,
-//! `follow`); [`entities`] lists the entities of a type; [`output`] holds the tables, JSON and
-//! progress they print; [`project`] is the developer loop (`new`, `build`, `dev`; see
-//! `cella_dev`). Errors exit 1, a `deploy --check` that finds differences exits 3.
+//! `follow`); [`project`] is the developer loop (`new`, `build`, `dev`; see `cella_dev`). Errors
+//! exit 1, a `deploy --check` that finds differences exits 3.
 
 mod admin;
 mod audit;
 mod certs;
 mod compile;
-mod entities;
-mod output;
 mod project;
 mod serve;
 mod telemetry;
@@ -157,33 +154,6 @@ enum Command {
         /// Show the journal instead of the state.
         #[arg(long)]
         journal: bool,
-        #[command(flatten)]
-        server: ServerArg,
-        /// A token with role `invoke` (read-only is enough) on the type, when the node
-        /// requires one.
-        #[arg(long, env = "CELLA_TOKEN")]
-        token: Option<String>,
-    },
-    /// List the entities of a type in key order: key, sequence, module version, last change.
-    Entities {
-        /// Entity type.
-        #[arg(value_name = "TYPE")]
-        entity_type: String,
-        /// Only keys starting with this.
-        #[arg(long, value_name = "P")]
-        prefix: Option<String>,
-        /// Only keys after this one (the `next` of the previous page).
-        #[arg(long, value_name = "KEY")]
-        after: Option<String>,
-        /// Entities per page (1 to 1000).
-        #[arg(long, value_name = "N", default_value_t = 100)]
-        limit: u32,
-        /// Every page, not only the first.
-        #[arg(long)]
-        all: bool,
-        /// Print the JSON of `GET /v1/entities/{type}` instead of a table.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
         server: ServerArg,
         /// A token with role `invoke` (read-only is enough) on the type, when the node
@@ -406,26 +376,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server,
             token,
         } => admin::inspect(&server.server, &entity, journal, token.as_deref()).await,
-        Command::Entities {
-            entity_type,
-            prefix,
-            after,
-            limit,
-            all,
-            json,
-            server,
-            token,
-        } => {
-            let listing = entities::Listing {
-                entity_type: &entity_type,
-                prefix: prefix.as_deref(),
-                after: after.as_deref(),
-                limit,
-                all,
-                json,
-            };
-            entities::list(&server.server, listing, token.as_deref()).await
-        }
         Command::Modules { server } => admin::modules(&server.server).await,
         Command::Audit {
             limit,
