@@ -125,7 +125,7 @@ impl Error {
         }
     }
 
-    /// Stable machine-readable code.
+    /// Stable machine-readable code (one of [`CODES`]).
     pub fn code(&self) -> &'static str {
         match self {
             Error::Rejected(_) => "rejected",
@@ -185,3 +185,92 @@ impl From<cella_core::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every `code` of [`Error::code`] with the status it answers (`remote` relays another node's
+/// error with that node's status; 502 only when it has none). The OpenAPI document
+/// (`http/openapi.json`) declares the same codes, each under this status; tests check both.
+pub const CODES: &[(&str, u16)] = &[
+    ("bad_request", 400),
+    ("rejected", 400),
+    ("invalid_component", 400),
+    ("unauthorized", 401),
+    ("forbidden", 403),
+    ("unknown_type", 404),
+    ("unknown_command", 404),
+    ("not_found", 404),
+    ("stale_timer", 409),
+    ("payload_too_large", 413),
+    ("entity_failed", 500),
+    ("storage_failed", 500),
+    ("internal", 500),
+    ("unsupported", 501),
+    ("not_leader", 503),
+    ("unavailable", 503),
+    ("deadline_exceeded", 504),
+    ("remote", 502),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The string literals [`Error::code`] returns, read from this file's source: every code
+    /// the node can answer, whatever variants are added.
+    fn codes_in_source() -> std::collections::BTreeSet<String> {
+        let source = include_str!("error.rs");
+        let start = source.find("pub fn code(&self)").unwrap();
+        let end = start + source[start..].find("\n    }\n").unwrap();
+        source[start..end]
+            .lines()
+            .filter_map(|line| line.split_once("=> \"")?.1.split_once('"'))
+            .map(|(code, _)| code.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn every_code_is_listed_with_its_status() {
+        let listed: std::collections::BTreeSet<String> =
+            CODES.iter().map(|(code, _)| code.to_string()).collect();
+        assert_eq!(listed.len(), CODES.len(), "a code is listed twice");
+        assert_eq!(codes_in_source(), listed, "Error::code and CODES differ");
+        let status = |code: &str| CODES.iter().find(|(c, _)| *c == code).unwrap().1;
+        let samples = [
+            Error::Rejected("r".into()),
+            Error::BadRequest("b".into()),
+            Error::UnknownType("t".into()),
+            Error::UnknownCommand {
+                entity_type: "t".into(),
+                command: "c".into(),
+                known: "a".into(),
+            },
+            Error::NotFound("n".into()),
+            Error::PayloadTooLarge {
+                what: "w",
+                size: 2,
+                limit: 1,
+            },
+            Error::InvalidComponent("i".into()),
+            Error::EntityFailed("e".into()),
+            Error::DeadlineExceeded(1),
+            Error::Storage("s".into()),
+            Error::Unauthorized("u".into()),
+            Error::Forbidden {
+                role: "admin".into(),
+                message: "f".into(),
+            },
+            Error::NotLeader { leader: None },
+            Error::Unavailable("u".into()),
+            Error::Internal("i".into()),
+            Error::Unsupported("u".into()),
+            Error::StaleTimer("t".into()),
+            Error::Remote {
+                status: 0,
+                body: "not json".into(),
+            },
+        ];
+        for e in &samples {
+            assert_eq!(e.status().as_u16(), status(e.code()), "{e:?}");
+            assert_eq!(e.to_json()["error"]["code"], e.code(), "{e:?}");
+        }
+    }
+}

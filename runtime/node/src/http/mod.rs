@@ -3,7 +3,9 @@
 //! [`crate::routing::dispatch`] to run it where what it addresses is led. Errors become JSON
 //! answers (`error.rs` holds their status and code).
 //!
-//! Routes:
+//! Routes (described for clients, with their parameters, bodies, answers and errors, by the
+//! OpenAPI 3.1 document `openapi.json` beside this file, served at `GET /v1/openapi.json`; a
+//! test in [`openapi`] checks it against [`ROUTE_TABLE`]):
 //! - `POST /v1/entities/{type}/{key}/{command}` — run a command; the body is JSON (empty = `null`).
 //! - `GET  /v1/entities/{type}?after=KEY&limit=N&prefix=P` — the type's entities in key order,
 //!   a page at a time, merged from every partition's leader ([`listing`]).
@@ -32,6 +34,7 @@ mod console;
 mod entity;
 mod follow;
 mod listing;
+mod openapi;
 mod peer;
 mod topics;
 
@@ -55,6 +58,7 @@ use crate::{
 enum Endpoint {
     Health,
     Metrics,
+    OpenApi,
     Console,
     ConsoleAsset,
     Command,
@@ -79,6 +83,38 @@ enum Endpoint {
     PeerMux,
 }
 
+/// Every route: method, path (`matchit` syntax) and endpoint. The trees are built from it, and
+/// a test checks it against the OpenAPI document served at `/v1/openapi.json` (`openapi.rs`).
+#[rustfmt::skip]
+const ROUTE_TABLE: &[(Method, &str, Endpoint)] = &[
+    (Method::GET, "/healthz", Endpoint::Health),
+    (Method::GET, "/metrics", Endpoint::Metrics),
+    (Method::GET, "/v1/openapi.json", Endpoint::OpenApi),
+    (Method::GET, "/", Endpoint::Console),
+    (Method::GET, "/console", Endpoint::Console),
+    (Method::GET, "/console/{*file}", Endpoint::ConsoleAsset),
+    (Method::POST, "/v1/entities/{type}/{key}/{command}", Endpoint::Command),
+    (Method::GET, "/v1/entities/{type}", Endpoint::Entities),
+    (Method::GET, "/v1/entities/{type}/{key}", Endpoint::State),
+    (Method::GET, "/v1/entities/{type}/{key}/journal", Endpoint::Journal),
+    (Method::POST, "/v1/topics/{topic}", Endpoint::Publish),
+    (Method::GET, "/v1/topics", Endpoint::Topics),
+    (Method::GET, "/v1/topics/{topic}", Endpoint::Topic),
+    (Method::GET, "/v1/topics/{topic}/events", Endpoint::Follow),
+    (Method::GET, "/v1/cluster", Endpoint::ClusterStatus),
+    (Method::POST, "/v1/cluster/nodes", Endpoint::AddNode),
+    (Method::DELETE, "/v1/cluster/nodes/{id}", Endpoint::RemoveNode),
+    (Method::PUT, "/v1/modules/{type}", Endpoint::Deploy),
+    (Method::POST, "/v1/modules/{type}/rollback", Endpoint::Rollback),
+    (Method::GET, "/v1/modules", Endpoint::Modules),
+    (Method::GET, "/v1/modules/{type}", Endpoint::Module),
+    (Method::DELETE, "/v1/modules/{type}", Endpoint::DeleteModule),
+    (Method::GET, "/v1/audit", Endpoint::Audit),
+    (Method::POST, crate::audit::PEER_AUDIT_PATH, Endpoint::PeerAudit),
+    (Method::POST, "/v1/peer/raft/{group}/{kind}", Endpoint::PeerRaft),
+    (Method::POST, "/v1/peer/mux", Endpoint::PeerMux),
+];
+
 /// The route table: one tree per method.
 struct Routes {
     get: matchit::Router<Endpoint>,
@@ -95,55 +131,17 @@ impl Routes {
             put: matchit::Router::new(),
             delete: matchit::Router::new(),
         };
-        routes.get.insert("/healthz", Endpoint::Health)?;
-        routes.get.insert("/metrics", Endpoint::Metrics)?;
-        routes.get.insert("/", Endpoint::Console)?;
-        routes.get.insert("/console", Endpoint::Console)?;
-        routes
-            .get
-            .insert("/console/{*file}", Endpoint::ConsoleAsset)?;
-        routes
-            .post
-            .insert("/v1/entities/{type}/{key}/{command}", Endpoint::Command)?;
-        routes
-            .get
-            .insert("/v1/entities/{type}", Endpoint::Entities)?;
-        routes
-            .get
-            .insert("/v1/entities/{type}/{key}", Endpoint::State)?;
-        routes
-            .get
-            .insert("/v1/entities/{type}/{key}/journal", Endpoint::Journal)?;
-        routes
-            .post
-            .insert("/v1/topics/{topic}", Endpoint::Publish)?;
-        routes.get.insert("/v1/topics", Endpoint::Topics)?;
-        routes.get.insert("/v1/topics/{topic}", Endpoint::Topic)?;
-        routes
-            .get
-            .insert("/v1/topics/{topic}/events", Endpoint::Follow)?;
-        routes.get.insert("/v1/cluster", Endpoint::ClusterStatus)?;
-        routes.post.insert("/v1/cluster/nodes", Endpoint::AddNode)?;
-        routes
-            .delete
-            .insert("/v1/cluster/nodes/{id}", Endpoint::RemoveNode)?;
-        routes.put.insert("/v1/modules/{type}", Endpoint::Deploy)?;
-        routes
-            .post
-            .insert("/v1/modules/{type}/rollback", Endpoint::Rollback)?;
-        routes.get.insert("/v1/modules", Endpoint::Modules)?;
-        routes.get.insert("/v1/modules/{type}", Endpoint::Module)?;
-        routes
-            .delete
-            .insert("/v1/modules/{type}", Endpoint::DeleteModule)?;
-        routes.get.insert("/v1/audit", Endpoint::Audit)?;
-        routes
-            .post
-            .insert(crate::audit::PEER_AUDIT_PATH, Endpoint::PeerAudit)?;
-        routes
-            .post
-            .insert("/v1/peer/raft/{group}/{kind}", Endpoint::PeerRaft)?;
-        routes.post.insert("/v1/peer/mux", Endpoint::PeerMux)?;
+        for (method, path, endpoint) in ROUTE_TABLE {
+            let tree = match *method {
+                Method::GET => &mut routes.get,
+                Method::POST => &mut routes.post,
+                Method::PUT => &mut routes.put,
+                Method::DELETE => &mut routes.delete,
+                // The table uses no other method (a test checks every row is served).
+                _ => continue,
+            };
+            tree.insert(*path, *endpoint)?;
+        }
         Ok(routes)
     }
 
@@ -231,6 +229,11 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             node.render_metrics(),
+        )),
+        Endpoint::OpenApi => Ok(text_response(
+            StatusCode::OK,
+            "application/json",
+            openapi::DOCUMENT.to_string(),
         )),
         Endpoint::Console => console::index(),
         Endpoint::ConsoleAsset => console::asset(params.raw("file")),
