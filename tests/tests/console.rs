@@ -103,12 +103,7 @@ async fn the_console_browses_deploys_and_charts() {
         .request_with_token(Method::PUT, "/v1/modules/counter", counter, Some(TOKEN))
         .await;
     assert_eq!(r.status, 201, "deploying counter: {}", r.body);
-    for (key, adds) in [
-        ("alpha-1", 1),
-        ("alpha-2", 3),
-        ("beta-1", 2),
-        (EVIL, 1),
-    ] {
+    for (key, adds) in [("alpha-1", 1), ("alpha-2", 3), ("beta-1", 2), (EVIL, 1)] {
         for _ in 0..adds {
             let r = node.call("counter", key, "add", "1").await;
             assert_eq!(r.status, 200, "add to {key}: {}", r.body);
