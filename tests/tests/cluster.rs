@@ -47,7 +47,7 @@ async fn three_nodes_serve_everything_and_survive_a_leader_kill() {
     .await;
     assert!(spread, "leaders not spread: {:?}", leaders(&nodes[0]).await);
     let out = std::process::Command::new(cella_bin())
-        .args(["cluster", "status", "--server", &nodes[1].url])
+        .args(["cluster", "status", "--table", "--server", &nodes[1].url])
         .output()
         .expect("run cella cluster status");
     let (stdout, stderr) = output_text(&out);

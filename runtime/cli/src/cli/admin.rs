@@ -1,14 +1,15 @@
 //! The commands that talk to a running node over HTTP — `deploy` (and `deploy --check`),
 //! `rollback`, `call`, `inspect`, `modules` and `cluster add-node|remove-node|status` — and the
-//! output they make of its answers: pretty JSON, a check report, a cluster table, and the
-//! node's JSON errors as errors.
+//! output they make of its answers: on a terminal, tables and summaries ([`super::views`]),
+//! otherwise pretty JSON; a check report; the node's JSON errors as errors; and a spinner on
+//! stderr while a deploy or a check runs (on a terminal).
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use hyper::Method;
 
-use super::{EXIT_CHECK_FAILED, ExitWith};
+use super::{EXIT_CHECK_FAILED, ExitWith, output, views};
 use crate::client::{self, encode_segment};
 
 /// `cella deploy FILE --name TYPE [--check]`: uploads a component, or with `check` only
@@ -30,7 +31,18 @@ pub(super) async fn deploy(
     if check {
         path.push_str("?check=true");
     }
-    let reply = client::send(server, Method::PUT, &path, bytes, token).await?;
+    let size = bytes.len();
+    let spinner = output::spinner(if check {
+        format!(
+            "replaying the entities of `{name}` through {}",
+            file.display()
+        )
+    } else {
+        format!("deploying {} ({size} bytes) as `{name}`", file.display())
+    });
+    let reply = client::send(server, Method::PUT, &path, bytes, token).await;
+    output::done(spinner);
+    let reply = reply?;
     if check && (200..300).contains(&reply.status) {
         return check_summary(name, &reply.body);
     }
@@ -72,11 +84,12 @@ pub(super) async fn call(
     finish(client::send(server, Method::POST, &path, body, token).await?)
 }
 
-/// `cella inspect TYPE/KEY [--journal]`.
+/// `cella inspect TYPE/KEY [--journal]`: a summary and tables on a terminal, else the JSON.
 pub(super) async fn inspect(
     server: &str,
     entity: &str,
     journal: bool,
+    format: Format,
     token: Option<&str>,
 ) -> anyhow::Result<()> {
     let (ty, key) = split_entity(entity)?;
@@ -88,12 +101,42 @@ pub(super) async fn inspect(
     if journal {
         path.push_str("/journal");
     }
-    finish(client::send(server, Method::GET, &path, Vec::new(), token).await?)
+    let reply = client::send(server, Method::GET, &path, Vec::new(), token).await?;
+    let view = if journal {
+        views::journal
+    } else {
+        views::entity
+    };
+    show(reply, format, view)
 }
 
-/// `cella modules`.
-pub(super) async fn modules(server: &str) -> anyhow::Result<()> {
-    finish(client::send(server, Method::GET, "/v1/modules", Vec::new(), None).await?)
+/// `cella modules`: a table on a terminal, else the JSON.
+pub(super) async fn modules(server: &str, format: Format) -> anyhow::Result<()> {
+    let reply = client::send(server, Method::GET, "/v1/modules", Vec::new(), None).await?;
+    show(reply, format, views::modules)
+}
+
+/// How a command was asked to print (`--json`, `--table`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Format {
+    pub json: bool,
+    pub table: bool,
+}
+
+/// Prints a successful answer with `view` when it is for people ([`output::for_people`]),
+/// otherwise as [`finish`] does.
+fn show(
+    reply: client::Reply,
+    format: Format,
+    view: fn(&serde_json::Value) -> String,
+) -> anyhow::Result<()> {
+    if reply.status != 200 || !output::for_people(format.json, format.table) {
+        return finish(reply);
+    }
+    let answer: serde_json::Value = serde_json::from_str(&reply.body)
+        .with_context(|| format!("the server's answer is not JSON: {}", reply.body))?;
+    print!("{}", view(&answer));
+    Ok(())
 }
 
 /// `cella cluster add-node ID HOST:PORT`.
@@ -113,16 +156,10 @@ pub(super) async fn remove_node(server: &str, id: u64, token: Option<&str>) -> a
     finish(client::send(server, Method::DELETE, &path, Vec::new(), token).await?)
 }
 
-/// `cella cluster status [--json]`.
-pub(super) async fn cluster_status(server: &str, json: bool) -> anyhow::Result<()> {
+/// `cella cluster status`: the nodes and a table of the groups on a terminal, else the JSON.
+pub(super) async fn cluster_status(server: &str, format: Format) -> anyhow::Result<()> {
     let reply = client::send(server, Method::GET, "/v1/cluster", Vec::new(), None).await?;
-    if json || reply.status != 200 {
-        return finish(reply);
-    }
-    let status: serde_json::Value =
-        serde_json::from_str(&reply.body).context("the cluster status is not JSON")?;
-    print!("{}", cluster_table(&status));
-    Ok(())
+    show(reply, format, views::cluster)
 }
 
 /// Splits `TYPE/KEY`.
@@ -240,59 +277,6 @@ fn check_summary(entity_type: &str, body: &str) -> anyhow::Result<()> {
     .into())
 }
 
-/// `cella cluster status` as text: the nodes, then one line per raft group.
-fn cluster_table(status: &serde_json::Value) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "node {} · {} partitions over {} shards",
-        status["nodeId"], status["partitions"], status["shards"]
-    );
-    for node in status["nodes"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "  node {:<4} {}",
-            node["id"],
-            node["addr"].as_str().unwrap_or("?")
-        );
-    }
-    let _ = writeln!(
-        out,
-        "{:<6} {:<10} {:<7} {:<6} {:<12} {:>9} {:>9} {:>9}",
-        "group", "state", "leader", "term", "voters", "last log", "committed", "applied"
-    );
-    for g in status["groups"].as_array().into_iter().flatten() {
-        let voters: Vec<String> = g["voters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|v| v.to_string())
-            .collect();
-        let name = match g["group"].as_u64() {
-            Some(0) => "meta".to_string(),
-            Some(n) => n.to_string(),
-            None => "?".to_string(),
-        };
-        let leader = g["leader"]
-            .as_u64()
-            .map_or("-".to_string(), |l| l.to_string());
-        let _ = writeln!(
-            out,
-            "{:<6} {:<10} {:<7} {:<6} {:<12} {:>9} {:>9} {:>9}",
-            name,
-            g["state"].as_str().unwrap_or("?"),
-            leader,
-            g["term"].to_string(),
-            voters.join(","),
-            g["lastLogIndex"].to_string(),
-            g["committed"].to_string(),
-            g["applied"].to_string()
-        );
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,28 +326,5 @@ mod tests {
         assert!(exit.message.contains("1 diverged, 0 failed"));
         let clean = serde_json::json!({"checked": 1, "diverged": [], "failed": []});
         assert!(check_summary("counter", &clean.to_string()).is_ok());
-    }
-
-    #[test]
-    fn cluster_table_lines() {
-        let status = serde_json::json!({
-            "nodeId": 1, "partitions": 1, "shards": 4096,
-            "nodes": [{"id": 1, "addr": "127.0.0.1:7001"}],
-            "groups": [
-                {"group": 0, "state": "Leader", "leader": 1, "term": 2, "voters": [1],
-                 "lastLogIndex": 5, "committed": 5, "applied": 5},
-                {"group": 1, "state": "Follower", "leader": null, "term": 1, "voters": [1, 2],
-                 "lastLogIndex": 3, "committed": 3, "applied": 2},
-            ],
-        });
-        let table = cluster_table(&status);
-        let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines[0], "node 1 · 1 partitions over 4096 shards");
-        assert!(lines[1].starts_with("  node 1 ") && lines[1].ends_with(" 127.0.0.1:7001"));
-        assert!(lines[3].starts_with("meta   Leader     1 "), "{table}");
-        assert!(
-            lines[4].starts_with("1      Follower   -       1      1,2 "),
-            "{table}"
-        );
     }
 }

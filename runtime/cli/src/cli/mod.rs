@@ -3,17 +3,21 @@
 //! runs a node; [`admin`] sends `deploy` (and `deploy --check`), `rollback`, `call`, `inspect`,
 //! `modules` and `cluster` to a running node over HTTP and turns its answers into readable
 //! output; [`topics`] lists topics, publishes to one and follows one (`topics`, `publish`,
-//! `follow`); [`project`] is the developer loop (`new`, `build`, `dev`; see `cella_dev`). Errors
-//! exit 1, a `deploy --check` that finds differences exits 3.
+//! `follow`); [`entities`] lists the entities of a type; [`output`] holds the tables, JSON and
+//! progress they print; [`project`] is the developer loop (`new`, `build`, `dev`; see
+//! `cella_dev`). Errors exit 1, a `deploy --check` that finds differences exits 3.
 
 mod admin;
 mod audit;
 mod certs;
 mod compile;
+mod entities;
+mod output;
 mod project;
 mod serve;
 mod telemetry;
 mod topics;
+mod views;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -59,6 +63,26 @@ struct ServerArg {
     /// URL of the Cella node to talk to.
     #[arg(long, env = "CELLA_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
+}
+
+/// How a command that has a terminal view prints (see `output.rs`).
+#[derive(clap::Args, Debug)]
+struct FormatArgs {
+    /// Print the node's JSON (the default when stdout is not a terminal).
+    #[arg(long, conflicts_with = "table")]
+    json: bool,
+    /// Print tables and summaries (the default on a terminal; also `CELLA_OUTPUT=table`).
+    #[arg(long)]
+    table: bool,
+}
+
+impl From<FormatArgs> for admin::Format {
+    fn from(args: FormatArgs) -> Self {
+        admin::Format {
+            json: args.json,
+            table: args.table,
+        }
+    }
 }
 
 // `Serve` carries every node flag; the enum is parsed once, so its size does not matter.
@@ -155,6 +179,35 @@ enum Command {
         #[arg(long)]
         journal: bool,
         #[command(flatten)]
+        format: FormatArgs,
+        #[command(flatten)]
+        server: ServerArg,
+        /// A token with role `invoke` (read-only is enough) on the type, when the node
+        /// requires one.
+        #[arg(long, env = "CELLA_TOKEN")]
+        token: Option<String>,
+    },
+    /// List the entities of a type in key order: key, sequence, module version, last change.
+    Entities {
+        /// Entity type.
+        #[arg(value_name = "TYPE")]
+        entity_type: String,
+        /// Only keys starting with this.
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+        /// Only keys after this one (the `next` of the previous page).
+        #[arg(long, value_name = "KEY")]
+        after: Option<String>,
+        /// Entities per page (1 to 1000).
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: u32,
+        /// Every page, not only the first.
+        #[arg(long)]
+        all: bool,
+        /// Print the JSON of `GET /v1/entities/{type}` instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
         server: ServerArg,
         /// A token with role `invoke` (read-only is enough) on the type, when the node
         /// requires one.
@@ -163,6 +216,8 @@ enum Command {
     },
     /// List deployed entity types.
     Modules {
+        #[command(flatten)]
+        format: FormatArgs,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -269,9 +324,8 @@ enum ClusterAction {
     Status {
         #[command(flatten)]
         server: ServerArg,
-        /// Print the JSON of `GET /v1/cluster` instead of a table.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        format: FormatArgs,
     },
 }
 
@@ -373,10 +427,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect {
             entity,
             journal,
+            format,
             server,
             token,
-        } => admin::inspect(&server.server, &entity, journal, token.as_deref()).await,
-        Command::Modules { server } => admin::modules(&server.server).await,
+        } => {
+            let format = format.into();
+            admin::inspect(&server.server, &entity, journal, format, token.as_deref()).await
+        }
+        Command::Entities {
+            entity_type,
+            prefix,
+            after,
+            limit,
+            all,
+            json,
+            server,
+            token,
+        } => {
+            let listing = entities::Listing {
+                entity_type: &entity_type,
+                prefix: prefix.as_deref(),
+                after: after.as_deref(),
+                limit,
+                all,
+                json,
+            };
+            entities::list(&server.server, listing, token.as_deref()).await
+        }
+        Command::Modules { format, server } => admin::modules(&server.server, format.into()).await,
         Command::Audit {
             limit,
             after,
@@ -419,8 +497,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 admin_token,
             } => admin::remove_node(&server.server, id, admin_token.as_deref()).await,
             ClusterAction::Certs { out, nodes } => certs::generate(&out, nodes),
-            ClusterAction::Status { server, json } => {
-                admin::cluster_status(&server.server, json).await
+            ClusterAction::Status { server, format } => {
+                admin::cluster_status(&server.server, format.into()).await
             }
         },
     }

@@ -167,7 +167,12 @@ pub async fn build(dir: &Path) -> Result<Built> {
 
 /// `cella build`: [`build`], then a report of the component on stdout.
 pub async fn run_build(dir: &Path) -> Result<()> {
-    let built = build(dir).await?;
+    report(&build(dir).await?);
+    Ok(())
+}
+
+/// The report `cella build` prints of a built component, on stdout.
+pub fn report(built: &Built) {
     println!("built {}", built.wasm.display());
     println!("  package   {}", built.name);
     println!(
@@ -180,7 +185,6 @@ pub async fn run_build(dir: &Path) -> Result<()> {
     for warning in &built.checked.warnings {
         println!("  warning   {warning}");
     }
-    Ok(())
 }
 
 /// Loads a component the way a node does at upload and returns what it declares.
