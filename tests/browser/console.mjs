@@ -52,12 +52,22 @@ async function single(page, dialogs) {
   await page.locator('#view table a', { hasText: 'counter' }).waitFor({ timeout: WAIT });
   step('the console loads and lists the counter module');
 
-  // Keyboard: the section links are reachable by Tab and open with Enter.
+  // Keyboard: Tab first reaches the skip link, which moves focus to the content; focus shows.
+  await page.keyboard.press('Tab');
+  const first = await page.evaluate(() => document.activeElement.textContent);
+  check(first === 'Skip to content', `the first Tab stop is ${first}`);
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.activeElement.id === 'main', null, { timeout: WAIT });
+  check(page.url().endsWith('#/modules'), `the skip link changed the route: ${page.url()}`);
+  await page.keyboard.press('Tab');
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  check(outline !== 'none', `a focused control shows no outline (${outline})`);
+  // The section links open with Enter.
   await page.locator('.sidebar a[data-section="entities"]').focus();
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => location.hash === '#/entities', null, { timeout: WAIT });
   await page.locator('#view h1', { hasText: 'Entities' }).waitFor({ timeout: WAIT });
-  step('a section opens from the keyboard');
+  step('by keyboard: the skip link focuses the content, focus is visible, a section opens with Enter');
 
   // Find an entity through the listing, searching by prefix, and open it.
   await page.goto(`${url}/#/entities/counter`);

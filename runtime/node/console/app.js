@@ -104,12 +104,18 @@ function tokenForm() {
 }
 
 nav.refresh = () => render(false);
+// The skip link moves focus without touching the hash (which holds the route).
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  document.getElementById('main').focus();
+});
 window.addEventListener('hashchange', () => {
+  if (!location.hash.startsWith('#/')) return;
   render(true);
   const main = document.getElementById('main');
   if (main && document.activeElement && document.activeElement.closest('.sidebar')) main.focus({ preventScroll: true });
 });
 tokenForm();
 sampler.start();
-if (!location.hash) history.replaceState(null, '', '#/modules');
+if (!location.hash.startsWith('#/')) history.replaceState(null, '', '#/modules');
 render(true);
