@@ -114,6 +114,7 @@ export async function topics() {
   }));
   return [
     h('h1', {}, 'Topics'),
+    h('p', { class: 'muted' }, 'Every topic the cluster knows, its retained messages and how far its subscribers are behind.'),
     unreachable && unreachable.length ? h('p', { class: 'flash error' }, `Nodes that did not answer: ${unreachable.join(', ')}`) : null,
     table([{ label: 'Topic' }, { label: 'Length', num: true }, { label: 'First', num: true }, { label: 'Last', num: true },
       { label: 'Subscribers', num: true }, { label: 'Lag', num: true }], rows, 'No topic has messages or subscribers.'),
@@ -149,6 +150,7 @@ export async function cluster() {
   }));
   return [
     h('h1', {}, 'Cluster'),
+    h('p', { class: 'muted' }, 'The nodes, and every raft group as this node sees it.'),
     h('div', { class: 'stats' }, stat('nodes', String(c.nodes.length)), stat('partitions', String(c.partitions)),
       stat('replicas', String(c.replicas)), stat('shards', String(c.shards)), stat('this node', String(c.nodeId))),
     h('h2', {}, 'Nodes'),
