@@ -261,6 +261,8 @@ pub struct Parts {
     pub topics: Option<crate::bench_topics::Options>,
     /// The languages part (one node only), with its languages.
     pub langs: Option<crate::bench_langs::Options>,
+    /// The listing part, with its sizes.
+    pub listing: Option<crate::bench_listing::Options>,
     /// Mutual TLS between the nodes (`--peer-ca/--peer-cert/--peer-key`, certificates made
     /// by `cella cluster certs`) instead of the cluster secret; the listener then speaks TLS to
     /// clients too, so the bench's requests and wrk use `https://`.
@@ -276,7 +278,11 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let root = workspace_root();
     if nodes > 1 && parts.langs.is_some() {
-        if !parts.wrk && parts.effects.is_none() && parts.topics.is_none() {
+        if !parts.wrk
+            && parts.effects.is_none()
+            && parts.topics.is_none()
+            && parts.listing.is_none()
+        {
             bail!("--langs-only: the languages part runs on a single node; drop --nodes {nodes}");
         }
         eprintln!("the languages part runs on a single node only: skipped with --nodes {nodes}");
@@ -291,7 +297,7 @@ pub fn run(
     if parts.wrk || parts.topics.is_some() || parts.langs.is_some() {
         ensure_wrk()?;
     }
-    if parts.wrk || parts.effects.is_some() || parts.topics.is_some() {
+    if parts.wrk || parts.effects.is_some() || parts.topics.is_some() || parts.listing.is_some() {
         build::build_examples()?;
     }
     // `CELLA_BENCH_BIN` runs another build of `cella` (A/B comparisons in one sitting).
@@ -437,6 +443,9 @@ pub fn run(
             &|| cpu_micros(&servers),
             started_kb,
         )?;
+    }
+    if let Some(opts) = parts.listing {
+        crate::bench_listing::run(&addrs, opts)?;
     }
     drop(servers);
     let _ = std::fs::remove_dir_all(&tmp);

@@ -67,7 +67,7 @@ async fn command(addr: &str, path: &str, body: &Value) -> anyhow::Result<Value> 
 }
 
 /// Runs `job(i)` for i in 0..n on `clients` concurrent tasks; the first error wins.
-async fn for_each<F, Fut>(n: u32, clients: u32, job: F) -> anyhow::Result<()>
+pub(crate) async fn for_each<F, Fut>(n: u32, clients: u32, job: F) -> anyhow::Result<()>
 where
     F: Fn(u32) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,

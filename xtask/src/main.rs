@@ -4,6 +4,7 @@
 mod bench;
 mod bench_effects;
 mod bench_langs;
+mod bench_listing;
 mod bench_topics;
 mod build;
 mod ci;
@@ -89,8 +90,9 @@ enum Task {
     /// entities, publish → Server-Sent Events latency, sustained publications/s;
     /// `--topics-only` runs it alone); then the languages part (the counter `cella new`
     /// scaffolds in Rust, Python and JavaScript, built, deployed and loaded side by side on one
-    /// node; `--langs-only` runs it alone); then the criterion micro-benchmark of the command
-    /// path.
+    /// node; `--langs-only` runs it alone); then the listing part (the first page of a type of
+    /// 100,000 entities, `GET /v1/entities/{type}`; `--listing-only` runs it alone); then the
+    /// criterion micro-benchmark of the command path.
     #[command(after_help = "Environment:\n  \
         CELLA_BENCH_BIN=PATH          run that cella build instead (A/B comparisons in one sitting)\n  \
         CELLA_BENCH_SERVE_ARGS=ARGS   add `cella serve` arguments, e.g. `--replicas 1`")]
@@ -137,6 +139,16 @@ enum Task {
         /// micro-benchmark); one node only
         #[arg(long)]
         langs_only: bool,
+        /// Skip the listing part (pages of a type's entities)
+        #[arg(long, conflicts_with = "listing_only")]
+        no_listing: bool,
+        /// Run only the listing part (no wrk cells, no effects, no topics, no languages, no
+        /// micro-benchmark)
+        #[arg(long, conflicts_with_all = ["effects_only", "topics_only", "langs_only"])]
+        listing_only: bool,
+        /// Listing part: entities created before the pages are timed
+        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        listing_entities: u32,
         /// Languages part: the guest languages (comma-separated) [default: all three]
         #[arg(
             long = "langs",
@@ -197,6 +209,9 @@ fn bench_parts(task: &Task) -> bench::Parts {
         topics_only,
         no_langs,
         langs_only,
+        no_listing,
+        listing_only,
+        listing_entities,
         langs,
         transfers,
         timers,
@@ -210,22 +225,34 @@ fn bench_parts(task: &Task) -> bench::Parts {
     };
     let (secs, clients) = (*secs, *clients);
     bench::Parts {
-        wrk: !effects_only && !topics_only && !langs_only,
-        effects: (!no_effects && !topics_only && !langs_only).then_some(bench_effects::Options {
-            transfers: *transfers,
-            timers: *timers,
-            clients,
+        wrk: !effects_only && !topics_only && !langs_only && !listing_only,
+        effects: (!no_effects && !topics_only && !langs_only && !listing_only).then_some(
+            bench_effects::Options {
+                transfers: *transfers,
+                timers: *timers,
+                clients,
+            },
+        ),
+        topics: (!no_topics && !effects_only && !langs_only && !listing_only).then_some(
+            bench_topics::Options {
+                fanout: *fanout,
+                rounds: *rounds,
+                publishers: clients,
+                secs,
+            },
+        ),
+        langs: (!no_langs && !effects_only && !topics_only && !listing_only).then(|| {
+            bench_langs::Options {
+                langs: Lang::selection(langs),
+                secs,
+            }
         }),
-        topics: (!no_topics && !effects_only && !langs_only).then_some(bench_topics::Options {
-            fanout: *fanout,
-            rounds: *rounds,
-            publishers: clients,
-            secs,
-        }),
-        langs: (!no_langs && !effects_only && !topics_only).then(|| bench_langs::Options {
-            langs: Lang::selection(langs),
-            secs,
-        }),
+        listing: (!no_listing && !effects_only && !topics_only && !langs_only).then_some(
+            bench_listing::Options {
+                entities: *listing_entities,
+                clients,
+            },
+        ),
         peer_tls: *peer_tls,
     }
 }
@@ -297,6 +324,9 @@ mod tests {
             topics_only,
             no_langs,
             langs_only,
+            no_listing,
+            listing_only,
+            listing_entities,
             langs,
             transfers,
             timers,
@@ -320,6 +350,10 @@ mod tests {
             (false, false, 100, 50)
         );
         assert_eq!((no_langs, langs_only), (false, false));
+        assert_eq!(
+            (no_listing, listing_only, listing_entities),
+            (false, false, 100_000)
+        );
         assert_eq!(Lang::selection(&langs), Lang::ALL.to_vec());
         let Ok(Task::Bench {
             secs,
@@ -458,6 +492,24 @@ mod tests {
         ] {
             assert_eq!(parts(other).map(|p| p.langs), Some(None), "{other:?}");
         }
+        let Some(listing) = parts(&["bench", "--listing-only", "--listing-entities", "500"]) else {
+            panic!("`bench --listing-only` does not parse");
+        };
+        assert!(!listing.wrk && listing.effects.is_none() && listing.topics.is_none());
+        assert_eq!(listing.langs, None);
+        assert_eq!(
+            listing.listing,
+            Some(bench_listing::Options {
+                entities: 500,
+                clients: 64
+            })
+        );
+        assert!(all.listing.is_some() && only.listing.is_none());
+        assert_eq!(
+            parts(&["bench", "--no-listing"]).map(|p| p.listing),
+            Some(None)
+        );
+        assert!(parse(&["bench", "--listing-only", "--effects-only"]).is_err());
         assert_eq!(parts(&["demo"]), Some(bench::Parts::default()));
     }
 
