@@ -251,12 +251,7 @@ async fn forward(node: &Node, addr: &str, origin: &Origin, body: &Bytes) -> Resu
     tracing::Instrument::instrument(forward_once(node, addr, origin, body), span).await
 }
 
-async fn forward_once(
-    node: &Node,
-    addr: &str,
-    origin: &Origin,
-    body: &Bytes,
-) -> Result<Forwarded> {
+async fn forward_once(node: &Node, addr: &str, origin: &Origin, body: &Bytes) -> Result<Forwarded> {
     let Some(cluster) = node.cluster.as_ref() else {
         return Err(Error::Internal(format!(
             "a node without a cluster was asked to forward to {addr}"

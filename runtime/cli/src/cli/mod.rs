@@ -54,7 +54,13 @@ pub struct Cli {
     ca: Option<PathBuf>,
     /// How logs are written on stderr: readable lines, or one JSON object per line (level,
     /// message, target, fields). What is logged: `CELLA_LOG` (e.g. `info`, `cella_node=debug`).
-    #[arg(long, global = true, env = "CELLA_LOG_FORMAT", value_enum, default_value_t)]
+    #[arg(
+        long,
+        global = true,
+        env = "CELLA_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
     log_format: telemetry::LogFormat,
 }
 
@@ -123,6 +129,9 @@ enum Command {
         /// Entity type to deploy as (default: the package name).
         #[arg(long, value_name = "TYPE")]
         name: Option<String>,
+        /// Export traces over OTLP/HTTP to this collector (as `cella serve --otlp-endpoint`).
+        #[arg(long, value_name = "URL", env = "CELLA_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
     },
     /// Run a node (an embedded single node; data and modules persist in --data-dir).
     Serve(serve::ServeArgs),
@@ -380,6 +389,15 @@ pub fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let otlp = match &cli.command {
             Command::Serve(args) => args.otlp(),
+            Command::Dev {
+                otlp_endpoint,
+                listen,
+                ..
+            } => otlp_endpoint.clone().map(|endpoint| telemetry::Otlp {
+                endpoint,
+                node_id: 1,
+                addr: listen.to_string(),
+            }),
             _ => None,
         };
         let telemetry = telemetry::init(cli.log_format, otlp)?;
@@ -403,7 +421,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lang,
         } => project::new(&name, kind, path, lang),
         Command::Build { path } => project::build(&path).await,
-        Command::Dev { path, listen, name } => project::dev(path, listen, name).await,
+        Command::Dev {
+            path, listen, name, ..
+        } => project::dev(path, listen, name).await,
         Command::Deploy {
             file,
             name,

@@ -82,40 +82,51 @@ impl Telemetry {
 pub(super) fn init(format: LogFormat, otlp: Option<Otlp>) -> anyhow::Result<Telemetry> {
     let filter =
         EnvFilter::try_from_env("CELLA_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
+    let provider = otlp.as_ref().map(tracer_provider).transpose()?;
+    if provider.is_some() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    }
+    let tracer = provider.as_ref().map(|p| p.tracer("cella"));
+    subscriber(format, filter, std::io::stderr, tracer)
+        .try_init()
+        .context("cannot install the logger")?;
+    Ok(Telemetry { provider })
+}
+
+/// The logger writing to `writer`, with the OpenTelemetry layer over `tracer` if given: it
+/// takes only the spans of the `cella_*` crates (at most `DEBUG`), never the logs.
+fn subscriber<W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: W,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> impl tracing::Subscriber + Send + Sync + 'static
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .with_filter(filter)
             .boxed(),
     };
-    let (provider, spans) = match otlp {
-        Some(otlp) => {
-            let provider = tracer_provider(&otlp)?;
-            opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-            let layer = tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("cella"))
-                .with_filter(filter_fn(|meta| {
-                    meta.is_span()
-                        && meta.target().starts_with("cella")
-                        && *meta.level() <= tracing::Level::DEBUG
-                }));
-            (Some(provider), Some(layer))
-        }
-        None => (None, None),
-    };
-    tracing_subscriber::registry()
-        .with(logs)
-        .with(spans)
-        .try_init()
-        .context("cannot install the logger")?;
-    Ok(Telemetry { provider })
+    let spans = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(filter_fn(|meta| {
+                meta.is_span()
+                    && meta.target().starts_with("cella")
+                    && *meta.level() <= tracing::Level::DEBUG
+            }))
+    });
+    tracing_subscriber::registry().with(logs).with(spans)
 }
 
 /// The traces URL of `--otlp-endpoint`: `/v1/traces` is added to a base URL.
@@ -241,5 +252,32 @@ mod tests {
         let error = format!("{:#}", traces_url("https://c:4318").unwrap_err());
         assert!(error.contains("must be an http:// URL"), "{error}");
         assert!(traces_url("not a url").is_err());
+    }
+
+    /// Without an exporter the command path's spans (`DEBUG`, `cella_*`) are disabled where
+    /// they are made, under the default filter and as JSON too; with one they are recorded,
+    /// and the logs stay as filtered.
+    #[test]
+    fn spans_are_off_without_an_exporter() {
+        let made = || tracing::debug_span!(target: "cella_node::http", "http.request");
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let quiet = subscriber(format, EnvFilter::new(DEFAULT_LOG), std::io::sink, None);
+            tracing::subscriber::with_default(quiet, || {
+                assert!(made().is_disabled());
+                assert!(tracing::Span::current().is_disabled());
+            });
+        }
+        let tracer = SdkTracerProvider::builder().build().tracer("test");
+        let traced = subscriber(
+            LogFormat::Text,
+            EnvFilter::new(DEFAULT_LOG),
+            std::io::sink,
+            Some(tracer),
+        );
+        tracing::subscriber::with_default(traced, || {
+            assert!(!made().is_disabled());
+            // Other crates' spans are not exported.
+            assert!(tracing::debug_span!(target: "openraft::core", "x").is_disabled());
+        });
     }
 }

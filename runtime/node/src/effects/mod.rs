@@ -31,10 +31,10 @@ use std::{
     time::Duration,
 };
 
+use cella_cluster::mux::TraceContext;
 use cella_core::{
     EntityId, OUTBOX_PREFIX, OutboxItem, Processed, RowTable, TIMER_PREFIX, TimerRow, Write, decode,
 };
-use cella_cluster::mux::TraceContext;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 
 pub(crate) use self::deliver::{Attempt, attempt, delivery_path, invocation_of_query};
@@ -429,7 +429,9 @@ impl Dispatcher {
         for (id, name, bytes) in rows {
             if name.starts_with(OUTBOX_PREFIX) {
                 match decode::<OutboxItem>(&bytes) {
-                    Ok(item) => self.clone().carry_out(id, item, None, &TraceContext::default()),
+                    Ok(item) => self
+                        .clone()
+                        .carry_out(id, item, None, &TraceContext::default()),
                     Err(e) => tracing::error!("outbox row {name} of {id} is unreadable: {e}"),
                 }
             } else if name.starts_with(TIMER_PREFIX) {
