@@ -11,7 +11,10 @@ use std::{
 
 use anyhow::{Context, bail};
 
-use crate::bench_effects::{deploy, for_each, percentile, send};
+use crate::{
+    bench_effects::{deploy, for_each, percentile, send},
+    http::request,
+};
 
 /// The sizes of the listing part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,12 +56,35 @@ async fn time_pages(addrs: &[String], path: &str) -> anyhow::Result<Vec<Duration
     Ok(took)
 }
 
+/// Waits until every node has loaded the `counter` module (a node lists a module it has not
+/// loaded yet with `subscriptions: null`).
+fn wait_for_module(addrs: &[String]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for addr in addrs {
+        loop {
+            let (status, body) = request(addr, "GET", "/v1/modules/counter", b"")?;
+            let loaded = status == 200
+                && serde_json::from_str::<serde_json::Value>(&body)
+                    .is_ok_and(|m| m["subscriptions"].is_array());
+            if loaded {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{addr} did not load the counter module within 60 s: {status} {body}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
 /// Runs the listing part against `addrs` (deploying `counter`).
 pub fn run(addrs: &[String], opts: Options) -> anyhow::Result<()> {
     if (opts.entities as usize) < 2 * PAGE {
         bail!("--listing-entities: at least {} entities", 2 * PAGE);
     }
     deploy(&addrs[0], "counter", "counter.wasm")?;
+    wait_for_module(addrs)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -2,11 +2,14 @@
 //! (bytewise), each with its sequence, module version and last change, a page at a time.
 //!
 //! The entities of a type live in every partition. The node asked reads the page of each
-//! partition from its leader — the partitions it leads in one scan of its store, each of the
-//! others at its leader through [`dispatch`] (as `?partition=G`, a request of its own) — and
-//! merges them in key order, so every node answers the same. Every partition's page holds at
-//! most `limit` entities past `after`, so the first `limit` of the merge are the page, and
-//! `next` is its last key when any partition may have more.
+//! partition from its leader — the partitions it leads in one scan of its store, those another
+//! node leads in one request to that node (`?partition=G1,G2,…`, through [`dispatch`]) — and
+//! merges them in key order, so every node answers the same. A node asked for partitions reads
+//! those it leads and names the others in `unserved` (leadership moved meanwhile); these are
+//! then asked for one by one, each routed to its leader on the retry path of [`dispatch`]
+//! (asked for one partition it does not lead, a node answers "not leader"). Every partition's
+//! page holds at most `limit` entities past `after`, so the first `limit` of the merge are the
+//! page, and `next` is its last key when any partition may have more.
 //!
 //! ```text
 //! 200 {"type": "counter",
@@ -14,7 +17,10 @@
 //!      "next": "k1" | null}
 //! ```
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+};
 
 use bytes::Bytes;
 use cella_core::EntityId;
@@ -59,10 +65,11 @@ impl Listing {
         }
     }
 
-    /// The path and query that asks partition `group`'s leader for its page.
-    fn partition_path(&self, group: u64) -> String {
+    /// The path and query that asks the leader of the partitions `groups` for their page.
+    fn partition_path(&self, groups: &[u64]) -> String {
+        let groups: Vec<String> = groups.iter().map(u64::to_string).collect();
         let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("partition", &group.to_string());
+        query.append_pair("partition", &groups.join(","));
         query.append_pair("limit", &self.limit.to_string());
         if let Some(after) = &self.after {
             query.append_pair("after", after);
@@ -95,6 +102,9 @@ struct Page {
     entity_type: String,
     entities: Vec<Entry>,
     next: Option<String>,
+    /// In the answer to `?partition=…`: the partitions asked for that the node does not lead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    unserved: Vec<u64>,
 }
 
 impl Page {
@@ -112,6 +122,7 @@ impl Page {
             entity_type: entity_type.to_string(),
             entities: entries,
             next,
+            unserved: Vec::new(),
         }
     }
 
@@ -131,7 +142,8 @@ fn entry(head: EntityHead) -> Entry {
     }
 }
 
-/// `GET /v1/entities/{type}` (with `?partition=G` from another node: that partition's page).
+/// `GET /v1/entities/{type}` (with `?partition=G1,G2,…` from another node: the page of those
+/// partitions).
 pub(super) async fn list(
     node: &Arc<Node>,
     params: &Params<'_>,
@@ -145,21 +157,28 @@ pub(super) async fn list(
         prefix: query_param(&req, "prefix").unwrap_or_default(),
         entity_type,
     };
-    let partition = match query_param(&req, "partition") {
+    let partitions = match query_param(&req, "partition") {
         None => None,
-        Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
-            Error::BadRequest(format!(
-                "query parameter `partition` must be a partition number, got `{raw}`"
-            ))
-        })?),
+        Some(raw) => Some(
+            raw.split(',')
+                .map(str::parse::<u64>)
+                .collect::<std::result::Result<Vec<u64>, _>>()
+                .ok()
+                .filter(|groups| !groups.is_empty())
+                .ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "query parameter `partition` must be partition numbers separated by                          commas, got `{raw}`"
+                    ))
+                })?,
+        ),
     };
     if is_system_type(&listing.entity_type) {
         return Err(Error::UnknownType(listing.entity_type));
     }
     node.registry.info(&listing.entity_type)?;
     let origin = Origin::of(&req, Via::Request);
-    let page = match partition {
-        Some(group) => partition_page(node, &listing, group, &origin).await?,
+    let page = match partitions {
+        Some(groups) => partitions_page(node, &listing, &groups, &origin).await?,
         None => merged_page(node, &listing, &origin).await?,
     };
     page.response()
@@ -187,36 +206,44 @@ fn partition_entity(node: &Node, group: u64) -> EntityId {
 }
 
 /// The page of every partition, merged: the partitions led here from one scan, the others from
-/// their leaders.
+/// their leaders (one request per leader, then one per partition it no longer led).
 async fn merged_page(node: &Arc<Node>, listing: &Listing, origin: &Origin) -> Result<Page> {
     let Some(cluster) = node.cluster.as_ref() else {
         let page = node.store.list_entities(listing.query(), |_| true)?;
         return Ok(local(listing, page));
     };
     let mut here = HashSet::new();
-    let mut elsewhere = Vec::new();
+    let mut elsewhere: BTreeMap<Option<String>, Vec<u64>> = BTreeMap::new();
     for group in cluster.placement().groups() {
         match node.leader(Target::Entity(&partition_entity(node, group)))? {
             Leader::Here => {
                 here.insert(group);
             }
-            Leader::At(_) | Leader::Unknown => elsewhere.push(group),
+            Leader::At(addr) => elsewhere.entry(Some(addr)).or_default().push(group),
+            // No leader known: asked for alone, on the retry path.
+            Leader::Unknown => elsewhere.entry(None).or_default().push(group),
         }
     }
-    let mut entries = Vec::new();
-    let mut more = false;
-    let mut pages = tokio::task::JoinSet::new();
-    for group in elsewhere {
+    let mut asked = tokio::task::JoinSet::new();
+    let ask = |asked: &mut tokio::task::JoinSet<Result<Page>>, groups: Vec<u64>| {
         let (node, listing) = (node.clone(), listing.clone());
         let origin = Origin {
             forwarded: origin.forwarded,
             method: Method::GET,
-            path_and_query: listing.partition_path(group),
+            path_and_query: listing.partition_path(&groups),
             authorization: origin.authorization.clone(),
             via: Via::Request,
         };
-        pages.spawn(async move { partition_page(&node, &listing, group, &origin).await });
+        asked.spawn(async move { partitions_page(&node, &listing, &groups, &origin).await });
+    };
+    for (leader, groups) in elsewhere {
+        match leader {
+            Some(_) => ask(&mut asked, groups),
+            None => groups.into_iter().for_each(|g| ask(&mut asked, vec![g])),
+        }
     }
+    let mut entries = Vec::new();
+    let mut more = false;
     if !here.is_empty() {
         let ty = listing.entity_type.as_str();
         let page = node.store.list_entities(listing.query(), |k| {
@@ -225,34 +252,33 @@ async fn merged_page(node: &Arc<Node>, listing: &Listing, origin: &Origin) -> Re
         more |= page.more;
         entries.extend(page.entities.into_iter().map(entry));
     }
-    while let Some(joined) = pages.join_next().await {
+    while let Some(joined) = asked.join_next().await {
         let page = joined.map_err(|e| Error::Internal(format!("reading a partition: {e}")))??;
         more |= page.next.is_some();
         entries.extend(page.entities);
+        for group in page.unserved {
+            ask(&mut asked, vec![group]);
+        }
     }
     Ok(Page::of(&listing.entity_type, entries, more, listing.limit))
 }
 
-/// The page of partition `group`, read at its leader (here, or forwarded there).
-async fn partition_page(
+/// The page of the partitions `groups`, read at the leader of the first (here, or forwarded
+/// there), which names those it does not lead in `unserved`.
+async fn partitions_page(
     node: &Arc<Node>,
     listing: &Listing,
-    group: u64,
+    groups: &[u64],
     origin: &Origin,
 ) -> Result<Page> {
-    let target = partition_entity(node, group);
+    let first = groups.first().copied().unwrap_or_default();
+    let target = partition_entity(node, first);
     let response = dispatch(
         node,
         Target::Entity(&target),
         origin,
         Bytes::new(),
-        || async {
-            let ty = listing.entity_type.as_str();
-            let page = node.store.list_entities(listing.query(), |k| {
-                node.entities.partition_of(&EntityId::new(ty, k)) == group
-            })?;
-            local(listing, page).response()
-        },
+        || async { led_page(node, listing, groups)?.response() },
     )
     .await?;
     let status = response.status();
@@ -268,9 +294,39 @@ async fn partition_page(
     }
     serde_json::from_slice(&body).map_err(|e| {
         Error::Internal(format!(
-            "partition {group} answered an unreadable page: {e}"
+            "the leader of partitions {groups:?} answered an unreadable page: {e}"
         ))
     })
+}
+
+/// The page of those of `groups` this node leads, read from its store, naming the others in
+/// `unserved`; "not leader" when asked for one partition it does not lead.
+fn led_page(node: &Node, listing: &Listing, groups: &[u64]) -> Result<Page> {
+    let mut led = HashSet::new();
+    let mut unserved = Vec::new();
+    for &group in groups {
+        match node.leader(Target::Entity(&partition_entity(node, group)))? {
+            Leader::Here => {
+                led.insert(group);
+            }
+            Leader::At(addr) if groups.len() == 1 => {
+                return Err(Error::NotLeader { leader: Some(addr) });
+            }
+            Leader::Unknown if groups.len() == 1 => return Err(Error::NotLeader { leader: None }),
+            Leader::At(_) | Leader::Unknown => unserved.push(group),
+        }
+    }
+    let page = if led.is_empty() {
+        EntityPage::default()
+    } else {
+        let ty = listing.entity_type.as_str();
+        node.store.list_entities(listing.query(), |k| {
+            led.contains(&node.entities.partition_of(&EntityId::new(ty, k)))
+        })?
+    };
+    let mut page = local(listing, page);
+    page.unserved = unserved;
+    Ok(page)
 }
 
 fn local(listing: &Listing, page: EntityPage) -> Page {
