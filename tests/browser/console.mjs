@@ -130,12 +130,12 @@ async function single(page, dialogs) {
 
   // The chart of commands per second moves under load.
   await page.goto(`${url}/#/metrics`);
-  const rate = page.locator('canvas[aria-label^="Commands/s"]').first();
+  const rate = page.locator('canvas[aria-label^="Commands/s — counter"]').first();
   await rate.waitFor({ timeout: WAIT });
   const stop = load(url);
   try {
     await page.waitForFunction(() => {
-      const c = document.querySelector('canvas[aria-label^="Commands/s"]');
+      const c = document.querySelector('canvas[aria-label^="Commands/s — counter"]');
       return c && Number(c.dataset.latest) > 0;
     }, null, { timeout: WAIT });
   } finally {
@@ -143,7 +143,7 @@ async function single(page, dialogs) {
     console.log(`# ${sent} commands sent while the chart was open`);
   }
   const latest = await rate.getAttribute('data-latest');
-  step(`the commands/s chart moves under load (latest ${latest}/s)`);
+  step(`the counter type's commands/s chart moves under load (latest ${latest}/s)`);
   check(dialogs.length === 0, `a dialog was raised: ${dialogs}`);
 }
 

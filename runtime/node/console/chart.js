@@ -1,6 +1,7 @@
 // Live charts from the node's own /metrics: commands per second and latency percentiles,
-// sampled every second and drawn on a <canvas> by the small code below. Series are grouped by
-// the samples' `type` label when they carry one, else under "all types".
+// sampled every second and drawn on a <canvas> by the small code below: the node-wide series
+// ("all types") and one per entity type (`cella_type_commands_total{type}` and
+// `cella_type_command_duration_seconds{type}`).
 
 import { h } from './dom.js';
 import { metricsText } from './api.js';
@@ -22,21 +23,25 @@ export function parseMetrics(text) {
   return out;
 }
 
-/** Per group: the commands counted so far and the latency histogram's cumulative buckets. */
+/** Per group — every type together ("all types", the node-wide series) and each entity type
+ * (the `cella_type_*` series, labelled `type`) — the commands counted so far and the latency
+ * histogram's cumulative buckets. */
 function totals(samples) {
   const groups = new Map();
-  const group = (labels) => {
-    const name = labels.type || 'all types';
+  const group = (name) => {
     if (!groups.has(name)) groups.set(name, { commands: 0, buckets: new Map(), count: 0 });
     return groups.get(name);
   };
   for (const s of samples) {
-    if (s.name === 'cella_commands_total') group(s.labels).commands += s.value;
-    else if (s.name === 'cella_command_duration_seconds_bucket') {
-      const g = group(s.labels);
+    const typed = s.name.startsWith('cella_type_');
+    const name = typed ? s.name.replace('cella_type_', 'cella_') : s.name;
+    const g = () => group(typed ? s.labels.type || '?' : 'all types');
+    if (name === 'cella_commands_total') g().commands += s.value;
+    else if (name === 'cella_command_duration_seconds_bucket') {
       const le = s.labels.le === '+Inf' ? Infinity : Number(s.labels.le);
-      g.buckets.set(le, (g.buckets.get(le) || 0) + s.value);
-    } else if (s.name === 'cella_command_duration_seconds_count') group(s.labels).count += s.value;
+      const b = g().buckets;
+      b.set(le, (b.get(le) || 0) + s.value);
+    } else if (name === 'cella_command_duration_seconds_count') g().count += s.value;
   }
   return groups;
 }

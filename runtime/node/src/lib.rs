@@ -19,6 +19,7 @@ pub mod routing;
 pub mod tls;
 pub mod topics;
 pub mod trace;
+pub mod type_metrics;
 
 pub use error::{Error, Result};
 pub use node::{Node, NodeHandle, NodeOptions};

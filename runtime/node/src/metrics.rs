@@ -39,13 +39,8 @@ const LATENCY_BUCKETS: [f64; 14] = [
     1.024,
 ];
 
-/// Outcome label of a finished command.
-#[derive(Clone, Copy, Debug)]
-pub enum Outcome {
-    Ok,
-    Rejected,
-    Failed,
-}
+use crate::type_metrics::ByType;
+pub use crate::type_metrics::Outcome;
 
 /// Metrics of one node.
 #[derive(Debug)]
@@ -54,6 +49,7 @@ pub struct Metrics {
     registry: Registry,
     commands: ByOutcome,
     latency: LatencyHistogram,
+    by_type: ByType,
     cache_hits: Counter,
     cache_misses: Counter,
     cache_evictions: Counter,
@@ -181,12 +177,15 @@ impl Default for Metrics {
         );
         let topics = TopicMetrics::default();
         topics.register(&mut registry);
+        let by_type = ByType::default();
+        by_type.register(&mut registry);
         Self {
             effects,
             topics,
             registry,
             commands,
             latency,
+            by_type,
             cache_hits,
             cache_misses,
             cache_evictions,
@@ -202,8 +201,11 @@ impl Metrics {
         self.forwarded.inc();
     }
 
-    /// Records one finished command.
-    pub fn command(&self, outcome: Outcome, elapsed: Duration) {
+    /// Records one finished command, under its type too when it reached a deployed one.
+    pub fn command(&self, entity_type: Option<&str>, outcome: Outcome, elapsed: Duration) {
+        if let Some(entity_type) = entity_type {
+            self.by_type.record(entity_type, outcome, elapsed);
+        }
         match outcome {
             Outcome::Ok => &self.commands.ok,
             Outcome::Rejected => &self.commands.rejected,
@@ -375,7 +377,7 @@ fn scrape_registry(
 /// Registers `metric` under its exposed `name` and `help`. prometheus-client appends a
 /// counter's `_total` to its samples and a period to every help text, so both are taken off
 /// here: the names and texts above read as they appear in the output.
-fn register(registry: &mut Registry, name: &str, help: &str, metric: impl Metric) {
+pub(crate) fn register(registry: &mut Registry, name: &str, help: &str, metric: impl Metric) {
     let name = match metric.metric_type() {
         MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
         _ => name,
@@ -494,9 +496,9 @@ mod tests {
 
     fn sample() -> String {
         let m = Metrics::default();
-        m.command(Outcome::Ok, Duration::from_micros(300));
-        m.command(Outcome::Ok, Duration::from_millis(3));
-        m.command(Outcome::Rejected, Duration::from_secs(2));
+        m.command(Some("counter"), Outcome::Ok, Duration::from_micros(300));
+        m.command(Some("counter"), Outcome::Ok, Duration::from_millis(3));
+        m.command(None, Outcome::Rejected, Duration::from_secs(2));
         m.cache_hit();
         m.cache_miss();
         m.cache_eviction();

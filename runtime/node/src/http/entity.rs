@@ -244,6 +244,8 @@ async fn run_command(
         Err(Error::NotLeader { .. }) => return result.map(|_| Response::new(Body::default())),
         Err(_) => Outcome::Failed,
     };
-    node.metrics.command(outcome, started.elapsed());
+    // Counted under its type only when the type exists: URLs do not make label sets.
+    let typed = (!matches!(result, Err(Error::UnknownType(_)))).then_some(ty);
+    node.metrics.command(typed, outcome, started.elapsed());
     Ok(text_response(StatusCode::OK, "application/json", result?))
 }
