@@ -37,6 +37,8 @@ struct Received {
     trace_id: String,
     span_id: String,
     parent: String,
+    /// The `http.route` attribute, if any.
+    route: String,
 }
 
 /// An OTLP/HTTP (protobuf) trace receiver on 127.0.0.1 that keeps every span it is sent.
@@ -125,6 +127,15 @@ fn keep(export: ExportTraceServiceRequest, spans: &Mutex<Vec<Received>>) {
                 trace_id: hex(&span.trace_id),
                 span_id: hex(&span.span_id),
                 parent: hex(&span.parent_span_id),
+                route: span
+                    .attributes
+                    .iter()
+                    .find(|a| a.key == "http.route")
+                    .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                        any_value::Value::StringValue(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
             });
         }
     }
@@ -243,6 +254,10 @@ async fn a_forwarded_command_and_its_call_are_one_trace_across_nodes() {
     // Node 1: the request continues the client's span, and forwards.
     let request = find(&spans, "1", "http.request").expect(&shown);
     assert_eq!(request.parent, CLIENT_SPAN, "{shown}");
+    assert_eq!(
+        request.route, "/v1/entities/{type}/{key}/{command}",
+        "{shown}"
+    );
     let forward = find(&spans, "1", "forward").expect(&shown);
     assert_eq!(forward.parent, request.span_id, "{shown}");
     // The leader: the forwarded command, a child of node 1's forward; the guest call and the

@@ -110,14 +110,15 @@ pub fn request_span<B>(req: &hyper::Request<B>) -> tracing::Span {
     span
 }
 
-/// Records which endpoint the current request matched (`route`: its name).
-pub fn record_route(method: &hyper::Method, route: &dyn std::fmt::Debug) {
+/// Records the route (its path template, which `route` gives) the current request matched.
+pub fn record_route(method: &hyper::Method, route: impl FnOnce() -> &'static str) {
     let span = tracing::Span::current();
     if span.is_disabled() {
         return;
     }
-    span.record("http.route", tracing::field::debug(route));
-    span.record("otel.name", format!("{method} {route:?}"));
+    let route = route();
+    span.record("http.route", route);
+    span.record("otel.name", format!("{method} {route}"));
 }
 
 /// Records the status a request was answered with.

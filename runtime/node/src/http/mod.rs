@@ -218,7 +218,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         }));
     };
     let endpoint = *matched.value;
-    crate::trace::record_route(req.method(), &endpoint);
+    crate::trace::record_route(req.method(), || route_template(req.method(), endpoint));
     let params = Params(matched.params);
     match endpoint {
         Endpoint::Health => Ok(json_response(
@@ -258,6 +258,14 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         Endpoint::PeerRaft => peer::raft(node, &params, req).await,
         Endpoint::PeerMux => peer::mux(node, req),
     }
+}
+
+/// The path template `endpoint` is routed by for `method`, as the route table names it.
+fn route_template(method: &Method, endpoint: Endpoint) -> &'static str {
+    ROUTE_TABLE
+        .iter()
+        .find(|(m, _, e)| m == method && *e == endpoint)
+        .map_or("", |(_, path, _)| path)
 }
 
 /// The escaped `{type}`, `{key}` and `{command}` of `/v1/entities/{type}/{key}/{command}`, or
