@@ -1,6 +1,7 @@
 //! Listing the entities of a type (`GET /v1/entities/{type}`, `cella entities`): paging with
 //! `after`/`limit` gives every key once and in order across partitions, `prefix` filters, bad
-//! parameters and unknown types are refused, and every node of a cluster answers the same.
+//! parameters and unknown types are refused, every node of a cluster answers the same, and a
+//! listing needs the token that reading an entity's state needs.
 
 use std::{
     collections::BTreeMap,
@@ -218,4 +219,50 @@ async fn every_node_of_a_cluster_lists_the_same() {
     assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
     let (entities, _) = all_pages(&nodes[2], "counter", 1000, "c1").await;
     assert_eq!(keys(&entities).len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_needs_what_reading_a_state_needs() {
+    use cella_tests::tokens::{APP, CI, OPS, ROOT, VIEWER, token_file};
+    let dir = tempfile::tempdir().unwrap();
+    let file = token_file(dir.path());
+    let node = TestNode::start(
+        &dir.path().join("data"),
+        &[
+            "--admin-token",
+            ROOT,
+            "--tokens",
+            file.to_str().unwrap(),
+            "--require-invoke-token",
+        ],
+    )
+    .unwrap();
+    let wasm = std::fs::read(component("counter")).unwrap();
+    let r = node
+        .request_with_token(Method::PUT, "/v1/modules/counter", wasm, Some(ROOT))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = node
+        .request_with_token(Method::POST, "/v1/entities/counter/a/add", "1", Some(APP))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let path = "/v1/entities/counter";
+    for (token, status) in [
+        (None, 401),
+        (Some("not-a-token-at-all"), 401),
+        (Some(CI), 403),
+        (Some(VIEWER), 200),
+        (Some(APP), 200),
+        (Some(OPS), 200),
+    ] {
+        let state = node
+            .request_with_token(Method::GET, "/v1/entities/counter/a", "", token)
+            .await;
+        let listing = node.request_with_token(Method::GET, path, "", token).await;
+        assert_eq!(listing.status, status, "{token:?}: {}", listing.body);
+        assert_eq!(listing.status, state.status, "as for the state, {token:?}");
+        if status == 200 {
+            assert_eq!(keys(listing.json["entities"].as_array().unwrap()), ["a"]);
+        }
+    }
 }
