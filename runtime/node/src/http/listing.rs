@@ -7,7 +7,9 @@
 //! merges them in key order, so every node answers the same. A node asked for partitions reads
 //! those it leads and names the others in `unserved` (leadership moved meanwhile); these are
 //! then asked for one by one, each routed to its leader on the retry path of [`dispatch`]
-//! (asked for one partition it does not lead, a node answers "not leader"). Every partition's
+//! (asked for one partition it does not lead, a node answers "not leader"). A partition is read
+//! once its leader has applied everything committed before it confirmed it leads
+//! (`Cluster::ready`), so a listing shows every acknowledged write. Every partition's
 //! page holds at most `limit` entities past `after`, so the first `limit` of the merge are the
 //! page, and `next` is its last key when any partition may have more.
 //!
@@ -244,11 +246,12 @@ async fn merged_page(node: &Arc<Node>, listing: &Listing, origin: &Origin) -> Re
     }
     let mut entries = Vec::new();
     let mut more = false;
+    let (here, unconfirmed) = applied(node, here).await?;
+    for group in unconfirmed {
+        ask(&mut asked, vec![group]);
+    }
     if !here.is_empty() {
-        let ty = listing.entity_type.as_str();
-        let page = node.store.list_entities(listing.query(), |k| {
-            here.contains(&node.entities.partition_of(&EntityId::new(ty, k)))
-        })?;
+        let page = scan(node, listing, &here)?;
         more |= page.more;
         entries.extend(page.entities.into_iter().map(entry));
     }
@@ -278,7 +281,7 @@ async fn partitions_page(
         Target::Entity(&target),
         origin,
         Bytes::new(),
-        || async { led_page(node, listing, groups)?.response() },
+        || async { led_page(node, listing, groups).await?.response() },
     )
     .await?;
     let status = response.status();
@@ -301,7 +304,7 @@ async fn partitions_page(
 
 /// The page of those of `groups` this node leads, read from its store, naming the others in
 /// `unserved`; "not leader" when asked for one partition it does not lead.
-fn led_page(node: &Node, listing: &Listing, groups: &[u64]) -> Result<Page> {
+async fn led_page(node: &Arc<Node>, listing: &Listing, groups: &[u64]) -> Result<Page> {
     let mut led = HashSet::new();
     let mut unserved = Vec::new();
     for &group in groups {
@@ -316,17 +319,58 @@ fn led_page(node: &Node, listing: &Listing, groups: &[u64]) -> Result<Page> {
             Leader::At(_) | Leader::Unknown => unserved.push(group),
         }
     }
+    let (led, unconfirmed) = applied(node, led).await?;
+    if !unconfirmed.is_empty() && groups.len() == 1 {
+        return Err(Error::NotLeader { leader: None });
+    }
+    unserved.extend(unconfirmed);
     let page = if led.is_empty() {
         EntityPage::default()
     } else {
-        let ty = listing.entity_type.as_str();
-        node.store.list_entities(listing.query(), |k| {
-            led.contains(&node.entities.partition_of(&EntityId::new(ty, k)))
-        })?
+        scan(node, listing, &led)?
     };
     let mut page = local(listing, page);
     page.unserved = unserved;
     Ok(page)
+}
+
+/// Splits `groups`, led here, into those whose state machine has applied everything committed
+/// before this node confirmed it leads them (`Cluster::ready`, concurrently), so a listing shows
+/// every acknowledged write, and those it could not confirm.
+async fn applied(node: &Arc<Node>, groups: HashSet<u64>) -> Result<(HashSet<u64>, Vec<u64>)> {
+    let Some(cluster) = node.cluster.clone() else {
+        return Ok((groups, Vec::new()));
+    };
+    let mut confirming = tokio::task::JoinSet::new();
+    for group in groups {
+        let cluster = cluster.clone();
+        confirming.spawn(async move {
+            let ready = match cluster.group(group) {
+                Some(g) => cluster.ready(g).await.is_ok(),
+                None => false,
+            };
+            (group, ready)
+        });
+    }
+    let (mut ready, mut unconfirmed) = (HashSet::new(), Vec::new());
+    while let Some(joined) = confirming.join_next().await {
+        match joined {
+            Ok((group, true)) => {
+                ready.insert(group);
+            }
+            Ok((group, false)) => unconfirmed.push(group),
+            Err(e) => return Err(Error::Internal(format!("confirming a partition: {e}"))),
+        }
+    }
+    Ok((ready, unconfirmed))
+}
+
+/// One scan of the store for the entities of the partitions `groups`.
+fn scan(node: &Node, listing: &Listing, groups: &HashSet<u64>) -> Result<EntityPage> {
+    let ty = listing.entity_type.as_str();
+    Ok(node.store.list_entities(listing.query(), |k| {
+        groups.contains(&node.entities.partition_of(&EntityId::new(ty, k)))
+    })?)
 }
 
 fn local(listing: &Listing, page: EntityPage) -> Page {
