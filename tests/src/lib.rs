@@ -265,3 +265,16 @@ where
     }
     false
 }
+
+/// `POST path` to `addr` with extra `headers` ([`topics::request_with_headers`]): the status
+/// and the body; a failed exchange panics.
+pub async fn post_with_headers(
+    addr: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    topics::request_with_headers(addr, "POST", path, body, headers)
+        .await
+        .unwrap_or_else(|e| panic!("POST {path} on {addr}: {e:#}"))
+}

@@ -33,6 +33,23 @@ pub fn token_file(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// A node in `dir/data` with every kind of token: the admin token [`ROOT`], the token file of
+/// [`token_file`], and `--require-invoke-token`.
+pub fn start_with_every_token(dir: &Path) -> TestNode {
+    let file = token_file(dir);
+    let Some(file) = file.to_str() else {
+        panic!("the token file's path is not UTF-8: {}", file.display());
+    };
+    let args = [
+        "--admin-token",
+        ROOT,
+        "--tokens",
+        file,
+        "--require-invoke-token",
+    ];
+    TestNode::start(&dir.join("data"), &args).expect("start a node with tokens")
+}
+
 /// Who calls: a name for messages and the token sent, if any.
 pub const CALLERS: [(&str, Option<&str>); 7] = [
     ("none", None),

@@ -17,11 +17,10 @@ use std::{
 use cella_tests::{
     TestNode,
     cluster::{has_modules, leaders, start_cluster},
-    component, wait_until,
+    component, post_with_headers, wait_until,
 };
 use hyper::Method;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ACCOUNTS: usize = 20;
 const FUNDS: u64 = 1_000;
@@ -461,52 +460,6 @@ async fn cluster_saga_and_timers_survive_a_leader_kill() {
     for key in &timer_keys {
         expect_value(&nodes[live], key, "b", "xb").await;
     }
-}
-
-/// `POST path` to `addr` with extra `headers`, over a plain HTTP/1.1 connection: the status and
-/// the body.
-async fn post_with_headers(
-    addr: &str,
-    path: &str,
-    body: &str,
-    headers: &[(&str, &str)],
-) -> (u16, String) {
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.unwrap();
-    let (head, mut rest) = raw.split_once("\r\n\r\n").expect("a response head");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    if !head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return (status, rest.to_string());
-    }
-    let mut body = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
-        if size == 0 {
-            break;
-        }
-        body.push_str(&tail[..size]);
-        rest = &tail[size + 2..];
-    }
-    (status, body)
 }
 
 /// The same `POST` with the same `Idempotency-Key` before and after a `kill -9`: the retry is

@@ -223,20 +223,9 @@ async fn every_node_of_a_cluster_lists_the_same() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_needs_what_reading_a_state_needs() {
-    use cella_tests::tokens::{APP, CI, OPS, ROOT, VIEWER, token_file};
+    use cella_tests::tokens::{APP, CI, OPS, ROOT, VIEWER, start_with_every_token};
     let dir = tempfile::tempdir().unwrap();
-    let file = token_file(dir.path());
-    let node = TestNode::start(
-        &dir.path().join("data"),
-        &[
-            "--admin-token",
-            ROOT,
-            "--tokens",
-            file.to_str().unwrap(),
-            "--require-invoke-token",
-        ],
-    )
-    .unwrap();
+    let node = start_with_every_token(dir.path());
     let wasm = std::fs::read(component("counter")).unwrap();
     let r = node
         .request_with_token(Method::PUT, "/v1/modules/counter", wasm, Some(ROOT))

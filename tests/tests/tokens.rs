@@ -9,18 +9,7 @@ use hyper::Method;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_on_every_route_family() {
     let dir = tempfile::tempdir().unwrap();
-    let file = token_file(dir.path());
-    let node = TestNode::start(
-        &dir.path().join("data"),
-        &[
-            "--admin-token",
-            ROOT,
-            "--tokens",
-            file.to_str().unwrap(),
-            "--require-invoke-token",
-        ],
-    )
-    .unwrap();
+    let node = start_with_every_token(dir.path());
     let (counter, cart) = (bytes("counter"), bytes("shopping-cart"));
 
     // Module deploys: admin and deploy-on-type; denied ones change nothing.

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use cella_tests::{
     cella_bin,
     cluster::{groups, has_modules, leaders, start_cluster},
-    component, wait_until,
+    component, post_with_headers, wait_until,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response, body::Incoming, service::service_fn};
@@ -27,7 +27,6 @@ use opentelemetry_proto::tonic::{
 };
 use prost::Message;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One span as a collector received it.
 #[derive(Clone, Debug)]
@@ -143,36 +142,6 @@ fn keep(export: ExportTraceServiceRequest, spans: &Mutex<Vec<Received>>) {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A `POST` with extra headers; the status and body of the answer.
-async fn post_with_headers(
-    addr: &str,
-    path: &str,
-    body: &str,
-    headers: &[(&str, &str)],
-) -> (u16, String) {
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).await.unwrap();
-    let (head, rest) = raw.split_once("\r\n\r\n").expect("a response head");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, rest.to_string())
 }
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

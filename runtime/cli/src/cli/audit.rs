@@ -54,7 +54,7 @@ fn table(body: &serde_json::Value) -> String {
         }
         rows.push([
             r["index"].to_string(),
-            time(r["atMs"].as_u64().unwrap_or(0)),
+            super::output::utc(r["atMs"].as_u64().unwrap_or(0)),
             r["actor"].as_str().unwrap_or("").to_string(),
             r["action"].as_str().unwrap_or("").to_string(),
             what.join(" "),
@@ -76,41 +76,17 @@ fn table(body: &serde_json::Value) -> String {
     out
 }
 
-/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
-fn time(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn times_and_rows() {
-        assert_eq!(time(0), "1970-01-01 00:00:00");
-        assert_eq!(time(1_709_251_199_000), "2024-02-29 23:59:59");
         let body = serde_json::json!({"records": [{"index": 4, "atMs": 0, "actor": "ci",
             "action": "deploy", "type": "counter", "version": 2, "digest": "sha256:abc",
             "node": null, "detail": null}]});
         let t = table(&body);
-        assert!(t.contains("ci"), "{t}");
+        assert!(t.contains("1970-01-01 00:00:00 UTC  ci"), "{t}");
         assert!(t.contains("counter v2 sha256:abc"), "{t}");
     }
 }
