@@ -1,8 +1,8 @@
 //! Traces and logs: a command sent with a W3C `traceparent` to a node that does not lead its
 //! entity is one trace across the nodes (the receiving node's request and forward spans, the
 //! leader's forwarded-command, guest-call and raft-commit spans) and into the call it makes
-//! (the effect delivery's span), exported over OTLP/HTTP to a collector the test runs on
-//! 127.0.0.1; `--log-format json` writes only JSON lines; a fresh node's start says where it
+//! (the effect delivery's span), and a timer firing and a topic message's delivery each trace
+//! the command they run, exported over OTLP/HTTP to a collector the test runs on 127.0.0.1; `--log-format json` writes only JSON lines; a fresh node's start says where it
 //! listens and warns of nothing.
 
 use std::{
@@ -65,6 +65,11 @@ impl Collector {
             }
         });
         Collector { url, spans, task }
+    }
+
+    /// Every span received so far.
+    fn all(&self) -> Vec<Received> {
+        self.spans.lock().unwrap().clone()
     }
 
     /// The spans of trace `trace_id` received so far.
@@ -192,6 +197,8 @@ async fn a_forwarded_command_and_its_call_are_one_trace_across_nodes() {
         {"append": "ran,"},
         {"call": {"type": "tck-value", "key": "target", "command": "process",
             "payload": {"actions": [{"append": "called;"}]}}},
+        {"schedule": {"name": "soon", "delayMs": 0, "command": "process",
+            "payload": {"actions": [{"append": "fired;"}]}}},
     ]})
     .to_string();
     let traceparent = format!("00-{TRACE}-{CLIENT_SPAN}-01");
@@ -249,6 +256,37 @@ async fn a_forwarded_command_and_its_call_are_one_trace_across_nodes() {
         spans.iter().any(|s| s.parent == deliver.span_id
             && (s.name == "guest.call" || s.name == "forwarded.command")),
         "the delivery ran the target's command or forwarded it: {shown}"
+    );
+
+    // A timer firing and a topic message's delivery each start a trace of their own, in which
+    // the command they run is traced.
+    let (status, answer) = post_with_headers(
+        &nodes[2].addr(),
+        "/v1/topics/tck-news",
+        r#"{"to": "reader", "text": "hello"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let ran_in = |spans: &[Received], name: &str| {
+        spans.iter().any(|root| {
+            root.name == name
+                && root.parent.chars().all(|c| c == '0')
+                && spans.iter().any(|s| {
+                    s.parent == root.span_id
+                        && (s.name == "guest.call" || s.name == "forwarded.command")
+                })
+        })
+    };
+    let both = wait_until(Duration::from_secs(60), || async {
+        let spans = collector.all();
+        ran_in(&spans, "timer.fire") && ran_in(&spans, "topic.deliver")
+    })
+    .await;
+    assert!(
+        both,
+        "no timer firing or topic delivery ran its command in a trace: {:#?}",
+        collector.all()
     );
 }
 

@@ -10,6 +10,7 @@ use std::{
 };
 
 use cella_core::{EntityId, TimerRow};
+use tracing::Instrument;
 
 use super::{Dispatcher, group_of, lock};
 use crate::{
@@ -77,7 +78,15 @@ impl Dispatcher {
                 (queue.take_due(now), queue.next_due())
             };
             for (id, timer) in due {
-                tokio::spawn(self.clone().fire(id, timer));
+                // A trace of its own: the command that set the timer may be long gone.
+                let span = tracing::debug_span!(
+                    parent: None,
+                    "timer.fire",
+                    entity = %id,
+                    timer = %timer.name,
+                    command = %timer.command,
+                );
+                tokio::spawn(self.clone().fire(id, timer).instrument(span));
             }
             let wait = next.map_or(IDLE_WAIT, |next| {
                 Duration::from_millis(next.saturating_sub(now_ms())).min(IDLE_WAIT)

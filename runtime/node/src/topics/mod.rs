@@ -30,6 +30,7 @@ use cella_core::{EntityId, JournalPayload, Recorded, RowTable, Write, decode, en
 use cella_host::{SubscriberKey, Subscription, TopicMessage};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore, mpsc};
+use tracing::Instrument;
 
 use crate::{
     effects::{Attempt, attempt},
@@ -465,7 +466,15 @@ impl Consumer {
             }),
             ..Invocation::default()
         };
-        tokio::spawn(async move {
+        let span = tracing::debug_span!(
+            parent: None,
+            "topic.deliver",
+            topic = %self.topic,
+            offset,
+            target = %target,
+            command = %command,
+        );
+        let delivery = async move {
             let mut pause = Duration::from_millis(50);
             let outcome = loop {
                 let Some(node) = node.upgrade() else {
@@ -492,6 +501,7 @@ impl Consumer {
                 pause = (pause * 2).min(Duration::from_secs(2));
             };
             let _ = done.send((offset, key, outcome));
-        });
+        };
+        tokio::spawn(delivery.instrument(span));
     }
 }
