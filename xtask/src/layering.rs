@@ -12,6 +12,7 @@ use crate::workspace_root;
 /// and TCK guests) may depend on `cella-sdk` only; `cella-tests` on anything.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("cella-core", &[]),
+    ("cella-crdt", &[]),
     ("cella-wit", &[]),
     ("cella-sdk", &[]),
     ("cella-store", &["cella-core"]),
