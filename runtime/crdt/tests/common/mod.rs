@@ -93,6 +93,7 @@ pub fn history(kind: Kind, len: usize) -> impl Strategy<Value = Vec<Event>> {
 /// The outcome of a history: each replica's state and every delta, in the order made.
 pub struct Played {
     pub states: Vec<Crdt>,
+    #[allow(dead_code, reason = "laws.rs reads the deltas, semantics.rs does not")]
     pub deltas: Vec<Crdt>,
 }
 
