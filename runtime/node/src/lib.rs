@@ -11,6 +11,7 @@ pub mod effects;
 pub mod entities;
 pub mod error;
 pub mod http;
+pub mod memory_metrics;
 pub mod metrics;
 pub mod node;
 pub mod registry;

@@ -246,7 +246,7 @@ impl Node {
 
     /// Prometheus text for `/metrics`.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(
+        let rendered = self.metrics.render(
             &self.store.stats(),
             &self.host.stats(),
             crate::metrics::Resident {
@@ -254,6 +254,11 @@ impl Node {
                 warm: self.entities.warm_instances(),
             },
             self.registry.len(),
+        );
+        crate::memory_metrics::with_resident_memory(
+            rendered,
+            self.entities.resident_bytes(),
+            self.entities.resident_budget(),
         )
     }
 

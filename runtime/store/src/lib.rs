@@ -53,6 +53,9 @@ use crate::{
 /// File name of the database inside the store directory.
 pub const DB_FILE: &str = "cella.redb";
 
+/// The default size of redb's page cache: 32 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+
 /// Tuning of the store's group commit.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -69,6 +72,8 @@ pub struct StoreOptions {
     pub defer_for: Duration,
     /// How many deferred writes are written at once, whatever their age.
     pub defer_max_writes: usize,
+    /// Bytes of redb's page cache (redb's own default is 1 GiB, which a busy node fills).
+    pub cache_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -78,6 +83,7 @@ impl Default for StoreOptions {
             linger: Duration::ZERO,
             defer_for: Duration::from_secs(1),
             defer_max_writes: 50_000,
+            cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -120,10 +126,13 @@ impl Store {
             source: Some(Box::new(e)),
         })?;
         let path = dir.join(DB_FILE);
-        let db = Database::create(&path).map_err(|e| Error::Storage {
-            context: format!("open database {}", path.display()),
-            source: Some(Box::new(e)),
-        })?;
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes.max(1 << 20))
+            .create(&path)
+            .map_err(|e| Error::Storage {
+                context: format!("open database {}", path.display()),
+                source: Some(Box::new(e)),
+            })?;
         tables::init(&db)?;
         let db = Arc::new(db);
         let stats = Arc::new(Stats::default());

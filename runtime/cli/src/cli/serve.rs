@@ -80,6 +80,16 @@ pub(super) struct ServeArgs {
     /// A warm instance unused for this many seconds is dropped.
     #[arg(long, value_name = "SECS", default_value_t = EntityOptions::default().warm_idle.as_secs())]
     warm_idle_secs: u64,
+    /// Memory, in MiB, for the entities held in memory and the warm instances together: past
+    /// it, the least recently used idle entities are passivated (dropped from memory; their next
+    /// command loads them again). Warm instances get a quarter of it at most. Unset: only
+    /// --cache-capacity bounds the entities in memory
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    max_memory: Option<u64>,
+    /// Size, in MiB, of the store's page cache (redb's cache of database pages).
+    #[arg(long, value_name = "MIB", default_value_t = 32,
+        value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    store_cache_mb: u64,
     /// Snapshot event-sourced entities every this many events.
     #[arg(long, default_value_t = 100)]
     snapshot_every: u64,
@@ -185,6 +195,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         cache_capacity,
         warm_memory_mb,
         warm_idle_secs,
+        max_memory,
+        store_cache_mb,
         snapshot_every,
         dedup_retention_secs,
         effects_in_flight,
@@ -297,6 +309,8 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     options.entities.cache_capacity = cache_capacity.max(1);
     options.entities.warm_memory = warm_memory_mb.saturating_mul(1 << 20);
     options.entities.warm_idle = Duration::from_secs(warm_idle_secs);
+    options.entities.max_memory = max_memory.map_or(0, |mb| (mb as usize) << 20);
+    options.store.cache_bytes = (store_cache_mb as usize) << 20;
     options.entities.snapshot_every = snapshot_every.max(1);
     options.effects.retention = Duration::from_secs(dedup_retention_secs);
     options.effects.in_flight = effects_in_flight.max(1);

@@ -1,12 +1,21 @@
 //! The cache of hot entities: one slot per entity holding its FIFO lock around the loaded
 //! state and the highest sequence number known durable, found or created per command and
 //! evicted approximately least-recently-used among idle entities.
+//!
+//! *The memory bound.* Each slot accounts its bytes (see [`footprint`]): the state, the
+//! timers and request ids its activation remembers, and a fixed overhead per entity. The sum
+//! over living slots is [`Entities::resident_bytes`]. Past the bound
+//! ([`EntityOptions::max_memory`](super::EntityOptions)), the least recently used idle
+//! entities are passivated — dropped from memory, their state being durable already; the next
+//! command activates them again from snapshot and journal. An entity with a command in flight
+//! (its slot held by anyone but the cache) is never passivated, so the bound can be exceeded by
+//! the entities in use at that moment.
 
 use std::{
     collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
 };
 
@@ -21,12 +30,102 @@ pub(super) struct Slot {
     /// Highest sequence number known durable.
     pub(super) durable_seq: AtomicU64,
     last_used: AtomicU64,
+    /// What this entity accounts for in [`Entities::resident_bytes`].
+    bytes: AtomicUsize,
+    /// The node's sum of the slots' bytes, which this slot leaves when dropped.
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.total
+            .fetch_sub(*self.bytes.get_mut(), Ordering::Relaxed);
+    }
+}
+
+/// Bytes accounted per entity besides its state, timers and remembered request ids: the slot,
+/// its map entry, its id and the loaded state's bookkeeping (measured as RSS growth per
+/// resident small entity, see docs/memory.md).
+pub(super) const ENTITY_OVERHEAD: usize = 512;
+
+/// Bytes accounted per timer and per remembered request id, besides their names.
+const ROW_OVERHEAD: usize = 96;
+
+/// The bytes an entity holds in memory: its slot, and its loaded state if activated.
+pub(super) fn footprint(id: &EntityId, loaded: Option<&Loaded>) -> usize {
+    let base = ENTITY_OVERHEAD + id.entity_type.len() + id.key.len();
+    let Some(loaded) = loaded else {
+        return base;
+    };
+    let state = loaded.state.as_ref().map_or(0, Vec::capacity);
+    let timers: usize = loaded
+        .timers
+        .keys()
+        .map(|name| 2 * name.len() + ROW_OVERHEAD)
+        .sum();
+    let recent: usize = loaded
+        .recent
+        .iter()
+        .map(|(id, outcome)| 2 * id.len() + recorded_len(outcome) + ROW_OVERHEAD)
+        .sum();
+    base + state + timers + recent
+}
+
+/// The payload bytes of a recorded outcome.
+fn recorded_len(outcome: &cella_core::Recorded) -> usize {
+    match outcome {
+        cella_core::Recorded::Ok(reply) => reply.len(),
+        cella_core::Recorded::Err { code, message } => code.len() + message.len(),
+        cella_core::Recorded::Forwarded {
+            target,
+            command,
+            payload,
+        } => target.entity_type.len() + target.key.len() + command.len() + payload.len(),
+    }
 }
 
 impl Entities {
     /// Number of entities held in memory.
     pub fn cached(&self) -> usize {
         self.cache.lock().map(|c| c.len()).unwrap_or(0)
+    }
+
+    /// Bytes the entities held in memory account for (see [`footprint`]).
+    pub fn resident_bytes(&self) -> usize {
+        self.resident.load(Ordering::Relaxed)
+    }
+
+    /// The bound on [`Entities::resident_bytes`] (`None`: only the entity count is bounded).
+    pub fn resident_budget(&self) -> Option<usize> {
+        (self.entity_budget > 0).then_some(self.entity_budget)
+    }
+
+    /// Accounts what `slot` (of `id`) holds now, and passivates idle entities if that makes the
+    /// node exceed its bound. The caller holds the slot, so it is not passivated itself.
+    pub(super) fn account(&self, slot: &Slot, id: &EntityId, loaded: Option<&Loaded>) {
+        let bytes = footprint(id, loaded);
+        let old = slot.bytes.swap(bytes, Ordering::Relaxed);
+        if bytes >= old {
+            self.resident.fetch_add(bytes - old, Ordering::Relaxed);
+        } else {
+            self.resident.fetch_sub(old - bytes, Ordering::Relaxed);
+        }
+        if self.entity_budget > 0 && self.resident_bytes() > self.entity_budget {
+            self.passivate();
+        }
+    }
+
+    /// Drops least recently used idle entities until the resident bytes are within the bound
+    /// (or no idle entity is left).
+    fn passivate(&self) {
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        while self.resident_bytes() > self.entity_budget {
+            if !self.evict(&mut cache) {
+                break;
+            }
+        }
     }
 
     /// Finds or creates the cache slot of `id`, evicting idle entities past capacity.
@@ -43,18 +142,28 @@ impl Entities {
         if cache.len() >= self.options.cache_capacity {
             self.evict(&mut cache);
         }
+        while self.entity_budget > 0 && self.resident_bytes() > self.entity_budget {
+            if !self.evict(&mut cache) {
+                break;
+            }
+        }
+        let bytes = footprint(id, None);
+        self.resident.fetch_add(bytes, Ordering::Relaxed);
         let slot = Arc::new(Slot {
             loaded: tokio::sync::Mutex::new(None),
             durable_seq: AtomicU64::new(0),
             last_used: AtomicU64::new(tick),
+            bytes: AtomicUsize::new(bytes),
+            total: self.resident.clone(),
         });
         cache.insert(id.clone(), slot.clone());
         Ok(slot)
     }
 
     /// Evicts the least recently used of a sample of idle entities. An entity is idle when no
-    /// command holds it: its last change is then durable, so dropping it loses nothing.
-    fn evict(&self, cache: &mut HashMap<EntityId, Arc<Slot>>) {
+    /// command holds it: its last change is then durable, so dropping it loses nothing. False
+    /// when no idle entity was found.
+    fn evict(&self, cache: &mut HashMap<EntityId, Arc<Slot>>) -> bool {
         let victim = cache
             .iter()
             .filter(|(_, s)| Arc::strong_count(s) == 1)
@@ -65,7 +174,9 @@ impl Entities {
             cache.remove(&id);
             self.warm.forget(&id);
             self.metrics.cache_eviction();
+            return true;
         }
+        false
     }
 
     pub(super) fn drop_from_cache(&self, id: &EntityId) {

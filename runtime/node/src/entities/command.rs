@@ -90,6 +90,7 @@ impl Entities {
         let slot = self.slot(&id)?;
         let mut guard = slot.loaded.lock().await;
         self.ensure_loaded(&id, &active, &mut guard).await?;
+        self.account(&slot, &id, guard.as_ref());
         let Some(loaded) = guard.as_mut() else {
             return Err(Error::Internal("entity vanished while locked".into()));
         };
@@ -244,6 +245,7 @@ impl Entities {
         let new_seq = loaded.seq;
         let append = (!writes.is_empty()).then(|| self.journal.append_leased(writes, lease));
         let handover = self.hand_over(&id, plan.notices);
+        self.account(&slot, &id, Some(loaded));
         drop(guard);
         match append {
             Some(fut) => {

@@ -86,6 +86,10 @@ pub struct EntityOptions {
     pub warm_memory: usize,
     /// A warm instance unused for this long is dropped.
     pub warm_idle: Duration,
+    /// Most bytes the entities held in memory and the warm instances may account for together
+    /// (0: only `cache_capacity` bounds them). A quarter of it at most goes to warm instances
+    /// (`warm_memory` if smaller); past the rest, idle entities are passivated (`cache`).
+    pub max_memory: usize,
 }
 
 impl Default for EntityOptions {
@@ -100,6 +104,7 @@ impl Default for EntityOptions {
             topic_max_age: Duration::from_secs(7 * 24 * 3600),
             warm_memory: 128 << 20,
             warm_idle: Duration::from_secs(30),
+            max_memory: 0,
         }
     }
 }
@@ -111,6 +116,10 @@ pub struct Entities {
     metrics: Arc<Metrics>,
     options: EntityOptions,
     cache: Mutex<HashMap<EntityId, Arc<Slot>>>,
+    /// The bytes the living slots account for (`cache`).
+    resident: Arc<std::sync::atomic::AtomicUsize>,
+    /// The bound on `resident` (0: none).
+    entity_budget: usize,
     warm: Warm,
     clock: AtomicU64,
     commands: AtomicU64,
@@ -190,6 +199,15 @@ impl Drop for Handover {
     }
 }
 
+/// The warm instances' budget and the resident entities' bound (0: none) under `options`.
+fn memory_split(options: &EntityOptions) -> (usize, usize) {
+    if options.max_memory == 0 {
+        return (options.warm_memory, 0);
+    }
+    let warm = options.warm_memory.min(options.max_memory / 4);
+    (warm, (options.max_memory - warm).max(1))
+}
+
 /// How entities map to partitions.
 pub type PartitionOf = Arc<dyn Fn(&EntityId) -> u64 + Send + Sync>;
 
@@ -208,13 +226,16 @@ impl Entities {
         metrics: Arc<Metrics>,
         options: EntityOptions,
     ) -> Self {
+        let (warm_memory, entity_budget) = memory_split(&options);
         Self {
             journal,
             registry,
             metrics,
-            warm: Warm::new(options.warm_memory, options.warm_idle),
+            warm: Warm::new(warm_memory, options.warm_idle),
             options,
             cache: Mutex::new(HashMap::new()),
+            resident: Arc::default(),
+            entity_budget,
             clock: AtomicU64::new(0),
             commands: AtomicU64::new(0),
             boot_ms: now_ms(),

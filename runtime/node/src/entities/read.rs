@@ -54,6 +54,7 @@ impl Entities {
         let slot = self.slot(&id)?;
         let mut guard = slot.loaded.lock().await;
         self.ensure_loaded(&id, &active, &mut guard).await?;
+        self.account(&slot, &id, guard.as_ref());
         let Some(loaded) = guard.as_ref() else {
             return Err(Error::Internal("entity vanished while locked".into()));
         };

@@ -122,6 +122,7 @@ impl Entities {
         let slot = self.slot(&id)?;
         let mut guard = slot.loaded.lock().await;
         self.ensure_system_loaded(&id, &mut guard).await?;
+        self.account(&slot, &id, guard.as_ref());
         let Some(loaded) = guard.as_mut() else {
             return Err(Error::Internal("topic vanished while locked".into()));
         };
@@ -222,6 +223,7 @@ impl Entities {
         let slot = self.slot(&id)?;
         let mut guard = slot.loaded.lock().await;
         self.ensure_system_loaded(&id, &mut guard).await?;
+        self.account(&slot, &id, guard.as_ref());
         let Some(loaded) = guard.as_mut() else {
             return Err(Error::Internal(
                 "partition entity vanished while locked".into(),
