@@ -149,6 +149,14 @@ impl StateMachine {
             ModuleOp::Delete { entity_type } => {
                 self.store.delete_module(entity_type)?;
             }
+            ModuleOp::Limits {
+                entity_type,
+                limits,
+            } => {
+                if self.store.module(entity_type)?.is_some() {
+                    self.store.put_module_limits(entity_type, limits)?;
+                }
+            }
         }
         Ok(())
     }

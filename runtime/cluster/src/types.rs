@@ -1,7 +1,7 @@
 //! The raft type configuration shared by every group, what a group's log carries, and the
 //! byte encodings used on disk and on the wire (postcard).
 
-use cella_core::{ModuleVersion, Write};
+use cella_core::{ModuleVersion, TypeLimits, Write};
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::Error;
@@ -57,6 +57,11 @@ pub enum ModuleOp {
     Activate { entity_type: String, version: u32 },
     /// Remove a type and its versions.
     Delete { entity_type: String },
+    /// Replace a type's scheduling limits (set at deploy).
+    Limits {
+        entity_type: String,
+        limits: TypeLimits,
+    },
 }
 
 impl ModuleOp {
@@ -65,7 +70,8 @@ impl ModuleOp {
         match self {
             ModuleOp::Put { entity_type, .. }
             | ModuleOp::Activate { entity_type, .. }
-            | ModuleOp::Delete { entity_type } => entity_type,
+            | ModuleOp::Delete { entity_type }
+            | ModuleOp::Limits { entity_type, .. } => entity_type,
         }
     }
 }

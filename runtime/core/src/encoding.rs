@@ -60,6 +60,20 @@ mod tests {
         assert_eq!(hex, GOLDEN);
     }
 
+    /// Golden bytes of a type's limits row (`module_limits`).
+    #[test]
+    fn golden_type_limits() {
+        let limits = crate::TypeLimits {
+            deadline_ms: Some(250),
+            max_concurrent: Some(2),
+            cpu_share: None,
+        };
+        let bytes = encode(&limits).unwrap();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "0101fa01010200");
+        assert_eq!(decode::<crate::TypeLimits>(&bytes).unwrap(), limits);
+    }
+
     #[test]
     fn rejects_unknown_version() {
         let mut bytes = encode(&sample()).unwrap();

@@ -17,7 +17,7 @@ pub use encoding::{FORMAT_VERSION, decode, encode};
 pub use journal::{AppendFuture, EntityLoad, Journal, Lease, NotOwner, Write};
 pub use model::{
     EntityId, EntityKind, JournalEntry, JournalPayload, ModuleInfo, ModuleVersion, Snapshot,
-    validate_name,
+    TypeLimits, validate_name,
 };
 pub use segment::encode_segment;
 

@@ -102,6 +102,36 @@ impl ModuleInfo {
     }
 }
 
+/// The scheduling limits of an entity type, set at deploy and kept beside its module metadata
+/// (a row of their own, so that [`ModuleInfo`] records written before limits existed still
+/// decode). `None` leaves a limit to the node's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeLimits {
+    /// Longest one guest call of the type may run, in milliseconds (at most the node's
+    /// deadline).
+    pub deadline_ms: Option<u64>,
+    /// Most guest calls of the type running at once on a node.
+    pub max_concurrent: Option<u32>,
+    /// The type's weight in the fair sharing of the node's guest execution.
+    pub cpu_share: Option<u32>,
+}
+
+impl TypeLimits {
+    /// `self` with every limit `other` sets replaced by `other`'s.
+    pub fn merged(self, other: TypeLimits) -> TypeLimits {
+        TypeLimits {
+            deadline_ms: other.deadline_ms.or(self.deadline_ms),
+            max_concurrent: other.max_concurrent.or(self.max_concurrent),
+            cpu_share: other.cpu_share.or(self.cpu_share),
+        }
+    }
+
+    /// Whether no limit is set.
+    pub fn is_empty(&self) -> bool {
+        *self == TypeLimits::default()
+    }
+}
+
 /// Checks an entity type, key or command name: non-empty, at most 256 bytes, and free of
 /// `/` and control characters (they appear in URL paths).
 pub fn validate_name(what: &'static str, name: &str) -> Result<(), Error> {

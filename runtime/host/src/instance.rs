@@ -189,6 +189,13 @@ impl Instance {
         self.store.data().limiter.used()
     }
 
+    /// Sets the deadline of this instance's next calls: `deadline`, capped at the host's
+    /// [`HostConfig::deadline`](crate::HostConfig::deadline) (`None`: the host's).
+    pub fn set_deadline(&mut self, deadline: Option<Duration>) {
+        let host = self.shared.config.deadline;
+        self.store.data_mut().deadline = deadline.map_or(host, |d| d.min(host));
+    }
+
     /// Whether a trap or deadline has made this instance unusable.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.is_some()
@@ -306,7 +313,7 @@ impl Instance {
         self.poisoned = Some("a call was abandoned before it completed".into());
         self.store.data().clear_output();
         start_call(&mut self.store);
-        let deadline = self.shared.config.deadline;
+        let deadline = self.store.data().deadline;
         match with_deadline(deadline, f(&mut self.store)).await {
             Ok(value) => {
                 self.poisoned = None;

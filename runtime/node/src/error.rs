@@ -84,6 +84,17 @@ pub enum Error {
     /// A timer firing that is no longer current (the timer was replaced, cancelled or fired).
     #[error("timer `{0}` is not due here any more (replaced, cancelled or already fired)")]
     StaleTimer(String),
+    /// An entity type is over a scheduling limit (its queue is full, or its command waited
+    /// past its deadline for a slot): retry after `retry_after` seconds.
+    #[error(
+        "entity type `{entity_type}` is over its limit {limit}={value}; retry in {retry_after} s"
+    )]
+    Overloaded {
+        entity_type: String,
+        limit: &'static str,
+        value: u64,
+        retry_after: u64,
+    },
     /// The WebAssembly host failed (not the guest: engine, pool, serialization).
     #[error("internal error: {0}")]
     Host(#[source] cella_host::Error),
@@ -103,6 +114,7 @@ impl Error {
             }
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::StaleTimer(_) => StatusCode::CONFLICT,
+            Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -135,6 +147,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::StaleTimer(_) => "stale_timer",
+            Error::Overloaded { .. } => "overloaded",
             Error::Unsupported(_) => "unsupported",
             Error::InvalidComponent(_) => "invalid_component",
             Error::EntityFailed(_) => "entity_failed",
@@ -152,6 +165,18 @@ impl Error {
         }
     }
 
+    /// Seconds a client should wait before retrying (the `Retry-After` header), for `429`s:
+    /// this node's, or another node's relayed.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::Overloaded { retry_after, .. } => Some(*retry_after),
+            Error::Remote { status: 429, .. } => {
+                self.to_json()["error"]["retry_after"].as_u64().or(Some(1))
+            }
+            _ => None,
+        }
+    }
+
     /// The JSON error body.
     pub fn to_json(&self) -> serde_json::Value {
         if let Error::Remote { body, .. } = self
@@ -166,6 +191,17 @@ impl Error {
         } = self
         {
             error["leader"] = serde_json::Value::String(leader.clone());
+        }
+        if let Error::Overloaded {
+            entity_type,
+            limit,
+            retry_after,
+            ..
+        } = self
+        {
+            error["type"] = serde_json::Value::String(entity_type.clone());
+            error["limit"] = serde_json::Value::String((*limit).to_string());
+            error["retry_after"] = serde_json::Value::from(*retry_after);
         }
         if let Error::Forbidden { role, .. } = self {
             error["role"] = serde_json::Value::String(role.clone());
@@ -200,6 +236,7 @@ pub const CODES: &[(&str, u16)] = &[
     ("not_found", 404),
     ("stale_timer", 409),
     ("payload_too_large", 413),
+    ("overloaded", 429),
     ("entity_failed", 500),
     ("storage_failed", 500),
     ("internal", 500),
@@ -263,6 +300,12 @@ mod tests {
             Error::Internal("i".into()),
             Error::Unsupported("u".into()),
             Error::StaleTimer("t".into()),
+            Error::Overloaded {
+                entity_type: "t".into(),
+                limit: "max-concurrent",
+                value: 1,
+                retry_after: 1,
+            },
             Error::Remote {
                 status: 0,
                 body: "not json".into(),

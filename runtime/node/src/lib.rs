@@ -17,6 +17,8 @@ pub mod node;
 pub mod registry;
 pub mod replay;
 pub mod routing;
+pub mod sched_metrics;
+pub mod scheduler;
 pub mod tls;
 pub mod topics;
 pub mod trace;

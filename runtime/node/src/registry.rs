@@ -10,7 +10,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use cella_core::{EntityKind, ModuleInfo, ModuleVersion, validate_name};
+use cella_core::{EntityKind, ModuleInfo, ModuleVersion, TypeLimits, validate_name};
 use cella_host::Module;
 use cella_store::Store;
 use sha2::{Digest, Sha256};
@@ -27,6 +27,8 @@ pub struct Active {
     pub version: u32,
     pub digest: String,
     pub module: Module,
+    /// The type's scheduling limits (set at deploy).
+    pub limits: TypeLimits,
 }
 
 impl Active {
@@ -134,6 +136,7 @@ impl Registry {
             version,
             digest: meta.digest,
             module,
+            limits: self.store.module_limits(entity_type)?,
         })
     }
 
@@ -205,10 +208,15 @@ impl Registry {
             self.loader.remove_type(entity_type);
             return Ok(());
         };
-        if self
-            .get(entity_type)
-            .is_ok_and(|a| a.version == info.active)
+        if let Ok(mut active) = self.get(entity_type)
+            && active.version == info.active
         {
+            // The same version; its limits may have changed.
+            let limits = self.store.module_limits(entity_type)?;
+            if active.limits != limits {
+                active.limits = limits;
+                self.insert(entity_type, active);
+            }
             return Ok(());
         }
         let active = self.load_version(entity_type, info.active).await?;
@@ -347,6 +355,7 @@ impl Registry {
                 version: meta.version,
                 digest: digest.to_string(),
                 module,
+                limits: self.store.module_limits(entity_type)?,
             },
         );
         Ok(Deployed {
@@ -474,6 +483,42 @@ impl Registry {
             replayed,
             warnings,
         })
+    }
+
+    /// Sets the limits `limits` gives of a deployed type (the others stay), replicated with the
+    /// module metadata and recorded in the audit trail as done by `actor`. Returns them all.
+    pub async fn set_limits(
+        &self,
+        entity_type: &str,
+        limits: TypeLimits,
+        actor: &str,
+    ) -> Result<TypeLimits> {
+        self.check_module_leader()?;
+        let _guard = self.admin.lock().await;
+        if self.store.module(entity_type)?.is_none() {
+            return Err(Error::UnknownType(entity_type.to_string()));
+        }
+        let merged = self.store.module_limits(entity_type)?.merged(limits);
+        let op = cella_cluster::ModuleOp::Limits {
+            entity_type: entity_type.to_string(),
+            limits: merged,
+        };
+        let mut record = crate::audit::record(actor, "limits");
+        record.entity_type = Some(entity_type.to_string());
+        record.detail = Some(format!("{merged:?}"));
+        if !self.replicate(op, record).await? {
+            self.store.put_module_limits(entity_type, &merged)?;
+        }
+        if let Ok(mut active) = self.get(entity_type) {
+            active.limits = merged;
+            self.insert(entity_type, active);
+        }
+        Ok(merged)
+    }
+
+    /// The scheduling limits set for `entity_type` (empty when none were).
+    pub fn limits(&self, entity_type: &str) -> Result<TypeLimits> {
+        Ok(self.store.module_limits(entity_type)?)
     }
 
     /// All deployed types.

@@ -8,13 +8,13 @@
 //! `(entity_type, version)` names one component for the life of the store, in journal entries
 //! and in the artifact cache alike.
 
-use cella_core::{ModuleInfo, ModuleVersion, decode, encode, validate_name};
+use cella_core::{ModuleInfo, ModuleVersion, TypeLimits, decode, encode, validate_name};
 use redb::{Durability, ReadableTable, WriteTransaction};
 
 use crate::{
     Store,
     error::{Error, Result},
-    tables::{ARTIFACTS, MODULE_BLOBS, MODULE_SEQ, MODULES},
+    tables::{ARTIFACTS, MODULE_BLOBS, MODULE_LIMITS, MODULE_SEQ, MODULES},
 };
 
 impl Store {
@@ -174,8 +174,50 @@ impl Store {
             artifacts
                 .retain_in((entity_type, 0u32)..=(entity_type, u32::MAX), |_, _| false)
                 .map_err(Error::storage("delete module artifacts"))?;
+            let mut limits = txn
+                .open_table(MODULE_LIMITS)
+                .map_err(Error::storage("open module_limits"))?;
+            limits
+                .remove(entity_type)
+                .map_err(Error::storage("delete module limits"))?;
             Ok(existed)
         })
+    }
+
+    /// Stores (or replaces) the scheduling limits of `entity_type` (empty limits remove the
+    /// row). Kept apart from [`ModuleInfo`], so that its stored records keep their shape.
+    pub fn put_module_limits(&self, entity_type: &str, limits: &TypeLimits) -> Result<()> {
+        validate_name("entity type", entity_type)?;
+        self.write(|txn| {
+            let mut table = txn
+                .open_table(MODULE_LIMITS)
+                .map_err(Error::storage("open module_limits"))?;
+            if limits.is_empty() {
+                table
+                    .remove(entity_type)
+                    .map_err(Error::storage("delete module limits"))?;
+            } else {
+                table
+                    .insert(entity_type, encode(limits)?.as_slice())
+                    .map_err(Error::storage("write module limits"))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The scheduling limits of `entity_type` (empty when none were set).
+    pub fn module_limits(&self, entity_type: &str) -> Result<TypeLimits> {
+        let txn = self.begin_read()?;
+        let table = txn
+            .open_table(MODULE_LIMITS)
+            .map_err(Error::storage("open module_limits"))?;
+        let value = table
+            .get(entity_type)
+            .map_err(Error::storage("read module limits"))?;
+        Ok(value
+            .map(|v| decode(v.value()))
+            .transpose()?
+            .unwrap_or_default())
     }
 
     /// Stores (or replaces) the precompiled artifact of a module version. The version must

@@ -11,6 +11,7 @@
 //! | `modules`      | `&str entity_type`                        | `encode(ModuleInfo)`        |
 //! | `module_seq`   | `&str entity_type`                        | `u32` last version assigned |
 //! | `module_blobs` | `(&str entity_type, u32 version)`         | component bytes             |
+//! | `module_limits` | `&str entity_type`                       | `encode(TypeLimits)` set at deploy |
 //! | `artifacts`    | `(&str entity_type, u32 version)`         | opaque precompiled code     |
 //! | `effects`      | `(&str entity_type, &str key, &str name)` | an entity's outbox item (`o/…`) or timer (`t/…`): `encode(..)` |
 //! | `processed`    | `(&str entity_type, &str key, &str request id)` | `encode(Processed)` |
@@ -63,6 +64,8 @@ pub(crate) const MODULES: TableDefinition<&str, &[u8]> = TableDefinition::new("m
 pub(crate) const MODULE_SEQ: TableDefinition<&str, u32> = TableDefinition::new("module_seq");
 pub(crate) const MODULE_BLOBS: TableDefinition<(&str, u32), &[u8]> =
     TableDefinition::new("module_blobs");
+pub(crate) const MODULE_LIMITS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("module_limits");
 pub(crate) const ARTIFACTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("artifacts");
 pub(crate) const EFFECTS: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("effects");
@@ -118,6 +121,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(EFFECTS)?;
     txn.open_table(PROCESSED)?;
     txn.open_table(AUDIT)?;
+    txn.open_table(MODULE_LIMITS)?;
     Ok(())
 }
 
@@ -130,6 +134,7 @@ fn add_missing_tables(db: &Database) -> Result<()> {
         EFFECTS.name(),
         PROCESSED.name(),
         AUDIT.name(),
+        MODULE_LIMITS.name(),
     ];
     let present: Vec<String> = txn
         .list_tables()

@@ -4,7 +4,7 @@
 //! the append commits, and the reply leaves once it is durable. A command whose request id was
 //! processed before is answered from its record without running.
 
-use std::sync::atomic::Ordering;
+use std::{sync::atomic::Ordering, time::Duration};
 
 use cella_core::{EntityId, EntityKind, JournalEntry, JournalPayload, Recorded, Snapshot, Write};
 use cella_host::{Call, CommandContext, Failure, Instance};
@@ -138,20 +138,36 @@ impl Entities {
             timer: invocation.timer.as_ref().map(|t| t.name.clone()),
             message: invocation.message.clone(),
         };
+        // The guest call runs under a slot of the scheduler (fair between types; a type over
+        // its limits is refused before anything runs).
+        let deadline = active
+            .limits
+            .deadline_ms
+            .map_or(self.options.deadline, |ms| {
+                Duration::from_millis(ms).min(self.options.deadline)
+            });
+        let permit = self
+            .scheduler
+            .acquire(entity_type, &active.limits, deadline)
+            .await?;
         let warm = self.warm.take(&id, &active.module);
         let instance = match warm {
             Some(instance) => Ok(instance),
             None => active.module.instantiate().await,
         };
         let handled = match instance {
-            Ok(mut instance) => Ok((
-                instance
-                    .handle(&ctx, loaded.state.as_deref(), &payload)
-                    .await,
-                instance,
-            )),
+            Ok(mut instance) => {
+                instance.set_deadline(Some(deadline));
+                Ok((
+                    instance
+                        .handle(&ctx, loaded.state.as_deref(), &payload)
+                        .await,
+                    instance,
+                ))
+            }
             Err(e) => Err(e),
         };
+        drop(permit);
         let (observed_seq, lease) = (loaded.seq, loaded.lease);
         let mut plan = EffectPlan::default();
         if let Some(fire) = &invocation.timer {
@@ -172,7 +188,7 @@ impl Entities {
                     known: active.command_list(),
                 },
             }),
-            Ok((Err(e), _)) | Err(e) => Err(self.map_host_error(e)),
+            Ok((Err(e), _)) | Err(e) => Err(self.map_host_error_within(e, deadline)),
         };
         let (outcome, mut instance) = match checked {
             Ok(done) => done,

@@ -86,6 +86,8 @@ pub struct EntityOptions {
     pub warm_memory: usize,
     /// A warm instance unused for this long is dropped.
     pub warm_idle: Duration,
+    /// The fair sharing of guest execution between types (`crate::scheduler`).
+    pub scheduler: crate::scheduler::SchedulerOptions,
     /// Most bytes the entities held in memory and the warm instances may account for together
     /// (0: only `cache_capacity` bounds them). A quarter of it at most goes to warm instances
     /// (`warm_memory` if smaller); past the rest, idle entities are passivated (`cache`).
@@ -104,6 +106,7 @@ impl Default for EntityOptions {
             topic_max_age: Duration::from_secs(7 * 24 * 3600),
             warm_memory: 128 << 20,
             warm_idle: Duration::from_secs(30),
+            scheduler: crate::scheduler::SchedulerOptions::default(),
             max_memory: 0,
         }
     }
@@ -121,6 +124,8 @@ pub struct Entities {
     /// The bound on `resident` (0: none).
     entity_budget: usize,
     warm: Warm,
+    /// Admits guest command calls fairly between types.
+    scheduler: crate::scheduler::Scheduler,
     clock: AtomicU64,
     commands: AtomicU64,
     boot_ms: u64,
@@ -232,6 +237,7 @@ impl Entities {
             registry,
             metrics,
             warm: Warm::new(warm_memory, options.warm_idle),
+            scheduler: crate::scheduler::Scheduler::new(options.scheduler.clone()),
             options,
             cache: Mutex::new(HashMap::new()),
             resident: Arc::default(),
@@ -259,6 +265,11 @@ impl Entities {
     /// How many guest instances are kept warm, and their linear memory in bytes.
     pub fn warm_instances(&self) -> (usize, usize) {
         self.warm.size()
+    }
+
+    /// The scheduler of guest command calls (its lanes feed `/metrics`).
+    pub fn scheduler(&self) -> &crate::scheduler::Scheduler {
+        &self.scheduler
     }
 
     /// Drops the warm instances idle for longer than [`EntityOptions::warm_idle`] (the node
@@ -356,9 +367,14 @@ impl Entities {
     }
 
     fn map_host_error(&self, e: cella_host::Error) -> Error {
+        self.map_host_error_within(e, self.options.deadline)
+    }
+
+    /// [`Self::map_host_error`] for a call that ran under `deadline`.
+    fn map_host_error_within(&self, e: cella_host::Error, deadline: Duration) -> Error {
         match e {
             cella_host::Error::DeadlineExceeded => {
-                Error::DeadlineExceeded(self.options.deadline.as_millis() as u64)
+                Error::DeadlineExceeded(deadline.as_millis() as u64)
             }
             cella_host::Error::Trap(m) | cella_host::Error::Guest(m) => Error::EntityFailed(m),
             other => Error::Host(other),

@@ -2,9 +2,10 @@
 //! cluster membership, all served by the metadata group's leader (routed there first by
 //! [`dispatch`]), and `GET /v1/cluster`.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
+use cella_core::TypeLimits;
 use hyper::{Request, Response, StatusCode, body::Incoming};
 
 use super::{
@@ -122,6 +123,7 @@ pub(super) async fn deploy(
     let ty = params.decoded("type")?;
     let caller = node.authorize(&req, Action::Module(&ty))?;
     let check = query_param(&req, "check").is_some_and(|v| v == "true" || v == "1");
+    let limits = limits_params(&req, node.options.entities.deadline)?;
     let origin = Origin::of(&req, Via::Request);
     let body = read_body(req, node.options.max_module, "the component").await?;
     if check {
@@ -131,6 +133,11 @@ pub(super) async fn deploy(
     dispatch(node, Target::Metadata, &origin, body.clone(), || async {
         let deployed = node.registry.deploy(&ty, &body, &caller.id).await?;
         tracing::info!(token = %caller.id, "deployed {ty} v{}", deployed.version.version);
+        let limits = if limits.is_empty() {
+            node.registry.limits(&ty)?
+        } else {
+            node.registry.set_limits(&ty, limits, &caller.id).await?
+        };
         let meta = deployed.version;
         let status = if deployed.created {
             StatusCode::CREATED
@@ -147,10 +154,58 @@ pub(super) async fn deploy(
                 "commands": meta.commands,
                 "replayed": deployed.replayed,
                 "warnings": deployed.warnings,
+                "limits": limits_json(&limits),
             }),
         ))
     })
     .await
+}
+
+/// The limits a deploy sets: `?deadline-ms=&max-concurrent=&cpu-share=` (positive integers;
+/// a deadline at most the node's).
+fn limits_params(req: &Request<Incoming>, node_deadline: Duration) -> Result<TypeLimits> {
+    let positive = |name: &str| -> Result<Option<u64>> {
+        let Some(v) = query_param(req, name) else {
+            return Ok(None);
+        };
+        match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(Error::BadRequest(format!(
+                "query parameter `{name}` must be a positive integer, got `{v}`"
+            ))),
+        }
+    };
+    let small = |name: &str| -> Result<Option<u32>> {
+        positive(name)?
+            .map(|n| {
+                u32::try_from(n).map_err(|_| {
+                    Error::BadRequest(format!("query parameter `{name}` is too large ({n})"))
+                })
+            })
+            .transpose()
+    };
+    let deadline_ms = positive("deadline-ms")?;
+    let node_ms = u64::try_from(node_deadline.as_millis()).unwrap_or(u64::MAX);
+    if let Some(ms) = deadline_ms.filter(|ms| *ms > node_ms) {
+        return Err(Error::BadRequest(format!(
+            "query parameter `deadline-ms` is {ms}, over the node's deadline of {node_ms} ms \
+             (raise `cella serve --deadline-ms` to allow more)"
+        )));
+    }
+    Ok(TypeLimits {
+        deadline_ms,
+        max_concurrent: small("max-concurrent")?,
+        cpu_share: small("cpu-share")?,
+    })
+}
+
+/// A type's limits as JSON (`null`: the node's default).
+fn limits_json(limits: &TypeLimits) -> serde_json::Value {
+    serde_json::json!({
+        "deadlineMs": limits.deadline_ms,
+        "maxConcurrent": limits.max_concurrent,
+        "cpuShare": limits.cpu_share,
+    })
 }
 
 /// `POST /v1/modules/{type}/rollback` with `{"version": N}` or an empty body (the previous one).
@@ -269,6 +324,7 @@ fn module_json(node: &Node, info: &cella_core::ModuleInfo) -> serde_json::Value 
         "commands": active.map(|v| v.commands.clone()),
         "subscriptions": declared.as_ref().map(|d| &d.0),
         "eventsTopic": declared.as_ref().and_then(|d| d.1.as_ref()),
+        "limits": limits_json(&node.registry.limits(&info.entity_type).unwrap_or_default()),
         "versions": versions,
     })
 }

@@ -81,7 +81,12 @@ pub fn text_response(
 
 /// The JSON error answer of `e`: its status and `{"error":{"code":…,"message":…}}`.
 pub fn error_response(e: &Error) -> Response<Body> {
-    json_response(e.status(), &e.to_json())
+    let mut resp = json_response(e.status(), &e.to_json());
+    if let Some(secs) = e.retry_after() {
+        resp.headers_mut()
+            .insert(hyper::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
 }
 
 pub use cella_core::encode_segment;

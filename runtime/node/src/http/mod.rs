@@ -228,7 +228,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         Endpoint::Metrics => Ok(text_response(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            node.render_metrics(),
+            crate::sched_metrics::with_scheduler(node.render_metrics(), node.entities.scheduler()),
         )),
         Endpoint::OpenApi => Ok(text_response(
             StatusCode::OK,
