@@ -106,6 +106,29 @@ mod tests {
         }
     }
 
+    /// A map nested `depth` deep, holding a counter.
+    fn nested(depth: usize) -> Crdt {
+        let mut op = Op::Increment(1);
+        for _ in 1..depth {
+            op = Op::Update("k".into(), Box::new(op));
+        }
+        let mut map = Crdt::new(Kind::ORMap);
+        map.apply("n1", &Op::Update("k".into(), Box::new(op)))
+            .unwrap();
+        map
+    }
+
+    #[test]
+    fn maps_nest_up_to_a_limit() {
+        let deep = nested(crate::MAX_MAP_NESTING as usize);
+        assert_eq!(Crdt::decode(&deep.encode().unwrap()).unwrap(), deep);
+        let too_deep = nested(crate::MAX_MAP_NESTING as usize + 1);
+        let error = Crdt::decode(&too_deep.encode().unwrap()).unwrap_err();
+        assert!(matches!(error, Error::Codec(_)), "{error:?}");
+        // The limit is per decode: a refused one leaves the next one unaffected.
+        assert_eq!(Crdt::decode(&deep.encode().unwrap()).unwrap(), deep);
+    }
+
     #[test]
     fn bad_bytes_are_errors() {
         assert!(matches!(Crdt::decode(&[]), Err(Error::Empty)));

@@ -25,8 +25,10 @@
 //! returned delta is sent to the other nodes by gossip; a node merges each delta it receives.
 //! Deltas may be lost, duplicated or reordered: periodic anti-entropy, where nodes exchange
 //! and merge full states, repairs whatever gossip missed. States and deltas travel and are
-//! stored in the versioned binary form of [`Crdt::encode`]. A replica id is never reused for
-//! a fresh, empty state (a node that lost its data must take a new id).
+//! stored in the versioned binary form of [`Crdt::encode`]; [`Crdt::decode`] refuses maps
+//! nested more than [`MAX_MAP_NESTING`] deep. A replica id is never reused for a fresh, empty
+//! state (a node that lost its data must take a new id). An operation that does not fit the
+//! entity's kind is refused with [`Error::OperationMismatch`], naming both.
 
 mod causal;
 mod crdt;
@@ -51,7 +53,7 @@ pub use flag::Flag;
 pub use gcounter::GCounter;
 pub use gset::GSet;
 pub use lww::{LWWRegister, Write};
-pub use ormap::ORMap;
+pub use ormap::{MAX_MAP_NESTING, ORMap};
 pub use orset::ORSet;
 pub use pncounter::PNCounter;
 pub use vote::Vote;

@@ -10,9 +10,9 @@
 //! `Update`/`Delete` an `ORMap`, `Vote` a `Vote`); if two replicas concurrently create one key
 //! with different kinds, the kind later in [`Kind`]'s order wins everywhere.
 
-use std::collections::BTreeMap;
+use std::{cell::Cell, collections::BTreeMap};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
 
 use crate::{Crdt, Error, Kind, Op, causal::DotKernel};
 
@@ -20,7 +20,36 @@ use crate::{Crdt, Error, Kind, Op, causal::DotKernel};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ORMap {
     keys: DotKernel<String>,
+    #[serde(deserialize_with = "nested_values")]
     values: BTreeMap<String, Crdt>,
+}
+
+/// How deeply maps may nest in decoded bytes: decoding recurses, so bytes from elsewhere must
+/// not be able to exhaust the stack.
+pub const MAX_MAP_NESTING: u32 = 32;
+
+thread_local! {
+    /// The nesting of the map being decoded on this thread.
+    static DECODING_DEPTH: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Decodes a map's values, refusing maps nested more than [`MAX_MAP_NESTING`] deep.
+fn nested_values<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Crdt>, D::Error> {
+    let depth = DECODING_DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get()
+    });
+    let values = if depth > MAX_MAP_NESTING {
+        Err(D::Error::custom(format!(
+            "maps nested more than {MAX_MAP_NESTING} deep"
+        )))
+    } else {
+        BTreeMap::deserialize(deserializer)
+    };
+    DECODING_DEPTH.with(|d| d.set(d.get() - 1));
+    values
 }
 
 impl ORMap {
