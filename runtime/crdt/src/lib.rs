@@ -29,6 +29,23 @@
 //! nested more than [`MAX_MAP_NESTING`] deep. A replica id is never reused for a fresh, empty
 //! state (a node that lost its data must take a new id). An operation that does not fit the
 //! entity's kind is refused with [`Error::OperationMismatch`], naming both.
+//!
+//! ```
+//! use cella_crdt::{Crdt, Kind, Op};
+//! use serde_json::json;
+//!
+//! let mut a = Crdt::new(Kind::ORSet);
+//! let mut b = Crdt::new(Kind::ORSet);
+//! let delta = a.apply("node-a", &Op::Add(json!("x")))?;
+//! b.merge(&Crdt::decode(&delta.encode()?)?)?; // gossip: the delta travels
+//! b.apply("node-b", &Op::Remove(json!("x")))?; // saw the add: removes it
+//! a.apply("node-a", &Op::Add(json!("y")))?;
+//! a.merge(&b)?; // anti-entropy: a full state is a delta too
+//! b.merge(&a)?;
+//! assert_eq!(a, b);
+//! assert_eq!(a.value(), json!(["y"]));
+//! # Ok::<(), cella_crdt::Error>(())
+//! ```
 
 mod causal;
 mod crdt;
