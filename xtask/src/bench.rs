@@ -263,6 +263,8 @@ pub struct Parts {
     pub langs: Option<crate::bench_langs::Options>,
     /// The listing part, with its sizes.
     pub listing: Option<crate::bench_listing::Options>,
+    /// The capacity part (alone: it starts nodes of its own), with its sizes.
+    pub capacity: Option<crate::bench_capacity::Options>,
     /// Mutual TLS between the nodes (`--peer-ca/--peer-cert/--peer-key`, certificates made
     /// by `cella cluster certs`) instead of the cluster secret; the listener then speaks TLS to
     /// clients too, so the bench's requests and wrk use `https://`.
@@ -297,7 +299,12 @@ pub fn run(
     if parts.wrk || parts.topics.is_some() || parts.langs.is_some() {
         ensure_wrk()?;
     }
-    if parts.wrk || parts.effects.is_some() || parts.topics.is_some() || parts.listing.is_some() {
+    if parts.wrk
+        || parts.effects.is_some()
+        || parts.topics.is_some()
+        || parts.listing.is_some()
+        || parts.capacity.is_some()
+    {
         build::build_examples()?;
     }
     // `CELLA_BENCH_BIN` runs another build of `cella` (A/B comparisons in one sitting).
@@ -327,6 +334,11 @@ pub fn run(
     std::fs::create_dir_all(&tmp)?;
     let script = tmp.join("keys.lua");
     std::fs::write(&script, KEYS_LUA)?;
+    if let Some(opts) = parts.capacity {
+        crate::bench_capacity::run(&bin, &tmp, opts)?;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(());
+    }
     // The languages part's counters, scaffolded and built before any node runs.
     let langs = match &parts.langs {
         Some(opts) => Some(crate::bench_langs::prepare(&bin, &tmp, opts)?),

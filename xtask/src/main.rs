@@ -2,6 +2,7 @@
 //! each subcommand lives in its own module.
 
 mod bench;
+mod bench_capacity;
 mod bench_effects;
 mod bench_langs;
 mod bench_listing;
@@ -92,7 +93,8 @@ enum Task {
     /// scaffolds in Rust, Python and JavaScript, built, deployed and loaded side by side on one
     /// node; `--langs-only` runs it alone); then the listing part (the first page of a type of
     /// 100,000 entities, `GET /v1/entities/{type}`; `--listing-only` runs it alone); then the
-    /// criterion micro-benchmark of the command path.
+    /// criterion micro-benchmark of the command path. `--capacity-only` runs the capacity part
+    /// alone (idle RSS, memory per resident entity, cold activation; nodes of its own).
     #[command(after_help = "Environment:\n  \
         CELLA_BENCH_BIN=PATH          run that cella build instead (A/B comparisons in one sitting)\n  \
         CELLA_BENCH_SERVE_ARGS=ARGS   add `cella serve` arguments, e.g. `--replicas 1`")]
@@ -149,6 +151,13 @@ enum Task {
         /// Listing part: entities created before the pages are timed
         #[arg(long, value_name = "N", default_value_t = 100_000)]
         listing_entities: u32,
+        /// Run only the capacity part: idle node RSS (fresh, with the example counters), memory
+        /// per resident small entity, cold activation latency (value, event-sourced)
+        #[arg(long, conflicts_with_all = ["effects_only", "topics_only", "langs_only", "listing_only"])]
+        capacity_only: bool,
+        /// Capacity part: counters made resident for the memory per entity
+        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        capacity_entities: u32,
         /// Languages part: the guest languages (comma-separated) [default: all three]
         #[arg(
             long = "langs",
@@ -212,6 +221,8 @@ fn bench_parts(task: &Task) -> bench::Parts {
         no_listing,
         listing_only,
         listing_entities,
+        capacity_only,
+        capacity_entities,
         langs,
         transfers,
         timers,
@@ -224,6 +235,15 @@ fn bench_parts(task: &Task) -> bench::Parts {
         return bench::Parts::default();
     };
     let (secs, clients) = (*secs, *clients);
+    if *capacity_only {
+        return bench::Parts {
+            capacity: Some(bench_capacity::Options {
+                entities: *capacity_entities,
+                clients,
+            }),
+            ..bench::Parts::default()
+        };
+    }
     bench::Parts {
         wrk: !effects_only && !topics_only && !langs_only && !listing_only,
         effects: (!no_effects && !topics_only && !langs_only && !listing_only).then_some(
@@ -253,6 +273,7 @@ fn bench_parts(task: &Task) -> bench::Parts {
                 clients,
             },
         ),
+        capacity: None,
         peer_tls: *peer_tls,
     }
 }
@@ -327,6 +348,8 @@ mod tests {
             no_listing,
             listing_only,
             listing_entities,
+            capacity_only,
+            capacity_entities,
             langs,
             transfers,
             timers,
@@ -354,6 +377,7 @@ mod tests {
             (no_listing, listing_only, listing_entities),
             (false, false, 100_000)
         );
+        assert_eq!((capacity_only, capacity_entities), (false, 100_000));
         assert_eq!(Lang::selection(&langs), Lang::ALL.to_vec());
         let Ok(Task::Bench {
             secs,
@@ -510,6 +534,18 @@ mod tests {
             Some(None)
         );
         assert!(parse(&["bench", "--listing-only", "--effects-only"]).is_err());
+        let capacity = parts(&["bench", "--capacity-only", "--capacity-entities", "50"]);
+        assert_eq!(
+            capacity,
+            Some(bench::Parts {
+                capacity: Some(bench_capacity::Options {
+                    entities: 50,
+                    clients: 64
+                }),
+                ..bench::Parts::default()
+            })
+        );
+        assert_eq!(all.capacity, None);
         assert_eq!(parts(&["demo"]), Some(bench::Parts::default()));
     }
 
