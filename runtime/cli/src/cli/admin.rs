@@ -12,25 +12,61 @@ use hyper::Method;
 use super::{EXIT_CHECK_FAILED, ExitWith, output, views};
 use crate::client::{self, encode_segment};
 
-/// `cella deploy FILE --name TYPE [--check]`: uploads a component, or with `check` only
-/// replays the existing entities through it.
+/// The scheduling limits `cella deploy` sets for the type (kept across versions; a limit not
+/// given keeps its value, else the node's default).
+#[derive(clap::Args, Debug, Default)]
+pub(super) struct LimitArgs {
+    /// Longest one guest call of the type may run, in milliseconds (at most the node's
+    /// `--deadline-ms`); also how long a command waits for a slot before a 429.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    deadline_ms: Option<u64>,
+    /// Most guest calls of the type running at once on a node.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_concurrent: Option<u32>,
+    /// The type's weight in the fair sharing of a node's guest execution (default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    cpu_share: Option<u32>,
+}
+
+/// The path of `PUT /v1/modules/{name}` with `check` and the limits as query parameters.
+pub(super) fn deploy_path(name: &str, check: bool, limits: &LimitArgs) -> String {
+    let mut query = Vec::new();
+    if check {
+        query.push("check=true".to_string());
+    }
+    for (key, value) in [
+        ("deadline-ms", limits.deadline_ms),
+        ("max-concurrent", limits.max_concurrent.map(u64::from)),
+        ("cpu-share", limits.cpu_share.map(u64::from)),
+    ] {
+        if let Some(v) = value {
+            query.push(format!("{key}={v}"));
+        }
+    }
+    let mut path = format!("/v1/modules/{}", encode_segment(name));
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&query.join("&"));
+    }
+    path
+}
+
+/// `cella deploy FILE --name TYPE [--check] [limits]`: uploads a component to `path` (from
+/// [`deploy_path`]), or with `check=true` only replays the existing entities through it.
 pub(super) async fn deploy(
     server: &str,
     file: &Path,
     name: &str,
-    check: bool,
+    path: &str,
     token: Option<&str>,
 ) -> anyhow::Result<()> {
+    let check = path.contains("check=true");
     let bytes = std::fs::read(file).with_context(|| {
         format!(
             "cannot read {}\nhint: build the component first (`cella build` in the entity crate)",
             file.display()
         )
     })?;
-    let mut path = format!("/v1/modules/{}", encode_segment(name));
-    if check {
-        path.push_str("?check=true");
-    }
     let size = bytes.len();
     let spinner = output::spinner(if check {
         format!(
@@ -40,7 +76,7 @@ pub(super) async fn deploy(
     } else {
         format!("deploying {} ({size} bytes) as `{name}`", file.display())
     });
-    let reply = client::send(server, Method::PUT, &path, bytes, token).await;
+    let reply = client::send(server, Method::PUT, path, bytes, token).await;
     output::done(spinner);
     let reply = reply?;
     if check && (200..300).contains(&reply.status) {
@@ -191,6 +227,17 @@ pub(super) fn finish(reply: client::Reply) -> anyhow::Result<()> {
             )
         })
         .unwrap_or_else(|| ("error".into(), reply.body.clone()));
+    if reply.status == 429 {
+        let retry = parsed
+            .as_ref()
+            .and_then(|v| v["error"]["retry_after"].as_u64())
+            .unwrap_or(1);
+        bail!(
+            "the server answered 429 {code}: {message}\nhint: the entity type is over its \
+             scheduling limits; retry in {retry} s, or raise them with `cella deploy \
+             --max-concurrent/--cpu-share`"
+        )
+    }
     bail!("the server answered {} {code}: {message}", reply.status)
 }
 

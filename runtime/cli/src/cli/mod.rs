@@ -14,6 +14,7 @@ mod compile;
 mod entities;
 mod output;
 mod project;
+mod sched_args;
 mod serve;
 mod telemetry;
 mod topics;
@@ -146,6 +147,8 @@ enum Command {
         /// active version, without deploying. Exits 3 if any entity diverges or fails.
         #[arg(long)]
         check: bool,
+        #[command(flatten)]
+        limits: admin::LimitArgs,
         #[command(flatten)]
         server: ServerArg,
         /// Admin token, when the node requires one.
@@ -428,9 +431,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             name,
             check,
+            limits,
             server,
             admin_token,
-        } => admin::deploy(&server.server, &file, &name, check, admin_token.as_deref()).await,
+        } => {
+            let path = admin::deploy_path(&name, check, &limits);
+            admin::deploy(&server.server, &file, &name, &path, admin_token.as_deref()).await
+        }
         Command::Rollback {
             entity_type,
             to,

@@ -90,6 +90,8 @@ pub(super) struct ServeArgs {
     #[arg(long, value_name = "MIB", default_value_t = 32,
         value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     store_cache_mb: u64,
+    #[command(flatten)]
+    scheduler: super::sched_args::SchedulerArgs,
     /// Snapshot event-sourced entities every this many events.
     #[arg(long, default_value_t = 100)]
     snapshot_every: u64,
@@ -195,6 +197,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         cache_capacity,
         warm_memory_mb,
         warm_idle_secs,
+        scheduler,
         max_memory,
         store_cache_mb,
         snapshot_every,
@@ -309,6 +312,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     options.entities.cache_capacity = cache_capacity.max(1);
     options.entities.warm_memory = warm_memory_mb.saturating_mul(1 << 20);
     options.entities.warm_idle = Duration::from_secs(warm_idle_secs);
+    options.entities.scheduler = scheduler.options();
     options.entities.max_memory = max_memory.map_or(0, |mb| (mb as usize) << 20);
     options.store.cache_bytes = (store_cache_mb as usize) << 20;
     options.entities.snapshot_every = snapshot_every.max(1);

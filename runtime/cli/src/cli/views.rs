@@ -42,7 +42,7 @@ pub(super) fn modules(answer: &Value) -> String {
         return "no modules deployed\n".to_string();
     }
     let mut t = table(&[
-        "TYPE", "VERSION", "KIND", "VERSIONS", "DEPLOYED", "COMMANDS",
+        "TYPE", "VERSION", "KIND", "VERSIONS", "DEPLOYED", "LIMITS", "COMMANDS",
     ]);
     for m in &modules {
         let versions = m["versions"].as_array().cloned().unwrap_or_default();
@@ -59,11 +59,29 @@ pub(super) fn modules(answer: &Value) -> String {
             m["kind"].as_str().unwrap_or("-").to_string(),
             versions.len().to_string(),
             active.map_or("-".to_string(), |v| time(&v["createdMs"])),
+            limits(&m["limits"]),
             commands.join(", "),
         ]);
     }
     align_right(&mut t, &[1, 3]);
     render(&t)
+}
+
+/// A type's limits set at deploy, `deadline-ms=… max-concurrent=… cpu-share=…` (`-`: none).
+fn limits(limits: &Value) -> String {
+    let set: Vec<String> = [
+        ("deadline-ms", "deadlineMs"),
+        ("max-concurrent", "maxConcurrent"),
+        ("cpu-share", "cpuShare"),
+    ]
+    .iter()
+    .filter_map(|(name, key)| limits[*key].as_u64().map(|v| format!("{name}={v}")))
+    .collect();
+    if set.is_empty() {
+        "-".to_string()
+    } else {
+        set.join(" ")
+    }
 }
 
 /// `GET /v1/entities/{type}/{key}`: a summary line, the state as pretty JSON, then its
@@ -210,13 +228,14 @@ mod tests {
         let answer = json!({"modules": [{
             "type": "counter", "version": 2, "kind": "value", "commands": ["add", "get"],
             "versions": [{"version": 1, "createdMs": 0}, {"version": 2, "createdMs": 86_400_000}],
+            "limits": {"deadlineMs": null, "maxConcurrent": 2, "cpuShare": null},
         }]});
         let text = modules(&answer);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             words(lines[0]),
             [
-                "TYPE", "VERSION", "KIND", "VERSIONS", "DEPLOYED", "COMMANDS"
+                "TYPE", "VERSION", "KIND", "VERSIONS", "DEPLOYED", "LIMITS", "COMMANDS"
             ]
         );
         assert_eq!(
@@ -229,6 +248,7 @@ mod tests {
                 "1970-01-02",
                 "00:00:00",
                 "UTC",
+                "max-concurrent=2",
                 "add,",
                 "get"
             ]
