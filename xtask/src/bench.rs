@@ -265,6 +265,8 @@ pub struct Parts {
     pub listing: Option<crate::bench_listing::Options>,
     /// The capacity part (alone: it starts nodes of its own), with its sizes.
     pub capacity: Option<crate::bench_capacity::Options>,
+    /// The fairness part (alone: it starts a node of its own), with its sizes.
+    pub fairness: Option<crate::bench_fairness::Options>,
     /// Mutual TLS between the nodes (`--peer-ca/--peer-cert/--peer-key`, certificates made
     /// by `cella cluster certs`) instead of the cluster secret; the listener then speaks TLS to
     /// clients too, so the bench's requests and wrk use `https://`.
@@ -304,6 +306,7 @@ pub fn run(
         || parts.topics.is_some()
         || parts.listing.is_some()
         || parts.capacity.is_some()
+        || parts.fairness.is_some()
     {
         build::build_examples()?;
     }
@@ -334,6 +337,11 @@ pub fn run(
     std::fs::create_dir_all(&tmp)?;
     let script = tmp.join("keys.lua");
     std::fs::write(&script, KEYS_LUA)?;
+    if let Some(opts) = parts.fairness {
+        crate::bench_fairness::run(&bin, &tmp, opts)?;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(());
+    }
     if let Some(opts) = parts.capacity {
         crate::bench_capacity::run(&bin, &tmp, opts)?;
         let _ = std::fs::remove_dir_all(&tmp);

@@ -4,6 +4,7 @@
 mod bench;
 mod bench_capacity;
 mod bench_effects;
+mod bench_fairness;
 mod bench_langs;
 mod bench_listing;
 mod bench_topics;
@@ -94,7 +95,9 @@ enum Task {
     /// node; `--langs-only` runs it alone); then the listing part (the first page of a type of
     /// 100,000 entities, `GET /v1/entities/{type}`; `--listing-only` runs it alone); then the
     /// criterion micro-benchmark of the command path. `--capacity-only` runs the capacity part
-    /// alone (idle RSS, memory per resident entity, cold activation; nodes of its own).
+    /// alone (idle RSS, memory per resident entity, cold activation; nodes of its own);
+    /// `--fairness-only` the fairness part (counter throughput alone and beside clients
+    /// driving a guest that loops until its deadline; a node of its own).
     #[command(after_help = "Environment:\n  \
         CELLA_BENCH_BIN=PATH          run that cella build instead (A/B comparisons in one sitting)\n  \
         CELLA_BENCH_SERVE_ARGS=ARGS   add `cella serve` arguments, e.g. `--replicas 1`")]
@@ -158,6 +161,13 @@ enum Task {
         /// Capacity part: counters made resident for the memory per entity
         #[arg(long, value_name = "N", default_value_t = 100_000)]
         capacity_entities: u32,
+        /// Run only the fairness part: counter throughput alone, then beside clients driving a
+        /// guest that loops until its deadline, and their ratio
+        #[arg(long, conflicts_with_all = ["effects_only", "topics_only", "langs_only", "listing_only", "capacity_only"])]
+        fairness_only: bool,
+        /// Fairness part: clients driving the looping guest
+        #[arg(long, value_name = "N", default_value_t = 4)]
+        fairness_loopers: u32,
         /// Languages part: the guest languages (comma-separated) [default: all three]
         #[arg(
             long = "langs",
@@ -223,6 +233,8 @@ fn bench_parts(task: &Task) -> bench::Parts {
         listing_entities,
         capacity_only,
         capacity_entities,
+        fairness_only,
+        fairness_loopers,
         langs,
         transfers,
         timers,
@@ -235,6 +247,16 @@ fn bench_parts(task: &Task) -> bench::Parts {
         return bench::Parts::default();
     };
     let (secs, clients) = (*secs, *clients);
+    if *fairness_only {
+        return bench::Parts {
+            fairness: Some(bench_fairness::Options {
+                loopers: *fairness_loopers,
+                clients: clients.min(16),
+                secs,
+            }),
+            ..bench::Parts::default()
+        };
+    }
     if *capacity_only {
         return bench::Parts {
             capacity: Some(bench_capacity::Options {
@@ -274,6 +296,7 @@ fn bench_parts(task: &Task) -> bench::Parts {
             },
         ),
         capacity: None,
+        fairness: None,
         peer_tls: *peer_tls,
     }
 }
@@ -350,6 +373,8 @@ mod tests {
             listing_entities,
             capacity_only,
             capacity_entities,
+            fairness_only,
+            fairness_loopers,
             langs,
             transfers,
             timers,
@@ -378,6 +403,7 @@ mod tests {
             (false, false, 100_000)
         );
         assert_eq!((capacity_only, capacity_entities), (false, 100_000));
+        assert_eq!((fairness_only, fairness_loopers), (false, 4));
         assert_eq!(Lang::selection(&langs), Lang::ALL.to_vec());
         let Ok(Task::Bench {
             secs,
@@ -546,6 +572,11 @@ mod tests {
             })
         );
         assert_eq!(all.capacity, None);
+        let fairness = parts(&["bench", "--fairness-only", "--fairness-loopers", "2"]);
+        assert_eq!(
+            fairness.and_then(|p| p.fairness).map(|o| o.loopers),
+            Some(2)
+        );
         assert_eq!(parts(&["demo"]), Some(bench::Parts::default()));
     }
 

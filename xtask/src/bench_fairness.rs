@@ -1,0 +1,158 @@
+//! The fairness part of `cargo xtask bench` (`--fairness-only` runs it alone, on a node of its
+//! own): the `counter` example's throughput — `--clients` clients sending `add` without pause,
+//! each to its own entity, for `--secs` seconds — alone, then while `--fairness-loopers`
+//! clients drive a guest that loops until its deadline (`misbehave`'s `spin`, deployed as
+//! `spin` with no limits of its own, so the node's defaults hold it back). Reported: both
+//! throughputs and their ratio (the goal is at least 0.5), and how the looping calls ended
+//! (`504` deadline, `429` refused).
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+use crate::{
+    bench_effects::{deploy, send},
+    http::request,
+};
+
+/// The sizes of the fairness part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Clients driving the looping guest.
+    pub loopers: u32,
+    /// Clients sending counter commands.
+    pub clients: u32,
+    /// Seconds each measurement lasts.
+    pub secs: u32,
+}
+
+/// Where the part's node listens.
+const ADDR: &str = "127.0.0.1:18196";
+
+/// The part's node, killed when dropped.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(bin: &Path, dir: &Path) -> anyhow::Result<Node> {
+    let _ = std::fs::remove_dir_all(dir);
+    let mut node = Node(
+        Command::new(bin)
+            .args(["serve", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", ADDR])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting cella serve")?,
+    );
+    let started = Instant::now();
+    while request(ADDR, "GET", "/healthz", b"")
+        .map(|r| r.0)
+        .unwrap_or(0)
+        != 200
+    {
+        if let Some(status) = node.0.try_wait()? {
+            bail!("cella serve exited ({status}) before becoming healthy");
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!("cella serve did not become healthy");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(node)
+}
+
+/// Counter commands per second over `secs`, `clients` clients each on its own entity.
+async fn counter_rps(clients: u32, secs: u32, round: &str) -> anyhow::Result<f64> {
+    let done = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(u64::from(secs));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (done, path) = (done.clone(), format!("/v1/entities/counter/{round}{c}/add"));
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                let (status, body) = send(ADDR, "POST", &path, b"1".to_vec()).await?;
+                if status != 200 {
+                    bail!("{path}: {status} {body}");
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / f64::from(secs.max(1)))
+}
+
+pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a tokio runtime for the fairness part")?;
+    let dir = tmp.join("fairness");
+    let _node = start(bin, &dir)?;
+    deploy(ADDR, "counter", "counter.wasm")?;
+    deploy(ADDR, "spin", "misbehave.wasm")?;
+    let (alone, with, answers) = runtime.block_on(async {
+        counter_rps(opts.clients, 1, "warm").await?;
+        let alone = counter_rps(opts.clients, opts.secs, "alone").await?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut loopers = Vec::new();
+        for l in 0..opts.loopers {
+            let stop = stop.clone();
+            loopers.push(tokio::spawn(async move {
+                let (mut timed_out, mut refused, mut other) = (0u64, 0u64, 0u64);
+                let path = format!("/v1/entities/spin/l{l}/spin");
+                while !stop.load(Ordering::Relaxed) {
+                    match send(ADDR, "POST", &path, Vec::new()).await?.0 {
+                        504 => timed_out += 1,
+                        429 => refused += 1,
+                        _ => other += 1,
+                    }
+                }
+                anyhow::Ok((timed_out, refused, other))
+            }));
+        }
+        // Let the loopers fill the node first.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let with = counter_rps(opts.clients, opts.secs, "with").await?;
+        stop.store(true, Ordering::Relaxed);
+        let mut answers = (0, 0, 0);
+        for looper in loopers {
+            let (t, r, o) = looper.await??;
+            answers = (answers.0 + t, answers.1 + r, answers.2 + o);
+        }
+        anyhow::Ok((alone, with, answers))
+    })?;
+    drop(_node);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "\n| counter clients | counter alone req/s | with {} loopers req/s | ratio | looping \
+         calls: 504 / 429 / other |\n|---:|---:|---:|---:|---|",
+        opts.loopers
+    );
+    println!(
+        "| {} | {alone:.0} | {with:.0} | {:.2} | {} / {} / {} |",
+        opts.clients,
+        with / alone.max(1.0),
+        answers.0,
+        answers.1,
+        answers.2
+    );
+    Ok(())
+}
