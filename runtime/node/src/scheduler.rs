@@ -22,7 +22,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
 };
 
@@ -94,7 +94,7 @@ struct State {
     /// The virtual time of the lane last admitted: a lane coming back from idle starts there.
     vclock: f64,
     last_fast: Option<Instant>,
-    lanes: HashMap<String, Lane>,
+    lanes: HashMap<Arc<str>, Lane>,
 }
 
 /// Admits guest calls fairly between types (see the module docs).
@@ -107,7 +107,7 @@ pub struct Scheduler {
 /// A running guest call's slot; given back, with the call's time, when dropped.
 pub struct Permit<'a> {
     scheduler: &'a Scheduler,
-    entity_type: String,
+    entity_type: Arc<str>,
     slow: bool,
     started: Instant,
 }
@@ -196,7 +196,12 @@ impl Scheduler {
                 last_fast,
                 lanes,
             } = &mut *state;
-            let lane = lanes.entry(entity_type.to_string()).or_default();
+            // The type's name is allocated once, on its first command.
+            let name = match lanes.get_key_value(entity_type) {
+                Some((name, _)) => name.clone(),
+                None => Arc::from(entity_type),
+            };
+            let lane = lanes.entry(name.clone()).or_default();
             lane.max_concurrent = max;
             lane.share = share;
             if lane.running == 0 && lane.waiting.is_empty() {
@@ -217,7 +222,7 @@ impl Scheduler {
                 *vclock = lane.vtime;
                 return Ok(Permit {
                     scheduler: self,
-                    entity_type: entity_type.to_string(),
+                    entity_type: name,
                     slow,
                     started: now,
                 });
@@ -254,7 +259,7 @@ impl Scheduler {
                     Some(slow) => slow,
                     None => {
                         let mut state = self.lock();
-                        let lane = state.lanes.entry(entity_type.to_string()).or_default();
+                        let lane = state.lanes.entry(Arc::from(entity_type)).or_default();
                         lane.waiting.retain(|w| !w.tx.is_closed());
                         lane.rejected_wait += 1;
                         // Waited out its deadline: behind its own calls, or behind other types.
@@ -271,7 +276,7 @@ impl Scheduler {
         pending.rx = None;
         Ok(Permit {
             scheduler: self,
-            entity_type: entity_type.to_string(),
+            entity_type: Arc::from(entity_type),
             slow,
             started: Instant::now(),
         })
@@ -357,11 +362,11 @@ impl Scheduler {
     /// Runs `f` over every lane, in type order (for `/metrics`).
     pub(crate) fn each_lane(&self, mut f: impl FnMut(&str, &Lane)) {
         let state = self.lock();
-        let mut types: Vec<&String> = state.lanes.keys().collect();
+        let mut types: Vec<&Arc<str>> = state.lanes.keys().collect();
         types.sort();
         for ty in types {
             if let Some(lane) = state.lanes.get(ty) {
-                f(ty, lane);
+                f(ty.as_ref(), lane);
             }
         }
     }
