@@ -203,3 +203,33 @@ async fn limits_given_at_deploy_are_shown_and_survive_a_restart() {
     assert_eq!(all.json["modules"][0]["limits"], expected, "{}", all.body);
     assert_eq!(node.call("counter", "c", "add", "1").await.json, json!(3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_replicated_to_every_node_of_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cella_tests::cluster::start_cluster(dir.path(), 3, 2, &[]).await;
+    let bytes = std::fs::read(component("counter")).unwrap();
+    // Any node takes the deploy (it is carried out by the metadata group's leader).
+    let r = nodes[1]
+        .request(
+            Method::PUT,
+            "/v1/modules/counter?max-concurrent=2&cpu-share=5",
+            bytes,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let expected = json!({"deadlineMs": null, "maxConcurrent": 2, "cpuShare": 5});
+    for node in &nodes {
+        assert!(
+            wait_until(Duration::from_secs(30), || async {
+                node.request(Method::GET, "/v1/modules/counter", Vec::new())
+                    .await
+                    .json["limits"]
+                    == expected
+            })
+            .await,
+            "{} does not show the limits",
+            node.url
+        );
+    }
+}
