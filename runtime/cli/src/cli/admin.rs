@@ -356,6 +356,37 @@ mod tests {
             error.to_string(),
             "the server answered 502 error: upstream down"
         );
+        let error = finish(reply(
+            429,
+            r#"{"error": {"code": "overloaded", "message": "busy", "retry_after": 3}}"#,
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("the server answered 429 overloaded: busy"),
+            "{error}"
+        );
+        assert!(
+            error.contains("hint: the entity type is over its scheduling limits; retry in 3 s"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn deploy_limits_become_query_parameters() {
+        let limits = LimitArgs {
+            deadline_ms: Some(200),
+            max_concurrent: None,
+            cpu_share: Some(3),
+        };
+        assert_eq!(
+            deploy_path("a b", false, &limits),
+            "/v1/modules/a%20b?deadline-ms=200&cpu-share=3"
+        );
+        assert_eq!(
+            deploy_path("t", true, &LimitArgs::default()),
+            "/v1/modules/t?check=true"
+        );
     }
 
     #[test]
