@@ -33,7 +33,7 @@ pub struct AuditRecord {
     /// The id of the token that authorized it (`admin` for `--admin-token`, `anonymous` on a
     /// node without tokens, `node <id>` for what a node does itself).
     pub actor: String,
-    /// `deploy`, `rollback`, `delete`, `add-node`, `remove-node`, `reload-tokens`.
+    /// `deploy`, `limits`, `rollback`, `delete`, `add-node`, `remove-node`, `reload-tokens`.
     pub action: String,
     pub entity_type: Option<String>,
     pub version: Option<u32>,

@@ -241,3 +241,30 @@ fn golden_module_info() {
 }
 
 const GOLDEN_MODULE_INFO: &str = "0107636f756e746572020201097368613235363a6162ac0280d095ffbc310102036164640367657402097368613235363a63640580d095ffbc3100020361646403676574";
+
+#[test]
+fn limits_are_a_row_of_their_own_kept_across_reopen_and_dropped_with_the_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = cella_core::TypeLimits {
+        deadline_ms: Some(200),
+        max_concurrent: Some(1),
+        cpu_share: None,
+    };
+    {
+        let store = open(dir.path());
+        assert_eq!(store.module_limits("spin").unwrap(), Default::default());
+        let before = deploy(&store, "spin", "aa", b"wasm").unwrap();
+        store.put_module_limits("spin", &limits).unwrap();
+        // The module's own record is unchanged by its limits.
+        assert_eq!(store.module("spin").unwrap(), Some(before));
+    }
+    let store = open(dir.path());
+    assert_eq!(store.module_limits("spin").unwrap(), limits);
+    store
+        .put_module_limits("spin", &Default::default())
+        .unwrap();
+    assert_eq!(store.module_limits("spin").unwrap(), Default::default());
+    store.put_module_limits("spin", &limits).unwrap();
+    assert!(store.delete_module("spin").unwrap());
+    assert_eq!(store.module_limits("spin").unwrap(), Default::default());
+}
