@@ -37,12 +37,18 @@ const COMMITTED: &str = "committed";
 
 /// How many of the newest durable entries stay in memory.
 pub const CACHED: usize = 1024;
+/// How many bytes (encoded) of the newest durable entries stay in memory at most: an entry
+/// carrying a module's component (tens of MiB) leaves memory once it is durable.
+pub const CACHED_BYTES: usize = 4 << 20;
 
 /// What the group's log holds, in memory.
 #[derive(Default)]
 struct Cached {
     /// The newest entries; older ones are only on disk.
     entries: BTreeMap<u64, EntryOf<C>>,
+    /// The encoded size of each entry in `entries`, and their sum.
+    sizes: BTreeMap<u64, usize>,
+    bytes: usize,
     /// Entries up to this index are durable (and may leave memory).
     durable: u64,
     vote: Option<VoteOf<C>>,
@@ -50,16 +56,32 @@ struct Cached {
 }
 
 impl Cached {
-    /// Drops the oldest durable entries beyond [`CACHED`].
+    /// Drops the oldest durable entries beyond [`CACHED`] entries or [`CACHED_BYTES`].
     fn trim(&mut self) {
-        while self.entries.len() > CACHED {
+        while self.entries.len() > CACHED || self.bytes > CACHED_BYTES {
             match self.entries.first_key_value() {
                 Some((index, _)) if *index <= self.durable => {
-                    self.entries.pop_first();
+                    let index = *index;
+                    self.entries.remove(&index);
+                    self.bytes -= self.sizes.remove(&index).unwrap_or(0);
                 }
                 _ => break,
             }
         }
+    }
+
+    /// Caches `entry` at `index`, `size` bytes encoded.
+    fn insert(&mut self, index: u64, entry: EntryOf<C>, size: usize) {
+        self.entries.insert(index, entry);
+        self.bytes += size;
+        self.bytes -= self.sizes.insert(index, size).unwrap_or(0);
+    }
+
+    /// Keeps only the entries whose index satisfies `keep`.
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.entries.retain(|index, _| keep(*index));
+        self.sizes.retain(|index, _| keep(*index));
+        self.bytes = self.sizes.values().sum();
     }
 }
 
@@ -225,12 +247,13 @@ impl RaftLogStorage<C> for LogStore {
             for entry in entries {
                 let index = entry.index();
                 last = Some(entry.log_id());
+                let encoded = encode("a log entry", &entry)?;
+                cache.insert(index, entry, encoded.len());
                 writes.push(GroupWrite::LogPut {
                     group: self.group,
                     index,
-                    entry: encode("a log entry", &entry)?,
+                    entry: encoded,
                 });
-                cache.entries.insert(index, entry);
             }
         }
         // Queued now, in order with every other write of this group; durable when it resolves.
@@ -259,7 +282,7 @@ impl RaftLogStorage<C> for LogStore {
         let from = last_log_id.map_or(0, |id| id.index() + 1);
         {
             let mut cache = self.cache();
-            cache.entries.retain(|index, _| *index < from);
+            cache.retain(|index| index < from);
             cache.durable = cache.durable.min(from.saturating_sub(1));
         }
         self.write(vec![GroupWrite::LogTruncateFrom {
@@ -274,7 +297,7 @@ impl RaftLogStorage<C> for LogStore {
         let bytes = encode("a purged log id", &log_id)?;
         {
             let mut cache = self.cache();
-            cache.entries.retain(|index, _| *index > upto);
+            cache.retain(|index| index > upto);
             cache.purged = Some(log_id);
         }
         self.write(vec![
