@@ -202,6 +202,25 @@ async fn limits_given_at_deploy_are_shown_and_survive_a_restart() {
     let all = node.request(Method::GET, "/v1/modules", Vec::new()).await;
     assert_eq!(all.json["modules"][0]["limits"], expected, "{}", all.body);
     assert_eq!(node.call("counter", "c", "add", "1").await.json, json!(3));
+
+    // Each change of limits is in the audit trail, with the limits it left.
+    let audit = node.request(Method::GET, "/v1/audit", Vec::new()).await;
+    let changes: Vec<&str> = audit.json["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["action"] == "limits")
+        .filter_map(|r| r["detail"].as_str())
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            "deadline-ms=default max-concurrent=3 cpu-share=2",
+            "deadline-ms=100 max-concurrent=3 cpu-share=2"
+        ],
+        "{}",
+        audit.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

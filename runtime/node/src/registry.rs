@@ -505,7 +505,15 @@ impl Registry {
         };
         let mut record = crate::audit::record(actor, "limits");
         record.entity_type = Some(entity_type.to_string());
-        record.detail = Some(format!("{merged:?}"));
+        let show = |name: &str, v: Option<u64>| {
+            v.map_or(format!("{name}=default"), |v| format!("{name}={v}"))
+        };
+        record.detail = Some(format!(
+            "{} {} {}",
+            show("deadline-ms", merged.deadline_ms),
+            show("max-concurrent", merged.max_concurrent.map(u64::from)),
+            show("cpu-share", merged.cpu_share.map(u64::from)),
+        ));
         if !self.replicate(op, record).await? {
             self.store.put_module_limits(entity_type, &merged)?;
         }
