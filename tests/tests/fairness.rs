@@ -252,3 +252,64 @@ async fn limits_are_replicated_to_every_node_of_a_cluster() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_type_without_limits_of_its_own_does_not_starve_the_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path(), &["--deadline-ms", "300"]).unwrap();
+    assert_eq!(
+        node.deploy("counter", &component("counter")).await.status,
+        201
+    );
+    assert_eq!(
+        node.deploy("spin", &component("misbehave")).await.status,
+        201
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let mut loopers = Vec::new();
+    for i in 0..6 {
+        let (addr, stop, ran) = (node.addr(), stop.clone(), ran.clone());
+        loopers.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let (status, _, _) = post(&addr, &format!("/v1/entities/spin/k{i}/spin")).await;
+                if status == 504 {
+                    ran.fetch_add(1, Ordering::Relaxed);
+                }
+                statuses.push(status);
+            }
+            statuses
+        }));
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || async {
+            ran.load(Ordering::Relaxed) >= 2
+        })
+        .await,
+        "the looping calls never ran to their deadline"
+    );
+    for i in 1..=50 {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(20),
+            node.call("counter", "c", "add", "1"),
+        )
+        .await
+        .expect("a counter command took over 20 s");
+        assert_eq!(
+            (reply.status, &reply.json),
+            (200, &json!(i)),
+            "{}",
+            reply.body
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for looper in loopers {
+        for status in looper.await.unwrap() {
+            assert!(
+                [504, 429].contains(&status),
+                "a looping call answered {status}"
+            );
+        }
+    }
+}
