@@ -83,10 +83,20 @@ impl Node {
         Ok(node)
     }
 
-    /// RSS in kB once the node has been idle for a few seconds.
+    /// RSS in kB once the node is idle: after a deploy, the upload's buffers are given back
+    /// some seconds later, so this waits until two readings 2 s apart differ by under 1 MiB (at
+    /// most 40 s).
     fn idle_rss_kb(&self) -> u64 {
-        std::thread::sleep(Duration::from_secs(3));
-        memory_kb(self.0.id()).0
+        let started = Instant::now();
+        let mut last = memory_kb(self.0.id()).0;
+        loop {
+            std::thread::sleep(Duration::from_secs(2));
+            let now = memory_kb(self.0.id()).0;
+            if now.abs_diff(last) < 1024 || started.elapsed() > Duration::from_secs(40) {
+                return now;
+            }
+            last = now;
+        }
     }
 }
 
