@@ -84,9 +84,10 @@ impl Node {
     }
 
     /// RSS in kB once the node is idle: after a deploy, the upload's buffers are given back
-    /// some seconds later, so this waits until two readings 2 s apart differ by under 1 MiB (at
-    /// most 40 s).
+    /// 5–10 s later, so this waits 15 s, then until two readings 2 s apart differ by under 1 MiB
+    /// (at most 40 s more).
     fn idle_rss_kb(&self) -> u64 {
+        std::thread::sleep(Duration::from_secs(15));
         let started = Instant::now();
         let mut last = memory_kb(self.0.id()).0;
         loop {
