@@ -46,7 +46,7 @@ impl Drop for Slot {
 /// Bytes accounted per entity besides its state, timers and remembered request ids: the slot,
 /// its map entry, its id and the loaded state's bookkeeping (measured as RSS growth per
 /// resident small entity, see docs/memory.md).
-pub(super) const ENTITY_OVERHEAD: usize = 512;
+pub(super) const ENTITY_OVERHEAD: usize = 680;
 
 /// Bytes accounted per timer and per remembered request id, besides their names.
 const ROW_OVERHEAD: usize = 96;
