@@ -41,32 +41,36 @@ struct TypeCounters {
     latency: LatencyHistogram,
 }
 
+impl TypeCounters {
+    fn count(&self, outcome: Outcome, elapsed: Duration) {
+        match outcome {
+            Outcome::Ok => &self.ok,
+            Outcome::Rejected => &self.rejected,
+            Outcome::Failed => &self.failed,
+        }
+        .inc();
+        self.latency.observe(elapsed);
+    }
+}
+
 /// Every type's counters, shared by the two metric families that expose them.
 #[derive(Clone, Debug, Default)]
 pub struct ByType(Arc<RwLock<BTreeMap<String, TypeCounters>>>);
 
 impl ByType {
-    /// Records one finished command of `entity_type`.
+    /// Records one finished command of `entity_type`: under the read lock, without cloning
+    /// the counters, once the type has them.
     pub fn record(&self, entity_type: &str, outcome: Outcome, elapsed: Duration) {
-        let found = self
-            .0
-            .read()
-            .ok()
-            .and_then(|types| types.get(entity_type).cloned());
-        let counters = match found {
-            Some(counters) => counters,
-            None => match self.0.write() {
-                Ok(mut types) => types.entry(entity_type.to_string()).or_default().clone(),
-                Err(_) => return,
-            },
-        };
-        match outcome {
-            Outcome::Ok => &counters.ok,
-            Outcome::Rejected => &counters.rejected,
-            Outcome::Failed => &counters.failed,
+        if let Ok(types) = self.0.read()
+            && let Some(counters) = types.get(entity_type)
+        {
+            counters.count(outcome, elapsed);
+            return;
         }
-        .inc();
-        counters.latency.observe(elapsed);
+        if let Ok(mut types) = self.0.write() {
+            let counters = types.entry(entity_type.to_string()).or_default();
+            counters.count(outcome, elapsed);
+        }
     }
 
     /// Registers the two families that expose these counters.
