@@ -43,8 +43,9 @@ const EVENTS: u32 = 99;
 /// Where the part's nodes listen (one at a time).
 const ADDR: &str = "127.0.0.1:18195";
 
-/// A node of this part, killed when dropped.
-struct Node(Child);
+/// A `cella serve` of a benchmark part on a fresh data directory, killed when dropped (the
+/// capacity and fairness parts).
+pub(crate) struct Node(Child);
 
 impl Drop for Node {
     fn drop(&mut self) {
@@ -54,20 +55,27 @@ impl Drop for Node {
 }
 
 impl Node {
-    fn start(bin: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<Node> {
+    /// Starts `bin` on `dir` (emptied first) listening on `addr`, with `extra` flags, and waits
+    /// until it is healthy.
+    pub(crate) fn start(
+        bin: &Path,
+        dir: &Path,
+        addr: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Node> {
         let _ = std::fs::remove_dir_all(dir);
         let mut node = Node(
             Command::new(bin)
                 .args(["serve", "--data-dir"])
                 .arg(dir)
-                .args(["--listen", ADDR])
+                .args(["--listen", addr])
                 .args(extra)
                 .stdout(Stdio::null())
                 .spawn()
                 .context("starting cella serve")?,
         );
         let started = Instant::now();
-        while request(ADDR, "GET", "/healthz", b"")
+        while request(addr, "GET", "/healthz", b"")
             .map(|r| r.0)
             .unwrap_or(0)
             != 200
@@ -142,8 +150,8 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
         .context("cannot start a tokio runtime for the capacity part")?;
     let dir = tmp.join("capacity");
 
-    let fresh = Node::start(bin, &dir, &[])?.idle_rss_kb();
-    let node = Node::start(bin, &dir, &[])?;
+    let fresh = Node::start(bin, &dir, ADDR, &[])?.idle_rss_kb();
+    let node = Node::start(bin, &dir, ADDR, &[])?;
     let components = crate::build::target_dir(&workspace_root()).join("components");
     let mut counters = 0;
     for (name, file) in [
@@ -163,7 +171,7 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
     drop(node);
 
     // Memory per resident entity: one counter module, N counters made resident.
-    let node = Node::start(bin, &dir, &["--cache-capacity", "10000000"])?;
+    let node = Node::start(bin, &dir, ADDR, &["--cache-capacity", "10000000"])?;
     deploy(ADDR, "counter", "counter.wasm")?;
     runtime.block_on(post(
         "/v1/entities/counter/warmup/add".into(),
@@ -196,7 +204,7 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
     );
 
     // Cold activation: every entity's command finds it passivated.
-    let node = Node::start(bin, &dir, &["--cache-capacity", "1"])?;
+    let node = Node::start(bin, &dir, ADDR, &["--cache-capacity", "1"])?;
     deploy(ADDR, "counter", "counter.wasm")?;
     deploy(ADDR, "cart", "shopping-cart.wasm")?;
     runtime.block_on(for_each(COLD * 20, opts.clients, |i| {

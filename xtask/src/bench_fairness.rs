@@ -8,7 +8,6 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -19,8 +18,8 @@ use std::{
 use anyhow::{Context, bail};
 
 use crate::{
+    bench_capacity::Node,
     bench_effects::{deploy, send},
-    http::request,
 };
 
 /// The sizes of the fairness part.
@@ -36,44 +35,6 @@ pub struct Options {
 
 /// Where the part's node listens.
 const ADDR: &str = "127.0.0.1:18196";
-
-/// The part's node, killed when dropped.
-struct Node(Child);
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(bin: &Path, dir: &Path) -> anyhow::Result<Node> {
-    let _ = std::fs::remove_dir_all(dir);
-    let mut node = Node(
-        Command::new(bin)
-            .args(["serve", "--data-dir"])
-            .arg(dir)
-            .args(["--listen", ADDR])
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting cella serve")?,
-    );
-    let started = Instant::now();
-    while request(ADDR, "GET", "/healthz", b"")
-        .map(|r| r.0)
-        .unwrap_or(0)
-        != 200
-    {
-        if let Some(status) = node.0.try_wait()? {
-            bail!("cella serve exited ({status}) before becoming healthy");
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("cella serve did not become healthy");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(node)
-}
 
 /// Counter commands per second over `secs`, `clients` clients each on its own entity.
 async fn counter_rps(clients: u32, secs: u32, round: &str) -> anyhow::Result<f64> {
@@ -105,7 +66,7 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
         .build()
         .context("cannot start a tokio runtime for the fairness part")?;
     let dir = tmp.join("fairness");
-    let _node = start(bin, &dir)?;
+    let _node = Node::start(bin, &dir, ADDR, &[])?;
     deploy(ADDR, "counter", "counter.wasm")?;
     deploy(ADDR, "spin", "misbehave.wasm")?;
     let (alone, with, answers) = runtime.block_on(async {
