@@ -166,6 +166,13 @@ impl TestNode {
         }
     }
 
+    /// The value of the unlabelled series `name` in the node's `/metrics`, if it has one.
+    pub async fn metric(&self, name: &str) -> Option<u64> {
+        let text = self.request(Method::GET, "/metrics", "").await.body;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// Runs a command and returns the reply.
     pub async fn call(&self, ty: &str, key: &str, command: &str, body: &str) -> Reply {
         let path = format!(

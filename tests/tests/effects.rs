@@ -301,10 +301,7 @@ async fn single_node_saga_survives_kill9_with_calls_in_flight() {
 
 /// A counter of `node`'s `/metrics` (0 when absent).
 async fn metric(node: &TestNode, name: &str) -> u64 {
-    let text = node.request(Method::GET, "/metrics", "").await.body;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
+    node.metric(name).await.unwrap_or(0)
 }
 
 /// `process` of the TCK value model with one `schedule` of `name` appending `mark`.

@@ -30,13 +30,10 @@ async fn process(node: &TestNode, key: &str, actions: serde_json::Value) -> Stri
     r.json["value"].as_str().unwrap_or_default().to_owned()
 }
 
-/// The value of gauge `name` in `/metrics`.
+/// The value of gauge `name` in `/metrics` (it must be there).
 async fn gauge(node: &TestNode, name: &str) -> u64 {
-    let r = node.request(Method::GET, "/metrics", "").await;
-    r.body
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", r.body))
+    let value = node.metric(name).await;
+    value.unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
 /// Asserts that the resident entities are within the bound: bytes and count.

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use cella_tests::{TestNode, component};
-use hyper::Method;
 use serde_json::json;
 
 /// `remember TEXT` on `ty/key`: the new value of the entity.
@@ -17,13 +16,10 @@ async fn remember(node: &TestNode, key: &str, text: &str) -> String {
     r.json["value"].as_str().unwrap_or_default().to_owned()
 }
 
-/// The value of a `cella_warm_*` gauge in `/metrics`.
+/// The value of gauge `name` in `/metrics` (it must be there).
 async fn gauge(node: &TestNode, name: &str) -> u64 {
-    let r = node.request(Method::GET, "/metrics", "").await;
-    r.body
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", r.body))
+    let value = node.metric(name).await;
+    value.unwrap_or_else(|| panic!("no {name} in /metrics"))
 }
 
 async fn node_with_model(dir: &std::path::Path, extra: &[&str]) -> TestNode {
