@@ -33,6 +33,9 @@ pub enum EntityKind {
     Value,
     /// Each change persists events; state is their fold.
     EventSourced,
+    /// The state is a CRDT the node replicates without consensus; commands answer with
+    /// operations on it.
+    Crdt,
 }
 
 impl EntityKind {
@@ -40,6 +43,7 @@ impl EntityKind {
         match self {
             EntityKind::Value => "value",
             EntityKind::EventSourced => "event-sourced",
+            EntityKind::Crdt => "crdt",
         }
     }
 }

@@ -52,7 +52,7 @@ impl Kind {
             Op::Add(_) | Op::Remove(_) => Some(Kind::ORSet),
             Op::Set { .. } => Some(Kind::LWWRegister),
             Op::Enable | Op::Disable => Some(Kind::Flag),
-            Op::Update(..) | Op::Delete(_) => Some(Kind::ORMap),
+            Op::Update(..) | Op::Create(..) | Op::Delete(_) => Some(Kind::ORMap),
             Op::Vote(_) => Some(Kind::Vote),
             Op::Clear => None,
         }
@@ -67,7 +67,7 @@ impl Kind {
             Kind::ORSet => "an ORSet takes Add, Remove and Clear",
             Kind::LWWRegister => "an LWWRegister takes Set",
             Kind::Flag => "a Flag takes Enable, Disable and Clear",
-            Kind::ORMap => "an ORMap takes Update, Delete and Clear",
+            Kind::ORMap => "an ORMap takes Update, Create, Delete and Clear",
             Kind::Vote => "a Vote takes Vote",
         }
     }
@@ -103,6 +103,9 @@ pub enum Op {
     Disable,
     /// Apply an operation to a map key's value (creating the key).
     Update(String, Box<Op>),
+    /// [`Op::Update`], creating a new key's value of this kind rather than the one the
+    /// operation implies (a `GCounter` or a `GSet` in a map).
+    Create(String, Kind, Box<Op>),
     /// Delete a map key.
     Delete(String),
     /// Record this replica's vote.
@@ -123,6 +126,7 @@ impl Op {
             Op::Enable => "Enable",
             Op::Disable => "Disable",
             Op::Update(..) => "Update",
+            Op::Create(..) => "Create",
             Op::Delete(_) => "Delete",
             Op::Vote(_) => "Vote",
             Op::Clear => "Clear",
@@ -196,6 +200,9 @@ impl Crdt {
             (Crdt::Flag(f), Op::Enable) => Crdt::Flag(f.enable(replica)),
             (Crdt::Flag(f), Op::Disable | Op::Clear) => Crdt::Flag(f.disable()),
             (Crdt::ORMap(m), Op::Update(key, op)) => Crdt::ORMap(m.update(replica, key, op)?),
+            (Crdt::ORMap(m), Op::Create(key, kind, op)) => {
+                Crdt::ORMap(m.update_as(replica, key, Some(*kind), op)?)
+            }
             (Crdt::ORMap(m), Op::Delete(key)) => Crdt::ORMap(m.delete(key)),
             (Crdt::ORMap(m), Op::Clear) => Crdt::ORMap(m.clear()),
             (Crdt::Vote(v), Op::Vote(vote)) => Crdt::Vote(v.vote(replica, *vote)),

@@ -55,9 +55,21 @@ fn nested_values<'de, D: Deserializer<'de>>(
 impl ORMap {
     /// The delta that applies `op` to `key`'s value as `replica`, adding the key.
     pub fn update(&self, replica: &str, key: &str, op: &Op) -> Result<ORMap, Error> {
+        self.update_as(replica, key, None, op)
+    }
+
+    /// [`ORMap::update`], creating a new key's value as `kind` (when set) instead of the kind
+    /// the operation implies; the only way to put a `GCounter` or a `GSet` in a map.
+    pub fn update_as(
+        &self,
+        replica: &str,
+        key: &str,
+        kind: Option<Kind>,
+        op: &Op,
+    ) -> Result<ORMap, Error> {
         let value = match self.values.get(key) {
             Some(value) => value.delta(replica, op)?,
-            None => match Kind::for_op(op) {
+            None => match kind.or_else(|| Kind::for_op(op)) {
                 Some(kind) => Crdt::new(kind).delta(replica, op)?,
                 // `Clear` on a key that was never written: nothing to do.
                 None => return Ok(ORMap::default()),

@@ -1,31 +1,14 @@
 //! Conversions between the host's public types (`types.rs`) and the generated bindings of each
 //! contract. What the two contracts share (descriptor, outcome, failure) converts the same way;
 //! a `cella:entity@0.1.0` component is given a context without `correlation` and `timer`, and
-//! its calls and timers come out with `reply_to` and `every_ms` set to `None`.
+//! its calls and timers come out with `reply_to` and `every_ms` set to `None`, its descriptor as
+//! durable and not crdt, its outcomes without crdt operations.
 
 use crate::{Call, CommandContext, Descriptor, Effect, Failure, Outcome};
 
 /// The conversions whose WIT types are the same in every contract, for the `wit` module in scope.
 macro_rules! shared_conversions {
     () => {
-        fn kind_of(kind: wit::EntityKind) -> cella_core::EntityKind {
-            match kind {
-                wit::EntityKind::Value => cella_core::EntityKind::Value,
-                wit::EntityKind::EventSourced => cella_core::EntityKind::EventSourced,
-            }
-        }
-
-        impl From<wit::Outcome> for Outcome {
-            fn from(o: wit::Outcome) -> Self {
-                Outcome {
-                    events: o.events,
-                    state: o.state,
-                    reply: o.reply,
-                    forward: o.forward.map(Call::from),
-                    effects: o.effects.into_iter().map(Effect::from).collect(),
-                }
-            }
-        }
 
         impl From<wit::Failure> for Failure {
             fn from(f: wit::Failure) -> Self {
@@ -46,14 +29,33 @@ mod v01 {
 
     shared_conversions!();
 
+    impl From<wit::Outcome> for Outcome {
+        fn from(o: wit::Outcome) -> Self {
+            Outcome {
+                events: o.events,
+                state: o.state,
+                reply: o.reply,
+                forward: o.forward.map(Call::from),
+                effects: o.effects.into_iter().map(Effect::from).collect(),
+                crdt_ops: Vec::new(),
+                consistency: crate::Consistency::Local,
+            }
+        }
+    }
+
     impl From<wit::Descriptor> for Descriptor {
         fn from(d: wit::Descriptor) -> Self {
             Descriptor {
-                kind: kind_of(d.kind),
+                kind: match d.kind {
+                    wit::EntityKind::Value => cella_core::EntityKind::Value,
+                    wit::EntityKind::EventSourced => cella_core::EntityKind::EventSourced,
+                },
                 commands: d.commands,
                 snapshot_every: d.snapshot_every,
                 subscriptions: Vec::new(),
                 events_topic: None,
+                durability: crate::Durability::Durable,
+                crdt: None,
             }
         }
     }
@@ -108,16 +110,77 @@ mod v01 {
 mod v02 {
     use super::*;
     use crate::{
-        ReplyRoute, SubscriberKey, Subscription, TopicMessage,
-        bindings::v02::cella::entity::types as wit,
+        Consistency, CrdtAction, CrdtOp, CrdtType, Durability, ReplyRoute, SubscriberKey,
+        Subscription, TopicMessage, bindings::v02::cella::entity::types as wit,
     };
 
     shared_conversions!();
 
+    fn crdt_type(t: wit::CrdtType) -> CrdtType {
+        match t {
+            wit::CrdtType::GCounter => CrdtType::GCounter,
+            wit::CrdtType::PnCounter => CrdtType::PnCounter,
+            wit::CrdtType::GSet => CrdtType::GSet,
+            wit::CrdtType::OrSet => CrdtType::OrSet,
+            wit::CrdtType::LwwRegister => CrdtType::LwwRegister,
+            wit::CrdtType::Flag => CrdtType::Flag,
+            wit::CrdtType::OrMap => CrdtType::OrMap,
+            wit::CrdtType::Vote => CrdtType::Vote,
+        }
+    }
+
+    impl From<wit::CrdtOp> for CrdtOp {
+        fn from(op: wit::CrdtOp) -> Self {
+            CrdtOp {
+                path: op.path,
+                action: match op.action {
+                    wit::CrdtAction::Increment(n) => CrdtAction::Increment(n),
+                    wit::CrdtAction::Decrement(n) => CrdtAction::Decrement(n),
+                    wit::CrdtAction::Add(v) => CrdtAction::Add(v),
+                    wit::CrdtAction::Remove(v) => CrdtAction::Remove(v),
+                    wit::CrdtAction::Set(v) => CrdtAction::Set(v),
+                    wit::CrdtAction::Enable => CrdtAction::Enable,
+                    wit::CrdtAction::Disable => CrdtAction::Disable,
+                    wit::CrdtAction::Vote(b) => CrdtAction::Vote(b),
+                    wit::CrdtAction::Delete(k) => CrdtAction::Delete(k),
+                    wit::CrdtAction::Clear => CrdtAction::Clear,
+                },
+                creates: op.creates.map(crdt_type),
+            }
+        }
+    }
+
+    impl From<wit::Outcome> for Outcome {
+        fn from(o: wit::Outcome) -> Self {
+            Outcome {
+                events: o.events,
+                state: o.state,
+                reply: o.reply,
+                forward: o.forward.map(Call::from),
+                effects: o.effects.into_iter().map(Effect::from).collect(),
+                crdt_ops: o.crdt_ops.into_iter().map(CrdtOp::from).collect(),
+                consistency: match o.consistency {
+                    wit::Consistency::Local => Consistency::Local,
+                    wit::Consistency::Majority => Consistency::Majority,
+                    wit::Consistency::All => Consistency::All,
+                },
+            }
+        }
+    }
+
     impl From<wit::Descriptor> for Descriptor {
         fn from(d: wit::Descriptor) -> Self {
             Descriptor {
-                kind: kind_of(d.kind),
+                kind: match d.kind {
+                    wit::EntityKind::Value => cella_core::EntityKind::Value,
+                    wit::EntityKind::EventSourced => cella_core::EntityKind::EventSourced,
+                    wit::EntityKind::Crdt => cella_core::EntityKind::Crdt,
+                },
+                durability: match d.durability {
+                    wit::Durability::Durable => Durability::Durable,
+                    wit::Durability::Ephemeral => Durability::Ephemeral,
+                },
+                crdt: d.crdt.map(crdt_type),
                 commands: d.commands,
                 snapshot_every: d.snapshot_every,
                 subscriptions: d
@@ -266,7 +329,22 @@ mod tests {
                     correlation: "x".into(),
                 }))),
             ],
+            crdt_ops: vec![w2::CrdtOp {
+                path: vec!["m".into()],
+                action: w2::CrdtAction::Increment(2),
+                creates: Some(w2::CrdtType::GCounter),
+            }],
+            consistency: w2::Consistency::Majority,
         });
+        assert_eq!(
+            o.crdt_ops,
+            vec![crate::CrdtOp {
+                path: vec!["m".into()],
+                action: crate::CrdtAction::Increment(2),
+                creates: Some(crate::CrdtType::GCounter),
+            }]
+        );
+        assert_eq!(o.consistency, crate::Consistency::Majority);
         assert_eq!(o.forward.as_ref().unwrap().entity_type, "cart");
         assert_eq!(o.forward.as_ref().unwrap().reply_to, None);
         assert_eq!(

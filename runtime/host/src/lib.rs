@@ -20,11 +20,13 @@ mod artifact;
 mod bindings;
 mod capabilities;
 mod convert;
+mod crdt_types;
 mod host;
 mod instance;
 mod sandbox;
 mod types;
 
+pub use crdt_types::{Consistency, CrdtAction, CrdtOp, CrdtType, Durability};
 pub use host::{Host, HostConfig, HostStats, remove_artifact_file, write_artifact_file};
 pub use instance::{Instance, Module};
 pub use types::{

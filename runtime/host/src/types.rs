@@ -4,6 +4,8 @@
 
 use cella_core::EntityKind;
 
+use crate::{Consistency, CrdtOp, CrdtType, Durability};
+
 /// What an entity declares about itself (`describe`), read once when its module is loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Descriptor {
@@ -16,6 +18,11 @@ pub struct Descriptor {
     pub subscriptions: Vec<Subscription>,
     /// Event-sourced: the topic every persisted event is published to.
     pub events_topic: Option<String>,
+    /// Whether the state outlives the process (always durable from a `cella:entity@0.1.0`
+    /// component).
+    pub durability: Durability,
+    /// crdt entities: the type of their data.
+    pub crdt: Option<CrdtType>,
 }
 
 /// Entities of a type receive the messages of `topic` as `command`.
@@ -115,6 +122,35 @@ impl Descriptor {
                 SubscriberKey::Pointer(_) => {}
             }
         }
+        match (self.kind, self.crdt) {
+            (EntityKind::Crdt, None) => {
+                return Err("the descriptor declares a crdt entity without its crdt type".into());
+            }
+            (EntityKind::Value | EntityKind::EventSourced, Some(crdt)) => {
+                return Err(format!(
+                    "the descriptor names the crdt type `{}`, but the entity is {}",
+                    crdt.as_str(),
+                    self.kind.as_str()
+                ));
+            }
+            _ => {}
+        }
+        if self.kind == EntityKind::EventSourced && self.durability == Durability::Ephemeral {
+            return Err(
+                "an event-sourced entity cannot be ephemeral (its state is its journal)".into(),
+            );
+        }
+        if self.kind == EntityKind::Crdt && !self.subscriptions.is_empty() {
+            return Err(
+                "a crdt entity cannot subscribe to topics (deliveries need its partition's journal)"
+                    .into(),
+            );
+        }
+        if self.durability == Durability::Ephemeral && !self.subscriptions.is_empty() {
+            return Err(
+                "an ephemeral entity cannot subscribe to topics (deliveries are journaled)".into(),
+            );
+        }
         if let Some(topic) = &self.events_topic {
             cella_core::validate_name("events topic", topic).map_err(|e| e.to_string())?;
             if self.kind != EntityKind::EventSourced {
@@ -168,6 +204,10 @@ pub struct Outcome {
     pub forward: Option<Call>,
     /// Effects to run after the change is durable.
     pub effects: Vec<Effect>,
+    /// crdt entities: the operations to apply, in order.
+    pub crdt_ops: Vec<CrdtOp>,
+    /// crdt entities: how many nodes must hold the change before the reply.
+    pub consistency: Consistency,
 }
 
 /// A command sent to an entity. `payload` is JSON text.
@@ -250,7 +290,26 @@ mod tests {
             snapshot_every: 0,
             subscriptions: Vec::new(),
             events_topic: None,
+            durability: Durability::Durable,
+            crdt: None,
         }
+    }
+
+    #[test]
+    fn crdt_and_ephemeral_descriptors() {
+        let mut d = descriptor(&["like"]);
+        d.kind = EntityKind::Crdt;
+        assert!(d.validate().unwrap_err().contains("without its crdt type"));
+        d.crdt = Some(CrdtType::PnCounter);
+        assert!(d.validate().is_ok());
+        d.durability = Durability::Ephemeral;
+        assert!(d.validate().is_ok());
+        d.kind = EntityKind::Value;
+        assert!(d.validate().unwrap_err().contains("`pn-counter`"));
+        d.crdt = None;
+        assert!(d.validate().is_ok());
+        d.kind = EntityKind::EventSourced;
+        assert!(d.validate().unwrap_err().contains("cannot be ephemeral"));
     }
 
     #[test]

@@ -80,7 +80,10 @@ impl Pending {
                 self.states.insert(key, at);
             }
             // Not deferrable; `Deferred::push` refuses them before they get here.
-            Op::RaftPut { .. } | Op::RaftTruncateFrom { .. } | Op::RaftPurgeUpto { .. } => {}
+            Op::RaftPut { .. }
+            | Op::RaftTruncateFrom { .. }
+            | Op::RaftPurgeUpto { .. }
+            | Op::CrdtPut { .. } => {}
         }
         self.ops.push(op);
     }
@@ -136,7 +139,10 @@ impl Deferred {
         if let Some(op) = ops.iter().find(|op| {
             matches!(
                 op,
-                Op::RaftPut { .. } | Op::RaftTruncateFrom { .. } | Op::RaftPurgeUpto { .. }
+                Op::RaftPut { .. }
+                    | Op::RaftTruncateFrom { .. }
+                    | Op::RaftPurgeUpto { .. }
+                    | Op::CrdtPut { .. }
             )
         }) {
             return Err(crate::Error::NotDeferrable(op.kind()));
@@ -300,6 +306,7 @@ pub(crate) fn merge(load: &mut EntityLoad, ops: &[Op]) -> Result<()> {
             Op::Clear { .. } => *load = EntityLoad::default(),
             Op::Row { .. }
             | Op::RaftState { .. }
+            | Op::CrdtPut { .. }
             | Op::RaftPut { .. }
             | Op::RaftTruncateFrom { .. }
             | Op::RaftPurgeUpto { .. } => {}

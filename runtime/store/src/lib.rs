@@ -18,6 +18,7 @@
 //! - `stats`: counters for metrics.
 
 mod audit;
+mod crdt;
 mod deferred;
 mod error;
 mod journal;

@@ -18,6 +18,7 @@
 //! | `raft_entries` | `u64` node-wide sequence number           | `u64 group` BE ++ `u64 index` BE ++ a replicated log entry (the caller's bytes) |
 //! | `raft_state`   | `(u64 group, &str name)`                  | a replication group's named value (the caller's bytes: vote, committed, purged, applied) |
 //! | `audit`        | `u64` index (the metadata group's log index) | an audit record (the caller's bytes) |
+//! | `crdt_states`  | `(&str entity_type, &str key)`            | this node's replica of a durable crdt entity (`cella-crdt`'s encoding) |
 //!
 //! Keys use redb's tuple encoding: a length prefix for each variable-width element but the
 //! last (1 byte below 254, else `0xFE`+u16 LE or `0xFF`+u32 LE), then the elements back to back;
@@ -74,6 +75,8 @@ pub(crate) const PROCESSED: TableDefinition<(&str, &str, &str), &[u8]> =
 pub(crate) const RAFT_STATE: TableDefinition<(u64, &str), &[u8]> =
     TableDefinition::new("raft_state");
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+pub(crate) const CRDT_STATES: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("crdt_states");
 
 /// Checks the format version of a freshly opened database, or records it (and creates every
 /// table) when the database is new, so that read transactions always find the tables.
@@ -122,6 +125,7 @@ fn create_tables(txn: &WriteTransaction) -> Result<(), redb::TableError> {
     txn.open_table(PROCESSED)?;
     txn.open_table(AUDIT)?;
     txn.open_table(MODULE_LIMITS)?;
+    txn.open_table(CRDT_STATES)?;
     Ok(())
 }
 
@@ -135,6 +139,7 @@ fn add_missing_tables(db: &Database) -> Result<()> {
         PROCESSED.name(),
         AUDIT.name(),
         MODULE_LIMITS.name(),
+        CRDT_STATES.name(),
     ];
     let present: Vec<String> = txn
         .list_tables()

@@ -34,7 +34,7 @@ use crate::{
     error::{Error, Result},
     log_index::{LogIndex, RAFT_ENTRIES, Staged},
     stats::Stats,
-    tables::{EFFECTS, JOURNAL, PROCESSED, RAFT_STATE, SNAPSHOTS},
+    tables::{CRDT_STATES, EFFECTS, JOURNAL, PROCESSED, RAFT_STATE, SNAPSHOTS},
 };
 
 /// One write, encoded on the caller's thread, ready for the writer.
@@ -71,6 +71,12 @@ pub(crate) enum Op {
         index: u64,
         value: Vec<u8>,
     },
+    /// Sets (`Some`) or deletes a crdt entity's replica state on this node.
+    CrdtPut {
+        entity_type: String,
+        key: String,
+        value: Option<Vec<u8>>,
+    },
     /// Deletes the group's log entries with `index >= from`.
     RaftTruncateFrom { group: u64, from: u64 },
     /// Deletes the group's log entries with `index <= upto`.
@@ -92,6 +98,7 @@ impl Op {
             Op::Clear { .. } => "an entity clear",
             Op::Row { .. } => "an entity row write",
             Op::RaftPut { .. } => "a log append",
+            Op::CrdtPut { .. } => "a crdt state write",
             Op::RaftTruncateFrom { .. } => "a log truncation",
             Op::RaftPurgeUpto { .. } => "a log purge",
             Op::RaftState { .. } => "a group value write",
@@ -443,6 +450,9 @@ impl WriterThread {
             let mut processed = txn
                 .open_table(PROCESSED)
                 .map_err(Error::storage("open processed table"))?;
+            let mut crdt = txn
+                .open_table(CRDT_STATES)
+                .map_err(Error::storage("open crdt table"))?;
             let deferred = deferred.map(Pending::ops).unwrap_or_default();
             for op in deferred.iter().chain(requests.iter().flat_map(|r| &r.ops)) {
                 writes += 1;
@@ -513,6 +523,18 @@ impl WriterThread {
                         value,
                     } => {
                         log.put(&mut raft_log, *group, *index, value)?;
+                    }
+                    Op::CrdtPut {
+                        entity_type,
+                        key,
+                        value,
+                    } => {
+                        let row = (entity_type.as_str(), key.as_str());
+                        match value {
+                            Some(v) => crdt.insert(row, v.as_slice()).map(drop),
+                            None => crdt.remove(row).map(drop),
+                        }
+                        .map_err(Error::storage("write crdt state"))?;
                     }
                     Op::RaftTruncateFrom { group, from } => {
                         log.remove(&mut raft_log, *group, *from, u64::MAX)?;
