@@ -17,7 +17,7 @@
 //! every replica's operations are kept (counter totals, add-wins, enable-wins, last writer,
 //! each replica's last vote).
 //!
-//! # How the node is meant to use it
+//! # How the node uses it
 //!
 //! The node owns one `Crdt` per entity. An operation from the entity is applied with the
 //! node's id as the replica id (which must be unique per node and stable across restarts:
@@ -29,6 +29,9 @@
 //! nested more than [`MAX_MAP_NESTING`] deep. A replica id is never reused for a fresh, empty
 //! state (a node that lost its data must take a new id). An operation that does not fit the
 //! entity's kind is refused with [`Error::OperationMismatch`], naming both.
+//!
+//! [`Replicas`] is that bookkeeping for all of a node's entities, without IO: local changes
+//! with per-peer delta queues, merges, and the per-bucket digests of anti-entropy.
 //!
 //! ```
 //! use cella_crdt::{Crdt, Kind, Op};
@@ -59,6 +62,7 @@ mod lww;
 mod ormap;
 mod orset;
 mod pncounter;
+mod replica;
 mod vote;
 
 pub use causal::{CausalContext, Dot};
@@ -73,4 +77,5 @@ pub use lww::{LWWRegister, Write};
 pub use ormap::{MAX_MAP_NESTING, ORMap};
 pub use orset::ORSet;
 pub use pncounter::PNCounter;
+pub use replica::{Address, Applied, BUCKETS, Replicas, bucket};
 pub use vote::Vote;
