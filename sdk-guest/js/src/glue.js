@@ -206,6 +206,8 @@ export function normalize(kind, def) {
     snapshotEvery,
     subscriptions: subscriptions(what, def.subscriptions, commands),
     eventsTopic,
+    durability: 'durable',
+    crdt: undefined,
   };
 }
 
@@ -286,6 +288,8 @@ export function glue(def, { logUncaught }) {
       key: 'pointer' in key ? { tag: 'pointer', val: key.pointer } : { tag: 'fixed', val: key.fixed },
     })),
     eventsTopic: def.eventsTopic,
+    durability: def.durability,
+    crdt: def.crdt,
   };
 
   /**
@@ -385,6 +389,8 @@ export function glue(def, { logUncaught }) {
         reply: replyText,
         forward: requested.forward,
         effects: requested.effects,
+        crdtOps: [],
+        consistency: 'local',
       });
     } catch (error) {
       if (error instanceof Rejection) {

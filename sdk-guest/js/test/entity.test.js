@@ -50,6 +50,8 @@ test('describe lists the commands in definition order', () => {
     snapshotEvery: 0,
     subscriptions: [],
     eventsTopic: undefined,
+    durability: 'durable',
+    crdt: undefined,
   });
 });
 
@@ -141,6 +143,8 @@ test('the WIT outcome of a value command', () => {
       reply: 'null',
       forward: { target: { entityType: 'other', key: 'k' }, command: 'get', payload: '{"n":1}' },
       effects: [],
+      crdtOps: [],
+      consistency: 'local',
     },
   });
   const added = notes.handle(witContext('add'), enc('{"notes":[]}'), '"x"');
