@@ -8,7 +8,9 @@ use core::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::cella::entity::types::{Descriptor, EntityKind, Failure, Outcome};
+use crate::bindings::cella::entity::types::{
+    Consistency, Descriptor, Durability, EntityKind, Failure, Outcome,
+};
 use crate::bindings::exports::cella::entity::entity::{Context as WitContext, Guest};
 use crate::command::{command_names, decode_command};
 use crate::context::{Context, EventContext};
@@ -47,6 +49,8 @@ impl<E: ValueEntity> Guest for ValueGlue<E> {
             reply: reply.to_string(),
             forward: requested.forward,
             effects: requested.effects,
+            crdt_ops: Vec::new(),
+            consistency: Consistency::Local,
         })
     }
 
@@ -102,6 +106,8 @@ impl<E: EventSourcedEntity> Guest for EventSourcedGlue<E> {
             reply: reply.to_string(),
             forward: requested.forward,
             effects: requested.effects,
+            crdt_ops: Vec::new(),
+            consistency: Consistency::Local,
         })
     }
 
@@ -137,6 +143,8 @@ fn descriptor<C: DeserializeOwned>(
             .map(Subscription::into_wit)
             .collect(),
         events_topic: events_topic.map(str::to_owned),
+        durability: Durability::Durable,
+        crdt: None,
     }
 }
 

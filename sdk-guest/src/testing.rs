@@ -482,6 +482,7 @@ impl<E: ExportedEntity> TestKit<E> {
                 self.state = outcome.state.or(folded);
                 true
             }
+            EntityKind::Crdt => panic!("a crdt entity: test it with `testing::CrdtTestKit`"),
         };
         if persisted {
             self.sequence += 1;
