@@ -3,7 +3,7 @@
 
 Usage: ``python3 sdk-guest/python/build_examples.py OUT_DIR [--jobs N] [--stub-wasi]``
 
-Writes ``OUT_DIR/{counter,shopping-cart,tck-value,tck-events}.wasm`` (the names of
+Writes ``OUT_DIR/{counter,shopping-cart,tck-value,tck-events,tck-crdt}.wasm`` (the names of
 tests/tck/SPEC.md), each built from ``examples/<example>/app.py`` against the repository's
 ``wit/`` with the SDK in this directory. componentize-py must be version 0.25.1
 (``python3 -m pip install componentize-py==0.25.1``); ``$COMPONENTIZE_PY`` names the program if
@@ -39,6 +39,7 @@ EXAMPLES = [
     ("shopping_cart", "shopping-cart"),
     ("tck_value", "tck-value"),
     ("tck_events", "tck-events"),
+    ("tck_crdt", "tck-crdt"),
 ]
 
 

@@ -33,6 +33,11 @@ pub const PYTHON: &[(&str, &str)] = &[
         "cella/_context.py",
         include_str!("../python/cella/_context.py"),
     ),
+    ("cella/_crdt.py", include_str!("../python/cella/_crdt.py")),
+    (
+        "cella/_crdt_model.py",
+        include_str!("../python/cella/_crdt_model.py"),
+    ),
     (
         "cella/_entity.py",
         include_str!("../python/cella/_entity.py"),

@@ -172,8 +172,9 @@ same code as the component, so ``python3 -m unittest`` needs no component.
 
 from ._codec import INT64_MAX, INT64_MIN, UINT64_MAX, int64, json_name, uint64
 from ._component import export
-from ._context import Context, EventContext
-from ._entity import EventSourcedEntity, ValueEntity, command, subscribe
+from ._context import Consistency, Context, CrdtContext, EventContext
+from ._crdt import Crdt, Flag, GCounter, GSet, LWWRegister, ORMap, ORSet, PNCounter, Vote
+from ._entity import CrdtEntity, EventSourcedEntity, ValueEntity, command, subscribe
 from ._errors import (
     BadRequest,
     EntityError,
@@ -191,19 +192,31 @@ __all__ = [
     "BadRequest",
     "CallError",
     "CallReply",
+    "Consistency",
     "Context",
+    "Crdt",
+    "CrdtContext",
+    "CrdtEntity",
     "EntityError",
     "EventContext",
     "EventSourcedEntity",
     "Failure",
+    "Flag",
+    "GCounter",
+    "GSet",
     "INT64_MAX",
     "INT64_MIN",
+    "LWWRegister",
+    "ORMap",
+    "ORSet",
+    "PNCounter",
     "Rejected",
     "Subscription",
     "TopicMessage",
     "UINT64_MAX",
     "UnknownCommand",
     "ValueEntity",
+    "Vote",
     "command",
     "export",
     "int64",

@@ -16,11 +16,13 @@ from ._entity import model
 from ._errors import Failure
 from ._glue import Glue
 from ._protocol import (
+    CRDT,
     EVENT_SOURCED,
     VALUE,
     Broadcast,
     Call,
     Cancel,
+    CrdtOp,
     GuestError,
     Publication,
     Subscription,
@@ -61,7 +63,28 @@ def export(entity: type) -> type:
 
 
 def _component_class(glue: Glue, base: type, wit: Any, err: type) -> type:
-    kinds = {VALUE: wit.EntityKind.VALUE, EVENT_SOURCED: wit.EntityKind.EVENT_SOURCED}
+    kinds = {
+        VALUE: wit.EntityKind.VALUE,
+        EVENT_SOURCED: wit.EntityKind.EVENT_SOURCED,
+        CRDT: wit.EntityKind.CRDT,
+    }
+    # `g-counter` → CrdtType.G_COUNTER; `local` → Consistency.LOCAL.
+    crdt_types = {t.name.lower().replace("_", "-"): t for t in wit.CrdtType}
+    consistencies = {c.name.lower(): c for c in wit.Consistency}
+    actions = {
+        "increment": wit.CrdtAction_Increment,
+        "decrement": wit.CrdtAction_Decrement,
+        "add": wit.CrdtAction_Add,
+        "remove": wit.CrdtAction_Remove,
+        "set": wit.CrdtAction_Set,
+        "vote": wit.CrdtAction_Vote,
+        "delete": wit.CrdtAction_Delete,
+    }
+    bare_actions = {
+        "enable": wit.CrdtAction_Enable,
+        "disable": wit.CrdtAction_Disable,
+        "clear": wit.CrdtAction_Clear,
+    }
     failures = {
         "rejected": wit.Failure_Rejected,
         "bad-request": wit.Failure_BadRequest,
@@ -107,6 +130,12 @@ def _component_class(glue: Glue, base: type, wit: Any, err: type) -> type:
             )
         raise TypeError(f"not an effect: {effect!r}")
 
+    def to_crdt_op(op: CrdtOp) -> Any:
+        bare = bare_actions.get(op.action)
+        action = bare() if bare is not None else actions[op.action](op.argument)
+        creates = None if op.creates is None else crdt_types[op.creates]
+        return wit.CrdtOp(path=list(op.path), action=action, creates=creates)
+
     def to_subscription(subscription: Subscription) -> Any:
         key = (
             wit.SubscriberKey_Fixed(subscription.fixed_key)
@@ -133,6 +162,10 @@ def _component_class(glue: Glue, base: type, wit: Any, err: type) -> type:
                 snapshot_every=descriptor.snapshot_every,
                 subscriptions=[to_subscription(s) for s in descriptor.subscriptions],
                 events_topic=descriptor.events_topic,
+                durability=wit.Durability.EPHEMERAL
+                if descriptor.ephemeral
+                else wit.Durability.DURABLE,
+                crdt=None if descriptor.crdt is None else crdt_types[descriptor.crdt],
             )
 
         def handle(self, ctx: Any, state: bytes | None, payload: str) -> Any:
@@ -146,6 +179,8 @@ def _component_class(glue: Glue, base: type, wit: Any, err: type) -> type:
                 reply=outcome.reply,
                 forward=to_call(outcome.forward),
                 effects=[to_effect(effect) for effect in outcome.effects],
+                crdt_ops=[to_crdt_op(op) for op in outcome.crdt_ops],
+                consistency=consistencies[outcome.consistency],
             )
 
         def apply(self, state: bytes | None, event: bytes) -> bytes:

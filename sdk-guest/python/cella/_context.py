@@ -1,14 +1,16 @@
 """The handler's view of the world: :class:`Context` (the journaled, host-chosen facts of a
-command and the effects it asks for) and :class:`EventContext` (a ``Context`` that also collects
-events)."""
+command and the effects it asks for), :class:`EventContext` (a ``Context`` that also collects
+events) and :class:`CrdtContext` (a ``Context`` that carries the write consistency of a crdt
+entity's command)."""
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from . import _codec
 from ._errors import EntityError
 from ._protocol import (
+    CONSISTENCIES,
     Broadcast,
     Call,
     Cancel,
@@ -20,7 +22,10 @@ from ._protocol import (
     TopicMessage,
 )
 
-__all__ = ["Context", "EventContext"]
+__all__ = ["Consistency", "Context", "CrdtContext", "EventContext"]
+
+#: A write consistency: how many nodes hold a crdt change before the command is answered.
+Consistency = Literal["local", "majority", "all"]
 
 _MASK = (1 << 64) - 1
 
@@ -55,9 +60,10 @@ class Context:
         "_effects",
         "_forward",
         "_error",
+        "_no_effects",
     )
 
-    def __init__(self, host: HostContext) -> None:
+    def __init__(self, host: HostContext, no_effects: str | None = None) -> None:
         self._entity_type: str = host.entity_type
         self._key: str = host.key
         self._command_id: str = host.command_id
@@ -75,6 +81,8 @@ class Context:
         self._effects: list[Effect] = []
         self._forward: Call | None = None
         self._error: EntityError | None = None
+        #: Why this entity cannot have effects or a forward (``None``: it can).
+        self._no_effects = no_effects
 
     @property
     def entity_type(self) -> str:
@@ -165,6 +173,7 @@ class Context:
         ``{"ok": <reply>}`` or ``{"error": {"code": ..., "message": ...}}`` (type the reply
         route's payload with :class:`~cella.CallReply`). A rejection or failure of the call
         comes back this way too, as data."""
+        self._effects_allowed("call")
         call = self._call(entity_type, key, command, payload)
         if reply_to is not None:
             self._string("reply_to command", reply_to)
@@ -179,6 +188,7 @@ class Context:
         """Publishes ``payload`` to ``topic`` after this command commits: the host appends it
         to the topic's durable log exactly once, from where it reaches the topic's subscribers
         (see :func:`~cella.subscribe`) and followers."""
+        self._effects_allowed("publish")
         self._string("topic", topic)
         text = self._payload(f"publication to `{topic}`", payload)
         self._effects.append(Publication(topic=topic, payload=text))
@@ -187,6 +197,7 @@ class Context:
         """Sends ``command`` with ``payload`` to every entity of ``entity_type`` that exists
         (has state or events) when the host carries it out, after this command commits: each
         receives it exactly once, across all partitions and nodes. Replies are not seen."""
+        self._effects_allowed("broadcast")
         self._string("entity type", entity_type)
         self._string("command", command)
         text = self._payload(f"broadcast of `{command}` to {entity_type}", payload)
@@ -206,6 +217,7 @@ class Context:
         ``every_ms`` is given. ``name`` identifies the timer: a timer of the same name replaces
         it, :meth:`cancel` cancels it, and the command it fires sees it as :attr:`timer`. Timers
         are durable."""
+        self._effects_allowed("schedule")
         self._string("timer name", name)
         self._string("command", command)
         if not _codec._is_int(delay_ms) or not 0 <= delay_ms <= _codec.UINT64_MAX:
@@ -226,6 +238,7 @@ class Context:
     def cancel(self, name: str) -> None:
         """Cancels this entity's timer ``name`` after this command commits (nothing happens if
         there is none)."""
+        self._effects_allowed("cancel")
         self._string("timer name", name)
         self._effects.append(Cancel(name=name))
 
@@ -233,9 +246,14 @@ class Context:
         """Hands this command on to the entity ``entity_type``/``key`` as ``command`` with
         ``payload``: its reply becomes this command's reply (the handler's own reply is
         ignored). At most once per command."""
+        self._effects_allowed("forward")
         if self._forward is not None:
             self._fail("forward called more than once")
         self._forward = self._call(entity_type, key, command, payload)
+
+    def _effects_allowed(self, method: str) -> None:
+        if self._no_effects is not None:
+            self._fail(f"ctx.{method}: {self._no_effects}")
 
     def _call(self, entity_type: str, key: str, command: str, payload: Any) -> Call:
         self._string("entity type", entity_type)
@@ -288,3 +306,34 @@ class EventContext(Context):
     def emitted(self) -> tuple[Any, ...]:
         """The events emitted so far by this command."""
         return tuple(self._events)
+
+
+class CrdtContext(Context):
+    """The :class:`Context` of a crdt entity's handler, which sets the command's write
+    consistency. A crdt entity has no effects and no forward: those methods fail the command
+    with an :class:`~cella.EntityError`."""
+
+    __slots__ = ("_consistency",)
+
+    def __init__(self, host: HostContext) -> None:
+        super().__init__(
+            host, "a crdt entity has no effects or forward (they need a durable journal)"
+        )
+        self._consistency: str = "local"
+
+    @property
+    def consistency(self) -> Consistency:
+        """How many nodes must hold this command's operations before it is answered:
+        ``"local"`` (this node, the default; the others get them by gossip), ``"majority"``
+        (more than half of the cluster's nodes) or ``"all"``. A request may ask for more with
+        ``?consistency=``; the stronger one applies. Setting another value fails the command
+        with an :class:`~cella.EntityError`."""
+        consistency: Consistency = self._consistency  # type: ignore[assignment]
+        return consistency
+
+    @consistency.setter
+    def consistency(self, value: Consistency) -> None:
+        if value not in CONSISTENCIES:
+            allowed = ", ".join(CONSISTENCIES)
+            self._fail(f"the consistency must be one of {allowed}, not {value!r:.40}")
+        self._consistency = value

@@ -1,8 +1,8 @@
-"""Entities as Python classes: the :class:`ValueEntity` and :class:`EventSourcedEntity` base
-classes, the :func:`command` decorator, :func:`subscribe` for their ``subscriptions``, and
-:func:`model`, which reads an entity class once (its state fields, commands, handler
-signatures, event types and topics) into the tables the glue runs on, checking everything that
-can be checked before the first command."""
+"""Entities as Python classes: the :class:`ValueEntity`, :class:`EventSourcedEntity` and
+:class:`CrdtEntity` base classes, the :func:`command` decorator, :func:`subscribe` for their
+``subscriptions``, and :func:`model`, which reads an entity class once (its state fields or
+crdt type, commands, handler signatures, event types and topics) into the tables the glue runs
+on, checking everything that can be checked before the first command."""
 
 from __future__ import annotations
 
@@ -14,17 +14,23 @@ from dataclasses import dataclass
 from typing import (
     Any,
     ClassVar,
+    Generic,
     TypeVar,
+    get_args,
+    get_origin,
     overload,
 )
 
 from . import _codec
 from ._context import Context
-from ._protocol import EVENT_SOURCED, VALUE, Subscription, is_name
+from ._crdt import Crdt
+from ._errors import EntityError
+from ._protocol import CRDT, EVENT_SOURCED, VALUE, Subscription, is_name
 
-__all__ = ["EventSourcedEntity", "ValueEntity", "command", "model", "subscribe"]
+__all__ = ["CrdtEntity", "EventSourcedEntity", "ValueEntity", "command", "model", "subscribe"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+H = TypeVar("H", bound=Crdt)
 
 #: The attribute :func:`command` sets on a handler: the command name, or "" for the default.
 _MARK = "__cella_command__"
@@ -42,6 +48,10 @@ class ValueEntity:
     that mutate ``self`` and return the reply. After each successful command the SDK encodes
     the state and persists it if it differs from the state the command started from, so
     read-only commands persist nothing.
+
+    ``ephemeral = True`` in the class body keeps the state in memory only: on its partition's
+    leader, never written to disk, gone after a restart or a leadership change (a new entity
+    again). An ephemeral entity has no effects and no forward.
     """
 
     __slots__ = ()
@@ -49,6 +59,8 @@ class ValueEntity:
     #: The topics entities of this type subscribe to, made by :func:`subscribe` (assign it in
     #: the class body without a type annotation, so it is not a state field).
     subscriptions: ClassVar[Sequence[Subscription]] = ()
+    #: Keep the state in memory only (assign it without a type annotation).
+    ephemeral: ClassVar[bool] = False
 
 
 class EventSourcedEntity:
@@ -80,6 +92,37 @@ class EventSourcedEntity:
         """Folds one event into the state: mutate ``self`` and return ``None``, or return the
         new state (e.g. ``dataclasses.replace(self, ...)``). Must be pure and must not fail."""
         raise NotImplementedError
+
+
+class CrdtEntity(Generic[H]):
+    """Base class of an entity whose data is a CRDT owned by the host: served by every node
+    without consensus and replicated between nodes, so concurrent changes on different nodes
+    merge instead of conflicting.
+
+    The type parameter is the handle of the data's crdt type, which the class declares:
+    ``class Likes(cella.CrdtEntity[cella.GCounter])``. Command handlers are methods marked with
+    :func:`command` that read and change the data through ``self.data``, a typed handle (see
+    :mod:`cella._crdt`); the operations they record are applied by the host as this node's
+    replica. The class has no state fields (it is not a dataclass), and a crdt entity has no
+    effects and no forward. A handler may take a :class:`~cella.CrdtContext` to set the
+    command's write consistency.
+
+    ``ephemeral = True`` keeps the data in memory only: each node's replica is rebuilt from the
+    other nodes' after a restart.
+    """
+
+    __slots__ = ("_cella_data",)
+
+    #: Keep the data in memory only (assign it without a type annotation).
+    ephemeral: ClassVar[bool] = False
+
+    @property
+    def data(self) -> H:
+        """The handle of the entity's data, for this command."""
+        data: H | None = getattr(self, "_cella_data", None)
+        if data is None:
+            raise EntityError("self.data is only there while a command runs")
+        return data
 
 
 @overload
@@ -179,6 +222,9 @@ class Model:
     event_names: dict[type, str]
     subscriptions: list[Subscription]
     events_topic: str | None
+    ephemeral: bool = False
+    #: crdt entities: the handle class of the data's type.
+    crdt: type[Crdt] | None = None
 
     @property
     def commands(self) -> list[str]:
@@ -204,10 +250,19 @@ def _compile(cls: type) -> Model:
     name = cls.__qualname__
     is_value = issubclass(cls, ValueEntity)
     is_event_sourced = issubclass(cls, EventSourcedEntity)
-    if is_value == is_event_sourced:
+    is_crdt = issubclass(cls, CrdtEntity)
+    if is_value + is_event_sourced + is_crdt != 1:
         raise TypeError(
-            f"{name} must subclass exactly one of cella.ValueEntity and cella.EventSourcedEntity"
+            f"{name} must subclass exactly one of cella.ValueEntity, cella.EventSourcedEntity "
+            "and cella.CrdtEntity"
         )
+    ephemeral = getattr(cls, "ephemeral", False)
+    if not isinstance(ephemeral, bool):
+        raise TypeError(f"{name}.ephemeral must be True or False, not {ephemeral!r:.40}")
+    if ephemeral and is_event_sourced:
+        raise TypeError(f"{name}.ephemeral: an event-sourced entity is always durable")
+    if is_crdt:
+        return _compile_crdt(cls, ephemeral)
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{name} must be a @dataclass: its fields are the entity's state")
     for f in dataclasses.fields(cls):
@@ -246,6 +301,55 @@ def _compile(cls: type) -> Model:
         event_names=event_names,
         subscriptions=_subscriptions(cls, handlers),
         events_topic=events_topic,
+        ephemeral=ephemeral,
+    )
+
+
+def _compile_crdt(cls: type, ephemeral: bool) -> Model:
+    name = cls.__qualname__
+    handle = _crdt_handle(cls)
+    if dataclasses.is_dataclass(cls) and dataclasses.fields(cls):
+        raise TypeError(
+            f"{name}: a crdt entity has no state fields; its data is self.data, a {handle.TYPE}"
+        )
+    for attr in ("subscriptions", "events_topic", "event_types", "snapshot_every"):
+        if attr in vars(cls):
+            raise TypeError(f"{name}.{attr}: not for a crdt entity")
+    handlers = _handlers(cls)
+    if not handlers:
+        raise TypeError(f"{name} has no commands; mark its handlers with @cella.command")
+    return Model(
+        cls=cls,
+        kind=CRDT,
+        handlers=handlers,
+        snapshot_every=0,
+        decode_state=_codec._identity,
+        event_decoders={},
+        event_names={},
+        subscriptions=[],
+        events_topic=None,
+        ephemeral=ephemeral,
+        crdt=handle,
+    )
+
+
+def _crdt_handle(cls: type) -> type[Crdt]:
+    """The handle class ``cls`` names as ``CrdtEntity[...]``'s parameter."""
+    for klass in cls.__mro__:
+        for base in vars(klass).get("__orig_bases__", ()):
+            if get_origin(base) is CrdtEntity:
+                (handle,) = get_args(base)
+                if isinstance(handle, type) and issubclass(handle, Crdt) and handle.TYPE:
+                    return handle
+                raise TypeError(
+                    f"{cls.__qualname__}: CrdtEntity[{getattr(handle, '__name__', handle)}] "
+                    "does not name a crdt type: use one of cella.GCounter, cella.PNCounter, "
+                    "cella.GSet, cella.ORSet, cella.LWWRegister, cella.Flag, cella.ORMap, "
+                    "cella.Vote"
+                )
+    raise TypeError(
+        f"{cls.__qualname__} must name its crdt type: class {cls.__name__}"
+        "(cella.CrdtEntity[cella.GCounter]) (or another handle type)"
     )
 
 

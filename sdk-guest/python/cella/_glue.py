@@ -1,7 +1,7 @@
 """The generic glue: the ``entity`` interface (describe, handle, apply, render-state,
-render-event) for any entity class, over the plain-Python protocol types of
-:mod:`cella._protocol`. The component adapter wraps it; the test kit calls it directly, so tests
-run exactly this code.
+render-event) for any entity class (value, event-sourced or crdt), over the plain-Python
+protocol types of :mod:`cella._protocol`. The component adapter wraps it; the test kit calls it
+directly, so tests run exactly this code.
 
 Failures of a command are raised as :class:`~cella.Failure` (the WIT ``failure``); the string
 errors of ``apply`` and the renderers as :class:`~cella._protocol.GuestError`. Any other
@@ -14,14 +14,18 @@ import json
 from typing import Any
 
 from . import _codec
-from ._context import Context, EventContext
+from ._context import Context, CrdtContext, EventContext
+from ._crdt import Recorder
+from ._crdt_model import empty_view
 from ._entity import Handler, Model
 from ._errors import BadRequest, EntityError, UnknownCommand
-from ._protocol import EVENT_SOURCED, Descriptor, GuestError, HostContext, Outcome
+from ._protocol import CRDT, EVENT_SOURCED, Descriptor, GuestError, HostContext, Outcome
 
 __all__ = ["Glue"]
 
 _NO_EVENTS = "a value entity has no events"
+_NO_CRDT_EVENTS = "a crdt entity has no events"
+_EPHEMERAL = "an ephemeral entity has no effects or forward (they need a durable journal)"
 
 
 class Glue:
@@ -37,11 +41,17 @@ class Glue:
             snapshot_every=model.snapshot_every,
             subscriptions=list(model.subscriptions),
             events_topic=model.events_topic,
+            ephemeral=model.ephemeral,
+            crdt=model.crdt.TYPE if model.crdt is not None else None,
         )
 
     @property
     def event_sourced(self) -> bool:
         return self.model.kind == EVENT_SOURCED
+
+    @property
+    def crdt(self) -> bool:
+        return self.model.kind == CRDT
 
     def describe(self) -> Descriptor:
         return self._descriptor
@@ -51,13 +61,15 @@ class Glue:
         if handler is None:
             raise UnknownCommand(host.command)
         argument = _decode_payload(handler, payload)
+        if self.crdt:
+            return self._handle_crdt(host, handler, argument, state)
         entity = self._state(state)
         if self.event_sourced:
             return self._handle_event_sourced(host, handler, argument, entity, state)
         # Compare with the state as this build encodes it, so that a read-only command never
         # persists (even if the stored bytes were written by another version of the module).
         before = _encode("state", entity)
-        context = Context(host)
+        context = Context(host, _EPHEMERAL if self.model.ephemeral else None)
         reply = _run(handler, entity, argument, context)
         effects, forward = context._finish()
         reply_text = _encode("reply", reply)
@@ -101,21 +113,41 @@ class Glue:
             effects=effects,
         )
 
+    def _handle_crdt(
+        self, host: HostContext, handler: Handler, argument: Any, state: bytes | None
+    ) -> Outcome:
+        handle = self.model.crdt
+        assert handle is not None
+        view = None if state is None else _parse("value", state, EntityError)
+        recorder = Recorder(handle.TYPE, empty_view(handle.TYPE) if view is None else view)
+        entity = self.model.cls()
+        entity._cella_data = handle(recorder)
+        context = CrdtContext(host)
+        reply = _run(handler, entity, argument, context)
+        context._finish()
+        return Outcome(
+            reply=_encode("reply", reply),
+            crdt_ops=list(recorder.ops),
+            consistency=context._consistency,
+        )
+
     def apply(self, state: bytes | None, event: bytes) -> bytes:
         if not self.event_sourced:
-            raise GuestError(_NO_EVENTS)
+            raise GuestError(_NO_CRDT_EVENTS if self.crdt else _NO_EVENTS)
         entity = self._state(state, GuestError)
         data = _parse("event", event, GuestError)
         folded = self._apply(entity, self._event_value(data, GuestError), GuestError)
         return _encode("state", folded, GuestError).encode()
 
     def render_state(self, state: bytes) -> str:
+        if self.crdt:
+            return _text("value", _parse("value", state, GuestError), GuestError)
         entity = self._state(state, GuestError)
         return _encode("state", entity, GuestError)
 
     def render_event(self, event: bytes) -> str:
         if not self.event_sourced:
-            raise GuestError(_NO_EVENTS)
+            raise GuestError(_NO_CRDT_EVENTS if self.crdt else _NO_EVENTS)
         data = _parse("event", event, GuestError)
         value = self._event_value(data, GuestError)
         return _text("event", self._event_json(value, GuestError), GuestError)

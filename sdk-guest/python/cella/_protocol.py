@@ -12,6 +12,7 @@ __all__ = [
     "Broadcast",
     "Call",
     "Cancel",
+    "CrdtOp",
     "Descriptor",
     "Effect",
     "GuestError",
@@ -27,6 +28,34 @@ __all__ = [
 #: The ``entity-kind`` names.
 VALUE = "value"
 EVENT_SOURCED = "event-sourced"
+CRDT = "crdt"
+
+#: The ``crdt-type`` names, in the WIT's order.
+CRDT_TYPES = (
+    "g-counter",
+    "pn-counter",
+    "g-set",
+    "or-set",
+    "lww-register",
+    "flag",
+    "or-map",
+    "vote",
+)
+#: The ``consistency`` names, weakest first.
+CONSISTENCIES = ("local", "majority", "all")
+#: The ``crdt-action`` names.
+CRDT_ACTIONS = (
+    "increment",
+    "decrement",
+    "add",
+    "remove",
+    "set",
+    "enable",
+    "disable",
+    "vote",
+    "delete",
+    "clear",
+)
 
 
 @dataclass(frozen=True)
@@ -64,6 +93,10 @@ class Descriptor:
     subscriptions: list[Subscription] = field(default_factory=list)
     #: Event-sourced: the topic every persisted event is published to.
     events_topic: str | None = None
+    #: Whether the state outlives the node's process: ``False`` for ``durable``.
+    ephemeral: bool = False
+    #: crdt entities: the type of their data (one of :data:`CRDT_TYPES`); ``None`` otherwise.
+    crdt: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,6 +186,21 @@ class Broadcast:
 Effect = Call | Publication | Timer | Cancel | Broadcast
 
 
+@dataclass(frozen=True)
+class CrdtOp:
+    """One operation on a crdt entity's data (the WIT ``crdt-op``): ``action`` is one of
+    :data:`CRDT_ACTIONS` and ``argument`` its payload: the amount (an ``int``) of ``increment``
+    and ``decrement``, the JSON text of the element or value of ``add``, ``remove`` and
+    ``set``, the ``bool`` of ``vote``, the key of ``delete``, ``None`` for the others.
+    ``path`` is the or-map keys leading to the data (empty: the entity's own data);
+    ``creates`` the type that data gets if this operation creates it."""
+
+    path: tuple[str, ...]
+    action: str
+    argument: int | str | bool | None = None
+    creates: str | None = None
+
+
 @dataclass
 class Outcome:
     """What a successful handler produced (the WIT ``outcome``)."""
@@ -162,6 +210,11 @@ class Outcome:
     reply: str = "null"
     forward: Call | None = None
     effects: list[Effect] = field(default_factory=list)
+    #: crdt entities: the operations to apply, in order.
+    crdt_ops: list[CrdtOp] = field(default_factory=list)
+    #: crdt entities: how many nodes hold the change before the reply (a
+    #: :data:`CONSISTENCIES` name).
+    consistency: str = "local"
 
 
 def is_name(name: Any) -> bool:

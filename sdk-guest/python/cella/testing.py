@@ -26,15 +26,27 @@ Topics: :meth:`TestKit.deliver` runs a message of a topic the entity subscribes 
 subscription's command (with ``ctx.message`` set), :attr:`TestKit.subscriptions` and
 :attr:`TestKit.events_topic` are what the entity declares, and ``kit.last.effects`` records
 :class:`Publish` and :class:`Broadcast` effects like the others.
+
+Crdt entities: :class:`CrdtTestKit` runs their commands against a single replica's model of
+the value (start it from any JSON value), records each command's operations
+(``kit.last.ops``, as :class:`CrdtOp`) and consistency, and applies the operations to the
+value as the host does, so commands chain::
+
+    kit = CrdtTestKit(Likes, value={"alice": 2})
+    kit.handle("like", "alice")
+    assert kit.last.ops == [CrdtOp(("alice",), "increment", 1, creates="g-counter")]
+    assert kit.value == {"alice": 3}
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from . import _codec
+from . import _crdt_model
 from . import _protocol as protocol
 from ._entity import model
 from ._glue import Glue
@@ -44,7 +56,11 @@ __all__ = [
     "Broadcast",
     "Call",
     "Cancel",
+    "CrdtHandled",
+    "CrdtOp",
+    "CrdtTestKit",
     "Effect",
+    "EntityFailed",
     "Handled",
     "Publish",
     "Schedule",
@@ -151,6 +167,8 @@ class TestKit(Generic[E]):
 
     def __init__(self, entity: type[E], entity_type: str = "test", key: str = "test-key") -> None:
         self._glue = Glue(model(entity))
+        if self._glue.crdt:
+            raise TypeError(f"{entity.__qualname__} is a crdt entity: test it with CrdtTestKit")
         self._cls = entity
         self.entity_type = entity_type
         self.key = key
@@ -170,6 +188,18 @@ class TestKit(Generic[E]):
     def commands(self) -> list[str]:
         """The command names the entity declares, in order."""
         return list(self._glue.describe().commands)
+
+    @property
+    def ephemeral(self) -> bool:
+        """Whether the entity declares its state ephemeral (in memory only)."""
+        return self._glue.describe().ephemeral
+
+    def restart(self) -> None:
+        """What a restart of the node (or a change of its partition's leader) does to the
+        entity: an ephemeral entity's state is gone, a durable one's stays."""
+        if self.ephemeral:
+            self._state = None
+            self._sequence = 0
 
     @property
     def snapshot_every(self) -> int:
@@ -376,3 +406,147 @@ def _effect(effect: protocol.Effect) -> Effect:
         payload=_parse("timer payload", effect.payload),
         every_ms=effect.every_ms,
     )
+
+
+@dataclass(frozen=True)
+class CrdtOp:
+    """An operation a crdt entity's command recorded: ``action`` is the WIT ``crdt-action``'s
+    name and ``argument`` its payload as JSON data (the amount, the element or value, the
+    vote, the deleted key; ``None`` for ``enable``, ``disable`` and ``clear``); ``path`` the
+    or-map keys leading to the data and ``creates`` the type it gets if the op creates it."""
+
+    path: tuple[str, ...]
+    action: str
+    argument: Any = None
+    creates: str | None = None
+
+
+@dataclass(frozen=True)
+class CrdtHandled:
+    """What the last successful command of a crdt entity produced."""
+
+    #: The reply, as JSON data.
+    reply: Any
+    #: The operations recorded, in order.
+    ops: list[CrdtOp] = field(default_factory=list)
+    #: The write consistency the command asked for: ``local``, ``majority`` or ``all``.
+    consistency: str = "local"
+
+
+class EntityFailed(AssertionError):
+    """The host would fail the command (HTTP 500 ``entity_failed``): one of its operations does
+    not fit the data it names (a handle of another type than the data's). Nothing is applied."""
+
+
+class CrdtTestKit:
+    """Runs commands against one crdt entity the way the host does on a single node.
+
+    The value is a single replica's model (see :mod:`cella._crdt_model`): it starts as
+    ``value`` (a JSON view: ``None`` for the empty value of the entity's type), each command
+    gets its view, and the operations of a successful command are applied to it in order —
+    counters add, sets keep one element per canonical JSON text sorted by it, a register holds
+    the last write, an or-map creates a key's data with the op's ``creates`` type (else the
+    action's) and keeps a deleted key's data hidden, a vote counts this replica's vote on top of
+    the other replicas' votes the starting value showed. An or-map's data in a starting value
+    is typed by its shape: a number is a pn-counter, an array an or-set, a boolean a flag, an
+    object with exactly ``votes_for``, ``voters`` and ``majority`` a vote, another object an
+    or-map, anything else an lww-register.
+
+    :meth:`handle` raises the command's failure like :class:`TestKit`, and
+    :class:`EntityFailed` when an operation does not fit its data (nothing is applied then).
+    """
+
+    __test__ = False
+
+    def __init__(
+        self,
+        entity: type,
+        value: Any = None,
+        entity_type: str = "test",
+        key: str = "test-key",
+    ) -> None:
+        self._glue = Glue(model(entity))
+        crdt = self._glue.describe().crdt
+        if crdt is None:
+            raise TypeError(f"{entity.__qualname__} is not a crdt entity: test it with TestKit")
+        self.crdt_type: str = crdt
+        self.entity_type = entity_type
+        self.key = key
+        self._timestamp_ms = TestKit.DEFAULT_TIME_MS
+        self._commands_run = 0
+        self._last: CrdtHandled | None = None
+        self._data = _crdt_model.new(crdt)
+        self.set_value(value)
+
+    @property
+    def commands(self) -> list[str]:
+        """The command names the entity declares, in order."""
+        return list(self._glue.describe().commands)
+
+    @property
+    def ephemeral(self) -> bool:
+        """Whether the entity declares its data ephemeral (in memory only)."""
+        return self._glue.describe().ephemeral
+
+    def set_time(self, timestamp_ms: int) -> None:
+        """Sets the time the next commands see (:attr:`cella.Context.timestamp_ms`)."""
+        self._timestamp_ms = timestamp_ms
+
+    def set_value(self, value: Any) -> None:
+        """Replaces the value with the one whose JSON view is ``value`` (``None``: empty).
+        Raises ``ValueError`` when it cannot be a view of the entity's type."""
+        if value is None:
+            self._data = _crdt_model.new(self.crdt_type)
+        else:
+            self._data = _crdt_model.from_view(self.crdt_type, _codec.to_json(value))
+
+    @property
+    def value(self) -> Any:
+        """The value's JSON view, as the host hands it to a command."""
+        return self._data.view()
+
+    @property
+    def last(self) -> CrdtHandled | None:
+        """What the last command produced; ``None`` if it failed or none ran yet."""
+        return self._last
+
+    def handle(self, command: str, payload: Any = None) -> Any:
+        """Runs ``command`` with ``payload`` (JSON data or dataclasses; ``None`` for none),
+        applies its operations to the value and returns its reply as JSON data."""
+        self._last = None
+        self._commands_run += 1
+        n = self._commands_run
+        host = protocol.HostContext(
+            entity_type=self.entity_type,
+            key=self.key,
+            command_id=f"test-command-{n}",
+            command=command,
+            timestamp_ms=self._timestamp_ms,
+            random_seed=(n * 0x9E3779B97F4A7C15) & _MASK,
+            sequence=0,
+        )
+        view = _codec.dumps(self._data.view()).encode()
+        outcome = self._glue.handle(host, view, _codec.dumps(payload))
+        if outcome.events or outcome.state is not None or outcome.effects or outcome.forward:
+            raise AssertionError("a crdt entity answered with events, a state or effects")
+        data = copy.deepcopy(self._data)
+        for op in outcome.crdt_ops:
+            try:
+                _crdt_model.apply(data, op)
+            except _crdt_model.Mismatch as e:
+                raise EntityFailed(f"the host fails command `{command}`: {e}") from None
+        self._data = data
+        reply = _parse("reply", outcome.reply)
+        self._last = CrdtHandled(
+            reply=reply,
+            ops=[_crdt_op(op) for op in outcome.crdt_ops],
+            consistency=outcome.consistency,
+        )
+        return reply
+
+
+def _crdt_op(op: protocol.CrdtOp) -> CrdtOp:
+    argument = op.argument
+    if op.action in ("add", "remove", "set"):
+        argument = _parse(f"{op.action} argument", str(argument))
+    return CrdtOp(path=tuple(op.path), action=op.action, argument=argument, creates=op.creates)

@@ -93,6 +93,8 @@ class ComponentTest(unittest.TestCase):
                     )
                 ],
                 events_topic=None,
+                durability=wit.Durability.DURABLE,
+                crdt=None,
             ),
         )
         target = '{"type": "a", "key": "b", "command": "c", "payload": 1}'
@@ -136,6 +138,8 @@ class ComponentTest(unittest.TestCase):
                         wit.Broadcast(entity_type="a", command="c", payload="[3]")
                     ),
                 ],
+                crdt_ops=[],
+                consistency=wit.Consistency.LOCAL,
             ),
         )
         replied = entity.handle(
