@@ -4,8 +4,9 @@
  *
  *   node sdk-guest/js/build-examples.mjs OUT_DIR [NAME...]
  *
- * writes OUT_DIR/{counter,shopping-cart,tck-value,tck-events}.wasm (or only the NAMEs given)
- * from sdk-guest/js/examples/<name>/index.js, one after the other (each build is CPU-bound).
+ * writes OUT_DIR/{counter,shopping-cart,tck-value,tck-events,tck-crdt}.wasm (or only the NAMEs
+ * given) from sdk-guest/js/examples/<name>/index.js, one after the other (each build is
+ * CPU-bound).
  * Needs the SDK's pinned tools: `npm ci --prefix sdk-guest/js`.
  */
 
@@ -14,7 +15,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const EXAMPLES = ['counter', 'shopping-cart', 'tck-value', 'tck-events'];
+const EXAMPLES = ['counter', 'shopping-cart', 'tck-value', 'tck-events', 'tck-crdt'];
 
 function fail(message) {
   console.error(`error: ${message}`);

@@ -1,19 +1,22 @@
 /*
  * The Cella JavaScript SDK: write an entity as a plain definition object and export it as a
  * `cella:entity@0.2.0` component (built with componentize-js). This module is the public API:
- * `valueEntity`, `eventSourcedEntity`, `reject`, `badRequest`, the `schema` decoders, the
- * context classes and exact JSON helpers. `cella-sdk/testing` holds the test kit.
+ * `valueEntity`, `eventSourcedEntity`, `crdtEntity`, `reject`, `badRequest`, the `schema`
+ * decoders, the context and crdt handle classes and exact JSON helpers. `cella-sdk/testing`
+ * holds the test kit.
  *
  * # Entities
  *
  * An entity is business logic only. The host owns the state, the journal and replication: for
  * every command it hands the entity the current state and the command, and the entity answers
- * with data. There are two kinds:
+ * with data. There are three kinds:
  *
  * - a value entity (`valueEntity`) changes its state in place; the SDK persists the whole new
  *   state when (and only when) the command changed it;
  * - an event-sourced entity (`eventSourcedEntity`) validates a command against its state and
- *   emits events; the host persists the events, and the state is the fold of `apply` over them.
+ *   emits events; the host persists the events, and the state is the fold of `apply` over them;
+ * - a crdt entity (`crdtEntity`, see CRDT entities) reads a replicated data type through a
+ *   typed handle and answers with operations on it; every node serves it without consensus.
  *
  * State, events, payloads and replies are JSON. A component exports one entity, as the
  * module's `entity` export (the name of the WIT interface):
@@ -55,6 +58,11 @@
  *   `snapshotEvery` asks the host for a snapshot every this many events (0 = host default);
  *   `eventsTopic` has the host publish every persisted event to that topic (see Topics).
  * - `subscriptions` (optional): the topics the entity subscribes to (see Topics).
+ * - value only: `durability: 'ephemeral'` keeps the state in memory only, never written to
+ *   disk (default `'durable'`): the handlers see no difference, but the state lives on its
+ *   partition's leader and is gone after a restart or a leadership change. An ephemeral entity
+ *   cannot ask for effects or `forward` (they need the journal): such a command fails with an
+ *   `entity error:`. For caches, presence, anything cheap to lose.
  *
  * A value handler mutates the `state` it is given (or assigns `ctx.state`). An event-sourced
  * handler must not touch `state`: it calls `ctx.emit(event)`, which applies the event at once,
@@ -108,6 +116,71 @@
  * the definition does not have, or an `eventsTopic` on a value entity, is a `TypeError` when
  * the module loads (so the build fails).
  *
+ * # CRDT entities
+ *
+ * `crdtEntity({ type, commands, durability?, subscriptions? })` declares an entity whose state
+ * is a CRDT of `type`: `'g-counter'`, `'pn-counter'`, `'g-set'`, `'or-set'`, `'lww-register'`,
+ * `'flag'`, `'or-map'` or `'vote'`. The host owns it: every node keeps a replica, serves
+ * commands from it and gossips the changes. A handler is `(data, payload, ctx) => reply`, with
+ * `data` the typed handle of the entity's data (also `ctx.data`):
+ *
+ * ```js
+ * import { crdtEntity, schema } from 'cella-sdk';
+ *
+ * export const entity = crdtEntity({
+ *   type: 'or-map',
+ *   durability: 'ephemeral', // optional: rebuilt from the other nodes' replicas after a restart
+ *   commands: {
+ *     visit: {
+ *       payload: schema.string,
+ *       handle(data, page, ctx) {
+ *         data.gCounter(page).increment();
+ *         data.orSet('pages').add(page);
+ *         ctx.consistency = 'majority';
+ *         return data.gCounter(page).value; // this command's increment included
+ *       },
+ *     },
+ *     stats: (data) => ({ pages: data.orSet('pages').elements, visits: data.value }),
+ *   },
+ * });
+ * ```
+ *
+ * The handles (classes `GCounter`, `PNCounter`, `GSet`, `ORSet`, `LWWRegister`, `Flag`,
+ * `ORMap`, `Vote`) read the merged value the host passed, as its JSON view, and record
+ * operations:
+ *
+ * | type | reads | operations |
+ * |---|---|---|
+ * | `g-counter` | `value` (a number; a BigInt beyond 2^53) | `increment(n = 1)` |
+ * | `pn-counter` | `value` | `increment(n = 1)`, `decrement(n = 1)` |
+ * | `g-set` | `elements` (= `value`), `size`, `has(x)` | `add(x)` |
+ * | `or-set` | as `g-set` | `add(x)`, `remove(x)`, `clear()` |
+ * | `lww-register` | `value` (`null` before the first `set`) | `set(x)` |
+ * | `flag` | `enabled` (= `value`) | `enable()`, `disable()`, `clear()` |
+ * | `or-map` | `value` (an object), `keys`, `size`, `has(key)` | `delete(key)`, `clear()` |
+ * | `vote` | `value` (`{votes_for, voters, majority}`), `votesFor`, `voters`, `majority` | `vote(b)` |
+ *
+ * Elements and register values are any JSON; a set's elements are sorted by their canonical
+ * JSON text (object keys sorted, no whitespace), as the host keeps them. An or-map gives a
+ * handle on a key's data with `gCounter(key)`, `pnCounter`, `gSet`, `orSet`, `lwwRegister`,
+ * `flag`, `orMap`, `vote`, or `get(key, type)`; maps nest (`data.orMap('a').flag('b')`). The
+ * first operation on a key creates its data with the handle's type. Every handle has `type`,
+ * `path` (the map keys leading to it) and `exists`.
+ *
+ * Reads reflect the command's own operations: a counter with its increments, a set with its
+ * adds and removes, a register with its `set`, a flag, a map's keys. They show this node's
+ * view of the replicated value, as one replica: a register set in this command reads as that
+ * value, a vote shows this command's vote only while nobody had voted. A handle of one type
+ * used on data of another (a `flag` on a key holding a counter) is not checked by the SDK: the
+ * host fails the command (`entity_failed`) and applies none of its operations.
+ *
+ * `ctx.consistency` (`'local'` by default, `'majority'` or `'all'`) says how many nodes must
+ * hold the command's operations before the reply; the request may ask for more with
+ * `?consistency=`, and the stronger one applies. A crdt entity has no effects and cannot
+ * `forward` (a command that asks for them fails with an `entity error:`); the rest of the
+ * context is there. Bad operation arguments (a negative increment, an element with no JSON
+ * form) fail the command the same way.
+ *
  * # Numbers
  *
  * JSON integers beyond 2^53 do not fit a JavaScript number, so the SDK's JSON keeps them exact:
@@ -146,7 +219,21 @@
 import { normalize, glue, DEFINITION } from './glue.js';
 
 export { Rejection, BadRequest, reject, badRequest } from './glue.js';
-export { Context, ValueContext, EventContext } from './context.js';
+export { Context, ValueContext, EventContext, CrdtContext } from './context.js';
+export {
+  CRDT_TYPES,
+  CONSISTENCIES,
+  CrdtHandle,
+  GCounter,
+  PNCounter,
+  GSet,
+  ORSet,
+  LWWRegister,
+  Flag,
+  ORMap,
+  Vote,
+  canonical as canonicalJson,
+} from './crdt.js';
 export { schema, SchemaError, isInt64, INT64_MIN, INT64_MAX, UINT64_MAX } from './schema.js';
 export { parse as parseJson, stringify as stringifyJson } from './json.js';
 
@@ -171,6 +258,7 @@ function define(kind, def) {
  *   commands: Record<string, Function | { payload?: Function, handle: Function }>,
  *   stateSchema?: Function,
  *   subscriptions?: Subscription[],
+ *   durability?: 'durable' | 'ephemeral',
  * }} definition
  */
 export function valueEntity(definition) {
@@ -193,4 +281,19 @@ export function valueEntity(definition) {
  */
 export function eventSourcedEntity(definition) {
   return define('event-sourced', definition);
+}
+
+/**
+ * Defines a crdt entity. Export the result as `entity`:
+ * `export const entity = crdtEntity({ type: 'or-map', commands })`. Handlers are
+ * `(data, payload, ctx) => reply`, `data` the typed handle of the entity's data.
+ * @param {{
+ *   type: 'g-counter' | 'pn-counter' | 'g-set' | 'or-set' | 'lww-register' | 'flag' | 'or-map' | 'vote',
+ *   commands: Record<string, Function | { payload?: Function, handle: Function }>,
+ *   durability?: 'durable' | 'ephemeral',
+ *   subscriptions?: Subscription[],
+ * }} definition
+ */
+export function crdtEntity(definition) {
+  return define('crdt', definition);
 }

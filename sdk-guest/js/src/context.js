@@ -1,13 +1,15 @@
 /*
  * The handler's view of the world: `Context` (the journaled, host-chosen facts of a command,
- * the effects it asks for and the working state of a value entity) and `EventContext` (a
- * `Context` that also emits events).
+ * the effects it asks for and the working state of a value entity), `EventContext` (a
+ * `Context` that also emits events) and `CrdtContext` (a crdt entity's data handle and the
+ * consistency its command asks for).
  *
  * Misuse of the context (a second forward, a payload with no JSON form) does not throw: it is
  * recorded, the handler goes on, and the command then fails with a message starting with
  * `entity error:` (unless the handler rejects it first). This is what the Rust SDK does.
  */
 
+import { CONSISTENCIES } from './crdt.js';
 import { stringify } from './json.js';
 import { UINT64_MAX } from './schema.js';
 
@@ -405,5 +407,50 @@ export class EventContext extends Context {
   /** @internal */
   _events() {
     return this.#events;
+  }
+}
+
+/**
+ * The context of a crdt entity's handler: everything a `Context` offers but effects and
+ * `forward` (a crdt entity has no journal to keep them in: the command fails if it asks for
+ * them), plus `data`, the typed handle of the entity's own data (also the handler's first
+ * argument), and `consistency`.
+ */
+export class CrdtContext extends Context {
+  #data;
+  #consistency = 'local';
+
+  /**
+   * @param {object} wit the WIT `context` record
+   * @param {import('./crdt.js').CrdtHandle} data the handle of the entity's data
+   */
+  constructor(wit, data) {
+    super(wit, undefined);
+    this.#data = data;
+  }
+
+  /** The typed handle of the entity's data. */
+  get data() {
+    return this.#data;
+  }
+
+  /**
+   * How many nodes must hold this command's operations before the reply: `'local'` (the
+   * default: this node; the others get them by gossip), `'majority'` (more than half of the
+   * cluster's nodes) or `'all'`. A request may ask for more with `?consistency=`; the host
+   * takes the stronger of the two. Anything else is a misuse (the command fails).
+   * @type {'local' | 'majority' | 'all'}
+   */
+  get consistency() {
+    return this.#consistency;
+  }
+
+  set consistency(consistency) {
+    if (!CONSISTENCIES.includes(consistency)) {
+      const found = stringify(consistency) ?? String(consistency);
+      this._fail(`consistency must be one of ${CONSISTENCIES.map((c) => `'${c}'`).join(', ')}, not ${found}`);
+      return;
+    }
+    this.#consistency = consistency;
   }
 }

@@ -1,22 +1,25 @@
 /*
- * The export glue: turns an entity definition into the five functions of the WIT `entity`
- * interface (`describe`, `handle`, `apply`, `renderState`, `renderEvent`), with the WIT types
- * as componentize-js passes them (records as objects, `u64` as BigInt, `list<u8>` as
- * `Uint8Array`, `option` as a value or `undefined`, `result` as `{tag: 'ok' | 'err', val}`,
- * variants as `{tag, val}`). The test kit calls the very same functions.
+ * The export glue: turns an entity definition (value, event-sourced or crdt) into the five
+ * functions of the WIT `entity` interface (`describe`, `handle`, `apply`, `renderState`,
+ * `renderEvent`), with the WIT types as componentize-js passes them (records as objects, `u64`
+ * as BigInt, `list<u8>` as `Uint8Array`, `option` as a value or `undefined`, `result` as
+ * `{tag: 'ok' | 'err', val}`, variants as `{tag, val}`, enums as their WIT names). The test
+ * kit calls the very same functions.
  *
  * Failures:
  * - an unknown command name is `unknown-command`; a payload that is not JSON or does not fit
  *   the command's schema (or a `badRequest()` from the handler) is `bad-request`;
  * - `reject(message)` is `rejected` with the message;
- * - state or events that do not decode or encode, a reply with no JSON form, and misuse of
- *   the context are `rejected` with a message starting with `entity error:`;
+ * - state or events that do not decode or encode, a reply with no JSON form, misuse of the
+ *   context or of a crdt handle, and effects asked of a crdt or ephemeral entity are `rejected`
+ *   with a message starting with `entity error:`;
  * - any other exception escaping the entity's code is a bug: it is written to stderr (the host
  *   attaches the tail of the guest's output to the failure) and rethrown, so the component
  *   traps and the command fails with `entity_failed`. Nothing is persisted either way.
  */
 
-import { EventContext, ValueContext } from './context.js';
+import { CrdtContext, EventContext, ValueContext } from './context.js';
+import { CRDT_TYPES, CrdtRecorder, emptyValue, handleFor } from './crdt.js';
 import { parse, stringify } from './json.js';
 import { SchemaError } from './schema.js';
 
@@ -63,7 +66,6 @@ export function badRequest(message) {
   throw new BadRequest(String(message));
 }
 
-const NO_EVENTS = 'a value entity has no events';
 const ENCODER = new TextEncoder();
 const DECODER = new TextDecoder('utf-8', { fatal: true });
 
@@ -127,31 +129,14 @@ function subscriptions(what, declared, commands) {
 /** The key under which an entity keeps its definition, for the test kit. */
 export const DEFINITION = Symbol.for('cella.entity.definition');
 
-/**
- * Checks a definition and returns its normalized form.
- * @param {'value' | 'event-sourced'} kind
- * @param {object} def
- */
-export function normalize(kind, def) {
-  const what = kind === 'value' ? 'valueEntity' : 'eventSourcedEntity';
-  if (typeof def !== 'object' || def === null) {
-    throw new TypeError(`${what}: expected a definition object`);
-  }
-  if (!('initialState' in def)) {
-    throw new TypeError(`${what}: \`initialState\` is missing (the state of a new entity)`);
-  }
-  let initialText;
-  try {
-    initialText = stringify(def.initialState);
-  } catch (error) {
-    throw new TypeError(`${what}: \`initialState\` has no JSON form: ${error.message}`);
-  }
-  if (initialText === undefined) {
-    throw new TypeError(`${what}: \`initialState\` has no JSON form`);
-  }
+const WHAT = { value: 'valueEntity', 'event-sourced': 'eventSourcedEntity', crdt: 'crdtEntity' };
+
+/** Checks the `commands` of a definition: handlers by name, `{payload, handle}`. */
+function commandsOf(what, def) {
   if (typeof def.commands !== 'object' || def.commands === null) {
     throw new TypeError(`${what}: \`commands\` must be an object of command handlers by name`);
   }
+  const first = def.kind === 'crdt' ? 'data' : 'state';
   const commands = new Map();
   for (const [name, command] of Object.entries(def.commands)) {
     if (name === '') {
@@ -168,10 +153,78 @@ export function normalize(kind, def) {
       commands.set(name, { payload: command.payload, handle: command.handle });
     } else {
       throw new TypeError(
-        `${what}: command \`${name}\` must be a function or { payload?: schema, handle(state, payload, ctx) }`,
+        `${what}: command \`${name}\` must be a function or { payload?: schema, handle(${first}, payload, ctx) }`,
       );
     }
   }
+  return commands;
+}
+
+/** Checks the `durability` of a definition. */
+function durabilityOf(what, kind, def) {
+  const durability = def.durability ?? 'durable';
+  if (durability !== 'durable' && durability !== 'ephemeral') {
+    throw new TypeError(`${what}: \`durability\` must be 'durable' or 'ephemeral'`);
+  }
+  if (durability === 'ephemeral' && kind === 'event-sourced') {
+    throw new TypeError(
+      `${what}: an event-sourced entity cannot be ephemeral (its state is its journal); use a value or crdt entity`,
+    );
+  }
+  return durability;
+}
+
+/** Checks a crdt entity's definition (see `normalize`). */
+function normalizeCrdt(what, def) {
+  if (!CRDT_TYPES.includes(def.type)) {
+    throw new TypeError(`${what}: \`type\` must be a crdt type, one of ${CRDT_TYPES.join(', ')}`);
+  }
+  for (const key of ['initialState', 'stateSchema', 'apply', 'eventSchema', 'eventsTopic', 'snapshotEvery']) {
+    if (def[key] !== undefined) {
+      throw new TypeError(
+        `${what}: a crdt entity has no \`${key}\` (its state is its crdt type's value, kept by the host)`,
+      );
+    }
+  }
+  const commands = commandsOf(what, { ...def, kind: 'crdt' });
+  return {
+    kind: 'crdt',
+    initialText: stringify(emptyValue(def.type)),
+    commands,
+    snapshotEvery: 0,
+    subscriptions: subscriptions(what, def.subscriptions, commands),
+    eventsTopic: undefined,
+    durability: durabilityOf(what, 'crdt', def),
+    crdt: def.type,
+  };
+}
+
+/**
+ * Checks a definition and returns its normalized form.
+ * @param {'value' | 'event-sourced' | 'crdt'} kind
+ * @param {object} def
+ */
+export function normalize(kind, def) {
+  const what = WHAT[kind];
+  if (typeof def !== 'object' || def === null) {
+    throw new TypeError(`${what}: expected a definition object`);
+  }
+  if (kind === 'crdt') {
+    return normalizeCrdt(what, def);
+  }
+  if (!('initialState' in def)) {
+    throw new TypeError(`${what}: \`initialState\` is missing (the state of a new entity)`);
+  }
+  let initialText;
+  try {
+    initialText = stringify(def.initialState);
+  } catch (error) {
+    throw new TypeError(`${what}: \`initialState\` has no JSON form: ${error.message}`);
+  }
+  if (initialText === undefined) {
+    throw new TypeError(`${what}: \`initialState\` has no JSON form`);
+  }
+  const commands = commandsOf(what, def);
   for (const key of ['stateSchema', 'eventSchema']) {
     if (def[key] !== undefined && typeof def[key] !== 'function') {
       throw new TypeError(`${what}: \`${key}\` must be a schema (a function)`);
@@ -206,7 +259,7 @@ export function normalize(kind, def) {
     snapshotEvery,
     subscriptions: subscriptions(what, def.subscriptions, commands),
     eventsTopic,
-    durability: 'durable',
+    durability: durabilityOf(what, kind, def),
     crdt: undefined,
   };
 }
@@ -278,6 +331,10 @@ const failure = (tag, val) => err({ tag, val });
  */
 export function glue(def, { logUncaught }) {
   const eventSourced = def.kind === 'event-sourced';
+  const crdt = def.kind === 'crdt';
+  /** Whether commands may ask for effects and forwards (kept in the journal's outbox). */
+  const outbox = def.durability === 'durable' && !crdt;
+  const noEvents = `a ${def.kind} entity has no events`;
   const descriptor = {
     kind: def.kind,
     commands: [...def.commands.keys()],
@@ -336,6 +393,54 @@ export function glue(def, { logUncaught }) {
     return { state: applyEvent(state, event), event };
   };
 
+  /** A value or event-sourced command: its handler's arguments, and what it persists. */
+  function startState(witContext, stateBytes) {
+    const state = decodeState(stateBytes);
+    if (eventSourced) {
+      const ctx = new EventContext(witContext, state, foldEmitted);
+      return {
+        first: state,
+        ctx,
+        finish() {
+          const events = ctx._events().map((text) => ENCODER.encode(text));
+          const newState = events.length > 0 ? ENCODER.encode(encodeText('state', ctx.state)) : undefined;
+          return { events, state: newState };
+        },
+      };
+    }
+    const before = encodeText('state', state);
+    const ctx = new ValueContext(witContext, state);
+    return {
+      first: state,
+      ctx,
+      finish() {
+        // Compared as this code encodes it, so that a read-only command never persists.
+        const after = encodeText('state', ctx.state);
+        return { state: after === before ? undefined : ENCODER.encode(after) };
+      },
+    };
+  }
+
+  /** A crdt command: the handle of the entity's data, and the operations it recorded. */
+  function startCrdt(witContext, stateBytes) {
+    // The host always passes the merged value; a new entity's is the type's empty value.
+    const text = stateBytes === undefined || stateBytes === null ? def.initialText : utf8('crdt value', stateBytes);
+    const value = decode('crdt value', text, undefined);
+    const recorder = new CrdtRecorder(def.crdt, value);
+    const data = handleFor(recorder, [], def.crdt);
+    const ctx = new CrdtContext(witContext, data);
+    return {
+      first: data,
+      ctx,
+      finish() {
+        if (recorder.error !== undefined) {
+          throw new EntityError(recorder.error);
+        }
+        return { crdtOps: recorder.ops, consistency: ctx.consistency };
+      },
+    };
+  }
+
   function handle(witContext, stateBytes, payloadText) {
     const name = witContext.command;
     const command = def.commands.get(name);
@@ -352,45 +457,34 @@ export function glue(def, { logUncaught }) {
       if (command.payload !== undefined) {
         payload = command.payload(payload, '');
       }
-      const state = decodeState(stateBytes);
-      const before = eventSourced ? undefined : encodeText('state', state);
-      const ctx = eventSourced
-        ? new EventContext(witContext, state, foldEmitted)
-        : new ValueContext(witContext, state);
-      const reply = command.handle(state, payload, ctx);
+      const run = crdt ? startCrdt(witContext, stateBytes) : startState(witContext, stateBytes);
+      const reply = command.handle(run.first, payload, run.ctx);
       if (reply !== null && typeof reply === 'object' && typeof reply.then === 'function') {
         throw new EntityError(
           `the handler of \`${name}\` returned a Promise: handlers must be synchronous`,
         );
       }
-      const requested = ctx._finish();
+      const requested = run.ctx._finish();
       if (requested.error !== undefined) {
         throw new EntityError(requested.error);
       }
+      if (!outbox && (requested.effects.length > 0 || requested.forward !== undefined)) {
+        throw new EntityError(
+          `${crdt ? 'a crdt' : 'an ephemeral'} entity cannot ask for effects or forward a command ` +
+            '(they need the journal of a durable value or event-sourced entity)',
+        );
+      }
       // Ignored by the host when the command is forwarded, but it must still be JSON.
       const replyText = encodeText('reply', reply ?? null);
-      let events = [];
-      let newState;
-      if (eventSourced) {
-        events = ctx._events().map((text) => ENCODER.encode(text));
-        if (events.length > 0) {
-          newState = ENCODER.encode(encodeText('state', ctx.state));
-        }
-      } else {
-        // Compared as this code encodes it, so that a read-only command never persists.
-        const after = encodeText('state', ctx.state);
-        if (after !== before) {
-          newState = ENCODER.encode(after);
-        }
-      }
       return ok({
-        events,
-        state: newState,
+        events: [],
+        state: undefined,
         reply: replyText,
         forward: requested.forward,
         effects: requested.effects,
         crdtOps: [],
         consistency: 'local',
+        ...run.finish(),
       });
     } catch (error) {
       if (error instanceof Rejection) {
@@ -425,7 +519,7 @@ export function glue(def, { logUncaught }) {
 
     apply(stateBytes, eventBytes) {
       if (!eventSourced) {
-        return err(NO_EVENTS);
+        return err(noEvents);
       }
       return guarded('apply', () => {
         const state = decodeState(stateBytes);
@@ -440,7 +534,7 @@ export function glue(def, { logUncaught }) {
 
     renderEvent(eventBytes) {
       if (!eventSourced) {
-        return err(NO_EVENTS);
+        return err(noEvents);
       }
       return guarded('renderEvent', () => encodeText('event', decodeEvent(utf8('event', eventBytes))));
     },

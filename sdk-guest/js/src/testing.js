@@ -24,24 +24,45 @@
  * entities the host delivers a message to, and `kit.last.effects` records `publish` and
  * `broadcast` effects like the others.
  *
+ * CRDT entities: the kit keeps the entity's value as a single replica (see `CrdtReplica`),
+ * passes its JSON view to each command and applies the operations the command answers with,
+ * as the host does. `kit.value` reads the value, `kit.setValue(json)` feeds one in (e.g. as if
+ * other nodes had written it), `kit.last.ops` and `kit.last.consistency` are what the command
+ * answered. An operation the host would refuse (a handle of one type on data of another) fails
+ * the command with `CommandFailure` of kind `failed`, and nothing is applied:
+ *
+ * ```js
+ * const kit = new TestKit(entity); // crdtEntity({ type: 'or-map', ... })
+ * kit.handle('visit', 'home');
+ * assert.deepEqual(kit.last.ops, [{ path: ['home'], action: { increment: 1 }, creates: 'g-counter' }]);
+ * assert.deepEqual(kit.value, { home: 1 });
+ * ```
+ *
+ * `kit.restart()` drops the state of an ephemeral entity, as a restart of its node does.
+ *
  * Replies, events and states come back as the SDK's exact JSON reads them (integers beyond
  * 2^53 as BigInts). An exception that escapes the entity's code propagates out of `handle`
  * unchanged (a component would trap on it).
  */
 
+import { CrdtReplica, ReplicaError, readableOp } from './crdt-replica.js';
 import { DEFINITION, glue, isName } from './glue.js';
 import { parse, stringify } from './json.js';
+
+export { CrdtReplica, ReplicaError, readableOp };
 
 /** Why a command failed, as the host would report it. */
 export class CommandFailure extends Error {
   /**
-   * @param {'rejected' | 'unknown-command' | 'bad-request'} kind
-   * @param {string} message the rejection or bad-request message, or the unknown command name
+   * @param {'rejected' | 'unknown-command' | 'bad-request' | 'failed'} kind `failed`: the
+   *   entity answered with crdt operations the host refuses (HTTP 500 `entity_failed`)
+   * @param {string} message the rejection or bad-request message, the unknown command name, or
+   *   why the host refuses the operations
    */
   constructor(kind, message) {
     super(message);
     this.name = 'CommandFailure';
-    /** @type {'rejected' | 'unknown-command' | 'bad-request'} */
+    /** @type {'rejected' | 'unknown-command' | 'bad-request' | 'failed'} */
     this.kind = kind;
   }
 }
@@ -199,6 +220,8 @@ export class TestKit {
   #events = [];
   #last = undefined;
   #offsets = new Map();
+  /** A crdt entity's value, as a single replica. */
+  #replica = undefined;
 
   /**
    * @param {object} entity what `valueEntity` or `eventSourcedEntity` returned
@@ -207,9 +230,12 @@ export class TestKit {
   constructor(entity, { entityType = 'test', key = 'test-key' } = {}) {
     const definition = entity?.[DEFINITION];
     if (definition === undefined) {
-      throw new TypeError('TestKit: expected an entity made by valueEntity or eventSourcedEntity');
+      throw new TypeError('TestKit: expected an entity made by valueEntity, eventSourcedEntity or crdtEntity');
     }
     this.#definition = definition;
+    if (definition.kind === 'crdt') {
+      this.#replica = new CrdtReplica(definition.crdt);
+    }
     // The same functions the component exports, without writing escaping exceptions to stderr.
     this.#glue = glue(definition, { logUncaught: false });
     this.#entityType = entityType;
@@ -221,9 +247,55 @@ export class TestKit {
     return this.#glue.describe().commands.slice();
   }
 
-  /** The entity's kind: `value` or `event-sourced`. */
+  /** The entity's kind: `value`, `event-sourced` or `crdt`. */
   get kind() {
     return this.#glue.describe().kind;
+  }
+
+  /** Whether the entity's state outlives its node's process: `durable` or `ephemeral`. */
+  get durability() {
+    return this.#glue.describe().durability;
+  }
+
+  /** A crdt entity's crdt type (`undefined` for the other kinds). */
+  get crdtType() {
+    return this.#glue.describe().crdt;
+  }
+
+  /** A crdt entity's value, as the host's JSON view (what its commands receive). */
+  get value() {
+    this.#requireCrdt('value');
+    return this.#replica.value;
+  }
+
+  /**
+   * Replaces a crdt entity's value with `value`, the JSON view of its type (e.g. as if other
+   * nodes had written it). Map entries take their types from the first operation on them.
+   */
+  setValue(value) {
+    this.#requireCrdt('setValue');
+    this.#replica = new CrdtReplica(this.#definition.crdt, value);
+  }
+
+  /**
+   * A restart of the entity's node: an ephemeral entity's state is gone (a crdt entity's is
+   * rebuilt from the other nodes', of which the kit has none); a durable one's is kept.
+   */
+  restart() {
+    if (this.durability !== 'ephemeral') {
+      return;
+    }
+    this.#state = undefined;
+    this.#sequence = 0;
+    if (this.#replica !== undefined) {
+      this.#replica = new CrdtReplica(this.#definition.crdt);
+    }
+  }
+
+  #requireCrdt(what) {
+    if (this.#replica === undefined) {
+      throw new TypeError(`TestKit.${what}: not a crdt entity (use \`state\`)`);
+    }
   }
 
   /** The snapshot interval the entity declares (0 = the host's default). */
@@ -321,7 +393,8 @@ export class TestKit {
           ? undefined
           : { topic: message.topic, offset: BigInt(message.offset) },
     };
-    const result = this.#glue.handle(context, this.#state?.slice(), payloadText);
+    const stateBytes = this.#replica !== undefined ? ENCODER.encode(this.#replica.text) : this.#state?.slice();
+    const result = this.#glue.handle(context, stateBytes, payloadText);
     if (result.tag === 'err') {
       throw new CommandFailure(result.val.tag, result.val.val);
     }
@@ -329,7 +402,20 @@ export class TestKit {
     const reply = json('reply', outcome.reply);
     const events = [];
     let persisted;
-    if (this.kind === 'value') {
+    if (this.kind === 'crdt') {
+      if (outcome.events.length > 0 || outcome.state !== undefined) {
+        throw new Error('a crdt entity returned events or a state');
+      }
+      try {
+        this.#replica.apply(outcome.crdtOps);
+      } catch (error) {
+        if (error instanceof ReplicaError) {
+          throw new CommandFailure('failed', error.message);
+        }
+        throw error;
+      }
+      persisted = outcome.crdtOps.length > 0;
+    } else if (this.kind === 'value') {
       if (outcome.events.length > 0) {
         throw new Error('a value entity returned events');
       }
@@ -372,13 +458,17 @@ export class TestKit {
       persisted,
       effects: outcome.effects.map(effect),
       forward: outcome.forward === undefined ? undefined : call(outcome.forward),
+      ops: outcome.crdtOps.map(readableOp),
+      consistency: outcome.consistency,
     };
     return reply;
   }
 
   /**
-   * What the last successful command produced: `{reply, events, persisted, effects, forward}`;
-   * `undefined` if it failed or none ran yet. Effects are
+   * What the last successful command produced: `{reply, events, persisted, effects, forward,
+   * ops, consistency}`; `undefined` if it failed or none ran yet. `ops` are a crdt entity's
+   * operations, `{path, action, creates}` (see `readableOp`), and `consistency` the one its
+   * command asked for (`[]` and `'local'` for the other kinds). Effects are
    * `{kind: 'call', entityType, key, command, payload}` (plus `replyTo` and `correlation` for a
    * call with a reply route), `{kind: 'publish', topic, payload}`,
    * `{kind: 'schedule', name, delayMs, command, payload}` (plus `everyMs` for a repeating timer),
@@ -400,6 +490,9 @@ export class TestKit {
 
   /** The stored state as JSON (rendered by the entity), or `undefined` if nothing is stored. */
   get stateJson() {
+    if (this.#replica !== undefined) {
+      return this.#replica.value;
+    }
     return this.#state === undefined
       ? undefined
       : rendered('state', this.#glue.renderState(this.#state.slice()));
@@ -407,13 +500,20 @@ export class TestKit {
 
   /** The state as the entity's handlers see it (decoded with `stateSchema`; initial if new). */
   get state() {
+    if (this.#replica !== undefined) {
+      return this.#replica.value;
+    }
     const text = this.#state === undefined ? this.#definition.initialText : DECODER.decode(this.#state);
     const value = parse(text);
     return this.#definition.stateSchema === undefined ? value : this.#definition.stateSchema(value, '');
   }
 
-  /** Replaces the stored state, e.g. to start a test from a given state. */
+  /** Replaces the stored state, e.g. to start a test from a given state (crdt: `setValue`). */
   setState(state) {
+    if (this.#replica !== undefined) {
+      this.setValue(state);
+      return;
+    }
     const text = stringify(state);
     if (text === undefined) {
       throw new TypeError('TestKit.setState: the state has no JSON form');
