@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar, TypeVar
 
 from . import _codec
-from ._crdt_model import Data, Mismatch, apply, canonical, empty_view, from_view
+from ._crdt_model import Data, Mismatch, apply, canonical, empty_view, from_view, typed
 from ._errors import EntityError
 from ._protocol import CrdtOp
 
@@ -83,7 +83,7 @@ class Crdt:
     def _view(self) -> Any:
         """This data's JSON view as of now, or the empty one of the handle's type."""
         data = self._recorder.root.get(self._path)
-        return empty_view(self.TYPE) if data is None else data.view()
+        return empty_view(self.TYPE) if data is None else typed(data, self.TYPE).view()
 
     def _read(self, check: Any, expected: str) -> Any:
         view = self._view()

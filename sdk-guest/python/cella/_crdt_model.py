@@ -21,7 +21,7 @@ from typing import Any
 
 from ._protocol import CrdtOp
 
-__all__ = ["Data", "Mismatch", "apply", "canonical", "empty_view", "from_view"]
+__all__ = ["Data", "Mismatch", "apply", "canonical", "empty_view", "from_view", "typed"]
 
 #: The type an or-map key's data gets from the first action on it (``clear`` creates nothing).
 _ACTION_TYPE = {
@@ -63,9 +63,13 @@ class Data:
     """One crdt value. ``value`` holds, per type: a counter's total (``int``); a set's elements
     by canonical text; a register's value; a flag's state; an or-map's data by key (deleted
     keys included); a vote's ``(votes for, voters)`` among the other replicas. ``keys`` are an
-    or-map's keys that are present; ``mine`` is this replica's vote (``None``: none)."""
+    or-map's keys that are present; ``mine`` is this replica's vote (``None``: none).
 
-    type: str
+    An or-map's value read from a view has no type yet (``type`` ``None``, ``value`` its view):
+    a view does not tell a register holding an array from a set, or a counter's kind. It gets
+    one from the first operation on it or the first typed read (:func:`typed`)."""
+
+    type: str | None
     value: Any
     keys: set[str] = field(default_factory=set)
     mine: bool | None = None
@@ -73,6 +77,8 @@ class Data:
     def view(self) -> Any:
         """The JSON view, as the host writes it."""
         t = self.type
+        if t is None:
+            return copy.deepcopy(self.value)
         if t in ("g-counter", "pn-counter"):
             n: int = self.value
             return n if _I64_MIN <= n <= _U64_MAX else float(n)
@@ -92,7 +98,10 @@ class Data:
         """The data at ``path`` (or-map keys, each present), or ``None``."""
         data: Data | None = self
         for key in path:
-            if data is None or data.type != "or-map" or key not in data.keys:
+            if data is None or data.type is None and not isinstance(data.value, dict):
+                return None
+            typed(data, "or-map")
+            if data.type != "or-map" or key not in data.keys:
                 return None
             data = data.value.get(key)
         return data
@@ -170,11 +179,23 @@ def from_view(crdt_type: str | None, view: Any, where: str = "the value") -> Dat
     if t in ("g-set", "or-set"):
         return Data(t, {canonical(e): _element(e) for e in view})
     if t == "or-map":
-        children = {k: from_view(None, v, f"{where}[{k!r}]") for k, v in view.items()}
+        children = {k: Data(None, v) for k, v in view.items()}
         return Data(t, children, keys=set(children))
     if t == "vote":
         return Data(t, (view["votes_for"], view["voters"]))
     return Data(t, _element(view) if t == "lww-register" else view)
+
+
+def typed(data: Data, crdt_type: str | None) -> Data:
+    """Gives ``data`` a type if it has none yet: ``crdt_type`` if its view fits one, else the
+    one its shape suggests. Returns ``data``."""
+    if data.type is None:
+        try:
+            fresh = from_view(crdt_type, data.value)
+        except ValueError:
+            fresh = from_view(None, data.value)
+        data.type, data.value, data.keys, data.mine = fresh.type, fresh.value, fresh.keys, None
+    return data
 
 
 def apply(root: Data, op: CrdtOp, *, count_votes: bool = True) -> None:
@@ -184,6 +205,7 @@ def apply(root: Data, op: CrdtOp, *, count_votes: bool = True) -> None:
     data = root
     present: list[tuple[Data, str]] = []
     for i, key in enumerate(op.path):
+        typed(data, "or-map")
         if data.type != "or-map":
             raise Mismatch(f"{_where(op.path[:i])} is a {data.type}, not an or-map")
         child = data.value.get(key)
@@ -196,6 +218,8 @@ def apply(root: Data, op: CrdtOp, *, count_votes: bool = True) -> None:
             data.value[key] = child
         present.append((data, key))
         data = child
+    typed(data, op.creates if op.path else None)
+    assert data.type is not None
     if op.action not in TAKES[data.type]:
         raise Mismatch(
             f"the operation {op.action} does not apply to a {data.type} at {_where(op.path)} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import shutil
 import subprocess
 import sys
@@ -203,6 +204,73 @@ class ComponentTest(unittest.TestCase):
         with self.assertRaises(self.err) as caught:
             entity.apply(None, b'{"itemAdded": {}}')
         self.assertIn("missing field `item`", caught.exception.value)
+
+    def test_a_crdt_entity(self) -> None:
+        entity = cella.export(_support.load_example("tck_crdt").TckCrdt)()
+        wit = self.wit
+        descriptor = entity.describe()
+        self.assertEqual(descriptor.kind, wit.EntityKind.CRDT)
+        self.assertEqual(descriptor.crdt, wit.CrdtType.OR_MAP)
+        self.assertEqual(descriptor.durability, wit.Durability.DURABLE)
+        ops = [
+            {"path": ["m", "c"], "type": "g-counter", "action": {"increment": 2}},
+            {"path": ["s"], "type": "or-set", "action": {"add": {"b": 1, "a": 2}}},
+            {"path": ["s"], "type": "or-set", "action": "clear"},
+            {"path": ["v"], "type": "vote", "action": {"vote": True}},
+            {"path": [], "type": "or-map", "action": {"delete": "x"}},
+        ]
+        payload = json.dumps({"ops": ops, "consistency": "all"})
+        outcome = entity.handle(self.context("update"), b"{}", payload)
+        self.assertEqual(
+            outcome,
+            wit.Outcome(
+                events=[],
+                state=None,
+                reply='{"applied":5}',
+                forward=None,
+                effects=[],
+                crdt_ops=[
+                    wit.CrdtOp(
+                        path=["m", "c"],
+                        action=wit.CrdtAction_Increment(2),
+                        creates=wit.CrdtType.G_COUNTER,
+                    ),
+                    wit.CrdtOp(
+                        path=["s"],
+                        action=wit.CrdtAction_Add('{"a":2,"b":1}'),
+                        creates=wit.CrdtType.OR_SET,
+                    ),
+                    wit.CrdtOp(
+                        path=["s"], action=wit.CrdtAction_Clear(), creates=wit.CrdtType.OR_SET
+                    ),
+                    wit.CrdtOp(
+                        path=["v"], action=wit.CrdtAction_Vote(True), creates=wit.CrdtType.VOTE
+                    ),
+                    wit.CrdtOp(path=[], action=wit.CrdtAction_Delete("x"), creates=None),
+                ],
+                consistency=wit.Consistency.ALL,
+            ),
+        )
+        got = entity.handle(self.context("get"), b'{"a": {"n": 1}}', "null")
+        self.assertEqual(got.reply, '{"value":{"a":{"n":1}}}')
+        self.assertEqual(got.crdt_ops, [])
+        self.assertEqual(got.consistency, wit.Consistency.LOCAL)
+
+    def test_an_ephemeral_value_entity(self) -> None:
+        @dataclasses.dataclass
+        class Session(cella.ValueEntity):
+            n: int = 0
+            ephemeral = True
+
+            @cella.command
+            def go(self) -> int:
+                self.n += 1
+                return self.n
+
+        entity = cella.export(Session)()
+        self.assertEqual(entity.describe().durability, self.wit.Durability.EPHEMERAL)
+        self.assertIsNone(entity.describe().crdt)
+        self.assertEqual(entity.handle(self.context("go"), None, "null").state, b'{"n":1}')
 
     def test_exceptions_of_the_entity_escape(self) -> None:
         @dataclasses.dataclass
