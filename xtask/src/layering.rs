@@ -20,7 +20,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("cella-cluster", &["cella-core", "cella-store"]),
     (
         "cella-node",
-        &["cella-core", "cella-store", "cella-host", "cella-cluster"],
+        &[
+            "cella-core",
+            "cella-crdt",
+            "cella-store",
+            "cella-host",
+            "cella-cluster",
+        ],
     ),
     (
         "cella-dev",

@@ -1,11 +1,13 @@
 //! The Cella node as a library: HTTP ingress and admin API ([`http`]), routing each request to
 //! its partition's leader ([`routing`]), entity execution ([`entities`]), the module registry
 //! ([`registry`]; compiling and artifact files in [`compiler`]) with its shadow replays
-//! ([`replay`]), metrics, trace context across nodes ([`trace`]), and the wiring of a node over its store, cluster and host ([`node`]).
+//! ([`replay`]), crdt entities replicated without consensus ([`crdt`]), metrics, trace context
+//! across nodes ([`trace`]), and the wiring of a node over its store, cluster and host ([`node`]).
 
 pub mod audit;
 pub mod auth;
 pub mod compiler;
+pub mod crdt;
 pub mod edge;
 pub mod effects;
 pub mod entities;

@@ -45,6 +45,8 @@ pub struct NodeOptions {
     pub compiler: Option<PathBuf>,
     pub entities: EntityOptions,
     pub effects: EffectOptions,
+    /// Replication of crdt entities (gossip, anti-entropy, quorums).
+    pub crdt: crate::crdt::CrdtOptions,
     pub store: StoreOptions,
     /// The node's part in a cluster (a single node is a cluster of one: the same replicated
     /// path with one voter). `None` journals straight to the store, without raft; only for
@@ -108,6 +110,7 @@ impl NodeOptions {
             compiler: None,
             entities,
             effects: EffectOptions::default(),
+            crdt: crate::crdt::CrdtOptions::default(),
             store: StoreOptions::default(),
             cluster: Some(ClusterSettings::single()),
         }
@@ -121,6 +124,8 @@ pub struct Node {
     pub host: Host,
     pub registry: Arc<Registry>,
     pub entities: Entities,
+    /// This node's replicas of crdt entities.
+    pub crdts: Arc<crate::crdt::Crdts>,
     pub metrics: Arc<Metrics>,
     /// This node's raft groups, in a cluster.
     pub cluster: Option<Arc<Cluster>>,
@@ -201,6 +206,13 @@ impl Node {
             });
         }
         let metrics = Arc::new(Metrics::default());
+        let crdts = Arc::new(crate::crdt::Crdts::open(
+            store.clone(),
+            cluster.clone(),
+            registry.clone(),
+            crate::entities::now_ms(),
+            options.crdt.clone(),
+        )?);
         let journal: Arc<dyn Journal> = match &cluster {
             Some(cluster) => Arc::new(ClusterJournal::new(cluster.clone(), store.clone())),
             None => Arc::new(store.clone()),
@@ -220,7 +232,7 @@ impl Node {
             );
         }
         let (notices_tx, notices) = tokio::sync::mpsc::unbounded_channel();
-        entities = entities.with_notices(notices_tx);
+        entities = entities.with_notices(notices_tx).with_crdts(crdts.clone());
         let effects = options.effects.clone();
         let node = Arc::new(Node {
             options,
@@ -228,12 +240,14 @@ impl Node {
             host,
             registry,
             entities,
+            crdts,
             metrics,
             cluster,
             connections: Tracker::new(),
             tokens,
         });
         crate::effects::start(&node, notices, effects);
+        crate::crdt::start(&node.crdts);
         crate::auth::watch(&node);
         sweep_warm(&node);
         Ok(node)

@@ -178,6 +178,7 @@ mod tests {
                 topic: "news/&".into(),
                 offset: 7,
             }),
+            consistency: cella_host::Consistency::Local,
         };
         let path = delivery_path(&EntityId::new("t", "k/1"), "go", &invocation);
         let (path, query) = path.split_once('?').unwrap();

@@ -27,7 +27,7 @@ fn forward_request_id(request_id: &str) -> String {
 }
 
 /// splitmix64: spreads a counter into a well-mixed seed.
-fn mix(mut z: u64) -> u64 {
+pub(super) fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -83,6 +83,19 @@ impl Entities {
                 command: command.to_string(),
                 known: active.command_list(),
             });
+        }
+        match (active.kind(), active.module.descriptor().durability) {
+            (EntityKind::Crdt, _) => {
+                return self
+                    .crdt_command(&active, entity_type, key, command, payload, invocation)
+                    .await;
+            }
+            (_, cella_host::Durability::Ephemeral) => {
+                return self
+                    .ephemeral_command(&active, entity_type, key, command, payload, invocation)
+                    .await;
+            }
+            _ => {}
         }
         let id = EntityId::new(entity_type, key);
         // Entities led elsewhere get no cache slot (re-checked under the entity's lock).
@@ -303,7 +316,22 @@ impl Entities {
             module_version: active.version,
             payload,
         };
+        if !outcome.crdt_ops.is_empty() {
+            return Err(Error::EntityFailed(format!(
+                "`{}` is {} entity: it cannot answer with crdt operations",
+                id.entity_type,
+                match active.kind() {
+                    EntityKind::EventSourced => "an event-sourced",
+                    _ => "a value",
+                }
+            )));
+        }
         match active.kind() {
+            EntityKind::Crdt => {
+                return Err(Error::Internal(
+                    "a crdt command on the journaled path".into(),
+                ));
+            }
             EntityKind::Value => {
                 let Some(new_state) = &outcome.state else {
                     return Ok(writes);

@@ -29,6 +29,9 @@ pub struct Invocation {
     pub timer: Option<TimerFire>,
     /// The topic message this command delivers to a subscriber.
     pub message: Option<TopicMessage>,
+    /// Crdt entities: how many nodes the command's read and write involve at least (the
+    /// client's `?consistency=`).
+    pub consistency: cella_host::Consistency,
 }
 
 /// Which firing of which timer a command is.

@@ -30,12 +30,15 @@
 //! - `forward` — `forward` effects, here or through the [`Forwarder`];
 //! - `read` — answers that change nothing: settling them, `inspect` and `journal`;
 //! - `warm` — the guest instances kept between the commands of hot entities;
+//! - `crdt` — the paths without a journal: crdt entities (on any node, against its replica)
+//!   and ephemeral value entities (on the leader, in memory);
 //! - `system` — the host's own entity types: topic logs (`$topic`) and the per-partition
 //!   broadcast entities (`$partition`).
 
 mod activation;
 mod cache;
 mod command;
+mod crdt;
 mod effects;
 mod forward;
 mod read;
@@ -136,6 +139,10 @@ pub struct Entities {
     partition_of: PartitionOf,
     /// The key of each partition's broadcast entity.
     partition_keys: Vec<String>,
+    /// This node's crdt replicas (`None`: crdt entities are not served).
+    crdts: Option<Arc<crate::crdt::Crdts>>,
+    /// Ephemeral value entities led here.
+    ephemeral: self::crdt::EphemeralMap,
 }
 
 /// The notices of an append in flight (see [`Entities::hand_over`]).
@@ -249,7 +256,15 @@ impl Entities {
             notices: None,
             partition_of: Arc::new(|_| 0),
             partition_keys: vec![partition_key(0, &|_| 0)],
+            crdts: None,
+            ephemeral: Default::default(),
         }
+    }
+
+    /// Serves crdt entities with this node's replicas.
+    pub fn with_crdts(mut self, crdts: Arc<crate::crdt::Crdts>) -> Self {
+        self.crdts = Some(crdts);
+        self
     }
 
     /// Maps entities to the partitions `groups` with `partition_of` (broadcasts address each).

@@ -17,6 +17,54 @@ pub struct Inspection {
 }
 
 impl Entities {
+    /// The inspection of a crdt entity (this node's replica) or an ephemeral value entity
+    /// (its state in memory here); `None` for a journaled entity.
+    async fn inspect_unjournaled(
+        &self,
+        active: &crate::registry::Active,
+        id: &EntityId,
+    ) -> Result<Option<Inspection>> {
+        let descriptor = active.module.descriptor();
+        if let (Some(crdt), Some(crdts)) = (descriptor.crdt, &self.crdts) {
+            return Ok(Some(Inspection {
+                sequence: 0,
+                module_version: active.version,
+                state: crdts.value(&id.entity_type, &id.key, crate::crdt::kind_of(crdt)),
+            }));
+        }
+        if descriptor.durability == cella_host::Durability::Durable {
+            return Ok(None);
+        }
+        let (sequence, state) = self.ephemeral_state(id).await?;
+        let state = match state {
+            Some(bytes) => self.render(active, &bytes).await?,
+            None => serde_json::Value::Null,
+        };
+        Ok(Some(Inspection {
+            sequence,
+            module_version: active.version,
+            state,
+        }))
+    }
+
+    /// `bytes` rendered as JSON by the module's `render-state`.
+    async fn render(
+        &self,
+        active: &crate::registry::Active,
+        bytes: &[u8],
+    ) -> Result<serde_json::Value> {
+        let mut instance = active
+            .module
+            .instantiate()
+            .await
+            .map_err(|e| self.map_host_error(e))?;
+        let text = instance
+            .render_state(bytes)
+            .await
+            .map_err(|e| self.map_host_error(e))?;
+        parse_rendered(&text)
+    }
+
     /// Makes an answer computed from the cached state (up to `seq`) without changing it safe to
     /// give: every change up to `seq` is durable, and this node still holds the `lease` the
     /// state was cached under (so no other node can have changed the entity since: the read
@@ -49,6 +97,9 @@ impl Entities {
         cella_core::validate_name("key", key)?;
         let active = self.registry.get_loaded(entity_type).await?;
         let id = EntityId::new(entity_type, key);
+        if let Some(inspection) = self.inspect_unjournaled(&active, &id).await? {
+            return Ok(inspection);
+        }
         // Entities led elsewhere get no cache slot (re-checked under the entity's lock).
         self.owner(&id)?;
         let slot = self.slot(&id)?;
@@ -62,18 +113,7 @@ impl Entities {
         drop(guard);
         self.settle_read(&id, &slot, seq, lease).await?;
         let state = match state {
-            Some(bytes) => {
-                let mut instance = active
-                    .module
-                    .instantiate()
-                    .await
-                    .map_err(|e| self.map_host_error(e))?;
-                let text = instance
-                    .render_state(&bytes)
-                    .await
-                    .map_err(|e| self.map_host_error(e))?;
-                parse_rendered(&text)?
-            }
+            Some(bytes) => self.render(&active, &bytes).await?,
             None => serde_json::Value::Null,
         };
         Ok(Inspection {

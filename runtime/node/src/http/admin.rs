@@ -299,7 +299,12 @@ pub(super) fn module(node: &Node, params: &Params<'_>) -> Result<Response<Body>>
 fn module_json(node: &Node, info: &cella_core::ModuleInfo) -> serde_json::Value {
     let declared = node.registry.get(&info.entity_type).ok().map(|active| {
         let d = active.module.descriptor();
-        (d.subscriptions.clone(), d.events_topic.clone())
+        (
+            d.subscriptions.clone(),
+            d.events_topic.clone(),
+            d.durability,
+            d.crdt,
+        )
     });
     let versions: Vec<_> = info
         .versions
@@ -324,6 +329,12 @@ fn module_json(node: &Node, info: &cella_core::ModuleInfo) -> serde_json::Value 
         "commands": active.map(|v| v.commands.clone()),
         "subscriptions": declared.as_ref().map(|d| &d.0),
         "eventsTopic": declared.as_ref().and_then(|d| d.1.as_ref()),
+        "durability": declared.as_ref().map(|d| d.2.as_str()),
+        "consistency": declared.as_ref().map(|d| match d.3 {
+            Some(_) => "eventual",
+            None => "strong",
+        }),
+        "crdt": declared.as_ref().and_then(|d| d.3).map(|t| t.as_str()),
         "limits": limits_json(&node.registry.limits(&info.entity_type).unwrap_or_default()),
         "versions": versions,
     })

@@ -64,6 +64,14 @@ async fn run_routed(
     req: Request<Incoming>,
 ) -> Result<Response<Body>> {
     let (ty, key, command) = (ty.to_string(), key.to_string(), command.to_string());
+    if let Some(unjournaled) = unjournaled(node, &ty).await? {
+        return run_unjournaled(node, &ty, &key, &command, req, unjournaled).await;
+    }
+    if super::body::query_param(&req, "consistency").is_some() {
+        return Err(Error::BadRequest(format!(
+            "`{ty}` is not a crdt type: its commands are always strongly consistent (drop `consistency`)"
+        )));
+    }
     let mut origin = Origin::of(&req, Via::Exchange);
     let invocation = idempotency(&req)?;
     let id = EntityId::new(&ty, &key);
@@ -74,6 +82,89 @@ async fn run_routed(
     let payload = command_payload(&body)?;
     dispatch(node, Target::Entity(&id), &origin, body, || {
         run_command(node, &ty, &key, &command, payload.clone(), &invocation)
+    })
+    .await
+}
+
+/// How a type without a journal is served.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unjournaled {
+    /// On the node that received the command.
+    Crdt,
+    /// On its partition's leader, in memory.
+    Ephemeral,
+}
+
+/// Whether `ty` is a crdt or an ephemeral type (`None`: journaled, or a system type).
+async fn unjournaled(node: &Node, ty: &str) -> Result<Option<Unjournaled>> {
+    if crate::entities::is_system_type(ty) {
+        return Ok(None);
+    }
+    let active = match node.registry.get_loaded(ty).await {
+        Ok(active) => active,
+        // Answered by the usual path (unknown type, or not loaded here yet).
+        Err(_) => return Ok(None),
+    };
+    let descriptor = active.module.descriptor();
+    Ok(if descriptor.crdt.is_some() {
+        Some(Unjournaled::Crdt)
+    } else if descriptor.durability == cella_host::Durability::Ephemeral {
+        Some(Unjournaled::Ephemeral)
+    } else {
+        None
+    })
+}
+
+/// The `?consistency=` of a request (`local` when absent).
+fn consistency(req: &Request<Incoming>) -> Result<cella_host::Consistency> {
+    match super::body::query_param(req, "consistency") {
+        None => Ok(cella_host::Consistency::Local),
+        Some(v) => cella_host::Consistency::parse(&v).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "query parameter `consistency` must be `local`, `majority` or `all`, got `{v}`"
+            ))
+        }),
+    }
+}
+
+/// Runs a command of a crdt type here, or of an ephemeral type at its partition's leader.
+/// Neither records request ids, so an `Idempotency-Key` is refused rather than ignored.
+async fn run_unjournaled(
+    node: &Arc<Node>,
+    ty: &str,
+    key: &str,
+    command: &str,
+    req: Request<Incoming>,
+    how: Unjournaled,
+) -> Result<Response<Body>> {
+    if req.headers().contains_key(IDEMPOTENCY_KEY) {
+        return Err(Error::BadRequest(format!(
+            "`{ty}` is {} type, whose commands are not deduplicated: send it without an Idempotency-Key",
+            match how {
+                Unjournaled::Crdt => "a crdt",
+                Unjournaled::Ephemeral => "an ephemeral",
+            }
+        )));
+    }
+    let invocation = Invocation {
+        consistency: consistency(&req)?,
+        ..Invocation::default()
+    };
+    if how == Unjournaled::Ephemeral && invocation.consistency != cella_host::Consistency::Local {
+        return Err(Error::BadRequest(format!(
+            "`{ty}` is an ephemeral value entity: `consistency` is for crdt entities"
+        )));
+    }
+    let mut origin = Origin::of(&req, Via::Exchange);
+    let id = EntityId::new(ty, key);
+    origin.path_and_query = crate::effects::delivery_path(&id, command, &invocation);
+    let body = read_body(req, node.options.max_payload, "the command payload").await?;
+    let payload = command_payload(&body)?;
+    if how == Unjournaled::Crdt {
+        return run_command(node, ty, key, command, payload, &invocation).await;
+    }
+    dispatch(node, Target::Entity(&id), &origin, body, || {
+        run_command(node, ty, key, command, payload.clone(), &invocation)
     })
     .await
 }
@@ -111,6 +202,21 @@ pub(super) async fn state(
     node.authorize(&req, Action::Read(&ty))?;
     let origin = Origin::of(&req, Via::Request);
     let id = EntityId::new(&ty, &key);
+    if unjournaled(node, &ty).await? == Some(Unjournaled::Crdt) {
+        let inspection = node.entities.inspect(&ty, &key).await?;
+        return Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "type": ty,
+                "key": key,
+                "sequence": inspection.sequence,
+                "moduleVersion": inspection.module_version,
+                "state": inspection.state,
+                "effects": [],
+                "timers": [],
+            }),
+        ));
+    }
     dispatch(node, Target::Entity(&id), &origin, Bytes::new(), || async {
         let inspection = node.entities.inspect(&ty, &key).await?;
         let (effects, timers) = pending_effects(node, &id)?;

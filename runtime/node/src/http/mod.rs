@@ -11,6 +11,8 @@
 //!   a page at a time, merged from every partition's leader ([`listing`]).
 //! - `GET  /v1/entities/{type}/{key}` — the entity's state as JSON.
 //! - `GET  /v1/entities/{type}/{key}/journal?from=N&limit=N` — its journal as JSON.
+//! - `GET  /v1/entities/{type}/{key}/watch` — a crdt entity's value as Server-Sent Events, each
+//!   time it changes on this node ([`crdt`]).
 //! - `PUT  /v1/modules/{type}` (body: a component; `?check=true` shadow-replays it instead of
 //!   deploying), `POST /v1/modules/{type}/rollback` (body `{"version": N}` or empty),
 //!   `GET /v1/modules`, `GET /v1/modules/{type}`, `DELETE /v1/modules/{type}`.
@@ -25,12 +27,14 @@
 //!   leaders, terms, applied indexes), `POST /v1/cluster/nodes` and
 //!   `DELETE /v1/cluster/nodes/{id}` (membership, admin).
 //! - Between nodes: `POST /v1/peer/raft/{group}/{kind}` (raft RPCs and append streams) and
-//!   `POST /v1/peer/mux` (the forwarding exchange), in [`peer`]; `POST /v1/peer/audit` (a
+//!   `POST /v1/peer/mux` (the forwarding exchange), in [`peer`]; `POST /v1/peer/crdt/{kind}`
+//!   (crdt replication) in [`crdt`]; `POST /v1/peer/audit` (a
 //!   token reload another node records through the metadata leader), in `admin`.
 
 mod admin;
 mod body;
 mod console;
+mod crdt;
 mod entity;
 mod follow;
 mod listing;
@@ -69,6 +73,7 @@ enum Endpoint {
     Entities,
     State,
     Journal,
+    Watch,
     ClusterStatus,
     AddNode,
     RemoveNode,
@@ -81,6 +86,7 @@ enum Endpoint {
     PeerAudit,
     PeerRaft,
     PeerMux,
+    PeerCrdt,
 }
 
 /// Every route: method, path (`matchit` syntax) and endpoint. The trees are built from it, and
@@ -97,6 +103,7 @@ const ROUTE_TABLE: &[(Method, &str, Endpoint)] = &[
     (Method::GET, "/v1/entities/{type}", Endpoint::Entities),
     (Method::GET, "/v1/entities/{type}/{key}", Endpoint::State),
     (Method::GET, "/v1/entities/{type}/{key}/journal", Endpoint::Journal),
+    (Method::GET, "/v1/entities/{type}/{key}/watch", Endpoint::Watch),
     (Method::POST, "/v1/topics/{topic}", Endpoint::Publish),
     (Method::GET, "/v1/topics", Endpoint::Topics),
     (Method::GET, "/v1/topics/{topic}", Endpoint::Topic),
@@ -113,6 +120,7 @@ const ROUTE_TABLE: &[(Method, &str, Endpoint)] = &[
     (Method::POST, crate::audit::PEER_AUDIT_PATH, Endpoint::PeerAudit),
     (Method::POST, "/v1/peer/raft/{group}/{kind}", Endpoint::PeerRaft),
     (Method::POST, "/v1/peer/mux", Endpoint::PeerMux),
+    (Method::POST, "/v1/peer/crdt/{kind}", Endpoint::PeerCrdt),
 ];
 
 /// The route table: one tree per method.
@@ -245,6 +253,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         Endpoint::Entities => listing::list(node, &params, req).await,
         Endpoint::State => entity::state(node, &params, req).await,
         Endpoint::Journal => entity::journal(node, &params, req).await,
+        Endpoint::Watch => crdt::watch(node, &params, req).await,
         Endpoint::ClusterStatus => admin::cluster_status(node),
         Endpoint::AddNode => admin::add_node(node, req).await,
         Endpoint::RemoveNode => admin::remove_node(node, &params, req).await,
@@ -257,6 +266,7 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         Endpoint::PeerAudit => admin::peer_audit(node, req).await,
         Endpoint::PeerRaft => peer::raft(node, &params, req).await,
         Endpoint::PeerMux => peer::mux(node, req),
+        Endpoint::PeerCrdt => crdt::peer(node, req).await,
     }
 }
 

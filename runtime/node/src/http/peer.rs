@@ -103,7 +103,7 @@ pub(super) fn mux(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<B
 }
 
 /// A peer request without valid credentials: 401.
-fn unauthorized(e: cella_cluster::Error) -> Error {
+pub(super) fn unauthorized(e: cella_cluster::Error) -> Error {
     match e {
         cella_cluster::Error::Unauthorized(m) => Error::Unauthorized(m),
         other => Error::Peer(other),

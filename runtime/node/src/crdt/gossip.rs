@@ -1,0 +1,431 @@
+//! Replication of crdt entities between nodes, over the peer endpoint
+//! `POST /v1/peer/crdt/{deltas|digest|read}` (postcard bodies, authenticated like every peer
+//! request):
+//!
+//! - **Gossip.** A sender task takes each peer's queued deltas (woken by every local change,
+//!   at most every [`CrdtOptions::gossip_interval`]) and sends them as one `deltas` message; the
+//!   peer merges (and stores) them before it answers, and a delta it did not confirm goes back
+//!   in the queue. A peer that failed is left alone for a back-off before the next try.
+//! - **Anti-entropy.** Every [`CrdtOptions::anti_entropy_interval`] the node sends each peer
+//!   its bucket digests (`digest`); the peer answers with the buckets that differ and its own
+//!   states in them, which this node merges, then sends its states in those buckets back as
+//!   `deltas`. A node that was down, cut off or restarted empty is repaired in one round.
+//! - **Quorums.** A `majority`/`all` write sends its delta to every peer at once and answers
+//!   when enough of them confirmed; a quorum read asks the peers for their state of the entity
+//!   (`read`) and merges what enough of them answered before the command runs.
+//!
+//! [`CrdtOptions::gossip_interval`]: super::CrdtOptions::gossip_interval
+//! [`CrdtOptions::anti_entropy_interval`]: super::CrdtOptions::anti_entropy_interval
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Weak, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use cella_crdt::Crdt;
+use cella_host::Consistency;
+use futures_util::{StreamExt, stream::FuturesUnordered};
+use hyper::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::Crdts;
+use crate::error::{Error, Result};
+
+/// Most entities in one `deltas` message.
+const BATCH: usize = 4096;
+/// How long a peer that failed is left alone.
+const BACK_OFF: Duration = Duration::from_millis(250);
+/// How long one peer request may take.
+const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The messages of the crdt peer endpoint.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// States or deltas to merge: `(type, key, encoded crdt)`. Answered with an empty body once
+    /// merged and stored.
+    Deltas(Vec<(String, String, Vec<u8>)>),
+    /// The sender's bucket digests. Answered with a [`Repair`].
+    Digest(Vec<u64>),
+    /// The receiver's state of one entity. Answered with `Option<encoded crdt>`.
+    Read { entity_type: String, key: String },
+}
+
+/// The answer to a [`PeerMessage::Digest`]: the buckets whose digests differ, and the
+/// answering node's states in them.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Repair {
+    pub buckets: Vec<u32>,
+    pub states: Vec<(String, String, Vec<u8>)>,
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Bytes> {
+    postcard::to_allocvec(value)
+        .map(Bytes::from)
+        .map_err(|e| Error::Internal(format!("encoding a crdt peer message: {e}")))
+}
+
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| Error::BadRequest(format!("a crdt peer message does not decode: {e}")))
+}
+
+fn encode_states(states: Vec<((String, String), Crdt)>) -> Vec<(String, String, Vec<u8>)> {
+    states
+        .into_iter()
+        .filter_map(|((t, k), c)| c.encode().ok().map(|b| (t, k, b)))
+        .collect()
+}
+
+fn decode_states(states: Vec<(String, String, Vec<u8>)>) -> Vec<(String, String, Crdt)> {
+    states
+        .into_iter()
+        .filter_map(|(t, k, b)| match Crdt::decode(&b) {
+            Ok(c) => Some((t, k, c)),
+            Err(e) => {
+                tracing::warn!("a crdt state for `{t}/{k}` from a peer does not decode: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Whether `entity_type`'s entities are stored on this node.
+fn durable(crdts: &Crdts, entity_type: &str) -> bool {
+    crdts.registry.get(entity_type).map_or(true, |active| {
+        active.module.descriptor().durability == cella_host::Durability::Durable
+    })
+}
+
+/// Answers a crdt peer message (the body of `POST /v1/peer/crdt/{kind}`).
+pub async fn serve_peer(crdts: &Crdts, body: &[u8]) -> Result<Bytes> {
+    match decode::<PeerMessage>(body)? {
+        PeerMessage::Deltas(entries) => {
+            let durable = |t: &str| durable(crdts, t);
+            crdts.merge(decode_states(entries), &durable).await?;
+            Ok(Bytes::new())
+        }
+        PeerMessage::Digest(theirs) => {
+            let (buckets, states) = {
+                let replicas = crdts.replicas();
+                let buckets = replicas.differing(&theirs);
+                let states = replicas.states_in(&buckets);
+                (buckets, states)
+            };
+            encode(&Repair {
+                buckets: buckets.into_iter().map(|b| b as u32).collect(),
+                states: encode_states(states),
+            })
+        }
+        PeerMessage::Read { entity_type, key } => encode(&crdts.encoded(&entity_type, &key)?),
+    }
+}
+
+/// The other nodes of the cluster, id → address.
+fn peers(crdts: &Crdts) -> Vec<(u64, String)> {
+    let Some(cluster) = &crdts.cluster else {
+        return Vec::new();
+    };
+    let me = cluster.node_id();
+    cluster
+        .nodes()
+        .into_iter()
+        .filter(|(id, _)| *id != me)
+        .collect()
+}
+
+/// Sends one message to a peer; the answer's body.
+async fn send(crdts: &Crdts, addr: &str, kind: &str, message: &PeerMessage) -> Result<Bytes> {
+    let cluster = crdts
+        .cluster
+        .as_ref()
+        .ok_or_else(|| Error::Internal("crdt gossip without a cluster".into()))?;
+    let reply = cluster
+        .client()
+        .send(
+            addr,
+            Method::POST,
+            &format!("/v1/peer/crdt/{kind}"),
+            &[],
+            encode(message)?,
+            PEER_TIMEOUT,
+        )
+        .await
+        .map_err(|e| Error::Unavailable(format!("node {addr}: {e}")))?;
+    if reply.status != StatusCode::OK {
+        return Err(Error::Unavailable(format!(
+            "node {addr} answered {}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        )));
+    }
+    Ok(reply.body)
+}
+
+/// Starts the gossip sender and the anti-entropy rounds (in a cluster; they end with the node).
+pub fn start(crdts: &Arc<Crdts>) {
+    let Some(cluster) = &crdts.cluster else {
+        return;
+    };
+    let stopping = cluster.stopping();
+    tokio::spawn(gossip_loop(Arc::downgrade(crdts), stopping.clone()));
+    tokio::spawn(anti_entropy_loop(Arc::downgrade(crdts), stopping));
+}
+
+async fn gossip_loop(node: Weak<Crdts>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let mut resting: HashMap<u64, Instant> = HashMap::new();
+    loop {
+        let Some(n) = node.upgrade() else { break };
+        let interval = n.options.gossip_interval;
+        let peers = peers(&n);
+        n.replicas().set_peers(peers.iter().map(|(id, _)| *id));
+        let now = Instant::now();
+        resting.retain(|_, until| *until > now);
+        let mut sends = FuturesUnordered::new();
+        for (id, addr) in &peers {
+            if resting.contains_key(id) || !n.replicas().has_pending(*id) {
+                continue;
+            }
+            sends.push(send_pending(&n, *id, addr));
+        }
+        while let Some((id, ok)) = sends.next().await {
+            if !ok {
+                resting.insert(id, Instant::now() + BACK_OFF);
+            }
+        }
+        drop(sends);
+        tokio::select! {
+            _ = n.wake.notified() => tokio::time::sleep(interval).await,
+            _ = tokio::time::sleep(interval.max(Duration::from_millis(100))) => {}
+            _ = stopping.changed() => break,
+        }
+    }
+}
+
+/// Sends `peer` its queued deltas; whether it confirmed them (else they are queued again).
+async fn send_pending(crdts: &Crdts, peer: u64, addr: &str) -> (u64, bool) {
+    let mut ok = true;
+    loop {
+        let batch = crdts.replicas().take_pending(peer, BATCH);
+        if batch.is_empty() {
+            return (peer, ok);
+        }
+        let count = batch.len() as u64;
+        let entries: Vec<(String, String, Vec<u8>)> = batch
+            .iter()
+            .filter_map(|((t, k), c)| c.encode().ok().map(|b| (t.clone(), k.clone(), b)))
+            .collect();
+        match send(crdts, addr, "deltas", &PeerMessage::Deltas(entries)).await {
+            Ok(_) => {
+                crdts
+                    .counters
+                    .deltas_sent
+                    .fetch_add(count, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!("crdt gossip to node {peer}: {e}");
+                crdts.counters.send_failures.fetch_add(1, Ordering::Relaxed);
+                crdts.replicas().requeue(peer, batch);
+                ok = false;
+                return (peer, ok);
+            }
+        }
+    }
+}
+
+async fn anti_entropy_loop(node: Weak<Crdts>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let Some(n) = node.upgrade() else { break };
+        let interval = n.options.anti_entropy_interval;
+        let rounds: FuturesUnordered<_> = peers(&n)
+            .into_iter()
+            .map(|(id, addr)| {
+                let n = n.clone();
+                async move {
+                    if let Err(e) = repair_with(&n, &addr).await {
+                        tracing::debug!("crdt anti-entropy with node {id}: {e}");
+                    }
+                }
+            })
+            .collect();
+        rounds.collect::<Vec<()>>().await;
+        drop(n);
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stopping.changed() => break,
+        }
+    }
+}
+
+/// One anti-entropy round with the node at `addr`.
+async fn repair_with(crdts: &Crdts, addr: &str) -> Result<()> {
+    let digest = crdts.replicas().digest();
+    let answer = send(crdts, addr, "digest", &PeerMessage::Digest(digest)).await?;
+    let repair: Repair = decode(&answer)?;
+    if repair.buckets.is_empty() {
+        return Ok(());
+    }
+    let durable = |t: &str| durable(crdts, t);
+    let changed = crdts.merge(decode_states(repair.states), &durable).await?;
+    crdts
+        .counters
+        .repaired
+        .fetch_add(changed as u64, Ordering::Relaxed);
+    let buckets: Vec<usize> = repair.buckets.iter().map(|&b| b as usize).collect();
+    let mine = crdts.replicas().states_in(&buckets);
+    if mine.is_empty() {
+        return Ok(());
+    }
+    send(
+        crdts,
+        addr,
+        "deltas",
+        &PeerMessage::Deltas(encode_states(mine)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// How many nodes `consistency` asks for, in a cluster of `size`.
+fn needed(consistency: Consistency, size: usize) -> usize {
+    match consistency {
+        Consistency::Local => 1,
+        Consistency::Majority => size / 2 + 1,
+        Consistency::All => size,
+    }
+}
+
+/// Waits until `needed - 1` peers confirmed `delta` (this node holds it already).
+pub async fn replicate(
+    crdts: &Crdts,
+    entity_type: &str,
+    key: &str,
+    delta: &Crdt,
+    consistency: Consistency,
+) -> Result<()> {
+    let peers = peers(crdts);
+    let needed = needed(consistency, peers.len() + 1);
+    if needed <= 1 {
+        return Ok(());
+    }
+    let bytes = delta
+        .encode()
+        .map_err(|e| Error::Internal(format!("encoding a crdt delta: {e}")))?;
+    let message = PeerMessage::Deltas(vec![(entity_type.to_string(), key.to_string(), bytes)]);
+    let quorum = quorum(crdts, &peers, &message, needed - 1, |_| Ok(()));
+    await_quorum(crdts, quorum, consistency, needed, "hold the change").await?;
+    Ok(())
+}
+
+/// Merges the states of enough peers for `consistency` into this node's replica of the entity
+/// (a quorum read), before a command reads it.
+pub async fn read(
+    crdts: &Crdts,
+    entity_type: &str,
+    key: &str,
+    consistency: Consistency,
+) -> Result<()> {
+    let peers = peers(crdts);
+    let needed = needed(consistency, peers.len() + 1);
+    if needed <= 1 {
+        return Ok(());
+    }
+    let message = PeerMessage::Read {
+        entity_type: entity_type.to_string(),
+        key: key.to_string(),
+    };
+    let collect = |body: Bytes| -> Result<Option<Vec<u8>>> { decode(&body) };
+    let quorum = quorum(crdts, &peers, &message, needed - 1, collect);
+    let states = await_quorum(crdts, quorum, consistency, needed, "answer the read").await?;
+    let entries: Vec<(String, String, Vec<u8>)> = states
+        .into_iter()
+        .flatten()
+        .map(|b| (entity_type.to_string(), key.to_string(), b))
+        .collect();
+    let durable = |t: &str| durable(crdts, t);
+    crdts.merge(decode_states(entries), &durable).await?;
+    Ok(())
+}
+
+/// Sends `message` to every peer and collects the first `wanted` good answers (`Err` with how
+/// many answered when fewer can).
+async fn quorum<T>(
+    crdts: &Crdts,
+    peers: &[(u64, String)],
+    message: &PeerMessage,
+    wanted: usize,
+    parse: impl Fn(Bytes) -> Result<T>,
+) -> std::result::Result<Vec<T>, usize> {
+    let kind = match message {
+        PeerMessage::Deltas(_) => "deltas",
+        PeerMessage::Digest(_) => "digest",
+        PeerMessage::Read { .. } => "read",
+    };
+    let mut pending: FuturesUnordered<_> = peers
+        .iter()
+        .map(|(_, addr)| send(crdts, addr, kind, message))
+        .collect();
+    let mut got = Vec::new();
+    while let Some(answer) = pending.next().await {
+        if let Ok(value) = answer.and_then(&parse) {
+            got.push(value);
+            if got.len() >= wanted {
+                return Ok(got);
+            }
+        }
+    }
+    Err(got.len())
+}
+
+/// Waits for a quorum within the node's quorum timeout, naming what was missing.
+async fn await_quorum<T>(
+    crdts: &Crdts,
+    quorum: impl std::future::Future<Output = std::result::Result<Vec<T>, usize>>,
+    consistency: Consistency,
+    needed: usize,
+    what: &str,
+) -> Result<Vec<T>> {
+    let timeout = crdts.options.quorum_timeout;
+    let missing = |got: usize| {
+        Error::Unavailable(format!(
+            "consistency `{}` needs {needed} nodes to {what}, only {} did within {} ms \
+             (a write stays applied on the nodes that hold it and reaches the others by gossip)",
+            consistency.as_str(),
+            got + 1,
+            timeout.as_millis()
+        ))
+    };
+    match tokio::time::timeout(timeout, quorum).await {
+        Ok(Ok(values)) => Ok(values),
+        Ok(Err(got)) => Err(missing(got)),
+        Err(_) => Err(missing(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_sizes() {
+        assert_eq!(needed(Consistency::Local, 3), 1);
+        assert_eq!(needed(Consistency::Majority, 1), 1);
+        assert_eq!(needed(Consistency::Majority, 3), 2);
+        assert_eq!(needed(Consistency::Majority, 4), 3);
+        assert_eq!(needed(Consistency::All, 3), 3);
+    }
+
+    #[test]
+    fn peer_messages_round_trip() {
+        let m = PeerMessage::Read {
+            entity_type: "likes".into(),
+            key: "k".into(),
+        };
+        let bytes = encode(&m).unwrap();
+        assert!(
+            matches!(decode::<PeerMessage>(&bytes).unwrap(), PeerMessage::Read { key, .. } if key == "k")
+        );
+        assert!(decode::<PeerMessage>(b"\xff\xff").is_err());
+    }
+}
