@@ -8,9 +8,19 @@ pub const RUST: &[(&str, &str)] = &[
     ("src/lib.rs", include_str!("../src/lib.rs")),
     ("src/command.rs", include_str!("../src/command.rs")),
     ("src/context.rs", include_str!("../src/context.rs")),
+    ("src/crdt.rs", include_str!("../src/crdt.rs")),
+    (
+        "src/crdt_handles.rs",
+        include_str!("../src/crdt_handles.rs"),
+    ),
+    ("src/crdt_model.rs", include_str!("../src/crdt_model.rs")),
     ("src/glue.rs", include_str!("../src/glue.rs")),
     ("src/reply.rs", include_str!("../src/reply.rs")),
     ("src/testing.rs", include_str!("../src/testing.rs")),
+    (
+        "src/testing_crdt.rs",
+        include_str!("../src/testing_crdt.rs"),
+    ),
     (
         "src/testing_effects.rs",
         include_str!("../src/testing_effects.rs"),

@@ -1,5 +1,6 @@
 //! The generic export glue: implementations of the WIT `entity` interface for any
-//! [`ValueEntity`] ([`ValueGlue`]) and any [`EventSourcedEntity`] ([`EventSourcedGlue`]).
+//! [`ValueEntity`] ([`ValueGlue`]), any [`EventSourcedEntity`] ([`EventSourcedGlue`]) and any
+//! [`CrdtEntity`] ([`CrdtGlue`]); the value and crdt glue come durable or ephemeral.
 //! [`export_entity!`](crate::export_entity) exports one of them; the test kit calls them
 //! directly, so tests run exactly this code.
 
@@ -14,19 +15,27 @@ use crate::bindings::cella::entity::types::{
 use crate::bindings::exports::cella::entity::entity::{Context as WitContext, Guest};
 use crate::command::{command_names, decode_command};
 use crate::context::{Context, EventContext};
+use crate::crdt::{self, CrdtContext, CrdtData, CrdtEntity, Cursor};
 use crate::{EventSourcedEntity, Rejection, Subscription, ValueEntity};
 
-/// The `entity` interface of a [`ValueEntity`].
-pub struct ValueGlue<E>(PhantomData<fn() -> E>);
+/// The `entity` interface of a [`ValueEntity`], kept in memory only when `EPHEMERAL`.
+pub struct ValueGlue<E, const EPHEMERAL: bool = false>(PhantomData<fn() -> E>);
+
+/// The `entity` interface of a [`CrdtEntity`], kept in memory only when `EPHEMERAL`.
+pub struct CrdtGlue<E, const EPHEMERAL: bool = false>(PhantomData<fn() -> E>);
 
 /// The `entity` interface of an [`EventSourcedEntity`].
 pub struct EventSourcedGlue<E>(PhantomData<fn() -> E>);
 
 const NO_EVENTS: &str = "a value entity has no events";
+const NO_CRDT_EVENTS: &str = "a crdt entity has no events";
 
-impl<E: ValueEntity> Guest for ValueGlue<E> {
+impl<E: ValueEntity, const EPHEMERAL: bool> Guest for ValueGlue<E, EPHEMERAL> {
     fn describe() -> Descriptor {
-        descriptor::<E::Command>(EntityKind::Value, 0, E::subscriptions(), None)
+        Descriptor {
+            durability: durability(EPHEMERAL),
+            ..descriptor::<E::Command>(EntityKind::Value, 0, E::subscriptions(), None)
+        }
     }
 
     fn handle(
@@ -42,6 +51,13 @@ impl<E: ValueEntity> Guest for ValueGlue<E> {
         let mut context = Context::new(ctx);
         let reply = entity.handle(command, &mut context).map_err(rejected)?;
         let requested = context.finish().map_err(entity_error)?;
+        if EPHEMERAL && (!requested.effects.is_empty() || requested.forward.is_some()) {
+            return Err(entity_error(
+                "an ephemeral entity cannot ask for effects (calls, publications, timers, \
+                 broadcasts) or forward a command"
+                    .to_owned(),
+            ));
+        }
         let after = encode("state", &entity).map_err(entity_error)?;
         Ok(Outcome {
             events: Vec::new(),
@@ -124,6 +140,63 @@ impl<E: EventSourcedEntity> Guest for EventSourcedGlue<E> {
 
     fn render_event(event: Vec<u8>) -> Result<String, String> {
         render::<E::Event>("event", &event)
+    }
+}
+
+impl<E: CrdtEntity, const EPHEMERAL: bool> Guest for CrdtGlue<E, EPHEMERAL> {
+    fn describe() -> Descriptor {
+        Descriptor {
+            durability: durability(EPHEMERAL),
+            crdt: Some(crdt::wit_type(E::Data::TYPE)),
+            ..descriptor::<E::Command>(EntityKind::Crdt, 0, Vec::new(), None)
+        }
+    }
+
+    fn handle(
+        ctx: WitContext,
+        state: Option<Vec<u8>>,
+        payload: String,
+    ) -> Result<Outcome, Failure> {
+        let command = decode_command::<E::Command>(&ctx.command, &payload)?;
+        // The host always hands the value in; none reads as new data.
+        let view = match state {
+            Some(bytes) => decode("value", &bytes).map_err(entity_error)?,
+            None => crdt::model::Node::empty(E::Data::TYPE).view(),
+        };
+        let root = Cursor::root(E::Data::TYPE, &view).map_err(entity_error)?;
+        let mut data = E::Data::at(root.clone());
+        let mut context = CrdtContext::new(ctx);
+        let reply = E::handle(&mut data, command, &mut context).map_err(rejected)?;
+        drop(data);
+        let ops = root.finish().map_err(entity_error)?;
+        Ok(Outcome {
+            events: Vec::new(),
+            state: None,
+            reply: reply.to_string(),
+            forward: None,
+            effects: Vec::new(),
+            crdt_ops: ops.into_iter().map(crdt::wit_op).collect(),
+            consistency: crdt::wit_consistency(context.consistency()),
+        })
+    }
+
+    fn apply(_state: Option<Vec<u8>>, _event: Vec<u8>) -> Result<Vec<u8>, String> {
+        Err(NO_CRDT_EVENTS.to_owned())
+    }
+
+    fn render_state(state: Vec<u8>) -> Result<String, String> {
+        render::<serde_json::Value>("value", &state)
+    }
+
+    fn render_event(_event: Vec<u8>) -> Result<String, String> {
+        Err(NO_CRDT_EVENTS.to_owned())
+    }
+}
+
+fn durability(ephemeral: bool) -> Durability {
+    match ephemeral {
+        true => Durability::Ephemeral,
+        false => Durability::Durable,
     }
 }
 

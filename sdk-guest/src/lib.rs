@@ -6,12 +6,15 @@
 //!
 //! An entity is business logic only. The host owns the state, the journal and replication: for
 //! every command it hands the guest the current state and the command, and the guest answers with
-//! data. There are two kinds:
+//! data. There are three kinds:
 //!
 //! - a [`ValueEntity`] mutates its state in place; the SDK persists the whole new state when (and
 //!   only when) the command changed it;
 //! - an [`EventSourcedEntity`] validates a command against its state and emits events; the host
-//!   persists the events and the state is the fold of [`EventSourcedEntity::apply`] over them.
+//!   persists the events and the state is the fold of [`EventSourcedEntity::apply`] over them;
+//! - a [`CrdtEntity`] reads and changes a replicated data type (a counter, a set, a map, ...)
+//!   that every node serves without consensus, through typed handles (see [CRDT
+//!   entities](#crdt-entities)).
 //!
 //! State and events are serialized as JSON by the SDK. Command payloads and replies are JSON at
 //! the edge.
@@ -184,6 +187,58 @@
 //! cella_sdk::export_entity!(value Reader);
 //! ```
 //!
+//! # CRDT entities
+//!
+//! A [`CrdtEntity`]'s data is a CRDT owned by the host: [`GCounter`], [`PNCounter`], [`GSet`],
+//! [`ORSet`], [`LWWRegister`], [`Flag`], [`ORMap`] (string keys to any of these, nested) or
+//! [`Vote`]. The handler gets the typed handle of its type, reads the value as this node sees it
+//! and records operations, which the host applies as this node's replica and gossips to the
+//! others. Reads see the command's own operations (a counter's increments, a set's adds and
+//! removes, ...; see [`crdt`]). [`CrdtContext::set_consistency`] asks for the change to reach a
+//! majority of the nodes, or all of them, before the reply. A crdt entity asks for no effects.
+//!
+//! ```
+//! use cella_sdk::{Consistency, CrdtContext, CrdtEntity, Deserialize, PNCounter, Reply, Result};
+//! use cella_sdk::json;
+//!
+//! pub struct Likes;
+//!
+//! #[derive(Deserialize)]
+//! #[serde(rename_all = "kebab-case")]
+//! pub enum Command {
+//!     Like,
+//!     LikeEverywhere,
+//!     Count,
+//! }
+//!
+//! impl CrdtEntity for Likes {
+//!     type Data = PNCounter;
+//!     type Command = Command;
+//!
+//!     fn handle(likes: &mut PNCounter, cmd: Command, ctx: &mut CrdtContext) -> Result<Reply> {
+//!         match cmd {
+//!             Command::Like => likes.increment(1),
+//!             Command::LikeEverywhere => {
+//!                 ctx.set_consistency(Consistency::All);
+//!                 likes.increment(1);
+//!             }
+//!             Command::Count => {}
+//!         }
+//!         Ok(json!(likes.value()))
+//!     }
+//! }
+//!
+//! cella_sdk::export_entity!(crdt Likes);
+//! ```
+//!
+//! # Ephemeral entities
+//!
+//! `export_entity!(ephemeral value T)` and `export_entity!(ephemeral crdt T)` export a value or
+//! crdt entity whose state the host keeps in memory only, never on disk: a value entity lives on
+//! its partition's leader and is gone after a restart or a leadership change, a crdt entity is
+//! rebuilt from the other nodes' replicas. The handler is the same as a durable one's, but asks
+//! for no effects and forwards nothing (the SDK fails such a command).
+//!
 //! # Failures
 //!
 //! - a command name the enum does not know is reported as `unknown-command`;
@@ -213,18 +268,23 @@
 //! same code path as the component exports, records the effects each command asks for
 //! ([`testing::Effect`]), and can run a command as a call's reply route or a timer's firing
 //! ([`testing::TestKit::reply`], [`testing::TestKit::fire`]), or deliver a topic message to it
-//! ([`testing::TestKit::deliver`]).
+//! ([`testing::TestKit::deliver`]). [`testing::CrdtTestKit`] runs a crdt entity against a
+//! value you give it, records the operations and consistency of each command, and applies them
+//! to a single-replica model of the value so that commands chain.
 
 #[cfg(feature = "bundle")]
 pub mod bundle;
 mod command;
 mod context;
+pub mod crdt;
 mod glue;
 mod reply;
 pub mod testing;
 mod topic;
 
 pub use context::{Context, EventContext};
+pub use crdt::{Consistency, CrdtContext, CrdtEntity, CrdtType, Durability};
+pub use crdt::{Flag, GCounter, GSet, LWWRegister, ORMap, ORSet, PNCounter, Vote};
 pub use reply::{CallError, CallReply};
 pub use serde::de::DeserializeOwned;
 pub use serde::{Deserialize, Serialize};
@@ -405,9 +465,14 @@ pub trait ExportedEntity: 'static {
 /// ```ignore
 /// cella_sdk::export_entity!(value Counter);
 /// cella_sdk::export_entity!(event_sourced ShoppingCart);
+/// cella_sdk::export_entity!(crdt Likes);
+/// cella_sdk::export_entity!(ephemeral value Visits);   // in memory only
+/// cella_sdk::export_entity!(ephemeral crdt Presence);  // in memory only
 /// ```
 ///
-/// Use it once per crate (a component exports one entity). It implements [`ExportedEntity`] for
+/// Use it once per crate (a component exports one entity). `ephemeral` (value and crdt
+/// entities) declares the state [`Durability::Ephemeral`]: see [Ephemeral
+/// entities](crate#ephemeral-entities). It implements [`ExportedEntity`] for
 /// the type (which [`testing::TestKit`] needs) on every target, and emits the component exports
 /// only when compiling for `wasm32`, so the crate also builds and tests natively.
 #[macro_export]
@@ -417,6 +482,15 @@ macro_rules! export_entity {
     };
     (event_sourced $entity:ty) => {
         $crate::export_entity!(@glue $entity, $crate::__private::EventSourcedGlue<$entity>);
+    };
+    (crdt $entity:ty) => {
+        $crate::export_entity!(@glue $entity, $crate::__private::CrdtGlue<$entity>);
+    };
+    (ephemeral value $entity:ty) => {
+        $crate::export_entity!(@glue $entity, $crate::__private::ValueGlue<$entity, true>);
+    };
+    (ephemeral crdt $entity:ty) => {
+        $crate::export_entity!(@glue $entity, $crate::__private::CrdtGlue<$entity, true>);
     };
     (@glue $entity:ty, $glue:ty) => {
         impl $crate::ExportedEntity for $entity {
@@ -433,5 +507,5 @@ macro_rules! export_entity {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::glue::{EventSourcedGlue, ValueGlue};
+    pub use crate::glue::{CrdtGlue, EventSourcedGlue, ValueGlue};
 }

@@ -5,7 +5,8 @@
 //! call's reply route ([`TestKit::answer`], [`TestKit::reply`]), a timer's firing
 //! ([`TestKit::fire`]) or a topic message's delivery ([`TestKit::deliver`]). The types of
 //! what a command produced ([`Handled`], [`Effect`]) or why it failed ([`Failure`]) are in
-//! `testing_effects.rs`.
+//! `testing_effects.rs`; crdt entities have a kit of their own, [`CrdtTestKit`]
+//! (`testing_crdt.rs`).
 //!
 //! ```
 //! use cella_sdk::testing::{Failure, TestKit};
@@ -158,8 +159,12 @@ use crate::bindings::cella::entity::types::{self as wit, EntityKind};
 use crate::bindings::exports::cella::entity::entity::Guest;
 use crate::{CallReply, ExportedEntity, Subscription, TopicMessage};
 
+#[path = "testing_crdt.rs"]
+mod crdt_kit;
 #[path = "testing_effects.rs"]
 mod effects;
+
+pub use crdt_kit::{CrdtHandled, CrdtReplica, CrdtTestKit};
 
 pub use effects::{Call, Effect, Failure, Handled, ReplyRoute, Timer};
 use effects::{call, effect};
@@ -254,6 +259,11 @@ impl<E: ExportedEntity> TestKit<E> {
     /// The command names the entity declares.
     pub fn commands(&self) -> Vec<String> {
         E::Glue::describe().commands
+    }
+
+    /// Whether the entity is durable or ephemeral.
+    pub fn durability(&self) -> crate::Durability {
+        crate::crdt::from_wit_durability(E::Glue::describe().durability)
     }
 
     /// The snapshot interval the entity declares (0 = the host's default).

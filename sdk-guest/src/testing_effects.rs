@@ -17,13 +17,19 @@ pub enum Failure {
     UnknownCommand(String),
     /// The payload is not what the command expects.
     BadRequest(String),
+    /// The host failed the command (HTTP 500 `entity_failed`): a crdt entity's operation that
+    /// its data does not take ([`CrdtTestKit`](super::CrdtTestKit)).
+    Failed(String),
 }
 
 impl Failure {
     /// The failure's message (the command name for `UnknownCommand`).
     pub fn message(&self) -> &str {
         match self {
-            Failure::Rejected(m) | Failure::UnknownCommand(m) | Failure::BadRequest(m) => m,
+            Failure::Rejected(m)
+            | Failure::UnknownCommand(m)
+            | Failure::BadRequest(m)
+            | Failure::Failed(m) => m,
         }
     }
 }
