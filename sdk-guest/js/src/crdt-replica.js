@@ -54,6 +54,9 @@ const CREATED_BY = {
   delete: 'or-map',
 };
 
+/** `type` with its article: `a g-counter`, `an or-set`. */
+const named = (type) => `${type.startsWith('or-') ? 'an' : 'a'} ${type}`;
+
 const toCount = (n) => (Number.isSafeInteger(Number(n)) ? Number(n) : n);
 
 /** New, empty data of `type`. */
@@ -81,7 +84,7 @@ function empty(type) {
 /** Data of `type` from its JSON view; map entries stay untyped until an operation types them. */
 function fromJson(type, json, where) {
   if (!fits(type, json)) {
-    throw new TypeError(`${where} is not the JSON view of a ${type}: ${stringify(json)}`);
+    throw new TypeError(`${where} is not the JSON view of ${named(type)}: ${stringify(json)}`);
   }
   const node = empty(type);
   switch (type) {
@@ -196,7 +199,8 @@ function typed(node, tag, preferred, where) {
 function act(node, { tag, val }, where) {
   if (!ACTIONS[node.type].includes(tag)) {
     throw new ReplicaError(
-      `${where} is a ${node.type}, which does not take ${actionName({ tag, val })} (it takes ${ACTIONS[node.type].join(', ')})`,
+      `${where} is ${named(node.type)}, which does not take ${actionName({ tag, val })} ` +
+        `(it takes ${ACTIONS[node.type].join(', ')})`,
     );
   }
   switch (tag) {
@@ -252,7 +256,7 @@ function applyOp(root, op) {
     const key = path[i];
     const where = `the data at ${JSON.stringify(path.slice(0, i + 1))}`;
     if (node.type !== 'or-map') {
-      throw new ReplicaError(`${where}: ${JSON.stringify(path.slice(0, i))} is a ${node.type}, not an or-map`);
+      throw new ReplicaError(`${where}: ${JSON.stringify(path.slice(0, i))} is ${named(node.type)}, not an or-map`);
     }
     const last = i === path.length - 1;
     let child = node.values.get(key);

@@ -31,6 +31,9 @@ const ARGUMENT = {
   delete: schema.string,
 };
 
+/** `type` with its article: `a g-counter`, `an or-set`. */
+const named = (type) => `${type.startsWith('or-') ? 'an' : 'a'} ${type}`;
+
 /** The actions written as a bare string. */
 const BARE = ['enable', 'disable', 'clear'];
 
@@ -59,7 +62,7 @@ const op = schema.object({ ...location, action });
 function handleAt(data, { path, type }, where) {
   if (path.length === 0) {
     if (type !== 'or-map') {
-      badRequest(`${where}: an empty path is the entity's own data, an or-map, not a ${type}`);
+      badRequest(`${where}: an empty path is the entity's own data, an or-map, not ${named(type)}`);
     }
     return data;
   }
@@ -108,10 +111,10 @@ export const entity = crdtEntity({
         // Every operation is checked before any is recorded.
         ops.forEach(({ path, type, action: { name } }, i) => {
           if (!TAKES[type].includes(name)) {
-            badRequest(`ops[${i}]: a ${type} does not take \`${name}\` (it takes ${TAKES[type].join(', ')})`);
+            badRequest(`ops[${i}]: ${named(type)} does not take \`${name}\` (it takes ${TAKES[type].join(', ')})`);
           }
           if (path.length === 0 && type !== 'or-map') {
-            badRequest(`ops[${i}]: an empty path is the entity's own data, an or-map, not a ${type}`);
+            badRequest(`ops[${i}]: an empty path is the entity's own data, an or-map, not ${named(type)}`);
           }
         });
         for (const [i, { path, type, action: a }] of ops.entries()) {
