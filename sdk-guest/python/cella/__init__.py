@@ -6,12 +6,14 @@ Entities
 
 An entity is business logic only. The host owns the state, the journal and replication: for
 every command it hands the guest the current state and the command, and the guest answers with
-data. There are two kinds:
+data. There are three kinds:
 
 - a :class:`ValueEntity` mutates its state in place; the SDK persists the whole new state when
   (and only when) the command changed it;
 - an :class:`EventSourcedEntity` validates a command against its state and emits events; the
-  host persists the events and the state is the fold of ``apply`` over them.
+  host persists the events and the state is the fold of ``apply`` over them;
+- a :class:`CrdtEntity` reads a replicated data type owned by the host and records operations
+  on it through typed handles (see CRDT entities).
 
 An entity class is a ``@dataclass`` whose fields are the state; a new entity (a key with no
 state yet) is ``YourClass()``, so every field needs a default. Command handlers are methods
@@ -132,6 +134,72 @@ event there as ``{"type": T, "key": K, "seq": S, "index": I, "event": E}``. The 
 checked at import: a subscription naming a command the entity does not have, or an
 ``events_topic`` on a value entity, fails the build.
 
+Ephemeral entities
+==================
+
+``ephemeral = True`` in a value entity's class body (without a type annotation, so it is not a
+state field) has the host keep its state in memory only: on its partition's leader, never
+written to disk, and gone after a restart or a change of leader (the entity starts again from
+``YourClass()``). Handlers are written exactly as for a durable value entity; an ephemeral
+entity has no effects and no forward (those need the journal's outbox: the context's effect
+methods fail the command). Event-sourced entities are always durable. In the test kit,
+:meth:`~cella.testing.TestKit.restart` drops an ephemeral entity's state.
+
+CRDT entities
+=============
+
+A :class:`CrdtEntity`'s data is a CRDT (a conflict-free replicated data type) owned by the
+host: every node serves it without consensus and the nodes' replicas merge, so concurrent
+changes never conflict. The class names the data's type as its parameter and has no state
+fields; handlers read and change the data through ``self.data``, a typed handle::
+
+    class Likes(cella.CrdtEntity[cella.ORMap]):
+        @cella.command
+        def like(self, who: str, ctx: cella.CrdtContext) -> int:
+            count = self.data.g_counter(who)
+            count.increment()
+            self.data.or_set("likers").add(who)
+            ctx.consistency = "majority"  # answer once most nodes hold the change
+            return count.value
+
+The handles, one per crdt type (the type's JSON view in brackets):
+
+- :class:`GCounter` (a number): ``increment(n=1)``, ``value``; :class:`PNCounter` also
+  ``decrement(n=1)``; amounts are integers in 0..2^64;
+- :class:`GSet` (an array): ``add(x)``, ``elements``, ``x in s``, ``len(s)``, iteration;
+  :class:`ORSet` (add-wins) also ``remove(x)`` and ``clear()``. Elements are JSON values (or
+  dataclasses), one per canonical JSON text (object keys sorted, no whitespace), read sorted by
+  that text as the host keeps them;
+- :class:`LWWRegister` (its value, ``None`` before the first write): ``set(x)``, ``value``; the
+  host stamps a write with the command's timestamp and the latest write wins;
+- :class:`Flag` (a boolean, enable-wins): ``enable()``, ``disable()``, ``clear()`` (off),
+  ``enabled``;
+- :class:`ORMap` (an object of its keys' views, add-wins keys): ``keys()``, ``key in m``,
+  ``len(m)``, ``value``, ``delete(key)``, ``clear()``, and the handle of a key's data:
+  ``g_counter(key)``, ``pn_counter``, ``g_set``, ``or_set``, ``register``, ``flag``, ``map``,
+  ``vote``, or ``at(key, cella.GCounter)``. Handles nest (``m.map("a").flag("b")``); the first
+  operation through a handle creates the key's data with the handle's type (so a map can hold
+  a g-counter or a g-set). A key's type is fixed once created: an operation through a handle
+  of another type fails the command on the host (HTTP 500 ``entity_failed``, nothing
+  applied). A deleted key's data stays in the host's state, unread, and comes back merged with
+  new operations when the key is written again;
+- :class:`Vote` (``{"votes_for": N, "voters": N, "majority": bool}``, one vote per node):
+  ``vote(b)``, ``votes_for``, ``voters``, ``majority``.
+
+Reads reflect the command's own operations: a counter's value includes its increments, a
+set's elements its adds and removes, a register's value its write, a flag, a map's keys their
+creation and deletion. A vote reads as of the command's start (the view does not say which vote
+was this node's). The host applies the recorded operations in order as this node's replica
+only if the command succeeds.
+
+The handler's context is a :class:`CrdtContext`; its ``consistency`` (``"local"``, the default,
+``"majority"`` or ``"all"``) says how many nodes must hold the change before the reply (a
+request may ask for more with ``?consistency=``; the stronger applies). A crdt entity has no
+effects and no forward. ``ephemeral = True`` in the class body keeps the data in memory only
+(each node's replica is rebuilt from the other nodes' after a restart).
+:class:`cella.testing.CrdtTestKit` runs a crdt entity's commands against a single replica's
+model of its value.
+
 Failures
 ========
 
@@ -147,7 +215,7 @@ Failures
   (the host attaches the tail of the guest's output to the failure) and the component traps, so
   the command fails with HTTP 500 ``entity_failed``. In the test kit the exception propagates.
 
-Whatever the failure, nothing is persisted and no effect runs.
+Whatever the failure, nothing is persisted, no effect runs and no crdt operation is applied.
 
 Determinism
 ===========
