@@ -50,6 +50,8 @@ TAKES = {
 }
 
 _VOTE_KEYS = {"votes_for", "voters", "majority"}
+#: How deeply the host lets or-maps nest.
+MAX_NESTING = 32
 _I64_MIN = -(2**63)
 _U64_MAX = 2**64 - 1
 
@@ -202,6 +204,8 @@ def apply(root: Data, op: CrdtOp, *, count_votes: bool = True) -> None:
     """Applies ``op`` to ``root`` as this replica. Raises :class:`Mismatch` when the data on
     the op's path does not take it; ``root`` may then hold new hidden keys but no other
     change. ``count_votes=False`` leaves votes out (a replica that does not know its own)."""
+    if len(op.path) > MAX_NESTING:
+        raise Mismatch(f"an operation's path is {len(op.path)} keys deep (at most {MAX_NESTING})")
     data = root
     present: list[tuple[Data, str]] = []
     for i, key in enumerate(op.path):
@@ -295,14 +299,16 @@ def _float_text(x: float) -> str:
     whole, _, frac = mantissa.partition(".")
     digits = (whole + frac).lstrip("0") or "0"
     # The decimal exponent of the first significant digit: x = 0.DIGITS * 10^point.
-    point = len(whole) + int(exp or 0) if whole != "0" else int(exp or 0) - (
-        len(frac) - len(frac.lstrip("0"))
+    point = (
+        len(whole) + int(exp or 0)
+        if whole != "0"
+        else int(exp or 0) - (len(frac) - len(frac.lstrip("0")))
     )
     digits = digits.rstrip("0") or "0"
     if digits == "0":
         return sign + "0.0"
     n = len(digits)
-    if 0 <= point - n and point <= 16:
+    if point - n >= 0 and point <= 16:
         return sign + digits + "0" * (point - n) + ".0"
     if 0 < point <= 16:
         return sign + digits[:point] + "." + digits[point:]

@@ -45,8 +45,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from . import _codec
-from . import _crdt_model
+from . import _codec, _crdt_model
 from . import _protocol as protocol
 from ._entity import model
 from ._glue import Glue

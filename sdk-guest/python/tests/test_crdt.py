@@ -242,7 +242,7 @@ class HandleTest(unittest.TestCase):
     def test_the_glue_answers_with_operations(self) -> None:
         glue = Glue(model(Board))
         host = HostContext("board", "k", "c1", "run", 1, 2, 0)
-        outcome = glue.handle(host, b'{"x": [1]}', '"data.or_set(\'x\').add(2)"')
+        outcome = glue.handle(host, b'{"x": [1]}', "\"data.or_set('x').add(2)\"")
         self.assertEqual(outcome.crdt_ops, [RawOp(("x",), "add", "2", "or-set")])
         self.assertEqual((outcome.state, outcome.events, outcome.effects), (None, [], []))
         self.assertEqual(glue.render_state(b'{"x": [1]}'), '{"x":[1]}')

@@ -110,7 +110,9 @@ class TckCrdtTest(unittest.TestCase):
         self.assertEqual(self.kit.last.consistency, "local")  # type: ignore[union-attr]
         for consistency in ("local", "majority", "all"):
             with self.subTest(consistency=consistency):
-                reply = self.update(op(["c"], "g-counter", {"increment": 1}), consistency=consistency)
+                reply = self.update(
+                    op(["c"], "g-counter", {"increment": 1}), consistency=consistency
+                )
                 self.assertEqual(reply, {"applied": 1})
                 self.assertEqual(self.kit.last.consistency, consistency)  # type: ignore[union-attr]
         self.assertEqual(self.get(["c"], "g-counter"), 4)
@@ -149,7 +151,12 @@ class TckCrdtTest(unittest.TestCase):
         for payload in bad_updates:
             with self.subTest(payload=payload), self.assertRaises(cella.BadRequest):
                 self.kit.handle("update", payload)
-        for payload in [1, {"path": ["a"]}, {"path": "a", "type": "flag"}, {"path": [], "type": "x"}]:
+        for payload in [
+            1,
+            {"path": ["a"]},
+            {"path": "a", "type": "flag"},
+            {"path": [], "type": "x"},
+        ]:
             with self.subTest(payload=payload), self.assertRaises(cella.BadRequest):
                 self.kit.handle("get", payload)
         self.assertEqual(self.kit.value, {})

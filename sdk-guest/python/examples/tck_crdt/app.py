@@ -46,7 +46,7 @@ class TckCrdt(cella.CrdtEntity[cella.ORMap]):
     def update(self, payload: Any, ctx: CrdtContext) -> dict[str, Any]:
         if not isinstance(payload, dict) or not isinstance(payload.get("ops"), list):
             raise BadRequest('command `update`: expected {"ops": [...], "consistency": ...}')
-        consistency = payload.get("consistency")
+        consistency: Any = payload.get("consistency")
         if consistency is None:
             consistency = "local"
         if consistency not in CONSISTENCIES:
