@@ -6,6 +6,7 @@ handle."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import cella
@@ -92,7 +93,8 @@ def parse_op(index: int, op: Any) -> Op:
         ((name, argument),) = action.items()
         if name in with_argument:
             return path, crdt_type, name, parse_argument(where, name, argument)
-    raise BadRequest(f"{where}: a {crdt_type} does not take the action {action!r:.60}")
+    shown = json.dumps(action)[:60]
+    raise BadRequest(f"{where}: a {crdt_type} does not take the action {shown}")
 
 
 def parse_path(where: str, path: Any) -> list[str]:
