@@ -72,6 +72,11 @@ pub const PYTHON: &[(&str, &str)] = &[
 pub const JS: &[(&str, &str)] = &[
     ("src/cella.js", include_str!("../js/src/cella.js")),
     ("src/context.js", include_str!("../js/src/context.js")),
+    ("src/crdt.js", include_str!("../js/src/crdt.js")),
+    (
+        "src/crdt-replica.js",
+        include_str!("../js/src/crdt-replica.js"),
+    ),
     ("src/glue.js", include_str!("../js/src/glue.js")),
     ("src/json.js", include_str!("../js/src/json.js")),
     ("src/schema.js", include_str!("../js/src/schema.js")),
