@@ -66,9 +66,21 @@ async fn json_when_piped_tables_when_asked() {
     );
     assert_eq!(table, by_env);
     let lines = rows(&table);
-    assert_eq!(lines[0][..3], ["TYPE", "VERSION", "KIND"], "{table}");
-    assert_eq!(lines[1][..3], ["cart", "1", "event-sourced"], "{table}");
-    assert_eq!(lines[2][..3], ["counter", "1", "value"], "{table}");
+    assert_eq!(
+        lines[0][..5],
+        ["TYPE", "VERSION", "KIND", "CONSISTENCY", "DURABILITY"],
+        "{table}"
+    );
+    assert_eq!(
+        lines[1][..5],
+        ["cart", "1", "event-sourced", "strong", "durable"],
+        "{table}"
+    );
+    assert_eq!(
+        lines[2][..5],
+        ["counter", "1", "value", "strong", "durable"],
+        "{table}"
+    );
     // `--json` wins over the environment.
     let json = cella(
         &["modules", "--json", "--server", server],

@@ -314,6 +314,20 @@ impl Registry {
         actor: &str,
     ) -> Result<Deployed> {
         let module = compiled.module;
+        if let Ok(active) = self.get(entity_type) {
+            let (old, new) = (active.module.descriptor(), module.descriptor());
+            if old.crdt != new.crdt || (old.kind == EntityKind::Crdt) != (new.kind == EntityKind::Crdt) {
+                let name = |d: &cella_host::Descriptor| match d.crdt {
+                    Some(t) => format!("a crdt entity of type {}", t.as_str()),
+                    None => format!("a {} entity", d.kind.as_str()),
+                };
+                return Err(Error::BadRequest(format!(
+                    "`{entity_type}` is {}; this component declares {} (the data of existing entities would not fit: deploy it under a new type name)",
+                    name(old),
+                    name(new)
+                )));
+            }
+        }
         let replayed = self.verify_replay(entity_type, &module).await?;
         let warnings = module.warnings().to_vec();
         let descriptor = module.descriptor();

@@ -42,7 +42,15 @@ pub(super) fn modules(answer: &Value) -> String {
         return "no modules deployed\n".to_string();
     }
     let mut t = table(&[
-        "TYPE", "VERSION", "KIND", "VERSIONS", "DEPLOYED", "LIMITS", "COMMANDS",
+        "TYPE",
+        "VERSION",
+        "KIND",
+        "CONSISTENCY",
+        "DURABILITY",
+        "VERSIONS",
+        "DEPLOYED",
+        "LIMITS",
+        "COMMANDS",
     ]);
     for m in &modules {
         let versions = m["versions"].as_array().cloned().unwrap_or_default();
@@ -56,14 +64,19 @@ pub(super) fn modules(answer: &Value) -> String {
         t.add_row(vec![
             m["type"].as_str().unwrap_or("?").to_string(),
             number(&m["version"]),
-            m["kind"].as_str().unwrap_or("-").to_string(),
+            match m["crdt"].as_str() {
+                Some(crdt) => format!("crdt:{crdt}"),
+                None => m["kind"].as_str().unwrap_or("-").to_string(),
+            },
+            m["consistency"].as_str().unwrap_or("-").to_string(),
+            m["durability"].as_str().unwrap_or("-").to_string(),
             versions.len().to_string(),
             active.map_or("-".to_string(), |v| time(&v["createdMs"])),
             limits(&m["limits"]),
             commands.join(", "),
         ]);
     }
-    align_right(&mut t, &[1, 3]);
+    align_right(&mut t, &[1, 5]);
     render(&t)
 }
 
@@ -227,6 +240,7 @@ mod tests {
     fn module_rows() {
         let answer = json!({"modules": [{
             "type": "counter", "version": 2, "kind": "value", "commands": ["add", "get"],
+            "consistency": "strong", "durability": "durable", "crdt": null,
             "versions": [{"version": 1, "createdMs": 0}, {"version": 2, "createdMs": 86_400_000}],
             "limits": {"deadlineMs": null, "maxConcurrent": 2, "cpuShare": null},
         }]});
@@ -235,7 +249,15 @@ mod tests {
         assert_eq!(
             words(lines[0]),
             [
-                "TYPE", "VERSION", "KIND", "VERSIONS", "DEPLOYED", "LIMITS", "COMMANDS"
+                "TYPE",
+                "VERSION",
+                "KIND",
+                "CONSISTENCY",
+                "DURABILITY",
+                "VERSIONS",
+                "DEPLOYED",
+                "LIMITS",
+                "COMMANDS"
             ]
         );
         assert_eq!(
@@ -244,6 +266,8 @@ mod tests {
                 "counter",
                 "2",
                 "value",
+                "strong",
+                "durable",
                 "2",
                 "1970-01-02",
                 "00:00:00",

@@ -266,6 +266,10 @@ pub(super) async fn delete(
     let origin = Origin::of(&req, Via::Request);
     dispatch(node, Target::Metadata, &origin, Bytes::new(), || async {
         node.registry.delete(&ty, &caller.id).await?;
+        // Unjournaled state this node held for the type (other nodes drop theirs when they
+        // drop the module).
+        node.entities.drop_ephemeral(&ty);
+        node.crdts.remove_type(&ty).await?;
         tracing::info!(token = %caller.id, "deleted {ty}");
         Ok(json_response(
             StatusCode::OK,
