@@ -17,6 +17,7 @@ pub const GUESTS: &[&str] = &[
     "counter",
     "shopping-cart",
     "cart-stats",
+    "likes",
     "account",
     "transfer",
     "misbehave",
@@ -26,12 +27,21 @@ pub const GUESTS: &[&str] = &[
     "tally-trapping",
     "clock",
     "v01-counter",
+    "visits",
+    "presence",
     "tck-value",
     "tck-events",
+    "tck-crdt",
 ];
 
 /// The guests the TCK deploys, also collected as `target/components/rust/<crate>.wasm`.
-pub const TCK_COMPONENTS: &[&str] = &["tck-value", "tck-events", "counter", "shopping-cart"];
+pub const TCK_COMPONENTS: &[&str] = &[
+    "tck-value",
+    "tck-events",
+    "tck-crdt",
+    "counter",
+    "shopping-cart",
+];
 
 /// A built component.
 #[derive(Clone, Debug)]
