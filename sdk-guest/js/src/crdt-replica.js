@@ -9,7 +9,7 @@
  * increment or decrement a pn-counter, add or remove an or-set, set a register, enable or
  * disable a flag, vote a vote, a longer path or delete a map) and a vote counts this replica's
  * vote. As in the host, a deleted map key's data is kept unread: writing the key again goes on
- * from it (a counter does not restart from zero).
+ * from it (a counter does not restart from zero), and a path has at most 32 keys.
  *
  * A value fed in as JSON (`new CrdtReplica(type, value)`) has no types below its top: each map
  * entry takes the type of the first operation on it that fits its shape, and a fed vote's
@@ -248,9 +248,15 @@ function act(node, { tag, val }, where) {
   }
 }
 
+/** How deeply the host nests maps: an operation's path has at most this many keys. */
+export const MAX_PATH = 32;
+
 /** Applies one WIT `crdt-op` to `root`. */
 function applyOp(root, op) {
   const { path, action, creates } = op;
+  if (path.length > MAX_PATH) {
+    throw new ReplicaError(`an operation's path is ${path.length} keys deep (at most ${MAX_PATH})`);
+  }
   let node = root;
   for (let i = 0; i < path.length; i++) {
     const key = path[i];

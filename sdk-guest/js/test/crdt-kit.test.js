@@ -64,6 +64,9 @@ describe('CrdtReplica', () => {
     assert.deepEqual(map.value, { a: { b: { n: 3 }, s: [1] }, c: false }, 'a deleted key goes on from its data');
     map.apply([op([], 'clear')]);
     assert.deepEqual(map.value, {});
+    const deep = (n) => op(Array.from({ length: n }, (_, i) => `k${i}`), 'enable', undefined, 'flag');
+    map.apply([deep(32)]);
+    assert.throws(() => map.apply([deep(33)]), { name: 'ReplicaError', message: "an operation's path is 33 keys deep (at most 32)" });
   });
 
   test('an operation of the wrong type fails the whole command and changes nothing', () => {
