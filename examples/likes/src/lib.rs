@@ -1,20 +1,46 @@
 //! Example crdt entity: likes, a durable pn-counter that every node serves without consensus.
-//! `like` and `unlike` (payload `null`, or `{"consistency": "majority"}` / `"all"` to wait for
-//! that many nodes to hold the change) reply the count this node now sees; `count` replies it.
+//! `like` and `unlike` (payload `null`, or `{"consistency": "majority"}` or `{"consistency":
+//! "all"}`, or just `"majority"` or `"all"`, to wait for that many nodes to hold the change) reply
+//! the count this node now sees: the value handed in plus this command's change; `count` replies
+//! the value.
 
-use cella_sdk::json;
 use cella_sdk::{Consistency, CrdtContext, CrdtEntity, Deserialize, PNCounter, Reply, Result};
+use cella_sdk::{Value, json};
+use serde::Deserializer;
+use serde::de::Error as _;
 
 /// The likes of one item (the entity's key).
 pub struct Likes;
 
 /// How a `like` or `unlike` is acknowledged: by this node (the default), or once a majority or
-/// all of the nodes hold it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// all of the nodes hold it. The payload `{"consistency": C}`, or just `C`, with `C` one of
+/// `"local"`, `"majority"`, `"all"` (`{}` is `"local"`).
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Options {
-    #[serde(default)]
     pub consistency: Consistency,
+}
+
+impl<'de> Deserialize<'de> for Options {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> core::result::Result<Self, D::Error> {
+        let payload = Value::deserialize(deserializer)?;
+        let named = match &payload {
+            Value::Object(fields) if fields.keys().all(|k| k == "consistency") => {
+                fields.get("consistency")
+            }
+            Value::String(_) => Some(&payload),
+            _ => {
+                return Err(D::Error::custom(format!(
+                    "expected null, {{\"consistency\": C}} or C, with C one of \"local\", \
+                     \"majority\", \"all\"; got {payload}"
+                )));
+            }
+        };
+        let consistency = match named {
+            None => Consistency::Local,
+            Some(named) => Consistency::deserialize(named.clone()).map_err(D::Error::custom)?,
+        };
+        Ok(Options { consistency })
+    }
 }
 
 #[derive(Deserialize)]
@@ -101,7 +127,9 @@ mod tests {
         assert_eq!(kit.last().unwrap().consistency, Consistency::All);
         kit.handle("like", json!({})).unwrap();
         assert_eq!(kit.last().unwrap().consistency, Consistency::Local);
-        assert_eq!(kit.value(), json!(1));
+        kit.handle("like", json!("majority")).unwrap();
+        assert_eq!(kit.last().unwrap().consistency, Consistency::Majority);
+        assert_eq!(kit.value(), json!(2));
     }
 
     #[test]
@@ -111,7 +139,7 @@ mod tests {
             json!({"consistency": "most"}),
             json!({"consistency": 2}),
             json!({"quorum": "all"}),
-            json!("majority"),
+            json!("most"),
             json!(1),
         ] {
             assert!(
