@@ -18,6 +18,9 @@ use serde_json::Value;
 
 use crate::crdt::{CrdtAction, CrdtOp, CrdtType};
 
+/// The most map keys an operation's path may have (the host fails a command with a deeper one).
+pub(crate) const MAX_PATH: usize = 32;
+
 /// How an operation that does not fit its data is treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
@@ -188,6 +191,15 @@ impl Node {
     /// its data fails, and may have changed part of it (apply a command's operations to a
     /// copy); in [`Mode::Guest`] such an operation is skipped.
     pub(crate) fn apply(&mut self, op: &CrdtOp, mode: Mode) -> Result<(), String> {
+        if op.path.len() > MAX_PATH {
+            return match mode {
+                Mode::Guest => Ok(()),
+                Mode::Replica => Err(format!(
+                    "an operation's path is {} keys deep (at most {MAX_PATH})",
+                    op.path.len()
+                )),
+            };
+        }
         let result = self.apply_at(&op.path, op, mode);
         match mode {
             Mode::Guest => Ok(()),

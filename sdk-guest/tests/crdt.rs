@@ -396,4 +396,8 @@ fn the_replica_models_registers_flags_votes_and_inferred_types() {
         json!({"votes_for": 1, "voters": 3, "majority": false})
     );
     assert!(CrdtReplica::from_value(CrdtType::Flag, &json!(1)).is_err());
+    // The host refuses paths deeper than 32 keys.
+    let deep = |n: usize| CrdtOp::new(vec!["k"; n], CrdtAction::Enable, Some(CrdtType::Flag));
+    map.apply(&[deep(32)]).unwrap();
+    assert!(matches!(map.apply(&[deep(33)]), Err(m) if m.contains("33 keys deep")));
 }
