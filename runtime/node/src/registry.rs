@@ -316,7 +316,9 @@ impl Registry {
         let module = compiled.module;
         if let Ok(active) = self.get(entity_type) {
             let (old, new) = (active.module.descriptor(), module.descriptor());
-            if old.crdt != new.crdt || (old.kind == EntityKind::Crdt) != (new.kind == EntityKind::Crdt) {
+            if old.crdt != new.crdt
+                || (old.kind == EntityKind::Crdt) != (new.kind == EntityKind::Crdt)
+            {
                 let name = |d: &cella_host::Descriptor| match d.crdt {
                     Some(t) => format!("a crdt entity of type {}", t.as_str()),
                     None => format!("a {} entity", d.kind.as_str()),

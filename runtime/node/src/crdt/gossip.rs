@@ -38,7 +38,7 @@ const BATCH: usize = 4096;
 /// How long a peer that failed is left alone.
 const BACK_OFF: Duration = Duration::from_millis(250);
 /// How long one peer request may take.
-const PEER_TIMEOUT: Duration = Duration::from_secs(5);
+const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The messages of the crdt peer endpoint.
 #[derive(Debug, Serialize, Deserialize)]
@@ -173,28 +173,61 @@ pub fn start(crdts: &Arc<Crdts>) {
     tokio::spawn(anti_entropy_loop(Arc::downgrade(crdts), stopping));
 }
 
+/// What the loops know of each peer: whether a send to it is under way (a slow or frozen
+/// peer holds up only its own traffic), and until when it rests after a failure.
+#[derive(Default)]
+struct PeerState {
+    busy: bool,
+    resting_until: Option<Instant>,
+}
+
+type PeerStates = Arc<std::sync::Mutex<HashMap<u64, PeerState>>>;
+
+/// Marks `peer` busy if it is free and not resting; whether it was.
+fn claim(states: &PeerStates, peer: u64) -> bool {
+    let mut states = states
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let state = states.entry(peer).or_default();
+    let rested = state.resting_until.is_none_or(|t| t <= Instant::now());
+    if state.busy || !rested {
+        return false;
+    }
+    state.busy = true;
+    true
+}
+
+/// Frees `peer`, resting it for [`BACK_OFF`] when its exchange failed.
+fn release(states: &PeerStates, peer: u64, ok: bool) {
+    let mut states = states
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let state = states.entry(peer).or_default();
+    state.busy = false;
+    state.resting_until = (!ok).then(|| Instant::now() + BACK_OFF);
+}
+
 async fn gossip_loop(node: Weak<Crdts>, mut stopping: tokio::sync::watch::Receiver<bool>) {
-    let mut resting: HashMap<u64, Instant> = HashMap::new();
+    let states = PeerStates::default();
     loop {
         let Some(n) = node.upgrade() else { break };
         let interval = n.options.gossip_interval;
         let peers = peers(&n);
         n.replicas().set_peers(peers.iter().map(|(id, _)| *id));
-        let now = Instant::now();
-        resting.retain(|_, until| *until > now);
-        let mut sends = FuturesUnordered::new();
-        for (id, addr) in &peers {
-            if resting.contains_key(id) || !n.replicas().has_pending(*id) {
+        for (id, addr) in peers {
+            if !n.replicas().has_pending(id) || !claim(&states, id) {
                 continue;
             }
-            sends.push(send_pending(&n, *id, addr));
+            let (n, states) = (n.clone(), states.clone());
+            tokio::spawn(async move {
+                let (_, ok) = send_pending(&n, id, &addr).await;
+                release(&states, id, ok);
+                if ok {
+                    // Changes queued while this send was under way go out at once.
+                    n.wake.notify_one();
+                }
+            });
         }
-        while let Some((id, ok)) = sends.next().await {
-            if !ok {
-                resting.insert(id, Instant::now() + BACK_OFF);
-            }
-        }
-        drop(sends);
         tokio::select! {
             _ = n.wake.notified() => tokio::time::sleep(interval).await,
             _ = tokio::time::sleep(interval.max(Duration::from_millis(100))) => {}
@@ -235,21 +268,23 @@ async fn send_pending(crdts: &Crdts, peer: u64, addr: &str) -> (u64, bool) {
 }
 
 async fn anti_entropy_loop(node: Weak<Crdts>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let states = PeerStates::default();
     loop {
         let Some(n) = node.upgrade() else { break };
         let interval = n.options.anti_entropy_interval;
-        let rounds: FuturesUnordered<_> = peers(&n)
-            .into_iter()
-            .map(|(id, addr)| {
-                let n = n.clone();
-                async move {
-                    if let Err(e) = repair_with(&n, &addr).await {
-                        tracing::debug!("crdt anti-entropy with node {id}: {e}");
-                    }
+        for (id, addr) in peers(&n) {
+            if !claim(&states, id) {
+                continue;
+            }
+            let (n, states) = (n.clone(), states.clone());
+            tokio::spawn(async move {
+                let done = repair_with(&n, &addr).await;
+                if let Err(e) = &done {
+                    tracing::debug!("crdt anti-entropy with node {id}: {e}");
                 }
-            })
-            .collect();
-        rounds.collect::<Vec<()>>().await;
+                release(&states, id, done.is_ok());
+            });
+        }
         drop(n);
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

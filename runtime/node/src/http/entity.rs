@@ -67,7 +67,7 @@ async fn run_routed(
     if let Some(unjournaled) = unjournaled(node, &ty).await? {
         return run_unjournaled(node, &ty, &key, &command, req, unjournaled).await;
     }
-    if super::body::query_param(&req, "consistency").is_some() {
+    if super::body::query_param(&req, "consistency").is_some() && node.registry.get(&ty).is_ok() {
         return Err(Error::BadRequest(format!(
             "`{ty}` is not a crdt type: its commands are always strongly consistent (drop `consistency`)"
         )));
