@@ -170,7 +170,9 @@
  * Reads reflect the command's own operations: a counter with its increments, a set with its
  * adds and removes, a register with its `set`, a flag, a map's keys. They show this node's
  * view of the replicated value, as one replica: a register set in this command reads as that
- * value, a vote shows this command's vote only while nobody had voted. A handle of one type
+ * value, a vote shows this command's vote only while nobody had voted, and data deleted or
+ * cleared reads as new in the rest of the command (the host keeps a deleted key's data unread,
+ * so a counter written again after `delete` goes on from its old count). A handle of one type
  * used on data of another (a `flag` on a key holding a counter) is not checked by the SDK: the
  * host fails the command (`entity_failed`) and applies none of its operations.
  *
@@ -213,7 +215,12 @@
  * # Testing
  *
  * `TestKit` from `cella-sdk/testing` runs commands through the same export functions a
- * component runs, in Node, without building a component (`node --test`).
+ * component runs, in Node, without building a component (`node --test`). For a crdt entity it
+ * keeps the value as one replica and applies each command's operations to it as the host
+ * does: `kit.value` reads it, `kit.setValue(json)` feeds one in, `kit.last.ops` and
+ * `kit.last.consistency` are what the command answered, and operations the host would refuse
+ * fail the command (`CommandFailure` of kind `failed`). `kit.restart()` empties an ephemeral
+ * entity.
  */
 
 import { normalize, glue, DEFINITION } from './glue.js';
