@@ -32,8 +32,14 @@ the value (start it from any JSON value), records each command's operations
 (``kit.last.ops``, as :class:`CrdtOp`) and consistency, and applies the operations to the
 value as the host does, so commands chain::
 
+    class Likes(cella.CrdtEntity[cella.ORMap]):
+        @cella.command
+        def like(self, who: str) -> int:
+            self.data.g_counter(who).increment()
+            return self.data.g_counter(who).value
+
     kit = CrdtTestKit(Likes, value={"alice": 2})
-    kit.handle("like", "alice")
+    assert kit.handle("like", "alice") == 3
     assert kit.last.ops == [CrdtOp(("alice",), "increment", 1, creates="g-counter")]
     assert kit.value == {"alice": 3}
 """
