@@ -68,7 +68,7 @@ use model::{Mode, Node};
 /// `export_entity!(crdt T)`, or `export_entity!(ephemeral crdt T)` for data kept in memory
 /// only (rebuilt from the other nodes' replicas after a restart).
 ///
-/// A crdt entity asks for no effects and forwards nothing: it has no [`Context`](crate::Context),
+/// A crdt entity asks for no effects and forwards nothing: it has no [`Context`],
 /// only a [`CrdtContext`].
 pub trait CrdtEntity: 'static {
     /// The entity's data: the handle of its crdt type, which names the type in the descriptor.
@@ -240,7 +240,7 @@ impl CrdtOp {
 }
 
 /// The handler's view of a crdt command: the host-chosen facts of the command (as in
-/// [`Context`](crate::Context)) and the consistency its change needs before the reply.
+/// [`Context`]) and the consistency its change needs before the reply.
 #[derive(Debug)]
 pub struct CrdtContext {
     ctx: Context,

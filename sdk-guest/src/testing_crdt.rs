@@ -3,48 +3,6 @@
 //! give it; it records each command's operations and consistency ([`CrdtHandled`]) and applies
 //! the operations to a [`CrdtReplica`], a single-replica model of the value, so that commands
 //! chain as on a node that is alone in its cluster.
-//!
-//! ```
-//! use cella_sdk::crdt::{CrdtAction, CrdtOp};
-//! use cella_sdk::testing::{CrdtTestKit, Failure};
-//! use cella_sdk::{Consistency, CrdtContext, CrdtEntity, Deserialize, ORSet, Reply, Result};
-//! use cella_sdk::{json, reject};
-//!
-//! struct Tags;
-//!
-//! #[derive(Deserialize)]
-//! #[serde(rename_all = "kebab-case")]
-//! enum Command {
-//!     Tag(String),
-//!     Untag(String),
-//! }
-//!
-//! impl CrdtEntity for Tags {
-//!     type Data = ORSet<String>;
-//!     type Command = Command;
-//!     fn handle(tags: &mut ORSet<String>, cmd: Command, ctx: &mut CrdtContext) -> Result<Reply> {
-//!         match cmd {
-//!             Command::Tag(tag) if tag.is_empty() => reject!("a tag is not empty"),
-//!             Command::Tag(tag) => tags.add(&tag),
-//!             Command::Untag(tag) => {
-//!                 ctx.set_consistency(Consistency::Majority);
-//!                 tags.remove(&tag);
-//!             }
-//!         }
-//!         Ok(json!(tags.elements()))
-//!     }
-//! }
-//! cella_sdk::export_entity!(crdt Tags);
-//!
-//! let mut kit = CrdtTestKit::<Tags>::new();
-//! kit.set_value(json!(["red"]));
-//! assert_eq!(kit.handle("tag", json!("blue")), Ok(json!(["blue", "red"])));
-//! assert_eq!(kit.last().unwrap().ops, [CrdtOp::root(CrdtAction::Add(json!("blue")))]);
-//! assert_eq!(kit.handle("untag", json!("red")), Ok(json!(["blue"])));
-//! assert_eq!(kit.last().unwrap().consistency, Consistency::Majority);
-//! assert_eq!(kit.value(), json!(["blue"]));
-//! assert!(matches!(kit.handle("tag", json!("")), Err(Failure::Rejected(_))));
-//! ```
 
 use core::marker::PhantomData;
 
@@ -126,8 +84,51 @@ pub struct CrdtHandled {
     pub consistency: Consistency,
 }
 
-/// Runs a [`CrdtEntity`](crate::CrdtEntity) in-process, as a node alone in its cluster does
-/// (see the [module docs](self)).
+/// Runs a [`CrdtEntity`](crate::CrdtEntity) in-process, as a node alone in its cluster does:
+/// hands it a value, records each command's operations and consistency ([`CrdtHandled`]) and
+/// applies the operations to a [`CrdtReplica`], so that commands chain.
+///
+/// ```
+/// use cella_sdk::crdt::{CrdtAction, CrdtOp};
+/// use cella_sdk::testing::{CrdtTestKit, Failure};
+/// use cella_sdk::{Consistency, CrdtContext, CrdtEntity, Deserialize, ORSet, Reply, Result};
+/// use cella_sdk::{json, reject};
+///
+/// struct Tags;
+///
+/// #[derive(Deserialize)]
+/// #[serde(rename_all = "kebab-case")]
+/// enum Command {
+///     Tag(String),
+///     Untag(String),
+/// }
+///
+/// impl CrdtEntity for Tags {
+///     type Data = ORSet<String>;
+///     type Command = Command;
+///     fn handle(tags: &mut ORSet<String>, cmd: Command, ctx: &mut CrdtContext) -> Result<Reply> {
+///         match cmd {
+///             Command::Tag(tag) if tag.is_empty() => reject!("a tag is not empty"),
+///             Command::Tag(tag) => tags.add(&tag),
+///             Command::Untag(tag) => {
+///                 ctx.set_consistency(Consistency::Majority);
+///                 tags.remove(&tag);
+///             }
+///         }
+///         Ok(json!(tags.elements()))
+///     }
+/// }
+/// cella_sdk::export_entity!(crdt Tags);
+///
+/// let mut kit = CrdtTestKit::<Tags>::new();
+/// kit.set_value(json!(["red"]));
+/// assert_eq!(kit.handle("tag", json!("blue")), Ok(json!(["blue", "red"])));
+/// assert_eq!(kit.last().unwrap().ops, [CrdtOp::root(CrdtAction::Add(json!("blue")))]);
+/// assert_eq!(kit.handle("untag", json!("red")), Ok(json!(["blue"])));
+/// assert_eq!(kit.last().unwrap().consistency, Consistency::Majority);
+/// assert_eq!(kit.value(), json!(["blue"]));
+/// assert!(matches!(kit.handle("tag", json!("")), Err(Failure::Rejected(_))));
+/// ```
 ///
 /// [`handle`](CrdtTestKit::handle) hands the entity the kit's value, runs the command and
 /// applies its operations to the value; an operation the data does not take fails the command
