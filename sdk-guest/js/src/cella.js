@@ -239,10 +239,9 @@ export {
   Flag,
   ORMap,
   Vote,
-  canonical as canonicalJson,
 } from './crdt.js';
 export { schema, SchemaError, isInt64, INT64_MIN, INT64_MAX, UINT64_MAX } from './schema.js';
-export { parse as parseJson, stringify as stringifyJson } from './json.js';
+export { parse as parseJson, stringify as stringifyJson, canonical as canonicalJson } from './json.js';
 
 /**
  * A topic the entity subscribes to: its messages come as `command`, to the entity named by the

@@ -18,8 +18,8 @@
  * `ReplicaError`, and none of the command's operations is applied: what the host does.
  */
 
-import { CRDT_TYPES, canonical, compareText, copyJson, emptyValue, fits } from './crdt.js';
-import { parse, stringify } from './json.js';
+import { CRDT_TYPES, emptyValue, fits } from './crdt.js';
+import { canonical, compareText, copyJson, parse, stringify } from './json.js';
 
 /** An operation the host would refuse: the command fails and nothing is applied. */
 export class ReplicaError extends Error {

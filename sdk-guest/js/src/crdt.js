@@ -21,7 +21,7 @@
  * code: a `TypeError`.
  */
 
-import { parse, stringify } from './json.js';
+import { canonical, compareText, copyJson, parse, setKey, stringify } from './json.js';
 import { UINT64_MAX } from './schema.js';
 
 /** The crdt types, by their WIT names. */
@@ -42,62 +42,6 @@ export const CONSISTENCIES = Object.freeze(['local', 'majority', 'all']);
 const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
 const isCount = (value) =>
   typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value));
-
-/** Compares strings by code point, which is how the host (UTF-8 bytes) orders them. */
-export function compareText(a, b) {
-  let i = 0;
-  while (i < a.length && i < b.length) {
-    const x = a.codePointAt(i);
-    const y = b.codePointAt(i);
-    if (x !== y) {
-      return x - y;
-    }
-    i += x > 0xffff ? 2 : 1;
-  }
-  return a.length - b.length;
-}
-
-function writeCanonical(value) {
-  if (Array.isArray(value)) {
-    return `[${value.map(writeCanonical).join(',')}]`;
-  }
-  if (isObject(value)) {
-    const keys = Object.keys(value).sort(compareText);
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${writeCanonical(value[k])}`).join(',')}}`;
-  }
-  return stringify(value);
-}
-
-/**
- * The canonical JSON text of `value`, as the host keeps set elements and register values:
- * object keys sorted, no whitespace, integers exact. `undefined` for a value with no JSON form.
- * @param {unknown} value
- * @returns {string | undefined}
- */
-export function canonical(value) {
-  const text = stringify(value);
-  return text === undefined ? undefined : writeCanonical(parse(text));
-}
-
-/** A deep copy of a JSON value (as the SDK's JSON reads it). */
-export function copyJson(value) {
-  if (Array.isArray(value)) {
-    return value.map(copyJson);
-  }
-  if (isObject(value)) {
-    const out = {};
-    for (const key of Object.keys(value)) {
-      setKey(out, key, copyJson(value[key]));
-    }
-    return out;
-  }
-  return value;
-}
-
-/** Sets an own property, `__proto__` included. */
-function setKey(object, key, value) {
-  Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
-}
 
 /** The value of new data of `type`, as the host's JSON view shows it. */
 export function emptyValue(type) {

@@ -13,6 +13,10 @@
  *
  * Both take the built-in fast path when they can: text without a run of 16 or more digits
  * cannot hold an unsafe integer, and a value without a `BigInt` stringifies natively.
+ *
+ * `canonical` writes the canonical text the host keeps crdt set elements and register values
+ * in (object keys sorted by code point, no whitespace); `compareText` orders strings as the host
+ * does (by code point, i.e. by UTF-8 bytes); `copyJson` deep-copies a parsed value.
  */
 
 /** Text that may hold an integer literal beyond the safe range (16+ digits in a row). */
@@ -107,6 +111,64 @@ function write(value, key, stack) {
   }
   stack.delete(value);
   return out;
+}
+
+const isObject = (value) => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Compares strings by code point, which is how the host (UTF-8 bytes) orders them. */
+export function compareText(a, b) {
+  let i = 0;
+  while (i < a.length && i < b.length) {
+    const x = a.codePointAt(i);
+    const y = b.codePointAt(i);
+    if (x !== y) {
+      return x - y;
+    }
+    i += x > 0xffff ? 2 : 1;
+  }
+  return a.length - b.length;
+}
+
+function writeCanonical(value) {
+  if (Array.isArray(value)) {
+    return `[${value.map(writeCanonical).join(',')}]`;
+  }
+  if (isObject(value)) {
+    const keys = Object.keys(value).sort(compareText);
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${writeCanonical(value[k])}`).join(',')}}`;
+  }
+  return stringify(value);
+}
+
+/**
+ * The canonical JSON text of `value`, as the host keeps set elements and register values:
+ * object keys sorted, no whitespace, integers exact. `undefined` for a value with no JSON form.
+ * @param {unknown} value
+ * @returns {string | undefined}
+ */
+export function canonical(value) {
+  const text = stringify(value);
+  return text === undefined ? undefined : writeCanonical(parse(text));
+}
+
+/** A deep copy of a JSON value (as the SDK's JSON reads it). */
+export function copyJson(value) {
+  if (Array.isArray(value)) {
+    return value.map(copyJson);
+  }
+  if (isObject(value)) {
+    const out = {};
+    for (const key of Object.keys(value)) {
+      setKey(out, key, copyJson(value[key]));
+    }
+    return out;
+  }
+  return value;
+}
+
+/** Sets an own property, `__proto__` included. */
+export function setKey(object, key, value) {
+  Object.defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
 }
 
 const NUMBER = /-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
