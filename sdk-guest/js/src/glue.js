@@ -131,12 +131,14 @@ export const DEFINITION = Symbol.for('cella.entity.definition');
 
 const WHAT = { value: 'valueEntity', 'event-sourced': 'eventSourcedEntity', crdt: 'crdtEntity' };
 
-/** Checks the `commands` of a definition: handlers by name, `{payload, handle}`. */
-function commandsOf(what, def) {
+/**
+ * Checks the `commands` of a definition: handlers by name, `{payload, handle}`. `first` names
+ * a handler's first argument in messages (`state`, or a crdt entity's `data`).
+ */
+function commandsOf(what, def, first) {
   if (typeof def.commands !== 'object' || def.commands === null) {
     throw new TypeError(`${what}: \`commands\` must be an object of command handlers by name`);
   }
-  const first = def.kind === 'crdt' ? 'data' : 'state';
   const commands = new Map();
   for (const [name, command] of Object.entries(def.commands)) {
     if (name === '') {
@@ -186,7 +188,7 @@ function normalizeCrdt(what, def) {
       );
     }
   }
-  const commands = commandsOf(what, { ...def, kind: 'crdt' });
+  const commands = commandsOf(what, def, 'data');
   return {
     kind: 'crdt',
     initialText: stringify(emptyValue(def.type)),
@@ -224,7 +226,7 @@ export function normalize(kind, def) {
   if (initialText === undefined) {
     throw new TypeError(`${what}: \`initialState\` has no JSON form`);
   }
-  const commands = commandsOf(what, def);
+  const commands = commandsOf(what, def, 'state');
   for (const key of ['stateSchema', 'eventSchema']) {
     if (def[key] !== undefined && typeof def[key] !== 'function') {
       throw new TypeError(`${what}: \`${key}\` must be a schema (a function)`);
