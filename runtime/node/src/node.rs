@@ -269,11 +269,12 @@ impl Node {
             },
             self.registry.len(),
         );
-        crate::memory_metrics::with_resident_memory(
+        let rendered = crate::memory_metrics::with_resident_memory(
             rendered,
             self.entities.resident_bytes(),
             self.entities.resident_budget(),
-        )
+        );
+        crate::crdt::with_crdts(rendered, &self.crdts)
     }
 
     /// Starts a node and serves HTTP on `options.listen`.

@@ -13,6 +13,7 @@
 //! reuses the id under which the others hold its earlier operations.
 
 mod gossip;
+mod metrics;
 mod ops;
 
 use std::{
@@ -30,6 +31,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 pub use self::gossip::{PeerMessage, Repair, read, replicate, serve_peer, start};
+pub use self::metrics::with_crdts;
 pub use self::ops::{kind_of, to_op};
 use crate::error::{Error, Result};
 
