@@ -138,22 +138,39 @@ fn check_converged(sim: &Sim) {
     }
 }
 
-/// The elements of a set, or the dots' key of a flag, as elements.
+/// After lossless rounds, every queued delta was sent and confirmed: nothing waits.
+fn check_settled(sim: &Sim) {
+    for (i, node) in sim.nodes.iter().enumerate() {
+        assert!(node.sent.is_empty(), "node {i} waits for confirmations");
+        for peer in sim.peers(i) {
+            let waiting = node.replicas.has_pending(peer as u64);
+            assert!(!waiting, "node {i} still has deltas queued for {peer}");
+        }
+    }
+}
+
+/// The elements of an add-wins (or grow-only) state: a set's elements, a map's keys, `true`
+/// for an enabled flag.
 fn elements(state: Option<&Crdt>) -> BTreeSet<Element> {
     match state {
         Some(Crdt::GSet(s)) => s.elements().cloned().collect(),
         Some(Crdt::ORSet(s)) => s.elements().cloned().collect(),
         Some(Crdt::Flag(f)) if f.is_enabled() => BTreeSet::from([Element::new(&json!(true))]),
+        Some(Crdt::ORMap(m)) => m.keys().map(|key| Element::new(&json!(key))).collect(),
         _ => BTreeSet::new(),
     }
 }
 
-/// What an add-wins operation adds (`Some`) or removes (`None` for every element).
-fn add_or_remove(op: &Op) -> Option<(bool, Option<Element>)> {
-    match op {
+/// What an operation adds (`(true, Some(element))`) or removes (`(false, None)` for every
+/// element), in the terms of [`elements`].
+fn add_or_remove(done: &Done) -> Option<(bool, Option<Element>)> {
+    let key = |key: &String| Some(Element::new(&json!(key)));
+    match &done.op {
         Op::Add(v) => Some((true, Some(Element::new(v)))),
         Op::Enable => Some((true, Some(Element::new(&json!(true))))),
+        Op::Update(k, _) | Op::Create(k, ..) if !done.empty => Some((true, key(k))),
         Op::Remove(v) => Some((false, Some(Element::new(v)))),
+        Op::Delete(k) => Some((false, key(k))),
         Op::Disable | Op::Clear => Some((false, None)),
         _ => None,
     }
@@ -219,18 +236,18 @@ fn check_kept(sim: &Sim) -> usize {
                 let value = state.map_or(json!(0), Crdt::value);
                 assert_eq!(value, json!(total), "{t}/{k}: the kept increments");
             }
-            Kind::GSet | Kind::ORSet | Kind::Flag => {
+            Kind::GSet | Kind::ORSet | Kind::Flag | Kind::ORMap => {
                 let actual = elements(state);
                 let mut added = BTreeSet::new();
                 for &(id, done) in kept_ops() {
-                    let Some((true, Some(x))) = add_or_remove(&done.op) else {
+                    let Some((true, Some(x))) = add_or_remove(done) else {
                         continue;
                     };
-                    // Add wins: an element added, and not removed by any later operation,
-                    // kept or not, is in.
+                    // Add wins: an element (or map key) added, and not removed by any later
+                    // operation, kept or not, is in. (Map values are left to convergence.)
                     let removed_later = ops.iter().any(|&(j, d)| {
                         j > id
-                            && match add_or_remove(&d.op) {
+                            && match add_or_remove(d) {
                                 Some((false, None)) => true,
                                 Some((false, Some(y))) => y == x,
                                 _ => false,
@@ -271,8 +288,6 @@ fn check_kept(sim: &Sim) -> usize {
                     assert_eq!(vote.vote_of(replica), Some(v), "{t}/{k}: {replica}'s vote");
                 }
             }
-            // Concurrent kinds of one key replace each other: convergence is the check.
-            Kind::ORMap => {}
         }
     }
     sim.log.len() - kept.iter().map(Ghost::len).sum::<usize>()
@@ -297,6 +312,7 @@ proptest! {
     ) {
         let sim = run(nodes, seed, &ops, LOSSY, false);
         check_converged(&sim);
+        check_settled(&sim);
         check_kept(&sim);
     }
 

@@ -123,6 +123,8 @@ pub struct Done {
     pub op: Op,
     /// A register's write, with the timestamp the register gave it.
     pub write: Option<Write>,
+    /// Whether its delta was empty (a `Clear` of a map key never written adds nothing).
+    pub empty: bool,
 }
 
 /// What a run went through, to check that the schedules exercise every fault.
@@ -373,6 +375,7 @@ impl Sim {
             entity: e,
             op: op.clone(),
             write,
+            empty: applied.delta == Crdt::new(kind),
         });
         node.knows.entry(address.clone()).or_default().insert(id);
         if applied.changed {
