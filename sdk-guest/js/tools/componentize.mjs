@@ -153,7 +153,7 @@ export async function bundle(entry, tools) {
   if (!output.exports.includes('entity')) {
     throw new BuildError(
       `${entry} does not export \`entity\`\nhint: export the entity as the WIT interface: ` +
-        '`export const entity = valueEntity({...})` (or eventSourcedEntity)',
+        '`export const entity = valueEntity({...})` (or eventSourcedEntity, crdtEntity)',
     );
   }
   return result.outputFiles[0].text;
