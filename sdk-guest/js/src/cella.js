@@ -62,7 +62,8 @@
  *   disk (default `'durable'`): the handlers see no difference, but the state lives on its
  *   partition's leader and is gone after a restart or a leadership change. An ephemeral entity
  *   cannot ask for effects or `forward` (they need the journal): such a command fails with an
- *   `entity error:`. For caches, presence, anything cheap to lose.
+ *   `entity error:`; nor can it subscribe to topics (a `TypeError` when the module loads). For
+ *   caches, presence, anything cheap to lose.
  *
  * A value handler mutates the `state` it is given (or assigns `ctx.state`). An event-sourced
  * handler must not touch `state`: it calls `ctx.emit(event)`, which applies the event at once,
@@ -118,7 +119,7 @@
  *
  * # CRDT entities
  *
- * `crdtEntity({ type, commands, durability?, subscriptions? })` declares an entity whose state
+ * `crdtEntity({ type, commands, durability? })` declares an entity whose state
  * is a CRDT of `type`: `'g-counter'`, `'pn-counter'`, `'g-set'`, `'or-set'`, `'lww-register'`,
  * `'flag'`, `'or-map'` or `'vote'`. The host owns it: every node keeps a replica, serves
  * commands from it and gossips the changes. A handler is `(data, payload, ctx) => reply`, with
@@ -179,8 +180,8 @@
  * `ctx.consistency` (`'local'` by default, `'majority'` or `'all'`) says how many nodes must
  * hold the command's operations before the reply; the request may ask for more with
  * `?consistency=`, and the stronger one applies. A crdt entity has no effects and cannot
- * `forward` (a command that asks for them fails with an `entity error:`); the rest of the
- * context is there. Bad operation arguments (a negative increment, an element with no JSON
+ * `forward` (a command that asks for them fails with an `entity error:`) and no topic
+ * subscriptions; the rest of the context is there. Bad operation arguments (a negative increment, an element with no JSON
  * form) fail the command the same way.
  *
  * # Numbers
@@ -297,7 +298,6 @@ export function eventSourcedEntity(definition) {
  *   type: 'g-counter' | 'pn-counter' | 'g-set' | 'or-set' | 'lww-register' | 'flag' | 'or-map' | 'vote',
  *   commands: Record<string, Function | { payload?: Function, handle: Function }>,
  *   durability?: 'durable' | 'ephemeral',
- *   subscriptions?: Subscription[],
  * }} definition
  */
 export function crdtEntity(definition) {

@@ -181,6 +181,9 @@ function normalizeCrdt(what, def) {
   if (!CRDT_TYPES.includes(def.type)) {
     throw new TypeError(`${what}: \`type\` must be a crdt type, one of ${CRDT_TYPES.join(', ')}`);
   }
+  if (def.subscriptions !== undefined && def.subscriptions.length !== 0) {
+    throw new TypeError(`${what}: a crdt entity cannot subscribe to topics (deliveries need its partition's journal)`);
+  }
   for (const key of ['initialState', 'stateSchema', 'apply', 'eventSchema', 'eventsTopic', 'snapshotEvery']) {
     if (def[key] !== undefined) {
       throw new TypeError(
@@ -194,7 +197,7 @@ function normalizeCrdt(what, def) {
     initialText: stringify(emptyValue(def.type)),
     commands,
     snapshotEvery: 0,
-    subscriptions: subscriptions(what, def.subscriptions, commands),
+    subscriptions: [],
     eventsTopic: undefined,
     durability: durabilityOf(what, 'crdt', def),
     crdt: def.type,
@@ -251,6 +254,11 @@ export function normalize(kind, def) {
   if (eventsTopic !== undefined && !isName(eventsTopic)) {
     throw new TypeError(`${what}: \`eventsTopic\` must be a topic name (1-256 bytes, no \`/\`)`);
   }
+  const durability = durabilityOf(what, kind, def);
+  const subscribed = subscriptions(what, def.subscriptions, commands);
+  if (durability === 'ephemeral' && subscribed.length > 0) {
+    throw new TypeError(`${what}: an ephemeral entity cannot subscribe to topics (deliveries are journaled)`);
+  }
   return {
     kind,
     initialText,
@@ -259,9 +267,9 @@ export function normalize(kind, def) {
     eventSchema: def.eventSchema,
     apply: def.apply,
     snapshotEvery,
-    subscriptions: subscriptions(what, def.subscriptions, commands),
+    subscriptions: subscribed,
     eventsTopic,
-    durability: durabilityOf(what, kind, def),
+    durability,
     crdt: undefined,
   };
 }

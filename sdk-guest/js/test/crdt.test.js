@@ -71,6 +71,10 @@ test('crdt definitions are checked when the module loads', () => {
     [{ type: 'flag', initialState: false, commands: {} }, /a crdt entity has no `initialState`/],
     [{ type: 'flag', apply: () => 1, commands: {} }, /a crdt entity has no `apply`/],
     [{ type: 'flag', durability: 'volatile', commands: {} }, /`durability` must be 'durable' or 'ephemeral'/],
+    [
+      { type: 'flag', commands: { on: () => 1 }, subscriptions: [{ topic: 't', command: 'on', key: { fixed: 'k' } }] },
+      /a crdt entity cannot subscribe to topics/,
+    ],
   ];
   for (const [definition, message] of cases) {
     assert.throws(() => crdtEntity(definition), (e) => e instanceof TypeError && message.test(e.message), String(message));
@@ -345,6 +349,8 @@ test('an ephemeral value entity: same handlers, no effects', () => {
   assert.equal(ephemeral.describe().crdt, undefined);
   assert.equal(valueEntity(definition(undefined)).describe().durability, 'durable');
   assert.throws(() => valueEntity(definition('memory')), /`durability` must be 'durable' or 'ephemeral'/);
+  const subscriber = { ...definition('ephemeral'), subscriptions: [{ topic: 't', command: 'add', key: { pointer: '/k' } }] };
+  assert.throws(() => valueEntity(subscriber), /valueEntity: an ephemeral entity cannot subscribe to topics \(deliveries are journaled\)/);
 
   const kit = new TestKit(ephemeral);
   assert.equal(kit.durability, 'ephemeral');
