@@ -6,8 +6,9 @@
 //!   at most every [`CrdtOptions::gossip_interval`]) and sends them as one `deltas` message; the
 //!   peer merges (and stores) them before it answers, and a delta it did not confirm goes back
 //!   in the queue. A peer that failed is left alone for a back-off before the next try.
-//! - **Anti-entropy.** Every [`CrdtOptions::anti_entropy_interval`] the node sends each peer
-//!   its bucket digests (`digest`); the peer answers with the buckets that differ and its own
+//! - **Anti-entropy.** Every [`CrdtOptions::anti_entropy_interval`] after its start, or after
+//!   an exchange with a peer failed, else every [`CrdtOptions::anti_entropy_idle`], the node
+//!   sends the peer its bucket digests (`digest`); the peer answers with the buckets that differ and its own
 //!   states in them, which this node merges, then sends its states in those buckets back as
 //!   `deltas`. A node that was down, cut off or restarted empty is repaired in one round.
 //! - **Quorums.** A `majority`/`all` write sends its delta to every peer at once and answers
@@ -16,6 +17,7 @@
 //!
 //! [`CrdtOptions::gossip_interval`]: super::CrdtOptions::gossip_interval
 //! [`CrdtOptions::anti_entropy_interval`]: super::CrdtOptions::anti_entropy_interval
+//! [`CrdtOptions::anti_entropy_idle`]: super::CrdtOptions::anti_entropy_idle
 
 use std::{
     collections::HashMap,
@@ -259,6 +261,7 @@ async fn send_pending(crdts: &Crdts, peer: u64, addr: &str) -> (u64, bool) {
             Err(e) => {
                 tracing::debug!("crdt gossip to node {peer}: {e}");
                 crdts.counters.send_failures.fetch_add(1, Ordering::Relaxed);
+                suspect(crdts, peer, true);
                 crdts.replicas().requeue(peer, batch);
                 ok = false;
                 return (peer, ok);
@@ -267,21 +270,49 @@ async fn send_pending(crdts: &Crdts, peer: u64, addr: &str) -> (u64, bool) {
     }
 }
 
+/// Marks `peer` as one this node may have missed changes of or from (`true`), or not.
+fn suspect(crdts: &Crdts, peer: u64, suspect: bool) {
+    let mut set = crdts
+        .suspect
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if suspect {
+        set.insert(peer);
+    } else {
+        set.remove(&peer);
+    }
+}
+
 async fn anti_entropy_loop(node: Weak<Crdts>, mut stopping: tokio::sync::watch::Receiver<bool>) {
     let states = PeerStates::default();
+    let mut last: HashMap<u64, Instant> = HashMap::new();
     loop {
         let Some(n) = node.upgrade() else { break };
-        let interval = n.options.anti_entropy_interval;
+        let (interval, idle) = (n.options.anti_entropy_interval, n.options.anti_entropy_idle);
         for (id, addr) in peers(&n) {
-            if !claim(&states, id) {
+            // A peer not seen before (this node just started, or it joined) is repaired at once.
+            let due = match last.get(&id) {
+                None => true,
+                Some(at) => {
+                    let suspect = n
+                        .suspect
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .contains(&id);
+                    at.elapsed() >= if suspect { interval } else { idle }
+                }
+            };
+            if !due || !claim(&states, id) {
                 continue;
             }
+            last.insert(id, Instant::now());
             let (n, states) = (n.clone(), states.clone());
             tokio::spawn(async move {
                 let done = repair_with(&n, &addr).await;
                 if let Err(e) = &done {
                     tracing::debug!("crdt anti-entropy with node {id}: {e}");
                 }
+                suspect(&n, id, done.is_err());
                 release(&states, id, done.is_ok());
             });
         }

@@ -40,8 +40,12 @@ use crate::error::{Error, Result};
 pub struct CrdtOptions {
     /// How often queued deltas are sent to the peers (sooner when a change wakes the sender).
     pub gossip_interval: Duration,
-    /// How often this node compares digests with each peer and repairs what differs.
+    /// How often this node compares digests with a peer it may have missed changes of or
+    /// from: after its own start, and after an exchange with that peer failed.
     pub anti_entropy_interval: Duration,
+    /// How often it compares digests with a peer whose exchanges all succeed (a safety net:
+    /// gossip keeps such peers in step).
+    pub anti_entropy_idle: Duration,
     /// How long a `majority` or `all` write or read waits for the other nodes.
     pub quorum_timeout: Duration,
 }
@@ -51,6 +55,7 @@ impl Default for CrdtOptions {
         Self {
             gossip_interval: Duration::from_millis(20),
             anti_entropy_interval: Duration::from_millis(500),
+            anti_entropy_idle: Duration::from_secs(10),
             quorum_timeout: Duration::from_secs(5),
         }
     }
@@ -87,6 +92,8 @@ pub struct Crdts {
     watched: AtomicUsize,
     /// Wakes the gossip sender when a change is queued.
     wake: Notify,
+    /// Peers an exchange with failed since the last anti-entropy round with them succeeded.
+    suspect: Mutex<std::collections::HashSet<u64>>,
     pub counters: CrdtCounters,
 }
 
@@ -126,6 +133,7 @@ impl Crdts {
             watchers: Mutex::new(HashMap::new()),
             watched: AtomicUsize::new(0),
             wake: Notify::new(),
+            suspect: Mutex::default(),
             counters: CrdtCounters::default(),
         })
     }
