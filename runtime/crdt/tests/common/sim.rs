@@ -162,6 +162,7 @@ pub struct Sim {
 }
 
 impl Sim {
+    /// `nodes` nodes up with empty replicas; with `late`, late copies of deliveries are kept.
     pub fn new(nodes: usize, seed: u64, net: Net, late: bool) -> Sim {
         let mut sim = Sim {
             net,
@@ -198,6 +199,7 @@ impl Sim {
         (0..self.nodes.len()).filter(|&p| p != i).collect()
     }
 
+    /// Puts `msg` in flight, encoded and decoded as on the wire, unless the network loses it.
     pub fn send(&mut self, mut msg: Msg) {
         let delta = matches!(msg.body, Body::Deltas { .. } | Body::Confirm { .. });
         if (self.net.deltas_lost && delta) || (!self.calm && self.rng.chance(self.net.drop)) {
@@ -224,6 +226,8 @@ impl Sim {
         self.handle(msg);
     }
 
+    /// What the receiving node does: merge and confirm deltas, answer a digest with the states
+    /// of the buckets that differ, merge states (and answer with its own when asked).
     pub fn handle(&mut self, msg: Msg) {
         let Msg { from, to, body } = msg;
         if !self.nodes[to].up {
@@ -280,6 +284,7 @@ impl Sim {
         }
     }
 
+    /// Node `i` merges `items`, learning the operations they carry.
     pub fn merge_all(&mut self, i: usize, items: Vec<Item>) {
         let node = &mut self.nodes[i];
         for item in &items {
@@ -350,6 +355,7 @@ impl Sim {
         items
     }
 
+    /// Node `i` applies `op` to entity `e`, as the node runs a command's operations.
     pub fn apply(&mut self, i: usize, e: usize, op: &Op) {
         let (kind, address) = entity(e);
         let peers = self.peers(i);
@@ -430,6 +436,7 @@ impl Sim {
         }
     }
 
+    /// Node `i` puts `items` back in `peer`'s queue.
     pub fn requeue(&mut self, i: usize, peer: usize, items: Vec<Item>) {
         let node = &mut self.nodes[i];
         for item in &items {
@@ -447,6 +454,7 @@ impl Sim {
         }
     }
 
+    /// Node `from` starts anti-entropy with `to`: its digest.
     pub fn anti_entropy(&mut self, from: usize, to: usize) {
         let digest = self.nodes[from].replicas.digest();
         let body = Body::Digest(digest);
