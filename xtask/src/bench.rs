@@ -170,7 +170,7 @@ pub(crate) fn run_wrk_path(
 
 /// Runs the benchmark. `secs` per cell.
 /// Waits until every raft group seen from `addr` has a leader, and leaders are on every node.
-fn wait_for_leaders(addrs: &[String]) -> anyhow::Result<()> {
+pub(crate) fn wait_for_leaders(addrs: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     loop {
         // A node reports the groups it takes part in: each group must be led as some node
@@ -267,6 +267,8 @@ pub struct Parts {
     pub capacity: Option<crate::bench_capacity::Options>,
     /// The fairness part (alone: it starts a node of its own), with its sizes.
     pub fairness: Option<crate::bench_fairness::Options>,
+    /// The crdt part (alone: it starts nodes of its own), with its sizes.
+    pub crdt: Option<crate::bench_crdt::Options>,
     /// Mutual TLS between the nodes (`--peer-ca/--peer-cert/--peer-key`, certificates made
     /// by `cella cluster certs`) instead of the cluster secret; the listener then speaks TLS to
     /// clients too, so the bench's requests and wrk use `https://`.
@@ -344,6 +346,11 @@ pub fn run(
     }
     if let Some(opts) = parts.capacity {
         crate::bench_capacity::run(&bin, &tmp, opts)?;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(());
+    }
+    if let Some(opts) = parts.crdt {
+        crate::bench_crdt::run(&bin, &tmp, &script, opts)?;
         let _ = std::fs::remove_dir_all(&tmp);
         return Ok(());
     }

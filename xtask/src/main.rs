@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_capacity;
+mod bench_crdt;
 mod bench_effects;
 mod bench_fairness;
 mod bench_langs;
@@ -168,6 +169,8 @@ enum Task {
         /// Fairness part: clients driving the looping guest
         #[arg(long, value_name = "N", default_value_t = 4)]
         fairness_loopers: u32,
+        #[command(flatten)]
+        crdt: bench_crdt::Args,
         /// Languages part: the guest languages (comma-separated) [default: all three]
         #[arg(
             long = "langs",
@@ -235,6 +238,7 @@ fn bench_parts(task: &Task) -> bench::Parts {
         capacity_entities,
         fairness_only,
         fairness_loopers,
+        crdt,
         langs,
         transfers,
         timers,
@@ -247,6 +251,9 @@ fn bench_parts(task: &Task) -> bench::Parts {
         return bench::Parts::default();
     };
     let (secs, clients) = (*secs, *clients);
+    if let Some(parts) = crdt.parts(secs, clients) {
+        return parts;
+    }
     if *fairness_only {
         return bench::Parts {
             fairness: Some(bench_fairness::Options {
@@ -295,9 +302,8 @@ fn bench_parts(task: &Task) -> bench::Parts {
                 clients,
             },
         ),
-        capacity: None,
-        fairness: None,
         peer_tls: *peer_tls,
+        ..bench::Parts::default()
     }
 }
 
@@ -375,6 +381,7 @@ mod tests {
             capacity_entities,
             fairness_only,
             fairness_loopers,
+            crdt: _,
             langs,
             transfers,
             timers,
