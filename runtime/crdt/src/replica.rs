@@ -126,6 +126,29 @@ impl Replicas {
         }
     }
 
+    /// Up to `limit` keys of `entity_type`'s replicas that start with `prefix` and sort after
+    /// `after` (bytewise), in order, and whether more follow.
+    pub fn keys(
+        &self,
+        entity_type: &str,
+        after: Option<&str>,
+        prefix: &str,
+        limit: usize,
+    ) -> (Vec<String>, bool) {
+        let Some(keys) = self.entities.get(entity_type) else {
+            return (Vec::new(), false);
+        };
+        let mut found: Vec<&str> = keys
+            .keys()
+            .map(|k| &**k)
+            .filter(|k| k.starts_with(prefix) && after.is_none_or(|a| *k > a))
+            .collect();
+        found.sort_unstable();
+        let more = found.len() > limit;
+        found.truncate(limit);
+        (found.into_iter().map(str::to_string).collect(), more)
+    }
+
     /// The types this node holds replicas of, with how many each.
     pub fn types(&self) -> BTreeMap<&str, usize> {
         self.entities
@@ -345,7 +368,11 @@ mod tests {
         b.apply("likes", "x", Kind::PNCounter, &[Op::Decrement(1)])
             .unwrap();
         let to_b = a.take_pending(2, 100);
-        assert_eq!(to_b.len(), 1, "deltas of one entity are merged while queued");
+        assert_eq!(
+            to_b.len(),
+            1,
+            "deltas of one entity are merged while queued"
+        );
         for ((t, k), d) in &to_b {
             b.merge(t, k, d).unwrap();
         }
@@ -391,6 +418,22 @@ mod tests {
         }
         assert_eq!(a.digest(), b.digest());
         assert_eq!(b.len(), 20);
+        let (page, more) = b.keys("s", Some("k1"), "k1", 5);
+        assert_eq!(page, ["k10", "k11", "k12", "k13", "k14"]);
+        assert!(more);
+        assert_eq!(
+            b.keys("s", Some("k18"), "", 5),
+            (
+                vec![
+                    "k19".into(),
+                    "k2".into(),
+                    "k3".into(),
+                    "k4".into(),
+                    "k5".into()
+                ],
+                true
+            )
+        );
         let unchanged = b.merge("s", "k1", a.get("s", "k1").unwrap()).unwrap();
         assert!(unchanged.is_none());
     }

@@ -162,6 +162,18 @@ impl Crdts {
         self.len() == 0
     }
 
+    /// A page of the keys of `entity_type` this node holds replicas of (see
+    /// [`Replicas::keys`]).
+    pub fn keys(
+        &self,
+        entity_type: &str,
+        after: Option<&str>,
+        prefix: &str,
+        limit: usize,
+    ) -> (Vec<String>, bool) {
+        self.replicas().keys(entity_type, after, prefix, limit)
+    }
+
     /// The entity's value as this node sees it.
     pub fn value(&self, entity_type: &str, key: &str, kind: Kind) -> Value {
         self.replicas().value(entity_type, key, kind)

@@ -13,6 +13,9 @@
 //! page holds at most `limit` entities past `after`, so the first `limit` of the merge are the
 //! page, and `next` is its last key when any partition may have more.
 //!
+//! A crdt type is listed from the replicas of the node asked (every node holds every crdt
+//! entity it has heard of), with sequence 0 and no last change.
+//!
 //! ```text
 //! 200 {"type": "counter",
 //!      "entities": [{"key": "k1", "sequence": 3, "moduleVersion": 1, "lastChangeMs": 1796441243278}],
@@ -169,7 +172,8 @@ pub(super) async fn list(
                 .filter(|groups| !groups.is_empty())
                 .ok_or_else(|| {
                     Error::BadRequest(format!(
-                        "query parameter `partition` must be partition numbers separated by                          commas, got `{raw}`"
+                        "query parameter `partition` must be partition numbers separated by \
+                         commas, got `{raw}`"
                     ))
                 })?,
         ),
@@ -178,6 +182,27 @@ pub(super) async fn list(
         return Err(Error::UnknownType(listing.entity_type));
     }
     node.registry.info(&listing.entity_type)?;
+    if let Ok(active) = node.registry.get(&listing.entity_type)
+        && active.module.descriptor().crdt.is_some()
+    {
+        // Every node holds every crdt entity: this node's replicas are the listing.
+        let (keys, more) = node.crdts.keys(
+            &listing.entity_type,
+            listing.after.as_deref(),
+            &listing.prefix,
+            listing.limit,
+        );
+        let entries = keys
+            .into_iter()
+            .map(|key| Entry {
+                key,
+                sequence: 0,
+                module_version: active.version,
+                last_change_ms: None,
+            })
+            .collect();
+        return Page::of(&listing.entity_type, entries, more, listing.limit).response();
+    }
     let origin = Origin::of(&req, Via::Request);
     let page = match partitions {
         Some(groups) => partitions_page(node, &listing, &groups, &origin).await?,
