@@ -9,7 +9,6 @@ use crate::{Call, CommandContext, Descriptor, Effect, Failure, Outcome};
 /// The conversions whose WIT types are the same in every contract, for the `wit` module in scope.
 macro_rules! shared_conversions {
     () => {
-
         impl From<wit::Failure> for Failure {
             fn from(f: wit::Failure) -> Self {
                 match f {
