@@ -10,6 +10,7 @@ use std::{
 };
 
 pub mod cluster;
+pub mod crdt;
 pub mod tokens;
 pub mod topics;
 
@@ -134,6 +135,11 @@ impl TestNode {
             .with_context(|| format!("unexpected first line: {first}"))?;
         node.url = url.to_string();
         Ok(node)
+    }
+
+    /// The process id of the node (`None` once it was killed).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The address (`host:port`) the node listens on.
