@@ -242,6 +242,21 @@ impl Entities {
                             "the command broadcasts to type `{entity_type}`, which is reserved"
                         )));
                     }
+                    if let Ok(target) = self.registry.get(entity_type)
+                        && (target.module.descriptor().durability
+                            != cella_host::Durability::Durable
+                            || target.module.descriptor().crdt.is_some())
+                    {
+                        // A broadcast reaches the entities with a journal: these have none.
+                        return Err(Error::EntityFailed(format!(
+                            "the command broadcasts to type `{entity_type}`, whose entities are {} and cannot be reached by a broadcast (call them one by one)",
+                            if target.module.descriptor().crdt.is_some() {
+                                "crdt entities"
+                            } else {
+                                "ephemeral"
+                            }
+                        )));
+                    }
                     json_payload("broadcast", payload)?;
                 }
                 Effect::Publish { topic, payload } => {
