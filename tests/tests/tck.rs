@@ -1,9 +1,10 @@
 //! The TCK suite (tests/tck/SPEC.md). For every guest language selected by `CELLA_TCK_LANGS`
 //! (a comma-separated subset of `rust,python,js`; default `rust`) it deploys that language's
-//! `target/components/<lang>/{tck-value,tck-events,counter,shopping-cart}.wasm` to a real node
-//! as `tck-value`, `tck-events`, `counter` and `cart`, and checks every behaviour of the spec
-//! over HTTP (the checks are in `tck/checks.rs` and `tck/checks/`, one module per part of the
-//! spec; the requests in `tck/api.rs`). `cargo xtask tck` builds the components and runs this.
+//! `target/components/<lang>/{tck-value,tck-events,tck-crdt,counter,shopping-cart}.wasm` to a
+//! real node as `tck-value`, `tck-events`, `tck-crdt`, `counter` and `cart`, and checks every
+//! behaviour of the spec over HTTP (the checks are in `tck/checks.rs` and `tck/checks/`, one
+//! module per part of the spec; the requests in `tck/api.rs`). `cargo xtask tck` builds the
+//! components and runs this.
 //!
 //! This target brings its own small harness (`harness = false`): compiling one JavaScript or
 //! Python component takes tens of seconds, so each language deploys once, to one node, and every
@@ -38,10 +39,11 @@ const LANGS_VAR: &str = "CELLA_TCK_LANGS";
 const COMPONENTS: &[(&str, &str)] = &[
     (checks::VALUE, "tck-value"),
     (checks::EVENTS, "tck-events"),
+    (checks::CRDT, "tck-crdt"),
     (checks::COUNTER, "counter"),
     (checks::CART, "shopping-cart"),
 ];
-/// Bound of a language's setup: starting a node and compiling its four components.
+/// Bound of a language's setup: starting a node and compiling its components.
 const DEPLOY_LIMIT: Duration = Duration::from_secs(20 * 60);
 /// Bound of one area's checks.
 const AREA_LIMIT: Duration = Duration::from_secs(5 * 60);

@@ -7,6 +7,8 @@
 
 #[path = "checks/context.rs"]
 mod context;
+#[path = "checks/crdt.rs"]
+mod crdt;
 #[path = "checks/effects.rs"]
 mod effects;
 #[path = "checks/examples.rs"]
@@ -36,6 +38,7 @@ pub const VALUE: &str = "tck-value";
 pub const EVENTS: &str = "tck-events";
 pub const COUNTER: &str = "counter";
 pub const CART: &str = "cart";
+pub const CRDT: &str = "tck-crdt";
 
 /// How far the context's `timestampMs` may be from the test's own clock.
 const CLOCK_SLACK_MS: u64 = 5_000;
@@ -54,6 +57,7 @@ pub enum Area {
     Cart,
     Inspection,
     Isolation,
+    Crdt,
     Topics,
     Recovery,
 }
@@ -73,6 +77,7 @@ impl Area {
         Area::Cart,
         Area::Inspection,
         Area::Isolation,
+        Area::Crdt,
         Area::Topics,
         Area::Recovery,
     ];
@@ -90,6 +95,7 @@ impl Area {
             Area::Cart => "cart",
             Area::Inspection => "inspection",
             Area::Isolation => "isolation",
+            Area::Crdt => "crdt",
             Area::Topics => "topics",
             Area::Recovery => "recovery",
         }
@@ -113,6 +119,7 @@ impl Area {
             Area::Cart => examples::cart(&api).await,
             Area::Inspection => node::inspection(&api).await,
             Area::Isolation => isolation::isolation(&api).await,
+            Area::Crdt => crdt::crdt(&api).await,
             Area::Topics => topics::topics(&api).await,
             Area::Recovery => {}
         }
