@@ -1,14 +1,15 @@
 //! Crdt helpers for the integration tests: a command with a `?consistency=` query, the value a
 //! node holds for a crdt entity (`GET /v1/entities/{type}/{key}`), waiting for nodes to converge
-//! on a value, a `/watch` stream read value by value, and freezing a node (`SIGSTOP`/`SIGCONT`).
+//! on a value, a `/watch` stream read value by value, freezing a node (`SIGSTOP`/`SIGCONT`), and
+//! a cluster whose nodes do not authenticate each other (`--insecure-peers`).
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use cella_cli::client::{self, EventStream, Opened};
 use hyper::Method;
 use serde_json::Value;
 
-use crate::{Reply, TestNode, encode_segment, wait_until};
+use crate::{Reply, TestNode, cluster::all_groups_led, encode_segment, free_ports, wait_until};
 
 /// `POST /v1/entities/{ty}/{key}/{command}?consistency={consistency}` with `body`.
 pub async fn call_with(
@@ -161,4 +162,45 @@ pub fn signal(node: &TestNode, signal: libc::c_int) {
     // SAFETY: plain kill(2) on our own child's pid.
     let rc = unsafe { libc::kill(pid as libc::pid_t, signal) };
     assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}
+
+/// Starts nodes 1..=n (data under `root/n{id}`) as one cluster of `partitions` partitions with
+/// `--insecure-peers` and no cluster secret, and waits until every group has a leader.
+pub async fn start_insecure_cluster(root: &Path, n: usize, partitions: u32) -> Vec<TestNode> {
+    let ports = free_ports(n);
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let count = partitions.to_string();
+    let nodes: Vec<TestNode> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let id = (i + 1).to_string();
+            let args = [
+                "--node-id",
+                &id,
+                "--initial-cluster",
+                &initial,
+                "--partitions",
+                &count,
+                "--insecure-peers",
+            ];
+            TestNode::start_at(
+                &root.join(format!("n{id}")),
+                &format!("127.0.0.1:{port}"),
+                &args,
+            )
+            .expect("start a cluster node")
+        })
+        .collect();
+    let led = wait_until(Duration::from_secs(30), || {
+        all_groups_led(&nodes, partitions)
+    })
+    .await;
+    assert!(led, "the cluster did not elect leaders");
+    nodes
 }

@@ -4,7 +4,9 @@
 //! `majority` writes and reads go on and an `all` write is answered `unavailable` (and stays
 //! applied where it ran); the killed node restarts on its data and converges with no
 //! acknowledged like lost; a frozen node (`SIGSTOP`) holds up no local write and converges once
-//! it thaws. The ephemeral `presence` set of a node that restarts is rebuilt from its peers.
+//! it thaws; after every node is killed and restarted the count is still there. The ephemeral
+//! `presence` set of a node that restarts is rebuilt from its peers (on a cluster whose nodes do
+//! not authenticate each other, `--insecure-peers`).
 
 use std::time::Duration;
 
@@ -12,7 +14,7 @@ use cella_tests::{
     TestNode,
     cluster::{has_modules, start_cluster},
     component,
-    crdt::{Watch, call_with, converge, signal, value},
+    crdt::{Watch, call_with, converge, signal, start_insecure_cluster, value},
 };
 use serde_json::{Value, json};
 
@@ -23,9 +25,13 @@ const PARTITIONS: u32 = 2;
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Starts three nodes and deploys `ty` (the component of the same name) through node 1,
-/// waiting until every node has it loaded.
-async fn cluster_with(root: &std::path::Path, ty: &str) -> Vec<TestNode> {
-    let nodes = start_cluster(root, 3, PARTITIONS, &[]).await;
+/// waiting until every node has it loaded. Its nodes sign their requests to each other with
+/// the cluster secret, or with `insecure` send them unsigned (`--insecure-peers`).
+async fn cluster_with(root: &std::path::Path, ty: &str, insecure: bool) -> Vec<TestNode> {
+    let nodes = match insecure {
+        false => start_cluster(root, 3, PARTITIONS, &[]).await,
+        true => start_insecure_cluster(root, 3, PARTITIONS).await,
+    };
     let r = nodes[0].deploy(ty, &component(ty)).await;
     assert_eq!(r.status, 201, "deploying {ty}: {}", r.body);
     let types = [ty];
@@ -59,7 +65,7 @@ async fn converged(nodes: &[&TestNode], key: &str, expected: i64, when: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn likes_converge_across_kills_restarts_and_freezes() {
     let root = tempfile::tempdir().unwrap();
-    let mut nodes = cluster_with(root.path(), "likes").await;
+    let mut nodes = cluster_with(root.path(), "likes", false).await;
     let key = "post";
 
     // A watch on node 2 sees a like made on node 1.
@@ -196,6 +202,20 @@ async fn likes_converge_across_kills_restarts_and_freezes() {
     assert_eq!(like(&nodes[1], key, "null").await, total + 1);
     total += 1;
     converged(&all, key, total, "after a like on the thawed node").await;
+    drop(all);
+
+    // Every node killed at once and restarted on its data: the count comes back from what
+    // each node stored, as no node is left to hold it in memory.
+    for node in nodes.iter_mut() {
+        node.kill9();
+    }
+    for (i, node) in nodes.iter_mut().enumerate() {
+        node.restart_in_place()
+            .unwrap_or_else(|e| panic!("restart node {}: {e:#}", i + 1));
+    }
+    let all: Vec<&TestNode> = nodes.iter().collect();
+    converged(&all, key, total, "after every node restarted").await;
+    assert_eq!(like(&nodes[0], key, r#""majority""#).await, total + 1);
 }
 
 /// `list` of `presence/room` through `node`.
@@ -208,7 +228,7 @@ async fn members(node: &TestNode) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_ephemeral_set_is_rebuilt_from_the_peers_after_a_restart() {
     let root = tempfile::tempdir().unwrap();
-    let mut nodes = cluster_with(root.path(), "presence").await;
+    let mut nodes = cluster_with(root.path(), "presence", true).await;
 
     // Each node joins one name, node 1 two; the reply is the set as that node sees it.
     for (i, name) in [(0, "ann"), (1, "bob"), (2, "cy"), (0, "dee")] {
