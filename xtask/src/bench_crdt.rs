@@ -365,8 +365,8 @@ fn cluster(
     let extra = delta - likes.ok as i64;
     let ok = (0..=i64::from(likes.conns)).contains(&extra);
     println!(
-        "\n| convergence: {} sampled keys on 3 nodes | likes' sum grew by | 2xx likes | check |\n\
-         |---:|---:|---:|---|\n| {:.0} ms | {delta} | {} | {} |",
+        "\n| convergence: {} sampled keys on 3 nodes | likes' sum grew by | 2xx likes | \
+         surplus | check |\n|---:|---:|---:|---:|---|\n| {:.0} ms | {delta} | {} | {extra} | {} |",
         KEYS / SAMPLE_EVERY,
         converged.as_secs_f64() * 1000.0,
         likes.ok,
@@ -374,8 +374,8 @@ fn cluster(
     );
     println!(
         "\nconvergence: from the end of the likes load until all 3 nodes report the same count \
-         for every sampled key. check: the converged sum over all keys grew by the 2xx likes, \
-         plus at most one per connection (in flight when wrk stopped)."
+         for every sampled key. check: the converged sum over all keys grew by the 2xx likes \
+         plus a surplus of at most one per connection (applied, in flight when wrk stopped)."
     );
     if !ok {
         bail!(
