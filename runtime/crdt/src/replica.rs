@@ -31,10 +31,12 @@ pub const BUCKETS: usize = 64;
 /// The address of a crdt entity: its type and key.
 pub type Address = (String, String);
 
-/// One entity's replica.
+/// One entity's replica, kept encoded: a small state takes a few dozen bytes this way instead
+/// of the hundreds its maps and sets take decoded, and the encoding is what is stored, sent and
+/// hashed anyway.
 #[derive(Debug)]
 struct Entry {
-    state: Crdt,
+    state: Box<[u8]>,
     /// `hash(address, encoded state)`, XORed into its bucket's digest.
     hash: u64,
 }
@@ -111,11 +113,17 @@ impl Replicas {
     }
 
     /// The entity's replica, if this node has one.
-    pub fn get(&self, entity_type: &str, key: &str) -> Option<&Crdt> {
+    pub fn get(&self, entity_type: &str, key: &str) -> Option<Crdt> {
+        self.encoded(entity_type, key)
+            .and_then(|bytes| Crdt::decode(bytes).ok())
+    }
+
+    /// The entity's replica in its binary form, if this node has one.
+    pub fn encoded(&self, entity_type: &str, key: &str) -> Option<&[u8]> {
         self.entities
             .get(entity_type)
             .and_then(|keys| keys.get(key))
-            .map(|e| &e.state)
+            .map(|e| &*e.state)
     }
 
     /// The entity's value as JSON (the empty value of `kind` when there is no replica yet).
@@ -166,23 +174,23 @@ impl Replicas {
         kind: Kind,
         ops: &[Op],
     ) -> Result<Applied, Error> {
-        let mut state = match self.get(entity_type, key) {
-            Some(state) if state.kind() != kind => {
-                return Err(Error::KindMismatch {
-                    kind: state.kind(),
-                    delta: kind,
-                });
-            }
-            Some(state) => state.clone(),
+        let mut state = match self.encoded(entity_type, key) {
+            Some(bytes) => Crdt::decode(bytes)?,
             None => Crdt::new(kind),
         };
+        if state.kind() != kind {
+            return Err(Error::KindMismatch {
+                kind: state.kind(),
+                delta: kind,
+            });
+        }
         let mut delta = Crdt::new(kind);
         for op in ops {
             let d = state.apply(&self.replica, op)?;
             delta.merge(&d)?;
         }
         let encoded = state.encode()?;
-        let changed = self.store(entity_type, key, state, &encoded);
+        let changed = self.store(entity_type, key, &encoded);
         if changed {
             for queue in self.pending.values_mut() {
                 queue_delta(queue, entity_type, key, &delta)?;
@@ -204,21 +212,19 @@ impl Replicas {
         key: &str,
         delta: &Crdt,
     ) -> Result<Option<Vec<u8>>, Error> {
-        let mut state = match self.get(entity_type, key) {
-            Some(state) => state.clone(),
+        let mut state = match self.encoded(entity_type, key) {
+            Some(bytes) => Crdt::decode(bytes)?,
             None => Crdt::new(delta.kind()),
         };
         state.merge(delta)?;
         let encoded = state.encode()?;
-        Ok(self
-            .store(entity_type, key, state, &encoded)
-            .then_some(encoded))
+        Ok(self.store(entity_type, key, &encoded).then_some(encoded))
     }
 
     /// Sets the entity's replica to `state` (loading what the node stored).
     pub fn insert(&mut self, entity_type: &str, key: &str, state: Crdt) -> Result<(), Error> {
         let encoded = state.encode()?;
-        self.store(entity_type, key, state, &encoded);
+        self.store(entity_type, key, &encoded);
         Ok(())
     }
 
@@ -234,8 +240,9 @@ impl Replicas {
         }
     }
 
-    /// Keeps `state` as the replica; whether it differs from the one it replaces.
-    fn store(&mut self, entity_type: &str, key: &str, state: Crdt, encoded: &[u8]) -> bool {
+    /// Keeps `encoded` as the replica; whether it differs from the one it replaces (states are
+    /// canonical, so equal states have equal encodings).
+    fn store(&mut self, entity_type: &str, key: &str, encoded: &[u8]) -> bool {
         let hash = entity_hash(entity_type, key, encoded);
         let b = bucket(entity_type, key);
         let keys = match self.entities.get_mut(entity_type) {
@@ -243,15 +250,24 @@ impl Replicas {
             None => self.entities.entry(entity_type.to_string()).or_default(),
         };
         match keys.get_mut(key) {
-            Some(entry) if entry.hash == hash && entry.state == state => false,
+            Some(entry) if entry.hash == hash && *entry.state == *encoded => false,
             Some(entry) => {
                 self.digest[b] ^= entry.hash ^ hash;
-                *entry = Entry { state, hash };
+                *entry = Entry {
+                    state: encoded.into(),
+                    hash,
+                };
                 true
             }
             None => {
                 self.digest[b] ^= hash;
-                keys.insert(key.into(), Entry { state, hash });
+                keys.insert(
+                    key.into(),
+                    Entry {
+                        state: encoded.into(),
+                        hash,
+                    },
+                );
                 true
             }
         }
@@ -320,12 +336,20 @@ impl Replicas {
 
     /// The whole states of every entity in `buckets`, to send for anti-entropy.
     pub fn states_in(&self, buckets: &[usize]) -> Vec<(Address, Crdt)> {
+        self.encoded_in(buckets)
+            .into_iter()
+            .filter_map(|(address, bytes)| Crdt::decode(&bytes).ok().map(|c| (address, c)))
+            .collect()
+    }
+
+    /// [`Replicas::states_in`], encoded.
+    pub fn encoded_in(&self, buckets: &[usize]) -> Vec<(Address, Vec<u8>)> {
         let wanted: BTreeSet<usize> = buckets.iter().copied().collect();
         let mut out = Vec::new();
         for (t, keys) in &self.entities {
             for (k, entry) in keys {
                 if wanted.contains(&bucket(t, k)) {
-                    out.push(((t.clone(), k.to_string()), entry.state.clone()));
+                    out.push(((t.clone(), k.to_string()), entry.state.to_vec()));
                 }
             }
         }
@@ -434,7 +458,7 @@ mod tests {
                 true
             )
         );
-        let unchanged = b.merge("s", "k1", a.get("s", "k1").unwrap()).unwrap();
+        let unchanged = b.merge("s", "k1", &a.get("s", "k1").unwrap()).unwrap();
         assert!(unchanged.is_none());
     }
 

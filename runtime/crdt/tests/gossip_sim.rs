@@ -233,11 +233,11 @@ fn check_kept(sim: &Sim) -> usize {
                         _ => {}
                     }
                 }
-                let value = state.map_or(json!(0), Crdt::value);
+                let value = state.as_ref().map_or(json!(0), Crdt::value);
                 assert_eq!(value, json!(total), "{t}/{k}: the kept increments");
             }
             Kind::GSet | Kind::ORSet | Kind::Flag | Kind::ORMap => {
-                let actual = elements(state);
+                let actual = elements(state.as_ref());
                 let mut added = BTreeSet::new();
                 for &(id, done) in kept_ops() {
                     let Some((true, Some(x))) = add_or_remove(done) else {

@@ -22,7 +22,7 @@ impl Store {
         entity_type: &str,
         key: &str,
         state: Option<Vec<u8>>,
-    ) -> impl Future<Output = Result<()>> + Send + 'static {
+    ) -> impl Future<Output = Result<()>> + Send + use<> {
         let reply = self.inner.writer.submit(vec![Op::CrdtPut {
             entity_type: entity_type.to_string(),
             key: key.to_string(),

@@ -1,5 +1,5 @@
 //! Replication of crdt entities between nodes, over the peer endpoint
-//! `POST /v1/peer/crdt/{deltas|digest|read}` (postcard bodies, authenticated like every peer
+//! `POST /v1/peer/crdt/{deltas|quorum|digest|read}` (postcard bodies, authenticated like every peer
 //! request):
 //!
 //! - **Gossip.** A sender task takes each peer's queued deltas (woken by every local change,
@@ -46,8 +46,10 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerMessage {
     /// States or deltas to merge: `(type, key, encoded crdt)`. Answered with an empty body once
-    /// merged and stored.
+    /// merged (stored by the next flush).
     Deltas(Vec<(String, String, Vec<u8>)>),
+    /// A quorum write's delta: answered once merged and stored.
+    Quorum(Vec<(String, String, Vec<u8>)>),
     /// The sender's bucket digests. Answered with a [`Repair`].
     Digest(Vec<u64>),
     /// The receiver's state of one entity. Answered with `Option<encoded crdt>`.
@@ -73,11 +75,8 @@ fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
         .map_err(|e| Error::BadRequest(format!("a crdt peer message does not decode: {e}")))
 }
 
-fn encode_states(states: Vec<((String, String), Crdt)>) -> Vec<(String, String, Vec<u8>)> {
-    states
-        .into_iter()
-        .filter_map(|((t, k), c)| c.encode().ok().map(|b| (t, k, b)))
-        .collect()
+fn flatten(states: Vec<((String, String), Vec<u8>)>) -> Vec<(String, String, Vec<u8>)> {
+    states.into_iter().map(|((t, k), b)| (t, k, b)).collect()
 }
 
 fn decode_states(states: Vec<(String, String, Vec<u8>)>) -> Vec<(String, String, Crdt)> {
@@ -105,19 +104,24 @@ pub async fn serve_peer(crdts: &Crdts, body: &[u8]) -> Result<Bytes> {
     match decode::<PeerMessage>(body)? {
         PeerMessage::Deltas(entries) => {
             let durable = |t: &str| durable(crdts, t);
-            crdts.merge(decode_states(entries), &durable).await?;
+            crdts.merge(decode_states(entries), &durable, false).await?;
+            Ok(Bytes::new())
+        }
+        PeerMessage::Quorum(entries) => {
+            let durable = |t: &str| durable(crdts, t);
+            crdts.merge(decode_states(entries), &durable, true).await?;
             Ok(Bytes::new())
         }
         PeerMessage::Digest(theirs) => {
             let (buckets, states) = {
                 let replicas = crdts.replicas();
                 let buckets = replicas.differing(&theirs);
-                let states = replicas.states_in(&buckets);
+                let states = replicas.encoded_in(&buckets);
                 (buckets, states)
             };
             encode(&Repair {
                 buckets: buckets.into_iter().map(|b| b as u32).collect(),
-                states: encode_states(states),
+                states: flatten(states),
             })
         }
         PeerMessage::Read { entity_type, key } => encode(&crdts.encoded(&entity_type, &key)?),
@@ -172,6 +176,7 @@ pub fn start(crdts: &Arc<Crdts>) {
     };
     let stopping = cluster.stopping();
     tokio::spawn(gossip_loop(Arc::downgrade(crdts), stopping.clone()));
+    tokio::spawn(flush_loop(Arc::downgrade(crdts), stopping.clone()));
     tokio::spawn(anti_entropy_loop(Arc::downgrade(crdts), stopping));
 }
 
@@ -234,6 +239,24 @@ async fn gossip_loop(node: Weak<Crdts>, mut stopping: tokio::sync::watch::Receiv
             _ = n.wake.notified() => tokio::time::sleep(interval).await,
             _ = tokio::time::sleep(interval.max(Duration::from_millis(100))) => {}
             _ = stopping.changed() => break,
+        }
+    }
+}
+
+/// Stores what was merged from peers every [`super::CrdtOptions::flush_interval`], and once
+/// more when the node stops.
+async fn flush_loop(node: Weak<Crdts>, mut stopping: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let Some(n) = node.upgrade() else { break };
+        let stop = tokio::select! {
+            _ = tokio::time::sleep(n.options.flush_interval) => false,
+            _ = stopping.changed() => true,
+        };
+        if let Err(e) = n.flush().await {
+            tracing::warn!("storing crdt states merged from peers: {e}");
+        }
+        if stop {
+            break;
         }
     }
 }
@@ -333,23 +356,19 @@ async fn repair_with(crdts: &Crdts, addr: &str) -> Result<()> {
         return Ok(());
     }
     let durable = |t: &str| durable(crdts, t);
-    let changed = crdts.merge(decode_states(repair.states), &durable).await?;
+    let changed = crdts
+        .merge(decode_states(repair.states), &durable, false)
+        .await?;
     crdts
         .counters
         .repaired
         .fetch_add(changed as u64, Ordering::Relaxed);
     let buckets: Vec<usize> = repair.buckets.iter().map(|&b| b as usize).collect();
-    let mine = crdts.replicas().states_in(&buckets);
+    let mine = crdts.replicas().encoded_in(&buckets);
     if mine.is_empty() {
         return Ok(());
     }
-    send(
-        crdts,
-        addr,
-        "deltas",
-        &PeerMessage::Deltas(encode_states(mine)),
-    )
-    .await?;
+    send(crdts, addr, "deltas", &PeerMessage::Deltas(flatten(mine))).await?;
     Ok(())
 }
 
@@ -378,7 +397,7 @@ pub async fn replicate(
     let bytes = delta
         .encode()
         .map_err(|e| Error::Internal(format!("encoding a crdt delta: {e}")))?;
-    let message = PeerMessage::Deltas(vec![(entity_type.to_string(), key.to_string(), bytes)]);
+    let message = PeerMessage::Quorum(vec![(entity_type.to_string(), key.to_string(), bytes)]);
     let quorum = quorum(crdts, &peers, &message, needed - 1, |_| Ok(()));
     await_quorum(crdts, quorum, consistency, needed, "hold the change").await?;
     Ok(())
@@ -410,7 +429,7 @@ pub async fn read(
         .map(|b| (entity_type.to_string(), key.to_string(), b))
         .collect();
     let durable = |t: &str| durable(crdts, t);
-    crdts.merge(decode_states(entries), &durable).await?;
+    crdts.merge(decode_states(entries), &durable, false).await?;
     Ok(())
 }
 
@@ -425,6 +444,7 @@ async fn quorum<T>(
 ) -> std::result::Result<Vec<T>, usize> {
     let kind = match message {
         PeerMessage::Deltas(_) => "deltas",
+        PeerMessage::Quorum(_) => "quorum",
         PeerMessage::Digest(_) => "digest",
         PeerMessage::Read { .. } => "read",
     };

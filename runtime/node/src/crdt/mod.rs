@@ -7,7 +7,9 @@
 //! new state is handed to the store's group commit under the replicas' lock, so stored states
 //! land in the order they were made, and the reply waits until it is durable. A delta from a
 //! peer is merged and, for a durable type, stored before the peer is told it arrived (a
-//! `majority` write counts only nodes that confirmed). The replica id is the node id plus its
+//! `majority` write counts only nodes that confirmed); a delta gossiped without a quorum
+//! waiting on it is stored by the next flush (about every 200 ms), since its own node holds it
+//! durably and anti-entropy brings back whatever a crash here lost before the flush. The replica id is the node id plus its
 //! start time, new on every start: a node that comes back without a replica it had (ephemeral
 //! types, or a crash before its last write was durable while its delta already left) never
 //! reuses the id under which the others hold its earlier operations.
@@ -48,6 +50,8 @@ pub struct CrdtOptions {
     pub anti_entropy_idle: Duration,
     /// How long a `majority` or `all` write or read waits for the other nodes.
     pub quorum_timeout: Duration,
+    /// How often the states merged from peers are stored (durable types).
+    pub flush_interval: Duration,
 }
 
 impl Default for CrdtOptions {
@@ -57,6 +61,7 @@ impl Default for CrdtOptions {
             anti_entropy_interval: Duration::from_millis(500),
             anti_entropy_idle: Duration::from_secs(10),
             quorum_timeout: Duration::from_secs(5),
+            flush_interval: Duration::from_millis(200),
         }
     }
 }
@@ -92,6 +97,8 @@ pub struct Crdts {
     watched: AtomicUsize,
     /// Wakes the gossip sender when a change is queued.
     wake: Notify,
+    /// Entities of durable types merged from peers and not stored since (see [`Crdts::flush`]).
+    dirty: Mutex<std::collections::HashSet<(String, String)>>,
     /// Peers an exchange with failed since the last anti-entropy round with them succeeded.
     suspect: Mutex<std::collections::HashSet<u64>>,
     pub counters: CrdtCounters,
@@ -134,6 +141,7 @@ impl Crdts {
             watched: AtomicUsize::new(0),
             wake: Notify::new(),
             suspect: Mutex::default(),
+            dirty: Mutex::default(),
             counters: CrdtCounters::default(),
         })
     }
@@ -181,11 +189,10 @@ impl Crdts {
 
     /// The entity's encoded replica, if this node has one (what a quorum read asks a peer for).
     pub fn encoded(&self, entity_type: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        self.replicas()
-            .get(entity_type, key)
-            .map(Crdt::encode)
-            .transpose()
-            .map_err(|e| Error::Internal(format!("encoding a crdt state: {e}")))
+        Ok(self
+            .replicas()
+            .encoded(entity_type, key)
+            .map(<[u8]>::to_vec))
     }
 
     /// Applies a command's operations as this node's replica (all or none), stores the new
@@ -223,15 +230,25 @@ impl Crdts {
 
     /// Merges states or deltas from a peer and stores those of durable types that changed;
     /// resolves once they are durable. Returns how many changed a replica.
+    ///
+    /// With `wait` (a quorum write's delta, which the sender counts once this node confirms it)
+    /// the changed states are stored before this resolves; otherwise they are marked for the
+    /// next [`Crdts::flush`] — the node they came from holds them durably, and should this node
+    /// stop before the flush, its anti-entropy rounds at its next start bring them back.
     pub async fn merge(
         &self,
         entries: Vec<(String, String, Crdt)>,
         durable: Durable<'_>,
+        wait: bool,
     ) -> Result<usize> {
         let mut stored = Vec::new();
         let mut changed = 0;
         {
             let mut replicas = self.replicas();
+            let mut dirty = self
+                .dirty
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for (entity_type, key, delta) in entries {
                 let merged = match replicas.merge(&entity_type, &key, &delta) {
                     Ok(merged) => merged,
@@ -244,10 +261,16 @@ impl Crdts {
                 };
                 let Some(encoded) = merged else { continue };
                 changed += 1;
-                if durable(&entity_type) {
-                    stored.push(self.store.put_crdt(&entity_type, &key, Some(encoded)));
-                }
                 self.changed(&replicas, &entity_type, &key);
+                if !durable(&entity_type) {
+                    continue;
+                }
+                if wait {
+                    // Stored now: a later flush of the same entity writes a newer state.
+                    stored.push(self.store.put_crdt(&entity_type, &key, Some(encoded)));
+                } else {
+                    dirty.insert((entity_type, key));
+                }
             }
         }
         self.counters
@@ -257,6 +280,33 @@ impl Crdts {
             s.await?;
         }
         Ok(changed)
+    }
+
+    /// Stores the current state of every entity merged without waiting since the last flush
+    /// (each write holds the state at the time it is handed to the store, under the replicas'
+    /// lock, so the stored states only grow); resolves once they are durable.
+    pub async fn flush(&self) -> Result<usize> {
+        let stored: Vec<_> = {
+            let replicas = self.replicas();
+            let taken = std::mem::take(
+                &mut *self
+                    .dirty
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            taken
+                .into_iter()
+                .filter_map(|(t, k)| {
+                    let encoded = replicas.encoded(&t, &k)?.to_vec();
+                    Some(self.store.put_crdt(&t, &k, Some(encoded)))
+                })
+                .collect()
+        };
+        let count = stored.len();
+        for s in stored {
+            s.await?;
+        }
+        Ok(count)
     }
 
     /// Tells the entity's watchers its new value (under the replicas' lock, so that watchers
