@@ -104,6 +104,7 @@ pub(super) async fn crdt(api: &Api<'_>) {
     creates(api).await;
     clear_and_delete(api).await;
     reads(api).await;
+    numbers_and_keys(api).await;
     consistency(api).await;
     wrong_type(api).await;
     bad_requests(api).await;
@@ -363,6 +364,39 @@ async fn reads(api: &Api<'_>) {
     e.assert_read(&["nope", "y"], "or-map", Value::Null).await;
     e.assert_read(&["x", "y"], "or-map", json!({"c": 1})).await;
     e.assert_value(&json!({"x": {"y": {"c": 1}}})).await;
+}
+
+/// 64-bit counters and integers beyond 2^53 keep every digit, and keys are any strings.
+async fn numbers_and_keys(api: &Api<'_>) {
+    let e = Entity {
+        api,
+        key: "cr-numbers",
+    };
+    let (max, big) = (u64::MAX, 9_007_199_254_740_993_u64);
+    let keys = ["ü ✓", "a/b", "x.y"];
+    e.update(json!([
+        op(&keys, "g-counter", json!({ "increment": max })),
+        op(&["pn"], "pn-counter", json!({ "increment": i64::MAX })),
+        op(
+            &["neg"],
+            "pn-counter",
+            json!({ "decrement": i64::MAX as u64 + 1 })
+        ),
+        op(&["r"], "lww-register", json!({ "set": big })),
+        op(&["s"], "or-set", json!({ "add": big })),
+        op(&["s"], "or-set", json!({ "add": big - 1 })),
+    ]))
+    .await;
+    e.assert_read(&keys, "g-counter", json!(max)).await;
+    e.assert_read(&["pn"], "pn-counter", json!(i64::MAX)).await;
+    e.assert_read(&["neg"], "pn-counter", json!(i64::MIN)).await;
+    e.assert_read(&["r"], "lww-register", json!(big)).await;
+    e.assert_read(&["s"], "or-set", json!([big - 1, big])).await;
+    e.assert_value(&json!({
+        "ü ✓": {"a/b": {"x.y": max}},
+        "pn": i64::MAX, "neg": i64::MIN, "r": big, "s": [big - 1, big],
+    }))
+    .await;
 }
 
 /// Each consistency, in the payload (set on the outcome by the SDK) and as `?consistency=`,
