@@ -99,17 +99,27 @@ fn durable(crdts: &Crdts, entity_type: &str) -> bool {
     })
 }
 
+/// [`durable`] for every type of `entries`, looked up once each.
+fn durable_types(crdts: &Crdts, entries: &[(String, String, Crdt)]) -> HashMap<String, bool> {
+    let mut types = HashMap::new();
+    for (t, _, _) in entries {
+        if !types.contains_key(t) {
+            types.insert(t.clone(), durable(crdts, t));
+        }
+    }
+    types
+}
+
 /// Answers a crdt peer message (the body of `POST /v1/peer/crdt/{kind}`).
 pub async fn serve_peer(crdts: &Crdts, body: &[u8]) -> Result<Bytes> {
-    match decode::<PeerMessage>(body)? {
-        PeerMessage::Deltas(entries) => {
-            let durable = |t: &str| durable(crdts, t);
-            crdts.merge(decode_states(entries), &durable, false).await?;
-            Ok(Bytes::new())
-        }
-        PeerMessage::Quorum(entries) => {
-            let durable = |t: &str| durable(crdts, t);
-            crdts.merge(decode_states(entries), &durable, true).await?;
+    let message = decode::<PeerMessage>(body)?;
+    let wait = matches!(message, PeerMessage::Quorum(_));
+    match message {
+        PeerMessage::Deltas(entries) | PeerMessage::Quorum(entries) => {
+            let entries = decode_states(entries);
+            let types = durable_types(crdts, &entries);
+            let durable = |t: &str| types.get(t).copied().unwrap_or(true);
+            crdts.merge(entries, &durable, wait).await?;
             Ok(Bytes::new())
         }
         PeerMessage::Digest(theirs) => {

@@ -8,7 +8,7 @@
 //! land in the order they were made, and the reply waits until it is durable. A delta from a
 //! peer is merged and, for a durable type, stored before the peer is told it arrived (a
 //! `majority` write counts only nodes that confirmed); a delta gossiped without a quorum
-//! waiting on it is stored by the next flush (about every 200 ms), since its own node holds it
+//! waiting on it is stored by the next flush (about once a second), since its own node holds it
 //! durably and anti-entropy brings back whatever a crash here lost before the flush. The replica id is the node id plus its
 //! start time, new on every start: a node that comes back without a replica it had (ephemeral
 //! types, or a crash before its last write was durable while its delta already left) never
@@ -61,7 +61,7 @@ impl Default for CrdtOptions {
             anti_entropy_interval: Duration::from_millis(500),
             anti_entropy_idle: Duration::from_secs(10),
             quorum_timeout: Duration::from_secs(5),
-            flush_interval: Duration::from_millis(200),
+            flush_interval: Duration::from_secs(1),
         }
     }
 }
