@@ -164,6 +164,9 @@ def from_view(crdt_type: str | None, view: Any, where: str = "the value") -> Dat
     shape suggests (see :func:`_inferred`); an or-map's values are always inferred. Raises
     ``ValueError`` naming ``where`` when ``view`` cannot be a ``crdt_type``'s view."""
     t = crdt_type or _inferred(view)
+    if t in ("g-counter", "pn-counter") and isinstance(view, float) and view.is_integer():
+        # A counter beyond 64 bits reads as the nearest float in the host's JSON view.
+        view = int(view)
     fits = {
         "g-counter": isinstance(view, int) and not isinstance(view, bool) and view >= 0,
         "pn-counter": isinstance(view, int) and not isinstance(view, bool),

@@ -125,6 +125,10 @@ class HandleTest(unittest.TestCase):
                 kit.handle("like", bad)
         self.assertEqual(kit.value, 8)
 
+    def test_a_counter_beyond_64_bits_reads_from_its_float_view(self) -> None:
+        kit = run("result = data.pn_counter('c').value", value={"c": -1.8446744073709552e19})
+        self.assertEqual(kit.last.reply, -18446744073709551616)  # type: ignore[union-attr]
+
     def test_a_pn_counter_goes_down(self) -> None:
         kit = run(
             "c = data.pn_counter('c'); c.increment(2); c.decrement(5); result = c.value",
