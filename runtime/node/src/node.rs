@@ -217,12 +217,13 @@ impl Node {
             Some(cluster) => Arc::new(ClusterJournal::new(cluster.clone(), store.clone())),
             None => Arc::new(store.clone()),
         };
-        let mut entities = Entities::new(
-            journal,
-            registry.clone(),
-            metrics.clone(),
-            options.entities.clone(),
-        );
+        let mut entity_options = options.entities.clone();
+        // Warm instances hold pool slots: never all of them.
+        entity_options.warm_max_count = entity_options
+            .warm_max_count
+            .min(options.host.max_instances as usize / 2);
+        let mut entities =
+            Entities::new(journal, registry.clone(), metrics.clone(), entity_options);
         if let Some(cluster) = &cluster {
             entities = entities.with_forwarder(crate::routing::forwarder(cluster));
             let placement = cluster.placement();

@@ -89,6 +89,9 @@ pub struct EntityOptions {
     pub warm_memory: usize,
     /// A warm instance unused for this long is dropped.
     pub warm_idle: Duration,
+    /// Most guest instances kept warm (each holds a slot of the host's instance pool: the node
+    /// sets this to half the pool, leaving the rest to the commands that need a fresh one).
+    pub warm_max_count: usize,
     /// The fair sharing of guest execution between types (`crate::scheduler`).
     pub scheduler: crate::scheduler::SchedulerOptions,
     /// Most bytes the entities held in memory and the warm instances may account for together
@@ -109,6 +112,7 @@ impl Default for EntityOptions {
             topic_max_age: Duration::from_secs(7 * 24 * 3600),
             warm_memory: 128 << 20,
             warm_idle: Duration::from_secs(30),
+            warm_max_count: 500,
             scheduler: crate::scheduler::SchedulerOptions::default(),
             max_memory: 0,
         }
@@ -243,7 +247,7 @@ impl Entities {
             journal,
             registry,
             metrics,
-            warm: Warm::new(warm_memory, options.warm_idle),
+            warm: Warm::new(warm_memory, options.warm_max_count, options.warm_idle),
             scheduler: crate::scheduler::Scheduler::new(options.scheduler.clone()),
             options,
             cache: Mutex::new(HashMap::new()),

@@ -13,13 +13,15 @@
 //!
 //! The set is bounded by the linear memory of its instances
 //! ([`EntityOptions::warm_memory`](super::EntityOptions)), which bounds what they keep
-//! resident: past it, the least recently used instances are dropped (an interpreter's instance
-//! holds tens of MiB, a Rust one about one); an instance idle for
+//! resident, and by their number ([`EntityOptions::warm_max_count`](super::EntityOptions):
+//! each holds a slot of the host's instance pool, and commands that need a fresh instance must
+//! find one free): past either, the least recently used instances are dropped (an
+//! interpreter's instance holds tens of MiB, a Rust one about one); an instance idle for
 //! [`EntityOptions::warm_idle`](super::EntityOptions) is dropped at the next sweep, so an idle
 //! node gives its instances' memory back to the pool.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -35,10 +37,15 @@ struct Kept {
     instance: Instance,
     bytes: usize,
     used: Instant,
+    /// Its place in [`Inner::order`].
+    tick: u64,
 }
 
 struct Inner {
     kept: HashMap<EntityId, Kept>,
+    /// The kept instances from the least recently used on (by the tick of their last use).
+    order: BTreeMap<u64, EntityId>,
+    tick: u64,
     /// The sum of the kept instances' `bytes`.
     bytes: usize,
     swept: Instant,
@@ -47,6 +54,15 @@ struct Inner {
 impl Inner {
     fn remove(&mut self, id: &EntityId) -> Option<Kept> {
         let kept = self.kept.remove(id)?;
+        self.order.remove(&kept.tick);
+        self.bytes -= kept.bytes;
+        Some(kept)
+    }
+
+    /// Drops the least recently used instance (to the caller, who drops it outside the lock).
+    fn pop_oldest(&mut self) -> Option<Kept> {
+        let (_, id) = self.order.pop_first()?;
+        let kept = self.kept.remove(&id)?;
         self.bytes -= kept.bytes;
         Some(kept)
     }
@@ -56,17 +72,23 @@ impl Inner {
 pub(super) struct Warm {
     /// Most linear memory the kept instances may hold together (0: keep none).
     budget: usize,
+    /// Most instances kept (they hold slots of the host's instance pool, which fresh
+    /// instances need too).
+    max_count: usize,
     idle: Duration,
     inner: Mutex<Inner>,
 }
 
 impl Warm {
-    pub(super) fn new(budget: usize, idle: Duration) -> Warm {
+    pub(super) fn new(budget: usize, max_count: usize, idle: Duration) -> Warm {
         Warm {
             budget,
+            max_count,
             idle,
             inner: Mutex::new(Inner {
                 kept: HashMap::new(),
+                order: BTreeMap::new(),
+                tick: 0,
                 bytes: 0,
                 swept: Instant::now(),
             }),
@@ -85,7 +107,7 @@ impl Warm {
     /// the least recently used ones, and drops instances idle for too long.
     pub(super) fn put(&self, id: &EntityId, module: &Module, instance: Instance) {
         let bytes = instance.memory_bytes();
-        if bytes > self.budget || instance.is_poisoned() {
+        if bytes > self.budget || self.max_count == 0 || instance.is_poisoned() {
             return;
         }
         let now = Instant::now();
@@ -99,24 +121,23 @@ impl Warm {
                 dropped.extend(Self::expire(&mut inner, now, self.idle));
             }
             dropped.extend(inner.remove(id));
-            while inner.bytes + bytes > self.budget {
-                let Some(oldest) = inner
-                    .kept
-                    .iter()
-                    .min_by_key(|(_, k)| k.used)
-                    .map(|(id, _)| id.clone())
-                else {
+            while inner.bytes + bytes > self.budget || inner.kept.len() >= self.max_count {
+                let Some(oldest) = inner.pop_oldest() else {
                     break;
                 };
-                dropped.extend(inner.remove(&oldest));
+                dropped.push(oldest);
             }
             inner.bytes += bytes;
+            inner.tick += 1;
+            let tick = inner.tick;
             let kept = Kept {
                 module: module.clone(),
                 instance,
                 bytes,
                 used: now,
+                tick,
             };
+            inner.order.insert(tick, id.clone());
             inner.kept.insert(id.clone(), kept);
         }
         drop(dropped);
@@ -150,12 +171,18 @@ impl Warm {
     }
 
     fn expire(inner: &mut Inner, now: Instant, idle: Duration) -> Vec<Kept> {
-        let old: Vec<EntityId> = inner
-            .kept
-            .iter()
-            .filter(|(_, k)| now.duration_since(k.used) >= idle)
-            .map(|(id, _)| id.clone())
-            .collect();
-        old.iter().filter_map(|id| inner.remove(id)).collect()
+        // In use order: the idle ones come first.
+        let mut dropped = Vec::new();
+        while let Some((_, id)) = inner.order.first_key_value() {
+            let idle_for = inner
+                .kept
+                .get(id)
+                .map_or(idle, |k| now.duration_since(k.used));
+            if idle_for < idle {
+                break;
+            }
+            dropped.extend(inner.pop_oldest());
+        }
+        dropped
     }
 }
