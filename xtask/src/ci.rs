@@ -237,6 +237,8 @@ pub fn demo(listen: &str) -> anyhow::Result<()> {
          \x20 curl -X POST {base}/v1/entities/shopping-cart/c1/add-item -d '{{\"productId\":\"p1\",\"name\":\"Apple\",\"quantity\":2}}'\n\
          \x20 curl -X POST {base}/v1/entities/shopping-cart/c1/get-cart\n\
          \x20 curl {base}/v1/entities/shopping-cart/c1/journal\n\
+         \x20 curl -X POST {base}/v1/entities/likes/post-1/like        # a crdt, any node\n\
+         \x20 curl -N {base}/v1/entities/likes/post-1/watch            # its value, live\n\
          \x20 target/release/cella call counter/alice add 1 --server {base}\n\
          \x20 target/release/cella inspect counter/alice --server {base}\n\
          Ctrl-C stops the node; its data stays in ./.cella.\n"
@@ -260,6 +262,8 @@ pub fn demo(listen: &str) -> anyhow::Result<()> {
             "shopping-cart={}",
             components.join("shopping-cart.wasm").display()
         ))
+        .arg("--deploy")
+        .arg(format!("likes={}", components.join("likes.wasm").display()))
         .status()?;
     if !status.success() {
         bail!("cella serve exited with {status}");
