@@ -29,6 +29,25 @@ pub async fn start_cluster(
     partitions: u32,
     extra: &[&str],
 ) -> Vec<TestNode> {
+    start_cluster_with_peers(
+        root,
+        n,
+        partitions,
+        &["--cluster-secret", CLUSTER_SECRET],
+        extra,
+    )
+    .await
+}
+
+/// [`start_cluster`] with `peers` (how the nodes authenticate each other, e.g.
+/// `--insecure-peers`) instead of the test cluster secret.
+pub async fn start_cluster_with_peers(
+    root: &Path,
+    n: usize,
+    partitions: u32,
+    peers: &[&str],
+    extra: &[&str],
+) -> Vec<TestNode> {
     let ports = free_ports(n);
     let initial = ports
         .iter()
@@ -49,9 +68,8 @@ pub async fn start_cluster(
                 &initial,
                 "--partitions",
                 &count,
-                "--cluster-secret",
-                CLUSTER_SECRET,
             ];
+            args.extend_from_slice(peers);
             args.extend_from_slice(extra);
             TestNode::start_at(
                 &root.join(format!("n{id}")),

@@ -9,7 +9,7 @@ use cella_cli::client::{self, EventStream, Opened};
 use hyper::Method;
 use serde_json::Value;
 
-use crate::{Reply, TestNode, cluster::all_groups_led, encode_segment, free_ports, wait_until};
+use crate::{Reply, TestNode, encode_segment, wait_until};
 
 /// `POST /v1/entities/{ty}/{key}/{command}?consistency={consistency}` with `body`.
 pub async fn call_with(
@@ -167,40 +167,5 @@ pub fn signal(node: &TestNode, signal: libc::c_int) {
 /// Starts nodes 1..=n (data under `root/n{id}`) as one cluster of `partitions` partitions with
 /// `--insecure-peers` and no cluster secret, and waits until every group has a leader.
 pub async fn start_insecure_cluster(root: &Path, n: usize, partitions: u32) -> Vec<TestNode> {
-    let ports = free_ports(n);
-    let initial = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let count = partitions.to_string();
-    let nodes: Vec<TestNode> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| {
-            let id = (i + 1).to_string();
-            let args = [
-                "--node-id",
-                &id,
-                "--initial-cluster",
-                &initial,
-                "--partitions",
-                &count,
-                "--insecure-peers",
-            ];
-            TestNode::start_at(
-                &root.join(format!("n{id}")),
-                &format!("127.0.0.1:{port}"),
-                &args,
-            )
-            .expect("start a cluster node")
-        })
-        .collect();
-    let led = wait_until(Duration::from_secs(30), || {
-        all_groups_led(&nodes, partitions)
-    })
-    .await;
-    assert!(led, "the cluster did not elect leaders");
-    nodes
+    crate::cluster::start_cluster_with_peers(root, n, partitions, &["--insecure-peers"], &[]).await
 }
