@@ -230,6 +230,7 @@ export { Rejection, BadRequest, reject, badRequest } from './glue.js';
 export { Context, ValueContext, EventContext, CrdtContext } from './context.js';
 export {
   CRDT_TYPES,
+  CRDT_ACTIONS,
   CONSISTENCIES,
   CrdtHandle,
   GCounter,

@@ -18,7 +18,7 @@
  * `ReplicaError`, and none of the command's operations is applied: what the host does.
  */
 
-import { CRDT_TYPES, emptyValue, fits } from './crdt.js';
+import { CRDT_ACTIONS as ACTIONS, CRDT_TYPES, emptyValue, fits } from './crdt.js';
 import { canonical, compareText, copyJson, parse, stringify } from './json.js';
 
 /** An operation the host would refuse: the command fails and nothing is applied. */
@@ -28,18 +28,6 @@ export class ReplicaError extends Error {
     this.name = 'ReplicaError';
   }
 }
-
-/** The actions each type takes. */
-const ACTIONS = {
-  'g-counter': ['increment'],
-  'pn-counter': ['increment', 'decrement'],
-  'g-set': ['add'],
-  'or-set': ['add', 'remove', 'clear'],
-  'lww-register': ['set'],
-  flag: ['enable', 'disable', 'clear'],
-  'or-map': ['delete', 'clear'],
-  vote: ['vote'],
-};
 
 /** The type an action gives data it creates without a `creates`. */
 const CREATED_BY = {

@@ -36,6 +36,18 @@ export const CRDT_TYPES = Object.freeze([
   'vote',
 ]);
 
+/** The actions each crdt type takes, by their WIT names. */
+export const CRDT_ACTIONS = Object.freeze({
+  'g-counter': Object.freeze(['increment']),
+  'pn-counter': Object.freeze(['increment', 'decrement']),
+  'g-set': Object.freeze(['add']),
+  'or-set': Object.freeze(['add', 'remove', 'clear']),
+  'lww-register': Object.freeze(['set']),
+  flag: Object.freeze(['enable', 'disable', 'clear']),
+  'or-map': Object.freeze(['delete', 'clear']),
+  vote: Object.freeze(['vote']),
+});
+
 /** How many nodes must hold a command's change before its reply (weakest first). */
 export const CONSISTENCIES = Object.freeze(['local', 'majority', 'all']);
 

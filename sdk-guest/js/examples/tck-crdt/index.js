@@ -6,19 +6,7 @@
  * handle at a path.
  */
 
-import { CONSISTENCIES, CRDT_TYPES, SchemaError, badRequest, crdtEntity, schema } from 'cella-sdk';
-
-/** The actions each type's handle takes, as the `action` of an operation names them. */
-const TAKES = {
-  'g-counter': ['increment'],
-  'pn-counter': ['increment', 'decrement'],
-  'g-set': ['add'],
-  'or-set': ['add', 'remove', 'clear'],
-  'lww-register': ['set'],
-  flag: ['enable', 'disable', 'clear'],
-  'or-map': ['delete', 'clear'],
-  vote: ['vote'],
-};
+import { CONSISTENCIES, CRDT_ACTIONS as TAKES, CRDT_TYPES, SchemaError, badRequest, crdtEntity, schema } from 'cella-sdk';
 
 /** The argument of each action written `{"<action>": <argument>}`. */
 const ARGUMENT = {
