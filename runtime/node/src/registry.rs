@@ -245,6 +245,17 @@ impl Registry {
             .ok_or_else(|| Error::UnknownType(entity_type.to_string()))
     }
 
+    /// The crdt type and durability of `entity_type`'s active module, read in place (the
+    /// command path asks this of every command; `None`: not loaded here).
+    pub fn storage(
+        &self,
+        entity_type: &str,
+    ) -> Option<(Option<cella_host::CrdtType>, cella_host::Durability)> {
+        let active = self.active.read().ok()?;
+        let descriptor = active.get(entity_type)?.module.descriptor();
+        Some((descriptor.crdt, descriptor.durability))
+    }
+
     /// Number of deployed types.
     pub fn len(&self) -> usize {
         self.active.read().map(|m| m.len()).unwrap_or(0)

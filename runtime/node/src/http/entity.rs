@@ -100,15 +100,20 @@ async fn unjournaled(node: &Node, ty: &str) -> Result<Option<Unjournaled>> {
     if crate::entities::is_system_type(ty) {
         return Ok(None);
     }
-    let active = match node.registry.get_loaded(ty).await {
-        Ok(active) => active,
-        // Answered by the usual path (unknown type, or not loaded here yet).
-        Err(_) => return Ok(None),
+    let (crdt, durability) = match node.registry.storage(ty) {
+        Some(storage) => storage,
+        None => match node.registry.get_loaded(ty).await {
+            Ok(active) => {
+                let descriptor = active.module.descriptor();
+                (descriptor.crdt, descriptor.durability)
+            }
+            // Answered by the usual path (unknown type).
+            Err(_) => return Ok(None),
+        },
     };
-    let descriptor = active.module.descriptor();
-    Ok(if descriptor.crdt.is_some() {
+    Ok(if crdt.is_some() {
         Some(Unjournaled::Crdt)
-    } else if descriptor.durability == cella_host::Durability::Ephemeral {
+    } else if durability == cella_host::Durability::Ephemeral {
         Some(Unjournaled::Ephemeral)
     } else {
         None
