@@ -78,6 +78,28 @@ E = TypeVar("E")
 _MASK = (1 << 64) - 1
 
 
+def _host_context(
+    entity_type: str,
+    key: str,
+    n: int,
+    command: str,
+    timestamp_ms: int,
+    sequence: int,
+    **rest: Any,
+) -> protocol.HostContext:
+    """The context a test kit gives its ``n``-th command."""
+    return protocol.HostContext(
+        entity_type=entity_type,
+        key=key,
+        command_id=f"test-command-{n}",
+        command=command,
+        timestamp_ms=timestamp_ms,
+        random_seed=(n * 0x9E3779B97F4A7C15) & _MASK,
+        sequence=sequence,
+        **rest,
+    )
+
+
 @dataclass(frozen=True)
 class Call:
     """A command addressed to an entity (:meth:`~cella.Context.call` or a forward). A call
@@ -266,14 +288,13 @@ class TestKit(Generic[E]):
         self._last = None
         self._commands_run += 1
         n = self._commands_run
-        host = protocol.HostContext(
-            entity_type=self.entity_type,
-            key=self.key,
-            command_id=f"test-command-{n}",
-            command=command,
-            timestamp_ms=self._timestamp_ms,
-            random_seed=(n * 0x9E3779B97F4A7C15) & _MASK,
-            sequence=self._sequence,
+        host = _host_context(
+            self.entity_type,
+            self.key,
+            n,
+            command,
+            self._timestamp_ms,
+            self._sequence,
             correlation=correlation,
             timer=timer,
             message=message,
@@ -521,15 +542,7 @@ class CrdtTestKit:
         self._last = None
         self._commands_run += 1
         n = self._commands_run
-        host = protocol.HostContext(
-            entity_type=self.entity_type,
-            key=self.key,
-            command_id=f"test-command-{n}",
-            command=command,
-            timestamp_ms=self._timestamp_ms,
-            random_seed=(n * 0x9E3779B97F4A7C15) & _MASK,
-            sequence=0,
-        )
+        host = _host_context(self.entity_type, self.key, n, command, self._timestamp_ms, 0)
         view = _codec.dumps(self._data.view()).encode()
         outcome = self._glue.handle(host, view, _codec.dumps(payload))
         if outcome.events or outcome.state is not None or outcome.effects or outcome.forward:
