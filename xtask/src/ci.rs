@@ -103,6 +103,7 @@ pub fn test() -> anyhow::Result<()> {
 /// language. What cannot be installed (Python 3, Node.js) fails it up front: the TCK never
 /// skips a language.
 pub fn ci() -> anyhow::Result<()> {
+    toolchains::NOT_INCREMENTAL.store(true, std::sync::atomic::Ordering::Relaxed);
     toolchains::ensure_rust()?;
     cargo(&["fmt", "--all", "--", "--check"])?;
     licenses::check(&workspace_root())?;

@@ -12,7 +12,10 @@ use std::{
     ffi::OsStr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::OnceLock,
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::SystemTime,
 };
 
@@ -35,10 +38,19 @@ const NODE_HINT: &str = "install Node.js 20 or later with npm (e.g. `apt-get ins
 /// found or installed it.
 static COMPONENTIZE_PY: OnceLock<PathBuf> = OnceLock::new();
 
-/// Points `command` at the toolchains found or installed so far (`COMPONENTIZE_PY`).
+/// Whether cargo runs without incremental compilation: set by `cargo xtask ci`, whose one
+/// build from a clean clone gains nothing from the incremental cache but would write about as
+/// many gigabytes again into `target/`.
+pub static NOT_INCREMENTAL: AtomicBool = AtomicBool::new(false);
+
+/// Points `command` at the toolchains found or installed so far (`COMPONENTIZE_PY`), and
+/// without incremental compilation once [`NOT_INCREMENTAL`] is set.
 pub fn configure(command: &mut Command) -> &mut Command {
     if let Some(program) = COMPONENTIZE_PY.get() {
         command.env("COMPONENTIZE_PY", program);
+    }
+    if NOT_INCREMENTAL.load(Ordering::Relaxed) {
+        command.env("CARGO_INCREMENTAL", "0");
     }
     command
 }
