@@ -51,7 +51,7 @@ pub struct HostConfig {
     /// default 64 MiB.
     pub memory_limit: usize,
     /// Most instances alive at once; further `instantiate` calls wait for one to be dropped.
-    /// Default 1000.
+    /// Default 2048 (a slot costs address space, not memory, until it is used).
     pub max_instances: u32,
 }
 
@@ -60,7 +60,7 @@ impl Default for HostConfig {
         HostConfig {
             deadline: Duration::from_secs(1),
             memory_limit: 64 << 20,
-            max_instances: 1000,
+            max_instances: 2048,
         }
     }
 }

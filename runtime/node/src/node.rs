@@ -218,10 +218,13 @@ impl Node {
             None => Arc::new(store.clone()),
         };
         let mut entity_options = options.entities.clone();
-        // Warm instances hold pool slots: never all of them.
+        // Warm instances hold pool slots: never all of them. The slots left over are for the
+        // fresh instances of commands, activations and reads, which are alive only while they
+        // compute (an eighth of the pool, at least 64; past that they wait for a slot).
+        let pool = options.host.max_instances as usize;
         entity_options.warm_max_count = entity_options
             .warm_max_count
-            .min(options.host.max_instances as usize / 2);
+            .min(pool.saturating_sub((pool / 8).max(64)));
         let mut entities =
             Entities::new(journal, registry.clone(), metrics.clone(), entity_options);
         if let Some(cluster) = &cluster {

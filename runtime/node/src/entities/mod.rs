@@ -85,12 +85,16 @@ pub struct EntityOptions {
     /// Topics: how long a message is kept.
     pub topic_max_age: Duration,
     /// Most linear memory, in bytes, the guest instances kept warm for hot entities may hold
-    /// together (0: a fresh instance for every command).
+    /// together (0: a fresh instance for every command). Linear memory bounds what they keep
+    /// resident from above: a Rust instance (about 1 MiB, mostly its untouched stack) keeps
+    /// about a tenth of it, an interpreter's most of it. The default, 1 GiB, keeps about a
+    /// thousand Rust entities warm, or some forty Python ones.
     pub warm_memory: usize,
     /// A warm instance unused for this long is dropped.
     pub warm_idle: Duration,
     /// Most guest instances kept warm (each holds a slot of the host's instance pool: the node
-    /// sets this to half the pool, leaving the rest to the commands that need a fresh one).
+    /// caps this an eighth of the pool short of it, leaving that to the commands that need a
+    /// fresh one).
     pub warm_max_count: usize,
     /// The fair sharing of guest execution between types (`crate::scheduler`).
     pub scheduler: crate::scheduler::SchedulerOptions,
@@ -110,9 +114,9 @@ impl Default for EntityOptions {
             max_forward_depth: 8,
             topic_keep: 1_000_000,
             topic_max_age: Duration::from_secs(7 * 24 * 3600),
-            warm_memory: 128 << 20,
+            warm_memory: 1 << 30,
             warm_idle: Duration::from_secs(30),
-            warm_max_count: 500,
+            warm_max_count: 4096,
             scheduler: crate::scheduler::SchedulerOptions::default(),
             max_memory: 0,
         }
