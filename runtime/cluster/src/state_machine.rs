@@ -3,8 +3,8 @@
 //!
 //! `apply` hands the entries' changes and the new applied log id to the store as *deferred*
 //! writes (`Store::write_group_deferred`): readable at once, so a reader that saw an entry
-//! applied sees it in the store, and written to disk in bulk about once a second, so an
-//! entity written often costs one page write per second on each replica rather than one per
+//! applied sees it in the store, and written to disk in bulk every 100 ms, so an
+//! entity written often costs one page write per flush on each replica rather than one per
 //! entry. The raft log is their durable record: a crash loses at most the deferred tail, and
 //! the restart applies those entries again from the applied log id deferred with them
 //! (applying is idempotent: journal rows are keyed by sequence). Before the log may be purged

@@ -4,7 +4,7 @@
 //! A partition's state machine applies every committed entry on every replica. Written one
 //! apply at a time, each entry dirties (copies, checksums, writes and syncs) a B-tree page of
 //! the entity it touches on every node, though the raft log already holds the entry durably.
-//! Deferred, the writes of about a second are written in one transaction, so an entity
+//! Deferred, the writes of 100 ms are written in one transaction, so an entity
 //! written many times in that second dirties its page once.
 //!
 //! Readers see deferred writes at once: the reads of entity data and group state merge them
