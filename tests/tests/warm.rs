@@ -1,7 +1,8 @@
 //! Warm instances on a real node: an entity's instance is kept between its successful commands
 //! (a module-level global shows it) and never serves another entity; a failed command, a zero
-//! `--warm-memory-mb` and an idle time each mean a fresh instance. The guest is the Rust TCK
-//! value model, whose `remember` action shows its module-level global and then sets it.
+//! `--warm-memory-mb` and an idle time each mean a fresh instance; large instances hold only an
+//! eighth of the budget. The guest is the Rust TCK value model, whose `remember` action shows
+//! its module-level global and then sets it, and `misbehave`, whose `grow` grows its memory.
 
 use std::time::{Duration, Instant};
 
@@ -77,4 +78,46 @@ async fn idle_instances_are_dropped() {
     }
     assert_eq!(gauge(&node, "cella_warm_instance_bytes").await, 0);
     assert_eq!(remember(&node, "k1", "k1-b").await, "[][]");
+}
+
+/// The `misbehave` guest's `command` on `key`, which must succeed.
+async fn misbehave(node: &TestNode, key: &str, command: &str, body: &str) {
+    let r = node.call("misbehave", key, command, body).await;
+    assert_eq!(r.status, 200, "{key} {command}: {}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_instances_hold_only_an_eighth_of_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    // A budget of 64 MiB: instances over 4 MiB of linear memory may hold 8 MiB together.
+    let node = TestNode::start(dir.path(), &["--warm-memory-mb", "64"]).unwrap();
+    let r = node.deploy("misbehave", &component("misbehave")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    misbehave(&node, "small", "ok", "null").await;
+    assert_eq!(gauge(&node, "cella_warm_instances").await, 1);
+    let small = gauge(&node, "cella_warm_instance_bytes").await;
+    assert!(small < 4 << 20, "a Rust instance has {small} B");
+
+    // Grown past 4 MiB but within the large share: kept.
+    misbehave(&node, "large-1", "grow", "5").await;
+    assert_eq!(gauge(&node, "cella_warm_instances").await, 2);
+    let large = gauge(&node, "cella_warm_instance_bytes").await - small;
+    assert!((5 << 20..8 << 20).contains(&large), "{large} B");
+
+    // A second one does not fit beside it: the first large one is dropped, the small one stays.
+    misbehave(&node, "large-2", "grow", "5").await;
+    assert_eq!(gauge(&node, "cella_warm_instances").await, 2);
+    assert_eq!(
+        gauge(&node, "cella_warm_instance_bytes").await,
+        small + large
+    );
+
+    // Larger than the share on its own: never kept, and nothing else is dropped for it.
+    misbehave(&node, "huge", "grow", "12").await;
+    assert_eq!(gauge(&node, "cella_warm_instances").await, 2);
+    assert_eq!(
+        gauge(&node, "cella_warm_instance_bytes").await,
+        small + large
+    );
 }

@@ -87,8 +87,8 @@ pub struct EntityOptions {
     /// Most linear memory, in bytes, the guest instances kept warm for hot entities may hold
     /// together (0: a fresh instance for every command). Linear memory bounds what they keep
     /// resident from above: a Rust instance (about 1 MiB, mostly its untouched stack) keeps
-    /// about a tenth of it, an interpreter's most of it. The default, 1 GiB, keeps about a
-    /// thousand Rust entities warm, or some forty Python ones.
+    /// about a tenth of it, an interpreter's most of it: instances over 4 MiB hold an eighth of it
+    /// at most. The default, 1 GiB, keeps about a thousand Rust entities warm.
     pub warm_memory: usize,
     /// A warm instance unused for this long is dropped.
     pub warm_idle: Duration,

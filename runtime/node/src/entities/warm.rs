@@ -19,6 +19,13 @@
 //! interpreter's instance holds tens of MiB, a Rust one about one); an instance idle for
 //! [`EntityOptions::warm_idle`](super::EntityOptions) is dropped at the next sweep, so an idle
 //! node gives its instances' memory back to the pool.
+//!
+//! Linear memory bounds what an instance keeps resident from above, and for a small instance
+//! far above (a Rust instance has about 1 MiB, mostly a stack it never touches, and keeps about
+//! 100 KB resident), while an interpreter's instance (10–30 MiB) keeps most of it. So the
+//! *large* instances, over [`LARGE_INSTANCE`] of linear memory, may together hold only
+//! [`LARGE_SHARE`] of the budget: a thousand hot Rust entities stay warm in the default budget
+//! without letting a busy Python type hold a gigabyte.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -31,6 +38,12 @@ use cella_host::{Instance, Module};
 
 /// How often [`Warm::put`] looks for idle instances.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Linear memory past which a kept instance counts as large (an interpreter's, typically).
+const LARGE_INSTANCE: usize = 4 << 20;
+
+/// The part of the budget the large instances may hold together (an eighth).
+const LARGE_SHARE: usize = 8;
 
 struct Kept {
     module: Module,
@@ -45,9 +58,13 @@ struct Inner {
     kept: HashMap<EntityId, Kept>,
     /// The kept instances from the least recently used on (by the tick of their last use).
     order: BTreeMap<u64, EntityId>,
+    /// The large kept instances (over [`LARGE_INSTANCE`]), in the same order.
+    large: BTreeMap<u64, EntityId>,
     tick: u64,
     /// The sum of the kept instances' `bytes`.
     bytes: usize,
+    /// The sum of the large kept instances' `bytes`.
+    large_bytes: usize,
     swept: Instant,
 }
 
@@ -56,15 +73,25 @@ impl Inner {
         let kept = self.kept.remove(id)?;
         self.order.remove(&kept.tick);
         self.bytes -= kept.bytes;
+        if kept.bytes > LARGE_INSTANCE {
+            self.large.remove(&kept.tick);
+            self.large_bytes -= kept.bytes;
+        }
         Some(kept)
     }
 
     /// Drops the least recently used instance (to the caller, who drops it outside the lock).
     fn pop_oldest(&mut self) -> Option<Kept> {
-        let (_, id) = self.order.pop_first()?;
-        let kept = self.kept.remove(&id)?;
-        self.bytes -= kept.bytes;
-        Some(kept)
+        let (_, id) = self.order.first_key_value()?;
+        let id = id.clone();
+        self.remove(&id)
+    }
+
+    /// Drops the least recently used large instance.
+    fn pop_oldest_large(&mut self) -> Option<Kept> {
+        let (_, id) = self.large.first_key_value()?;
+        let id = id.clone();
+        self.remove(&id)
     }
 }
 
@@ -88,8 +115,10 @@ impl Warm {
             inner: Mutex::new(Inner {
                 kept: HashMap::new(),
                 order: BTreeMap::new(),
+                large: BTreeMap::new(),
                 tick: 0,
                 bytes: 0,
+                large_bytes: 0,
                 swept: Instant::now(),
             }),
         }
@@ -107,7 +136,13 @@ impl Warm {
     /// the least recently used ones, and drops instances idle for too long.
     pub(super) fn put(&self, id: &EntityId, module: &Module, instance: Instance) {
         let bytes = instance.memory_bytes();
-        if bytes > self.budget || self.max_count == 0 || instance.is_poisoned() {
+        let large = bytes > LARGE_INSTANCE;
+        let large_budget = self.budget / LARGE_SHARE;
+        if bytes > self.budget
+            || (large && bytes > large_budget)
+            || self.max_count == 0
+            || instance.is_poisoned()
+        {
             return;
         }
         let now = Instant::now();
@@ -127,9 +162,19 @@ impl Warm {
                 };
                 dropped.push(oldest);
             }
+            while large && inner.large_bytes + bytes > large_budget {
+                let Some(oldest) = inner.pop_oldest_large() else {
+                    break;
+                };
+                dropped.push(oldest);
+            }
             inner.bytes += bytes;
             inner.tick += 1;
             let tick = inner.tick;
+            if large {
+                inner.large_bytes += bytes;
+                inner.large.insert(tick, id.clone());
+            }
             let kept = Kept {
                 module: module.clone(),
                 instance,

@@ -1,6 +1,7 @@
 //! Test guest for the runtime's failure handling: a value entity (a counter) whose commands
-//! behave (`ok`), trap (`trap`), never return (`spin`) or allocate memory without bound
-//! (`balloon`). Every command takes the payload `null`.
+//! behave (`ok`), trap (`trap`), never return (`spin`), allocate memory without bound
+//! (`balloon`) or grow the instance's memory and succeed (`grow`, payload: MiB). The others
+//! take the payload `null`.
 
 use std::hint::black_box;
 
@@ -22,6 +23,9 @@ pub enum Command {
     Spin,
     /// Allocates 1 MiB chunks, touching every page, until memory runs out.
     Balloon,
+    /// Allocates this many MiB, touching every page, frees them and replies the count: the
+    /// instance's linear memory stays grown (it never shrinks).
+    Grow(u32),
 }
 
 /// The size of one `balloon` allocation.
@@ -55,6 +59,15 @@ impl ValueEntity for Misbehave {
                     chunks.push(black_box(chunk));
                 }
             }
+            Command::Grow(mib) => {
+                let size = (mib as usize).saturating_mul(CHUNK);
+                let mut block = vec![0u8; size];
+                for offset in (0..size).step_by(PAGE) {
+                    block[offset] = black_box(1);
+                }
+                drop(black_box(block));
+                Ok(json!(self.count))
+            }
         }
     }
 }
@@ -71,7 +84,7 @@ mod tests {
     #[test]
     fn ok_counts() {
         let mut kit = TestKit::<Misbehave>::new();
-        assert_eq!(kit.commands(), ["ok", "trap", "spin", "balloon"]);
+        assert_eq!(kit.commands(), ["ok", "trap", "spin", "balloon", "grow"]);
         assert_eq!(kit.handle("ok", json!(null)), Ok(json!(1)));
         assert_eq!(kit.handle("ok", json!(null)), Ok(json!(2)));
     }
