@@ -1,6 +1,8 @@
 //! The scheduler's series per entity type (`crate::scheduler`), read from its lanes at a
 //! scrape: `cella_type_guest_busy_seconds_total{type}` (wall time of guest command calls),
-//! `cella_type_guest_calls_total{type}`, `cella_type_queued_seconds_total{type}` and
+//! `cella_type_guest_calls_total{type}`, the histogram `cella_type_guest_call_seconds{type}`
+//! of those calls (a command's guest overhead: its instance, warm or fresh, the call, and the
+//! state in and out), `cella_type_queued_seconds_total{type}` and
 //! `cella_type_queued_total{type}` (time commands waited for a slot, and how many waited), and
 //! `cella_type_rejected_total{type, bound}` (commands refused with `429`: their type's queue
 //! was full, `queue`, or they waited out their deadline, `wait`). The lanes are those of types that ran a command since the node
@@ -8,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::scheduler::Scheduler;
+use crate::scheduler::{CALL_BUCKETS, Scheduler};
 
 /// Escapes a label value for the Prometheus text format.
 fn label(value: &str) -> String {
@@ -25,8 +27,26 @@ pub fn render(scheduler: &Scheduler) -> String {
     let mut queued_s = String::new();
     let mut queued = String::new();
     let mut rejected = String::new();
+    let mut histogram = String::new();
     scheduler.each_lane(|ty, lane| {
         let ty = label(ty);
+        let mut cumulative = 0;
+        for (i, n) in lane.call_buckets.iter().enumerate() {
+            cumulative += n;
+            let le = CALL_BUCKETS
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(
+                histogram,
+                "cella_type_guest_call_seconds_bucket{{type=\"{ty}\",le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            histogram,
+            "cella_type_guest_call_seconds_sum{{type=\"{ty}\"}} {}\n\
+             cella_type_guest_call_seconds_count{{type=\"{ty}\"}} {}",
+            lane.busy_seconds, lane.calls
+        );
         let _ = writeln!(
             busy,
             "cella_type_guest_busy_seconds_total{{type=\"{ty}\"}} {}",
@@ -84,6 +104,12 @@ pub fn render(scheduler: &Scheduler) -> String {
     ] {
         let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{body}");
     }
+    let name = "cella_type_guest_call_seconds";
+    let _ = write!(
+        out,
+        "# HELP {name} Guest command calls by time taken (instance, call, state in and out), \
+         by entity type.\n# TYPE {name} histogram\n{histogram}"
+    );
     out
 }
 
@@ -117,6 +143,9 @@ mod tests {
             "# TYPE cella_type_guest_busy_seconds counter",
             "cella_type_guest_calls_total{type=\"counter\"} 1",
             "cella_type_rejected_total{type=\"counter\",bound=\"queue\"} 0",
+            "# TYPE cella_type_guest_call_seconds histogram",
+            "cella_type_guest_call_seconds_bucket{type=\"counter\",le=\"+Inf\"} 1",
+            "cella_type_guest_call_seconds_count{type=\"counter\"} 1",
         ] {
             assert!(out.lines().any(|l| l == line), "{line} in:\n{out}");
         }

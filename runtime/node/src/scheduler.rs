@@ -69,6 +69,13 @@ struct Waiter {
     since: Instant,
 }
 
+/// Upper bounds (seconds) of the buckets of a type's guest call times: from a warm Rust call
+/// (tens of µs) to a fresh interpreter (milliseconds) and a call run to its deadline.
+pub(crate) const CALL_BUCKETS: [f64; 15] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0,
+];
+
 /// One type's lane and its counters (read by `sched_metrics`).
 #[derive(Default)]
 pub(crate) struct Lane {
@@ -82,6 +89,9 @@ pub(crate) struct Lane {
     share: u32,
     pub(crate) busy_seconds: f64,
     pub(crate) calls: u64,
+    /// Calls by time taken: one count per bucket of [`CALL_BUCKETS`] and one past the last,
+    /// each counting only its own calls.
+    pub(crate) call_buckets: [u64; CALL_BUCKETS.len() + 1],
     pub(crate) queued_seconds: f64,
     pub(crate) queued: u64,
     pub(crate) rejected_queue: u64,
@@ -295,6 +305,8 @@ impl Scheduler {
                 let secs = ran.as_secs_f64();
                 lane.busy_seconds += secs;
                 lane.calls += 1;
+                let bucket = CALL_BUCKETS.partition_point(|&bound| bound < secs);
+                lane.call_buckets[bucket] += 1;
                 lane.vtime += secs / f64::from(lane.share.max(1));
                 lane.avg_call = if lane.calls == 1 {
                     secs
