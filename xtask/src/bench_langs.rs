@@ -288,6 +288,8 @@ struct Cell {
     ok: u64,
     delta: i64,
     cpu_us: Option<f64>,
+    /// The guest calls of the load (`cella_type_guest_call_seconds`).
+    guest: crate::guest_calls::Calls,
 }
 
 impl Cell {
@@ -380,6 +382,7 @@ pub fn run(
                 ))
             };
             let before = read()?;
+            let calls_before = crate::guest_calls::Calls::scrape(addr, &ty)?;
             let cpu_before = cpu();
             let r = run_wrk_path(addr, script, CONNS, nkeys, opts.secs, &pathfmt)?;
             let cpu_used = cpu().saturating_sub(cpu_before);
@@ -387,6 +390,7 @@ pub fn run(
             let get = |k: &str| r[k].as_u64().unwrap_or(0);
             let ok = get("requests").saturating_sub(get("err_status"));
             std::thread::sleep(Duration::from_millis(500));
+            let guest = crate::guest_calls::Calls::scrape(addr, &ty)?.since(&calls_before);
             let after = read()?;
             let cell = Cell {
                 lang: b.lang,
@@ -402,6 +406,7 @@ pub fn run(
                 ok,
                 delta: after - before,
                 cpu_us: (ok > 0).then(|| cpu_used as f64 / ok as f64),
+                guest,
             };
             eprintln!(
                 "languages: {} {pattern} c={CONNS}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms",
@@ -414,13 +419,13 @@ pub fn run(
 
     println!(
         "\n| language | keys | conns | req/s | × Rust | p50 ms | p99 ms | non-2xx | socket errors \
-         | 2xx | counter delta | check | CPU µs/req |"
+         | 2xx | counter delta | check | CPU µs/req | guest call p50 / p99 ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for c in &cells {
         let cpu = c.cpu_us.map_or("-".to_string(), |u| format!("{u:.0}"));
         println!(
-            "| {} | {} | {CONNS} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {cpu} |",
+            "| {} | {} | {CONNS} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {cpu} | {} |",
             c.lang,
             c.pattern,
             c.rps,
@@ -431,7 +436,8 @@ pub fn run(
             c.socket_errors,
             c.ok,
             c.delta,
-            c.check()
+            c.check(),
+            c.guest.summary()
         );
     }
     println!(
@@ -512,6 +518,7 @@ mod tests {
             ok,
             delta,
             cpu_us: None,
+            guest: Default::default(),
         };
         let cells = [
             cell(Lang::Rust, 20_000.0, 100, 100, 0),

@@ -11,6 +11,7 @@ mod bench_listing;
 mod bench_topics;
 mod build;
 mod ci;
+mod guest_calls;
 mod http;
 #[cfg(test)]
 mod layering;
