@@ -121,3 +121,38 @@ async fn large_instances_hold_only_an_eighth_of_the_budget() {
         small + large
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_grown_past_half_its_memory_limit_is_not_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path(), &["--memory-limit-mb", "16"]).unwrap();
+    let r = node.deploy("misbehave", &component("misbehave")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // About 3 MiB of linear memory: kept.
+    misbehave(&node, "a", "grow", "2").await;
+    assert_eq!(gauge(&node, "cella_warm_instances").await, 1);
+    // About 10 MiB, past half of 16: dropped after its command, which succeeded.
+    misbehave(&node, "b", "grow", "9").await;
+    assert_eq!(gauge(&node, "cella_warm_instances").await, 1);
+    // Its next command runs in a fresh instance, and succeeds again.
+    misbehave(&node, "b", "grow", "9").await;
+    assert_eq!(gauge(&node, "cella_warm_instances").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_memory_in_a_warm_instance_runs_again_in_a_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = TestNode::start(dir.path(), &["--memory-limit-mb", "16"]).unwrap();
+    let r = node.deploy("misbehave", &component("misbehave")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    // 6 MiB of garbage stay in the entity's warm instance (about 7 MiB, under half of 16).
+    misbehave(&node, "a", "leak", "6").await;
+    assert_eq!(gauge(&node, "cella_warm_instances").await, 1);
+    // 10 MiB more do not fit beside the garbage, but do in a fresh instance: the command
+    // succeeds.
+    misbehave(&node, "a", "grow", "10").await;
+    // More than the limit fails in a fresh instance too.
+    let r = node.call("misbehave", "a", "grow", "20").await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(r.body.contains("out of memory"), "{}", r.body);
+}

@@ -201,6 +201,11 @@ impl Instance {
         self.poisoned.is_some()
     }
 
+    /// Whether the guest asked for more memory than the instance's limit allows.
+    pub fn hit_memory_limit(&self) -> bool {
+        self.store.data().limiter.hit
+    }
+
     /// Handles one command: `Ok(Ok(outcome))` on success, `Ok(Err(failure))` when the guest
     /// refused the command, `Err` when the call itself failed (trap, deadline, host error).
     pub async fn handle(

@@ -222,6 +222,7 @@ impl Node {
         // fresh instances of commands, activations and reads, which are alive only while they
         // compute (an eighth of the pool, at least 64; past that they wait for a slot).
         let pool = options.host.max_instances as usize;
+        entity_options.warm_recycle_bytes = options.host.memory_limit / 2;
         entity_options.warm_max_count = entity_options
             .warm_max_count
             .min(pool.saturating_sub((pool / 8).max(64)));

@@ -207,16 +207,27 @@ impl Entities {
             .scheduler
             .acquire(&id.entity_type, &active.limits, deadline)
             .await?;
-        let mut instance = match self.warm.take(id, &active.module) {
-            Some(instance) => instance,
-            None => active
-                .module
-                .instantiate()
-                .await
-                .map_err(|e| self.map_host_error_within(e, deadline))?,
+        let run = async |warm: Option<Instance>| {
+            let mut instance = match warm {
+                Some(instance) => instance,
+                None => active
+                    .module
+                    .instantiate()
+                    .await
+                    .map_err(|e| self.map_host_error_within(e, deadline))?,
+            };
+            instance.set_deadline(Some(deadline));
+            let handled = instance.handle(ctx, state, payload).await;
+            Ok::<_, Error>((handled, instance))
         };
-        instance.set_deadline(Some(deadline));
-        let handled = instance.handle(ctx, state, payload).await;
+        let warm = self.warm.take(id, &active.module);
+        let was_warm = warm.is_some();
+        let (mut handled, mut instance) = run(warm).await?;
+        if was_warm && handled.is_err() && instance.hit_memory_limit() {
+            // As for other commands (`command.rs`): out of memory in a warm instance is
+            // retried once in a fresh one.
+            (handled, instance) = run(None).await?;
+        }
         drop(permit);
         match handled {
             Ok(Ok(outcome)) => Ok((outcome, instance)),

@@ -96,6 +96,11 @@ pub struct EntityOptions {
     /// caps this an eighth of the pool short of it, leaving that to the commands that need a
     /// fresh one).
     pub warm_max_count: usize,
+    /// An instance whose linear memory has grown past this is not kept warm: memory never
+    /// shrinks, and an interpreter's heap grows with its garbage until a command runs out of
+    /// memory where a fresh instance would not (the node sets it to half the per-instance
+    /// memory limit).
+    pub warm_recycle_bytes: usize,
     /// The fair sharing of guest execution between types (`crate::scheduler`).
     pub scheduler: crate::scheduler::SchedulerOptions,
     /// Most bytes the entities held in memory and the warm instances may account for together
@@ -117,6 +122,7 @@ impl Default for EntityOptions {
             warm_memory: 1 << 30,
             warm_idle: Duration::from_secs(30),
             warm_max_count: 4096,
+            warm_recycle_bytes: 32 << 20,
             scheduler: crate::scheduler::SchedulerOptions::default(),
             max_memory: 0,
         }
@@ -251,7 +257,12 @@ impl Entities {
             journal,
             registry,
             metrics,
-            warm: Warm::new(warm_memory, options.warm_max_count, options.warm_idle),
+            warm: Warm::new(
+                warm_memory,
+                options.warm_max_count,
+                options.warm_recycle_bytes,
+                options.warm_idle,
+            ),
             scheduler: crate::scheduler::Scheduler::new(options.scheduler.clone()),
             options,
             cache: Mutex::new(HashMap::new()),

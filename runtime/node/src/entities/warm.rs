@@ -18,7 +18,9 @@
 //! find one free): past either, the least recently used instances are dropped (an
 //! interpreter's instance holds tens of MiB, a Rust one about one); an instance idle for
 //! [`EntityOptions::warm_idle`](super::EntityOptions) is dropped at the next sweep, so an idle
-//! node gives its instances' memory back to the pool.
+//! node gives its instances' memory back to the pool. An instance whose memory has grown past
+//! half the per-instance limit is not kept: memory never shrinks, and an interpreter's heap
+//! grows with its garbage until a command runs out of memory where a fresh instance would not.
 //!
 //! Linear memory bounds what an instance keeps resident from above, and for a small instance
 //! far above (a Rust instance has about 1 MiB, mostly a stack it never touches, and keeps about
@@ -102,15 +104,18 @@ pub(super) struct Warm {
     /// Most instances kept (they hold slots of the host's instance pool, which fresh
     /// instances need too).
     max_count: usize,
+    /// Linear memory past which an instance is dropped instead of kept.
+    recycle_at: usize,
     idle: Duration,
     inner: Mutex<Inner>,
 }
 
 impl Warm {
-    pub(super) fn new(budget: usize, max_count: usize, idle: Duration) -> Warm {
+    pub(super) fn new(budget: usize, max_count: usize, recycle_at: usize, idle: Duration) -> Warm {
         Warm {
             budget,
             max_count,
+            recycle_at,
             idle,
             inner: Mutex::new(Inner {
                 kept: HashMap::new(),
@@ -139,6 +144,7 @@ impl Warm {
         let large = bytes > LARGE_INSTANCE;
         let large_budget = self.budget / LARGE_SHARE;
         if bytes > self.budget
+            || bytes > self.recycle_at
             || (large && bytes > large_budget)
             || self.max_count == 0
             || instance.is_poisoned()

@@ -1,7 +1,7 @@
 //! Test guest for the runtime's failure handling: a value entity (a counter) whose commands
 //! behave (`ok`), trap (`trap`), never return (`spin`), allocate memory without bound
-//! (`balloon`) or grow the instance's memory and succeed (`grow`, payload: MiB). The others
-//! take the payload `null`.
+//! (`balloon`), grow the instance's memory and succeed (`grow`, payload: MiB) or leave garbage
+//! in it (`leak`, payload: MiB). The others take the payload `null`.
 
 use std::hint::black_box;
 
@@ -26,6 +26,9 @@ pub enum Command {
     /// Allocates this many MiB, touching every page, frees them and replies the count: the
     /// instance's linear memory stays grown (it never shrinks).
     Grow(u32),
+    /// Allocates this many MiB, touching every page, and never frees them (garbage that stays
+    /// in a reused instance); replies the count.
+    Leak(u32),
 }
 
 /// The size of one `balloon` allocation.
@@ -68,6 +71,15 @@ impl ValueEntity for Misbehave {
                 drop(black_box(block));
                 Ok(json!(self.count))
             }
+            Command::Leak(mib) => {
+                let size = (mib as usize).saturating_mul(CHUNK);
+                let mut block = vec![0u8; size];
+                for offset in (0..size).step_by(PAGE) {
+                    block[offset] = black_box(1);
+                }
+                std::mem::forget(black_box(block));
+                Ok(json!(self.count))
+            }
         }
     }
 }
@@ -84,7 +96,10 @@ mod tests {
     #[test]
     fn ok_counts() {
         let mut kit = TestKit::<Misbehave>::new();
-        assert_eq!(kit.commands(), ["ok", "trap", "spin", "balloon", "grow"]);
+        assert_eq!(
+            kit.commands(),
+            ["ok", "trap", "spin", "balloon", "grow", "leak"]
+        );
         assert_eq!(kit.handle("ok", json!(null)), Ok(json!(1)));
         assert_eq!(kit.handle("ok", json!(null)), Ok(json!(2)));
     }
