@@ -38,9 +38,6 @@ use std::{
 use cella_core::EntityId;
 use cella_host::{Instance, Module};
 
-/// How often [`Warm::put`] looks for idle instances.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
-
 /// Linear memory past which a kept instance counts as large (an interpreter's, typically).
 const LARGE_INSTANCE: usize = 4 << 20;
 
@@ -67,7 +64,6 @@ struct Inner {
     bytes: usize,
     /// The sum of the large kept instances' `bytes`.
     large_bytes: usize,
-    swept: Instant,
 }
 
 impl Inner {
@@ -124,7 +120,6 @@ impl Warm {
                 tick: 0,
                 bytes: 0,
                 large_bytes: 0,
-                swept: Instant::now(),
             }),
         }
     }
@@ -157,10 +152,6 @@ impl Warm {
             let Ok(mut inner) = self.inner.lock() else {
                 return;
             };
-            if now.duration_since(inner.swept) >= SWEEP_EVERY {
-                inner.swept = now;
-                dropped.extend(Self::expire(&mut inner, now, self.idle));
-            }
             dropped.extend(inner.remove(id));
             while inner.bytes + bytes > self.budget || inner.kept.len() >= self.max_count {
                 let Some(oldest) = inner.pop_oldest() else {
@@ -204,10 +195,7 @@ impl Warm {
     pub(super) fn sweep(&self) {
         let now = Instant::now();
         let dropped = match self.inner.lock() {
-            Ok(mut inner) => {
-                inner.swept = now;
-                Self::expire(&mut inner, now, self.idle)
-            }
+            Ok(mut inner) => Self::expire(&mut inner, now, self.idle),
             Err(_) => Vec::new(),
         };
         drop(dropped);
