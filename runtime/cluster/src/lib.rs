@@ -105,6 +105,13 @@ pub enum Error {
         #[source]
         source: postcard::Error,
     },
+    /// A file of the node's data directory cannot be read or written.
+    #[error("{what}: {source}")]
+    File {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A peer request without valid credentials (see [`auth`]).
     #[error("{0}")]
     Unauthorized(String),

@@ -13,10 +13,13 @@
 //! A snapshot is the partition's entities (snapshot and journal of each) as of the applied log
 //! id, read in one go under the state machine's lock so the two agree; installing one replaces
 //! the partition's entities with the snapshot's, deferred behind the applies and flushed. The
-//! last snapshot is kept in the store so that it can be sent again without rebuilding.
+//! last snapshot built is kept in a file beside the database (`raft-snapshots/<group>.snapshot`,
+//! out of the group commit), the last one installed in the store, so that it can be sent again
+//! without rebuilding.
 
 use std::{
-    io::{self, Cursor},
+    io::{self, Cursor, Write as _},
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -42,6 +45,9 @@ use crate::{
 
 type C = TypeConfig;
 
+/// A snapshot's meta and data.
+type Current = (SnapshotMetaOf<C>, Vec<u8>);
+
 const APPLIED: &str = "applied";
 const MEMBERSHIP: &str = "membership";
 const SNAPSHOT: &str = "snapshot";
@@ -66,7 +72,7 @@ struct SmState {
     applied: Option<LogIdOf<C>>,
     membership: StoredMembershipOf<C>,
     /// The last snapshot built or installed: its meta and data.
-    current: Option<(SnapshotMetaOf<C>, Vec<u8>)>,
+    current: Option<Current>,
 }
 
 /// The state machine of one partition. Clones share state (the snapshot builder is a clone).
@@ -93,9 +99,21 @@ impl StateMachine {
             Some(bytes) => decode("the applied membership", &bytes)?,
             None => StoredMembershipOf::<C>::default(),
         };
-        let current = match store.group_state(group, SNAPSHOT)? {
-            Some(bytes) => Some(decode("the current snapshot", &bytes)?),
-            None => None,
+        // The snapshot built last is in its file, the one installed last in the store (and a
+        // store of an older version may hold a built one): the newer of the two is current.
+        let stored: Option<(SnapshotMetaOf<C>, Vec<u8>)> =
+            match store.group_state(group, SNAPSHOT)? {
+                Some(bytes) => Some(decode("the current snapshot", &bytes)?),
+                None => None,
+            };
+        let built = read_snapshot_file(&snapshot_file(&store, group))?;
+        let current = match (stored, built) {
+            (Some(s), Some(b)) => Some(if b.0.last_log_id > s.0.last_log_id {
+                b
+            } else {
+                s
+            }),
+            (s, b) => s.or(b),
         };
         Ok(StateMachine {
             group,
@@ -184,13 +202,6 @@ impl StateMachine {
         self.store.flush_deferred().await.map_err(io::Error::other)
     }
 
-    async fn write(&self, writes: Vec<GroupWrite>) -> Result<(), io::Error> {
-        self.store
-            .write_group(writes)
-            .await
-            .map_err(io::Error::other)
-    }
-
     /// The partition's entities as of now, encoded.
     fn dump(&self) -> Result<Vec<u8>, Error> {
         let select = self.select.clone();
@@ -223,7 +234,10 @@ impl RaftSnapshotBuilder<C> for StateMachine {
             last_membership: state.membership.clone(),
         };
         let stored = encode("the current snapshot", &(&meta, &data))?;
-        self.write(vec![self.state_write(SNAPSHOT, stored)]).await?;
+        let path = snapshot_file(&self.store, self.group);
+        tokio::task::spawn_blocking(move || write_snapshot_file(&path, &stored))
+            .await
+            .map_err(io::Error::other)??;
         state.current = Some((meta.clone(), data.clone()));
         Ok(SnapshotOf::<C, _> {
             meta,
@@ -388,4 +402,39 @@ impl RaftStateMachine<C> for StateMachine {
                 snapshot: Cursor::new(data.clone()),
             }))
     }
+}
+
+/// Where group `group`'s last built snapshot is kept: a file beside the database. As a value in
+/// the database it was written by the group commit, and a partition's whole dump (hundreds of
+/// KB) held up every append queued behind it (a hot key's p99 went from 5 to 40 ms).
+fn snapshot_file(store: &Store, group: GroupId) -> PathBuf {
+    let dir = store.path().parent().unwrap_or(Path::new("."));
+    dir.join("raft-snapshots").join(format!("{group}.snapshot"))
+}
+
+/// The snapshot in `path`, if there is one.
+fn read_snapshot_file(path: &Path) -> Result<Option<Current>, Error> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(decode("the current snapshot", &bytes)?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::File {
+            what: format!("cannot read {}", path.display()),
+            source,
+        }),
+    }
+}
+
+/// Writes `bytes` to `path` durably: a temporary file, synced, renamed over it, and the
+/// directory synced, so the file is always a whole snapshot.
+fn write_snapshot_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
 }
