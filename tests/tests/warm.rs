@@ -80,6 +80,13 @@ async fn idle_instances_are_dropped() {
     assert_eq!(remember(&node, "k1", "k1-b").await, "[][]");
 }
 
+async fn node_with_misbehave(dir: &std::path::Path, extra: &[&str]) -> TestNode {
+    let node = TestNode::start(dir, extra).unwrap();
+    let r = node.deploy("misbehave", &component("misbehave")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    node
+}
+
 /// The `misbehave` guest's `command` on `key`, which must succeed.
 async fn misbehave(node: &TestNode, key: &str, command: &str, body: &str) {
     let r = node.call("misbehave", key, command, body).await;
@@ -90,9 +97,7 @@ async fn misbehave(node: &TestNode, key: &str, command: &str, body: &str) {
 async fn large_instances_hold_only_an_eighth_of_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     // A budget of 64 MiB: instances over 4 MiB of linear memory may hold 8 MiB together.
-    let node = TestNode::start(dir.path(), &["--warm-memory-mb", "64"]).unwrap();
-    let r = node.deploy("misbehave", &component("misbehave")).await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    let node = node_with_misbehave(dir.path(), &["--warm-memory-mb", "64"]).await;
 
     misbehave(&node, "small", "ok", "null").await;
     assert_eq!(gauge(&node, "cella_warm_instances").await, 1);
@@ -125,9 +130,7 @@ async fn large_instances_hold_only_an_eighth_of_the_budget() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_grown_past_half_its_memory_limit_is_not_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path(), &["--memory-limit-mb", "16"]).unwrap();
-    let r = node.deploy("misbehave", &component("misbehave")).await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    let node = node_with_misbehave(dir.path(), &["--memory-limit-mb", "16"]).await;
     // About 3 MiB of linear memory: kept.
     misbehave(&node, "a", "grow", "2").await;
     assert_eq!(gauge(&node, "cella_warm_instances").await, 1);
@@ -142,9 +145,7 @@ async fn an_instance_grown_past_half_its_memory_limit_is_not_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_memory_in_a_warm_instance_runs_again_in_a_fresh_one() {
     let dir = tempfile::tempdir().unwrap();
-    let node = TestNode::start(dir.path(), &["--memory-limit-mb", "16"]).unwrap();
-    let r = node.deploy("misbehave", &component("misbehave")).await;
-    assert_eq!(r.status, 201, "{}", r.body);
+    let node = node_with_misbehave(dir.path(), &["--memory-limit-mb", "16"]).await;
     // 6 MiB of garbage stay in the entity's warm instance (about 7 MiB, under half of 16).
     misbehave(&node, "a", "leak", "6").await;
     assert_eq!(gauge(&node, "cella_warm_instances").await, 1);
