@@ -163,26 +163,16 @@ impl Entities {
             .scheduler
             .acquire(entity_type, &active.limits, deadline)
             .await?;
-        let warm = self.warm.take(&id, &active.module);
-        let was_warm = warm.is_some();
-        let run = async |warm: Option<cella_host::Instance>| {
-            let mut instance = match warm {
-                Some(instance) => instance,
-                None => active.module.instantiate().await?,
-            };
-            instance.set_deadline(Some(deadline));
-            let handled = instance
-                .handle(&ctx, loaded.state.as_deref(), &payload)
-                .await;
-            Ok((handled, instance))
-        };
-        let mut handled = run(warm).await;
-        if was_warm && matches!(&handled, Ok((Err(_), i)) if i.hit_memory_limit()) {
-            // A warm instance's heap holds what its earlier commands left (an interpreter's
-            // garbage): a command must not fail there when it fits in a fresh instance. A
-            // guest call has no effect until its outcome is journaled, so it runs once more.
-            handled = run(None).await;
-        }
+        let handled = self
+            .handle_in_instance(
+                &id,
+                &active.module,
+                deadline,
+                &ctx,
+                loaded.state.as_deref(),
+                &payload,
+            )
+            .await;
         drop(permit);
         let (observed_seq, lease) = (loaded.seq, loaded.lease);
         let mut plan = EffectPlan::default();

@@ -207,27 +207,10 @@ impl Entities {
             .scheduler
             .acquire(&id.entity_type, &active.limits, deadline)
             .await?;
-        let run = async |warm: Option<Instance>| {
-            let mut instance = match warm {
-                Some(instance) => instance,
-                None => active
-                    .module
-                    .instantiate()
-                    .await
-                    .map_err(|e| self.map_host_error_within(e, deadline))?,
-            };
-            instance.set_deadline(Some(deadline));
-            let handled = instance.handle(ctx, state, payload).await;
-            Ok::<_, Error>((handled, instance))
-        };
-        let warm = self.warm.take(id, &active.module);
-        let was_warm = warm.is_some();
-        let (mut handled, mut instance) = run(warm).await?;
-        if was_warm && handled.is_err() && instance.hit_memory_limit() {
-            // As for other commands (`command.rs`): out of memory in a warm instance is
-            // retried once in a fresh one.
-            (handled, instance) = run(None).await?;
-        }
+        let (handled, instance) = self
+            .handle_in_instance(id, &active.module, deadline, ctx, state, payload)
+            .await
+            .map_err(|e| self.map_host_error_within(e, deadline))?;
         drop(permit);
         match handled {
             Ok(Ok(outcome)) => Ok((outcome, instance)),

@@ -52,6 +52,7 @@ use std::{
 };
 
 use cella_core::{EntityId, Journal, Lease};
+use cella_host::{CommandContext, Failure, Instance, Module, Outcome};
 
 pub(crate) use self::system::BroadcastOrder;
 use self::{cache::Slot, warm::Warm};
@@ -234,6 +235,9 @@ fn memory_split(options: &EntityOptions) -> (usize, usize) {
     (warm, (options.max_memory - warm).max(1))
 }
 
+/// What a guest's `handle` answered: its outcome, its refusal, or the call's failure.
+type Handled = std::result::Result<std::result::Result<Outcome, Failure>, cella_host::Error>;
+
 /// How entities map to partitions.
 pub type PartitionOf = Arc<dyn Fn(&EntityId) -> u64 + Send + Sync>;
 
@@ -402,6 +406,39 @@ impl Entities {
 
     fn map_host_error(&self, e: cella_host::Error) -> Error {
         self.map_host_error_within(e, self.options.deadline)
+    }
+
+    /// Runs the guest's `handle` in `id`'s warm instance when one is kept for `module`, else in a
+    /// fresh one, under `deadline`; the outer error is the fresh instance's. A warm instance's
+    /// heap holds what its earlier commands left (an interpreter's garbage): a command that runs
+    /// out of memory there runs once more in a fresh instance, where it may fit (a guest call has
+    /// no effect until its outcome is journaled).
+    async fn handle_in_instance(
+        &self,
+        id: &EntityId,
+        module: &Module,
+        deadline: Duration,
+        ctx: &CommandContext,
+        state: Option<&[u8]>,
+        payload: &str,
+    ) -> std::result::Result<(Handled, Instance), cella_host::Error> {
+        let run = async |warm: Option<Instance>| {
+            let mut instance = match warm {
+                Some(instance) => instance,
+                None => module.instantiate().await?,
+            };
+            instance.set_deadline(Some(deadline));
+            let handled = instance.handle(ctx, state, payload).await;
+            Ok((handled, instance))
+        };
+        let warm = self.warm.take(id, module);
+        let was_warm = warm.is_some();
+        let (handled, instance) = run(warm).await?;
+        if was_warm && handled.is_err() && instance.hit_memory_limit() {
+            drop(instance);
+            return run(None).await;
+        }
+        Ok((handled, instance))
     }
 
     /// [`Self::map_host_error`] for a call that ran under `deadline`.
