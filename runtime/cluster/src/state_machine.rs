@@ -101,11 +101,10 @@ impl StateMachine {
         };
         // The snapshot built last is in its file, the one installed last in the store (and a
         // store of an older version may hold a built one): the newer of the two is current.
-        let stored: Option<(SnapshotMetaOf<C>, Vec<u8>)> =
-            match store.group_state(group, SNAPSHOT)? {
-                Some(bytes) => Some(decode("the current snapshot", &bytes)?),
-                None => None,
-            };
+        let stored: Option<Current> = match store.group_state(group, SNAPSHOT)? {
+            Some(bytes) => Some(decode("the current snapshot", &bytes)?),
+            None => None,
+        };
         let built = read_snapshot_file(&snapshot_file(&store, group))?;
         let current = match (stored, built) {
             (Some(s), Some(b)) => Some(if b.0.last_log_id > s.0.last_log_id {
