@@ -73,6 +73,7 @@ pub const JS: &[(&str, &str)] = &[
     ("src/cella.js", include_str!("../js/src/cella.js")),
     ("src/context.js", include_str!("../js/src/context.js")),
     ("src/crdt.js", include_str!("../js/src/crdt.js")),
+    ("src/crdt-model.js", include_str!("../js/src/crdt-model.js")),
     (
         "src/crdt-replica.js",
         include_str!("../js/src/crdt-replica.js"),
