@@ -182,6 +182,13 @@ pub struct Load {
 
 impl Load {
     pub fn start(urls: &[String], clients: usize, prefix: &str, keys: usize) -> Load {
+        let keys: Vec<String> = (0..keys).map(|k| format!("{prefix}{k}")).collect();
+        Load::start_keys(urls, clients, keys)
+    }
+
+    /// [`Load::start`] over the counters named `keys`.
+    pub fn start_keys(urls: &[String], clients: usize, keys: Vec<String>) -> Load {
+        let keys = Arc::new(keys);
         let history: Arc<Mutex<History>> = Arc::default();
         let acked = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -189,11 +196,11 @@ impl Load {
             .map(|c| {
                 let (history, acked, stop) = (history.clone(), acked.clone(), stop.clone());
                 let url = urls[c % urls.len()].clone();
-                let prefix = prefix.to_string();
+                let keys = keys.clone();
                 tokio::spawn(async move {
                     let mut n = 0usize;
                     while !stop.load(Ordering::Relaxed) {
-                        let key = format!("{prefix}{}", (c * 7 + n) % keys);
+                        let key = keys[(c * 7 + n) % keys.len()].clone();
                         n += 1;
                         let invoked = Instant::now();
                         let reply = tokio::time::timeout(

@@ -255,6 +255,28 @@ async fn the_document_describes_the_nodes_answers() {
     let cluster = send(&node, Method::GET, "/v1/cluster", b"").await;
     assert_eq!(cluster.status, 200);
     api.check("get", "/v1/cluster", &cluster);
+    let loads = send(&node, Method::GET, "/v1/cluster?load=true", b"").await;
+    assert_eq!(loads.json["loads"][0]["node"], 1, "{}", loads.json);
+    api.check("get", "/v1/cluster", &loads);
+    let plan = send(
+        &node,
+        Method::POST,
+        "/v1/cluster/rebalance?dry-run=true",
+        b"",
+    )
+    .await;
+    assert_eq!(plan.status, 200, "{}", plan.json);
+    assert_eq!(plan.json["plan"]["move"], serde_json::Value::Null);
+    api.check("post", "/v1/cluster/rebalance", &plan);
+    let bad = send(
+        &node,
+        Method::POST,
+        "/v1/cluster/rebalance",
+        br#"{"partition": 99, "node": 1}"#,
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.json);
+    api.check("post", "/v1/cluster/rebalance", &bad);
     let published = send(&node, Method::POST, "/v1/topics/news", br#"{"n": 1}"#).await;
     assert_eq!(published.json["offset"], 1, "{}", published.json);
     api.check("post", "/v1/topics/{topic}", &published);

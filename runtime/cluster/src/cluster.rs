@@ -51,6 +51,8 @@ pub struct ClusterOptions {
     pub snapshot_every: u64,
     /// Joining an existing cluster: never initialize; wait to be added (`add_node`).
     pub join: bool,
+    /// How partition leadership follows load (see [`crate::rebalance`]).
+    pub rebalance: crate::rebalance::RebalanceOptions,
     /// How peer requests are signed and checked (see [`crate::auth`]).
     pub peers: Arc<PeerAuth>,
 }
@@ -68,6 +70,7 @@ impl ClusterOptions {
             election_timeout_ms: (400, 800),
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
             join: false,
+            rebalance: crate::rebalance::RebalanceOptions::default(),
             peers: Arc::new(PeerAuth::closed()),
         }
     }
@@ -109,6 +112,10 @@ pub struct Cluster {
     pub(crate) reconciling: Arc<std::sync::Mutex<BTreeSet<GroupId>>>,
     /// Turns true when the node stops: the append streams it answers end.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
+    /// This node's load, per partition and in CPU (see [`crate::load`]).
+    pub(crate) meter: Arc<crate::load::LoadMeter>,
+    /// The applied leader placement of the metadata group (see [`crate::rebalance`]).
+    pub(crate) leaders: Arc<std::sync::RwLock<crate::types::Leaders>>,
 }
 
 /// One group as seen from this node, for `GET /v1/cluster`.
@@ -201,7 +208,7 @@ impl Cluster {
         {
             return known;
         }
-        let preferred = *replicas.first()?;
+        let preferred = self.preferred_leader(group.id, &replicas)?;
         let addr = self.nodes().remove(&preferred)?;
         Some((preferred, addr))
     }

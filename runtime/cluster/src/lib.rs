@@ -7,6 +7,10 @@
 //!   starts, initializes and stops them, `serving` answers the peers' requests to them.
 //! - [`membership`]: nodes joining and leaving, the reconciler that moves partition replicas
 //!   to follow the node set, and the leader balancer.
+//! - [`load`]: what a node measures for placement (writes per partition, CPU used and
+//!   waited for); [`rebalance`]: the plan that moves partition leadership toward spare CPU,
+//!   with its hysteresis; `placing`: the placement loop on the metadata leader and
+//!   operator-asked rebalances (`impl Cluster`).
 //! - [`journal`]: the entity layer's `Journal` in a cluster (appends through raft, leases).
 //! - [`submit`]: ordered submission of journal appends to a group, and barriers.
 //! - [`log_store`]: the openraft log storage of one group on the node's redb store. Every group
@@ -44,12 +48,15 @@ pub mod connect;
 mod frame;
 pub mod journal;
 mod lifecycle;
+pub mod load;
 pub mod log_store;
 pub mod membership;
 pub mod mux;
 pub mod network;
 mod peer;
 pub mod placement;
+mod placing;
+pub mod rebalance;
 mod serving;
 pub mod state_machine;
 pub mod stream;
@@ -60,6 +67,7 @@ pub use cluster::{Cluster, ClusterOptions, GroupStatus, META_GROUP};
 pub use journal::ClusterJournal;
 pub use log_store::LogStore;
 pub use placement::Placement;
+pub use placing::{RebalanceOutcome, RebalanceRequest};
 pub use state_machine::StateMachine;
 pub use types::{Applied, AuditRecord, Command, GroupId, ModuleOp, TypeConfig};
 

@@ -1,7 +1,7 @@
 //! Starting and stopping this node's groups: [`Cluster::start`] checks the placement the
 //! store was created with, opens every group on the store, initializes the groups this node
 //! is the lowest initial replica of, settles a node alone (it elects itself at once) and starts
-//! the leader balancer; [`Cluster::shutdown`] stops them.
+//! the leader balancer and the placement loop; [`Cluster::shutdown`] stops them.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -100,6 +100,9 @@ impl Cluster {
         );
         let mut groups = BTreeMap::new();
         let (module_tx, module_rx) = tokio::sync::mpsc::unbounded_channel();
+        let meter = Arc::new(crate::load::LoadMeter::new(placement.groups()));
+        let leaders = Arc::new(std::sync::RwLock::default());
+        let placement_changed = Arc::new(tokio::sync::Notify::new());
         for group in std::iter::once(META_GROUP).chain(placement.groups()) {
             let select: crate::state_machine::Selector = if group == META_GROUP {
                 Arc::new(|_| false)
@@ -109,7 +112,9 @@ impl Cluster {
             let log = LogStore::open(store.clone(), group)?;
             let mut state_machine = StateMachine::open(store.clone(), group, select)?;
             if group == META_GROUP {
-                state_machine = state_machine.with_module_events(module_tx.clone());
+                state_machine = state_machine
+                    .with_module_events(module_tx.clone())
+                    .with_leaders(leaders.clone(), placement_changed.clone())?;
             }
             let network = GroupNetwork {
                 group,
@@ -128,7 +133,7 @@ impl Cluster {
             )
             .await
             .map_err(|e| Error::raft(format!("starting group {group}"), e))?;
-            let submitter = Submitter::start(raft.clone());
+            let submitter = Submitter::start(raft.clone(), meter.group(group));
             groups.insert(
                 group,
                 Group {
@@ -147,6 +152,8 @@ impl Cluster {
             placement,
             client,
             groups,
+            meter,
+            leaders,
         });
         cluster.initialize().await?;
         cluster.settle_alone().await?;
@@ -154,11 +161,33 @@ impl Cluster {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(1000));
             loop {
-                tick.tick().await;
+                // Every second, and at once when the leader placement changes.
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = placement_changed.notified() => {}
+                }
                 let Some(cluster) = balancer.upgrade() else {
                     break;
                 };
                 cluster.balance().await;
+            }
+        });
+        let placer = Arc::downgrade(&cluster);
+        let interval = cluster
+            .options
+            .rebalance
+            .interval
+            .max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut hysteresis = crate::rebalance::Hysteresis::default();
+            loop {
+                tick.tick().await;
+                let Some(cluster) = placer.upgrade() else {
+                    break;
+                };
+                cluster.placement_round(&mut hysteresis).await;
             }
         });
         Ok(cluster)

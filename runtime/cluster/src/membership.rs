@@ -208,7 +208,7 @@ impl Cluster {
                 self.reconcile(group.id, wanted, &addrs);
                 continue;
             }
-            let Some(preferred) = desired.first().copied() else {
+            let Some(preferred) = self.preferred_leader(group.id, &desired) else {
                 continue;
             };
             if preferred == self.options.node_id {

@@ -39,7 +39,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     Applied, Command, Error, GroupId, TypeConfig,
-    types::ModuleOp,
+    types::{Leaders, ModuleOp},
     types::{decode, encode},
 };
 
@@ -51,6 +51,8 @@ type Current = (SnapshotMetaOf<C>, Vec<u8>);
 const APPLIED: &str = "applied";
 const MEMBERSHIP: &str = "membership";
 const SNAPSHOT: &str = "snapshot";
+/// The metadata group's leader placement ([`Leaders`]).
+pub const LEADERS: &str = "leaders";
 
 /// Which entities belong to this state machine's partition.
 pub type Selector = Arc<dyn Fn(&EntityId) -> bool + Send + Sync>;
@@ -86,6 +88,9 @@ pub struct StateMachine {
     module_events: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// Snapshots installed from a leader since the node started.
     installed: Arc<AtomicU64>,
+    /// Where the applied leader placement is kept in memory (the metadata group), and who is
+    /// told when it changes (the leader balancer).
+    leaders: Option<(Arc<std::sync::RwLock<Leaders>>, Arc<tokio::sync::Notify>)>,
 }
 
 impl StateMachine {
@@ -125,6 +130,7 @@ impl StateMachine {
             })),
             module_events: None,
             installed: Arc::default(),
+            leaders: None,
         })
     }
 
@@ -135,6 +141,23 @@ impl StateMachine {
     ) -> StateMachine {
         self.module_events = Some(events);
         self
+    }
+
+    /// Keeps the applied leader placement in `leaders` (loaded from the store now), and
+    /// wakes `changed` when it changes.
+    pub fn with_leaders(
+        mut self,
+        leaders: Arc<std::sync::RwLock<Leaders>>,
+        changed: Arc<tokio::sync::Notify>,
+    ) -> Result<StateMachine, Error> {
+        if let Some(bytes) = self.store.group_state(self.group, LEADERS)? {
+            *leaders
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                decode("the leader placement", &bytes)?;
+        }
+        self.leaders = Some((leaders, changed));
+        Ok(self)
     }
 
     /// Applies a module change to this node's store. Idempotent, because the change and the
@@ -289,6 +312,20 @@ impl RaftStateMachine<C> for StateMachine {
                     self.store
                         .append_audit(log_id.index(), &bytes)
                         .map_err(Error::from)?;
+                }
+                EntryPayload::Normal(Command::Leaders { record, leaders }) => {
+                    let bytes = encode("an audit record", &record)?;
+                    self.store
+                        .append_audit(log_id.index(), &bytes)
+                        .map_err(Error::from)?;
+                    writes
+                        .push(self.state_write(LEADERS, encode("the leader placement", &leaders)?));
+                    if let Some((shared, changed)) = &self.leaders {
+                        *shared
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = leaders;
+                        changed.notify_one();
+                    }
                 }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembershipOf::<C>::new(Some(log_id), m));

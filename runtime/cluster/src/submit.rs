@@ -28,7 +28,7 @@ use openraft::{
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
-use crate::{Command, StateMachine, TypeConfig};
+use crate::{Command, StateMachine, TypeConfig, load::GroupMeter};
 
 type C = TypeConfig;
 
@@ -44,6 +44,8 @@ pub struct Submitter {
     /// The sender and the last ticket issued, under one lock: tickets are queued in order.
     queue: Mutex<(mpsc::UnboundedSender<Item>, u64)>,
     progress: Arc<Progress>,
+    /// Counts the appends and their bytes, for placement.
+    meter: Arc<GroupMeter>,
 }
 
 /// Which tickets resolved: every ticket up to the watermark, and ranges beyond it.
@@ -69,8 +71,8 @@ impl Progress {
 }
 
 impl Submitter {
-    /// Starts the pump task of `raft`'s group.
-    pub fn start(raft: Raft<C, StateMachine>) -> Submitter {
+    /// Starts the pump task of `raft`'s group; `meter` counts its appends.
+    pub fn start(raft: Raft<C, StateMachine>, meter: Arc<GroupMeter>) -> Submitter {
         let (queue, rx) = mpsc::unbounded_channel();
         let progress = Arc::new(Progress {
             finished: watch::Sender::new(0),
@@ -80,6 +82,7 @@ impl Submitter {
         Submitter {
             queue: Mutex::new((queue, 0)),
             progress,
+            meter,
         }
     }
 
@@ -92,6 +95,7 @@ impl Submitter {
     ) -> AppendFuture {
         let (done, rx) = oneshot::channel();
         let writes_len = writes.len();
+        self.meter.record(weight(&writes));
         let sent = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
             let ticket = queue.1 + 1;

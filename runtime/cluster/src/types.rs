@@ -23,6 +23,39 @@ pub enum Command {
         record: AuditRecord,
         module: Option<ModuleOp>,
     },
+    /// Where partitions prefer their leaders (metadata group only), replacing the previous
+    /// preferences, with the record of the move that changed them.
+    Leaders {
+        record: AuditRecord,
+        leaders: Leaders,
+    },
+}
+
+/// The partitions whose leader placement moved off their layout's preferred node, and the
+/// moves made (newest last, at most [`Leaders::KEPT_MOVES`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Leaders {
+    /// Partition → the node it prefers as leader (when that node is one of its voters).
+    pub preferred: std::collections::BTreeMap<GroupId, u64>,
+    pub moves: Vec<LeaderMove>,
+}
+
+impl Leaders {
+    /// How many moves the placement keeps for `cella cluster status`.
+    pub const KEPT_MOVES: usize = 32;
+}
+
+/// One move of a partition's leadership.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaderMove {
+    /// When it was decided (ms since the Unix epoch, the deciding node's clock).
+    pub at_ms: u64,
+    pub group: GroupId,
+    pub from: u64,
+    pub to: u64,
+    /// Why: the loads that decided it, or who asked for it.
+    pub reason: String,
 }
 
 /// Who did what to the cluster, and when: one entry of the audit trail.
@@ -82,6 +115,9 @@ impl std::fmt::Display for Command {
             Command::Journal(writes) => write!(f, "journal({} writes)", writes.len()),
             Command::Module(op) => write!(f, "module({})", op.entity_type()),
             Command::Admin { record, .. } => write!(f, "admin({})", record.action),
+            Command::Leaders { leaders, .. } => {
+                write!(f, "leaders({} preferred)", leaders.preferred.len())
+            }
         }
     }
 }

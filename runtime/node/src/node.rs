@@ -72,6 +72,8 @@ pub struct ClusterSettings {
     /// How peer requests are signed and checked (`cella_cluster::auth`): a cluster secret,
     /// insecure, or closed (a single node that accepts no peers).
     pub peers: Arc<cella_cluster::auth::PeerAuth>,
+    /// How partition leadership follows load.
+    pub rebalance: cella_cluster::rebalance::RebalanceOptions,
 }
 
 impl ClusterSettings {
@@ -86,6 +88,7 @@ impl ClusterSettings {
             join: false,
             raft_snapshot_every: cella_cluster::cluster::DEFAULT_SNAPSHOT_EVERY,
             peers: Arc::new(cella_cluster::auth::PeerAuth::closed()),
+            rebalance: cella_cluster::rebalance::RebalanceOptions::default(),
         }
     }
 }
@@ -344,6 +347,7 @@ async fn start_cluster(
     options.join = settings.join;
     options.snapshot_every = settings.raft_snapshot_every;
     options.peers = settings.peers.clone();
+    options.rebalance = settings.rebalance.clone();
     options.placement = Placement {
         partitions: settings.partitions.max(1),
         ..Placement::default()

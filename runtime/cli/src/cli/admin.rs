@@ -161,7 +161,7 @@ pub(super) struct Format {
 
 /// Prints a successful answer with `view` when it is for people ([`output::for_people`]),
 /// otherwise as [`finish`] does.
-fn show(
+pub(super) fn show(
     reply: client::Reply,
     format: Format,
     view: fn(&serde_json::Value) -> String,
@@ -194,7 +194,14 @@ pub(super) async fn remove_node(server: &str, id: u64, token: Option<&str>) -> a
 
 /// `cella cluster status`: the nodes and a table of the groups on a terminal, else the JSON.
 pub(super) async fn cluster_status(server: &str, format: Format) -> anyhow::Result<()> {
-    let reply = client::send(server, Method::GET, "/v1/cluster", Vec::new(), None).await?;
+    let reply = client::send(
+        server,
+        Method::GET,
+        "/v1/cluster?load=true",
+        Vec::new(),
+        None,
+    )
+    .await?;
     show(reply, format, views::cluster)
 }
 

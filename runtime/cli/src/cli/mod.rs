@@ -13,7 +13,9 @@ mod certs;
 mod compile;
 mod entities;
 mod output;
+mod placement;
 mod project;
+mod rebalance_args;
 mod sched_args;
 mod serve;
 mod telemetry;
@@ -332,10 +334,32 @@ enum ClusterAction {
         #[arg(long, value_name = "N", default_value_t = 3)]
         nodes: u32,
     },
-    /// Nodes, partitions, leaders, terms and applied indexes, as one node sees them.
+    /// Nodes, partitions, leaders, terms and applied indexes, as one node sees them; every
+    /// node's load and the leader moves made.
     Status {
         #[command(flatten)]
         server: ServerArg,
+        #[command(flatten)]
+        format: FormatArgs,
+    },
+    /// Move partition leadership toward spare CPU now, as the loads suggest (the metadata
+    /// leader does it on its own too, unless nodes run with `--rebalance off`), or move one
+    /// partition's leadership where you say.
+    Rebalance {
+        /// Only show what would be moved.
+        #[arg(long)]
+        dry_run: bool,
+        /// Move this partition's leadership (with --to) instead of what the loads suggest.
+        #[arg(long, value_name = "P", requires = "to")]
+        partition: Option<u64>,
+        /// The node to lead --partition (one of its voters).
+        #[arg(long, value_name = "NODE", requires = "partition")]
+        to: Option<u64>,
+        #[command(flatten)]
+        server: ServerArg,
+        /// Admin token, when the node requires one.
+        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
+        admin_token: Option<String>,
         #[command(flatten)]
         format: FormatArgs,
     },
@@ -526,6 +550,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ClusterAction::Certs { out, nodes } => certs::generate(&out, nodes),
             ClusterAction::Status { server, format } => {
                 admin::cluster_status(&server.server, format.into()).await
+            }
+            ClusterAction::Rebalance {
+                dry_run,
+                partition,
+                to,
+                server,
+                admin_token,
+                format,
+            } => {
+                placement::rebalance(
+                    &server.server,
+                    dry_run,
+                    partition.zip(to),
+                    admin_token.as_deref(),
+                    format.into(),
+                )
+                .await
             }
         },
     }

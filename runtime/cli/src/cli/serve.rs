@@ -127,6 +127,8 @@ pub(super) struct ServeArgs {
     /// Replicas per partition.
     #[arg(long, default_value_t = 3)]
     replicas: usize,
+    #[command(flatten)]
+    rebalance: super::rebalance_args::RebalanceArgs,
     /// Messages kept per topic; older ones are removed (checked every 64 messages).
     #[arg(long, value_name = "N", default_value_t = EntityOptions::default().topic_keep)]
     topic_retention_messages: u64,
@@ -209,6 +211,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         raft_snapshot_every,
         partitions,
         replicas,
+        rebalance,
         topic_retention_messages,
         topic_retention_secs,
         cluster_secret,
@@ -275,6 +278,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     single.partitions = partitions;
     single.raft_snapshot_every = raft_snapshot_every.max(1);
     single.peers = peers.clone();
+    single.rebalance = rebalance.options();
     options.cluster = Some(single);
     if let Some(node_id) = node_id {
         let mut settings = ClusterSettings {
@@ -285,6 +289,7 @@ pub(super) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             replicas: replicas.max(1),
             raft_snapshot_every: raft_snapshot_every.max(1),
             peers,
+            rebalance: rebalance.options(),
         };
         match (initial_cluster, join) {
             (Some(initial), _) => settings.initial = parse_initial_cluster(&initial)?,

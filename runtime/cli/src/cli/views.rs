@@ -1,7 +1,7 @@
 //! The terminal views of the node's answers (see [`super::output`] for when they are used):
 //! `cella modules` and `cella inspect --journal` as tables, `cella inspect` as a summary line,
 //! the state as pretty JSON and the pending calls and timers as tables, and `cella cluster
-//! status` as the nodes, then a table of the raft groups.
+//! status` as the nodes, then a table of the raft groups, then the load (`placement.rs`).
 
 use std::fmt::Write as _;
 
@@ -222,6 +222,7 @@ pub(super) fn cluster(status: &Value) -> String {
     }
     align_right(&mut t, &[3, 5, 6, 7]);
     out.push_str(&render(&t));
+    out.push_str(&super::placement::load_view(status));
     out
 }
 

@@ -26,12 +26,6 @@ fn no_cluster() -> Error {
     )
 }
 
-/// `GET /v1/cluster`.
-pub(super) fn cluster_status(node: &Node) -> Result<Response<Body>> {
-    let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
-    Ok(json_response(StatusCode::OK, &status(cluster)))
-}
-
 /// `POST /v1/cluster/nodes` with `{"id": N, "addr": "HOST:PORT"}`.
 pub(super) async fn add_node(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body>> {
     let caller = node.authorize(&req, Action::Admin)?;

@@ -24,8 +24,10 @@
 //! - `GET /`, `GET /console`, `GET /console/{file}` — the web console's page and files, in
 //!   [`console`].
 //! - Cluster (a single node is a cluster of one): `GET /v1/cluster` (nodes, partitions,
-//!   leaders, terms, applied indexes), `POST /v1/cluster/nodes` and
-//!   `DELETE /v1/cluster/nodes/{id}` (membership, admin).
+//!   leaders, terms, applied indexes, load and leader placement; `?load=true`: every
+//!   member's load), `POST /v1/cluster/nodes` and `DELETE /v1/cluster/nodes/{id}`
+//!   (membership, admin), `POST /v1/cluster/rebalance` (placement, admin; with
+//!   `GET /v1/peer/load` between nodes), in [`placement`].
 //! - Between nodes: `POST /v1/peer/raft/{group}/{kind}` (raft RPCs and append streams) and
 //!   `POST /v1/peer/mux` (the forwarding exchange), in [`peer`]; `POST /v1/peer/crdt/{kind}`
 //!   (crdt replication) in [`crdt`]; `POST /v1/peer/audit` (a
@@ -40,6 +42,7 @@ mod follow;
 mod listing;
 mod openapi;
 mod peer;
+mod placement;
 mod topics;
 
 use std::{convert::Infallible, sync::Arc, sync::LazyLock};
@@ -75,6 +78,8 @@ enum Endpoint {
     Journal,
     Watch,
     ClusterStatus,
+    Rebalance,
+    PeerLoad,
     AddNode,
     RemoveNode,
     Deploy,
@@ -111,6 +116,7 @@ const ROUTE_TABLE: &[(Method, &str, Endpoint)] = &[
     (Method::GET, "/v1/cluster", Endpoint::ClusterStatus),
     (Method::POST, "/v1/cluster/nodes", Endpoint::AddNode),
     (Method::DELETE, "/v1/cluster/nodes/{id}", Endpoint::RemoveNode),
+    (Method::POST, "/v1/cluster/rebalance", Endpoint::Rebalance),
     (Method::PUT, "/v1/modules/{type}", Endpoint::Deploy),
     (Method::POST, "/v1/modules/{type}/rollback", Endpoint::Rollback),
     (Method::GET, "/v1/modules", Endpoint::Modules),
@@ -121,6 +127,7 @@ const ROUTE_TABLE: &[(Method, &str, Endpoint)] = &[
     (Method::POST, "/v1/peer/raft/{group}/{kind}", Endpoint::PeerRaft),
     (Method::POST, "/v1/peer/mux", Endpoint::PeerMux),
     (Method::POST, "/v1/peer/crdt/{kind}", Endpoint::PeerCrdt),
+    (Method::GET, cella_cluster::rebalance::LOAD_PATH, Endpoint::PeerLoad),
 ];
 
 /// The route table: one tree per method.
@@ -254,7 +261,9 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         Endpoint::State => entity::state(node, &params, req).await,
         Endpoint::Journal => entity::journal(node, &params, req).await,
         Endpoint::Watch => crdt::watch(node, &params, req).await,
-        Endpoint::ClusterStatus => admin::cluster_status(node),
+        Endpoint::ClusterStatus => placement::cluster_status(node, &req).await,
+        Endpoint::Rebalance => placement::rebalance(node, req).await,
+        Endpoint::PeerLoad => placement::peer_load(node, req).await,
         Endpoint::AddNode => admin::add_node(node, req).await,
         Endpoint::RemoveNode => admin::remove_node(node, &params, req).await,
         Endpoint::Deploy => admin::deploy(node, &params, req).await,

@@ -1,0 +1,202 @@
+//! Placement in the terminal: the load part of `cella cluster status` (every node's CPU and
+//! the partitions it leads, the leader moves made) and `cella cluster rebalance` (what the
+//! loads suggest, `--dry-run` to only show it, `--partition P --to N` to move one partition's
+//! leadership).
+
+use std::fmt::Write as _;
+
+use anyhow::bail;
+use hyper::Method;
+use serde_json::Value;
+
+use super::{
+    admin::{Format, show},
+    output::{align_right, render, table, utc},
+};
+use crate::client;
+
+/// A cores figure with two decimals, or `-`.
+fn cores(value: &Value) -> String {
+    value
+        .as_f64()
+        .map_or("-".to_string(), |v| format!("{v:.2}"))
+}
+
+/// The load part of `cella cluster status`: a table of the nodes' load and the moves made.
+pub(super) fn load_view(status: &Value) -> String {
+    let mut out = String::new();
+    let loads = status["loads"].as_array().cloned().unwrap_or_default();
+    if !loads.is_empty() {
+        let mut t = table(&[
+            "NODE",
+            "CPUS",
+            "CPU",
+            "WAITING",
+            "PRESSURE",
+            "LEADS (WRITES/S)",
+        ]);
+        for load in &loads {
+            let leads: Vec<String> = load["led"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|g| {
+                    format!(
+                        "{} ({:.0})",
+                        g["load"]["group"],
+                        g["load"]["commands"].as_f64().unwrap_or(0.0)
+                    )
+                })
+                .collect();
+            t.add_row(vec![
+                load["node"].to_string(),
+                load["cpus"].to_string(),
+                cores(&load["cpu"]),
+                cores(&load["waiting"]),
+                cores(&load["pressure"]),
+                if leads.is_empty() {
+                    "-".into()
+                } else {
+                    leads.join(" ")
+                },
+            ]);
+        }
+        align_right(&mut t, &[1, 2, 3, 4]);
+        out.push_str("load\n");
+        out.push_str(&render(&t));
+    }
+    if let Some(missing) = status["unreachable"].as_array().filter(|m| !m.is_empty()) {
+        let ids: Vec<String> = missing.iter().map(Value::to_string).collect();
+        let _ = writeln!(out, "no load report from node {}", ids.join(", "));
+    }
+    let moves = status["placement"]["moves"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !moves.is_empty() {
+        out.push_str("leader moves (newest last)\n");
+        for m in moves.iter().rev().take(10).rev() {
+            let _ = writeln!(
+                out,
+                "  {}  partition {}: node {} → node {}  {}",
+                m["atMs"].as_u64().map_or("-".to_string(), utc),
+                m["group"],
+                m["from"],
+                m["to"],
+                m["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
+    out
+}
+
+/// `cella cluster rebalance`'s answer, readably.
+fn outcome_view(answer: &Value) -> String {
+    let mut out = String::new();
+    let planned = &answer["plan"]["move"];
+    if planned.is_null() {
+        let _ = writeln!(
+            out,
+            "no move: {}",
+            answer["plan"]["note"].as_str().unwrap_or("")
+        );
+    } else {
+        let verb = match (answer["applied"].as_bool(), answer["moved"].as_bool()) {
+            (Some(true), Some(true)) => "moved",
+            (Some(true), _) => "moving (the new leader is not leading yet)",
+            _ => "would move",
+        };
+        let _ = writeln!(
+            out,
+            "{verb}: partition {} leadership node {} → node {}\n  {}",
+            planned["group"],
+            planned["from"],
+            planned["to"],
+            planned["reason"].as_str().unwrap_or("")
+        );
+    }
+    out.push_str(&load_view(answer));
+    out
+}
+
+/// `cella cluster rebalance [--dry-run] [--partition P --to N]`.
+pub(super) async fn rebalance(
+    server: &str,
+    dry_run: bool,
+    explicit: Option<(u64, u64)>,
+    admin_token: Option<&str>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let path = if dry_run {
+        "/v1/cluster/rebalance?dry-run=true"
+    } else {
+        "/v1/cluster/rebalance"
+    };
+    let body = match explicit {
+        Some((partition, node)) => {
+            serde_json::json!({ "partition": partition, "node": node }).to_string()
+        }
+        None => String::new(),
+    };
+    let reply = client::send(server, Method::POST, path, body.into_bytes(), admin_token).await?;
+    if reply.status == 400 {
+        let parsed: Value = serde_json::from_str(&reply.body).unwrap_or_default();
+        bail!(
+            "the server answered 400: {}\nhint: `cella cluster status` lists the partitions \
+             and their voters",
+            parsed["error"]["message"].as_str().unwrap_or(&reply.body)
+        );
+    }
+    show(reply, format, outcome_view)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn loads_and_moves_read_as_tables_and_lines() {
+        let status = json!({
+            "loads": [
+                {"node": 1, "cpus": 1, "cpu": 0.9, "waiting": 0.6, "pressure": 1.5,
+                 "led": [{"load": {"group": 1, "commands": 812.4, "bytes": 1.0}, "term": 2, "voters": [1, 2, 3]}]},
+                {"node": 2, "cpus": 2, "cpu": 0.2, "waiting": 0.0, "led": []}
+            ],
+            "unreachable": [3],
+            "placement": {"preferred": {"4": 2}, "moves": [
+                {"atMs": 0, "group": 4, "from": 1, "to": 2, "reason": "node 1 at 1.50 cores"}
+            ]}
+        });
+        let view = load_view(&status);
+        let lines: Vec<&str> = view.lines().collect();
+        assert_eq!(lines[0], "load");
+        let node1: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            node1,
+            ["1", "1", "0.90", "0.60", "1.50", "1", "(812)"],
+            "{view}"
+        );
+        assert!(lines[3].split_whitespace().last() == Some("-"), "{view}");
+        assert!(view.contains("no load report from node 3"), "{view}");
+        assert!(
+            view.contains("partition 4: node 1 → node 2  node 1 at 1.50 cores"),
+            "{view}"
+        );
+    }
+
+    #[test]
+    fn an_outcome_says_what_was_or_would_be_done() {
+        let planned = json!({"group": 4, "from": 1, "to": 2, "reason": "r"});
+        let dry = json!({"plan": {"move": planned, "note": ""}, "applied": false, "moved": false, "loads": []});
+        assert!(
+            outcome_view(&dry).starts_with("would move: partition 4 leadership node 1 → node 2")
+        );
+        let done = json!({"plan": {"move": planned, "note": ""}, "applied": true, "moved": true, "loads": []});
+        assert!(outcome_view(&done).starts_with("moved: partition 4"));
+        let none =
+            json!({"plan": {"move": null, "note": "idle: quiet"}, "applied": false, "loads": []});
+        assert_eq!(outcome_view(&none), "no move: idle: quiet\n");
+    }
+}

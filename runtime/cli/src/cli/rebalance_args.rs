@@ -1,0 +1,50 @@
+//! The flags of `cella serve` that set how partition leadership follows load (the placement
+//! loop on the metadata leader; `cella_cluster::rebalance`).
+
+use std::time::Duration;
+
+use cella_cluster::rebalance::RebalanceOptions;
+
+/// Whether the placement loop moves leadership on its own.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Rebalance {
+    /// Moves leadership when the loads ask for it.
+    On,
+    /// Moves only when asked (`cella cluster rebalance`).
+    Off,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct RebalanceArgs {
+    /// Move partition leadership toward nodes with spare CPU on its own (`off`: only with
+    /// `cella cluster rebalance`).
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = Rebalance::On)]
+    rebalance: Rebalance,
+    /// A node asking fewer CPU cores than this (used plus waited for) is never relieved.
+    #[arg(long, value_name = "CORES", default_value_t = RebalanceOptions::default().min_demand)]
+    rebalance_min_load: f64,
+    /// How often the loads are gathered and a move planned, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true,
+        value_parser = clap::value_parser!(u64).range(50..))]
+    rebalance_interval_ms: u64,
+    /// Rounds in a row the same move must be planned before it is made.
+    #[arg(long, value_name = "N", default_value_t = RebalanceOptions::default().confirm, hide = true)]
+    rebalance_confirm: u32,
+    /// At most one move per this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10, hide = true)]
+    rebalance_cooldown_secs: u64,
+}
+
+impl RebalanceArgs {
+    /// The placement options these flags give.
+    pub(super) fn options(&self) -> RebalanceOptions {
+        RebalanceOptions {
+            enabled: self.rebalance == Rebalance::On,
+            interval: Duration::from_millis(self.rebalance_interval_ms),
+            min_demand: self.rebalance_min_load.max(0.0),
+            confirm: self.rebalance_confirm.max(1),
+            cooldown: Duration::from_secs(self.rebalance_cooldown_secs),
+            ..RebalanceOptions::default()
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! Load: what a node measures for placement. Each partition's submitter counts the appends
+//! (one per command) and their bytes while this node leads it; once a second the sampler turns
+//! the counts into rates and reads the node's CPU: the process's CPU time (`/proc/self/stat`,
+//! exited threads included) and the time its threads waited on a run queue for a CPU
+//! (`/proc/self/task/*/schedstat`), the sign of a node given less CPU than it wants. Rates are
+//! smoothed over a few seconds, so a burst does not move leadership and a move shows in the
+//! numbers a few seconds after it is made. Without `/proc` the CPU figures stay zero.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use crate::GroupId;
+
+/// The smoothing of the rates: each sample moves them this far toward the new value (a time
+/// constant of about three samples).
+const SMOOTHING: f64 = 0.3;
+/// `/proc`'s clock ticks per second (`USER_HZ`, 100 on every Linux architecture Cella runs on).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The counters of one partition on this node.
+#[derive(Default, Debug)]
+pub struct GroupMeter {
+    commands: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl GroupMeter {
+    /// Counts one append of about `bytes` bytes.
+    pub fn record(&self, bytes: usize) {
+        self.commands.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// One partition's load as its leader measures it.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupLoad {
+    pub group: GroupId,
+    /// Appends (commands that changed state) per second.
+    pub commands: f64,
+    /// Bytes appended per second.
+    pub bytes: f64,
+}
+
+/// One node's load.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeLoad {
+    pub node: u64,
+    /// CPUs this node may run on (its affinity mask).
+    pub cpus: u32,
+    /// CPU used, in cores (1.0: one core busy all the time).
+    pub cpu: f64,
+    /// Time its threads were ready to run but waited for a CPU, in cores.
+    pub waiting: f64,
+    /// [`NodeLoad::pressure`] when reported (for readers; plans compute it).
+    pub pressure: f64,
+    /// The partitions this node leads, with their voters, and their load.
+    pub led: Vec<LedGroup>,
+}
+
+/// A partition a node leads.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedGroup {
+    pub load: GroupLoad,
+    pub term: u64,
+    pub voters: Vec<u64>,
+}
+
+impl NodeLoad {
+    /// What the node asks of its CPUs, in cores: what it used and what it waited for, the
+    /// wait counted up to what it used (threads that wait together all count their wait, and
+    /// a node that waited as long as it ran is starved already: more says no more).
+    pub fn demand(&self) -> f64 {
+        self.cpu + self.waiting.min(self.cpu)
+    }
+
+    /// [`NodeLoad::demand`] per CPU it may use.
+    pub fn pressure(&self) -> f64 {
+        self.demand() / f64::from(self.cpus.max(1))
+    }
+}
+
+/// The CPU counters of the process at one instant.
+#[derive(Clone, Debug, Default)]
+struct CpuSample {
+    at: Option<Instant>,
+    /// Process CPU time in clock ticks.
+    ticks: u64,
+    /// Run-queue wait per thread (thread id → ns): a thread's wait counts only between two
+    /// samples that both saw it.
+    waits: BTreeMap<u64, u64>,
+}
+
+/// The sampler's state between samples.
+#[derive(Debug, Default)]
+struct Rates {
+    cpu: CpuSample,
+    counts: BTreeMap<GroupId, (u64, u64)>,
+    smoothed_cpu: f64,
+    smoothed_wait: f64,
+    groups: BTreeMap<GroupId, (f64, f64)>,
+}
+
+/// A node's load meter: a [`GroupMeter`] per partition and the smoothed rates.
+#[derive(Debug)]
+pub struct LoadMeter {
+    groups: BTreeMap<GroupId, Arc<GroupMeter>>,
+    rates: Mutex<Rates>,
+    cpus: u32,
+}
+
+impl LoadMeter {
+    /// A meter for `groups`.
+    pub fn new(groups: impl IntoIterator<Item = GroupId>) -> LoadMeter {
+        LoadMeter {
+            groups: groups
+                .into_iter()
+                .map(|g| (g, Arc::new(GroupMeter::default())))
+                .collect(),
+            rates: Mutex::default(),
+            cpus: std::thread::available_parallelism()
+                .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+                .unwrap_or(1),
+        }
+    }
+
+    /// The counters of `group`.
+    pub fn group(&self, group: GroupId) -> Arc<GroupMeter> {
+        self.groups.get(&group).cloned().unwrap_or_default()
+    }
+
+    /// Takes a sample: updates the smoothed rates from the counters and the process's CPU.
+    pub fn sample(&self) {
+        let now = Instant::now();
+        let cpu = read_cpu(now);
+        let mut rates = self.rates.lock().unwrap_or_else(PoisonError::into_inner);
+        let elapsed = rates
+            .cpu
+            .at
+            .map(|at| now.duration_since(at).as_secs_f64())
+            .unwrap_or(0.0);
+        if elapsed > 0.0 {
+            let used = cpu.ticks.saturating_sub(rates.cpu.ticks) as f64 / TICKS_PER_SECOND;
+            let waited: u64 = cpu
+                .waits
+                .iter()
+                .filter_map(|(tid, w)| Some(w.saturating_sub(*rates.cpu.waits.get(tid)?)))
+                .sum();
+            let (cpu_rate, wait_rate) = (used / elapsed, waited as f64 / 1e9 / elapsed);
+            rates.smoothed_cpu += SMOOTHING * (cpu_rate - rates.smoothed_cpu);
+            rates.smoothed_wait += SMOOTHING * (wait_rate - rates.smoothed_wait);
+        }
+        for (group, meter) in &self.groups {
+            let counts = (
+                meter.commands.load(Ordering::Relaxed),
+                meter.bytes.load(Ordering::Relaxed),
+            );
+            let before = rates.counts.insert(*group, counts);
+            if let (Some((c0, b0)), true) = (before, elapsed > 0.0) {
+                let c = counts.0.saturating_sub(c0) as f64 / elapsed;
+                let b = counts.1.saturating_sub(b0) as f64 / elapsed;
+                let entry = rates.groups.entry(*group).or_default();
+                entry.0 += SMOOTHING * (c - entry.0);
+                entry.1 += SMOOTHING * (b - entry.1);
+            }
+        }
+        rates.cpu = cpu;
+    }
+
+    /// The node's load as of the last sample; `led` lists the partitions for which `leads`
+    /// gives a term and voters (those this node leads).
+    pub fn report(
+        &self,
+        node: u64,
+        leads: impl Fn(GroupId) -> Option<(u64, Vec<u64>)>,
+    ) -> NodeLoad {
+        let rates = self.rates.lock().unwrap_or_else(PoisonError::into_inner);
+        let led = self
+            .groups
+            .keys()
+            .filter_map(|group| {
+                let (term, voters) = leads(*group)?;
+                let (commands, bytes) = rates.groups.get(group).copied().unwrap_or_default();
+                Some(LedGroup {
+                    load: GroupLoad {
+                        group: *group,
+                        commands: round(commands),
+                        bytes: round(bytes),
+                    },
+                    term,
+                    voters,
+                })
+            })
+            .collect();
+        let mut load = NodeLoad {
+            node,
+            cpus: self.cpus,
+            cpu: round(rates.smoothed_cpu),
+            waiting: round(rates.smoothed_wait),
+            pressure: 0.0,
+            led,
+        };
+        load.pressure = round(load.pressure());
+        load
+    }
+}
+
+/// Rounded to three decimals (for readable reports).
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// The process's CPU counters now (zeros where `/proc` cannot be read).
+fn read_cpu(at: Instant) -> CpuSample {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The command name (field 2) may hold spaces: fields count from its `)`.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
+            let user: u64 = fields.get(11)?.parse().ok()?;
+            let system: u64 = fields.get(12)?.parse().ok()?;
+            Some(user + system)
+        })
+        .unwrap_or(0);
+    let mut waits = BTreeMap::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            let wait = std::fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().nth(1)?.parse().ok());
+            if let Some(wait) = wait {
+                waits.insert(tid, wait);
+            }
+        }
+    }
+    CpuSample {
+        at: Some(at),
+        ticks,
+        waits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_become_rates_of_the_led_groups() {
+        let meter = LoadMeter::new([1, 2]);
+        meter.sample();
+        for _ in 0..100 {
+            meter.group(1).record(50);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        meter.sample();
+        let report = meter.report(7, |g| (g == 1).then(|| (3, vec![7, 8])));
+        assert_eq!(report.node, 7);
+        assert!(report.cpus >= 1);
+        assert_eq!(report.led.len(), 1, "{report:?}");
+        let led = &report.led[0];
+        assert_eq!(
+            (led.load.group, led.term, led.voters.clone()),
+            (1, 3, vec![7, 8])
+        );
+        // 100 appends in about 50 ms, smoothed by 0.3 from zero: well above zero.
+        assert!(led.load.commands > 50.0, "{led:?}");
+        assert!(led.load.bytes > led.load.commands * 40.0, "{led:?}");
+        if std::path::Path::new("/proc/self/stat").exists() {
+            assert!(report.cpu >= 0.0 && report.waiting >= 0.0);
+        }
+    }
+
+    #[test]
+    fn pressure_is_demand_per_cpu() {
+        let load = NodeLoad {
+            cpus: 2,
+            cpu: 1.5,
+            waiting: 0.5,
+            ..Default::default()
+        };
+        assert_eq!(load.demand(), 2.0);
+        assert_eq!(load.pressure(), 1.0);
+        let starved = NodeLoad {
+            waiting: 4.0,
+            ..load
+        };
+        assert_eq!(starved.demand(), 3.0);
+    }
+}

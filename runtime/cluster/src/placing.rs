@@ -1,0 +1,284 @@
+//! The placement loop's part of [`Cluster`]: this node's load report, gathering every
+//! member's, a round of the loop (on the metadata leader) and a rebalance asked for by an
+//! operator (`POST /v1/cluster/rebalance`). The decision itself is [`crate::rebalance`].
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use openraft::{ServerState, type_config::async_runtime::WatchReceiver};
+
+use crate::{
+    Cluster, Error, GroupId, META_GROUP,
+    load::NodeLoad,
+    rebalance::{self, Hysteresis, LOAD_PATH, Plan, PlannedMove},
+    types::{AuditRecord, Command, Leaders},
+};
+
+/// How long a peer may take to report its load.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an asked-for move waits to see the new leader.
+const MOVE_WAIT: Duration = Duration::from_secs(10);
+
+/// What an operator asks of `POST /v1/cluster/rebalance`.
+#[derive(Clone, Debug, Default)]
+pub struct RebalanceRequest {
+    /// Only show what would be done.
+    pub dry_run: bool,
+    /// Move this partition's leadership to this node, instead of what the loads suggest.
+    pub explicit: Option<(GroupId, u64)>,
+    /// Who asks (for the audit record).
+    pub actor: String,
+}
+
+/// What a rebalance found and did.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceOutcome {
+    pub plan: Plan,
+    /// Whether the move was made (committed to the metadata group).
+    pub applied: bool,
+    /// Whether the partition's new leader was seen leading within the wait.
+    pub moved: bool,
+    /// The loads the plan was made from.
+    pub loads: Vec<NodeLoad>,
+    /// Members that did not report their load.
+    pub unreachable: Vec<u64>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Cluster {
+    /// The node `group` prefers as leader among `replicas` (its voters by the layout, the
+    /// layout's preferred first): the placement's choice if it is one of them, else the first.
+    pub(crate) fn preferred_leader(&self, group: GroupId, replicas: &[u64]) -> Option<u64> {
+        let placed = self
+            .leaders
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .preferred
+            .get(&group)
+            .copied();
+        placed
+            .filter(|n| replicas.contains(n))
+            .or_else(|| replicas.first().copied())
+    }
+
+    /// The applied leader placement: preferred leaders and the moves made.
+    pub fn leader_placement(&self) -> Leaders {
+        self.leaders
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// This node's load as of the last sample.
+    pub fn load_report(&self) -> NodeLoad {
+        self.meter.report(self.options.node_id, |group| {
+            let g = self.groups.get(&group)?;
+            let watch = g.raft.metrics();
+            let m = watch.borrow_watched();
+            (m.state == ServerState::Leader).then(|| {
+                (
+                    m.current_term,
+                    m.membership_config.membership().voter_ids().collect(),
+                )
+            })
+        })
+    }
+
+    /// Every member's load report (this node's included), and the members that gave none.
+    pub async fn gather_loads(&self) -> (Vec<NodeLoad>, Vec<u64>) {
+        let members = self.members();
+        let addrs = self.nodes();
+        let asks = members.iter().map(|id| {
+            let addr = addrs.get(id).cloned();
+            async move {
+                if *id == self.options.node_id {
+                    return (*id, Some(self.load_report()));
+                }
+                let Some(addr) = addr else {
+                    return (*id, None);
+                };
+                let reply = self
+                    .client
+                    .send(
+                        &addr,
+                        hyper::Method::GET,
+                        LOAD_PATH,
+                        &[],
+                        Bytes::new(),
+                        LOAD_TIMEOUT,
+                    )
+                    .await;
+                let load = reply
+                    .ok()
+                    .filter(|r| r.status.is_success())
+                    .and_then(|r| crate::types::decode::<NodeLoad>("a load report", &r.body).ok())
+                    .filter(|l| l.node == *id);
+                (*id, load)
+            }
+        });
+        let mut loads = Vec::new();
+        let mut unreachable = Vec::new();
+        for (id, load) in futures_util::future::join_all(asks).await {
+            match load {
+                Some(l) => loads.push(l),
+                None => unreachable.push(id),
+            }
+        }
+        (loads, unreachable)
+    }
+
+    /// One round of the placement loop: samples this node's load, and on the metadata leader
+    /// (with the loop enabled) plans and, past the hysteresis, makes a move.
+    pub(crate) async fn placement_round(&self, hysteresis: &mut Hysteresis) {
+        self.meter.sample();
+        let options = &self.options.rebalance;
+        if !options.enabled || self.meta_leadership().is_err() {
+            hysteresis.reset();
+            return;
+        }
+        let (loads, unreachable) = self.gather_loads().await;
+        if !unreachable.is_empty() {
+            // A node that does not answer may be the busiest: decide on full information only.
+            hysteresis.reset();
+            return;
+        }
+        let leaders = self.leader_placement();
+        let settling = rebalance::settling(&leaders, now_ms(), options.settle);
+        let plan = rebalance::plan(&loads, options, &settling);
+        if !hysteresis.decide(plan.planned.as_ref(), options, Instant::now()) {
+            return;
+        }
+        if let Some(planned) = &plan.planned {
+            let actor = format!("node {}", self.options.node_id);
+            match self.commit_move(planned, &actor).await {
+                Ok(()) => tracing::info!(
+                    "placement: partition {} leadership {} → {}: {}",
+                    planned.group,
+                    planned.from,
+                    planned.to,
+                    planned.reason
+                ),
+                Err(e) => tracing::warn!("placement: the move could not be recorded: {e}"),
+            }
+        }
+    }
+
+    /// Records `planned` in the metadata group (this node must lead it).
+    async fn commit_move(&self, planned: &PlannedMove, actor: &str) -> Result<(), Error> {
+        let at_ms = now_ms();
+        let leaders = rebalance::apply(&self.leader_placement(), planned, at_ms);
+        let record = AuditRecord {
+            at_ms,
+            actor: actor.to_string(),
+            action: "move-leader".into(),
+            entity_type: None,
+            version: None,
+            digest: None,
+            node: Some(planned.to),
+            detail: Some(format!(
+                "partition {}: node {} → node {} ({})",
+                planned.group, planned.from, planned.to, planned.reason
+            )),
+        };
+        self.groups[&META_GROUP]
+            .raft
+            .client_write(Command::Leaders { record, leaders })
+            .await
+            .map(drop)
+            .map_err(|e| Error::raft("recording a leader move", e))
+    }
+
+    /// A rebalance an operator asked for: the plan from the current loads (or the explicit
+    /// move), made unless `dry_run` (this node must then lead the metadata group), waiting
+    /// until the partition's new leader leads.
+    pub async fn rebalance(&self, request: RebalanceRequest) -> Result<RebalanceOutcome, Error> {
+        if !request.dry_run && self.meta_leadership().is_err() {
+            return Err(Error::NotLeader(
+                "only the metadata leader moves leadership".into(),
+            ));
+        }
+        let (loads, unreachable) = self.gather_loads().await;
+        let plan = match request.explicit {
+            Some((group, to)) => self.explicit_move(group, to, &loads)?,
+            None => {
+                let leaders = self.leader_placement();
+                let options = &self.options.rebalance;
+                let settling = rebalance::settling(&leaders, now_ms(), options.settle);
+                rebalance::plan(&loads, options, &settling)
+            }
+        };
+        let mut outcome = RebalanceOutcome {
+            plan,
+            applied: false,
+            moved: false,
+            loads,
+            unreachable,
+        };
+        let Some(planned) = outcome.plan.planned.clone() else {
+            return Ok(outcome);
+        };
+        if request.dry_run {
+            return Ok(outcome);
+        }
+        self.commit_move(&planned, &request.actor).await?;
+        outcome.applied = true;
+        let raft = &self.groups[&planned.group].raft;
+        outcome.moved = raft
+            .wait(Some(MOVE_WAIT))
+            .metrics(
+                |m| m.current_leader == Some(planned.to),
+                "the partition's new leader leads",
+            )
+            .await
+            .is_ok();
+        Ok(outcome)
+    }
+
+    /// The plan of moving `group`'s leadership to `to`, checked against the group's voters.
+    fn explicit_move(&self, group: GroupId, to: u64, loads: &[NodeLoad]) -> Result<Plan, Error> {
+        let Some(g) = self.groups.get(&group).filter(|_| group != META_GROUP) else {
+            return Err(Error::Membership(format!(
+                "there is no partition {group}: the partitions are 1 to {}",
+                self.placement.partitions
+            )));
+        };
+        let metrics = g.raft.metrics().borrow_watched().clone();
+        let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+        if !voters.contains(&to) {
+            return Err(Error::Membership(format!(
+                "node {to} is not a voter of partition {group} (its voters are {voters:?})"
+            )));
+        }
+        let from = metrics.current_leader.unwrap_or(0);
+        let pressure = |node: u64| {
+            loads
+                .iter()
+                .find(|l| l.node == node)
+                .map_or(0.0, NodeLoad::pressure)
+        };
+        if from == to {
+            return Ok(Plan {
+                planned: None,
+                note: format!("node {to} already leads partition {group}"),
+            });
+        }
+        Ok(Plan {
+            planned: Some(PlannedMove {
+                group,
+                from,
+                to,
+                pressure_before: pressure(from),
+                pressure_after: pressure(to),
+                reason: "asked for by an operator".into(),
+            }),
+            note: format!("partition {group}'s leadership goes to node {to} as asked"),
+        })
+    }
+}
