@@ -269,6 +269,8 @@ pub struct Parts {
     pub fairness: Option<crate::bench_fairness::Options>,
     /// The crdt part (alone: it starts nodes of its own), with its sizes.
     pub crdt: Option<crate::bench_crdt::Options>,
+    /// The placement part (alone: it starts nodes of its own), with its sizes.
+    pub placement: Option<crate::bench_placement::Options>,
     /// Mutual TLS between the nodes (`--peer-ca/--peer-cert/--peer-key`, certificates made
     /// by `cella cluster certs`) instead of the cluster secret; the listener then speaks TLS to
     /// clients too, so the bench's requests and wrk use `https://`.
@@ -339,20 +341,17 @@ pub fn run(
     std::fs::create_dir_all(&tmp)?;
     let script = tmp.join("keys.lua");
     std::fs::write(&script, KEYS_LUA)?;
-    if let Some(opts) = parts.fairness {
-        crate::bench_fairness::run(&bin, &tmp, opts)?;
+    // The parts that start nodes of their own run alone.
+    let alone = match (parts.fairness, parts.capacity, parts.crdt, parts.placement) {
+        (Some(o), ..) => Some(crate::bench_fairness::run(&bin, &tmp, o)),
+        (_, Some(o), ..) => Some(crate::bench_capacity::run(&bin, &tmp, o)),
+        (_, _, Some(o), _) => Some(crate::bench_crdt::run(&bin, &tmp, &script, o)),
+        (.., Some(o)) => Some(crate::bench_placement::run(&bin, &tmp, o)),
+        _ => None,
+    };
+    if let Some(result) = alone {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Ok(());
-    }
-    if let Some(opts) = parts.capacity {
-        crate::bench_capacity::run(&bin, &tmp, opts)?;
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Ok(());
-    }
-    if let Some(opts) = parts.crdt {
-        crate::bench_crdt::run(&bin, &tmp, &script, opts)?;
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Ok(());
+        return result;
     }
     // The languages part's counters, scaffolded and built before any node runs.
     let langs = match &parts.langs {

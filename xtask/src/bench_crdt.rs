@@ -107,7 +107,7 @@ http.createServer((req, res) => {
 "#;
 
 /// A process of the part (a node, the baseline), killed when dropped.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -118,7 +118,12 @@ impl Drop for Proc {
 
 impl Proc {
     /// Spawns `cmd` (`what`, to listen on `addr`) and waits until `GET ready` answers 200.
-    fn start(mut cmd: Command, addr: &str, ready: &str, what: &str) -> anyhow::Result<Proc> {
+    pub(crate) fn start(
+        mut cmd: Command,
+        addr: &str,
+        ready: &str,
+        what: &str,
+    ) -> anyhow::Result<Proc> {
         if TcpListener::bind(addr).is_err() {
             bail!("{addr} is in use: stop whatever listens there (an earlier run?) and run again");
         }
@@ -245,7 +250,7 @@ fn print_loads(title: &str, loads: &[&Load]) {
 }
 
 /// Waits until every node of the cluster has module `name`.
-fn wait_for_module(addrs: &[&str], name: &str) -> anyhow::Result<()> {
+pub(crate) fn wait_for_module(addrs: &[&str], name: &str) -> anyhow::Result<()> {
     let started = Instant::now();
     for a in addrs {
         while request(a, "GET", &format!("/v1/modules/{name}"), b"")?.0 != 200 {

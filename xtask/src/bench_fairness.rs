@@ -22,6 +22,33 @@ use crate::{
     bench_effects::{deploy, send},
 };
 
+/// The flags of the fairness part (part of `cargo xtask bench`'s).
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+#[group(id = "fairness_args")]
+pub struct Args {
+    /// Run only the fairness part: counter throughput alone, then beside clients driving a
+    /// guest that loops until its deadline, and their ratio
+    #[arg(long, conflicts_with_all = ["effects_only", "topics_only", "langs_only", "listing_only", "capacity_only"])]
+    pub fairness_only: bool,
+    /// Fairness part: clients driving the looping guest
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub fairness_loopers: u32,
+}
+
+impl Args {
+    /// The parts `--fairness-only` runs (`None` without it).
+    pub fn parts(&self, secs: u32, clients: u32) -> Option<crate::bench::Parts> {
+        self.fairness_only.then(|| crate::bench::Parts {
+            fairness: Some(Options {
+                loopers: self.fairness_loopers,
+                clients: clients.min(16),
+                secs,
+            }),
+            ..crate::bench::Parts::default()
+        })
+    }
+}
+
 /// The sizes of the fairness part.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Options {

@@ -8,6 +8,7 @@ mod bench_effects;
 mod bench_fairness;
 mod bench_langs;
 mod bench_listing;
+mod bench_placement;
 mod bench_topics;
 mod build;
 mod ci;
@@ -163,15 +164,12 @@ enum Task {
         /// Capacity part: counters made resident for the memory per entity
         #[arg(long, value_name = "N", default_value_t = 100_000)]
         capacity_entities: u32,
-        /// Run only the fairness part: counter throughput alone, then beside clients driving a
-        /// guest that loops until its deadline, and their ratio
-        #[arg(long, conflicts_with_all = ["effects_only", "topics_only", "langs_only", "listing_only", "capacity_only"])]
-        fairness_only: bool,
-        /// Fairness part: clients driving the looping guest
-        #[arg(long, value_name = "N", default_value_t = 4)]
-        fairness_loopers: u32,
+        #[command(flatten)]
+        fairness: bench_fairness::Args,
         #[command(flatten)]
         crdt: bench_crdt::Args,
+        #[command(flatten)]
+        placement: bench_placement::Args,
         /// Languages part: the guest languages (comma-separated) [default: all three]
         #[arg(
             long = "langs",
@@ -237,9 +235,9 @@ fn bench_parts(task: &Task) -> bench::Parts {
         listing_entities,
         capacity_only,
         capacity_entities,
-        fairness_only,
-        fairness_loopers,
+        fairness,
         crdt,
+        placement,
         langs,
         transfers,
         timers,
@@ -255,15 +253,11 @@ fn bench_parts(task: &Task) -> bench::Parts {
     if let Some(parts) = crdt.parts(secs, clients) {
         return parts;
     }
-    if *fairness_only {
-        return bench::Parts {
-            fairness: Some(bench_fairness::Options {
-                loopers: *fairness_loopers,
-                clients: clients.min(16),
-                secs,
-            }),
-            ..bench::Parts::default()
-        };
+    if let Some(parts) = placement.parts(clients) {
+        return parts;
+    }
+    if let Some(parts) = fairness.parts(secs, clients) {
+        return parts;
     }
     if *capacity_only {
         return bench::Parts {
@@ -380,9 +374,9 @@ mod tests {
             listing_entities,
             capacity_only,
             capacity_entities,
-            fairness_only,
-            fairness_loopers,
+            fairness,
             crdt: _,
+            placement: _,
             langs,
             transfers,
             timers,
@@ -411,7 +405,10 @@ mod tests {
             (false, false, 100_000)
         );
         assert_eq!((capacity_only, capacity_entities), (false, 100_000));
-        assert_eq!((fairness_only, fairness_loopers), (false, 4));
+        assert_eq!(
+            (fairness.fairness_only, fairness.fairness_loopers),
+            (false, 4)
+        );
         assert_eq!(Lang::selection(&langs), Lang::ALL.to_vec());
         let Ok(Task::Bench {
             secs,

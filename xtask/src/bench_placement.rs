@@ -1,0 +1,353 @@
+//! The placement part of `cargo xtask bench` (`--placement-only` runs it, on nodes of its
+//! own): a workload skewed onto one node, on nodes given unequal CPU, rebalanced by the
+//! placement loop.
+//!
+//! Three `cella serve` with nine partitions (node 1 is the layout's leader of partitions 1, 4
+//! and 7), pinned with `taskset`: node 1 to CPU 0, nodes 2 and 3 to CPU 1 (on a machine with
+//! more CPUs, node 1 gets one and the others the rest). The counter is driven with `add`
+//! (body `1`) over 1,000 keys that all fall in partitions 1, 4 and 7, by one wrk per node (the
+//! connections split evenly), in back-to-back intervals of `--placement-interval` seconds for
+//! `--placement-secs` in all, while the nodes run the placement loop as shipped (its default
+//! thresholds; the cooldown shortened to 5 s so that a run sees every move). Each interval
+//! reports the throughput, the p99, each node's CPU (from `/proc`) and who leads the busy
+//! partitions; the summary compares the intervals before the first move with those after the
+//! last one (skipping the interval each move happened in).
+
+use std::{path::Path, process::Command, time::Instant};
+
+use anyhow::{Context, bail};
+
+use crate::{
+    bench::{Parts, wait_for_leaders},
+    bench_crdt::{Proc, wait_for_module},
+    bench_effects::deploy,
+    http::request,
+};
+
+/// The flags of the placement part (part of `cargo xtask bench`'s).
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+#[group(id = "placement_args")]
+pub struct Args {
+    /// Run only the placement part: a load skewed onto the partitions one node leads, on 3
+    /// nodes given unequal CPU (`taskset`), before and after the placement loop moves
+    /// leadership (`--clients` connections)
+    #[arg(long, conflicts_with_all = ["effects_only", "topics_only", "langs_only", "listing_only",
+        "capacity_only", "fairness_only", "crdt_only", "nodes", "peer_tls"])]
+    pub placement_only: bool,
+    /// Placement part: seconds of load in all
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(10..))]
+    pub placement_secs: u32,
+    /// Placement part: seconds per measured interval
+    #[arg(long, value_name = "SECS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub placement_interval: u32,
+}
+
+impl Args {
+    /// The parts `--placement-only` runs (`None` without it).
+    pub fn parts(&self, clients: u32) -> Option<Parts> {
+        self.placement_only.then(|| Parts {
+            placement: Some(Options {
+                secs: self.placement_secs,
+                interval: self.placement_interval,
+                conns: clients,
+            }),
+            ..Parts::default()
+        })
+    }
+}
+
+/// The sizes of the placement part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub secs: u32,
+    pub interval: u32,
+    pub conns: u32,
+}
+
+const NODES: [&str; 3] = ["127.0.0.1:18391", "127.0.0.1:18392", "127.0.0.1:18393"];
+const PARTITIONS: u32 = 9;
+/// The partitions node 1 leads by the layout: the load's.
+const HOT: [u64; 3] = [1, 4, 7];
+const KEYS: usize = 1000;
+
+/// wrk's script: a random key of `KEYLIST` (comma-separated) per request, `add 1`.
+const LIST_LUA: &str = r#"
+local keys = {}
+for k in string.gmatch(os.getenv("KEYLIST") or "hot", "[^,]+") do keys[#keys + 1] = k end
+local tid = 0
+function setup(thread) tid = tid + 1; thread:set("tid", tid) end
+function init(args) math.randomseed(777 + (tid or 0)) end
+wrk.method = "POST"
+wrk.body = "1"
+wrk.headers["Content-Type"] = "application/json"
+function request()
+  return wrk.format(nil, "/v1/entities/counter/" .. keys[math.random(1, #keys)] .. "/add")
+end
+function done(s, lat, req)
+  io.write(string.format('RESULT {"requests":%d,"duration_us":%d,"errors":%d,"p99_us":%d}\n',
+    s.requests, s.duration, s.errors.connect + s.errors.read + s.errors.write + s.errors.status
+    + s.errors.timeout, lat:percentile(99)))
+end
+"#;
+
+/// The partition of counter `key` among [`PARTITIONS`]: `cella_cluster::placement`'s FNV-1a
+/// over the type, a zero byte and the key, 4,096 shards, shard `s` in partition `s % P + 1`
+/// (written again here: `cargo xtask` builds without the runtime; the test pins both to the
+/// same value).
+fn partition(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in b"counter\0".iter().chain(key.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % 4096) % u64::from(PARTITIONS) + 1
+}
+
+/// The CPU sets: node 1 alone on the first CPU, the others on the rest.
+fn cpu_sets() -> [String; 3] {
+    let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let rest = if n <= 2 {
+        "1".to_string()
+    } else {
+        format!("1-{}", n - 1)
+    };
+    ["0".to_string(), rest.clone(), rest]
+}
+
+/// A process's CPU time so far in seconds (`/proc`), 0 where unreadable.
+fn cpu_secs(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .map_or(0.0, |ticks| ticks as f64 / 100.0)
+}
+
+/// One interval of load: wrk on every node at once.
+struct Interval {
+    rps: f64,
+    p99_ms: f64,
+    errors: u64,
+    cores: Vec<f64>,
+    leaders: Vec<u64>,
+    moves: usize,
+}
+
+fn run_interval(
+    script: &Path,
+    keys: &str,
+    opts: Options,
+    nodes: &[Proc],
+) -> anyhow::Result<Interval> {
+    let per = (opts.conns / NODES.len() as u32).max(1);
+    let cpu0: Vec<f64> = nodes.iter().map(|n| cpu_secs(n.0.id())).collect();
+    let started = Instant::now();
+    let runs: Vec<anyhow::Result<serde_json::Value>> = std::thread::scope(|scope| {
+        let runs: Vec<_> = NODES
+            .iter()
+            .map(|addr| {
+                scope.spawn(move || {
+                    let out = Command::new("wrk")
+                        .args(["-t1", &format!("-c{per}"), &format!("-d{}s", opts.interval)])
+                        .args(["--timeout", "10s", "-s"])
+                        .arg(script)
+                        .arg(crate::http::url(addr))
+                        .env("KEYLIST", keys)
+                        .output()
+                        .context("running wrk")?;
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let line = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("RESULT "))
+                        .with_context(|| format!("wrk printed no result: {text}"))?;
+                    Ok(serde_json::from_str(line)?)
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().unwrap_or_else(|_| bail!("wrk thread panicked")))
+            .collect()
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let mut interval = Interval {
+        rps: 0.0,
+        p99_ms: 0.0,
+        errors: 0,
+        cores: nodes
+            .iter()
+            .zip(cpu0)
+            .map(|(n, c0)| (cpu_secs(n.0.id()) - c0) / wall)
+            .collect(),
+        leaders: Vec::new(),
+        moves: 0,
+    };
+    for run in runs {
+        let run = run?;
+        let get = |k: &str| run[k].as_u64().unwrap_or(0);
+        interval.rps += get("requests") as f64 / (get("duration_us").max(1) as f64 / 1e6);
+        interval.p99_ms = interval.p99_ms.max(get("p99_us") as f64 / 1000.0);
+        interval.errors += get("errors");
+    }
+    let (_, body) = request(NODES[0], "GET", "/v1/cluster", b"")?;
+    let status: serde_json::Value = serde_json::from_str(&body)?;
+    let groups = status["groups"].as_array().cloned().unwrap_or_default();
+    interval.leaders = HOT
+        .iter()
+        .map(|p| {
+            groups
+                .iter()
+                .find(|g| g["group"] == *p)
+                .and_then(|g| g["leader"].as_u64())
+                .unwrap_or(0)
+        })
+        .collect();
+    interval.moves = status["placement"]["moves"].as_array().map_or(0, Vec::len);
+    Ok(interval)
+}
+
+/// Runs the placement part with the `cella` binary `bin`, scratch files under `tmp`.
+pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|k| HOT.contains(&partition(k)))
+        .take(KEYS)
+        .collect();
+    let keylist = keys.join(",");
+    let script = tmp.join("placement.lua");
+    std::fs::write(&script, LIST_LUA)?;
+    let initial = (1..)
+        .zip(NODES)
+        .map(|(i, a)| format!("{i}={a}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sets = cpu_sets();
+    let mut nodes = Vec::new();
+    for ((i, addr), cpus) in (1..).zip(NODES).zip(&sets) {
+        let dir = tmp.join(format!("placement-node{i}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", cpus])
+            .arg(bin)
+            .args(["serve", "--data-dir"])
+            .arg(&dir);
+        cmd.args(["--listen", addr, "--node-id", &i.to_string()]);
+        cmd.args(["--initial-cluster", &initial, "--insecure-peers"]);
+        cmd.args(["--partitions", &PARTITIONS.to_string()]);
+        cmd.args(["--rebalance-cooldown-secs", "5"]);
+        nodes.push(Proc::start(cmd, addr, "/healthz", "cella serve (taskset)")?);
+    }
+    let addrs: Vec<String> = NODES.iter().map(|a| a.to_string()).collect();
+    wait_for_leaders(&addrs)?;
+    deploy(NODES[0], "counter", "counter.wasm")?;
+    wait_for_module(&NODES, "counter")?;
+    println!(
+        "\n## Placement: a load skewed onto node 1 (partitions {HOT:?} of {PARTITIONS}), CPUs \
+         {sets:?}, {} connections, {KEYS} keys\n",
+        opts.conns
+    );
+    println!(
+        "| s | req/s | p99 ms | errors | node 1 cores | node 2 | node 3 | leaders of {HOT:?} | moves |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---|---:|");
+    let rounds = (opts.secs / opts.interval).max(2);
+    let mut intervals = Vec::new();
+    for r in 0..rounds {
+        let i = run_interval(&script, &keylist, opts, &nodes)?;
+        println!(
+            "| {} | {:.0} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {:?} | {} |",
+            (r + 1) * opts.interval,
+            i.rps,
+            i.p99_ms,
+            i.errors,
+            i.cores[0],
+            i.cores[1],
+            i.cores[2],
+            i.leaders,
+            i.moves
+        );
+        intervals.push(i);
+    }
+    summarize(&intervals);
+    drop(nodes);
+    Ok(())
+}
+
+/// Before (intervals with no move yet) against after (those past the last move's interval).
+fn summarize(intervals: &[Interval]) {
+    let last_moves = intervals.last().map_or(0, |i| i.moves);
+    let before: Vec<&Interval> = intervals.iter().take_while(|i| i.moves == 0).collect();
+    let settled = intervals
+        .iter()
+        .position(|i| i.moves == last_moves)
+        .map_or(intervals.len(), |p| p + 1);
+    let after: Vec<&Interval> = intervals.iter().skip(settled).collect();
+    let mean = |xs: &[&Interval], f: &dyn Fn(&Interval) -> f64| {
+        xs.iter().map(|i| f(i)).sum::<f64>() / xs.len().max(1) as f64
+    };
+    if last_moves == 0 || before.is_empty() || after.is_empty() {
+        println!(
+            "\nmoves: {last_moves}; not enough intervals before and after them to compare \
+             (run longer: --placement-secs)"
+        );
+        return;
+    }
+    let (b, a) = (mean(&before, &|i| i.rps), mean(&after, &|i| i.rps));
+    println!(
+        "\n{last_moves} move(s). Before: {b:.0} req/s, node CPU {:.2} / {:.2} / {:.2} cores; \
+         after: {a:.0} req/s ({:.2}×), node CPU {:.2} / {:.2} / {:.2} cores",
+        mean(&before, &|i| i.cores[0]),
+        mean(&before, &|i| i.cores[1]),
+        mean(&before, &|i| i.cores[2]),
+        a / b.max(1.0),
+        mean(&after, &|i| i.cores[0]),
+        mean(&after, &|i| i.cores[1]),
+        mean(&after, &|i| i.cores[2]),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_hash_to_the_partitions_the_runtime_puts_them_in() {
+        // `cella_cluster::placement`'s pinned value: counter/c1 is in shard 3821.
+        assert_eq!(partition("c1"), 3821 % 9 + 1);
+        let hot = (0..900)
+            .filter(|i| HOT.contains(&partition(&format!("k{i}"))))
+            .count();
+        assert!((250..350).contains(&hot), "{hot}");
+    }
+
+    #[test]
+    fn placement_only_runs_the_placement_part_alone() {
+        let parse = |args: &[&str]| {
+            let args = ["xtask", "bench"].into_iter().chain(args.iter().copied());
+            <crate::Cli as clap::Parser>::try_parse_from(args)
+                .ok()
+                .map(|cli| crate::bench_parts(&cli.command))
+        };
+        let want = Options {
+            secs: 30,
+            interval: 3,
+            conns: 48,
+        };
+        let only = parse(&[
+            "--placement-only",
+            "--placement-secs",
+            "30",
+            "--clients",
+            "48",
+        ]);
+        assert_eq!(only.and_then(|p| p.placement), Some(want));
+        assert_eq!(parse(&[]).and_then(|p| p.placement), None);
+        assert!(parse(&["--placement-only", "--crdt-only"]).is_none());
+        assert!(parse(&["--placement-only", "--nodes", "3"]).is_none());
+        assert!(parse(&["--placement-secs", "5"]).is_none());
+    }
+}
