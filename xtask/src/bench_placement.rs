@@ -3,8 +3,9 @@
 //! placement loop.
 //!
 //! Three `cella serve` with nine partitions (node 1 is the layout's leader of partitions 1, 4
-//! and 7), pinned with `taskset`: node 1 to CPU 0, nodes 2 and 3 to CPU 1 (on a machine with
-//! more CPUs, node 1 gets one and the others the rest). The counter is driven with `add`
+//! and 7; two replicas each, on nodes 1 and 2), pinned with `taskset`: node 1 to CPU 0, which
+//! it shares with a busy loop (a noisy neighbour: node 1 gets about half a CPU), nodes 2 and 3
+//! to CPU 1 (on a machine with more CPUs, node 1 and the loop get one and the others the rest). The counter is driven with `add`
 //! (body `1`) over 1,000 keys that all fall in partitions 1, 4 and 7, by one wrk per node (the
 //! connections split evenly), in back-to-back intervals of `--placement-interval` seconds for
 //! `--placement-secs` in all, while the nodes run the placement loop as shipped (its default
@@ -136,6 +137,9 @@ struct Interval {
     cores: Vec<f64>,
     leaders: Vec<u64>,
     moves: usize,
+    /// Each node's pressure and the plan, as a dry run saw them after the interval.
+    pressures: Vec<f64>,
+    plan: String,
 }
 
 fn run_interval(
@@ -152,8 +156,15 @@ fn run_interval(
             .iter()
             .map(|addr| {
                 scope.spawn(move || {
-                    let out = Command::new("wrk")
-                        .args(["-t1", &format!("-c{per}"), &format!("-d{}s", opts.interval)])
+                    let out = Command::new("taskset")
+                        .args([
+                            "-c",
+                            &cpu_sets()[0],
+                            "wrk",
+                            "-t1",
+                            &format!("-c{per}"),
+                            &format!("-d{}s", opts.interval),
+                        ])
                         .args(["--timeout", "10s", "-s"])
                         .arg(script)
                         .arg(crate::http::url(addr))
@@ -185,6 +196,8 @@ fn run_interval(
             .collect(),
         leaders: Vec::new(),
         moves: 0,
+        pressures: Vec::new(),
+        plan: String::new(),
     };
     for run in runs {
         let run = run?;
@@ -226,6 +239,13 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join(",");
     let sets = cpu_sets();
+    // The noisy neighbour on node 1's CPU, killed with the part.
+    let mut hog = Command::new("taskset");
+    hog.args(["-c", &sets[0], "sh", "-c", "while :; do :; done"]);
+    let _hog = Proc(
+        hog.spawn()
+            .context("starting the busy loop beside node 1")?,
+    );
     let mut nodes = Vec::new();
     for ((i, addr), cpus) in (1..).zip(NODES).zip(&sets) {
         let dir = tmp.join(format!("placement-node{i}"));
@@ -237,7 +257,7 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
             .arg(&dir);
         cmd.args(["--listen", addr, "--node-id", &i.to_string()]);
         cmd.args(["--initial-cluster", &initial, "--insecure-peers"]);
-        cmd.args(["--partitions", &PARTITIONS.to_string()]);
+        cmd.args(["--partitions", &PARTITIONS.to_string(), "--replicas", "2"]);
         cmd.args(["--rebalance-cooldown-secs", "5"]);
         nodes.push(Proc::start(cmd, addr, "/healthz", "cella serve (taskset)")?);
     }
@@ -247,19 +267,20 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
     wait_for_module(&NODES, "counter")?;
     println!(
         "\n## Placement: a load skewed onto node 1 (partitions {HOT:?} of {PARTITIONS}), CPUs \
-         {sets:?}, {} connections, {KEYS} keys\n",
+         {sets:?} (a busy loop on node 1's), {} connections, {KEYS} keys\n",
         opts.conns
     );
     println!(
-        "| s | req/s | p99 ms | errors | node 1 cores | node 2 | node 3 | leaders of {HOT:?} | moves |"
+        "| s | req/s | p99 ms | errors | node 1 cores | node 2 | node 3 | pressures | plan | \
+         leaders of {HOT:?} | moves |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|");
     let rounds = (opts.secs / opts.interval).max(2);
     let mut intervals = Vec::new();
     for r in 0..rounds {
         let i = run_interval(&script, &keylist, opts, &nodes)?;
         println!(
-            "| {} | {:.0} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {:?} | {} |",
+            "| {} | {:.0} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {:.2?} | {} | {:?} | {} |",
             (r + 1) * opts.interval,
             i.rps,
             i.p99_ms,
@@ -267,6 +288,8 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
             i.cores[0],
             i.cores[1],
             i.cores[2],
+            i.pressures,
+            i.plan,
             i.leaders,
             i.moves
         );

@@ -1,10 +1,13 @@
 //! Load: what a node measures for placement. Each partition's submitter counts the appends
 //! (one per command) and their bytes while this node leads it; once a second the sampler turns
 //! the counts into rates and reads the node's CPU: the process's CPU time (`/proc/self/stat`,
-//! exited threads included) and the time its threads waited on a run queue for a CPU
-//! (`/proc/self/task/*/schedstat`), the sign of a node given less CPU than it wants. Rates are
-//! smoothed over a few seconds, so a burst does not move leadership and a move shows in the
-//! numbers a few seconds after it is made. Without `/proc` the CPU figures stay zero.
+//! exited threads included), how busy the CPUs it may run on are, by anyone
+//! (`/proc/stat` over its affinity mask, `Cpus_allowed_list` in `/proc/self/status`: a node
+//! that shares its CPUs with a neighbour, or is pinned to fewer than it needs, finds them busy),
+//! and, for operators, the time its threads waited on a run queue
+//! (`/proc/self/task/*/schedstat`). Rates are smoothed over a few seconds, so a burst does not
+//! move leadership and a move shows in the numbers a few seconds after it is made. Without
+//! `/proc` the CPU figures stay zero.
 
 use std::{
     collections::BTreeMap,
@@ -58,8 +61,11 @@ pub struct NodeLoad {
     pub cpus: u32,
     /// CPU used, in cores (1.0: one core busy all the time).
     pub cpu: f64,
-    /// Time its threads were ready to run but waited for a CPU, in cores.
+    /// Time its threads were ready to run but waited for a CPU, in cores (threads that wait
+    /// at once each count).
     pub waiting: f64,
+    /// How busy the CPUs it may run on are, by any process: 0 (idle) to 1 (always busy).
+    pub busy: f64,
     /// [`NodeLoad::pressure`] when reported (for readers; plans compute it).
     pub pressure: f64,
     /// The partitions this node leads, with their voters, and their load.
@@ -76,16 +82,9 @@ pub struct LedGroup {
 }
 
 impl NodeLoad {
-    /// What the node asks of its CPUs, in cores: what it used and what it waited for, the
-    /// wait counted up to what it used (threads that wait together all count their wait, and
-    /// a node that waited as long as it ran is starved already: more says no more).
-    pub fn demand(&self) -> f64 {
-        self.cpu + self.waiting.min(self.cpu)
-    }
-
-    /// [`NodeLoad::demand`] per CPU it may use.
+    /// How busy its CPUs are: by anyone ([`NodeLoad::busy`]), and at least by this node.
     pub fn pressure(&self) -> f64 {
-        self.demand() / f64::from(self.cpus.max(1))
+        self.busy.max(self.cpu / f64::from(self.cpus.max(1)))
     }
 }
 
@@ -98,6 +97,11 @@ struct CpuSample {
     /// Run-queue wait per thread (thread id → ns): a thread's wait counts only between two
     /// samples that both saw it.
     waits: BTreeMap<u64, u64>,
+    /// The busy and total time of the CPUs this node may run on (`/proc/stat` ticks).
+    cpus_busy: u64,
+    cpus_total: u64,
+    /// How many CPUs those are.
+    cpus: Option<u32>,
 }
 
 /// The sampler's state between samples.
@@ -107,7 +111,10 @@ struct Rates {
     counts: BTreeMap<GroupId, (u64, u64)>,
     smoothed_cpu: f64,
     smoothed_wait: f64,
+    smoothed_busy: f64,
     groups: BTreeMap<GroupId, (f64, f64)>,
+    /// CPUs of the affinity mask at the last sample (`taskset -p` may change it).
+    cpus: Option<u32>,
 }
 
 /// A node's load meter: a [`GroupMeter`] per partition and the smoothed rates.
@@ -115,6 +122,7 @@ struct Rates {
 pub struct LoadMeter {
     groups: BTreeMap<GroupId, Arc<GroupMeter>>,
     rates: Mutex<Rates>,
+    /// CPUs when `/proc` does not tell.
     cpus: u32,
 }
 
@@ -158,6 +166,11 @@ impl LoadMeter {
             let (cpu_rate, wait_rate) = (used / elapsed, waited as f64 / 1e9 / elapsed);
             rates.smoothed_cpu += SMOOTHING * (cpu_rate - rates.smoothed_cpu);
             rates.smoothed_wait += SMOOTHING * (wait_rate - rates.smoothed_wait);
+            let total = cpu.cpus_total.saturating_sub(rates.cpu.cpus_total);
+            if total > 0 {
+                let busy = cpu.cpus_busy.saturating_sub(rates.cpu.cpus_busy) as f64 / total as f64;
+                rates.smoothed_busy += SMOOTHING * (busy.min(1.0) - rates.smoothed_busy);
+            }
         }
         for (group, meter) in &self.groups {
             let counts = (
@@ -173,6 +186,7 @@ impl LoadMeter {
                 entry.1 += SMOOTHING * (b - entry.1);
             }
         }
+        rates.cpus = cpu.cpus;
         rates.cpu = cpu;
     }
 
@@ -203,9 +217,10 @@ impl LoadMeter {
             .collect();
         let mut load = NodeLoad {
             node,
-            cpus: self.cpus,
+            cpus: rates.cpus.unwrap_or(self.cpus),
             cpu: round(rates.smoothed_cpu),
             waiting: round(rates.smoothed_wait),
+            busy: round(rates.smoothed_busy),
             pressure: 0.0,
             led,
         };
@@ -247,11 +262,62 @@ fn read_cpu(at: Instant) -> CpuSample {
             }
         }
     }
+    let allowed = allowed_cpus();
+    let (cpus_busy, cpus_total) = allowed.as_deref().map_or((0, 0), read_cpus_busy);
     CpuSample {
         at: Some(at),
         ticks,
         waits,
+        cpus_busy,
+        cpus_total,
+        cpus: allowed
+            .filter(|a| !a.is_empty())
+            .and_then(|a| u32::try_from(a.len()).ok()),
     }
+}
+
+/// The CPUs this process may run on (`Cpus_allowed_list`, e.g. `0-3,6`); `None` if unknown.
+fn allowed_cpus() -> Option<Vec<u32>> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?
+        .trim();
+    let mut cpus = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((a, b)) => cpus.extend(a.parse::<u32>().ok()?..=b.parse::<u32>().ok()?),
+            None => cpus.push(part.parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
+/// Busy and total ticks of CPUs `allowed`, summed (`/proc/stat`: busy is all but idle and
+/// iowait); zeros where unreadable.
+fn read_cpus_busy(allowed: &[u32]) -> (u64, u64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return (0, 0);
+    };
+    let mut sums = (0, 0);
+    for line in stat.lines() {
+        let Some(rest) = line.strip_prefix("cpu") else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let Some(cpu) = fields.next().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !allowed.contains(&cpu) {
+            continue;
+        }
+        let ticks: Vec<u64> = fields.map(|f| f.parse().unwrap_or(0)).collect();
+        let total: u64 = ticks.iter().take(8).sum();
+        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        sums.0 += total.saturating_sub(idle);
+        sums.1 += total;
+    }
+    sums
 }
 
 #[cfg(test)]
@@ -281,23 +347,23 @@ mod tests {
         assert!(led.load.bytes > led.load.commands * 40.0, "{led:?}");
         if std::path::Path::new("/proc/self/stat").exists() {
             assert!(report.cpu >= 0.0 && report.waiting >= 0.0);
+            assert!((0.0..=1.0).contains(&report.busy), "{report:?}");
+            let allowed = allowed_cpus().expect("this process's CPUs");
+            assert_eq!(allowed.len() as u32, report.cpus, "{allowed:?}");
+            assert!(read_cpus_busy(&allowed).1 > 0);
         }
     }
 
     #[test]
-    fn pressure_is_demand_per_cpu() {
+    fn pressure_is_how_busy_the_cpus_are_at_least_by_the_node() {
         let load = NodeLoad {
             cpus: 2,
             cpu: 1.5,
-            waiting: 0.5,
+            busy: 0.5,
             ..Default::default()
         };
-        assert_eq!(load.demand(), 2.0);
-        assert_eq!(load.pressure(), 1.0);
-        let starved = NodeLoad {
-            waiting: 4.0,
-            ..load
-        };
-        assert_eq!(starved.demand(), 3.0);
+        assert_eq!(load.pressure(), 0.75);
+        let shared = NodeLoad { busy: 0.9, ..load };
+        assert_eq!(shared.pressure(), 0.9);
     }
 }

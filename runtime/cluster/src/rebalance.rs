@@ -2,10 +2,14 @@
 //!
 //! Every node measures its load ([`crate::load`]); the node leading the metadata group gathers
 //! every member's report once per [`RebalanceOptions::interval`] and [`plan`]s: a node whose
-//! *pressure* (CPU used plus CPU waited for, per CPU it may use) is the highest hands one of
-//! the partitions it leads to another voter of that partition when the move lowers the
-//! highest pressure by a clear margin. A partition's share of its leader's demand is its share
-//! of the leader's appends. The move is made only after the same plan has come up
+//! *pressure* (how busy the CPUs it may run on are, by anyone, and at least by itself) is the
+//! highest hands one of the partitions it leads to another voter of that partition when its
+//! work would land on CPUs clearly less busy (by [`RebalanceOptions::min_gain`] of the
+//! source's pressure), counting the work itself; of those moves, the one leaving the two
+//! nodes least busy wins. A partition's
+//! part of its leader's work is its part of the leader's appends: that part of the CPU the
+//! leader used leaves its CPUs and lands on the target's. Moving it back would then land it on
+//! CPUs busier than where it is, so a move is never undone by the next plan. The move is made only after the same plan has come up
 //! [`RebalanceOptions::confirm`] rounds in a row, at most one per
 //! [`RebalanceOptions::cooldown`], and never for a partition moved within
 //! [`RebalanceOptions::settle`] (hysteresis: a move is judged on the load it leaves, and
@@ -36,9 +40,9 @@ pub struct RebalanceOptions {
     pub enabled: bool,
     /// How often loads are gathered and a plan made.
     pub interval: Duration,
-    /// A node asking less than this many cores is never relieved (an idle cluster stays put).
-    pub min_demand: f64,
-    /// A move must lower the highest pressure by this fraction of it.
+    /// A node whose pressure is under this is never relieved (an idle cluster stays put).
+    pub min_pressure: f64,
+    /// A move's work must land on CPUs less busy than its source's by this fraction of them.
     pub min_gain: f64,
     /// Rounds in a row the same move must be planned before it is made.
     pub confirm: u32,
@@ -53,7 +57,7 @@ impl Default for RebalanceOptions {
         RebalanceOptions {
             enabled: true,
             interval: Duration::from_secs(1),
-            min_demand: 0.5,
+            min_pressure: 0.5,
             min_gain: 0.15,
             confirm: 3,
             cooldown: Duration::from_secs(10),
@@ -69,7 +73,7 @@ pub struct PlannedMove {
     pub group: GroupId,
     pub from: u64,
     pub to: u64,
-    /// The highest pressure before and (estimated) after the move.
+    /// The source's pressure before, and the higher of the two nodes' (estimated) after.
     pub pressure_before: f64,
     pub pressure_after: f64,
     pub reason: String,
@@ -104,47 +108,42 @@ pub fn plan(loads: &[NodeLoad], options: &RebalanceOptions, settling: &[GroupId]
         return none("no loads".into());
     };
     let before = busiest.pressure();
-    if busiest.demand() < options.min_demand {
+    if before < options.min_pressure {
         return none(format!(
-            "idle: the busiest node, {}, asks {:.2} cores (moves start at {:.2})",
+            "idle: the busiest node, {}, has its CPUs {:.0}% busy (moves start at {:.0}%)",
             busiest.node,
-            busiest.demand(),
-            options.min_demand
+            before * 100.0,
+            options.min_pressure * 100.0
         ));
     }
     let appends: f64 = busiest.led.iter().map(|g| g.load.commands).sum();
     if appends <= 0.0 {
         return none(format!(
             "node {} is the busiest ({:.2} cores) but its partitions take no writes",
-            busiest.node,
-            busiest.demand()
+            busiest.node, busiest.cpu
         ));
     }
-    let others_max = |skip: [u64; 2]| {
-        loads
-            .iter()
-            .filter(|l| !skip.contains(&l.node))
-            .map(NodeLoad::pressure)
-            .fold(0.0, f64::max)
-    };
     let mut best: Option<PlannedMove> = None;
     for led in &busiest.led {
         if led.load.commands <= 0.0 || settling.contains(&led.load.group) {
             continue;
         }
-        let share = busiest.demand() * led.load.commands / appends;
+        // The partition's part of its leader's work is its part of the writes: that part of
+        // the CPU the leader used leaves its CPUs and lands on the target's.
+        let moved = busiest.cpu * led.load.commands / appends;
         for to in led.voters.iter().filter(|v| **v != busiest.node) {
             let Some(target) = by_node.get(to) else {
                 continue;
             };
-            let from_after = (busiest.demand() - share) / f64::from(busiest.cpus.max(1));
-            let to_after = (target.demand() + share) / f64::from(target.cpus.max(1));
-            let after = from_after
-                .max(to_after)
-                .max(others_max([busiest.node, *to]));
-            if before - after < options.min_gain * before {
+            // The work must land on CPUs clearly less busy than the ones it leaves, even
+            // with it: then moving it back never pays, and nothing flaps.
+            let from_after = before - moved / f64::from(busiest.cpus.max(1));
+            let to_after = target.pressure() + moved / f64::from(target.cpus.max(1));
+            if to_after > before * (1.0 - options.min_gain) {
                 continue;
             }
+            // Of those, the one that leaves the two nodes least busy.
+            let after = from_after.max(to_after);
             if best.as_ref().is_some_and(|b| b.pressure_after <= after) {
                 continue;
             }
@@ -155,17 +154,19 @@ pub fn plan(loads: &[NodeLoad], options: &RebalanceOptions, settling: &[GroupId]
                 pressure_before: before,
                 pressure_after: after,
                 reason: format!(
-                    "node {} at {:.2} cores of {} CPU (partition {}: {:.0} writes/s of its \
-                     {:.0}), node {} at {:.2} of {}; highest pressure {:.2} → {:.2}",
+                    "node {} uses {:.2} cores, its {} CPU {:.0}% busy (partition {}: {:.0} \
+                     writes/s of its {:.0}); node {}'s {} CPU {:.0}% busy; the two nodes' \
+                     highest pressure {:.2} → {:.2}",
                     busiest.node,
-                    busiest.demand(),
+                    busiest.cpu,
                     busiest.cpus,
+                    busiest.pressure() * 100.0,
                     led.load.group,
                     led.load.commands,
                     appends,
                     to,
-                    target.demand(),
                     target.cpus,
+                    target.pressure() * 100.0,
                     before,
                     after
                 ),
@@ -175,10 +176,11 @@ pub fn plan(loads: &[NodeLoad], options: &RebalanceOptions, settling: &[GroupId]
     match best {
         Some(m) => Plan {
             planned: Some(m),
-            note: "moving one partition's leadership lowers the highest pressure".into(),
+            note: "one partition's work lands on clearly less busy CPUs".into(),
         },
         None => none(format!(
-            "balanced: no move lowers the highest pressure ({before:.2}, node {}) by {:.0}%",
+            "balanced: no voter of node {}'s partitions would run its work on CPUs {:.0}% \
+             less busy than its own ({before:.2})",
             busiest.node,
             options.min_gain * 100.0
         )),
@@ -265,6 +267,7 @@ mod tests {
             cpus,
             cpu,
             waiting: 0.0,
+            busy: cpu / f64::from(cpus),
             pressure: 0.0,
             led: led
                 .iter()
@@ -299,7 +302,36 @@ mod tests {
         let p2 = plan(&loads, &RebalanceOptions::default(), &[m.group]);
         let m2 = p2.planned.expect("the other partition");
         assert_ne!(m2.group, m.group);
-        assert!(p.note.contains("lowers"));
+        assert!(p.note.contains("less busy"), "{}", p.note);
+    }
+
+    #[test]
+    fn a_node_on_a_busy_shared_cpu_hands_work_to_one_with_idle_time() {
+        // Node 1 shares its CPU with a neighbour; nodes 2 and 3 share one that is 40% idle.
+        let mut starved = node(1, 1, 0.7, &[(1, 1000.0), (4, 1000.0), (7, 1000.0)]);
+        starved.busy = 1.0;
+        for g in &mut starved.led {
+            g.voters = vec![1, 2];
+        }
+        let mut follower = node(2, 1, 0.45, &[]);
+        follower.busy = 0.6;
+        let mut other = node(3, 1, 0.15, &[]);
+        other.busy = 0.6;
+        let loads = [starved.clone(), follower.clone(), other.clone()];
+        let m = plan(&loads, &RebalanceOptions::default(), &[])
+            .planned
+            .expect("a move to the only other voter");
+        assert_eq!((m.from, m.to), (1, 2));
+        // 0.6 + 0.7 / 3 against 1.0.
+        assert!((m.pressure_after - 0.833).abs() < 0.01, "{m:?}");
+        assert!(m.reason.contains("100% busy"), "{}", m.reason);
+        // A target whose CPU is nearly always busy gains nothing.
+        follower.busy = 0.95;
+        let loads = [starved, follower, other];
+        assert_eq!(
+            plan(&loads, &RebalanceOptions::default(), &[]).planned,
+            None
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub(super) fn load_view(status: &Value) -> String {
             "NODE",
             "CPUS",
             "CPU",
+            "BUSY",
             "WAITING",
             "PRESSURE",
             "LEADS (WRITES/S)",
@@ -52,6 +53,9 @@ pub(super) fn load_view(status: &Value) -> String {
                 load["node"].to_string(),
                 load["cpus"].to_string(),
                 cores(&load["cpu"]),
+                load["busy"]
+                    .as_f64()
+                    .map_or("-".to_string(), |b| format!("{:.0}%", b * 100.0)),
                 cores(&load["waiting"]),
                 cores(&load["pressure"]),
                 if leads.is_empty() {
@@ -61,7 +65,7 @@ pub(super) fn load_view(status: &Value) -> String {
                 },
             ]);
         }
-        align_right(&mut t, &[1, 2, 3, 4]);
+        align_right(&mut t, &[1, 2, 3, 4, 5]);
         out.push_str("load\n");
         out.push_str(&render(&t));
     }
@@ -160,13 +164,13 @@ mod tests {
     fn loads_and_moves_read_as_tables_and_lines() {
         let status = json!({
             "loads": [
-                {"node": 1, "cpus": 1, "cpu": 0.9, "waiting": 0.6, "pressure": 1.5,
+                {"node": 1, "cpus": 1, "cpu": 0.9, "busy": 1.0, "waiting": 0.6, "pressure": 1.0,
                  "led": [{"load": {"group": 1, "commands": 812.4, "bytes": 1.0}, "term": 2, "voters": [1, 2, 3]}]},
                 {"node": 2, "cpus": 2, "cpu": 0.2, "waiting": 0.0, "led": []}
             ],
             "unreachable": [3],
             "placement": {"preferred": {"4": 2}, "moves": [
-                {"atMs": 0, "group": 4, "from": 1, "to": 2, "reason": "node 1 at 1.50 cores"}
+                {"atMs": 0, "group": 4, "from": 1, "to": 2, "reason": "node 1 uses 0.90 cores"}
             ]}
         });
         let view = load_view(&status);
@@ -175,13 +179,13 @@ mod tests {
         let node1: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(
             node1,
-            ["1", "1", "0.90", "0.60", "1.50", "1", "(812)"],
+            ["1", "1", "0.90", "100%", "0.60", "1.00", "1", "(812)"],
             "{view}"
         );
         assert!(lines[3].split_whitespace().last() == Some("-"), "{view}");
         assert!(view.contains("no load report from node 3"), "{view}");
         assert!(
-            view.contains("partition 4: node 1 → node 2  node 1 at 1.50 cores"),
+            view.contains("partition 4: node 1 → node 2  node 1 uses 0.90 cores"),
             "{view}"
         );
     }

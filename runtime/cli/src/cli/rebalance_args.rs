@@ -20,9 +20,14 @@ pub(super) struct RebalanceArgs {
     /// `cella cluster rebalance`).
     #[arg(long, value_name = "WHEN", value_enum, default_value_t = Rebalance::On)]
     rebalance: Rebalance,
-    /// A node asking fewer CPU cores than this (used plus waited for) is never relieved.
-    #[arg(long, value_name = "CORES", default_value_t = RebalanceOptions::default().min_demand)]
+    /// A node whose CPUs are less busy than this (0 to 1, by any process) is never relieved.
+    #[arg(long, value_name = "FRACTION", default_value_t = RebalanceOptions::default().min_pressure)]
     rebalance_min_load: f64,
+    /// How much less busy, as a fraction of the source's pressure, the CPUs a move's work lands
+    /// on must be (negative: even busier ones, down to -1; for tests of the loop itself).
+    #[arg(long, value_name = "FRACTION", default_value_t = RebalanceOptions::default().min_gain,
+        hide = true, allow_negative_numbers = true)]
+    rebalance_min_gain: f64,
     /// How often the loads are gathered and a move planned, in ms.
     #[arg(long, value_name = "MS", default_value_t = 1000, hide = true,
         value_parser = clap::value_parser!(u64).range(50..))]
@@ -41,7 +46,8 @@ impl RebalanceArgs {
         RebalanceOptions {
             enabled: self.rebalance == Rebalance::On,
             interval: Duration::from_millis(self.rebalance_interval_ms),
-            min_demand: self.rebalance_min_load.max(0.0),
+            min_pressure: self.rebalance_min_load.max(0.0),
+            min_gain: self.rebalance_min_gain.max(-1.0),
             confirm: self.rebalance_confirm.max(1),
             cooldown: Duration::from_secs(self.rebalance_cooldown_secs),
             ..RebalanceOptions::default()
