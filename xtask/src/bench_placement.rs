@@ -8,8 +8,9 @@
 //! to CPU 1 (on a machine with more CPUs, node 1 and the loop get one and the others the rest). The counter is driven with `add`
 //! (body `1`) over 1,000 keys that all fall in partitions 1, 4 and 7, by one wrk per node (the
 //! connections split evenly), in back-to-back intervals of `--placement-interval` seconds for
-//! `--placement-secs` in all, while the nodes run the placement loop as shipped (its default
-//! thresholds; the cooldown shortened to 5 s so that a run sees every move). Each interval
+//! `--placement-secs` in all, while the nodes run the placement loop with its default
+//! thresholds (a move confirmed over ten rounds instead of three, so that the intervals before
+//! it are steady, and five seconds between moves instead of ten, so that a run sees each). Each interval
 //! reports the throughput, the p99, each node's CPU (from `/proc`) and who leads the busy
 //! partitions; the summary compares the intervals before the first move with those after the
 //! last one (skipping the interval each move happened in).
@@ -220,6 +221,25 @@ fn run_interval(
         })
         .collect();
     interval.moves = status["placement"]["moves"].as_array().map_or(0, Vec::len);
+    let (code, body) = request(NODES[0], "POST", "/v1/cluster/rebalance?dry-run=true", b"")?;
+    if code != 200 {
+        bail!("the dry run answered {code}: {body}");
+    }
+    let dry: serde_json::Value = serde_json::from_str(&body)?;
+    let mut loads = dry["loads"].as_array().cloned().unwrap_or_default();
+    loads.sort_by_key(|l| l["node"].as_u64());
+    interval.pressures = loads
+        .iter()
+        .map(|l| l["pressure"].as_f64().unwrap_or(0.0))
+        .collect();
+    interval.plan = match dry["plan"]["move"].as_object() {
+        Some(m) => format!("move {} → {}", m["group"], m["to"]),
+        None => dry["plan"]["note"]
+            .as_str()
+            .and_then(|n| n.split(':').next())
+            .unwrap_or("")
+            .to_string(),
+    };
     Ok(interval)
 }
 
@@ -258,7 +278,14 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
         cmd.args(["--listen", addr, "--node-id", &i.to_string()]);
         cmd.args(["--initial-cluster", &initial, "--insecure-peers"]);
         cmd.args(["--partitions", &PARTITIONS.to_string(), "--replicas", "2"]);
-        cmd.args(["--rebalance-cooldown-secs", "5"]);
+        // Ten rounds before a move (the default is three), so that the intervals before it
+        // are steady; five seconds between moves (the default is ten), so a run sees each.
+        cmd.args([
+            "--rebalance-confirm",
+            "10",
+            "--rebalance-cooldown-secs",
+            "5",
+        ]);
         nodes.push(Proc::start(cmd, addr, "/healthz", "cella serve (taskset)")?);
     }
     let addrs: Vec<String> = NODES.iter().map(|a| a.to_string()).collect();
@@ -303,7 +330,12 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
 /// Before (intervals with no move yet) against after (those past the last move's interval).
 fn summarize(intervals: &[Interval]) {
     let last_moves = intervals.last().map_or(0, |i| i.moves);
-    let before: Vec<&Interval> = intervals.iter().take_while(|i| i.moves == 0).collect();
+    // The first interval warms up (connections, caches): not compared.
+    let before: Vec<&Interval> = intervals
+        .iter()
+        .skip(1)
+        .take_while(|i| i.moves == 0)
+        .collect();
     let settled = intervals
         .iter()
         .position(|i| i.moves == last_moves)
