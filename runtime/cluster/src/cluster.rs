@@ -97,6 +97,16 @@ pub struct Group {
     pub raft: Raft<C, StateMachine>,
     pub state_machine: StateMachine,
     pub(crate) submitter: Submitter,
+    /// This node is handing the group's leadership over (`membership.rs`): no new command
+    /// starts here, so that the appends in flight can commit before the transfer.
+    pub(crate) handing_over: std::sync::atomic::AtomicBool,
+}
+
+impl Group {
+    /// Whether this node is handing the group's leadership over.
+    pub fn handing_over(&self) -> bool {
+        self.handing_over.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// This node's groups.

@@ -67,6 +67,10 @@ impl Journal for ClusterJournal {
 
     fn lease(&self, id: &EntityId) -> Result<Option<Lease>, NotOwner> {
         let group = self.cluster.group_of(id);
+        if group.handing_over() {
+            // The new leader takes over within moments: the router retries after a pause.
+            return Err(NotOwner { leader: None });
+        }
         match self.cluster.leadership(group) {
             Some(leader) => Ok(Some(Lease {
                 term: leader.term,

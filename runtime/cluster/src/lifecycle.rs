@@ -141,6 +141,7 @@ impl Cluster {
                     raft,
                     state_machine,
                     submitter,
+                    handing_over: Default::default(),
                 },
             );
         }

@@ -10,7 +10,8 @@
 //! the log is purged), waits for them to catch up, then replaces the voters in one membership
 //! change. A leader that is not in the new layout steps down once the change commits. The
 //! balancer then hands each partition to its preferred node, so leaders spread over the new
-//! set of nodes.
+//! set of nodes: it stops starting commands of that partition, lets the appends in flight
+//! commit, then transfers leadership (so a move fails no command in flight).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -27,6 +28,13 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// How long a removal waits for the partitions to move off the node.
 pub const DRAIN: Duration = Duration::from_secs(60);
+
+/// How long a leadership hand-over waits for the appends in flight, then for the transfer.
+const HAND_OVER: Duration = Duration::from_secs(2);
+
+/// A hand-over transfers once its partition submitted no append for this long (a command that
+/// started before it, running its guest, submits its append within it).
+const QUIET: Duration = Duration::from_millis(20);
 
 impl Cluster {
     /// The voters of the metadata group: the cluster's nodes, sorted.
@@ -221,9 +229,36 @@ impl Cluster {
                 .and_then(|r| r.get(&preferred).cloned().flatten())
                 .is_some_and(|matched| matched.index + 8 >= last);
             if caught_up {
-                let _ = group.raft.trigger().transfer_leader(preferred).await;
+                self.hand_over(group, preferred).await;
             }
         }
+    }
+
+    /// Hands `group`'s leadership to `to`: no new command starts here, the commands under way
+    /// finish and their appends commit (until no append came for [`QUIET`], or [`HAND_OVER`]
+    /// passes), then raft's leader transfer; commands start here again once it is done (or
+    /// failed), routed to the new leader by then.
+    async fn hand_over(&self, group: &crate::cluster::Group, to: u64) {
+        use std::sync::atomic::Ordering;
+        group.handing_over.store(true, Ordering::Release);
+        let _ = tokio::time::timeout(HAND_OVER, async {
+            loop {
+                let submitted = group.submitter.submitted();
+                let _ = self.barrier(group).await;
+                tokio::time::sleep(QUIET).await;
+                if group.submitter.submitted() == submitted {
+                    break;
+                }
+            }
+        })
+        .await;
+        let _ = group.raft.trigger().transfer_leader(to).await;
+        let _ = group
+            .raft
+            .wait(Some(HAND_OVER))
+            .metrics(|m| m.state != ServerState::Leader, "handed over")
+            .await;
+        group.handing_over.store(false, Ordering::Release);
     }
 
     /// Moves `group`'s voters to `wanted` in a background task, unless one is under way.

@@ -133,6 +133,11 @@ impl Submitter {
         )
     }
 
+    /// How many appends were submitted so far.
+    pub fn submitted(&self) -> u64 {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).1
+    }
+
     /// Resolves once every append submitted before this call has resolved.
     pub fn barrier(&self) -> AppendFuture {
         let ticket = self.queue.lock().unwrap_or_else(PoisonError::into_inner).1;
