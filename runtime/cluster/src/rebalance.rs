@@ -30,6 +30,9 @@ use crate::{
     types::{LeaderMove, Leaders},
 };
 
+/// Moves whose pressures after differ by less than this are alike (see [`plan`]).
+const TIE: f64 = 0.05;
+
 /// Where a node answers for its load (`GET`, signed like every peer request, postcard body).
 pub const LOAD_PATH: &str = "/v1/peer/load";
 
@@ -142,9 +145,14 @@ pub fn plan(loads: &[NodeLoad], options: &RebalanceOptions, settling: &[GroupId]
             if to_after > before * (1.0 - options.min_gain) {
                 continue;
             }
-            // Of those, the one that leaves the two nodes least busy.
+            // Of those, the one that leaves the two nodes least busy; one within
+            // [`TIE`] of it keeps the lower partition, so that two alike partitions do not
+            // take turns in the plan (each turn would restart the confirmation).
             let after = from_after.max(to_after);
-            if best.as_ref().is_some_and(|b| b.pressure_after <= after) {
+            if best
+                .as_ref()
+                .is_some_and(|b| b.pressure_after <= after + TIE)
+            {
                 continue;
             }
             best = Some(PlannedMove {
