@@ -90,6 +90,9 @@ async fn leadership_moves_under_load_keep_every_key_linearizable() {
         assert!(message.contains(says), "{body}: {message}");
     }
     assert_eq!(leaders(&nodes[0]).await, before);
+    // A node's load report is for its peers only: an unsigned request gets 401.
+    let r = nodes[1].request(Method::GET, "/v1/peer/load", "").await;
+    assert_eq!(r.status, 401, "{}", r.body);
 
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     let load = Load::start(&urls, 12, "m", 24);

@@ -356,25 +356,7 @@ pub(super) fn audit(node: &Node, req: &Request<Incoming>) -> Result<Response<Bod
 /// `reload-tokens` records are taken.
 pub(super) async fn peer_audit(node: &Node, req: Request<Incoming>) -> Result<Response<Body>> {
     let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
-    let auth = cluster.peer_auth();
-    let peer_error = |e: cella_cluster::Error| match e {
-        cella_cluster::Error::Unauthorized(m) => Error::Unauthorized(m),
-        other => Error::Peer(other),
-    };
-    let claim = auth
-        .admit(req.headers(), super::peer::certified(&req))
-        .map_err(peer_error)?;
-    let method = req.method().clone();
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    // Authenticated before anything of the body is read; the body read is the one signed.
-    auth.verify_head(&claim, &method, &path, false)
-        .map_err(peer_error)?;
-    let body = read_body(req, 64 << 10, "an audit record").await?;
-    auth.verify_body(&claim, &body).map_err(peer_error)?;
+    let body = super::peer::signed_body(cluster, req, 64 << 10, "an audit record").await?;
     let record: cella_cluster::AuditRecord =
         cella_cluster::types::decode("an audit record", &body).map_err(Error::Peer)?;
     if record.action != "reload-tokens" {

@@ -110,6 +110,31 @@ pub(super) fn unauthorized(e: cella_cluster::Error) -> Error {
     }
 }
 
+/// The body (at most `limit` bytes, `what` for errors) of a peer request with a signed body,
+/// authenticated: its head before anything of the body is read, then the body read against
+/// the signature. Without valid credentials: 401.
+pub(super) async fn signed_body(
+    cluster: &cella_cluster::Cluster,
+    req: Request<Incoming>,
+    limit: usize,
+    what: &'static str,
+) -> Result<bytes::Bytes> {
+    let auth = cluster.peer_auth();
+    let claim = auth
+        .admit(req.headers(), certified(&req))
+        .map_err(unauthorized)?;
+    auth.verify_head(&claim, req.method(), &path_and_query(&req), false)
+        .map_err(unauthorized)?;
+    let body = read_body(req, limit, what).await?;
+    auth.verify_body(&claim, &body).map_err(unauthorized)?;
+    Ok(body)
+}
+
+/// A peer answer of postcard bytes.
+pub(super) fn postcard_reply(bytes: Vec<u8>) -> Response<Body> {
+    octet_stream(full(bytes::Bytes::from(bytes)))
+}
+
 /// Whether `req` came on a connection whose client certificate the peer CA signed (the edge's
 /// mark).
 pub(super) fn certified(req: &Request<Incoming>) -> bool {

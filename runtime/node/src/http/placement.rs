@@ -7,15 +7,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use cella_cluster::{Cluster, RebalanceRequest, types::Leaders};
-use hyper::{
-    Request, Response, StatusCode,
-    body::Incoming,
-    header::{CONTENT_TYPE, HeaderValue},
-};
+use hyper::{Request, Response, StatusCode, body::Incoming};
 
-use super::body::{Body, full, json_response, query_param, read_body};
+use super::body::{Body, json_response, query_param, read_body};
 use crate::{
     auth::Action,
     error::{Error, Result},
@@ -119,31 +114,10 @@ pub(super) async fn rebalance(node: &Arc<Node>, req: Request<Incoming>) -> Resul
 /// `GET /v1/peer/load`: this node's load report (postcard), to an authenticated peer.
 pub(super) async fn peer_load(node: &Node, req: Request<Incoming>) -> Result<Response<Body>> {
     let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
-    let auth = cluster.peer_auth();
-    let peer_error = |e: cella_cluster::Error| match e {
-        cella_cluster::Error::Unauthorized(m) => Error::Unauthorized(m),
-        other => Error::Peer(other),
-    };
-    let claim = auth
-        .admit(req.headers(), super::peer::certified(&req))
-        .map_err(peer_error)?;
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_default();
-    auth.verify_head(&claim, req.method(), &path, false)
-        .map_err(peer_error)?;
-    let body = read_body(req, 1024, "a load request").await?;
-    auth.verify_body(&claim, &body).map_err(peer_error)?;
+    super::peer::signed_body(cluster, req, 1024, "a load request").await?;
     let report = cella_cluster::types::encode("a load report", &cluster.load_report())
         .map_err(Error::Peer)?;
-    let mut response = Response::new(full(Bytes::from(report)));
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    Ok(response)
+    Ok(super::peer::postcard_reply(report))
 }
 
 #[cfg(test)]
