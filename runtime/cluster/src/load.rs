@@ -113,8 +113,6 @@ struct Rates {
     smoothed_wait: f64,
     smoothed_busy: f64,
     groups: BTreeMap<GroupId, (f64, f64)>,
-    /// CPUs of the affinity mask at the last sample (`taskset -p` may change it).
-    cpus: Option<u32>,
 }
 
 /// A node's load meter: a [`GroupMeter`] per partition and the smoothed rates.
@@ -186,7 +184,6 @@ impl LoadMeter {
                 entry.1 += SMOOTHING * (b - entry.1);
             }
         }
-        rates.cpus = cpu.cpus;
         rates.cpu = cpu;
     }
 
@@ -217,7 +214,8 @@ impl LoadMeter {
             .collect();
         let mut load = NodeLoad {
             node,
-            cpus: rates.cpus.unwrap_or(self.cpus),
+            // The affinity mask as of the last sample (`taskset -p` may change it).
+            cpus: rates.cpu.cpus.unwrap_or(self.cpus),
             cpu: round(rates.smoothed_cpu),
             waiting: round(rates.smoothed_wait),
             busy: round(rates.smoothed_busy),

@@ -11,7 +11,7 @@ use crate::{
     Cluster, Error, GroupId, META_GROUP,
     load::NodeLoad,
     rebalance::{self, Hysteresis, LOAD_PATH, Plan, PlannedMove},
-    types::{AuditRecord, Command, Leaders},
+    types::{AuditRecord, Command, Leaders, now_ms},
 };
 
 /// How long a peer may take to report its load.
@@ -43,13 +43,6 @@ pub struct RebalanceOutcome {
     pub loads: Vec<NodeLoad>,
     /// Members that did not report their load.
     pub unreachable: Vec<u64>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 impl Cluster {
@@ -149,9 +142,7 @@ impl Cluster {
             hysteresis.reset();
             return;
         }
-        let leaders = self.leader_placement();
-        let settling = rebalance::settling(&leaders, now_ms(), options.settle);
-        let plan = rebalance::plan(&loads, options, &settling);
+        let plan = self.plan(&loads);
         if !hysteresis.decide(plan.planned.as_ref(), options, Instant::now()) {
             return;
         }
@@ -170,23 +161,22 @@ impl Cluster {
         }
     }
 
+    /// The move `loads` suggest now, leaving out the partitions that moved recently.
+    fn plan(&self, loads: &[NodeLoad]) -> Plan {
+        let options = &self.options.rebalance;
+        let settling = rebalance::settling(&self.leader_placement(), now_ms(), options.settle);
+        rebalance::plan(loads, options, &settling)
+    }
+
     /// Records `planned` in the metadata group (this node must lead it).
     async fn commit_move(&self, planned: &PlannedMove, actor: &str) -> Result<(), Error> {
-        let at_ms = now_ms();
-        let leaders = rebalance::apply(&self.leader_placement(), planned, at_ms);
-        let record = AuditRecord {
-            at_ms,
-            actor: actor.to_string(),
-            action: "move-leader".into(),
-            entity_type: None,
-            version: None,
-            digest: None,
-            node: Some(planned.to),
-            detail: Some(format!(
-                "partition {}: node {} → node {} ({})",
-                planned.group, planned.from, planned.to, planned.reason
-            )),
-        };
+        let mut record = AuditRecord::new(actor, "move-leader");
+        record.node = Some(planned.to);
+        record.detail = Some(format!(
+            "partition {}: node {} → node {} ({})",
+            planned.group, planned.from, planned.to, planned.reason
+        ));
+        let leaders = rebalance::apply(&self.leader_placement(), planned, record.at_ms);
         self.groups[&META_GROUP]
             .raft
             .client_write(Command::Leaders { record, leaders })
@@ -207,12 +197,7 @@ impl Cluster {
         let (loads, unreachable) = self.gather_loads().await;
         let plan = match request.explicit {
             Some((group, to)) => self.explicit_move(group, to, &loads)?,
-            None => {
-                let leaders = self.leader_placement();
-                let options = &self.options.rebalance;
-                let settling = rebalance::settling(&leaders, now_ms(), options.settle);
-                rebalance::plan(&loads, options, &settling)
-            }
+            None => self.plan(&loads),
         };
         let mut outcome = RebalanceOutcome {
             plan,

@@ -77,6 +77,30 @@ pub struct AuditRecord {
     pub detail: Option<String>,
 }
 
+impl AuditRecord {
+    /// A record of `action` by `actor`, now; the caller fills in what it was about.
+    pub fn new(actor: &str, action: &str) -> AuditRecord {
+        AuditRecord {
+            at_ms: now_ms(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            entity_type: None,
+            version: None,
+            digest: None,
+            node: None,
+            detail: None,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, by this node's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// A replicated change to the deployed modules.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ModuleOp {

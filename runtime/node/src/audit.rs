@@ -8,7 +8,7 @@
 //! through the metadata leader (a signed peer request) when it does not lead group 0 itself. Records are keyed by their log index, which
 //! `GET /v1/audit?after=N` pages by.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cella_cluster::{AuditRecord, ModuleOp};
 use cella_store::Store;
@@ -18,26 +18,11 @@ use crate::{
     node::Node,
 };
 
-/// Milliseconds since the Unix epoch, by this node's clock.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use cella_cluster::types::now_ms;
 
 /// A record of `action` by `actor`, now; the caller fills in what it was about.
 pub fn record(actor: &str, action: &str) -> AuditRecord {
-    AuditRecord {
-        at_ms: now_ms(),
-        actor: actor.to_string(),
-        action: action.to_string(),
-        entity_type: None,
-        version: None,
-        digest: None,
-        node: None,
-        detail: None,
-    }
+    AuditRecord::new(actor, action)
 }
 
 /// Records `record` with the module change `module` (if any): through the metadata group in a

@@ -7,7 +7,6 @@
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock},
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use cella_core::{EntityKind, ModuleInfo, ModuleVersion, TypeLimits, validate_name};
@@ -76,13 +75,6 @@ pub struct Registry {
     /// In a cluster, module changes are made by the metadata group's leader and replicated
     /// through it to every node's store.
     cluster: Option<Arc<cella_cluster::Cluster>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn digest_of(bytes: &[u8]) -> String {
@@ -348,7 +340,7 @@ impl Registry {
             version: self.store.next_module_version(entity_type)?,
             digest: digest.to_string(),
             size: wasm.len() as u64,
-            created_ms: now_ms(),
+            created_ms: crate::audit::now_ms(),
             kind: descriptor.kind,
             commands: descriptor.commands.clone(),
         };
