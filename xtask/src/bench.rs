@@ -15,9 +15,12 @@ use anyhow::{Context, bail};
 
 use crate::{build, http::request, workspace_root};
 
-/// The wrk script of the peer comparison: a random key of NKEYS (or one hot key) per request.
+/// The wrk script of the peer comparison: a random key of NKEYS (or one hot key, or one of the
+/// comma-separated KEYLIST) per request.
 const KEYS_LUA: &str = r#"
 local nkeys  = tonumber(os.getenv("NKEYS") or "1000")
+local list   = {}
+for k in string.gmatch(os.getenv("KEYLIST") or "", "[^,]+") do list[#list + 1] = k end
 local prefix = os.getenv("PREFIX") or "k"
 local fmt    = os.getenv("PATHFMT") or "/counter/%s/add"
 local tid = 0
@@ -28,7 +31,8 @@ wrk.body = "1"
 wrk.headers["Content-Type"] = "application/json"
 function request()
   local key
-  if nkeys <= 1 then key = prefix .. "hot" else key = prefix .. tostring(math.random(0, nkeys - 1)) end
+  if #list > 0 then key = list[math.random(1, #list)]
+  elseif nkeys <= 1 then key = prefix .. "hot" else key = prefix .. tostring(math.random(0, nkeys - 1)) end
   return wrk.format(nil, string.format(fmt, key))
 end
 function done(s, lat, req)
@@ -41,21 +45,11 @@ end
 
 struct Server(Child);
 
-/// CPU time the servers used so far, in µs (user + system, from `/proc`; 0 where unavailable).
+/// CPU time the servers used so far, in µs.
 fn cpu_micros(servers: &[Server]) -> u64 {
     servers
         .iter()
-        .filter_map(|s| std::fs::read_to_string(format!("/proc/{}/stat", s.0.id())).ok())
-        .map(|stat| {
-            // After the command name (in parentheses), counting the state as field 0: utime
-            // and stime are fields 11 and 12, in USER_HZ (100 per second) ticks.
-            let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            let fields: Vec<u64> = rest
-                .split_whitespace()
-                .map(|f| f.parse().unwrap_or(0))
-                .collect();
-            (fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0)) * 10_000
-        })
+        .map(|s| crate::wrk::process_cpu_micros(s.0.id()))
         .sum()
 }
 
@@ -139,33 +133,11 @@ pub(crate) fn run_wrk_path(
     secs: u32,
     pathfmt: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    let out = Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{conns}"),
-            &format!("-d{secs}s"),
-            "--timeout",
-            "10s",
-            "-s",
-        ])
-        .arg(script)
-        .arg(crate::http::url(addr))
-        .env("NKEYS", nkeys.to_string())
+    let mut cmd = crate::wrk::wrk(addr, script, conns, secs);
+    cmd.env("NKEYS", nkeys.to_string())
         .env("PREFIX", "k")
-        .env("PATHFMT", pathfmt)
-        .output()
-        .context("running wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .with_context(|| {
-            format!(
-                "wrk printed no result:\n{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-    Ok(serde_json::from_str(line)?)
+        .env("PATHFMT", pathfmt);
+    crate::wrk::wrk_result(cmd)
 }
 
 /// Runs the benchmark. `secs` per cell.
@@ -346,7 +318,7 @@ pub fn run(
         (Some(o), ..) => Some(crate::bench_fairness::run(&bin, &tmp, o)),
         (_, Some(o), ..) => Some(crate::bench_capacity::run(&bin, &tmp, o)),
         (_, _, Some(o), _) => Some(crate::bench_crdt::run(&bin, &tmp, &script, o)),
-        (.., Some(o)) => Some(crate::bench_placement::run(&bin, &tmp, o)),
+        (.., Some(o)) => Some(crate::bench_placement::run(&bin, &tmp, &script, o)),
         _ => None,
     };
     if let Some(result) = alone {

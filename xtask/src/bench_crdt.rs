@@ -219,16 +219,7 @@ fn load(
         out.rps += ok as f64 / (get("duration_us").max(1) as f64 / 1e6);
         out.p50_ms = out.p50_ms.max(get("p50_us") as f64 / 1000.0);
         out.p99_ms = out.p99_ms.max(get("p99_us") as f64 / 1000.0);
-        out.errors += [
-            "err_status",
-            "err_connect",
-            "err_read",
-            "err_write",
-            "err_timeout",
-        ]
-        .iter()
-        .map(|k| get(k))
-        .sum::<u64>();
+        out.errors += crate::wrk::errors(&run);
     }
     eprintln!(
         "crdt: {what}: {:.0} req/s p50 {:.2} ms p99 {:.2} ms",

@@ -24,6 +24,7 @@ use crate::{
     bench_crdt::{Proc, wait_for_module},
     bench_effects::deploy,
     http::request,
+    wrk::{wrk, wrk_result},
 };
 
 /// The flags of the placement part (part of `cargo xtask bench`'s).
@@ -73,26 +74,8 @@ const PARTITIONS: u32 = 9;
 /// The partitions node 1 leads by the layout: the load's.
 const HOT: [u64; 3] = [1, 4, 7];
 const KEYS: usize = 1000;
-
-/// wrk's script: a random key of `KEYLIST` (comma-separated) per request, `add 1`.
-const LIST_LUA: &str = r#"
-local keys = {}
-for k in string.gmatch(os.getenv("KEYLIST") or "hot", "[^,]+") do keys[#keys + 1] = k end
-local tid = 0
-function setup(thread) tid = tid + 1; thread:set("tid", tid) end
-function init(args) math.randomseed(777 + (tid or 0)) end
-wrk.method = "POST"
-wrk.body = "1"
-wrk.headers["Content-Type"] = "application/json"
-function request()
-  return wrk.format(nil, "/v1/entities/counter/" .. keys[math.random(1, #keys)] .. "/add")
-end
-function done(s, lat, req)
-  io.write(string.format('RESULT {"requests":%d,"duration_us":%d,"errors":%d,"p99_us":%d}\n',
-    s.requests, s.duration, s.errors.connect + s.errors.read + s.errors.write + s.errors.status
-    + s.errors.timeout, lat:percentile(99)))
-end
-"#;
+/// The requests: `add 1` to a counter.
+const PATHFMT: &str = "/v1/entities/counter/%s/add";
 
 /// The partition of counter `key` among [`PARTITIONS`]: `cella_cluster::placement`'s FNV-1a
 /// over the type, a zero byte and the key, 4,096 shards, shard `s` in partition `s % P + 1`
@@ -120,14 +103,7 @@ fn cpu_sets() -> [String; 3] {
 
 /// A process's CPU time so far in seconds (`/proc`), 0 where unreadable.
 fn cpu_secs(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let rest = stat.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .map_or(0.0, |ticks| ticks as f64 / 100.0)
+    crate::wrk::process_cpu_micros(pid) as f64 / 1e6
 }
 
 /// One interval of load: wrk on every node at once.
@@ -157,27 +133,9 @@ fn run_interval(
             .iter()
             .map(|addr| {
                 scope.spawn(move || {
-                    let out = Command::new("taskset")
-                        .args([
-                            "-c",
-                            &cpu_sets()[0],
-                            "wrk",
-                            "-t1",
-                            &format!("-c{per}"),
-                            &format!("-d{}s", opts.interval),
-                        ])
-                        .args(["--timeout", "10s", "-s"])
-                        .arg(script)
-                        .arg(crate::http::url(addr))
-                        .env("KEYLIST", keys)
-                        .output()
-                        .context("running wrk")?;
-                    let text = String::from_utf8_lossy(&out.stdout);
-                    let line = text
-                        .lines()
-                        .find_map(|l| l.strip_prefix("RESULT "))
-                        .with_context(|| format!("wrk printed no result: {text}"))?;
-                    Ok(serde_json::from_str(line)?)
+                    let mut cmd = wrk(addr, script, per, opts.interval);
+                    cmd.env("KEYLIST", keys).env("PATHFMT", PATHFMT);
+                    wrk_result(cmd)
                 })
             })
             .collect();
@@ -205,7 +163,7 @@ fn run_interval(
         let get = |k: &str| run[k].as_u64().unwrap_or(0);
         interval.rps += get("requests") as f64 / (get("duration_us").max(1) as f64 / 1e6);
         interval.p99_ms = interval.p99_ms.max(get("p99_us") as f64 / 1000.0);
-        interval.errors += get("errors");
+        interval.errors += crate::wrk::errors(&run);
     }
     let (_, body) = request(NODES[0], "GET", "/v1/cluster", b"")?;
     let status: serde_json::Value = serde_json::from_str(&body)?;
@@ -243,16 +201,15 @@ fn run_interval(
     Ok(interval)
 }
 
-/// Runs the placement part with the `cella` binary `bin`, scratch files under `tmp`.
-pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
+/// Runs the placement part with the `cella` binary `bin`, scratch files under `tmp`, wrk's
+/// `script` (the peer comparison's, given the keys in `KEYLIST`).
+pub fn run(bin: &Path, tmp: &Path, script: &Path, opts: Options) -> anyhow::Result<()> {
     let keys: Vec<String> = (0..)
         .map(|i| format!("k{i}"))
         .filter(|k| HOT.contains(&partition(k)))
         .take(KEYS)
         .collect();
     let keylist = keys.join(",");
-    let script = tmp.join("placement.lua");
-    std::fs::write(&script, LIST_LUA)?;
     let initial = (1..)
         .zip(NODES)
         .map(|(i, a)| format!("{i}={a}"))
@@ -305,7 +262,7 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
     let rounds = (opts.secs / opts.interval).max(2);
     let mut intervals = Vec::new();
     for r in 0..rounds {
-        let i = run_interval(&script, &keylist, opts, &nodes)?;
+        let i = run_interval(script, &keylist, opts, &nodes)?;
         println!(
             "| {} | {:.0} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {:.2?} | {} | {:?} | {} |",
             (r + 1) * opts.interval,

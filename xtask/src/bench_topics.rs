@@ -14,7 +14,6 @@
 
 use std::{
     path::Path,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -241,31 +240,9 @@ fn wrk_publish(addrs: &[String], script: &Path, conns: u32, secs: u32) -> anyhow
 }
 
 fn run_wrk(addr: &str, script: &Path, conns: u32, secs: u32) -> anyhow::Result<Value> {
-    let out = Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{conns}"),
-            &format!("-d{secs}s"),
-            "--timeout",
-            "10s",
-            "-s",
-        ])
-        .arg(script)
-        .arg(format!("http://{addr}"))
-        .env("TOPIC_PATH", format!("/v1/topics/{LOAD_TOPIC}"))
-        .output()
-        .context("running wrk")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .with_context(|| {
-            format!(
-                "wrk printed no result:\n{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })?;
-    Ok(serde_json::from_str(line)?)
+    let mut cmd = crate::wrk::wrk(addr, script, conns, secs);
+    cmd.env("TOPIC_PATH", format!("/v1/topics/{LOAD_TOPIC}"));
+    crate::wrk::wrk_result(cmd)
 }
 
 /// Publications of the load topic counted by the nodes, once they stopped changing (requests

@@ -22,6 +22,7 @@ mod tck;
 #[cfg(test)]
 mod tidy;
 mod toolchains;
+mod wrk;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
