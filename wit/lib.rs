@@ -6,7 +6,7 @@
 /// Every file of the contract, as `(path relative to the WIT directory, contents)`.
 pub const FILES: &[(&str, &str)] = &[("entity.wit", ENTITY)];
 
-/// `entity.wit`: the `cella:entity` package and its `entity-world`.
+/// `entity.wit`: the `cella:entity` package, its `entity-world` and the optional `fold` export.
 pub const ENTITY: &str = include_str!("entity.wit");
 
 /// The version of the current contract.

@@ -13,6 +13,7 @@ use crate::bindings::cella::entity::types::{
     Consistency, Descriptor, Durability, EntityKind, Failure, Outcome,
 };
 use crate::bindings::exports::cella::entity::entity::{Context as WitContext, Guest};
+use crate::bindings::exports::cella::entity::fold::Guest as FoldGuest;
 use crate::command::{command_names, decode_command};
 use crate::context::{Context, EventContext};
 use crate::crdt::{self, CrdtContext, CrdtData, CrdtEntity, Cursor};
@@ -140,6 +141,30 @@ impl<E: EventSourcedEntity> Guest for EventSourcedGlue<E> {
 
     fn render_event(event: Vec<u8>) -> Result<String, String> {
         render::<E::Event>("event", &event)
+    }
+}
+
+impl<E: EventSourcedEntity> FoldGuest for EventSourcedGlue<E> {
+    /// Decodes the state once, applies every event to it and encodes it once: the same state
+    /// as `apply` per event (a command's events are folded the same way in `handle`).
+    fn apply_all(state: Option<Vec<u8>>, events: Vec<Vec<u8>>) -> Result<Vec<u8>, String> {
+        let mut entity: E = decode_state(state.as_deref())?;
+        for event in events {
+            entity.apply(decode("event", &event)?);
+        }
+        encode("state", &entity)
+    }
+}
+
+impl<E: ValueEntity, const EPHEMERAL: bool> FoldGuest for ValueGlue<E, EPHEMERAL> {
+    fn apply_all(_state: Option<Vec<u8>>, _events: Vec<Vec<u8>>) -> Result<Vec<u8>, String> {
+        Err(NO_EVENTS.to_owned())
+    }
+}
+
+impl<E: CrdtEntity, const EPHEMERAL: bool> FoldGuest for CrdtGlue<E, EPHEMERAL> {
+    fn apply_all(_state: Option<Vec<u8>>, _events: Vec<Vec<u8>>) -> Result<Vec<u8>, String> {
+        Err(NO_CRDT_EVENTS.to_owned())
     }
 }
 

@@ -297,7 +297,7 @@ pub use topic::{SubscriberKey, Subscription, SubscriptionBuilder, TopicMessage};
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "entity-world",
+        world: "folding-entity-world",
         pub_export_macro: true,
         default_bindings_module: "cella_sdk::bindings",
     });
@@ -457,7 +457,8 @@ pub trait EventSourcedEntity: Default + Serialize + DeserializeOwned + 'static {
 /// implement it by hand.
 pub trait ExportedEntity: 'static {
     #[doc(hidden)]
-    type Glue: bindings::exports::cella::entity::entity::Guest;
+    type Glue: bindings::exports::cella::entity::entity::Guest
+        + bindings::exports::cella::entity::fold::Guest;
 }
 
 /// Exports an entity as the `cella:entity/entity` interface of the component.

@@ -157,6 +157,7 @@ use serde_json::Value;
 
 use crate::bindings::cella::entity::types::{self as wit, EntityKind};
 use crate::bindings::exports::cella::entity::entity::Guest;
+use crate::bindings::exports::cella::entity::fold::Guest as FoldGuest;
 use crate::{CallReply, ExportedEntity, Subscription, TopicMessage};
 
 #[path = "testing_crdt.rs"]
@@ -488,6 +489,16 @@ impl<E: ExportedEntity> TestKit<E> {
                         "the state returned by `handle` differs from the fold of its events \
                          with `apply`"
                     );
+                }
+                let batch =
+                    <E::Glue as FoldGuest>::apply_all(self.state.clone(), outcome.events.clone());
+                match (batch, &folded) {
+                    (Ok(batch), Some(folded)) => assert_eq!(
+                        parse_json("state", &String::from_utf8_lossy(&batch)),
+                        parse_json("state", &String::from_utf8_lossy(folded)),
+                        "`apply-all` over the command's events differs from `apply` per event"
+                    ),
+                    (batch, _) => panic!("`apply-all` failed on the events: {batch:?}"),
                 }
                 self.state = outcome.state.or(folded);
                 true

@@ -1,8 +1,10 @@
 //! The export glue of event-sourced entities: emitted events, the folded state returned with
-//! them, the `apply` export the host uses to rebuild state, and rejections discarding events.
+//! them, the `apply` and `apply-all` exports the host uses to rebuild state, and rejections
+//! discarding events.
 
 use cella_sdk::bindings::cella::entity::types::{Context as WitContext, EntityKind};
 use cella_sdk::bindings::exports::cella::entity::entity::Guest;
+use cella_sdk::bindings::exports::cella::entity::fold::Guest as _;
 use cella_sdk::testing::{Failure, TestKit};
 use cella_sdk::{
     Deserialize, EventContext, EventSourcedEntity, ExportedEntity, Reply, Result, Serialize, json,
@@ -144,4 +146,19 @@ fn the_raw_interface_returns_events_and_the_fold() {
         Some(r#"{"marked":{"label":"y"}}"#)
     );
     assert!(Glue::render_event(b"{}".to_vec()).is_err());
+
+    // `apply-all`: the same state as `apply` per event, in one call.
+    let marked = |label: &str| format!(r#"{{"marked":{{"label":"{label}"}}}}"#).into_bytes();
+    let Ok(all) = Glue::apply_all(None, vec![marked("x"), marked("y")]) else {
+        panic!("apply-all failed")
+    };
+    assert_eq!(all, br#"{"marks":["x","y"]}"#);
+    let Ok(more) = Glue::apply_all(Some(all), vec![marked("z")]) else {
+        panic!("apply-all failed")
+    };
+    assert_eq!(more, br#"{"marks":["x","y","z"]}"#);
+    assert!(
+        Glue::apply_all(None, vec![marked("x"), b"{}".to_vec()])
+            .is_err_and(|e| e.contains("cannot decode the event"))
+    );
 }

@@ -37,7 +37,7 @@ pub struct Options {
 }
 
 /// Entities timed per kind of cold activation.
-const COLD: u32 = 200;
+const COLD: u32 = 500;
 /// Events per event-sourced entity: just under a snapshot (every 100 events by default).
 const EVENTS: u32 = 99;
 /// Where the part's nodes listen (one at a time).

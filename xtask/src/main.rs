@@ -162,8 +162,9 @@ enum Task {
         /// per resident small entity, cold activation latency (value, event-sourced)
         #[arg(long, conflicts_with_all = ["effects_only", "topics_only", "langs_only", "listing_only"])]
         capacity_only: bool,
-        /// Capacity part: counters made resident for the memory per entity
-        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        /// Capacity part: counters made resident for the memory per entity (enough for the
+        /// store's page cache to be full by the second half, whose growth is reported)
+        #[arg(long, value_name = "N", default_value_t = 400_000)]
         capacity_entities: u32,
         #[command(flatten)]
         fairness: bench_fairness::Args,
@@ -405,7 +406,7 @@ mod tests {
             (no_listing, listing_only, listing_entities),
             (false, false, 100_000)
         );
-        assert_eq!((capacity_only, capacity_entities), (false, 100_000));
+        assert_eq!((capacity_only, capacity_entities), (false, 400_000));
         assert_eq!(
             (fairness.fairness_only, fairness.fairness_loopers),
             (false, 4)

@@ -258,6 +258,30 @@ impl Instance {
         .map_err(Error::Guest)
     }
 
+    /// Folds `events` into the state in order (event-sourced entities): in one call when the
+    /// component exports `fold`, else one `apply` per event; a guest error is
+    /// [`Error::Guest`]. `state` is returned as is when `events` is empty.
+    pub async fn fold(
+        &mut self,
+        mut state: Option<Vec<u8>>,
+        events: &[Vec<u8>],
+    ) -> Result<Option<Vec<u8>>, Error> {
+        if events.is_empty() {
+            return Ok(state);
+        }
+        if let Some(fold) = self.world.fold() {
+            let folded = self
+                .call(async |store| fold.call_apply_all(store, state.as_deref(), events).await)
+                .await?
+                .map_err(Error::Guest)?;
+            return Ok(Some(folded));
+        }
+        for event in events {
+            state = Some(self.apply(state.as_deref(), event).await?);
+        }
+        Ok(state)
+    }
+
     /// Renders state bytes as JSON text; a guest error is [`Error::Guest`].
     pub async fn render_state(&mut self, state: &[u8]) -> Result<String, Error> {
         match self.world.guest() {

@@ -164,6 +164,41 @@ async fn shopping_cart_events_fold_with_apply() {
     assert!(cart.events.is_empty());
 }
 
+/// The Rust SDK exports `fold`: a batch folds to the state `apply` per event gives, and a bad
+/// event in a batch fails the fold with the guest's message.
+#[tokio::test]
+async fn shopping_cart_folds_a_batch_like_apply_per_event() {
+    let module = load(&small_host(), "shopping-cart").await;
+    let mut state = None;
+    let mut events = Vec::new();
+    for product in ["socks", "hat", "socks", "scarf"] {
+        let item = format!(r#"{{"productId":"{product}","name":"{product}","quantity":1}}"#);
+        let outcome = run(&module, "add-item", state.as_deref(), &item).await;
+        state = outcome.state.clone();
+        events.extend(outcome.events);
+    }
+    assert_eq!(events.len(), 4);
+
+    let mut instance = module.instantiate().await.unwrap();
+    let mut one_by_one = None;
+    for event in &events {
+        one_by_one = Some(instance.apply(one_by_one.as_deref(), event).await.unwrap());
+    }
+    let batch = instance.fold(None, &events).await.unwrap();
+    assert_eq!(batch, one_by_one);
+    assert_eq!(batch, state, "the handler's own fold agrees");
+    let (first, rest) = events.split_at(1);
+    let head = instance.fold(None, first).await.unwrap();
+    assert_eq!(instance.fold(head, rest).await.unwrap(), one_by_one);
+    assert_eq!(instance.fold(None, &[]).await.unwrap(), None);
+
+    let bad = vec![events[0].clone(), b"{}".to_vec()];
+    match instance.fold(None, &bad).await {
+        Err(Error::Guest(message)) => assert!(message.contains("event"), "{message}"),
+        other => panic!("a bad event folded: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn shopping_cart_rejects() {
     let module = load(&small_host(), "shopping-cart").await;

@@ -20,8 +20,15 @@ pub enum FoldError {
     Guest(cella_host::Error),
 }
 
+/// Events handed to the guest per fold call at most, and their bytes (a batch may pass the
+/// bytes bound by one event): a long journal is folded in several calls, each within the
+/// call's deadline.
+const FOLD_EVENTS: usize = 512;
+const FOLD_BYTES: usize = 1 << 20;
+
 /// Folds `entries` (in order, after `state`) with `module`. Returns the state and the number of
-/// events applied.
+/// events applied. Event-sourced journals are folded in batches across entries
+/// ([`cella_host::Instance::fold`]: one guest call per batch when the component exports `fold`).
 pub async fn fold(
     module: &Module,
     mut state: Option<Vec<u8>>,
@@ -29,23 +36,20 @@ pub async fn fold(
 ) -> Result<(Option<Vec<u8>>, u64), FoldError> {
     let kind = module.descriptor().kind;
     let mut instance = None;
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut bytes = 0;
     let mut applied = 0;
     for entry in entries {
         match (&entry.payload, kind) {
             (JournalPayload::State(s), EntityKind::Value) => state = Some(s.clone()),
             (JournalPayload::Events(events), EntityKind::EventSourced) => {
-                if instance.is_none() {
-                    instance = Some(module.instantiate().await.map_err(FoldError::Guest)?);
-                }
-                let Some(inst) = instance.as_mut() else {
-                    continue;
-                };
                 for event in events {
-                    state = Some(
-                        inst.apply(state.as_deref(), event)
-                            .await
-                            .map_err(FoldError::Guest)?,
-                    );
+                    if batch.len() >= FOLD_EVENTS || bytes >= FOLD_BYTES {
+                        state = fold_batch(module, &mut instance, state, &mut batch).await?;
+                        bytes = 0;
+                    }
+                    bytes += event.len();
+                    batch.push(event.clone());
                     applied += 1;
                 }
             }
@@ -58,7 +62,27 @@ pub async fn fold(
             }
         }
     }
+    state = fold_batch(module, &mut instance, state, &mut batch).await?;
     Ok((state, applied))
+}
+
+/// Folds the events of `batch` (emptied) into `state`, on `instance` (made at the first batch).
+async fn fold_batch(
+    module: &Module,
+    instance: &mut Option<cella_host::Instance>,
+    state: Option<Vec<u8>>,
+    batch: &mut Vec<Vec<u8>>,
+) -> Result<Option<Vec<u8>>, FoldError> {
+    if batch.is_empty() {
+        return Ok(state);
+    }
+    let inst = match instance {
+        Some(inst) => inst,
+        None => instance.insert(module.instantiate().await.map_err(FoldError::Guest)?),
+    };
+    let folded = inst.fold(state, batch).await.map_err(FoldError::Guest)?;
+    batch.clear();
+    Ok(folded)
 }
 
 /// One entity whose state differs between the active module and a candidate.

@@ -13,22 +13,30 @@ use crate::{
     replay::{self, FoldError},
 };
 
-/// The state of one activated entity.
+/// The state of one activated entity. Kept small (it is in memory for every resident entity):
+/// what few entities have — timers, request ids remembered — lives apart, in [`Memo`].
 pub(super) struct Loaded {
     pub(super) state: Option<Vec<u8>>,
     /// Sequence number of the last journal entry applied to `state`.
     pub(super) seq: u64,
-    /// Events since the last snapshot (event-sourced).
-    pub(super) events_since_snapshot: u64,
+    /// Events since the last snapshot (event-sourced; saturates).
+    pub(super) events_since_snapshot: u32,
     /// The module version that folded `state`.
     module_version: u32,
     /// The lease the entity was activated under (`None` on a single node).
     pub(super) lease: Option<Lease>,
+    /// Timers and remembered request ids; `None` while the entity has neither.
+    memo: Option<Box<Memo>>,
+}
+
+/// What an activation holds besides its state, allocated only for the entities that have it.
+#[derive(Default)]
+pub(super) struct Memo {
     /// The entity's timers, by name, as of every change handed to the journal.
-    pub(super) timers: HashMap<String, TimerRow>,
+    timers: HashMap<String, TimerRow>,
     /// Outcomes recorded for request ids by commands of this activation, which the store may
     /// not show yet (their appends may be in flight); the newest [`RECENT`] of them.
-    pub(super) recent: HashMap<String, Recorded>,
+    recent: HashMap<String, Recorded>,
     recent_order: VecDeque<String>,
 }
 
@@ -45,21 +53,59 @@ impl Loaded {
             events_since_snapshot: 0,
             module_version: 0,
             lease,
-            timers: HashMap::new(),
-            recent: HashMap::new(),
-            recent_order: VecDeque::new(),
+            memo: None,
         }
+    }
+
+    fn memo(&mut self) -> &mut Memo {
+        self.memo.get_or_insert_with(Box::default)
     }
 
     /// Remembers the outcome recorded for `request_id`.
     pub(super) fn remember(&mut self, request_id: String, outcome: Recorded) {
-        if self.recent.len() >= RECENT
-            && let Some(oldest) = self.recent_order.pop_front()
+        let memo = self.memo();
+        if memo.recent.len() >= RECENT
+            && let Some(oldest) = memo.recent_order.pop_front()
         {
-            self.recent.remove(&oldest);
+            memo.recent.remove(&oldest);
         }
-        self.recent_order.push_back(request_id.clone());
-        self.recent.insert(request_id, outcome);
+        memo.recent_order.push_back(request_id.clone());
+        memo.recent.insert(request_id, outcome);
+    }
+
+    /// The outcome remembered for `request_id`, if this activation recorded it.
+    pub(super) fn recent(&self, request_id: &str) -> Option<&Recorded> {
+        self.memo.as_ref()?.recent.get(request_id)
+    }
+
+    /// The remembered request ids and their outcomes.
+    pub(super) fn recents(&self) -> impl Iterator<Item = (&String, &Recorded)> {
+        self.memo.iter().flat_map(|m| m.recent.iter())
+    }
+
+    /// The entity's timer called `name`.
+    pub(super) fn timer(&self, name: &str) -> Option<&TimerRow> {
+        self.memo.as_ref()?.timers.get(name)
+    }
+
+    /// The names of the entity's timers.
+    pub(super) fn timer_names(&self) -> impl Iterator<Item = &String> {
+        self.memo.iter().flat_map(|m| m.timers.keys())
+    }
+
+    /// Sets (or replaces) the timer `timer.name`.
+    pub(super) fn set_timer(&mut self, timer: TimerRow) {
+        self.memo().timers.insert(timer.name.clone(), timer);
+    }
+
+    /// Removes the timer called `name`, if the entity has it.
+    pub(super) fn remove_timer(&mut self, name: &str) -> Option<TimerRow> {
+        let memo = self.memo.as_mut()?;
+        let removed = memo.timers.remove(name);
+        if memo.timers.is_empty() && memo.recent.is_empty() {
+            self.memo = None;
+        }
+        removed
     }
 }
 
@@ -97,21 +143,21 @@ impl Entities {
                 FoldError::Guest(g) => self.map_host_error(g),
             })?;
         self.metrics.events_replayed(applied);
-        let mut timers = HashMap::new();
-        for (_, bytes) in self.journal.rows(id, RowTable::Effects, TIMER_PREFIX)? {
-            let timer: TimerRow = decode(&bytes).map_err(Error::Journal)?;
-            timers.insert(timer.name.clone(), timer);
-        }
-        Ok(Loaded {
-            timers,
-            recent: HashMap::new(),
-            recent_order: VecDeque::new(),
+        let mut loaded = Loaded {
             state,
             seq,
-            events_since_snapshot: if event_sourced { applied } else { 0 },
+            events_since_snapshot: match event_sourced {
+                true => u32::try_from(applied).unwrap_or(u32::MAX),
+                false => 0,
+            },
             module_version: active.version,
             lease,
-        })
+            memo: None,
+        };
+        for (_, bytes) in self.journal.rows(id, RowTable::Effects, TIMER_PREFIX)? {
+            loaded.set_timer(decode(&bytes).map_err(Error::Journal)?);
+        }
+        Ok(loaded)
     }
 
     /// Makes sure the slot holds the entity as the active module sees it: activates it when it

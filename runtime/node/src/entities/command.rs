@@ -365,12 +365,14 @@ impl Entities {
                     id.clone(),
                     entry(seq, JournalPayload::Events(outcome.events.clone())),
                 ));
-                loaded.events_since_snapshot += outcome.events.len() as u64;
+                loaded.events_since_snapshot = loaded
+                    .events_since_snapshot
+                    .saturating_add(u32::try_from(outcome.events.len()).unwrap_or(u32::MAX));
                 let every = match active.module.descriptor().snapshot_every {
                     0 => self.options.snapshot_every,
                     n => u64::from(n),
                 };
-                if loaded.events_since_snapshot >= every.max(1) {
+                if u64::from(loaded.events_since_snapshot) >= every.max(1) {
                     writes.push(Write::Snapshot(
                         id.clone(),
                         Snapshot {

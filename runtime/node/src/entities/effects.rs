@@ -182,7 +182,7 @@ impl Entities {
         loaded: &Loaded,
         request_id: &str,
     ) -> Result<Option<Recorded>> {
-        if let Some(recorded) = loaded.recent.get(request_id) {
+        if let Some(recorded) = loaded.recent(request_id) {
             return Ok(Some(recorded.clone()));
         }
         let Some(bytes) = self.journal.row(id, RowTable::Processed, request_id)? else {
@@ -353,11 +353,11 @@ impl Entities {
                         payload: payload.clone(),
                         fired: 0,
                     };
-                    loaded.timers.insert(name.clone(), timer.clone());
+                    loaded.set_timer(timer.clone());
                     plan.timer(id, timer)?;
                 }
                 Effect::Cancel { name } => {
-                    if loaded.timers.remove(name).is_some() {
+                    if loaded.remove_timer(name).is_some() {
                         plan.timer_gone(id, name);
                     }
                 }
@@ -376,12 +376,12 @@ impl Entities {
         loaded: &mut Loaded,
         plan: &mut EffectPlan,
     ) -> Result<()> {
-        let Some(timer) = loaded.timers.get(&fire.name).cloned() else {
+        let Some(timer) = loaded.timer(&fire.name).cloned() else {
             return Ok(());
         };
         match timer.every_ms {
             None => {
-                loaded.timers.remove(&fire.name);
+                loaded.remove_timer(&fire.name);
                 plan.timer_gone(id, &fire.name);
             }
             Some(every) => {
@@ -394,7 +394,7 @@ impl Entities {
                     fired: timer.fired + 1,
                     ..timer
                 };
-                loaded.timers.insert(fire.name.clone(), timer.clone());
+                loaded.set_timer(timer.clone());
                 plan.timer(id, timer)?;
             }
         }
@@ -404,8 +404,7 @@ impl Entities {
     /// Whether `fire` is the current firing of a timer the entity has.
     pub(super) fn timer_is_current(loaded: &Loaded, fire: &TimerFire) -> bool {
         loaded
-            .timers
-            .get(&fire.name)
+            .timer(&fire.name)
             .is_some_and(|t| t.schedule_id == fire.schedule_id && t.fired == fire.fired)
     }
 }

@@ -46,7 +46,6 @@ mod system;
 mod warm;
 
 use std::{
-    collections::HashMap,
     sync::{Arc, Mutex, atomic::AtomicU64},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -55,7 +54,7 @@ use cella_core::{EntityId, Journal, Lease};
 use cella_host::{CommandContext, Failure, Instance, Module, Outcome};
 
 pub(crate) use self::system::BroadcastOrder;
-use self::{cache::Slot, warm::Warm};
+use self::warm::Warm;
 pub use self::{
     effects::{Invocation, Notice, TimerFire, recorded_failure},
     forward::Forwarder,
@@ -136,7 +135,7 @@ pub struct Entities {
     registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     options: EntityOptions,
-    cache: Mutex<HashMap<EntityId, Arc<Slot>>>,
+    cache: Mutex<cache::CacheMap>,
     /// The bytes the living slots account for (`cache`).
     resident: Arc<std::sync::atomic::AtomicUsize>,
     /// The bound on `resident` (0: none).
@@ -269,7 +268,7 @@ impl Entities {
             ),
             scheduler: crate::scheduler::Scheduler::new(options.scheduler.clone()),
             options,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(cache::CacheMap::default()),
             resident: Arc::default(),
             entity_budget,
             clock: AtomicU64::new(0),
