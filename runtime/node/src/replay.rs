@@ -36,20 +36,16 @@ pub async fn fold(
 ) -> Result<(Option<Vec<u8>>, u64), FoldError> {
     let kind = module.descriptor().kind;
     let mut instance = None;
-    let mut batch: Vec<Vec<u8>> = Vec::new();
-    let mut bytes = 0;
+    let mut batch = Batch::new(FOLD_EVENTS, FOLD_BYTES);
     let mut applied = 0;
     for entry in entries {
         match (&entry.payload, kind) {
             (JournalPayload::State(s), EntityKind::Value) => state = Some(s.clone()),
             (JournalPayload::Events(events), EntityKind::EventSourced) => {
                 for event in events {
-                    if batch.len() >= FOLD_EVENTS || bytes >= FOLD_BYTES {
-                        state = fold_batch(module, &mut instance, state, &mut batch).await?;
-                        bytes = 0;
+                    if let Some(full) = batch.push(event) {
+                        state = fold_batch(module, &mut instance, state, &full).await?;
                     }
-                    bytes += event.len();
-                    batch.push(event.clone());
                     applied += 1;
                 }
             }
@@ -62,16 +58,52 @@ pub async fn fold(
             }
         }
     }
-    state = fold_batch(module, &mut instance, state, &mut batch).await?;
+    let rest = batch.take();
+    state = fold_batch(module, &mut instance, state, &rest).await?;
     Ok((state, applied))
 }
 
-/// Folds the events of `batch` (emptied) into `state`, on `instance` (made at the first batch).
+/// Events gathered for one fold call, bounded by count and bytes.
+struct Batch {
+    events: Vec<Vec<u8>>,
+    bytes: usize,
+    max_events: usize,
+    max_bytes: usize,
+}
+
+impl Batch {
+    fn new(max_events: usize, max_bytes: usize) -> Batch {
+        Batch {
+            events: Vec::new(),
+            bytes: 0,
+            max_events,
+            max_bytes,
+        }
+    }
+
+    /// Adds `event`; when the batch was already full, returns it (to fold first) and starts the
+    /// next one with `event`.
+    fn push(&mut self, event: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let full = (self.events.len() >= self.max_events || self.bytes >= self.max_bytes)
+            .then(|| self.take());
+        self.bytes += event.len();
+        self.events.push(event.to_vec());
+        full
+    }
+
+    /// The events gathered so far (the batch starts empty again).
+    fn take(&mut self) -> Vec<Vec<u8>> {
+        self.bytes = 0;
+        std::mem::take(&mut self.events)
+    }
+}
+
+/// Folds the events of `batch` into `state`, on `instance` (made at the first batch).
 async fn fold_batch(
     module: &Module,
     instance: &mut Option<cella_host::Instance>,
     state: Option<Vec<u8>>,
-    batch: &mut Vec<Vec<u8>>,
+    batch: &[Vec<u8>],
 ) -> Result<Option<Vec<u8>>, FoldError> {
     if batch.is_empty() {
         return Ok(state);
@@ -80,9 +112,7 @@ async fn fold_batch(
         Some(inst) => inst,
         None => instance.insert(module.instantiate().await.map_err(FoldError::Guest)?),
     };
-    let folded = inst.fold(state, batch).await.map_err(FoldError::Guest)?;
-    batch.clear();
-    Ok(folded)
+    inst.fold(state, batch).await.map_err(FoldError::Guest)
 }
 
 /// One entity whose state differs between the active module and a candidate.
@@ -181,4 +211,41 @@ pub async fn check(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Batch;
+
+    /// Batches keep every event once, in order, within the count bound, and within the bytes
+    /// bound but for the event that crosses it.
+    #[test]
+    fn batches_keep_order_and_bounds() {
+        let events: Vec<Vec<u8>> = (0..1300u32)
+            .map(|i| i.to_be_bytes().repeat(1 + (i as usize % 7)))
+            .collect();
+        let mut batch = Batch::new(512, 600);
+        let mut batches = Vec::new();
+        for event in &events {
+            batches.extend(batch.push(event));
+        }
+        batches.push(batch.take());
+        assert!(batch.take().is_empty());
+        let flat: Vec<Vec<u8>> = batches.iter().flatten().cloned().collect();
+        assert_eq!(flat, events);
+        for b in &batches {
+            assert!(!b.is_empty() && b.len() <= 512, "{}", b.len());
+            let bytes: usize = b.iter().map(Vec::len).sum();
+            let last = b.last().map_or(0, Vec::len);
+            assert!(bytes - last < 600, "{bytes} bytes");
+        }
+        let mut counted = Batch::new(512, usize::MAX);
+        let mut sizes: Vec<usize> = events
+            .iter()
+            .filter_map(|e| counted.push(e))
+            .map(|b| b.len())
+            .collect();
+        sizes.push(counted.take().len());
+        assert_eq!(sizes, [512, 512, 276]);
+    }
 }
