@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 WIT = HERE.parent.parent / "wit"
-WORLD = "entity-world"
+WORLD = "folding-entity-world"
 VERSION = "0.25.1"
 INSTALL_HINT = f"python3 -m pip install componentize-py=={VERSION}"
 

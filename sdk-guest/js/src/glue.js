@@ -1,7 +1,7 @@
 /*
  * The export glue: turns an entity definition (value, event-sourced or crdt) into the five
  * functions of the WIT `entity` interface (`describe`, `handle`, `apply`, `renderState`,
- * `renderEvent`), with the WIT types as componentize-js passes them (records as objects, `u64`
+ * `renderEvent`) and the optional `fold` interface's `applyAll`, with the WIT types as componentize-js passes them (records as objects, `u64`
  * as BigInt, `list<u8>` as `Uint8Array`, `option` as a value or `undefined`, `result` as
  * `{tag: 'ok' | 'err', val}`, variants as `{tag, val}`, enums as their WIT names). The test
  * kit calls the very same functions.
@@ -535,6 +535,24 @@ export function glue(def, { logUncaught }) {
         const state = decodeState(stateBytes);
         const event = decodeEvent(utf8('event', eventBytes));
         return ENCODER.encode(encodeText('state', applyEvent(state, event)));
+      });
+    },
+
+    /**
+     * The optional `fold` interface's `apply-all`: decodes the state once, applies every event
+     * and encodes the state once — the state `apply` per event gives (`handle` folds a
+     * command's events the same way).
+     */
+    applyAll(stateBytes, events) {
+      if (!eventSourced) {
+        return err(noEvents);
+      }
+      return guarded('applyAll', () => {
+        let state = decodeState(stateBytes);
+        for (const eventBytes of events) {
+          state = applyEvent(state, decodeEvent(utf8('event', eventBytes)));
+        }
+        return ENCODER.encode(encodeText('state', state));
       });
     },
 

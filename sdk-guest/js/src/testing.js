@@ -69,6 +69,14 @@ export class CommandFailure extends Error {
 
 const MASK64 = (1n << 64n) - 1n;
 const DECODER = new TextDecoder();
+
+/** Throws `message` (with both states) unless the state bytes `a` and `b` hold the same JSON. */
+function sameState(a, b, message) {
+  const [left, right] = [json('state', DECODER.decode(a)), json('state', DECODER.decode(b))];
+  if (!sameJson(left, right)) {
+    throw new Error(`${message}: ${stringify(left)} != ${stringify(right)}`);
+  }
+}
 const ENCODER = new TextEncoder();
 
 function json(what, text) {
@@ -436,15 +444,17 @@ export class TestKit {
         folded = applied.val;
       }
       if (outcome.state !== undefined) {
-        const returned = json('state', DECODER.decode(outcome.state));
-        const replayed = json('state', DECODER.decode(folded));
-        if (!sameJson(returned, replayed)) {
-          throw new Error(
-            'the state returned by `handle` differs from the fold of its events with `apply`: ' +
-              `${stringify(returned)} != ${stringify(replayed)}`,
-          );
-        }
+        sameState(
+          outcome.state,
+          folded,
+          'the state returned by `handle` differs from the fold of its events with `apply`',
+        );
       }
+      const batch = this.#glue.applyAll(this.#state, outcome.events);
+      if (batch.tag !== 'ok') {
+        throw new Error(`\`applyAll\` failed on the events the handler emitted: ${batch.val}`);
+      }
+      sameState(batch.val, folded, '`applyAll` over the events differs from `apply` per event');
       this.#state = outcome.state ?? folded;
       persisted = true;
     }

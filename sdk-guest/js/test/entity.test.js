@@ -231,6 +231,45 @@ test('event-sourced: the apply and render exports', () => {
   assert.deepEqual(ledger.describe().kind, 'event-sourced');
 });
 
+test('event-sourced: applyAll folds a batch like apply per event', () => {
+  const events = [enc('{"credited":5}'), enc('{"debited":2}'), enc('{"credited":1}')];
+  let folded;
+  for (const event of events) {
+    folded = ledger.apply(folded, event).val;
+  }
+  const batch = ledger.applyAll(undefined, events);
+  assert.equal(batch.tag, 'ok');
+  assert.equal(dec(batch.val), dec(folded));
+  assert.equal(dec(batch.val), '{"balance":4,"entries":3}');
+  const more = ledger.applyAll(batch.val, [enc('{"debited":4}')]);
+  assert.equal(dec(more.val), '{"balance":0,"entries":4}');
+  assert.deepEqual(ledger.applyAll(undefined, [events[0], enc('{"x":1}')]), {
+    tag: 'err',
+    val: 'cannot decode the event: unknown variant `x`, expected one of `credited`, `debited`',
+  });
+  assert.deepEqual(notes.applyAll(undefined, events), { tag: 'err', val: 'a value entity has no events' });
+});
+
+/** The `fold` export of the module `foldingEntry` writes, bound to `entity`. */
+async function foldExport(entity) {
+  const { foldingEntry } = await import('../tools/componentize.mjs');
+  const source = foldingEntry('/x/entity.js');
+  assert.match(source, /^import \{ entity \} from "\/x\/entity\.js";\nexport \{ entity \};\n/);
+  const body = source.split('\n').slice(2).join('\n').replace('export const fold', 'const fold');
+  return new Function('entity', `${body}\nreturn fold;`)(entity);
+}
+
+test('the component exports fold beside the entity, falling back to apply per event', async () => {
+  const fromGlue = await foldExport(ledger);
+  assert.equal(dec(fromGlue.applyAll(undefined, [enc('{"credited":2}')]).val), '{"balance":2,"entries":1}');
+  const byHand = await foldExport({
+    apply: (state, event) =>
+      dec(event) === 'bad' ? { tag: 'err', val: 'bad event' } : { tag: 'ok', val: enc(`${state === undefined ? '' : dec(state)}${dec(event)}`) },
+  });
+  assert.equal(dec(byHand.applyAll(undefined, [enc('a'), enc('b')]).val), 'ab');
+  assert.deepEqual(byHand.applyAll(undefined, [enc('a'), enc('bad')]), { tag: 'err', val: 'bad event' });
+});
+
 test('definitions are checked when they are made', () => {
   assert.throws(() => valueEntity({ commands: {} }), /`initialState` is missing/);
   assert.throws(() => valueEntity({ initialState: 1 }), /`commands` must be an object/);

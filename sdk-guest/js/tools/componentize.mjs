@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /*
  * Builds a JavaScript entity into a `cella:entity@0.2.0` component: bundles the entry module
- * and everything it imports (the SDK included) into one ES module with esbuild, then runs
- * componentize-js on it against the `entity-world` of wit/entity.wit.
+ * and everything it imports (the SDK included) into one ES module with esbuild, beside the
+ * optional `fold` export, then runs componentize-js on it against the `folding-entity-world`
+ * of wit/entity.wit.
  *
  *   node tools/componentize.mjs --entry src/index.js --out target/my-entity.wasm
  *        [--wit PATH] [--tools-from DIR] [--tools-fallback DIR] [--bundle-out FILE]
@@ -119,6 +120,17 @@ export async function loadTool(name, from) {
   );
 }
 
+/** esbuild's options for the one ES module componentize-js takes. */
+const BUNDLE = {
+  bundle: true,
+  write: false,
+  format: 'esm',
+  platform: 'neutral',
+  mainFields: ['module', 'main'],
+  outfile: 'entity.js',
+  logLevel: 'silent',
+};
+
 /**
  * Bundles `entry` into one ES module and checks that it exports `entity`.
  * @param {string} entry
@@ -130,17 +142,7 @@ export async function bundle(entry, tools) {
   const esbuild = module.build ? module : module.default;
   let result;
   try {
-    result = await esbuild.build({
-      entryPoints: [entry],
-      bundle: true,
-      write: false,
-      format: 'esm',
-      platform: 'neutral',
-      mainFields: ['module', 'main'],
-      outfile: 'entity.js',
-      metafile: true,
-      logLevel: 'silent',
-    });
+    result = await esbuild.build({ ...BUNDLE, entryPoints: [entry], metafile: true });
   } catch (error) {
     const messages = (error.errors ?? []).map((m) =>
       m.location ? `${m.location.file}:${m.location.line}:${m.location.column}: ${m.text}` : m.text,
@@ -156,7 +158,42 @@ export async function bundle(entry, tools) {
         '`export const entity = valueEntity({...})` (or eventSourcedEntity, crdtEntity)',
     );
   }
-  return result.outputFiles[0].text;
+  // The component also exports the optional `fold` interface (world `folding-entity-world`):
+  // the entry's `entity` with the fold its glue offers, or `apply` per event for an entity
+  // object written by hand.
+  try {
+    const folding = await esbuild.build({
+      ...BUNDLE,
+      stdin: { contents: foldingEntry(entry), resolveDir: dirname(entry), sourcefile: 'cella-fold.js' },
+    });
+    return folding.outputFiles[0].text;
+  } catch (error) {
+    throw new BuildError(`bundling ${entry} with its fold export failed: ${error.message}`);
+  }
+}
+
+/** The module bundled as the component: `entry`'s `entity`, and `fold` beside it. */
+export function foldingEntry(entry) {
+  const from = JSON.stringify(entry);
+  return `import { entity } from ${from};
+export { entity };
+export const fold = {
+  applyAll(state, events) {
+    if (typeof entity.applyAll === 'function') {
+      return entity.applyAll(state, events);
+    }
+    let folded = state;
+    for (const event of events) {
+      const applied = entity.apply(folded, event);
+      if (applied.tag !== 'ok') {
+        return applied;
+      }
+      folded = applied.val;
+    }
+    return { tag: 'ok', val: folded };
+  },
+};
+`;
 }
 
 /**
@@ -193,7 +230,7 @@ export async function buildComponent({ entry, out, wit = DEFAULT_WIT, toolsFrom,
       ({ component } = await module.componentize({
         sourcePath,
         witPath: wit,
-        worldName: 'entity-world',
+        worldName: 'folding-entity-world',
         disableFeatures: DISABLED_FEATURES,
       }));
     } catch (error) {

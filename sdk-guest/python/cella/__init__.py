@@ -231,7 +231,7 @@ and attaches them to the failure when the instance traps.
 Building and testing
 ====================
 
-``componentize-py -d WIT_DIR -w entity-world componentize app -p . -p SDK_DIR -o app.wasm``
+``componentize-py -d WIT_DIR -w folding-entity-world componentize app -p . -p SDK_DIR -o app.wasm``
 builds the module ``app`` (``cella build`` does this for a directory holding ``app.py``). The
 entity class is checked when the module is imported, so a mistake fails the build.
 :class:`cella.testing.TestKit` runs commands against an entity in plain Python, through the

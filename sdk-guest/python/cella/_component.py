@@ -9,6 +9,7 @@ failure) and traps: the command fails with ``entity_failed`` and nothing is pers
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -40,10 +41,12 @@ def export(entity: type) -> type:
         Entity = cella.export(Counter)
 
     componentize-py looks for the class named ``Entity`` in the app module (the name of the
-    exported interface), so the assignment must use exactly that name. The entity class is
-    checked here, at import time, which componentize-py runs while building the component: a
-    mistake in it fails the build. Outside a component build (in unit tests) the returned class
-    is inert; test entities with :class:`cella.testing.TestKit`.
+    exported interface), so the assignment must use exactly that name. The optional ``fold``
+    interface (many events folded in one call, for the host's replays) needs a class named
+    ``Fold`` there too: this call defines it in the calling module unless it has one. The entity
+    class is checked here, at import time, which componentize-py runs while building the
+    component: a mistake in it fails the build. Outside a component build (in unit tests) the
+    returned class is inert; test entities with :class:`cella.testing.TestKit`.
     """
     glue = Glue(model(entity))
     try:
@@ -59,7 +62,24 @@ def export(entity: type) -> type:
                 "glue": glue,
             },
         )
-    return _component_class(glue, exports.Entity, wit, Err)
+    component = _component_class(glue, exports.Entity, wit, Err)
+    fold_base = getattr(exports, "Fold", None)
+    if fold_base is not None:
+        sys._getframe(1).f_globals.setdefault("Fold", _fold_class(glue, fold_base, Err))
+    return component
+
+
+def _fold_class(glue: Glue, base: type, err: type) -> type:
+    class Fold(base):  # type: ignore[misc]
+        """The ``cella:entity/fold`` export of the entity."""
+
+        def apply_all(self, state: bytes | None, events: list[bytes]) -> bytes:
+            try:
+                return glue.apply_all(state, events)
+            except GuestError as e:
+                raise err(str(e)) from None
+
+    return Fold
 
 
 def _component_class(glue: Glue, base: type, wit: Any, err: type) -> type:

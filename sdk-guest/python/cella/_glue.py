@@ -139,6 +139,17 @@ class Glue:
         folded = self._apply(entity, self._event_value(data, GuestError), GuestError)
         return _encode("state", folded, GuestError).encode()
 
+    def apply_all(self, state: bytes | None, events: list[bytes]) -> bytes:
+        """The optional ``fold`` export: the state decoded once, every event applied, encoded
+        once — the state ``apply`` per event gives (``handle`` folds a command's events so)."""
+        if not self.event_sourced:
+            raise GuestError(_NO_CRDT_EVENTS if self.crdt else _NO_EVENTS)
+        entity = self._state(state, GuestError)
+        for event in events:
+            data = _parse("event", event, GuestError)
+            entity = self._apply(entity, self._event_value(data, GuestError), GuestError)
+        return _encode("state", entity, GuestError).encode()
+
     def render_state(self, state: bytes) -> str:
         if self.crdt:
             return _text("value", _parse("value", state, GuestError), GuestError)

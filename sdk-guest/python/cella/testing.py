@@ -349,6 +349,12 @@ class TestKit(Generic[E]):
                 raise AssertionError(f"an emitted event does not fold: {e}") from None
         if folded is None:
             raise AssertionError("no events to fold")
+        try:
+            batch = self._glue.apply_all(self._state, events)
+        except protocol.GuestError as e:
+            raise AssertionError(f"the emitted events do not fold with apply_all: {e}") from None
+        if _parse("state", batch) != _parse("state", folded):
+            raise AssertionError("apply_all over the events differs from apply per event")
         return folded
 
     @property

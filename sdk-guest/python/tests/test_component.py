@@ -33,7 +33,7 @@ class ComponentTest(unittest.TestCase):
     def setUpClass(cls) -> None:
         cls.tmp = tempfile.TemporaryDirectory()
         subprocess.run(
-            ["componentize-py", "-d", str(WIT), "-w", "entity-world", "bindings", cls.tmp.name],
+            ["componentize-py", "-d", str(WIT), "-w", "folding-entity-world", "bindings", cls.tmp.name],
             check=True,
             capture_output=True,
         )
@@ -203,6 +203,18 @@ class ComponentTest(unittest.TestCase):
         self.assertEqual(entity.render_event(event), event.decode())
         with self.assertRaises(self.err) as caught:
             entity.apply(None, b'{"itemAdded": {}}')
+        self.assertIn("missing field `item`", caught.exception.value)
+
+        # `cella.export` also defines the `fold` export in the calling module (an app module's
+        # namespace here).
+        app = {"cella": cella, "Cart": _support.load_example("shopping_cart").ShoppingCart}
+        exec("Entity = cella.export(Cart)", app)
+        fold = app["Fold"]()
+        self.assertIn(importlib.import_module("wit_world.exports").Fold, type(fold).__mro__)
+        twice = fold.apply_all(None, [event, event])
+        self.assertEqual(twice, entity.apply(entity.apply(None, event), event))
+        with self.assertRaises(self.err) as caught:
+            fold.apply_all(None, [event, b'{"itemAdded": {}}'])
         self.assertIn("missing field `item`", caught.exception.value)
 
     def test_a_crdt_entity(self) -> None:

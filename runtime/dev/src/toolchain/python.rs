@@ -25,7 +25,7 @@ pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 const INSTALL_HINT: &str = "python3 -m pip install componentize-py==0.25.1";
 
 /// The world an entity component implements.
-const WORLD: &str = "entity-world";
+const WORLD: &str = "folding-entity-world";
 
 /// The module componentize-py builds: `app.py` in the project directory.
 const APP_MODULE: &str = "app";
