@@ -109,6 +109,19 @@ async fn a_0_1_component_is_served_as_0_1() {
         instance.handle(&ctx("add"), None, "\"five\"").await,
         Ok(Err(Failure::BadRequest(_)))
     ));
+
+    // No `fold` export (0.1.0 has none): a fold calls `apply` per event, whose answer is the
+    // guest's; no events leave the state as it is.
+    assert_eq!(
+        instance.fold(Some(state.clone()), &[]).await,
+        Ok(Some(state))
+    );
+    assert_eq!(
+        instance.fold(None, &[b"{}".to_vec()]).await,
+        Err(cella_host::Error::Guest(
+            "a value entity has no events".into()
+        ))
+    );
 }
 
 #[tokio::test]
