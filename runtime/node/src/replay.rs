@@ -31,9 +31,20 @@ const FOLD_BYTES: usize = 1 << 20;
 /// ([`cella_host::Instance::fold`]: one guest call per batch when the component exports `fold`).
 pub async fn fold(
     module: &Module,
-    mut state: Option<Vec<u8>>,
+    state: Option<Vec<u8>>,
     entries: &[JournalEntry],
 ) -> Result<(Option<Vec<u8>>, u64), FoldError> {
+    let (state, applied, _) = fold_keeping(module, state, entries).await?;
+    Ok((state, applied))
+}
+
+/// [`fold`], also returning the fresh instance the events were folded in (none when there were
+/// no events), for the caller to use again for the same entity.
+pub async fn fold_keeping(
+    module: &Module,
+    mut state: Option<Vec<u8>>,
+    entries: &[JournalEntry],
+) -> Result<(Option<Vec<u8>>, u64, Option<cella_host::Instance>), FoldError> {
     let kind = module.descriptor().kind;
     let mut instance = None;
     let mut batch = Batch::new(FOLD_EVENTS, FOLD_BYTES);
@@ -60,7 +71,7 @@ pub async fn fold(
     }
     let rest = batch.take();
     state = fold_batch(module, &mut instance, state, &rest).await?;
-    Ok((state, applied))
+    Ok((state, applied, instance))
 }
 
 /// Events gathered for one fold call, bounded by count and bytes.

@@ -112,7 +112,8 @@ impl Loaded {
 impl Entities {
     /// Activates an entity from its snapshot and journal. A snapshot written by another module
     /// version is ignored for event-sourced entities: their whole journal is replayed through
-    /// the active version's `apply`.
+    /// the active version's `apply`. The fresh instance that folded the events is kept warm for
+    /// the entity's next command.
     async fn activate(
         &self,
         id: &EntityId,
@@ -136,12 +137,13 @@ impl Entities {
             load.entries = self.journal.read_journal(id, 0, usize::MAX)?;
         }
         let snapshot_state = load.snapshot.map(|s| s.state);
-        let (state, applied) = replay::fold(&active.module, snapshot_state, &load.entries)
-            .await
-            .map_err(|e| match e {
-                FoldError::Mismatch(m) => Error::Storage(format!("{id}: {m}")),
-                FoldError::Guest(g) => self.map_host_error(g),
-            })?;
+        let (state, applied, folded_in) =
+            replay::fold_keeping(&active.module, snapshot_state, &load.entries)
+                .await
+                .map_err(|e| match e {
+                    FoldError::Mismatch(m) => Error::Storage(format!("{id}: {m}")),
+                    FoldError::Guest(g) => self.map_host_error(g),
+                })?;
         self.metrics.events_replayed(applied);
         let mut loaded = Loaded {
             state,
@@ -156,6 +158,11 @@ impl Entities {
         };
         for (_, bytes) in self.journal.rows(id, RowTable::Effects, TIMER_PREFIX)? {
             loaded.set_timer(decode(&bytes).map_err(Error::Journal)?);
+        }
+        // The fresh instance the journal was folded in serves this entity's next command (for
+        // an interpreter, a second fresh instance would cost more than the whole fold).
+        if let Some(instance) = folded_in {
+            self.warm.put(id, &active.module, instance);
         }
         Ok(loaded)
     }

@@ -6,9 +6,10 @@
 //! module version it was made from. Guest memory (module-level globals, caches) may therefore
 //! carry over from one command of an entity to its next ones while the entity is hot on this
 //! node — never to another entity, never into a replay or an activation (they take fresh
-//! instances), and never past a command that failed in any way (the instance is dropped), a
-//! trap or deadline, a re-activation (another lease or module version), an append that failed,
-//! or the entity leaving the cache. Durable state is only what the host passes in and journals:
+//! instances; the one an activation folded the entity's events in may then serve that
+//! entity's next command), and never past a command that failed in any way (the instance is
+//! dropped), a trap or deadline, a re-activation (another lease or module version), an append
+//! that failed, or the entity leaving the cache. Durable state is only what the host passes in and journals:
 //! whatever a guest keeps in memory may vanish at any command.
 //!
 //! The set is bounded by the linear memory of its instances
