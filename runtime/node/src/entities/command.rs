@@ -347,18 +347,11 @@ impl Entities {
                 }
                 let new_state = match &outcome.state {
                     Some(s) => s.clone(),
-                    None => {
-                        let mut state = loaded.state.clone();
-                        for event in &outcome.events {
-                            state = Some(
-                                instance
-                                    .apply(state.as_deref(), event)
-                                    .await
-                                    .map_err(|e| self.map_host_error(e))?,
-                            );
-                        }
-                        state.unwrap_or_default()
-                    }
+                    None => instance
+                        .fold(loaded.state.clone(), &outcome.events)
+                        .await
+                        .map_err(|e| self.map_host_error(e))?
+                        .unwrap_or_default(),
                 };
                 let seq = loaded.seq + 1;
                 writes.push(Write::Append(
