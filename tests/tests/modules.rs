@@ -1,7 +1,8 @@
 //! Module versions on a real node: every deploy is a version; a new event-sourced version
 //! replays the journals through its `apply`; `?check=true` shadow-replays a candidate and
 //! reports divergences; a version that cannot replay is refused; rollback; the upload-time
-//! capability check (inert WASI interfaces warned about, HTTP refused); the admin token.
+//! capability check (inert WASI interfaces warned about, HTTP refused); the admin token; a stored
+//! version a node cannot load.
 
 use cella_tests::{TestNode, component};
 use hyper::Method;
@@ -248,4 +249,55 @@ async fn admin_token_guards_module_changes_only() {
         .request_with_token(Method::DELETE, "/v1/modules/counter", "", Some("s3cret"))
         .await;
     assert_eq!(del.status, 200);
+}
+
+/// A stored version this node cannot load (here: restarted with a per-instance memory limit
+/// below what the component needs) does not stop the node: the type is listed with its load
+/// error, its commands answer 503 `type_not_loaded` naming the way out, and its entities'
+/// state is untouched for when a node that can load it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stored_version_that_does_not_load_leaves_the_node_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = TestNode::start(dir.path(), &[]).unwrap();
+    assert_eq!(
+        put(&node, "/v1/modules/counter", "counter").await.status,
+        201
+    );
+    assert_eq!(node.call("counter", "a", "add", "5").await.json, json!(5));
+    assert!(node.terminate().unwrap(), "the node did not stop cleanly");
+
+    let small = TestNode::start(dir.path(), &["--memory-limit-mb", "1"]).unwrap();
+    let refused = small.call("counter", "a", "add", "1").await;
+    assert_eq!(
+        (refused.status, refused.json["error"]["code"].as_str()),
+        (503, Some("type_not_loaded")),
+        "{}",
+        refused.body
+    );
+    let message = refused.json["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`counter` v1") && message.contains("cella deploy"),
+        "{message}"
+    );
+    let modules = small.request(Method::GET, "/v1/modules", "").await;
+    assert_eq!(modules.status, 200);
+    let listed = &modules.json["modules"][0];
+    assert_eq!(
+        (listed["type"].as_str(), listed["version"].as_u64()),
+        (Some("counter"), Some(1))
+    );
+    assert!(
+        listed["loadError"]
+            .as_str()
+            .is_some_and(|e| e.contains("memory")),
+        "{}",
+        modules.body
+    );
+    drop(small);
+
+    // A node that can load it again finds the state as it was.
+    let node = TestNode::start(dir.path(), &[]).unwrap();
+    assert_eq!(node.call("counter", "a", "add", "1").await.json, json!(6));
+    let modules = node.request(Method::GET, "/v1/modules", "").await;
+    assert_eq!(modules.json["modules"][0]["loadError"], json!(null));
 }

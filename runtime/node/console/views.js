@@ -10,7 +10,8 @@ export async function modules() {
   const { modules: list } = await get('/v1/modules');
   const rows = list.map((m) => ({
     href: `#/modules/${seg(m.type)}`,
-    cells: [m.type, m.kind || '—', m.version === null || m.version === undefined ? '—' : `v${m.version}`,
+    cells: [m.type, m.loadError ? h('span', { class: 'tag bad', title: m.loadError }, 'not loaded') : (m.kind || '—'),
+      m.version === null || m.version === undefined ? '—' : `v${m.version}`,
       String(m.versions.length), h('span', {}, (m.commands || []).map((c) => h('span', { class: 'tag' }, c)))],
   }));
   return [
@@ -77,6 +78,8 @@ export async function module([type]) {
   return [
     h('div', { class: 'crumbs' }, h('a', { href: '#/modules' }, 'Modules'), ' / ', type),
     h('h1', {}, type),
+    m.loadError ? h('div', { class: 'flash error', id: 'load-error' },
+      `This node could not load v${m.version}: ${m.loadError}. Deploy a version that loads, or roll back.`) : null,
     h('div', { class: 'stats' },
       h('div', { class: 'stat' }, h('b', { id: 'active-version', 'data-version': m.version ?? '' }, m.version === null ? '—' : `v${m.version}`), h('span', {}, 'active version')),
       stat('kind', m.kind || '—'), stat('versions', String(m.versions.length))),

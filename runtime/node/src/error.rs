@@ -12,6 +12,19 @@ pub enum Error {
     BadRequest(String),
     #[error("no module is deployed for entity type `{0}`")]
     UnknownType(String),
+    /// The type's active version is stored but this node could not load it (bytes an older
+    /// build accepted, a missing artifact): its commands fail until a version that loads is
+    /// made active.
+    #[error(
+        "entity type `{entity_type}` v{version} is deployed but this node could not load it: \
+         {reason}; deploy a new version (`cella deploy`) or roll back to one that loads \
+         (`cella rollback`)"
+    )]
+    TypeNotLoaded {
+        entity_type: String,
+        version: u32,
+        reason: String,
+    },
     #[error("entity type `{entity_type}` has no command `{command}` (it has: {known})")]
     UnknownCommand {
         entity_type: String,
@@ -123,6 +136,7 @@ impl Error {
             | Error::Unavailable(_)
             | Error::Cluster(_)
             | Error::Unconfirmed(_)
+            | Error::TypeNotLoaded { .. }
             | Error::Forward { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Remote { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
@@ -143,6 +157,7 @@ impl Error {
             Error::Rejected(_) => "rejected",
             Error::BadRequest(_) | Error::BodyRead(_) | Error::Peer(_) => "bad_request",
             Error::UnknownType(_) => "unknown_type",
+            Error::TypeNotLoaded { .. } => "type_not_loaded",
             Error::UnknownCommand { .. } => "unknown_command",
             Error::NotFound(_) => "not_found",
             Error::PayloadTooLarge { .. } => "payload_too_large",
@@ -242,6 +257,7 @@ pub const CODES: &[(&str, u16)] = &[
     ("internal", 500),
     ("unsupported", 501),
     ("not_leader", 503),
+    ("type_not_loaded", 503),
     ("unavailable", 503),
     ("deadline_exceeded", 504),
     ("remote", 502),
@@ -296,6 +312,11 @@ mod tests {
                 message: "f".into(),
             },
             Error::NotLeader { leader: None },
+            Error::TypeNotLoaded {
+                entity_type: "t".into(),
+                version: 1,
+                reason: "r".into(),
+            },
             Error::Unavailable("u".into()),
             Error::Internal("i".into()),
             Error::Unsupported("u".into()),

@@ -387,7 +387,13 @@ fn log_start(
         .list()
         .unwrap_or_default()
         .into_iter()
-        .map(|m| format!("{} v{}", m.entity_type, m.active))
+        .map(|m| match node.registry.load_error(&m.entity_type) {
+            Some(_) => format!(
+                "{} v{} (not loaded: see the error above)",
+                m.entity_type, m.active
+            ),
+            None => format!("{} v{}", m.entity_type, m.active),
+        })
         .collect();
     if modules.is_empty() {
         tracing::info!(target: SERVE, "modules: none deployed yet");

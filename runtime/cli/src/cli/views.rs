@@ -77,7 +77,19 @@ pub(super) fn modules(answer: &Value) -> String {
         ]);
     }
     align_right(&mut t, &[1, 5]);
-    render(&t)
+    let mut out = render(&t);
+    for m in &modules {
+        if let Some(error) = m["loadError"].as_str() {
+            let _ = writeln!(
+                out,
+                "\n{} v{} is not loaded on this node: {error}\n  hint: deploy a version that \
+                 loads (`cella deploy`) or roll back (`cella rollback`)",
+                m["type"].as_str().unwrap_or("?"),
+                number(&m["version"]),
+            );
+        }
+    }
+    out
 }
 
 /// A type's limits set at deploy, `deadline-ms=… max-concurrent=… cpu-share=…` (`-`: none).
@@ -279,6 +291,18 @@ mod tests {
             ]
         );
         assert_eq!(modules(&json!({"modules": []})), "no modules deployed\n");
+        assert!(!text.contains("not loaded"), "{text}");
+        let failed = json!({"modules": [{
+            "type": "counter", "version": 1, "kind": "value", "commands": ["add"],
+            "versions": [{"version": 1, "createdMs": 0}], "limits": {},
+            "loadError": "invalid component: no export `cella:entity/entity@0.2.0`",
+        }]});
+        let text = modules(&failed);
+        assert!(
+            text.contains("counter v1 is not loaded on this node: invalid component: no export")
+                && text.contains("hint: deploy a version that loads"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -334,6 +334,7 @@ fn module_json(node: &Node, info: &cella_core::ModuleInfo) -> serde_json::Value 
         }),
         "crdt": declared.as_ref().and_then(|d| d.3).map(|t| t.as_str()),
         "limits": limits_json(&node.registry.limits(&info.entity_type).unwrap_or_default()),
+        "loadError": node.registry.load_error(&info.entity_type).map(|(_, reason)| reason),
         "versions": versions,
     })
 }

@@ -70,12 +70,17 @@ pub struct Registry {
     loader: Loader,
     store: Store,
     active: RwLock<HashMap<String, Active>>,
+    /// Types whose active version this node could not load: the version and why. Their
+    /// commands fail with [`Error::TypeNotLoaded`] until a version that loads is made active.
+    failed: RwLock<HashMap<String, (u32, String)>>,
     /// Serializes deploys, deletes and rollbacks.
     admin: tokio::sync::Mutex<()>,
     /// In a cluster, module changes are made by the metadata group's leader and replicated
     /// through it to every node's store.
     cluster: Option<Arc<cella_cluster::Cluster>>,
 }
+
+mod load;
 
 fn digest_of(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -92,14 +97,17 @@ impl Registry {
             loader,
             store,
             active: RwLock::new(HashMap::new()),
+            failed: RwLock::new(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
             cluster,
         });
         for info in registry.store.modules()? {
-            let active = registry
-                .load_version(&info.entity_type, info.active)
-                .await?;
-            registry.insert(&info.entity_type, active);
+            // One type that does not load (bytes an older build accepted) must not keep the
+            // node, and every other type, from starting: it is reported and its commands fail.
+            match registry.load_version(&info.entity_type, info.active).await {
+                Ok(active) => registry.insert(&info.entity_type, active),
+                Err(e) => registry.fail(&info.entity_type, info.active, &e),
+            }
         }
         Ok(registry)
     }
@@ -108,63 +116,7 @@ impl Registry {
         if let Ok(mut map) = self.active.write() {
             map.insert(entity_type.to_string(), active);
         }
-    }
-
-    /// Loads one stored version: its artifact file or stored artifact if usable, else compiles
-    /// the component (and refreshes the artifact).
-    async fn load_version(&self, entity_type: &str, version: u32) -> Result<Active> {
-        let info = self
-            .store
-            .module(entity_type)?
-            .ok_or_else(|| Error::UnknownType(entity_type.to_string()))?;
-        let meta = info
-            .versions
-            .iter()
-            .find(|v| v.version == version)
-            .ok_or_else(|| Error::NotFound(format!("{entity_type} has no version {version}")))?
-            .clone();
-        let module = self.load_module(entity_type, version, &meta.digest).await?;
-        Ok(Active {
-            version,
-            digest: meta.digest,
-            module,
-            limits: self.store.module_limits(entity_type)?,
-        })
-    }
-
-    /// The module of a stored version: mapped from its artifact file, else from the stored
-    /// artifact, else compiled from the component bytes (refreshing the stored artifact).
-    async fn load_module(&self, entity_type: &str, version: u32, digest: &str) -> Result<Module> {
-        if let Some(module) = self.loader.load_file(entity_type, digest).await {
-            return Ok(module);
-        }
-        if let Some(artifact) = self.store.get_artifact(entity_type, version)?
-            && let Ok(module) = self
-                .loader
-                .load_artifact(entity_type, digest, &artifact)
-                .await
-        {
-            return Ok(module);
-        }
-        let bytes = self
-            .store
-            .module_bytes(entity_type, version)?
-            .ok_or_else(|| {
-                Error::Storage(format!(
-                    "component bytes of {entity_type} v{version} are missing"
-                ))
-            })?;
-        let compiled = self
-            .loader
-            .compile(&bytes, Some((entity_type, digest)))
-            .await
-            .map_err(|e| {
-                Error::Internal(format!("stored component {entity_type} v{version}: {e}"))
-            })?;
-        if let Some(artifact) = &compiled.artifact {
-            self.store.put_artifact(entity_type, version, artifact)?;
-        }
-        Ok(compiled.module)
+        self.forget_failure(entity_type);
     }
 
     /// In a cluster: fails with [`Error::NotLeader`] (naming the leader) unless this node leads
@@ -188,34 +140,6 @@ impl Registry {
         crate::audit::commit(self.cluster.as_deref(), &self.store, record, Some(op)).await
     }
 
-    /// Loads what the store says is active for `entity_type` (after a replicated change):
-    /// nothing to do when that version is already active here; removed when the type is gone.
-    pub async fn refresh(&self, entity_type: &str) -> Result<()> {
-        // A deploy made here loads the version itself: wait for it rather than compile twice.
-        let _guard = self.admin.lock().await;
-        let Some(info) = self.store.module(entity_type)? else {
-            if let Ok(mut map) = self.active.write() {
-                map.remove(entity_type);
-            }
-            self.loader.remove_type(entity_type);
-            return Ok(());
-        };
-        if let Ok(mut active) = self.get(entity_type)
-            && active.version == info.active
-        {
-            // The same version; its limits may have changed.
-            let limits = self.store.module_limits(entity_type)?;
-            if active.limits != limits {
-                active.limits = limits;
-                self.insert(entity_type, active);
-            }
-            return Ok(());
-        }
-        let active = self.load_version(entity_type, info.active).await?;
-        self.insert(entity_type, active);
-        Ok(())
-    }
-
     /// The active module of `entity_type`, loading it first when the store has it but this
     /// node has not loaded it yet (a version replicated from another node, still compiling).
     pub async fn get_loaded(&self, entity_type: &str) -> Result<Active> {
@@ -234,7 +158,14 @@ impl Registry {
             .read()
             .ok()
             .and_then(|m| m.get(entity_type).cloned())
-            .ok_or_else(|| Error::UnknownType(entity_type.to_string()))
+            .ok_or_else(|| match self.load_error(entity_type) {
+                Some((version, reason)) => Error::TypeNotLoaded {
+                    entity_type: entity_type.to_string(),
+                    version,
+                    reason,
+                },
+                None => Error::UnknownType(entity_type.to_string()),
+            })
     }
 
     /// The crdt type and durability of `entity_type`'s active module, read in place (the
@@ -270,8 +201,10 @@ impl Registry {
         let _guard = self.admin.lock().await;
         let digest = digest_of(wasm);
         // Re-deploying the active bytes is a no-op that returns the existing version.
+        // (Not when that version did not load here: then the bytes are compiled again.)
         if let Some(info) = self.store.module(entity_type)?
             && let Some(v) = info.active_version().filter(|v| v.digest == digest)
+            && self.load_error(entity_type).is_none()
         {
             let warnings = self
                 .get(entity_type)
@@ -581,6 +514,7 @@ impl Registry {
         if let Ok(mut map) = self.active.write() {
             map.remove(entity_type);
         }
+        self.forget_failure(entity_type);
         self.loader.remove_type(entity_type);
         Ok(())
     }
