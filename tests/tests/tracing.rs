@@ -2,8 +2,9 @@
 //! entity is one trace across the nodes (the receiving node's request and forward spans, the
 //! leader's forwarded-command, guest-call and raft-commit spans) and into the call it makes
 //! (the effect delivery's span), and a timer firing and a topic message's delivery each trace
-//! the command they run, exported over OTLP/HTTP to a collector the test runs on 127.0.0.1; `--log-format json` writes only JSON lines; a fresh node's start says where it
-//! listens and warns of nothing.
+//! the command they run, exported over OTLP/HTTP to a collector the test runs on 127.0.0.1;
+//! `--log-format json` writes only JSON lines; a fresh node's start says where it listens and
+//! warns of nothing, and a node stopped as it starts stops cleanly.
 
 use std::{
     collections::HashMap,
@@ -339,6 +340,11 @@ async fn settle_and_stop(mut child: std::process::Child, url: &str) -> String {
     })
     .await;
     assert!(elected, "the node's groups did not elect leaders");
+    terminate(&mut child).0
+}
+
+/// SIGTERMs the node and returns its stderr and how it exited.
+fn terminate(child: &mut std::process::Child) -> (String, std::process::ExitStatus) {
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
@@ -352,8 +358,7 @@ async fn settle_and_stop(mut child: std::process::Child, url: &str) -> String {
         .read_to_string(&mut stderr)
         .unwrap();
     let _ = child.kill();
-    let _ = child.wait();
-    stderr
+    (stderr, child.wait().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,4 +411,15 @@ async fn a_fresh_node_starts_quietly_and_says_where_it_listens() {
     ] {
         assert!(facts.contains_key(fact), "no `{fact}` line: {stderr}");
     }
+}
+
+/// A node stopped the moment it prints its address (before it has logged its start) still
+/// stops cleanly and says so: its signal handlers are installed before the address is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_as_it_prints_its_address_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _url) = spawn_node(dir.path(), &[]);
+    let (stderr, status) = terminate(&mut child);
+    assert!(status.success(), "exit {status}: {stderr}");
+    assert!(stderr.contains("shutting down"), "{stderr}");
 }

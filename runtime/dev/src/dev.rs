@@ -48,6 +48,8 @@ pub struct DevOptions {
 
 /// Runs the loop until Ctrl-C or SIGTERM.
 pub async fn run_dev(options: DevOptions) -> Result<()> {
+    // Installed first, so that a signal while the node starts stops it cleanly.
+    let signal = cella_node::node::shutdown_signal();
     let dir = std::fs::canonicalize(&options.dir).map_err(|e| {
         Error::io(
             format_args!("cannot open {}", options.dir.display()),
@@ -97,7 +99,7 @@ pub async fn run_dev(options: DevOptions) -> Result<()> {
 
     let (stop_tx, mut stop) = watch::channel(false);
     tokio::spawn(async move {
-        cella_node::node::wait_for_signal().await;
+        signal.await;
         let _ = stop_tx.send(true);
     });
 

@@ -419,20 +419,33 @@ async fn serve(
     }
 }
 
-/// Resolves on Ctrl-C or (on Unix) SIGTERM.
-pub async fn wait_for_signal() {
+/// A future that resolves on Ctrl-C or (on Unix) SIGTERM, with both handlers installed now: a
+/// signal that arrives before the future is first awaited (a node still logging its start) is
+/// kept for it instead of killing the process with the default action.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, interrupt) {
+                (Some(mut term), Some(mut interrupt)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = interrupt.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            return;
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Drops warm guest instances idle past their time every 5 s, until the node is gone.

@@ -44,6 +44,11 @@ export function parse(text) {
  * @returns {string | undefined}
  */
 export function stringify(value) {
+  // Checked first rather than caught: a throw (the built-in serializer's on a BigInt) costs an
+  // interpreted guest more than the whole command (a stack captured, frames unwound).
+  if (holdsBigInt(value, 0)) {
+    return write(value, '', new Set());
+  }
   try {
     return JSON.stringify(value);
   } catch (error) {
@@ -54,6 +59,40 @@ export function stringify(value) {
     }
   }
   return write(value, '', new Set());
+}
+
+/** Past this depth `holdsBigInt` stops looking (and says yes: a cycle, or a very deep value). */
+const SCAN_DEPTH = 64;
+
+/**
+ * Whether `value` holds a `BigInt` in its own enumerable properties, at most `SCAN_DEPTH` deep
+ * (deeper, or cyclic: `true`, and the exact serializer decides). A `toJSON` that returns one
+ * is not seen: the built-in serializer's `TypeError` still sends that value to `write`.
+ */
+function holdsBigInt(value, depth) {
+  if (typeof value === 'bigint') {
+    return true;
+  }
+  if (typeof value !== 'object' || value === null) {
+    return false;
+  }
+  if (depth >= SCAN_DEPTH) {
+    return true;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      if (holdsBigInt(value[i], depth + 1)) {
+        return true;
+      }
+    }
+    return false;
+  }
+  for (const name in value) {
+    if (Object.hasOwn(value, name) && holdsBigInt(value[name], depth + 1)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /** The exact serializer: `JSON.stringify`'s algorithm with BigInts as numbers. */

@@ -504,6 +504,8 @@ async fn serve(options: NodeOptions, deploy: Vec<String>, facts: Facts) -> anyho
     } else {
         "http"
     };
+    // Before the address is printed: whoever starts the node may stop it as soon as it answers.
+    let stop = cella_node::node::shutdown_signal();
     let handle = Node::start(options).await?;
     // With TLS, --deploy checks the node's certificate like any client: against the system's
     // roots and --ca.
@@ -541,7 +543,7 @@ async fn serve(options: NodeOptions, deploy: Vec<String>, facts: Facts) -> anyho
             commands.join(", ")
         );
     }
-    cella_node::node::wait_for_signal().await;
+    stop.await;
     tracing::info!(target: SERVE, "shutting down: finishing in-flight requests");
     handle.shutdown().await;
     Ok(())
