@@ -18,8 +18,9 @@
  * - @bytecodealliance/componentize-js 0.23.0, the newest release when pinned: it runs on
  *   Node 20 and its components (StarlingMonkey, WASI 0.2.12 imports) instantiate on the
  *   node's wasmtime 48, whose linker matches 0.2.x imports semver-compatibly, so no older
- *   release was needed. Ahead-of-time compilation (weval) is not used: it downloads a binary
- *   at build time.
+ *   release was needed. Ahead-of-time compilation (weval) is not used: measured with weval
+ *   0.5.0 built from crates.io, its counter was slower than the interpreted one, on a hot key
+ *   and over 1,000 keys, and 44% larger (docs/benchmarks.md).
  * - esbuild 0.28.2 (Node >= 18) for bundling, since componentize-js takes one module.
  * - @bytecodealliance/jco 1.35.0 (already a dependency of componentize-js) for `jco wit`,
  *   which prints a built component's imports and exports.
