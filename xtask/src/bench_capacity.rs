@@ -10,7 +10,8 @@
 //! - cold activation: with `--cache-capacity 1`, each entity's command finds it passivated
 //!   (another entity ran in between), so it is loaded from snapshot and journal; p50 and p99
 //!   of such a command, for a value entity (`counter`: snapshot and up to 16 entries) and an
-//!   event-sourced one (`cart`, 99 events after its last snapshot).
+//!   event-sourced one (`cart`, 99 events after its last snapshot), each request on a new
+//!   connection and then all on one kept connection (the activation without the TCP set-up).
 
 use std::{
     path::Path,
@@ -127,12 +128,32 @@ async fn post(path: String, body: Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Times one command per entity `0..COLD`, in turn (so each finds itself passivated).
-async fn time_cold(path: impl Fn(u32) -> String, body: &[u8]) -> anyhow::Result<Vec<Duration>> {
+/// Times one command per entity `0..COLD`, in turn (so each finds itself passivated): each on
+/// a new connection, or all on one kept connection (`kept`), which leaves the TCP set-up and
+/// the server's connection task out of the time.
+async fn time_cold(
+    path: impl Fn(u32) -> String,
+    body: &[u8],
+    kept: bool,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut connection = match kept {
+        true => Some(cella_client::Connection::open(&crate::http::url(ADDR)).await?),
+        false => None,
+    };
     let mut took = Vec::new();
     for i in 0..COLD {
         let started = Instant::now();
-        post(path(i), body.to_vec()).await?;
+        match &mut connection {
+            Some(connection) => {
+                let reply = connection
+                    .send("POST".parse()?, &path(i), body.to_vec())
+                    .await?;
+                if reply.status != 200 {
+                    bail!("{}: {} {}", path(i), reply.status, reply.body);
+                }
+            }
+            None => post(path(i), body.to_vec()).await?,
+        }
         took.push(started.elapsed());
     }
     took.sort();
@@ -220,14 +241,20 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
             item.into_bytes(),
         )
     }))?;
-    let value_took = runtime.block_on(time_cold(
-        |i| format!("/v1/entities/counter/v{i}/get"),
-        b"null",
-    ))?;
-    let events_took = runtime.block_on(time_cold(
-        |i| format!("/v1/entities/cart/e{i}/get-cart"),
-        b"null",
-    ))?;
+    let mut cold = Vec::new();
+    for kept in [false, true] {
+        let value = runtime.block_on(time_cold(
+            |i| format!("/v1/entities/counter/v{i}/get"),
+            b"null",
+            kept,
+        ))?;
+        let events = runtime.block_on(time_cold(
+            |i| format!("/v1/entities/cart/e{i}/get-cart"),
+            b"null",
+            kept,
+        ))?;
+        cold.push((kept, value, events));
+    }
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -241,17 +268,22 @@ pub fn run(bin: &Path, tmp: &Path, opts: Options) -> anyhow::Result<()> {
         mib(deployed),
         accounted / resident.max(1.0),
     );
-    println!("\n| cold activation | entities | p50 ms | p99 ms |\n|---|---:|---:|---:|");
-    for (what, took) in [
-        ("value (counter: snapshot + ≤16 entries)", &value_took),
-        ("event-sourced (cart: 99 events)", &events_took),
-    ] {
-        println!(
-            "| {what} | {} | {:.2} | {:.2} |",
-            took.len(),
-            percentile(took, 0.50),
-            percentile(took, 0.99),
-        );
+    println!(
+        "\n| cold activation | connection | entities | p50 ms | p99 ms |\n|---|---|---:|---:|---:|"
+    );
+    for (kept, value, events) in &cold {
+        let connection = if *kept { "kept" } else { "new per request" };
+        for (what, took) in [
+            ("value (counter: snapshot + ≤16 entries)", value),
+            ("event-sourced (cart: 99 events)", events),
+        ] {
+            println!(
+                "| {what} | {connection} | {} | {:.2} | {:.2} |",
+                took.len(),
+                percentile(took, 0.50),
+                percentile(took, 0.99),
+            );
+        }
     }
     Ok(())
 }

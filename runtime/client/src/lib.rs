@@ -1,5 +1,6 @@
 //! The node's own HTTP/1.1 client (hyper), used by the CLI, the tests and `cargo xtask`: one
-//! request per connection to an `http://host[:port][/base]` or `https://…` URL (TLS trusting
+//! request per connection ([`send`]), or several one after the other on a kept [`Connection`],
+//! to an `http://host[:port][/base]` or `https://…` URL (TLS trusting
 //! the system's roots and, with [`trust_ca`], a CA file: [`tls`]), and errors ([`Error`]) that
 //! say what to do when the node cannot be reached; and a reader of a node's Server-Sent Events
 //! streams ([`follow_events`], a topic's messages), which follows redirects.
@@ -181,21 +182,10 @@ pub async fn send_with_headers(
     token: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Result<Reply, Error> {
-    let response = exchange(server, method, path, body, token, headers).await?;
-    let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
+    Connection::open(server)
+        .await?
+        .send_with(method, path, body, token, headers)
         .await
-        .map_err(|source| Error::Response {
-            server: server.to_string(),
-            source,
-        })?
-        .to_bytes();
-    Ok(Reply {
-        status,
-        body: String::from_utf8_lossy(&bytes).into_owned(),
-    })
 }
 
 /// Opens a connection to `server`, sends one request and returns the response head with its
@@ -208,53 +198,122 @@ async fn exchange(
     token: Option<&str>,
     headers: &[(&str, &str)],
 ) -> Result<hyper::Response<Incoming>, Error> {
-    let Target {
-        tls,
-        host,
-        authority,
-        base,
-    } = split_url(server)?;
-    let stream = TcpStream::connect(&authority)
+    Connection::open(server)
+        .await?
+        .exchange(method, path, body, token, headers)
         .await
-        .map_err(|source| Error::Unreachable {
+}
+
+/// One HTTP/1.1 connection to a server, kept open for the requests sent on it one after the
+/// other (a client timing the server, not the connection's set-up).
+pub struct Connection {
+    server: String,
+    target: Target,
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    /// Connects to `server` (`http://host:port` or `https://…`).
+    pub async fn open(server: &str) -> Result<Connection, Error> {
+        let target = split_url(server)?;
+        let stream = TcpStream::connect(&target.authority)
+            .await
+            .map_err(|source| Error::Unreachable {
+                server: server.to_string(),
+                source,
+            })?;
+        let sender = if target.tls {
+            handshake(server, tls::connect(server, &target.host, stream).await?).await?
+        } else {
+            handshake(server, stream).await?
+        };
+        Ok(Connection {
             server: server.to_string(),
-            source,
-        })?;
-    let mut sender = if tls {
-        handshake(server, tls::connect(server, &host, stream).await?).await?
-    } else {
-        handshake(server, stream).await?
-    };
-    let mut builder = Request::builder()
-        .method(method.clone())
-        .uri(format!("{base}{path}"))
-        .header(header::HOST, authority.as_str())
-        .header(header::CONTENT_TYPE, "application/json");
-    if let Some(t) = token {
-        builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
-    }
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    let request = builder
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|source| Error::InvalidRequest {
-            method,
-            path: path.to_string(),
-            source,
-        })?;
-    sender
-        .send_request(request)
-        .await
-        .map_err(|source| Error::Request {
-            server: server.to_string(),
-            hint: if source.is_parse() && !tls {
-                "\nhint: the answer is not HTTP: if the server serves TLS, use https://"
-            } else {
-                ""
-            },
-            source,
+            target,
+            sender,
         })
+    }
+
+    /// Sends one request on this connection and reads the whole response.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Reply, Error> {
+        self.send_with(method, path, body, None, &[]).await
+    }
+
+    async fn send_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, Error> {
+        let response = self.exchange(method, path, body, token, headers).await?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| Error::Response {
+                server: self.server.clone(),
+                source,
+            })?
+            .to_bytes();
+        Ok(Reply {
+            status,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+    }
+
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Result<hyper::Response<Incoming>, Error> {
+        let Target {
+            tls,
+            authority,
+            base,
+            ..
+        } = &self.target;
+        let mut builder = Request::builder()
+            .method(method.clone())
+            .uri(format!("{base}{path}"))
+            .header(header::HOST, authority.as_str())
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|source| Error::InvalidRequest {
+                method,
+                path: path.to_string(),
+                source,
+            })?;
+        self.sender
+            .send_request(request)
+            .await
+            .map_err(|source| Error::Request {
+                server: self.server.clone(),
+                hint: if source.is_parse() && !tls {
+                    "\nhint: the answer is not HTTP: if the server serves TLS, use https://"
+                } else {
+                    ""
+                },
+                source,
+            })
+    }
 }
 
 /// HTTP/1.1 on `io`, whose connection task runs until the exchange ends.
