@@ -255,6 +255,19 @@ impl Load {
         wait_until(timeout, || async { self.acked() >= target }).await
     }
 
+    /// Stops the clients and checks every key's history through `node` ([`check_history`]);
+    /// returns the acknowledged adds and the adds that failed (outcome unknown).
+    pub async fn finish(self, node: &TestNode) -> (usize, usize) {
+        let history = self.stop().await;
+        let acked = check_history(node, &history).await;
+        let failed = history
+            .values()
+            .flatten()
+            .filter(|o| o.total.is_none())
+            .count();
+        (acked, failed)
+    }
+
     /// Stops the clients and returns the histories.
     pub async fn stop(self) -> History {
         self.stop.store(true, Ordering::Relaxed);

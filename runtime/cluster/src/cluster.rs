@@ -126,6 +126,15 @@ pub struct Cluster {
     pub(crate) meter: Arc<crate::load::LoadMeter>,
     /// The applied leader placement of the metadata group (see [`crate::rebalance`]).
     pub(crate) leaders: Arc<std::sync::RwLock<crate::types::Leaders>>,
+    /// Where requests for moved shards go, as the metadata group says (see [`crate::shards`]).
+    pub(crate) routes: Arc<std::sync::RwLock<crate::shards::Routes>>,
+    /// Whose writes to each shard take effect on this node.
+    pub(crate) owners: Arc<crate::shards::Owners>,
+    /// Shards this node is moving now (as the metadata leader), one move of each at a time.
+    pub(crate) moves_running: std::sync::Mutex<BTreeSet<u32>>,
+    /// Shards moved into a partition here, as (partition, shard) (taken once by the node).
+    pub(crate) moved_in:
+        std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(GroupId, u32)>>>,
 }
 
 /// One group as seen from this node, for `GET /v1/cluster`.
@@ -177,11 +186,47 @@ impl Cluster {
         self.groups.get(&group)
     }
 
-    /// The partition owning `id`.
+    /// The partition requests for `id` go to: its shard's default partition, unless the
+    /// shard moved.
+    pub fn partition_of(&self, id: &EntityId) -> GroupId {
+        let shard = self.placement.shard(id);
+        self.routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .partition(&self.placement, shard)
+    }
+
+    /// The partition requests for `id` go to.
     pub fn group_of(&self, id: &EntityId) -> &Group {
-        let group = self.placement.partition(id);
-        // Every partition of the placement has a group (created in `start`).
-        &self.groups[&group]
+        let group = self.partition_of(id);
+        // Every partition of the placement has a group (created in `start`); a route names
+        // only those.
+        self.groups
+            .get(&group)
+            .unwrap_or_else(|| &self.groups[&self.placement.partition(id)])
+    }
+
+    /// Whether this node, leading `group`, may start a command of `id` now: its shard is not
+    /// frozen for a move and is `group`'s here (a shard moved in is `group`'s once its data
+    /// is).
+    pub fn serves(&self, group: &Group, id: &EntityId) -> bool {
+        let shard = self.placement.shard(id);
+        let frozen = group
+            .state_machine
+            .frozen()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&shard);
+        !frozen && self.owners.owner(shard).0 == group.id
+    }
+
+    /// Shards moved into a partition on this node, as (partition, shard); `None` after the
+    /// first call.
+    pub fn take_moved_in(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(GroupId, u32)>> {
+        self.moved_in
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 
     /// The leader id under which this node leads `group`, if it does.

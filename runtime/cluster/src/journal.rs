@@ -35,6 +35,23 @@ fn leader_id(lease: Lease) -> CommittedLeaderIdOf<TypeConfig> {
     }
 }
 
+impl ClusterJournal {
+    /// A refusal of an append to `group` for `id` while `id`'s shard is frozen for a move (or
+    /// not `group`'s here): a move reads the shard's data once the appends submitted before
+    /// its freeze have committed, so none may follow. Nothing was appended.
+    fn moving(&self, group: &crate::cluster::Group, id: &EntityId) -> Option<AppendFuture> {
+        if self.cluster.serves(group, id) {
+            return None;
+        }
+        Some(Box::pin(async {
+            Err(cella_core::Error::Unconfirmed(
+                "the entity's shard is moving to another partition; nothing was written, retry"
+                    .into(),
+            ))
+        }))
+    }
+}
+
 impl Journal for ClusterJournal {
     fn append(&self, writes: Vec<Write>) -> AppendFuture {
         let Some(first) = writes.first() else {
@@ -48,6 +65,9 @@ impl Journal for ClusterJournal {
                     "this node does not lead the entity's partition".into(),
                 ))
             });
+        }
+        if let Some(refused) = self.moving(group, entity_of(first)) {
+            return refused;
         }
         self.cluster.submit(group, writes, leader)
     }
@@ -72,6 +92,9 @@ impl Journal for ClusterJournal {
             return Err(NotOwner { leader: None });
         }
         match self.cluster.leadership(group) {
+            // The entity's shard is moving (frozen here, or not yet moved in here): the
+            // router retries after a pause, by when the routes name the shard's new partition.
+            Some(_) if !self.cluster.serves(group, id) => Err(NotOwner { leader: None }),
             Some(leader) => Ok(Some(Lease {
                 term: leader.term,
                 node: leader.node_id,
@@ -88,7 +111,7 @@ impl Journal for ClusterJournal {
 
     fn ready(&self, id: &EntityId, _lease: Lease) -> AppendFuture {
         let cluster = self.cluster.clone();
-        let group = cluster.placement().partition(id);
+        let group = cluster.partition_of(id);
         Box::pin(async move {
             let Some(group) = cluster.group(group) else {
                 return Ok(());
@@ -106,14 +129,19 @@ impl Journal for ClusterJournal {
         };
         let group = self.cluster.group_of(entity_of(first));
         match lease {
-            Some(lease) => self.cluster.submit(group, writes, Some(leader_id(lease))),
+            Some(lease) => {
+                if let Some(refused) = self.moving(group, entity_of(first)) {
+                    return refused;
+                }
+                self.cluster.submit(group, writes, Some(leader_id(lease)))
+            }
             None => self.append(writes),
         }
     }
 
     fn confirm(&self, id: &EntityId, lease: Lease) -> AppendFuture {
         let cluster = self.cluster.clone();
-        let group = cluster.placement().partition(id);
+        let group = cluster.partition_of(id);
         Box::pin(async move {
             let Some(group) = cluster.group(group) else {
                 return Ok(());

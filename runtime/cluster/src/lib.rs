@@ -11,6 +11,8 @@
 //!   waited for); [`rebalance`]: the plan that moves partition leadership toward spare CPU,
 //!   with its hysteresis; `placing`: the placement loop on the metadata leader and
 //!   operator-asked rebalances (`impl Cluster`).
+//! - [`shards`], [`moving`]: moving a shard between partitions (routes in the metadata group,
+//!   each node's shard owners, the move itself on the metadata leader).
 //! - [`journal`]: the entity layer's `Journal` in a cluster (appends through raft, leases).
 //! - [`submit`]: ordered submission of journal appends to a group, and barriers.
 //! - [`log_store`]: the openraft log storage of one group on the node's redb store. Every group
@@ -51,6 +53,7 @@ mod lifecycle;
 pub mod load;
 pub mod log_store;
 pub mod membership;
+pub mod moving;
 pub mod mux;
 pub mod network;
 mod peer;
@@ -58,6 +61,7 @@ pub mod placement;
 mod placing;
 pub mod rebalance;
 mod serving;
+pub mod shards;
 pub mod state_machine;
 pub mod stream;
 pub mod submit;

@@ -5,7 +5,6 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use cella_core::EntityId;
 use cella_store::Store;
 use openraft::{BasicNode, Config, Raft, ServerState, SnapshotPolicy};
 
@@ -103,18 +102,20 @@ impl Cluster {
         let meter = Arc::new(crate::load::LoadMeter::new(placement.groups()));
         let leaders = Arc::new(std::sync::RwLock::default());
         let placement_changed = Arc::new(tokio::sync::Notify::new());
+        let owners = Arc::new(crate::state_machine::load_owners(&store, placement)?);
+        let routes = Arc::new(std::sync::RwLock::default());
+        let (moved_in_tx, moved_in_rx) = tokio::sync::mpsc::unbounded_channel();
         for group in std::iter::once(META_GROUP).chain(placement.groups()) {
-            let select: crate::state_machine::Selector = if group == META_GROUP {
-                Arc::new(|_| false)
-            } else {
-                Arc::new(move |id: &EntityId| placement.partition(id) == group)
-            };
             let log = LogStore::open(store.clone(), group)?;
-            let mut state_machine = StateMachine::open(store.clone(), group, select)?;
+            let mut state_machine =
+                StateMachine::open(store.clone(), group, placement, owners.clone())?;
             if group == META_GROUP {
                 state_machine = state_machine
                     .with_module_events(module_tx.clone())
-                    .with_leaders(leaders.clone(), placement_changed.clone())?;
+                    .with_leaders(leaders.clone(), placement_changed.clone())?
+                    .with_routes(routes.clone())?;
+            } else {
+                state_machine = state_machine.with_moved_in(moved_in_tx.clone());
             }
             let network = GroupNetwork {
                 group,
@@ -155,6 +156,10 @@ impl Cluster {
             groups,
             meter,
             leaders,
+            routes,
+            owners,
+            moved_in: std::sync::Mutex::new(Some(moved_in_rx)),
+            moves_running: Default::default(),
         });
         cluster.initialize().await?;
         cluster.settle_alone().await?;

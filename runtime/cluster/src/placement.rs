@@ -42,7 +42,12 @@ impl Placement {
 
     /// The partition (raft group) that owns the entity.
     pub fn partition(&self, id: &EntityId) -> GroupId {
-        GroupId::from(self.shard(id) % self.partitions.max(1)) + 1
+        self.default_partition(self.shard(id))
+    }
+
+    /// The partition `shard` belongs to unless it was moved.
+    pub fn default_partition(&self, shard: u32) -> GroupId {
+        GroupId::from(shard % self.partitions.max(1)) + 1
     }
 
     /// Every partition's group id.

@@ -29,6 +29,13 @@ pub enum Command {
         record: AuditRecord,
         leaders: Leaders,
     },
+    /// A change to a partition's shards (partitions only): see [`crate::shards`].
+    Shard(crate::shards::ShardOp),
+    /// A step of a shard's move in the routes (metadata group only), with its audit record.
+    Route {
+        record: AuditRecord,
+        op: crate::shards::RouteOp,
+    },
 }
 
 /// The partitions whose leader placement moved off their layout's preferred node, and the
@@ -142,6 +149,8 @@ impl std::fmt::Display for Command {
             Command::Leaders { leaders, .. } => {
                 write!(f, "leaders({} preferred)", leaders.preferred.len())
             }
+            Command::Shard(op) => write!(f, "shard({op})"),
+            Command::Route { op, .. } => write!(f, "route({op})"),
         }
     }
 }

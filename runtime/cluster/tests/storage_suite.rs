@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cella_cluster::{LogStore, StateMachine, TypeConfig};
+use cella_cluster::{LogStore, Placement, StateMachine, TypeConfig};
 use cella_store::{Store, StoreOptions};
 use openraft::{
     ErrorSubject, ErrorVerb, StorageError,
@@ -23,7 +23,12 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
         let store = Store::open(dir.path(), StoreOptions::default())
             .map_err(|e| storage_error(e.into()))?;
         let log = LogStore::open(store.clone(), 3).map_err(storage_error)?;
-        let sm = StateMachine::open(store, 3, Arc::new(|_| true)).map_err(storage_error)?;
+        let placement = Placement::default();
+        let owners = Arc::new(cella_cluster::shards::Owners::new(
+            placement,
+            Default::default(),
+        ));
+        let sm = StateMachine::open(store, 3, placement, owners).map_err(storage_error)?;
         Ok((dir, log, sm))
     }
 }
@@ -34,7 +39,7 @@ async fn passes_the_openraft_storage_suite() {
 }
 
 mod state_machine {
-    use cella_cluster::{Command, Placement};
+    use cella_cluster::Command;
     use cella_core::{EntityId, Journal, JournalEntry, JournalPayload, Snapshot, Write};
     use openraft::{
         Entry, EntryPayload, RaftSnapshotBuilder,
@@ -83,12 +88,16 @@ mod state_machine {
             .filter(|id| placement.partition(id) == 1)
             .collect();
         assert!(!mine.is_empty() && mine.len() < ids.len());
-        let select: std::sync::Arc<dyn Fn(&EntityId) -> bool + Send + Sync> =
-            Arc::new(move |id: &EntityId| placement.partition(id) == 1);
+        let owners = || {
+            Arc::new(cella_cluster::shards::Owners::new(
+                placement,
+                Default::default(),
+            ))
+        };
 
         let dir_a = tempfile::tempdir().unwrap();
         let store_a = Store::open(dir_a.path(), StoreOptions::default()).unwrap();
-        let mut sm_a = StateMachine::open(store_a.clone(), 1, select.clone()).unwrap();
+        let mut sm_a = StateMachine::open(store_a.clone(), 1, placement, owners()).unwrap();
         let mut entries = vec![blank_ent::<TypeConfig>(1, 1, 1)];
         for (i, id) in ids.iter().enumerate() {
             entries.push(journal(
@@ -128,7 +137,7 @@ mod state_machine {
             ])
             .await
             .unwrap();
-        let mut sm_b = StateMachine::open(store_b.clone(), 1, select.clone()).unwrap();
+        let mut sm_b = StateMachine::open(store_b.clone(), 1, placement, owners()).unwrap();
         sm_b.install_snapshot(&snapshot.meta, snapshot.snapshot)
             .await
             .expect("install");
@@ -150,11 +159,126 @@ mod state_machine {
         drop(sm_b);
         store_b.close().unwrap();
         let store_b = Store::open(dir_b.path(), StoreOptions::default()).unwrap();
-        let mut sm_b = StateMachine::open(store_b, 1, select).unwrap();
+        let mut sm_b = StateMachine::open(store_b, 1, placement, owners()).unwrap();
         assert_eq!(sm_b.applied_index().await, ids.len() as u64 + 1);
         let current = sm_b.get_current_snapshot().await.unwrap().expect("current");
         assert_eq!(current.meta, snapshot.meta);
     }
+}
+
+/// A shard moved from partition 1 to 2 on one node's store: the move's data replaces the
+/// shard's rows, partition 1's later (older) writes of it are ignored, a late move of an
+/// earlier generation changes nothing, and partition 2's snapshot carries the shard to a
+/// node that never replicated partition 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_shard_takes_only_its_new_partitions_writes() {
+    use cella_cluster::{
+        Command,
+        shards::{Owners, ShardData, ShardOp},
+    };
+    use cella_core::{EntityId, Journal, JournalEntry, JournalPayload, Write};
+    use openraft::{
+        Entry, EntryPayload, RaftSnapshotBuilder, storage::RaftStateMachine, testing::log_id,
+    };
+
+    let placement = Placement {
+        shards: 64,
+        partitions: 2,
+    };
+    let id = (0..)
+        .map(|k| EntityId::new("counter", format!("k{k}")))
+        .find(|id| placement.partition(id) == 1)
+        .unwrap();
+    let shard = placement.shard(&id);
+    let entry = |seq: u64, byte: u8| JournalEntry {
+        seq,
+        command_id: format!("c{seq}"),
+        command: "add".into(),
+        timestamp_ms: 1,
+        module_version: 1,
+        payload: JournalPayload::State(vec![byte]),
+    };
+    let normal = |index: u64, command: Command| Entry {
+        log_id: log_id::<TypeConfig>(1, 1, index),
+        payload: EntryPayload::Normal(command),
+    };
+    async fn apply(sm: &mut StateMachine, entries: Vec<openraft::alias::EntryOf<TypeConfig>>) {
+        let stream = futures_util::stream::iter(entries.into_iter().map(|e| Ok((e, None))));
+        sm.apply(stream).await.expect("apply");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let owners = Arc::new(Owners::new(placement, Default::default()));
+    let mut one = StateMachine::open(store.clone(), 1, placement, owners.clone()).unwrap();
+    let mut two = StateMachine::open(store.clone(), 2, placement, owners.clone()).unwrap();
+    apply(
+        &mut one,
+        vec![normal(
+            1,
+            Command::Journal(vec![Write::Append(id.clone(), entry(1, 1))]),
+        )],
+    )
+    .await;
+    // The move: the shard's data as of the freeze (two entries), generation 7.
+    let data = ShardData {
+        entities: vec![(id.clone(), None, vec![entry(1, 1), entry(2, 2)])],
+        rows: Vec::new(),
+    };
+    let move_in = |generation| {
+        Command::Shard(ShardOp::MoveIn {
+            shard,
+            generation,
+            data: data.clone(),
+        })
+    };
+    apply(&mut two, vec![normal(1, move_in(7))]).await;
+    assert_eq!(owners.owner(shard), (2, 7));
+    assert_eq!(store.load(&id).unwrap().last_seq(), 2);
+    // Partition 1, behind, applies its own older write of the shard: ignored.
+    apply(
+        &mut one,
+        vec![normal(
+            2,
+            Command::Journal(vec![Write::Append(id.clone(), entry(3, 9))]),
+        )],
+    )
+    .await;
+    assert_eq!(store.load(&id).unwrap().last_seq(), 2);
+    // Partition 2's writes land; a move of an earlier generation changes nothing.
+    apply(
+        &mut two,
+        vec![
+            normal(
+                2,
+                Command::Journal(vec![Write::Append(id.clone(), entry(3, 3))]),
+            ),
+            normal(
+                3,
+                Command::Shard(ShardOp::MoveIn {
+                    shard,
+                    generation: 5,
+                    data: ShardData::default(),
+                }),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(owners.owner(shard), (2, 7));
+    let load = store.load(&id).unwrap();
+    assert_eq!(load.last_seq(), 3);
+    assert_eq!(load.entries[2].payload, JournalPayload::State(vec![3]));
+    // Partition 2's snapshot brings the shard to a node that never replicated partition 1.
+    let snapshot = two.build_snapshot().await.expect("build");
+    let dir_b = tempfile::tempdir().unwrap();
+    let store_b = Store::open(dir_b.path(), StoreOptions::default()).unwrap();
+    let owners_b = Arc::new(Owners::new(placement, Default::default()));
+    let mut two_b = StateMachine::open(store_b.clone(), 2, placement, owners_b.clone()).unwrap();
+    two_b
+        .install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .expect("install");
+    assert_eq!(owners_b.owner(shard), (2, 7));
+    assert_eq!(store_b.load(&id).unwrap().last_seq(), 3);
 }
 
 /// More entries than the log keeps in memory: the older ones are read back from disk, in

@@ -255,11 +255,15 @@ async fn wrong_world_names_the_missing_export() {
 }
 
 fn misbehave_host() -> Host {
-    host(HostConfig {
+    host(misbehave_config())
+}
+
+fn misbehave_config() -> HostConfig {
+    HostConfig {
         deadline: Duration::from_millis(200),
         memory_limit: 32 << 20,
         max_instances: 8,
-    })
+    }
 }
 
 /// Runs a misbehaving command, checks the instance is poisoned after it and that a fresh
@@ -316,7 +320,12 @@ async fn misbehave_spin_hits_the_deadline() {
 
 #[tokio::test]
 async fn misbehave_balloon_runs_out_of_memory() {
-    let host = misbehave_host();
+    // Committing 32 MiB page by page may take longer than the 200 ms deadline on a loaded
+    // machine: this checks the memory limit, so the deadline is out of the way.
+    let host = host(HostConfig {
+        deadline: Duration::from_secs(30),
+        ..misbehave_config()
+    });
     let module = load(&host, "misbehave").await;
     match misbehave(&module, "balloon").await {
         Error::Trap(m) => assert!(m.contains("out of memory"), "{m}"),

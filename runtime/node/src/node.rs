@@ -233,10 +233,10 @@ impl Node {
             Entities::new(journal, registry.clone(), metrics.clone(), entity_options);
         if let Some(cluster) = &cluster {
             entities = entities.with_forwarder(crate::routing::forwarder(cluster));
-            let placement = cluster.placement();
+            let routed = cluster.clone();
             entities = entities.with_partitions(
-                Arc::new(move |id| placement.partition(id)),
-                placement.groups().collect(),
+                Arc::new(move |id| routed.partition_of(id)),
+                cluster.placement().groups().collect(),
             );
         }
         let (notices_tx, notices) = tokio::sync::mpsc::unbounded_channel();

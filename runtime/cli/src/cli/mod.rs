@@ -10,6 +10,7 @@
 mod admin;
 mod audit;
 mod certs;
+mod cluster_cmd;
 mod compile;
 mod entities;
 mod output;
@@ -290,79 +291,11 @@ enum Command {
     /// Inspect the cluster a node belongs to, add and remove nodes.
     Cluster {
         #[command(subcommand)]
-        action: ClusterAction,
+        action: cluster_cmd::ClusterAction,
     },
     /// Compile the component on stdin for a node (its child process).
     #[command(name = "__compile", hide = true)]
     Compile(compile::CompileArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum ClusterAction {
-    /// Add a node (started with `cella serve --node-id ID --listen ADDR --join ...`) to the
-    /// cluster; partitions then move replicas to it and leaders spread over it.
-    AddNode {
-        /// The new node's id.
-        id: u64,
-        /// The address the other nodes reach it at (HOST:PORT, its --listen).
-        addr: String,
-        #[command(flatten)]
-        server: ServerArg,
-        /// Admin token, when the node requires one.
-        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
-        admin_token: Option<String>,
-    },
-    /// Remove a node from the cluster; partitions move their replicas off it. Stop the node
-    /// once `cella cluster status` shows it in no group.
-    RemoveNode {
-        /// The node's id.
-        id: u64,
-        #[command(flatten)]
-        server: ServerArg,
-        /// Admin token, when the node requires one.
-        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
-        admin_token: Option<String>,
-    },
-    /// Write a CA and certificates for a dev or test cluster into DIR: `ca.pem`/`ca-key.pem`,
-    /// `node{i}.pem`/`node{i}-key.pem` for i in 1..=N (names 127.0.0.1 and localhost; server
-    /// and client use, for `serve --tls-cert` and mutual TLS between peers).
-    Certs {
-        /// The directory to write them into (created if missing).
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// How many node certificates to make.
-        #[arg(long, value_name = "N", default_value_t = 3)]
-        nodes: u32,
-    },
-    /// Nodes, partitions, leaders, terms and applied indexes, as one node sees them; every
-    /// node's load and the leader moves made.
-    Status {
-        #[command(flatten)]
-        server: ServerArg,
-        #[command(flatten)]
-        format: FormatArgs,
-    },
-    /// Move partition leadership toward spare CPU now, as the loads suggest (the metadata
-    /// leader does it on its own too, unless nodes run with `--rebalance off`), or move one
-    /// partition's leadership where you say.
-    Rebalance {
-        /// Only show what would be moved.
-        #[arg(long)]
-        dry_run: bool,
-        /// Move this partition's leadership (with --to) instead of what the loads suggest.
-        #[arg(long, value_name = "P", requires = "to")]
-        partition: Option<u64>,
-        /// The node to lead --partition (one of its voters).
-        #[arg(long, value_name = "NODE", requires = "partition")]
-        to: Option<u64>,
-        #[command(flatten)]
-        server: ServerArg,
-        /// Admin token, when the node requires one.
-        #[arg(long, env = "CELLA_ADMIN_TOKEN")]
-        admin_token: Option<String>,
-        #[command(flatten)]
-        format: FormatArgs,
-    },
 }
 
 /// The whole `cella` program: argument parsing, logging to stderr (`CELLA_LOG`,
@@ -535,40 +468,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             from,
             server,
         } => topics::follow(&server.server, &topic, from).await,
-        Command::Cluster { action } => match action {
-            ClusterAction::AddNode {
-                id,
-                addr,
-                server,
-                admin_token,
-            } => admin::add_node(&server.server, id, &addr, admin_token.as_deref()).await,
-            ClusterAction::RemoveNode {
-                id,
-                server,
-                admin_token,
-            } => admin::remove_node(&server.server, id, admin_token.as_deref()).await,
-            ClusterAction::Certs { out, nodes } => certs::generate(&out, nodes),
-            ClusterAction::Status { server, format } => {
-                admin::cluster_status(&server.server, format.into()).await
-            }
-            ClusterAction::Rebalance {
-                dry_run,
-                partition,
-                to,
-                server,
-                admin_token,
-                format,
-            } => {
-                placement::rebalance(
-                    &server.server,
-                    dry_run,
-                    partition.zip(to),
-                    admin_token.as_deref(),
-                    format.into(),
-                )
-                .await
-            }
-        },
+        Command::Cluster { action } => cluster_cmd::run(action).await,
     }
 }
 

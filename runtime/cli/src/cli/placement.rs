@@ -154,11 +154,91 @@ pub(super) async fn rebalance(
     show(reply, format, outcome_view)
 }
 
+/// `cella cluster move-shard SHARD --to P`.
+pub(super) async fn move_shard(
+    server: &str,
+    shard: u32,
+    to: u64,
+    admin_token: Option<&str>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let body = serde_json::json!({ "partition": to }).to_string();
+    let path = format!("/v1/cluster/shards/{shard}/move");
+    let reply = client::send(server, Method::POST, &path, body.into_bytes(), admin_token).await?;
+    if reply.status == 400 {
+        let parsed: Value = serde_json::from_str(&reply.body).unwrap_or_default();
+        bail!(
+            "the server answered 400: {}\nhint: `cella cluster status` lists the partitions and \
+             the shards moved so far",
+            parsed["error"]["message"].as_str().unwrap_or(&reply.body)
+        );
+    }
+    show(reply, format, move_view)
+}
+
+/// The shards moved and moving, in `cella cluster status` (nothing when none ever moved).
+pub(super) fn shards_view(status: &Value) -> String {
+    let shards = &status["shardMoves"];
+    let moved: Vec<String> = shards["moved"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(shard, to)| format!("{shard} → {to}"))
+        .collect();
+    let moving: Vec<String> = shards["moving"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| format!("{} ({} → {})", m["shard"], m["from"], m["to"]))
+        .collect();
+    let mut out = String::new();
+    if !moved.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nshards moved (shard → partition): {}",
+            moved.join(", ")
+        );
+    }
+    if !moving.is_empty() {
+        let _ = writeln!(out, "shards moving: {}", moving.join(", "));
+    }
+    out
+}
+
+/// `cella cluster move-shard`'s answer, readably.
+fn move_view(answer: &Value) -> String {
+    let m = &answer["move"];
+    format!(
+        "moved shard {} from partition {} to {} ({} entities, {} ms)\n",
+        m["shard"], m["from"], m["to"], answer["entities"], answer["tookMs"]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_shard_move_reads_as_a_line() {
+        let answer = json!({"move": {"shard": 7, "from": 1, "to": 3, "generation": 9},
+            "entities": 12, "tookMs": 40});
+        assert_eq!(
+            move_view(&answer),
+            "moved shard 7 from partition 1 to 3 (12 entities, 40 ms)\n"
+        );
+        let status = json!({"shardMoves": {"moved": {"7": 3, "9": 1}, "moving": [
+            {"shard": 11, "from": 2, "to": 4}], "moves": []}});
+        assert_eq!(
+            shards_view(&status),
+            "\nshards moved (shard → partition): 7 → 3, 9 → 1\nshards moving: 11 (2 → 4)\n"
+        );
+        assert_eq!(
+            shards_view(&json!({"shardMoves": {"moved": {}, "moving": []}})),
+            ""
+        );
+    }
 
     #[test]
     fn loads_and_moves_read_as_tables_and_lines() {

@@ -235,6 +235,7 @@ pub(super) fn cluster(status: &Value) -> String {
     align_right(&mut t, &[3, 5, 6, 7]);
     out.push_str(&render(&t));
     out.push_str(&super::placement::load_view(status));
+    out.push_str(&super::placement::shards_view(status));
     out
 }
 

@@ -106,6 +106,26 @@ pub(crate) fn start(
     });
     tokio::spawn(dispatcher.clone().receive(notices));
     tokio::spawn(dispatcher.clone().watch_leadership());
+    if let Some(mut moved_in) = node.cluster.as_ref().and_then(|c| c.take_moved_in()) {
+        // A shard moved into a partition here: its cached entities are dropped (their next
+        // command loads what the move brought), and if this node leads the partition, their
+        // calls and timers are carried out here.
+        let dispatcher = dispatcher.clone();
+        tokio::spawn(async move {
+            while let Some((group, shard)) = moved_in.recv().await {
+                let Some(node) = dispatcher.node.upgrade() else {
+                    break;
+                };
+                if let Some(cluster) = &node.cluster {
+                    let placement = cluster.placement();
+                    node.entities
+                        .forget_where(|id| placement.shard(id) == shard);
+                }
+                drop(node);
+                tokio::spawn(dispatcher.clone().take_over_shard(group, shard));
+            }
+        });
+    }
     tokio::spawn(dispatcher.run_timers());
 }
 
@@ -115,9 +135,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The partition (raft group) of `id` on `node` (0 without a cluster).
 fn group_of(node: &Node, id: &EntityId) -> u64 {
-    node.cluster
-        .as_ref()
-        .map_or(0, |c| c.placement().partition(id))
+    node.cluster.as_ref().map_or(0, |c| c.partition_of(id))
 }
 
 impl Dispatcher {
@@ -400,9 +418,37 @@ impl Dispatcher {
         }
     }
 
+    /// Carries out the outbox and timers of a shard moved into `group`, if this node leads it
+    /// (those already under way here are not started twice).
+    pub(crate) async fn take_over_shard(self: Arc<Self>, group: u64, shard: u32) {
+        let Some(node) = self.node.upgrade() else {
+            return;
+        };
+        let Some(cluster) = node.cluster.clone() else {
+            return;
+        };
+        let Some(g) = cluster.group(group) else {
+            return;
+        };
+        if cluster.leadership(g).is_none() {
+            return;
+        }
+        let placement = cluster.placement();
+        drop(node);
+        self.take_over_rows(group, move |id| placement.shard(id) == shard)
+            .await;
+    }
+
     /// Reads the outbox and timers of a partition this node now leads, once everything
     /// committed before is applied here.
     async fn take_over(self: Arc<Self>, group: u64) {
+        self.clone().take_over_rows(group, |_| true).await;
+        self.topics.take_over(group).await;
+    }
+
+    /// Carries out the outbox items and sets the timers of `group`'s entities that `pick`
+    /// chooses, once everything committed before is applied here.
+    async fn take_over_rows(self: Arc<Self>, group: u64, pick: impl Fn(&EntityId) -> bool) {
         let Some(node) = self.node.upgrade() else {
             return;
         };
@@ -415,9 +461,9 @@ impl Dispatcher {
                 return;
             }
         }
-        let rows = node
-            .store
-            .scan_rows(RowTable::Effects, "", |id| group_of(&node, id) == group);
+        let rows = node.store.scan_rows(RowTable::Effects, "", |id| {
+            group_of(&node, id) == group && pick(id)
+        });
         let rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
@@ -441,7 +487,6 @@ impl Dispatcher {
                 }
             }
         }
-        self.topics.take_over(group).await;
     }
 
     /// Deletes request-id records older than the retention window in the partitions led here.

@@ -256,6 +256,28 @@ impl Entities {
         false
     }
 
+    /// Drops the cached entities `pick` chooses (a shard moved: their next command loads them
+    /// from what the store holds now).
+    pub fn forget_where(&self, pick: impl Fn(&EntityId) -> bool) {
+        let picked: Vec<EntityId> = match self.cache.lock() {
+            Ok(mut cache) => {
+                let picked: Vec<EntityId> = cache
+                    .keys()
+                    .map(CacheKey::id)
+                    .filter(|id| pick(id))
+                    .collect();
+                for id in &picked {
+                    cache.remove(&IdRef(id));
+                }
+                picked
+            }
+            Err(_) => return,
+        };
+        for id in &picked {
+            self.warm.forget(id);
+        }
+    }
+
     pub(super) fn drop_from_cache(&self, id: &EntityId) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(&IdRef(id));

@@ -74,7 +74,7 @@ pub(super) async fn events(
     let id = topic_entity(&topic);
     let group = match &node.cluster {
         Some(cluster) => {
-            let group = cluster.placement().partition(&id);
+            let group = cluster.partition_of(&id);
             if let Some(elsewhere) = redirect(cluster, group, &req)? {
                 return Ok(elsewhere);
             }

@@ -80,6 +80,8 @@ enum Endpoint {
     ClusterStatus,
     Rebalance,
     PeerLoad,
+    PeerShard,
+    MoveShard,
     AddNode,
     RemoveNode,
     Deploy,
@@ -117,6 +119,7 @@ const ROUTE_TABLE: &[(Method, &str, Endpoint)] = &[
     (Method::POST, "/v1/cluster/nodes", Endpoint::AddNode),
     (Method::DELETE, "/v1/cluster/nodes/{id}", Endpoint::RemoveNode),
     (Method::POST, "/v1/cluster/rebalance", Endpoint::Rebalance),
+    (Method::POST, "/v1/cluster/shards/{shard}/move", Endpoint::MoveShard),
     (Method::PUT, "/v1/modules/{type}", Endpoint::Deploy),
     (Method::POST, "/v1/modules/{type}/rollback", Endpoint::Rollback),
     (Method::GET, "/v1/modules", Endpoint::Modules),
@@ -128,6 +131,8 @@ const ROUTE_TABLE: &[(Method, &str, Endpoint)] = &[
     (Method::POST, "/v1/peer/mux", Endpoint::PeerMux),
     (Method::POST, "/v1/peer/crdt/{kind}", Endpoint::PeerCrdt),
     (Method::GET, cella_cluster::rebalance::LOAD_PATH, Endpoint::PeerLoad),
+    (Method::POST, "/v1/peer/shard/export/{group}/{shard}", Endpoint::PeerShard),
+    (Method::POST, "/v1/peer/shard/submit/{group}", Endpoint::PeerShard),
 ];
 
 /// The route table: one tree per method.
@@ -264,6 +269,8 @@ async fn route(node: &Arc<Node>, req: Request<Incoming>) -> Result<Response<Body
         Endpoint::ClusterStatus => placement::cluster_status(node, &req).await,
         Endpoint::Rebalance => placement::rebalance(node, req).await,
         Endpoint::PeerLoad => placement::peer_load(node, req).await,
+        Endpoint::PeerShard => placement::peer_shard(node, &params, req).await,
+        Endpoint::MoveShard => placement::move_shard(node, &params, req).await,
         Endpoint::AddNode => admin::add_node(node, req).await,
         Endpoint::RemoveNode => admin::remove_node(node, &params, req).await,
         Endpoint::Deploy => admin::deploy(node, &params, req).await,

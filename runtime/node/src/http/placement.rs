@@ -44,6 +44,16 @@ pub(super) async fn cluster_status(node: &Node, req: &Request<Incoming>) -> Resu
     let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
     let mut body = status(cluster);
     body["placement"] = placement_json(&cluster.leader_placement());
+    let routes = cluster.routes_now();
+    body["shardMoves"] = serde_json::json!({
+        "moved": routes
+            .moved
+            .iter()
+            .map(|(s, g)| (s.to_string(), serde_json::json!(g)))
+            .collect::<serde_json::Map<_, _>>(),
+        "moving": routes.moving.values().collect::<Vec<_>>(),
+        "moves": routes.moves,
+    });
     if flag(req, "load") {
         let (loads, unreachable) = cluster.gather_loads().await;
         body["loads"] = serde_json::json!(loads);
@@ -76,13 +86,10 @@ fn parse_explicit(body: &[u8]) -> Result<Option<(u64, u64)>> {
 
 /// Runs `request` on this node and answers with its outcome.
 async fn run(cluster: &Cluster, request: RebalanceRequest) -> Result<Response<Body>> {
-    let outcome = cluster.rebalance(request).await.map_err(|e| match e {
-        cella_cluster::Error::Membership(m) => Error::BadRequest(m),
-        cella_cluster::Error::NotLeader(_) => Error::NotLeader {
-            leader: cluster.meta_leadership().err().flatten(),
-        },
-        other => Error::Cluster(other),
-    })?;
+    let outcome = cluster
+        .rebalance(request)
+        .await
+        .map_err(|e| cluster_error(cluster, e))?;
     let body = serde_json::to_value(&outcome)
         .map_err(|e| Error::Internal(format!("encoding a rebalance outcome: {e}")))?;
     Ok(json_response(StatusCode::OK, &body))
@@ -109,6 +116,93 @@ pub(super) async fn rebalance(node: &Arc<Node>, req: Request<Incoming>) -> Resul
         run(cluster, request.clone())
     })
     .await
+}
+
+/// `POST /v1/cluster/shards/{shard}/move`, body `{"partition": P}` (admin): moves the shard to
+/// partition P; made by the metadata leader, routed there.
+pub(super) async fn move_shard(
+    node: &Arc<Node>,
+    params: &super::Params<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let caller = node.authorize(&req, Action::Admin)?;
+    let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
+    let shard: u32 = params
+        .decoded("shard")?
+        .parse()
+        .map_err(|_| Error::BadRequest("the shard must be a number".into()))?;
+    let origin = Origin::of(&req, Via::SlowRequest);
+    let body = read_body(req, node.options.max_payload, "the shard move").await?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct To {
+        partition: u64,
+    }
+    let to: To = serde_json::from_slice(&body)
+        .map_err(|e| Error::BadRequest(format!("the body must be {{\"partition\": P}}: {e}")))?;
+    let request = cella_cluster::moving::ShardMoveRequest {
+        shard,
+        to: to.partition,
+        actor: caller.id.clone(),
+    };
+    dispatch(node, Target::Metadata, &origin, body, || async {
+        let outcome = cluster
+            .move_shard(request.clone())
+            .await
+            .map_err(|e| cluster_error(cluster, e))?;
+        let body = serde_json::to_value(&outcome)
+            .map_err(|e| Error::Internal(format!("encoding a shard move: {e}")))?;
+        Ok(json_response(StatusCode::OK, &body))
+    })
+    .await
+}
+
+/// A cluster error as the node answers it.
+fn cluster_error(cluster: &Cluster, e: cella_cluster::Error) -> Error {
+    match e {
+        cella_cluster::Error::Membership(m) => Error::BadRequest(m),
+        cella_cluster::Error::NotLeader(_) => Error::NotLeader {
+            leader: cluster.meta_leadership().err().flatten(),
+        },
+        other => Error::Cluster(other),
+    }
+}
+
+/// `POST /v1/peer/shard/export/{group}/{shard}` and `POST /v1/peer/shard/submit/{group}`: a
+/// step of a shard's move asked of this node as a partition's leader, by an authenticated peer
+/// (postcard both ways).
+pub(super) async fn peer_shard(
+    node: &Node,
+    params: &super::Params<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>> {
+    let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
+    let number = |name: &str| -> Result<u64> {
+        params
+            .decoded(name)?
+            .parse()
+            .map_err(|_| Error::BadRequest(format!("`{name}` must be a number")))
+    };
+    let group = number("group")?;
+    // The export names a shard; a submit does not.
+    let shard = match params.decoded("shard")?.is_empty() {
+        true => None,
+        false => Some(
+            u32::try_from(number("shard")?)
+                .map_err(|_| Error::BadRequest("`shard` is out of range".into()))?,
+        ),
+    };
+    // A move carries one shard's data, under the transport's frame limit.
+    let body = super::peer::signed_body(cluster, req, 256 << 20, "a shard step").await?;
+    let reply = cluster
+        .serve_shard_step(group, shard, &body)
+        .await
+        .map_err(|e| match e {
+            cella_cluster::Error::NotLeader(m) => Error::Unavailable(m),
+            cella_cluster::Error::Membership(m) => Error::BadRequest(m),
+            other => Error::Cluster(other),
+        })?;
+    Ok(super::peer::postcard_reply(reply))
 }
 
 /// `GET /v1/peer/load`: this node's load report (postcard), to an authenticated peer.

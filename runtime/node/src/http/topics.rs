@@ -107,7 +107,7 @@ async fn local_view(node: &Node, only: Option<&str>) -> Result<BTreeMap<String, 
     // applied to its store first, so a client sees its own publications.
     if let Some(cluster) = &node.cluster {
         let groups: Vec<_> = match only {
-            Some(topic) => vec![cluster.placement().partition(&topic_entity(topic))],
+            Some(topic) => vec![cluster.partition_of(&topic_entity(topic))],
             None => cluster.placement().groups().collect(),
         };
         // One bound for all of them: a lagging replica delays the answer at most that long.

@@ -16,6 +16,9 @@
 //! last snapshot built is kept in a file beside the database (`raft-snapshots/<group>.snapshot`,
 //! out of the group commit), the last one installed in the store, so that it can be sent again
 //! without rebuilding.
+//!
+//! `shards.rs`: the partition's frozen shards and the node's shard owners it obeys (writes to a
+//! shard another partition owns here are left out), and a `MoveIn` replacing a shard's rows.
 
 use std::{
     io::{self, Cursor, Write as _},
@@ -26,7 +29,9 @@ use std::{
     },
 };
 
-use cella_core::{EntityId, JournalEntry, RowTable, Snapshot, Write};
+use std::collections::BTreeSet;
+
+use cella_core::RowTable;
 use cella_store::{GroupWrite, Store};
 use futures_util::TryStreamExt;
 use openraft::{
@@ -37,8 +42,15 @@ use openraft::{
 };
 use tokio::sync::Mutex;
 
+mod shards;
+
+use self::shards::{Body, FROZEN};
+pub use self::shards::{Frozen, OWNERS, ROUTES, load_owners, read_data};
+
 use crate::{
     Applied, Command, Error, GroupId, TypeConfig,
+    placement::Placement,
+    shards::{Owners, Routes},
     types::{Leaders, ModuleOp},
     types::{decode, encode},
 };
@@ -54,20 +66,6 @@ const SNAPSHOT: &str = "snapshot";
 /// The metadata group's leader placement ([`Leaders`]).
 pub const LEADERS: &str = "leaders";
 
-/// Which entities belong to this state machine's partition.
-pub type Selector = Arc<dyn Fn(&EntityId) -> bool + Send + Sync>;
-
-/// A partition snapshot's data: its entities' snapshots and journals, and their rows (outbox,
-/// timers, processed request ids) by table.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Body {
-    entities: Vec<(EntityId, Option<Snapshot>, Vec<JournalEntry>)>,
-    rows: Vec<(RowTable, Vec<Row>)>,
-}
-
-/// One entity row: its entity, name and value.
-type Row = (EntityId, String, Vec<u8>);
-
 const ROW_TABLES: [RowTable; 2] = [RowTable::Effects, RowTable::Processed];
 
 struct SmState {
@@ -82,7 +80,11 @@ struct SmState {
 pub struct StateMachine {
     group: GroupId,
     store: Store,
-    select: Selector,
+    placement: Placement,
+    /// This node's shard owners, shared by every group's state machine.
+    owners: Arc<Owners>,
+    /// The partition's frozen shards (persisted in its group state).
+    frozen: Frozen,
     state: Arc<Mutex<SmState>>,
     /// Where applied module changes are announced (the metadata group), by entity type.
     module_events: Option<tokio::sync::mpsc::UnboundedSender<String>>,
@@ -91,11 +93,21 @@ pub struct StateMachine {
     /// Where the applied leader placement is kept in memory (the metadata group), and who is
     /// told when it changes (the leader balancer).
     leaders: Option<(Arc<std::sync::RwLock<Leaders>>, Arc<tokio::sync::Notify>)>,
+    /// Where the applied routes are kept in memory (the metadata group).
+    routes: Option<Arc<std::sync::RwLock<Routes>>>,
+    /// Who is told of a shard moved in here (the entity layer: caches, effects, timers).
+    moved_in: Option<tokio::sync::mpsc::UnboundedSender<(GroupId, u32)>>,
 }
 
 impl StateMachine {
-    /// Opens group `group`'s state machine on `store`; `select` tells its entities.
-    pub fn open(store: Store, group: GroupId, select: Selector) -> Result<StateMachine, Error> {
+    /// Opens group `group`'s state machine on `store`; `owners` tells whose writes to an
+    /// entity take effect on this node.
+    pub fn open(
+        store: Store,
+        group: GroupId,
+        placement: Placement,
+        owners: Arc<Owners>,
+    ) -> Result<StateMachine, Error> {
         let applied = match store.group_state(group, APPLIED)? {
             Some(bytes) => decode("the applied log id", &bytes)?,
             None => None,
@@ -119,10 +131,16 @@ impl StateMachine {
             }),
             (s, b) => s.or(b),
         };
+        let frozen: BTreeSet<u32> = match store.group_state(group, FROZEN)? {
+            Some(bytes) => decode("the frozen shards", &bytes)?,
+            None => BTreeSet::new(),
+        };
         Ok(StateMachine {
             group,
             store,
-            select,
+            placement,
+            owners,
+            frozen: Arc::new(std::sync::RwLock::new(frozen)),
             state: Arc::new(Mutex::new(SmState {
                 applied,
                 membership,
@@ -131,10 +149,11 @@ impl StateMachine {
             module_events: None,
             installed: Arc::default(),
             leaders: None,
+            routes: None,
+            moved_in: None,
         })
     }
 
-    /// Announces every applied module change on `events`.
     pub fn with_module_events(
         mut self,
         events: tokio::sync::mpsc::UnboundedSender<String>,
@@ -223,22 +242,6 @@ impl StateMachine {
     async fn flush(&self) -> Result<(), io::Error> {
         self.store.flush_deferred().await.map_err(io::Error::other)
     }
-
-    /// The partition's entities as of now, encoded.
-    fn dump(&self) -> Result<Vec<u8>, Error> {
-        let select = self.select.clone();
-        let entities = self
-            .store
-            .dump_entities(|id| select(id))?
-            .into_iter()
-            .map(|(id, load)| (id, load.snapshot, load.entries))
-            .collect();
-        let mut rows = Vec::new();
-        for table in ROW_TABLES {
-            rows.push((table, self.store.scan_rows(table, "", |id| select(id))?));
-        }
-        encode("a partition snapshot", &Body { entities, rows })
-    }
 }
 
 impl RaftSnapshotBuilder<C> for StateMachine {
@@ -291,12 +294,42 @@ impl RaftStateMachine<C> for StateMachine {
         let mut applied = state.applied;
         let mut membership = None;
         let mut changed_modules = Vec::new();
+        let mut moved_in = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             let log_id = entry.log_id();
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(Command::Journal(journal)) => {
-                    writes.extend(journal.into_iter().map(GroupWrite::Entity));
+                    if self.owners.any_moved() {
+                        // Writes to a shard another partition owns here are left out: that
+                        // partition's data is newer (see `crate::shards`).
+                        writes.extend(
+                            journal
+                                .into_iter()
+                                .filter(|w| self.owns(w.entity()))
+                                .map(GroupWrite::Entity),
+                        );
+                    } else {
+                        writes.extend(journal.into_iter().map(GroupWrite::Entity));
+                    }
+                }
+                EntryPayload::Normal(Command::Shard(op)) => {
+                    moved_in.extend(self.apply_shard(op, &mut writes)?);
+                }
+                EntryPayload::Normal(Command::Route { record, op }) => {
+                    let bytes = encode("an audit record", &record)?;
+                    self.store
+                        .append_audit(log_id.index(), &bytes)
+                        .map_err(Error::from)?;
+                    if let Some(shared) = &self.routes {
+                        let mut routes = shared
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        let reason = record.detail.as_deref().unwrap_or(&record.actor);
+                        routes.apply(&op, log_id.index(), record.at_ms, reason);
+                        writes
+                            .push(self.state_write(ROUTES, encode("the shard routes", &*routes)?));
+                    }
                 }
                 EntryPayload::Normal(Command::Module(op)) => {
                     self.apply_module(&op)?;
@@ -357,6 +390,11 @@ impl RaftStateMachine<C> for StateMachine {
                 let _ = events.send(entity_type);
             }
         }
+        if let Some(notify) = &self.moved_in {
+            for shard in moved_in {
+                let _ = notify.send((self.group, shard));
+            }
+        }
         Ok(())
     }
 
@@ -370,43 +408,22 @@ impl RaftStateMachine<C> for StateMachine {
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
-        let body: Body = decode("a partition snapshot", &data)?;
+        let body = Body::decode(&data)?;
         let mut state = self.state.lock().await;
-        let select = self.select.clone();
-        let mut present: std::collections::BTreeSet<EntityId> = self
-            .store
-            .dump_entities(|id| select(id))
-            .map_err(Error::from)?
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        for table in ROW_TABLES {
-            let rows = self
-                .store
-                .scan_rows(table, "", |id| select(id))
-                .map_err(Error::from)?;
-            present.extend(rows.into_iter().map(|(id, _, _)| id));
-        }
-        let mut writes: Vec<GroupWrite> =
-            present.into_iter().map(GroupWrite::ClearEntity).collect();
-        for (table, rows) in body.rows {
-            for (id, name, value) in rows {
-                writes.push(GroupWrite::Entity(Write::Row {
-                    id,
-                    table,
-                    name,
-                    value: Some(value),
-                }));
+        let mut writes = Vec::new();
+        // The shards the partition took over, unless a later move owns them here; then its
+        // entities, those it owns here (see `crate::shards`).
+        for (shard, generation) in body.taken {
+            if let Some(owners) = self.owners.claim(shard, self.group, generation) {
+                writes.push(GroupWrite::State {
+                    group: crate::META_GROUP,
+                    name: OWNERS.to_string(),
+                    value: Some(owners),
+                });
             }
         }
-        for (id, snapshot, entries) in body.entities {
-            if let Some(s) = snapshot {
-                writes.push(GroupWrite::Entity(Write::Snapshot(id.clone(), s)));
-            }
-            for entry in entries {
-                writes.push(GroupWrite::Entity(Write::Append(id.clone(), entry)));
-            }
-        }
+        writes.extend(self.replace(|id| self.owns(id), body.data)?);
+        writes.push(self.set_frozen(body.frozen.into_iter().collect())?);
         writes.push(self.state_write(APPLIED, encode("the applied log id", &meta.last_log_id)?));
         writes.push(self.state_write(
             MEMBERSHIP,

@@ -1,0 +1,219 @@
+//! Moving shards between partitions on three real `cella` nodes over 127.0.0.1
+//! (`POST /v1/cluster/shards/{shard}/move`): moves under a concurrent counter load lose no
+//! acknowledged command, fail none, and keep every key's history linearizable; every node
+//! routes the moved shards to their new partitions, also after a restart; a moved entity keeps
+//! its state; a timer set before the move fires once after it; and bad requests are refused
+//! with what was wrong.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use cella_cluster::placement::Placement;
+use cella_core::EntityId;
+use cella_tests::{
+    cluster::{Load, cluster_status, has_modules, start_cluster},
+    component, wait_until,
+};
+use hyper::Method;
+use serde_json::{Value, json};
+
+const PARTITIONS: u32 = 4;
+
+/// `POST /v1/cluster/shards/{shard}/move` with `body`.
+async fn move_shard(node: &cella_tests::TestNode, shard: u32, body: Value) -> (u16, Value) {
+    let r = node
+        .request(
+            Method::POST,
+            &format!("/v1/cluster/shards/{shard}/move"),
+            body.to_string(),
+        )
+        .await;
+    (r.status, r.json)
+}
+
+/// The moved shards as `node` routes them.
+async fn routes(node: &cella_tests::TestNode) -> BTreeMap<u32, u64> {
+    let status = cluster_status(node).await;
+    status["shardMoves"]["moved"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(s, g)| Some((s.parse().ok()?, g.as_u64()?)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shard_moves_under_load_keep_every_key_linearizable() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 3, PARTITIONS, &["--rebalance", "off"]).await;
+    let r = nodes[0].deploy("counter", &component("counter")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    for node in &nodes {
+        let loaded = wait_until(Duration::from_secs(30), || async {
+            has_modules(node, &["counter"]).await
+        })
+        .await;
+        assert!(loaded, "the counter is not loaded on {}", node.url);
+    }
+    let placement = Placement {
+        shards: 4096,
+        partitions: PARTITIONS,
+    };
+    let shard_of = |key: &str| placement.shard(&EntityId::new("counter", key));
+
+    // Refused, with what was wrong, and nothing moves.
+    let home = shard_of("idle");
+    for (shard, body, says) in [
+        (99_999, json!({"partition": 2}), "there is no shard 99999"),
+        (home, json!({"partition": 9}), "there is no partition 9"),
+        (home, json!({"node": 2}), "\"partition\": P"),
+        (
+            home,
+            json!({"partition": placement.default_partition(home)}),
+            "is already in partition",
+        ),
+    ] {
+        let (status, answer) = move_shard(&nodes[1], shard, body.clone()).await;
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(message.contains(says), "{body}: {message}");
+    }
+    assert!(routes(&nodes[0]).await.is_empty());
+    // A shard step is for peers only: an unsigned request gets 401.
+    let r = nodes[1]
+        .request(Method::POST, "/v1/peer/shard/export/1/5", "")
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+
+    // On an idle cluster: a move, and the counter's state goes with it.
+    assert_eq!(
+        nodes[0].call("counter", "idle", "add", "5").await.json,
+        json!(5)
+    );
+    let to = placement.default_partition(home) % u64::from(PARTITIONS) + 1;
+    let t = Instant::now();
+    let (status, answer) = move_shard(&nodes[2], home, json!({"partition": to})).await;
+    let idle_move = t.elapsed();
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["move"]["to"], json!(to), "{answer}");
+    assert_eq!(answer["entities"], json!(1), "{answer}");
+    for node in &nodes {
+        assert_eq!(node.call("counter", "idle", "add", "1").await.status, 200);
+    }
+    assert_eq!(
+        nodes[1].call("counter", "idle", "get", "").await.json,
+        json!(8)
+    );
+
+    // Under load: the shards of a few keys go around the partitions, each move asked of a
+    // different node (routed to the metadata leader).
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let load = Load::start(&urls, 12, "m", 24);
+    assert!(
+        load.wait_for_more(200, Duration::from_secs(30)).await,
+        "the load did not start"
+    );
+    let mut moving: Vec<u32> = (0..24).map(|k| shard_of(&format!("m{k}"))).collect();
+    moving.sort_unstable();
+    moving.dedup();
+    moving.truncate(4);
+    let mut expected: BTreeMap<u32, u64> = routes(&nodes[0]).await;
+    let mut took = Vec::new();
+    for round in 0..2usize {
+        for (i, shard) in moving.iter().enumerate() {
+            let from = expected
+                .get(shard)
+                .copied()
+                .unwrap_or_else(|| placement.default_partition(*shard));
+            let to = from % u64::from(PARTITIONS) + 1;
+            let asked = &nodes[(round + i) % 3];
+            let t = Instant::now();
+            let (status, answer) = move_shard(asked, *shard, json!({"partition": to})).await;
+            assert_eq!(status, 200, "moving shard {shard} to {to}: {answer}");
+            assert_eq!(answer["move"]["from"], json!(from), "{answer}");
+            took.push(t.elapsed());
+            expected.insert(*shard, to);
+            assert!(
+                load.wait_for_more(50, Duration::from_secs(30)).await,
+                "commands stopped completing after moving shard {shard} to {to}"
+            );
+        }
+    }
+    let (acked, failed) = load.finish(&nodes[0]).await;
+    assert!(acked > 300, "only {acked} adds acknowledged");
+    eprintln!(
+        "an idle shard move took {idle_move:?}; under load {took:?}; {acked} adds \
+         acknowledged, {failed} failed"
+    );
+    assert_eq!(failed, 0, "adds failed during the moves");
+
+    // Every node routes the moved shards where they went, and a restarted node too.
+    for node in &nodes {
+        assert_eq!(routes(node).await, expected, "{}", node.url);
+    }
+    nodes[2].restart_in_place().unwrap();
+    let back = wait_until(Duration::from_secs(60), || async {
+        nodes[2].call("counter", "m0", "get", "").await.status == 200
+    })
+    .await;
+    assert!(back, "the restarted node does not serve");
+    assert_eq!(routes(&nodes[2]).await, expected);
+    let total = nodes[2].call("counter", "m0", "get", "").await.json;
+    assert_eq!(total, nodes[0].call("counter", "m0", "get", "").await.json);
+    assert_eq!(nodes[2].call("counter", "m0", "add", "1").await.status, 200);
+}
+
+/// The value of the TCK value model `key` on `node`.
+async fn value(node: &cella_tests::TestNode, key: &str) -> String {
+    let r = node
+        .call("tck-value", key, "process", r#"{"actions": []}"#)
+        .await;
+    r.json["value"].as_str().unwrap_or("<none>").to_string()
+}
+
+/// A timer set before its entity's shard moves fires once, under the new partition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_follows_its_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = cella_tests::TestNode::start(dir.path(), &[]).unwrap();
+    let r = node.deploy("tck-value", &component("tck-value")).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let schedule = |name: &str, delay_ms: u64, mark: &str| {
+        json!({"actions": [{"schedule": {
+            "name": name, "delayMs": delay_ms, "command": "process",
+            "payload": {"actions": [{"append": mark}]}
+        }}]})
+        .to_string()
+    };
+    let r = node
+        .call("tck-value", "k", "process", &schedule("t", 1_500, "x"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let placement = Placement::default();
+    let shard = placement.shard(&EntityId::new("tck-value", "k"));
+    let to = placement.default_partition(shard) % u64::from(placement.partitions) + 1;
+    let (status, answer) = move_shard(&node, shard, json!({"partition": to})).await;
+    assert_eq!(status, 200, "{answer}");
+    let fired = wait_until(Duration::from_secs(20), || async {
+        value(&node, "k").await.contains('x')
+    })
+    .await;
+    assert!(fired, "the timer did not fire: {}", value(&node, "k").await);
+    // A later timer shows the first fired once.
+    let r = node
+        .call("tck-value", "k", "process", &schedule("b", 200, "b"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let barrier = wait_until(Duration::from_secs(20), || async {
+        value(&node, "k").await.contains('b')
+    })
+    .await;
+    assert!(barrier);
+    assert_eq!(value(&node, "k").await, "xb");
+    let r = node
+        .request(Method::GET, "/v1/entities/tck-value/k", "")
+        .await;
+    assert_eq!(r.json["timers"], json!([]), "{}", r.body);
+}
