@@ -301,6 +301,12 @@ impl Connection {
                 path: path.to_string(),
                 source,
             })?;
+        // A kept connection takes the next request once the previous answer is done.
+        self.sender.ready().await.map_err(|source| Error::Request {
+            server: self.server.clone(),
+            hint: "",
+            source,
+        })?;
         self.sender
             .send_request(request)
             .await
