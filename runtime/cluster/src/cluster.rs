@@ -366,6 +366,22 @@ impl Cluster {
         group.submitter.submit(writes, leader)
     }
 
+    /// Submits `writes` for `id` to `group` unless `id`'s shard is frozen for a move or is not
+    /// `group`'s here, asked under the submitter's lock (see [`Submitter::submit_if`]): a
+    /// move's barrier after its freeze then covers every append of the shard it let through.
+    /// `None`: refused, nothing submitted.
+    pub fn submit_serving(
+        &self,
+        group: &Group,
+        id: &EntityId,
+        writes: Vec<Write>,
+        leader: Option<CommittedLeaderIdOf<C>>,
+    ) -> Option<AppendFuture> {
+        group
+            .submitter
+            .submit_if(writes, leader, || self.serves(group, id))
+    }
+
     /// Resolves once every append submitted to `group` so far has resolved.
     pub fn barrier(&self, group: &Group) -> AppendFuture {
         group.submitter.barrier()

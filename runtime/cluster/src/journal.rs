@@ -35,21 +35,15 @@ fn leader_id(lease: Lease) -> CommittedLeaderIdOf<TypeConfig> {
     }
 }
 
-impl ClusterJournal {
-    /// A refusal of an append to `group` for `id` while `id`'s shard is frozen for a move (or
-    /// not `group`'s here): a move reads the shard's data once the appends submitted before
-    /// its freeze have committed, so none may follow. Nothing was appended.
-    fn moving(&self, group: &crate::cluster::Group, id: &EntityId) -> Option<AppendFuture> {
-        if self.cluster.serves(group, id) {
-            return None;
-        }
-        Some(Box::pin(async {
-            Err(cella_core::Error::Unconfirmed(
-                "the entity's shard is moving to another partition; nothing was written, retry"
-                    .into(),
-            ))
-        }))
-    }
+/// The refusal of an append while its entity's shard is frozen for a move (or not the
+/// partition's here): a move reads the shard's data once the appends let through before its
+/// freeze have committed, so none may follow. Nothing was appended.
+fn moving() -> AppendFuture {
+    Box::pin(async {
+        Err(cella_core::Error::Unconfirmed(
+            "the entity's shard is moving to another partition; nothing was written, retry".into(),
+        ))
+    })
 }
 
 impl Journal for ClusterJournal {
@@ -66,10 +60,10 @@ impl Journal for ClusterJournal {
                 ))
             });
         }
-        if let Some(refused) = self.moving(group, entity_of(first)) {
-            return refused;
-        }
-        self.cluster.submit(group, writes, leader)
+        let id = entity_of(first).clone();
+        self.cluster
+            .submit_serving(group, &id, writes, leader)
+            .unwrap_or_else(moving)
     }
 
     fn load(&self, id: &EntityId) -> cella_core::Result<EntityLoad> {
@@ -130,10 +124,10 @@ impl Journal for ClusterJournal {
         let group = self.cluster.group_of(entity_of(first));
         match lease {
             Some(lease) => {
-                if let Some(refused) = self.moving(group, entity_of(first)) {
-                    return refused;
-                }
-                self.cluster.submit(group, writes, Some(leader_id(lease)))
+                let id = entity_of(first).clone();
+                self.cluster
+                    .submit_serving(group, &id, writes, Some(leader_id(lease)))
+                    .unwrap_or_else(moving)
             }
             None => self.append(writes),
         }

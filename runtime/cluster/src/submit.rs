@@ -93,11 +93,28 @@ impl Submitter {
         writes: Vec<Write>,
         leader: Option<CommittedLeaderIdOf<C>>,
     ) -> AppendFuture {
+        self.submit_if(writes, leader, || true)
+            .unwrap_or_else(|| Box::pin(async { Ok(()) }))
+    }
+
+    /// [`Submitter::submit`], unless `allowed` says no: it is asked under the queue's lock, so
+    /// an append it allows is queued before any [`Submitter::barrier`] made after it could say
+    /// no (a shard's freeze, then the barrier of its move). `None`: refused, nothing queued.
+    pub fn submit_if(
+        &self,
+        writes: Vec<Write>,
+        leader: Option<CommittedLeaderIdOf<C>>,
+        allowed: impl FnOnce() -> bool,
+    ) -> Option<AppendFuture> {
         let (done, rx) = oneshot::channel();
         let writes_len = writes.len();
-        self.meter.record(weight(&writes));
+        let weight = weight(&writes);
         let sent = {
             let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            if !allowed() {
+                return None;
+            }
+            self.meter.record(weight);
             let ticket = queue.1 + 1;
             let sent = queue.0.send(Item {
                 writes,
@@ -116,7 +133,7 @@ impl Submitter {
         if !span.is_disabled() {
             span.record("writes", writes_len);
         }
-        Box::pin(
+        Some(Box::pin(
             async move {
                 if !sent {
                     return Err(cella_core::Error::Unconfirmed(
@@ -130,7 +147,7 @@ impl Submitter {
                 })
             }
             .instrument(span),
-        )
+        ))
     }
 
     /// How many appends were submitted so far.
