@@ -2,8 +2,8 @@
 //! (`POST /v1/cluster/shards/{shard}/move`): moves under a concurrent counter load lose no
 //! acknowledged command, fail none, and keep every key's history linearizable; every node
 //! routes the moved shards to their new partitions, also after a restart; a moved entity keeps
-//! its state; a timer set before the move fires once after it; and bad requests are refused
-//! with what was wrong.
+//! its state; a timer set before the move (asked for through the CLI by the entity's name)
+//! fires once after it; and bad requests are refused with what was wrong.
 
 use std::{
     collections::BTreeMap,
@@ -194,8 +194,24 @@ async fn a_timer_follows_its_shard() {
     let placement = Placement::default();
     let shard = placement.shard(&EntityId::new("tck-value", "k"));
     let to = placement.default_partition(shard) % u64::from(placement.partitions) + 1;
-    let (status, answer) = move_shard(&node, shard, json!({"partition": to})).await;
-    assert_eq!(status, 200, "{answer}");
+    // Through the CLI, naming the entity rather than its shard.
+    let out = std::process::Command::new(cella_tests::cella_bin())
+        .args(["cluster", "move-shard", "--entity", "tck-value/k", "--to"])
+        .arg(to.to_string())
+        .args(["--server", &node.url, "--json"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = cella_tests::output_text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (
+            answer["move"]["shard"].as_u64(),
+            answer["move"]["to"].as_u64()
+        ),
+        (Some(u64::from(shard)), Some(to)),
+        "{answer}"
+    );
     let fired = wait_until(Duration::from_secs(20), || async {
         value(&node, "k").await.contains('x')
     })

@@ -26,13 +26,17 @@ impl Default for Placement {
 impl Placement {
     /// The entity's shard.
     pub fn shard(&self, id: &EntityId) -> u32 {
+        self.shard_of(&id.entity_type, &id.key)
+    }
+
+    /// The shard of the entity `(entity_type, key)`.
+    pub fn shard_of(&self, entity_type: &str, key: &str) -> u32 {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let bytes = id
-            .entity_type
+        let bytes = entity_type
             .as_bytes()
             .iter()
             .chain(&[0u8])
-            .chain(id.key.as_bytes());
+            .chain(key.as_bytes());
         for b in bytes {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x0100_0000_01b3);

@@ -72,7 +72,11 @@ pub(super) enum ClusterAction {
     /// timers go with it, and no command is lost or run twice (made by the metadata leader).
     MoveShard {
         /// The shard (0 to the cluster's shard count - 1).
-        shard: u32,
+        #[arg(required_unless_present = "entity", conflicts_with = "entity")]
+        shard: Option<u32>,
+        /// Move the shard of this entity instead (`TYPE/KEY`).
+        #[arg(long, value_name = "TYPE/KEY")]
+        entity: Option<String>,
         /// The partition to move it to.
         #[arg(long, value_name = "P")]
         to: u64,
@@ -126,7 +130,19 @@ pub(super) async fn run(action: ClusterAction) -> anyhow::Result<()> {
             )
             .await
         }
-        ClusterAction::MoveShard { shard, to, target } => {
+        ClusterAction::MoveShard {
+            shard,
+            entity,
+            to,
+            target,
+        } => {
+            let shard = match (shard, entity) {
+                (Some(shard), _) => placement::ShardOf::Number(shard),
+                (None, Some(entity)) => placement::ShardOf::Entity(entity),
+                (None, None) => {
+                    anyhow::bail!("name the shard, or an entity with --entity TYPE/KEY")
+                }
+            };
             placement::move_shard(
                 &target.server.server,
                 shard,

@@ -154,14 +154,51 @@ pub(super) async fn rebalance(
     show(reply, format, outcome_view)
 }
 
-/// `cella cluster move-shard SHARD --to P`.
+/// Which shard `cella cluster move-shard` moves: by number, or an entity's (`TYPE/KEY`).
+pub(super) enum ShardOf {
+    Number(u32),
+    Entity(String),
+}
+
+/// The shard of `entity` (`TYPE/KEY`) in a cluster of `shards` shards.
+fn shard_of_entity(entity: &str, shards: u32) -> anyhow::Result<u32> {
+    let Some((entity_type, key)) = entity.split_once('/') else {
+        bail!("--entity `{entity}` must be TYPE/KEY, e.g. counter/alice");
+    };
+    let placement = cella_cluster::Placement {
+        shards,
+        partitions: 1,
+    };
+    Ok(placement.shard_of(entity_type, key))
+}
+
+/// `cella cluster move-shard (SHARD | --entity TYPE/KEY) --to P`.
 pub(super) async fn move_shard(
     server: &str,
-    shard: u32,
+    shard: ShardOf,
     to: u64,
     admin_token: Option<&str>,
     format: Format,
 ) -> anyhow::Result<()> {
+    let shard = match shard {
+        ShardOf::Number(shard) => shard,
+        ShardOf::Entity(entity) => {
+            // The shard count is the cluster's, fixed when it was created.
+            let reply = client::send(server, Method::GET, "/v1/cluster", Vec::new(), None).await?;
+            let status: Value = serde_json::from_str(&reply.body).unwrap_or_default();
+            let Some(shards) = status["shards"]
+                .as_u64()
+                .and_then(|s| u32::try_from(s).ok())
+            else {
+                bail!(
+                    "{server} did not say how many shards the cluster has ({}): {}",
+                    reply.status,
+                    reply.body.trim()
+                );
+            };
+            shard_of_entity(&entity, shards)?
+        }
+    };
     let body = serde_json::json!({ "partition": to }).to_string();
     let path = format!("/v1/cluster/shards/{shard}/move");
     let reply = client::send(server, Method::POST, &path, body.into_bytes(), admin_token).await?;
@@ -219,6 +256,22 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn an_entity_names_its_shard() {
+        let placement = cella_cluster::Placement::default();
+        // The key may hold slashes: the type ends at the first.
+        assert_eq!(
+            shard_of_entity("counter/alice/1", placement.shards).unwrap(),
+            placement.shard_of("counter", "alice/1")
+        );
+        assert_ne!(
+            shard_of_entity("counter/alice/1", placement.shards).unwrap(),
+            placement.shard_of("counter/alice", "1")
+        );
+        let problem = shard_of_entity("counter", 4096).unwrap_err().to_string();
+        assert!(problem.contains("must be TYPE/KEY"), "{problem}");
+    }
 
     #[test]
     fn a_shard_move_reads_as_a_line() {
