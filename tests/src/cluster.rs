@@ -159,6 +159,21 @@ pub async fn has_modules(node: &TestNode, types: &[&str]) -> bool {
     listed == types && modules.iter().all(|m| m["subscriptions"].is_array())
 }
 
+/// Deploys the counter through the first of `nodes` and waits until every one has it loaded.
+pub async fn deploy_counter(nodes: &[TestNode]) {
+    let r = nodes[0]
+        .deploy("counter", &crate::component("counter"))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    for node in nodes {
+        let loaded = wait_until(Duration::from_secs(30), || async {
+            has_modules(node, &["counter"]).await
+        })
+        .await;
+        assert!(loaded, "the counter is not loaded on {}", node.url);
+    }
+}
+
 /// One `add 1` as the client saw it.
 #[derive(Clone, Debug)]
 pub struct Op {
@@ -214,10 +229,19 @@ impl Load {
                             ),
                         )
                         .await;
-                        let total = match reply {
+                        let total = match &reply {
                             Ok(Ok(r)) if r.status == 200 => r.body.trim().parse::<i64>().ok(),
                             _ => None,
                         };
+                        if total.is_none() {
+                            // Shown with the test's output when it fails.
+                            let why = match reply {
+                                Ok(Ok(r)) => format!("{} {}", r.status, r.body.trim()),
+                                Ok(Err(e)) => format!("{e:#}"),
+                                Err(_) => "no answer in 15 s".to_string(),
+                            };
+                            eprintln!("load: add to {key} via {url} failed: {why}");
+                        }
                         if total.is_some() {
                             acked.fetch_add(1, Ordering::Relaxed);
                         }

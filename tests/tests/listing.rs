@@ -6,13 +6,13 @@
 use std::{
     collections::BTreeMap,
     process::Command,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
 use cella_tests::{
     TestNode, cella_bin,
-    cluster::{has_modules, start_cluster},
-    component, output_text, wait_until,
+    cluster::{deploy_counter, start_cluster},
+    component, output_text,
 };
 use hyper::Method;
 use serde_json::Value;
@@ -194,15 +194,7 @@ async fn pages_prefix_errors_and_cli_on_one_node() {
 async fn every_node_of_a_cluster_lists_the_same() {
     let root = tempfile::tempdir().unwrap();
     let nodes = start_cluster(root.path(), 3, 4, &[]).await;
-    let r = nodes[0].deploy("counter", &component("counter")).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    for node in &nodes {
-        let there = wait_until(Duration::from_secs(30), || async {
-            has_modules(node, &["counter"]).await
-        })
-        .await;
-        assert!(there, "the module did not reach {}", node.url);
-    }
+    deploy_counter(&nodes).await;
     let mut expected: Vec<String> = (0..60).map(|i| format!("c{i:02}")).collect();
     for (i, key) in expected.iter().enumerate() {
         let r = nodes[i % 3].call("counter", key, "add", "1").await;

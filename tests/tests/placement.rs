@@ -10,27 +10,14 @@ use std::time::{Duration, Instant};
 use cella_core::EntityId;
 use cella_tests::{
     cella_bin,
-    cluster::{Load, check_history, cluster_status, has_modules, leaders, start_cluster},
-    component, output_text, wait_until,
+    cluster::{Load, check_history, cluster_status, deploy_counter, leaders, start_cluster},
+    output_text, wait_until,
 };
 use hyper::Method;
 use serde_json::{Value, json};
 
 /// The tests of this file one at a time: each measures CPU, which the other would disturb.
 static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Deploys the counter through `nodes[0]` and waits until every node has loaded it.
-async fn deploy_counter(nodes: &[cella_tests::TestNode]) {
-    let r = nodes[0].deploy("counter", &component("counter")).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    for node in nodes {
-        let loaded = wait_until(Duration::from_secs(30), || async {
-            has_modules(node, &["counter"]).await
-        })
-        .await;
-        assert!(loaded, "the counter is not loaded on {}", node.url);
-    }
-}
 
 /// Waits until each of `nodes` leads at least one partition (the layout's spread).
 async fn spread(nodes: &[cella_tests::TestNode]) {

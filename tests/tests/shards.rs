@@ -3,7 +3,8 @@
 //! acknowledged command, fail none, and keep every key's history linearizable; every node
 //! routes the moved shards to their new partitions, also after a restart; a moved entity keeps
 //! its state; a timer set before the move (asked for through the CLI by the entity's name)
-//! fires once after it; and bad requests are refused with what was wrong.
+//! fires once after it; bad requests are refused with what was wrong; and the placement loop
+//! moves shards out of a partition far hotter than the others on its own.
 
 use std::{
     collections::BTreeMap,
@@ -13,7 +14,7 @@ use std::{
 use cella_cluster::placement::Placement;
 use cella_core::EntityId;
 use cella_tests::{
-    cluster::{Load, cluster_status, has_modules, start_cluster},
+    cluster::{Load, cluster_status, deploy_counter, start_cluster},
     component, wait_until,
 };
 use hyper::Method;
@@ -48,15 +49,7 @@ async fn routes(node: &cella_tests::TestNode) -> BTreeMap<u32, u64> {
 async fn shard_moves_under_load_keep_every_key_linearizable() {
     let root = tempfile::tempdir().unwrap();
     let mut nodes = start_cluster(root.path(), 3, PARTITIONS, &["--rebalance", "off"]).await;
-    let r = nodes[0].deploy("counter", &component("counter")).await;
-    assert_eq!(r.status, 201, "{}", r.body);
-    for node in &nodes {
-        let loaded = wait_until(Duration::from_secs(30), || async {
-            has_modules(node, &["counter"]).await
-        })
-        .await;
-        assert!(loaded, "the counter is not loaded on {}", node.url);
-    }
+    deploy_counter(&nodes).await;
     let placement = Placement {
         shards: 4096,
         partitions: PARTITIONS,
@@ -232,4 +225,121 @@ async fn a_timer_follows_its_shard() {
         .request(Method::GET, "/v1/entities/tck-value/k", "")
         .await;
     assert_eq!(r.json["timers"], json!([]), "{}", r.body);
+}
+
+/// The placement loop moves shards out of a partition that takes far more writes than the
+/// others, on its own, under load: no add fails, every key stays linearizable, and every node
+/// routes the moved shards alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partition_far_hotter_than_the_others_hands_shards_to_them() {
+    let root = tempfile::tempdir().unwrap();
+    let args = [
+        // Shards only: leadership never moves (no node's pressure reaches 2).
+        "--rebalance-min-load",
+        "2",
+        "--rebalance-interval-ms",
+        "300",
+        "--rebalance-confirm",
+        "2",
+        "--rebalance-cooldown-secs",
+        "2",
+        // A debug build's partition takes a few hundred writes/s, not thousands.
+        "--rebalance-shard-min-writes",
+        "20",
+    ];
+    let nodes = start_cluster(root.path(), 3, PARTITIONS, &args).await;
+    deploy_counter(&nodes).await;
+    // Every key in partition 1, each in a shard of its own.
+    let placement = Placement {
+        shards: 4096,
+        partitions: PARTITIONS,
+    };
+    let mut shards = Vec::new();
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("h{i}"))
+        .filter(|k| {
+            let shard = placement.shard(&EntityId::new("counter", k));
+            let fresh = placement.default_partition(shard) == 1 && !shards.contains(&shard);
+            if fresh {
+                shards.push(shard);
+            }
+            fresh
+        })
+        .take(24)
+        .collect();
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let load = Load::start_keys(&urls, 8, keys);
+    assert!(
+        load.wait_for_more(200, Duration::from_secs(30)).await,
+        "the load did not start"
+    );
+    let moved = wait_until(Duration::from_secs(60), || async {
+        routes(&nodes[0]).await.len() >= 2
+    })
+    .await;
+    let status = cluster_status(&nodes[1]).await;
+    assert!(moved, "no shard moved on its own: {status}");
+    assert!(
+        load.wait_for_more(100, Duration::from_secs(30)).await,
+        "commands stopped completing after the moves"
+    );
+    let (acked, failed) = load.finish(&nodes[0]).await;
+    let moves = status["shardMoves"]["moves"].clone();
+    eprintln!("{acked} adds acknowledged, {failed} failed; moves: {moves}");
+    assert_eq!(failed, 0, "adds failed during the moves");
+    // The first move takes one of partition 1's hot shards elsewhere, and says why.
+    let first = &moves[0];
+    assert_eq!(first["from"], json!(1), "{moves}");
+    assert!(
+        shards.contains(&u32::try_from(first["shard"].as_u64().unwrap_or(0)).unwrap_or(0)),
+        "{moves}"
+    );
+    assert!(
+        first["reason"].as_str().unwrap_or("").contains("writes/s"),
+        "{moves}"
+    );
+    // Only loaded shards moved, and every node routes them alike once the moves under way
+    // (the loop's last round) are done.
+    let agreed = wait_until(Duration::from_secs(30), || async {
+        let status = cluster_status(&nodes[0]).await;
+        let first = routes(&nodes[0]).await;
+        let moving = status["shardMoves"]["moving"]
+            .as_array()
+            .map_or(0, Vec::len);
+        moving == 0 && routes(&nodes[1]).await == first && routes(&nodes[2]).await == first
+    })
+    .await;
+    let expected = routes(&nodes[0]).await;
+    assert!(
+        agreed,
+        "the nodes route differently: {expected:?}, {:?}, {:?}",
+        routes(&nodes[1]).await,
+        routes(&nodes[2]).await
+    );
+    assert!(expected.keys().all(|s| shards.contains(s)), "{expected:?}");
+    // Each move is in the audit trail, by the placement loop.
+    let audit = nodes[0]
+        .request(Method::GET, "/v1/audit?limit=100", "")
+        .await;
+    let by_loop = audit.json["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r["action"] == "move-shard"
+                && r["actor"]
+                    .as_str()
+                    .is_some_and(|a| a.ends_with("(placement)"))
+        })
+        .count();
+    assert!(by_loop >= 2, "{}", audit.body);
+    // `cella cluster status` lists the moves with their reasons.
+    let out = std::process::Command::new(cella_tests::cella_bin())
+        .args(["cluster", "status", "--table", "--server", &nodes[2].url])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = cella_tests::output_text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("shard moves (newest last)"), "{stdout}");
+    assert!(stdout.contains("writes/s"), "{stdout}");
 }

@@ -14,6 +14,11 @@
 //! reports the throughput, the p99, each node's CPU (from `/proc`) and who leads the busy
 //! partitions; the summary compares the intervals before the first move with those after the
 //! last one (skipping the interval each move happened in).
+//!
+//! With `--placement-one-partition` the load is 48 keys, each in a shard of its own, all in
+//! partition 1: moving its leadership
+//! would only move the heat, so what the loop does is move hot shards out of it
+//! (`cella_cluster::hot_shards`); each interval then also reports the shards moved so far.
 
 use std::{path::Path, process::Command, time::Instant};
 
@@ -45,6 +50,10 @@ pub struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub placement_interval: u32,
+    /// Placement part: every key in partition 1 (which node 1 leads), so that the loop moves
+    /// shards out of it rather than leadership
+    #[arg(long)]
+    pub placement_one_partition: bool,
 }
 
 impl Args {
@@ -55,6 +64,7 @@ impl Args {
                 secs: self.placement_secs,
                 interval: self.placement_interval,
                 conns: clients,
+                one_partition: self.placement_one_partition,
             }),
             ..Parts::default()
         })
@@ -67,13 +77,19 @@ pub struct Options {
     pub secs: u32,
     pub interval: u32,
     pub conns: u32,
+    /// Every key in partition 1 (else in 1, 4 and 7).
+    pub one_partition: bool,
 }
 
 const NODES: [&str; 3] = ["127.0.0.1:18391", "127.0.0.1:18392", "127.0.0.1:18393"];
 const PARTITIONS: u32 = 9;
 /// The partitions node 1 leads by the layout: the load's.
 const HOT: [u64; 3] = [1, 4, 7];
+/// The load's partitions with `--placement-one-partition`.
+const ONE: [u64; 1] = [1];
 const KEYS: usize = 1000;
+/// The keys with `--placement-one-partition`.
+const ONE_KEYS: usize = 48;
 /// The requests: `add 1` to a counter.
 const PATHFMT: &str = "/v1/entities/counter/%s/add";
 
@@ -82,12 +98,34 @@ const PATHFMT: &str = "/v1/entities/counter/%s/add";
 /// (written again here: `cargo xtask` builds without the runtime; the test pins both to the
 /// same value).
 fn partition(key: &str) -> u64 {
+    shard(key) % u64::from(PARTITIONS) + 1
+}
+
+/// The shard of counter `key` (see [`partition`]).
+fn shard(key: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in b"counter\0".iter().chain(key.as_bytes()) {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    (h % 4096) % u64::from(PARTITIONS) + 1
+    h % 4096
+}
+
+/// The load's keys: [`KEYS`] in partitions 1, 4 and 7, or [`ONE_KEYS`] in partition 1, each
+/// in a shard of its own (a few hot entities; shards of many keys each would be too many to
+/// move).
+fn load_keys(one_partition: bool) -> Vec<String> {
+    let mut shards = std::collections::BTreeSet::new();
+    let keys = (0..).map(|i| format!("k{i}"));
+    if one_partition {
+        keys.filter(|k| partition(k) == 1 && shards.insert(shard(k)))
+            .take(ONE_KEYS)
+            .collect()
+    } else {
+        keys.filter(|k| HOT.contains(&partition(k)))
+            .take(KEYS)
+            .collect()
+    }
 }
 
 /// The CPU sets: node 1 alone on the first CPU, the others on the rest.
@@ -113,7 +151,9 @@ struct Interval {
     errors: u64,
     cores: Vec<f64>,
     leaders: Vec<u64>,
+    /// Moves made so far: of leadership and of shards.
     moves: usize,
+    shards_moved: usize,
     /// Each node's pressure and the plan, as a dry run saw them after the interval.
     pressures: Vec<f64>,
     plan: String,
@@ -155,6 +195,7 @@ fn run_interval(
             .collect(),
         leaders: Vec::new(),
         moves: 0,
+        shards_moved: 0,
         pressures: Vec::new(),
         plan: String::new(),
     };
@@ -178,7 +219,11 @@ fn run_interval(
                 .unwrap_or(0)
         })
         .collect();
-    interval.moves = status["placement"]["moves"].as_array().map_or(0, Vec::len);
+    let count = |v: &serde_json::Value| v.as_array().map_or(0, Vec::len);
+    interval.shards_moved = status["shardMoves"]["moved"]
+        .as_object()
+        .map_or(0, serde_json::Map::len);
+    interval.moves = count(&status["placement"]["moves"]) + count(&status["shardMoves"]["moves"]);
     let (code, body) = request(NODES[0], "POST", "/v1/cluster/rebalance?dry-run=true", b"")?;
     if code != 200 {
         bail!("the dry run answered {code}: {body}");
@@ -190,8 +235,10 @@ fn run_interval(
         .iter()
         .map(|l| l["pressure"].as_f64().unwrap_or(0.0))
         .collect();
+    let shards = count(&dry["shardPlan"]["moves"]);
     interval.plan = match dry["plan"]["move"].as_object() {
         Some(m) => format!("move {} → {}", m["group"], m["to"]),
+        None if shards > 0 => format!("{shards} shard(s)"),
         None => dry["plan"]["note"]
             .as_str()
             .and_then(|n| n.split(':').next())
@@ -204,11 +251,8 @@ fn run_interval(
 /// Runs the placement part with the `cella` binary `bin`, scratch files under `tmp`, wrk's
 /// `script` (the peer comparison's, given the keys in `KEYLIST`).
 pub fn run(bin: &Path, tmp: &Path, script: &Path, opts: Options) -> anyhow::Result<()> {
-    let keys: Vec<String> = (0..)
-        .map(|i| format!("k{i}"))
-        .filter(|k| HOT.contains(&partition(k)))
-        .take(KEYS)
-        .collect();
+    let hot: &[u64] = if opts.one_partition { &ONE } else { &HOT };
+    let keys = load_keys(opts.one_partition);
     let keylist = keys.join(",");
     let initial = (1..)
         .zip(NODES)
@@ -250,21 +294,22 @@ pub fn run(bin: &Path, tmp: &Path, script: &Path, opts: Options) -> anyhow::Resu
     deploy(NODES[0], "counter", "counter.wasm")?;
     wait_for_module(&NODES, "counter")?;
     println!(
-        "\n## Placement: a load skewed onto node 1 (partitions {HOT:?} of {PARTITIONS}), CPUs \
-         {sets:?} (a busy loop on node 1's), {} connections, {KEYS} keys\n",
-        opts.conns
+        "\n## Placement: a load skewed onto node 1 (partitions {hot:?} of {PARTITIONS}), CPUs \
+         {sets:?} (a busy loop on node 1's), {} connections, {} keys\n",
+        opts.conns,
+        keys.len()
     );
     println!(
         "| s | req/s | p99 ms | errors | node 1 cores | node 2 | node 3 | pressures | plan | \
-         leaders of {HOT:?} | moves |"
+         leaders of {HOT:?} | moves | shards moved |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|");
     let rounds = (opts.secs / opts.interval).max(2);
     let mut intervals = Vec::new();
     for r in 0..rounds {
         let i = run_interval(script, &keylist, opts, &nodes)?;
         println!(
-            "| {} | {:.0} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {:.2?} | {} | {:?} | {} |",
+            "| {} | {:.0} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {:.2?} | {} | {:?} | {} | {} |",
             (r + 1) * opts.interval,
             i.rps,
             i.p99_ms,
@@ -275,7 +320,8 @@ pub fn run(bin: &Path, tmp: &Path, script: &Path, opts: Options) -> anyhow::Resu
             i.pressures,
             i.plan,
             i.leaders,
-            i.moves
+            i.moves,
+            i.shards_moved
         );
         intervals.push(i);
     }
@@ -334,6 +380,11 @@ mod tests {
             .filter(|i| HOT.contains(&partition(&format!("k{i}"))))
             .count();
         assert!((250..350).contains(&hot), "{hot}");
+        let one = load_keys(true);
+        assert_eq!(one.len(), ONE_KEYS);
+        assert!(one.iter().all(|k| partition(k) == 1));
+        let shards: std::collections::BTreeSet<u64> = one.iter().map(|k| shard(k)).collect();
+        assert_eq!(shards.len(), ONE_KEYS);
     }
 
     #[test]
@@ -348,6 +399,7 @@ mod tests {
             secs: 30,
             interval: 3,
             conns: 48,
+            one_partition: false,
         };
         let only = parse(&[
             "--placement-only",
@@ -358,6 +410,11 @@ mod tests {
         ]);
         assert_eq!(only.and_then(|p| p.placement), Some(want));
         assert_eq!(parse(&[]).and_then(|p| p.placement), None);
+        let one = parse(&["--placement-only", "--placement-one-partition"]);
+        assert!(
+            one.and_then(|p| p.placement)
+                .is_some_and(|o| o.one_partition)
+        );
         assert!(parse(&["--placement-only", "--crdt-only"]).is_none());
         assert!(parse(&["--placement-only", "--nodes", "3"]).is_none());
         assert!(parse(&["--placement-secs", "5"]).is_none());

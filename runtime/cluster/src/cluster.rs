@@ -210,7 +210,11 @@ impl Cluster {
     /// frozen for a move and is `group`'s here (a shard moved in is `group`'s once its data
     /// is).
     pub fn serves(&self, group: &Group, id: &EntityId) -> bool {
-        let shard = self.placement.shard(id);
+        self.serves_shard(group, self.placement.shard(id))
+    }
+
+    /// [`Cluster::serves`] for an entity of `shard`.
+    fn serves_shard(&self, group: &Group, shard: u32) -> bool {
         let frozen = group
             .state_machine
             .frozen()
@@ -377,9 +381,14 @@ impl Cluster {
         writes: Vec<Write>,
         leader: Option<CommittedLeaderIdOf<C>>,
     ) -> Option<AppendFuture> {
-        group
+        let shard = self.placement.shard(id);
+        let submitted = group
             .submitter
-            .submit_if(writes, leader, || self.serves(group, id))
+            .submit_if(writes, leader, || self.serves_shard(group, shard));
+        if submitted.is_some() {
+            self.meter.record_shard(shard);
+        }
+        submitted
     }
 
     /// Resolves once every append submitted to `group` so far has resolved.

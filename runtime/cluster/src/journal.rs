@@ -40,8 +40,8 @@ fn leader_id(lease: Lease) -> CommittedLeaderIdOf<TypeConfig> {
 /// freeze have committed, so none may follow. Nothing was appended.
 fn moving() -> AppendFuture {
     Box::pin(async {
-        Err(cella_core::Error::Unconfirmed(
-            "the entity's shard is moving to another partition; nothing was written, retry".into(),
+        Err(cella_core::Error::NotServed(
+            "the entity's shard is moving to another partition".into(),
         ))
     })
 }

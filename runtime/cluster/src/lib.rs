@@ -48,6 +48,7 @@ mod client;
 pub mod cluster;
 pub mod connect;
 mod frame;
+pub mod hot_shards;
 pub mod journal;
 mod lifecycle;
 pub mod load;

@@ -99,7 +99,10 @@ impl Cluster {
         );
         let mut groups = BTreeMap::new();
         let (module_tx, module_rx) = tokio::sync::mpsc::unbounded_channel();
-        let meter = Arc::new(crate::load::LoadMeter::new(placement.groups()));
+        let meter = Arc::new(crate::load::LoadMeter::new(
+            placement.groups(),
+            placement.shards,
+        ));
         let leaders = Arc::new(std::sync::RwLock::default());
         let placement_changed = Arc::new(tokio::sync::Notify::new());
         let owners = Arc::new(crate::state_machine::load_owners(&store, placement)?);
@@ -188,12 +191,15 @@ impl Cluster {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut hysteresis = crate::rebalance::Hysteresis::default();
+            let mut shard_hysteresis = crate::rebalance::Hysteresis::default();
             loop {
                 tick.tick().await;
                 let Some(cluster) = placer.upgrade() else {
                     break;
                 };
-                cluster.placement_round(&mut hysteresis).await;
+                cluster
+                    .placement_round(&mut hysteresis, &mut shard_hysteresis)
+                    .await;
             }
         });
         Ok(cluster)

@@ -1,5 +1,6 @@
 //! Load: what a node measures for placement. Each partition's submitter counts the appends
-//! (one per command) and their bytes while this node leads it; once a second the sampler turns
+//! (one per command) and their bytes while this node leads it, and each append's shard; once
+//! a second the sampler turns
 //! the counts into rates and reads the node's CPU: the process's CPU time (`/proc/self/stat`,
 //! exited threads included), how busy the CPUs it may run on are, by anyone
 //! (`/proc/stat` over its affinity mask, `Cpus_allowed_list` in `/proc/self/status`: a node
@@ -50,6 +51,23 @@ pub struct GroupLoad {
     pub commands: f64,
     /// Bytes appended per second.
     pub bytes: f64,
+    /// Its hottest shards, hottest first (at most [`HOT_SHARDS`]).
+    #[serde(default)]
+    pub shards: Vec<ShardLoad>,
+}
+
+/// How many of a partition's hottest shards a load report lists.
+pub const HOT_SHARDS: usize = 32;
+/// A shard with fewer appends per second than this is not listed.
+const MIN_SHARD_RATE: f64 = 0.5;
+
+/// One shard's load on the node leading its partition.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardLoad {
+    pub shard: u32,
+    /// Appends per second.
+    pub commands: f64,
 }
 
 /// One node's load.
@@ -113,25 +131,31 @@ struct Rates {
     smoothed_wait: f64,
     smoothed_busy: f64,
     groups: BTreeMap<GroupId, (f64, f64)>,
+    /// Per shard: the count at the last sample and the smoothed rate.
+    shard_counts: Vec<u64>,
+    shard_rates: Vec<f64>,
 }
 
-/// A node's load meter: a [`GroupMeter`] per partition and the smoothed rates.
+/// A node's load meter: a [`GroupMeter`] per partition, an append counter per shard and the
+/// smoothed rates.
 #[derive(Debug)]
 pub struct LoadMeter {
     groups: BTreeMap<GroupId, Arc<GroupMeter>>,
+    shards: Box<[AtomicU64]>,
     rates: Mutex<Rates>,
     /// CPUs when `/proc` does not tell.
     cpus: u32,
 }
 
 impl LoadMeter {
-    /// A meter for `groups`.
-    pub fn new(groups: impl IntoIterator<Item = GroupId>) -> LoadMeter {
+    /// A meter for `groups` and `shards` shards.
+    pub fn new(groups: impl IntoIterator<Item = GroupId>, shards: u32) -> LoadMeter {
         LoadMeter {
             groups: groups
                 .into_iter()
                 .map(|g| (g, Arc::new(GroupMeter::default())))
                 .collect(),
+            shards: (0..shards).map(|_| AtomicU64::new(0)).collect(),
             rates: Mutex::default(),
             cpus: std::thread::available_parallelism()
                 .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
@@ -142,6 +166,13 @@ impl LoadMeter {
     /// The counters of `group`.
     pub fn group(&self, group: GroupId) -> Arc<GroupMeter> {
         self.groups.get(&group).cloned().unwrap_or_default()
+    }
+
+    /// Counts one append of an entity of `shard`.
+    pub fn record_shard(&self, shard: u32) {
+        if let Some(count) = self.shards.get(shard as usize) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Takes a sample: updates the smoothed rates from the counters and the process's CPU.
@@ -184,17 +215,49 @@ impl LoadMeter {
                 entry.1 += SMOOTHING * (b - entry.1);
             }
         }
+        if rates.shard_counts.len() != self.shards.len() {
+            rates.shard_counts = vec![0; self.shards.len()];
+            rates.shard_rates = vec![0.0; self.shards.len()];
+        }
+        let Rates {
+            shard_counts,
+            shard_rates,
+            ..
+        } = &mut *rates;
+        for ((count, before), rate) in self.shards.iter().zip(shard_counts).zip(shard_rates) {
+            let now = count.load(Ordering::Relaxed);
+            if elapsed > 0.0 {
+                let r = now.saturating_sub(*before) as f64 / elapsed;
+                *rate += SMOOTHING * (r - *rate);
+            }
+            *before = now;
+        }
         rates.cpu = cpu;
     }
 
     /// The node's load as of the last sample; `led` lists the partitions for which `leads`
-    /// gives a term and voters (those this node leads).
+    /// gives a term and voters (those this node leads), each with its hottest shards (the
+    /// shards `partition_of` puts in it).
     pub fn report(
         &self,
         node: u64,
         leads: impl Fn(GroupId) -> Option<(u64, Vec<u64>)>,
+        partition_of: impl Fn(u32) -> GroupId,
     ) -> NodeLoad {
         let rates = self.rates.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut hot: BTreeMap<GroupId, Vec<ShardLoad>> = BTreeMap::new();
+        for (shard, rate) in (0u32..).zip(&rates.shard_rates) {
+            if *rate >= MIN_SHARD_RATE {
+                hot.entry(partition_of(shard)).or_default().push(ShardLoad {
+                    shard,
+                    commands: round(*rate),
+                });
+            }
+        }
+        for shards in hot.values_mut() {
+            shards.sort_by(|a, b| b.commands.total_cmp(&a.commands));
+            shards.truncate(HOT_SHARDS);
+        }
         let led = self
             .groups
             .keys()
@@ -206,6 +269,7 @@ impl LoadMeter {
                         group: *group,
                         commands: round(commands),
                         bytes: round(bytes),
+                        shards: hot.remove(group).unwrap_or_default(),
                     },
                     term,
                     voters,
@@ -324,14 +388,22 @@ mod tests {
 
     #[test]
     fn counts_become_rates_of_the_led_groups() {
-        let meter = LoadMeter::new([1, 2]);
+        let meter = LoadMeter::new([1, 2], 8);
         meter.sample();
-        for _ in 0..100 {
+        for i in 0..100 {
             meter.group(1).record(50);
+            // Shards 2 and 4 are partition 1's, 3 is partition 2's; 9 is no shard.
+            meter.record_shard(if i % 4 == 0 { 4 } else { 2 });
+            meter.record_shard(3);
+            meter.record_shard(9);
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
         meter.sample();
-        let report = meter.report(7, |g| (g == 1).then(|| (3, vec![7, 8])));
+        let report = meter.report(
+            7,
+            |g| (g == 1).then(|| (3, vec![7, 8])),
+            |s| if s == 3 { 2 } else { 1 },
+        );
         assert_eq!(report.node, 7);
         assert!(report.cpus >= 1);
         assert_eq!(report.led.len(), 1, "{report:?}");
@@ -343,6 +415,10 @@ mod tests {
         // 100 appends in about 50 ms, smoothed by 0.3 from zero: well above zero.
         assert!(led.load.commands > 50.0, "{led:?}");
         assert!(led.load.bytes > led.load.commands * 40.0, "{led:?}");
+        // Its shards, hottest first: 2 took three appends in four, 4 the fourth.
+        let shards: Vec<u32> = led.load.shards.iter().map(|s| s.shard).collect();
+        assert_eq!(shards, [2, 4], "{led:?}");
+        assert!(led.load.shards[0].commands > 2.0 * led.load.shards[1].commands);
         if std::path::Path::new("/proc/self/stat").exists() {
             assert!(report.cpu >= 0.0 && report.waiting >= 0.0);
             assert!((0.0..=1.0).contains(&report.busy), "{report:?}");

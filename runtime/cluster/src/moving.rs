@@ -63,6 +63,8 @@ pub struct ShardMoveRequest {
     pub to: GroupId,
     /// Who asks (for the audit record).
     pub actor: String,
+    /// Why, if not because an operator asked (the placement loop's reason).
+    pub reason: Option<String>,
 }
 
 /// What a move did.
@@ -82,7 +84,12 @@ impl Cluster {
         let started = Instant::now();
         self.meta_leadership()
             .map_err(|_| Error::NotLeader("this node does not lead the metadata group".into()))?;
-        let ShardMoveRequest { shard, to, actor } = request;
+        let ShardMoveRequest {
+            shard,
+            to,
+            actor,
+            reason,
+        } = request;
         let placement = self.placement;
         if shard >= placement.shards {
             return Err(Error::Membership(format!(
@@ -106,7 +113,10 @@ impl Cluster {
             )));
         }
         let mut record = AuditRecord::new(&actor, "move-shard");
-        record.detail = Some(format!("shard {shard}: partition {from} -> {to}"));
+        record.detail = Some(match reason {
+            Some(why) => format!("shard {shard}: partition {from} -> {to} ({why})"),
+            None => format!("shard {shard}: partition {from} -> {to}"),
+        });
         let generation = self
             .commit(
                 META_GROUP,

@@ -1,6 +1,7 @@
 //! The placement loop's part of [`Cluster`]: this node's load report, gathering every
 //! member's, a round of the loop (on the metadata leader) and a rebalance asked for by an
-//! operator (`POST /v1/cluster/rebalance`). The decision itself is [`crate::rebalance`].
+//! operator (`POST /v1/cluster/rebalance`). The decisions themselves are
+//! [`crate::rebalance`] (leadership) and [`crate::hot_shards`] (shards between partitions).
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,9 @@ use openraft::{ServerState, type_config::async_runtime::WatchReceiver};
 
 use crate::{
     Cluster, Error, GroupId, META_GROUP,
+    hot_shards::{self, ShardPlan},
     load::NodeLoad,
+    moving::{ShardMoveOutcome, ShardMoveRequest},
     rebalance::{self, Hysteresis, LOAD_PATH, Plan, PlannedMove},
     types::{AuditRecord, Command, Leaders, now_ms},
 };
@@ -34,11 +37,18 @@ pub struct RebalanceRequest {
 #[derive(Clone, Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RebalanceOutcome {
+    /// Only shown, nothing made.
+    pub dry_run: bool,
     pub plan: Plan,
     /// Whether the move was made (committed to the metadata group).
     pub applied: bool,
     /// Whether the partition's new leader was seen leading within the wait.
     pub moved: bool,
+    /// The shard moves the loads suggest (none with an explicit leadership move).
+    pub shard_plan: ShardPlan,
+    /// The shard moves made, and those that failed (why).
+    pub shard_moves: Vec<ShardMoveOutcome>,
+    pub shard_errors: Vec<String>,
     /// The loads the plan was made from.
     pub loads: Vec<NodeLoad>,
     /// Members that did not report their load.
@@ -71,17 +81,22 @@ impl Cluster {
 
     /// This node's load as of the last sample.
     pub fn load_report(&self) -> NodeLoad {
-        self.meter.report(self.options.node_id, |group| {
-            let g = self.groups.get(&group)?;
-            let watch = g.raft.metrics();
-            let m = watch.borrow_watched();
-            (m.state == ServerState::Leader).then(|| {
-                (
-                    m.current_term,
-                    m.membership_config.membership().voter_ids().collect(),
-                )
-            })
-        })
+        let routes = self.routes_now();
+        self.meter.report(
+            self.options.node_id,
+            |group| {
+                let g = self.groups.get(&group)?;
+                let watch = g.raft.metrics();
+                let m = watch.borrow_watched();
+                (m.state == ServerState::Leader).then(|| {
+                    (
+                        m.current_term,
+                        m.membership_config.membership().voter_ids().collect(),
+                    )
+                })
+            },
+            |shard| routes.partition(&self.placement, shard),
+        )
     }
 
     /// Every member's load report (this node's included), and the members that gave none.
@@ -129,20 +144,48 @@ impl Cluster {
 
     /// One round of the placement loop: samples this node's load, and on the metadata leader
     /// (with the loop enabled) plans and, past the hysteresis, makes a move.
-    pub(crate) async fn placement_round(&self, hysteresis: &mut Hysteresis) {
+    /// A round of leadership moves first: shards move only while no leadership move is
+    /// planned (each kind with its own hysteresis).
+    pub(crate) async fn placement_round(
+        &self,
+        hysteresis: &mut Hysteresis,
+        shards: &mut Hysteresis,
+    ) {
         self.meter.sample();
         let options = &self.options.rebalance;
         if !options.enabled || self.meta_leadership().is_err() {
             hysteresis.reset();
+            shards.reset();
             return;
         }
         let (loads, unreachable) = self.gather_loads().await;
         if !unreachable.is_empty() {
             // A node that does not answer may be the busiest: decide on full information only.
             hysteresis.reset();
+            shards.reset();
             return;
         }
         let plan = self.plan(&loads);
+        if plan.planned.is_none() {
+            let shard_plan = self.plan_shards(&loads);
+            if shards.decide_key(shard_plan.key(), options, Instant::now()) {
+                let actor = format!("node {} (placement)", self.options.node_id);
+                let (made, failed) = self.make_shard_moves(&shard_plan, &actor).await;
+                for m in &made {
+                    tracing::info!(
+                        "placement: shard {} partition {} → {} in {} ms: {}",
+                        m.made.shard,
+                        m.made.from,
+                        m.made.to,
+                        m.took_ms,
+                        m.made.reason
+                    );
+                }
+                for e in failed {
+                    tracing::warn!("placement: {e}");
+                }
+            }
+        }
         if !hysteresis.decide(plan.planned.as_ref(), options, Instant::now()) {
             return;
         }
@@ -166,6 +209,47 @@ impl Cluster {
         let options = &self.options.rebalance;
         let settling = rebalance::settling(&self.leader_placement(), now_ms(), options.settle);
         rebalance::plan(loads, options, &settling)
+    }
+
+    /// The shard moves `loads` suggest now, leaving out the shards that moved recently.
+    fn plan_shards(&self, loads: &[NodeLoad]) -> ShardPlan {
+        let options = &self.options.rebalance;
+        let settle = u64::try_from(options.settle.as_millis()).unwrap_or(u64::MAX);
+        let now = now_ms();
+        let settling: Vec<u32> = self
+            .routes_now()
+            .moves
+            .iter()
+            .filter(|m| now.saturating_sub(m.at_ms) < settle)
+            .map(|m| m.shard)
+            .collect();
+        hot_shards::plan_shards(loads, options, &settling)
+    }
+
+    /// Makes `plan`'s shard moves one after the other (this node must lead the metadata
+    /// group): those made, and why the others were not.
+    async fn make_shard_moves(
+        &self,
+        plan: &ShardPlan,
+        actor: &str,
+    ) -> (Vec<ShardMoveOutcome>, Vec<String>) {
+        let (mut made, mut failed) = (Vec::new(), Vec::new());
+        for m in &plan.moves {
+            let request = ShardMoveRequest {
+                shard: m.shard,
+                to: m.to,
+                actor: actor.to_string(),
+                reason: Some(m.reason.clone()),
+            };
+            match self.move_shard(request).await {
+                Ok(outcome) => made.push(outcome),
+                Err(e) => failed.push(format!(
+                    "shard {} could not move from partition {} to {}: {e}",
+                    m.shard, m.from, m.to
+                )),
+            }
+        }
+        (made, failed)
     }
 
     /// Records `planned` in the metadata group (this node must lead it).
@@ -195,23 +279,36 @@ impl Cluster {
             ));
         }
         let (loads, unreachable) = self.gather_loads().await;
-        let plan = match request.explicit {
-            Some((group, to)) => self.explicit_move(group, to, &loads)?,
-            None => self.plan(&loads),
+        let (plan, shard_plan) = match request.explicit {
+            Some((group, to)) => (
+                self.explicit_move(group, to, &loads)?,
+                ShardPlan {
+                    moves: Vec::new(),
+                    note: "a leadership move was asked for: no shard moves".into(),
+                },
+            ),
+            None => (self.plan(&loads), self.plan_shards(&loads)),
         };
         let mut outcome = RebalanceOutcome {
+            dry_run: request.dry_run,
             plan,
             applied: false,
             moved: false,
+            shard_plan,
+            shard_moves: Vec::new(),
+            shard_errors: Vec::new(),
             loads,
             unreachable,
-        };
-        let Some(planned) = outcome.plan.planned.clone() else {
-            return Ok(outcome);
         };
         if request.dry_run {
             return Ok(outcome);
         }
+        (outcome.shard_moves, outcome.shard_errors) = self
+            .make_shard_moves(&outcome.shard_plan, &request.actor)
+            .await;
+        let Some(planned) = outcome.plan.planned.clone() else {
+            return Ok(outcome);
+        };
         self.commit_move(&planned, &request.actor).await?;
         outcome.applied = true;
         let raft = &self.groups[&planned.group].raft;

@@ -51,8 +51,15 @@ pub struct RebalanceOptions {
     pub confirm: u32,
     /// At most one move per this long.
     pub cooldown: Duration,
-    /// A partition moved this recently is not moved again.
+    /// A partition moved this recently is not moved again (nor a shard, between partitions).
     pub settle: Duration,
+    /// Shards move out of a partition only when it takes this many times the partitions' mean
+    /// writes per second ([`crate::hot_shards`])…
+    pub shard_imbalance: f64,
+    /// …and at least this many.
+    pub min_shard_writes: f64,
+    /// At most this many shards move in one round.
+    pub max_shard_moves: usize,
 }
 
 impl Default for RebalanceOptions {
@@ -65,6 +72,9 @@ impl Default for RebalanceOptions {
             confirm: 3,
             cooldown: Duration::from_secs(10),
             settle: Duration::from_secs(60),
+            shard_imbalance: 1.5,
+            min_shard_writes: 200.0,
+            max_shard_moves: 32,
         }
     }
 }
@@ -238,7 +248,17 @@ impl Hysteresis {
         options: &RebalanceOptions,
         now: Instant,
     ) -> bool {
-        let key = planned.map(|m| (m.group, m.to));
+        self.decide_key(planned.map(|m| (m.group, m.to)), options, now)
+    }
+
+    /// Whether the move this round planned, known by `key` (what moves where), is to be made
+    /// now.
+    pub fn decide_key(
+        &mut self,
+        key: Option<(u64, u64)>,
+        options: &RebalanceOptions,
+        now: Instant,
+    ) -> bool {
         if key.is_none() || key != self.candidate {
             self.candidate = key;
             self.streak = u32::from(key.is_some());
@@ -284,6 +304,7 @@ mod tests {
                         group: *g,
                         commands: *c,
                         bytes: c * 100.0,
+                        shards: Vec::new(),
                     },
                     term: 1,
                     voters: vec![1, 2, 3],

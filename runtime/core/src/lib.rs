@@ -44,6 +44,11 @@ pub enum Error {
     /// take effect; the entity must be reloaded.
     #[error("outcome unknown: {0}")]
     Unconfirmed(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// An append was refused before anything was written: this node no longer serves the
+    /// entity (its shard is moving to another partition). Safe to run again where the entity
+    /// is served; the entity must be reloaded.
+    #[error("not written: {0}")]
+    NotServed(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -230,6 +230,8 @@ impl From<cella_core::Error> for Error {
         match e {
             cella_core::Error::InvalidName { .. } => Error::BadRequest(e.to_string()),
             unconfirmed @ cella_core::Error::Unconfirmed(_) => Error::Unconfirmed(unconfirmed),
+            // Nothing was written: routing runs the command again where the entity is served.
+            cella_core::Error::NotServed(_) => Error::NotLeader { leader: None },
             other => Error::Journal(other),
         }
     }
@@ -336,5 +338,16 @@ mod tests {
             assert_eq!(e.status().as_u16(), status(e.code()), "{e:?}");
             assert_eq!(e.to_json()["error"]["code"], e.code(), "{e:?}");
         }
+    }
+
+    #[test]
+    fn an_append_refused_unwritten_is_routed_again_and_an_unconfirmed_one_is_not() {
+        let refused = Error::from(cella_core::Error::NotServed("moving".into()));
+        assert!(
+            matches!(refused, Error::NotLeader { leader: None }),
+            "{refused:?}"
+        );
+        let unknown = Error::from(cella_core::Error::Unconfirmed("lost".into()));
+        assert!(matches!(unknown, Error::Unconfirmed(_)), "{unknown:?}");
     }
 }

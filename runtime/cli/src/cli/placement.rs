@@ -68,6 +68,7 @@ pub(super) fn load_view(status: &Value) -> String {
         align_right(&mut t, &[1, 2, 3, 4, 5]);
         out.push_str("load\n");
         out.push_str(&render(&t));
+        out.push_str(&hot_shards_view(&loads));
     }
     if let Some(missing) = status["unreachable"].as_array().filter(|m| !m.is_empty()) {
         let ids: Vec<String> = missing.iter().map(Value::to_string).collect();
@@ -119,7 +120,47 @@ fn outcome_view(answer: &Value) -> String {
             planned["reason"].as_str().unwrap_or("")
         );
     }
+    out.push_str(&shard_plan_view(answer));
     out.push_str(&load_view(answer));
+    out
+}
+
+/// The shard part of `cella cluster rebalance`'s answer: the moves planned or made.
+fn shard_plan_view(answer: &Value) -> String {
+    let mut out = String::new();
+    let plan = &answer["shardPlan"];
+    let planned = plan["moves"].as_array().cloned().unwrap_or_default();
+    let made: Vec<u64> = answer["shardMoves"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["move"]["shard"].as_u64())
+        .collect();
+    let applied = answer["dryRun"] == false;
+    if let Some(note) = plan["note"].as_str().filter(|_| planned.is_empty()) {
+        let _ = writeln!(out, "no shard move: {note}");
+    }
+    for m in &planned {
+        let verb = match (applied, m["shard"].as_u64()) {
+            (false, _) => "would move",
+            (true, Some(s)) if made.contains(&s) => "moved",
+            (true, _) => "did not move",
+        };
+        let _ = writeln!(
+            out,
+            "{verb}: shard {} partition {} → {} ({:.0} writes/s)",
+            m["shard"],
+            m["from"],
+            m["to"],
+            m["writes"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(note) = plan["note"].as_str().filter(|_| !planned.is_empty()) {
+        let _ = writeln!(out, "  {note}");
+    }
+    for e in answer["shardErrors"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  {}", e.as_str().unwrap_or(""));
+    }
     out
 }
 
@@ -239,7 +280,54 @@ pub(super) fn shards_view(status: &Value) -> String {
     if !moving.is_empty() {
         let _ = writeln!(out, "shards moving: {}", moving.join(", "));
     }
+    let moves = shards["moves"].as_array().cloned().unwrap_or_default();
+    if !moves.is_empty() {
+        out.push_str("shard moves (newest last)\n");
+        for m in moves.iter().rev().take(10).rev() {
+            let _ = writeln!(
+                out,
+                "  {}  {}",
+                m["atMs"].as_u64().map_or("-".to_string(), utc),
+                m["reason"].as_str().unwrap_or("")
+            );
+        }
+    }
     out
+}
+
+/// The hottest shards of the partitions in `loads` (a few each), a line per partition.
+fn hot_shards_view(loads: &[Value]) -> String {
+    let mut out = String::new();
+    for led in loads
+        .iter()
+        .flat_map(|l| l["led"].as_array().cloned().unwrap_or_default())
+    {
+        let shards: Vec<String> = led["load"]["shards"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(4)
+            .map(|s| {
+                format!(
+                    "{} ({:.0})",
+                    s["shard"],
+                    s["commands"].as_f64().unwrap_or(0.0)
+                )
+            })
+            .collect();
+        if !shards.is_empty() {
+            let _ = writeln!(
+                out,
+                "  partition {}: {}",
+                led["load"]["group"],
+                shards.join(" ")
+            );
+        }
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!("hottest shards (writes/s)\n{out}")
 }
 
 /// `cella cluster move-shard`'s answer, readably.
@@ -282,10 +370,12 @@ mod tests {
             "moved shard 7 from partition 1 to 3 (12 entities, 40 ms)\n"
         );
         let status = json!({"shardMoves": {"moved": {"7": 3, "9": 1}, "moving": [
-            {"shard": 11, "from": 2, "to": 4}], "moves": []}});
+            {"shard": 11, "from": 2, "to": 4}], "moves": [
+            {"atMs": 0, "shard": 7, "reason": "shard 7: partition 2 -> 3 (hot)"}]}});
         assert_eq!(
             shards_view(&status),
-            "\nshards moved (shard → partition): 7 → 3, 9 → 1\nshards moving: 11 (2 → 4)\n"
+            "\nshards moved (shard → partition): 7 → 3, 9 → 1\nshards moving: 11 (2 → 4)\n\
+             shard moves (newest last)\n  1970-01-01 00:00:00 UTC  shard 7: partition 2 -> 3 (hot)\n"
         );
         assert_eq!(
             shards_view(&json!({"shardMoves": {"moved": {}, "moving": []}})),
@@ -335,5 +425,36 @@ mod tests {
         let none =
             json!({"plan": {"move": null, "note": "idle: quiet"}, "applied": false, "loads": []});
         assert_eq!(outcome_view(&none), "no move: idle: quiet\n");
+    }
+
+    #[test]
+    fn shard_moves_show_as_planned_made_or_failed() {
+        let plan = json!({"moves": [
+            {"shard": 8, "from": 1, "to": 3, "writes": 800.4, "reason": "r"},
+            {"shard": 24, "from": 1, "to": 2, "writes": 400.0, "reason": "r"}
+        ], "note": "2 shard(s) move; then even"});
+        let dry = json!({"dryRun": true, "shardPlan": plan});
+        let view = shard_plan_view(&dry);
+        assert!(
+            view.starts_with(
+                "would move: shard 8 partition 1 → 3 (800 writes/s)\nwould move: shard 24"
+            ),
+            "{view}"
+        );
+        assert!(view.contains("  2 shard(s) move; then even\n"), "{view}");
+        let made = json!({"dryRun": false, "shardPlan": plan,
+            "shardMoves": [{"move": {"shard": 8}}], "shardErrors": ["shard 24 could not move"]});
+        let view = shard_plan_view(&made);
+        assert!(view.starts_with("moved: shard 8"), "{view}");
+        assert!(view.contains("did not move: shard 24"), "{view}");
+        assert!(view.contains("  shard 24 could not move"), "{view}");
+        let none = json!({"dryRun": true, "shardPlan": {"moves": [], "note": "even: x"}});
+        assert_eq!(shard_plan_view(&none), "no shard move: even: x\n");
+        let loads = [json!({"led": [{"load": {"group": 1, "shards": [
+            {"shard": 8, "commands": 800.0}, {"shard": 16, "commands": 12.4}]}}]})];
+        assert_eq!(
+            hot_shards_view(&loads),
+            "hottest shards (writes/s)\n  partition 1: 8 (800) 16 (12)\n"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! The flags of `cella serve` that set how partition leadership follows load (the placement
-//! loop on the metadata leader; `cella_cluster::rebalance`).
+//! The flags of `cella serve` that set how placement follows load (the placement loop on the
+//! metadata leader: partition leadership, `cella_cluster::rebalance`, and shards between
+//! partitions, `cella_cluster::hot_shards`).
 
 use std::time::Duration;
 
@@ -16,8 +17,9 @@ pub(super) enum Rebalance {
 
 #[derive(clap::Args, Debug)]
 pub(super) struct RebalanceArgs {
-    /// Move partition leadership toward nodes with spare CPU on its own (`off`: only with
-    /// `cella cluster rebalance`).
+    /// Move partition leadership toward nodes with spare CPU, and shards out of partitions
+    /// that take far more writes than the others, on its own (`off`: only with `cella cluster
+    /// rebalance`).
     #[arg(long, value_name = "WHEN", value_enum, default_value_t = Rebalance::On)]
     rebalance: Rebalance,
     /// A node whose CPUs are less busy than this (0 to 1, by any process) is never relieved.
@@ -38,6 +40,11 @@ pub(super) struct RebalanceArgs {
     /// At most one move per this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10, hide = true)]
     rebalance_cooldown_secs: u64,
+    /// Shards move out of a partition only when it takes at least this many writes/s (and
+    /// 1.5× the partitions' mean).
+    #[arg(long, value_name = "N", default_value_t = RebalanceOptions::default().min_shard_writes,
+        hide = true)]
+    rebalance_shard_min_writes: f64,
 }
 
 impl RebalanceArgs {
@@ -50,6 +57,7 @@ impl RebalanceArgs {
             min_gain: self.rebalance_min_gain.max(-1.0),
             confirm: self.rebalance_confirm.max(1),
             cooldown: Duration::from_secs(self.rebalance_cooldown_secs),
+            min_shard_writes: self.rebalance_shard_min_writes.max(0.0),
             ..RebalanceOptions::default()
         }
     }

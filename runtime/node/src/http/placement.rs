@@ -144,6 +144,7 @@ pub(super) async fn move_shard(
         shard,
         to: to.partition,
         actor: caller.id.clone(),
+        reason: None,
     };
     dispatch(node, Target::Metadata, &origin, body, || async {
         let outcome = cluster
