@@ -6,14 +6,19 @@
 //! partition's appends per second and its hottest shards), [`plan_shards`] takes the
 //! partition with the most writes and, while it takes at least
 //! [`RebalanceOptions::shard_imbalance`] times the mean (and at least
-//! [`RebalanceOptions::min_shard_writes`]), moves its hottest shard that fits into the
-//! partition with the fewest writes (of those, the one whose leader's CPUs are least busy).
+//! [`RebalanceOptions::min_shard_writes`]), and while its leader is the bottleneck (it uses
+//! [`RebalanceOptions::shard_min_cpu`] of its CPUs itself), moves its hottest shard that fits
+//! into the partition with the fewest writes among those whose leaders' CPUs are clearly less
+//! busy ([`RebalanceOptions::min_gain`]; of equal writes, the least busy). Splitting a
+//! partition adds work on every replica (more raft entries, each with fewer appends), so it
+//! is done only where it relieves a leader that cannot keep up.
 //! A shard *fits* when the target, with it, still takes no more than the source without it:
 //! the gap between the two only narrows, so moving the shard back could never pay and nothing
 //! flaps. A partition whose writes are one shard's (one hot key) is therefore left alone: no
 //! move would help. At most [`RebalanceOptions::max_shard_moves`] shards move in one round,
 //! a shard moved within [`RebalanceOptions::settle`] stays put, and a plan is made only after
-//! it has come up [`RebalanceOptions::confirm`] rounds in a row, at most once per
+//! the same partition has been the one to relieve [`RebalanceOptions::confirm`] rounds in a
+//! row, at most once per
 //! [`RebalanceOptions::cooldown`] (the rates then settle on the new layout before the next).
 //! Each move is [`crate::Cluster::move_shard`]'s: a live handoff that loses and duplicates no
 //! command.
@@ -28,6 +33,8 @@ use crate::{
 
 /// A shard worth moving takes at least this fraction of its partition's writes.
 const MIN_SHARE: f64 = 0.01;
+/// Leaders' pressures closer than this are alike when choosing a target.
+const TIE: f64 = 0.05;
 
 /// One shard move a plan proposes.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -52,9 +59,11 @@ pub struct ShardPlan {
 }
 
 impl ShardPlan {
-    /// What the plan moves where, for the hysteresis: the first move's partitions.
+    /// What the plan is about, for the hysteresis: the partition its first move relieves
+    /// (its targets may differ between rounds that see the same imbalance, by noise in the
+    /// leaders' pressures).
     pub fn key(&self) -> Option<(u64, u64)> {
-        self.moves.first().map(|m| (m.from, m.to))
+        self.moves.first().map(|m| (m.from, 0))
     }
 }
 
@@ -62,8 +71,10 @@ impl ShardPlan {
 struct Partition {
     writes: f64,
     shards: Vec<ShardLoad>,
-    /// Its leader's pressure.
+    /// Its leader: the node, its pressure and the part of its CPUs it uses itself.
+    leader: u64,
     pressure: f64,
+    own_use: f64,
     term: u64,
 }
 
@@ -86,7 +97,9 @@ pub fn plan_shards(loads: &[NodeLoad], options: &RebalanceOptions, settling: &[u
                 Partition {
                     writes: led.load.commands,
                     shards: led.load.shards.clone(),
+                    leader: load.node,
                     pressure: load.pressure(),
+                    own_use: load.cpu / f64::from(load.cpus.max(1)),
                     term: led.term,
                 },
             );
@@ -124,12 +137,48 @@ pub fn plan_shards(loads: &[NodeLoad], options: &RebalanceOptions, settling: &[u
             );
             break;
         }
-        let Some((&to, coolest)) = parts.iter().filter(|(g, _)| **g != from).min_by(|a, b| {
-            a.1.writes
-                .total_cmp(&b.1.writes)
-                .then(a.1.pressure.total_cmp(&b.1.pressure))
-                .then(a.0.cmp(b.0))
-        }) else {
+        // Pressures within [`TIE`] of each other are alike: the lower partition is taken.
+        let by_pressure = |a: f64, b: f64| {
+            if (a - b).abs() <= TIE {
+                std::cmp::Ordering::Equal
+            } else {
+                a.total_cmp(&b)
+            }
+        };
+        // Splitting a partition adds per-entry and replication work on every replica: it pays
+        // only when the leader is the bottleneck (busy with its own work, not a neighbour's)
+        // and the shard's work lands on CPUs clearly less busy.
+        if hottest.own_use < options.shard_min_cpu {
+            note = format!(
+                "partition {from} takes {source:.0} writes/s, {:.2}× the mean, but its leader, \
+                 node {}, uses only {:.0}% of its CPUs itself (shards move from {:.0}%): \
+                 splitting the partition would add work without relieving a bottleneck",
+                source / mean.max(f64::MIN_POSITIVE),
+                hottest.leader,
+                hottest.own_use * 100.0,
+                options.shard_min_cpu * 100.0
+            );
+            break;
+        }
+        let roomy = |p: &Partition| p.pressure <= hottest.pressure * (1.0 - options.min_gain);
+        let Some((&to, coolest)) = parts
+            .iter()
+            .filter(|(g, p)| **g != from && roomy(p))
+            .min_by(|a, b| {
+                a.1.writes
+                    .total_cmp(&b.1.writes)
+                    .then(by_pressure(a.1.pressure, b.1.pressure))
+                    .then(a.0.cmp(b.0))
+            })
+        else {
+            note = format!(
+                "partition {from} takes {source:.0} writes/s, {:.2}× the mean, but no other \
+                 partition's leader has CPUs {:.0}% less busy than node {}'s ({:.2})",
+                source / mean.max(f64::MIN_POSITIVE),
+                options.min_gain * 100.0,
+                hottest.leader,
+                hottest.pressure
+            );
             break;
         };
         let gap = source - coolest.writes;
@@ -206,6 +255,7 @@ mod tests {
         NodeLoad {
             node: id,
             cpus: 1,
+            cpu: busy,
             busy,
             led: led
                 .iter()
@@ -248,7 +298,7 @@ mod tests {
         assert_eq!(moved, [(8, 1, 3), (24, 1, 2)], "{plan:?}");
         assert!(plan.note.contains("even"), "{}", plan.note);
         assert!(plan.moves[0].reason.contains("shard 8"), "{plan:?}");
-        assert_eq!(plan.key(), Some((1, 3)));
+        assert_eq!(plan.key(), Some((1, 0)));
         // A shard that moved recently stays put.
         let settled = plan_shards(&loads, &RebalanceOptions::default(), &[8]);
         assert_eq!(settled.moves[0].shard, 16, "{settled:?}");
@@ -310,11 +360,32 @@ mod tests {
         // The layout after those moves plans nothing: no shard goes back.
         let moved: Vec<u32> = all.moves.iter().map(|m| m.shard).collect();
         let (stay, went): (Vec<_>, Vec<_>) = many.iter().partition(|(s, _)| !moved.contains(s));
-        let after = [node(1, 0.5, &[(1, &stay)]), node(2, 0.5, &[(2, &went)])];
+        let after = [node(1, 0.9, &[(1, &stay)]), node(2, 0.5, &[(2, &went)])];
         assert!(
             plan_shards(&after, &RebalanceOptions::default(), &[])
                 .moves
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_leader_busy_with_a_neighbours_work_or_no_roomier_target_moves_nothing() {
+        let shards: &[(u32, f64)] = &[(8, 800.0), (16, 600.0), (24, 400.0)];
+        // Node 1's CPU is busy, but mostly with another process's work.
+        let mut crowded = node(1, 1.0, &[(1, shards)]);
+        crowded.cpu = 0.4;
+        let loads = [crowded, node(2, 0.2, &[(2, &[])])];
+        let plan = plan_shards(&loads, &RebalanceOptions::default(), &[]);
+        assert!(plan.moves.is_empty(), "{plan:?}");
+        assert!(plan.note.contains("uses only 40%"), "{}", plan.note);
+        // Node 1 is busy with its own work, but the other leaders are as busy.
+        let loads = [node(1, 0.9, &[(1, shards)]), node(2, 0.85, &[(2, &[])])];
+        let plan = plan_shards(&loads, &RebalanceOptions::default(), &[]);
+        assert!(plan.moves.is_empty(), "{plan:?}");
+        assert!(
+            plan.note.contains("less busy than node 1's"),
+            "{}",
+            plan.note
         );
     }
 

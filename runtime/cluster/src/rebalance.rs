@@ -60,6 +60,9 @@ pub struct RebalanceOptions {
     pub min_shard_writes: f64,
     /// At most this many shards move in one round.
     pub max_shard_moves: usize,
+    /// Shards move out of a partition only when its leader uses at least this part of its
+    /// CPUs itself (0 to 1).
+    pub shard_min_cpu: f64,
 }
 
 impl Default for RebalanceOptions {
@@ -75,6 +78,7 @@ impl Default for RebalanceOptions {
             shard_imbalance: 1.5,
             min_shard_writes: 200.0,
             max_shard_moves: 32,
+            shard_min_cpu: 0.7,
         }
     }
 }

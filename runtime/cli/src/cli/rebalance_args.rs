@@ -45,6 +45,11 @@ pub(super) struct RebalanceArgs {
     #[arg(long, value_name = "N", default_value_t = RebalanceOptions::default().min_shard_writes,
         hide = true)]
     rebalance_shard_min_writes: f64,
+    /// Shards move out of a partition only when its leader uses at least this part of its
+    /// CPUs itself (0 to 1).
+    #[arg(long, value_name = "FRACTION", default_value_t = RebalanceOptions::default().shard_min_cpu,
+        hide = true)]
+    rebalance_shard_min_cpu: f64,
 }
 
 impl RebalanceArgs {
@@ -58,6 +63,7 @@ impl RebalanceArgs {
             confirm: self.rebalance_confirm.max(1),
             cooldown: Duration::from_secs(self.rebalance_cooldown_secs),
             min_shard_writes: self.rebalance_shard_min_writes.max(0.0),
+            shard_min_cpu: self.rebalance_shard_min_cpu.max(0.0),
             ..RebalanceOptions::default()
         }
     }
