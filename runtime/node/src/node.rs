@@ -202,7 +202,10 @@ impl Node {
                     let Some(registry) = registry.upgrade() else {
                         break;
                     };
-                    if let Err(e) = registry.refresh(&entity_type).await {
+                    if let Err(e) = registry.refresh(&entity_type).await
+                        && registry.load_error(&entity_type).is_none()
+                    {
+                        // (A version that does not load is logged, once, as it is recorded.)
                         tracing::warn!("loading the replicated module `{entity_type}`: {e}");
                     }
                 }
