@@ -21,6 +21,8 @@ use std::{
 
 use crate::GroupId;
 
+pub mod wire;
+
 /// The smoothing of the rates: each sample moves them this far toward the new value (a time
 /// constant of about three samples).
 const SMOOTHING: f64 = 0.3;
@@ -51,7 +53,8 @@ pub struct GroupLoad {
     pub commands: f64,
     /// Bytes appended per second.
     pub bytes: f64,
-    /// Its hottest shards, hottest first (at most [`HOT_SHARDS`]).
+    /// Its hottest shards, hottest first (at most [`HOT_SHARDS`]; between nodes they travel in
+    /// a section of the report of their own, see [`wire`]).
     #[serde(default)]
     pub shards: Vec<ShardLoad>,
 }

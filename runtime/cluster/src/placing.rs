@@ -126,7 +126,7 @@ impl Cluster {
                 let load = reply
                     .ok()
                     .filter(|r| r.status.is_success())
-                    .and_then(|r| crate::types::decode::<NodeLoad>("a load report", &r.body).ok())
+                    .and_then(|r| crate::load::wire::decode(&r.body).ok())
                     .filter(|l| l.node == *id);
                 (*id, load)
             }
@@ -143,9 +143,8 @@ impl Cluster {
     }
 
     /// One round of the placement loop: samples this node's load, and on the metadata leader
-    /// (with the loop enabled) plans and, past the hysteresis, makes a move.
-    /// A round of leadership moves first: shards move only while no leadership move is
-    /// planned (each kind with its own hysteresis).
+    /// (with the loop enabled) plans and, past the hysteresis, makes a move: a leadership move
+    /// first; shards move only in a round that plans none (each kind with its own hysteresis).
     pub(crate) async fn placement_round(
         &self,
         hysteresis: &mut Hysteresis,

@@ -210,8 +210,7 @@ pub(super) async fn peer_shard(
 pub(super) async fn peer_load(node: &Node, req: Request<Incoming>) -> Result<Response<Body>> {
     let cluster = node.cluster.as_ref().ok_or_else(no_cluster)?;
     super::peer::signed_body(cluster, req, 1024, "a load request").await?;
-    let report = cella_cluster::types::encode("a load report", &cluster.load_report())
-        .map_err(Error::Peer)?;
+    let report = cella_cluster::load::wire::encode(&cluster.load_report()).map_err(Error::Peer)?;
     Ok(super::peer::postcard_reply(report))
 }
 
