@@ -4,7 +4,8 @@
 //! routes the moved shards to their new partitions, also after a restart; a moved entity keeps
 //! its state; a timer set before the move (asked for through the CLI by the entity's name)
 //! fires once after it; bad requests are refused with what was wrong; and the placement loop
-//! moves shards out of a partition far hotter than the others on its own.
+//! moves shards out of a partition far hotter than the others on its own, and finishes a move
+//! left unfinished when its target comes back.
 
 use std::{
     collections::BTreeMap,
@@ -349,4 +350,90 @@ async fn a_partition_far_hotter_than_the_others_hands_shards_to_them() {
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("shard moves (newest last)"), "{stdout}");
     assert!(stdout.contains("writes/s"), "{stdout}");
+}
+
+/// A move that fails after the shard froze at its source (its target partition's only replica
+/// is down) is finished by the placement loop on its own once the target is back, with no one
+/// asking again, and the entity keeps its state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_move_left_unfinished_is_finished_by_the_placement_loop() {
+    let root = tempfile::tempdir().unwrap();
+    // One replica per partition: a partition is down with its node. The loop plans nothing
+    // (`--rebalance off`), but finishes what was left unfinished.
+    let args = ["--replicas", "1", "--rebalance", "off"];
+    let mut nodes = start_cluster(root.path(), 3, PARTITIONS, &args).await;
+    deploy_counter(&nodes).await;
+    let placement = Placement {
+        shards: 4096,
+        partitions: PARTITIONS,
+    };
+    // Two partitions led by different nodes (a partition's one replica leads it; a node
+    // reports those it holds): a key of the first, moved to the second, whose node is down.
+    let mut leaders = BTreeMap::new();
+    for node in &nodes {
+        leaders.extend(cella_tests::cluster::leaders(node).await);
+    }
+    let (from, to, down) = leaders
+        .iter()
+        .flat_map(|(g, a)| leaders.iter().map(move |(h, b)| (*g, *a, *h, *b)))
+        .find(|(_, a, _, b)| a != b)
+        .map(|(g, _, h, b)| (g, h, usize::try_from(b - 1).unwrap()))
+        .unwrap_or_else(|| panic!("one node leads every partition: {leaders:?}"));
+    let key = (0..)
+        .map(|i| format!("u{i}"))
+        .find(|k| {
+            placement.default_partition(placement.shard(&EntityId::new("counter", k))) == from
+        })
+        .unwrap();
+    let shard = placement.shard(&EntityId::new("counter", &key));
+    let up = (down + 1) % nodes.len();
+    assert_eq!(
+        nodes[up].call("counter", &key, "add", "5").await.status,
+        200
+    );
+
+    nodes[down].kill9();
+    let (status, body) = move_shard(&nodes[up], shard, json!({"partition": to})).await;
+    assert_ne!(status, 200, "{body}");
+    assert!(
+        body.to_string().contains("did not finish"),
+        "{status} {body}"
+    );
+    assert!(
+        !routes(&nodes[up]).await.contains_key(&shard),
+        "the shard is routed before its move finished"
+    );
+
+    nodes[down].restart_in_place().unwrap();
+    let finished = wait_until(Duration::from_secs(90), || async {
+        let mut all = true;
+        for node in &nodes {
+            all &= routes(node).await.get(&shard) == Some(&to);
+        }
+        all
+    })
+    .await;
+    assert!(
+        finished,
+        "the move was not finished: {}",
+        cluster_status(&nodes[0]).await["shardMoves"]
+    );
+    let status = cluster_status(&nodes[0]).await;
+    let last = &status["shardMoves"]["moves"]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned();
+    assert!(
+        last.as_ref().is_some_and(|m| m["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("left unfinished")),
+        "{}",
+        status["shardMoves"]
+    );
+    for node in &nodes {
+        let r = node.call("counter", &key, "get", "").await;
+        assert_eq!((r.status, r.json), (200, json!(5)), "{}", node.url);
+    }
 }

@@ -190,16 +190,13 @@ impl Cluster {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut hysteresis = crate::rebalance::Hysteresis::default();
-            let mut shard_hysteresis = crate::rebalance::Hysteresis::default();
+            let mut state = crate::placing::PlacementState::default();
             loop {
                 tick.tick().await;
                 let Some(cluster) = placer.upgrade() else {
                     break;
                 };
-                cluster
-                    .placement_round(&mut hysteresis, &mut shard_hysteresis)
-                    .await;
+                cluster.placement_round(&mut state).await;
             }
         });
         Ok(cluster)

@@ -117,6 +117,15 @@ impl Cluster {
             Some(why) => format!("shard {shard}: partition {from} -> {to} ({why})"),
             None => format!("shard {shard}: partition {from} -> {to}"),
         });
+        // A move left unfinished is resumed, never undone: its data may have reached the
+        // target already, whose replicas then ignore the source's writes of the shard.
+        let resumed = self.routes_now().moving.contains_key(&shard);
+        let unfinished = |e: Error| {
+            Error::Membership(format!(
+                "the move of shard {shard} to partition {to} did not finish ({e}); its commands \
+                 wait until it does: ask for the same move again"
+            ))
+        };
         let generation = self
             .commit(
                 META_GROUP,
@@ -140,6 +149,7 @@ impl Cluster {
         .await;
         let data = match exported {
             Ok(data) => data,
+            Err(e) if resumed => return Err(unfinished(e)),
             Err(e) => {
                 // No data left the source: lift the freeze and forget the move.
                 let _ = self
@@ -160,12 +170,6 @@ impl Cluster {
         let entities = data.entities.len();
         // From here the shard stays frozen at its source until the move finishes: its data may
         // have reached the target, whose replicas then ignore the source's writes of it.
-        let unfinished = |e: Error| {
-            Error::Membership(format!(
-                "the move of shard {shard} to partition {to} did not finish ({e}); its commands \
-                 wait until it does: ask for the same move again"
-            ))
-        };
         self.commit_on_leader(
             to,
             Command::Shard(ShardOp::MoveIn {

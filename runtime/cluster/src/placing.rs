@@ -3,7 +3,10 @@
 //! operator (`POST /v1/cluster/rebalance`). The decisions themselves are
 //! [`crate::rebalance`] (leadership) and [`crate::hot_shards`] (shards between partitions).
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use openraft::{ServerState, type_config::async_runtime::WatchReceiver};
@@ -14,6 +17,7 @@ use crate::{
     load::NodeLoad,
     moving::{ShardMoveOutcome, ShardMoveRequest},
     rebalance::{self, Hysteresis, LOAD_PATH, Plan, PlannedMove},
+    shards::ShardMove,
     types::{AuditRecord, Command, Leaders, now_ms},
 };
 
@@ -21,6 +25,19 @@ use crate::{
 const LOAD_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an asked-for move waits to see the new leader.
 const MOVE_WAIT: Duration = Duration::from_secs(10);
+
+/// A shard move under way for this long was left unfinished (the metadata leader that began it
+/// failed, or one of its steps did): the loop finishes it, a try at most this often.
+const ABANDONED_AFTER: Duration = Duration::from_secs(10);
+
+/// The placement loop's memory between rounds.
+#[derive(Debug, Default)]
+pub(crate) struct PlacementState {
+    leaders: Hysteresis,
+    shards: Hysteresis,
+    /// The shards this node's loop moved, and when (the routes keep only the last 32 moves).
+    moved: BTreeMap<u32, Instant>,
+}
 
 /// What an operator asks of `POST /v1/cluster/rebalance`.
 #[derive(Clone, Debug, Default)]
@@ -143,34 +160,45 @@ impl Cluster {
     }
 
     /// One round of the placement loop: samples this node's load, and on the metadata leader
-    /// (with the loop enabled) plans and, past the hysteresis, makes a move: a leadership move
-    /// first; shards move only in a round that plans none (each kind with its own hysteresis).
-    pub(crate) async fn placement_round(
-        &self,
-        hysteresis: &mut Hysteresis,
-        shards: &mut Hysteresis,
-    ) {
+    /// finishes the shard moves left unfinished and (with the loop enabled) plans and, past
+    /// the hysteresis, makes a move: a leadership move first; shards move only in a round
+    /// that plans none. Each kind has its own hysteresis, and a move of either kind starts
+    /// both cooldowns over.
+    pub(crate) async fn placement_round(&self, state: &mut PlacementState) {
         self.meter.sample();
+        if self.meta_leadership().is_err() {
+            state.leaders.reset();
+            state.shards.reset();
+            return;
+        }
+        self.finish_abandoned_moves().await;
         let options = &self.options.rebalance;
-        if !options.enabled || self.meta_leadership().is_err() {
-            hysteresis.reset();
-            shards.reset();
+        if !options.enabled {
+            state.leaders.reset();
+            state.shards.reset();
             return;
         }
         let (loads, unreachable) = self.gather_loads().await;
         if !unreachable.is_empty() {
             // A node that does not answer may be the busiest: decide on full information only.
-            hysteresis.reset();
-            shards.reset();
+            state.leaders.reset();
+            state.shards.reset();
             return;
         }
+        state.moved.retain(|_, at| at.elapsed() < options.settle);
         let plan = self.plan(&loads);
-        if plan.planned.is_none() {
-            let shard_plan = self.plan_shards(&loads);
-            if shards.decide_key(shard_plan.key(), options, Instant::now()) {
+        if plan.planned.is_some() {
+            state.shards.reset();
+        } else {
+            let shard_plan = self.plan_shards(&loads, state.moved.keys().copied());
+            if state
+                .shards
+                .decide_key(shard_plan.key(), options, Instant::now())
+            {
                 let actor = format!("node {} (placement)", self.options.node_id);
                 let (made, failed) = self.make_shard_moves(&shard_plan, &actor).await;
                 for m in &made {
+                    state.moved.insert(m.made.shard, Instant::now());
                     tracing::info!(
                         "placement: shard {} partition {} → {} in {} ms: {}",
                         m.made.shard,
@@ -183,9 +211,13 @@ impl Cluster {
                 for e in failed {
                     tracing::warn!("placement: {e}");
                 }
+                state.leaders.note_move(Instant::now());
             }
         }
-        if !hysteresis.decide(plan.planned.as_ref(), options, Instant::now()) {
+        if !state
+            .leaders
+            .decide(plan.planned.as_ref(), options, Instant::now())
+        {
             return;
         }
         if let Some(planned) = &plan.planned {
@@ -200,6 +232,51 @@ impl Cluster {
                 ),
                 Err(e) => tracing::warn!("placement: the move could not be recorded: {e}"),
             }
+            state.shards.note_move(Instant::now());
+        }
+    }
+
+    /// Finishes the shard moves under way for [`ABANDONED_AFTER`] and not running here: their
+    /// shards' commands wait until they finish, and a move whose data may have reached its
+    /// target can only be finished. Each try begins the move anew (its time too), so tries
+    /// are that far apart.
+    async fn finish_abandoned_moves(&self) {
+        let after = u64::try_from(ABANDONED_AFTER.as_millis()).unwrap_or(u64::MAX);
+        let now = now_ms();
+        let abandoned: Vec<ShardMove> = self
+            .routes_now()
+            .moving
+            .into_values()
+            .filter(|m| now.saturating_sub(m.at_ms) >= after)
+            .collect();
+        for m in abandoned {
+            let running = self
+                .moves_running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&m.shard);
+            if running {
+                continue;
+            }
+            let request = ShardMoveRequest {
+                shard: m.shard,
+                to: m.to,
+                actor: format!("node {} (placement)", self.options.node_id),
+                reason: Some(format!(
+                    "finishing the move begun at generation {}, left unfinished",
+                    m.generation
+                )),
+            };
+            match self.move_shard(request).await {
+                Ok(done) => tracing::info!(
+                    "placement: finished the move of shard {} partition {} → {} ({} ms)",
+                    m.shard,
+                    done.made.from,
+                    done.made.to,
+                    done.took_ms
+                ),
+                Err(e) => tracing::warn!("placement: {e}"),
+            }
         }
     }
 
@@ -210,18 +287,23 @@ impl Cluster {
         rebalance::plan(loads, options, &settling)
     }
 
-    /// The shard moves `loads` suggest now, leaving out the shards that moved recently.
-    fn plan_shards(&self, loads: &[NodeLoad]) -> ShardPlan {
+    /// The shard moves `loads` suggest now, leaving out the shards moving, those the routes
+    /// show moved recently and `recent` (moved recently by this node's loop).
+    fn plan_shards(&self, loads: &[NodeLoad], recent: impl Iterator<Item = u32>) -> ShardPlan {
         let options = &self.options.rebalance;
         let settle = u64::try_from(options.settle.as_millis()).unwrap_or(u64::MAX);
         let now = now_ms();
-        let settling: Vec<u32> = self
-            .routes_now()
+        let routes = self.routes_now();
+        let mut settling: Vec<u32> = routes
             .moves
             .iter()
             .filter(|m| now.saturating_sub(m.at_ms) < settle)
             .map(|m| m.shard)
+            .chain(routes.moving.keys().copied())
+            .chain(recent)
             .collect();
+        settling.sort_unstable();
+        settling.dedup();
         hot_shards::plan_shards(loads, options, &settling)
     }
 
@@ -242,10 +324,15 @@ impl Cluster {
             };
             match self.move_shard(request).await {
                 Ok(outcome) => made.push(outcome),
-                Err(e) => failed.push(format!(
-                    "shard {} could not move from partition {} to {}: {e}",
-                    m.shard, m.from, m.to
-                )),
+                Err(e) => {
+                    // The rest of the plan assumed this move: plan again from the new loads.
+                    failed.push(format!(
+                        "shard {} could not move from partition {} to {}: {e} (the plan's \
+                         later moves were not made)",
+                        m.shard, m.from, m.to
+                    ));
+                    break;
+                }
             }
         }
         (made, failed)
@@ -286,7 +373,19 @@ impl Cluster {
                     note: "a leadership move was asked for: no shard moves".into(),
                 },
             ),
-            None => (self.plan(&loads), self.plan_shards(&loads)),
+            None => {
+                let plan = self.plan(&loads);
+                // As in the loop, shards move only when no leadership move is planned: both
+                // are planned from the same loads, and together could pile the load elsewhere.
+                let shard_plan = match plan.planned {
+                    Some(_) => ShardPlan {
+                        moves: Vec::new(),
+                        note: "a leadership move is planned: shards move only when none is".into(),
+                    },
+                    None => self.plan_shards(&loads, std::iter::empty()),
+                };
+                (plan, shard_plan)
+            }
         };
         let mut outcome = RebalanceOutcome {
             dry_run: request.dry_run,
@@ -302,10 +401,12 @@ impl Cluster {
         if request.dry_run {
             return Ok(outcome);
         }
-        (outcome.shard_moves, outcome.shard_errors) = self
-            .make_shard_moves(&outcome.shard_plan, &request.actor)
-            .await;
         let Some(planned) = outcome.plan.planned.clone() else {
+            // Shards move only when no leadership move is planned, as in the loop: both were
+            // planned from the same loads, and together they could pile the load elsewhere.
+            (outcome.shard_moves, outcome.shard_errors) = self
+                .make_shard_moves(&outcome.shard_plan, &request.actor)
+                .await;
             return Ok(outcome);
         };
         self.commit_move(&planned, &request.actor).await?;

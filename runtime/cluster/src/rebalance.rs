@@ -281,6 +281,13 @@ impl Hysteresis {
         false
     }
 
+    /// Records a move of another kind made at `now`: the cooldown starts over and the
+    /// candidate is forgotten (the loads it was planned from are about to change).
+    pub fn note_move(&mut self, now: Instant) {
+        self.last_move = Some(now);
+        self.reset();
+    }
+
     /// Forgets the candidate (this node stopped leading the metadata group).
     pub fn reset(&mut self) {
         self.candidate = None;
