@@ -132,7 +132,8 @@ pub struct Cluster {
     pub(crate) owners: Arc<crate::shards::Owners>,
     /// Shards this node is moving now (as the metadata leader), one move of each at a time.
     pub(crate) moves_running: std::sync::Mutex<BTreeSet<u32>>,
-    /// Shards moved into a partition here, as (partition, shard) (taken once by the node).
+    /// Shards a partition here serves again (moved in, or unfrozen), as (partition, shard)
+    /// (taken once by the node).
     pub(crate) moved_in:
         std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<(GroupId, u32)>>>,
 }
@@ -224,8 +225,8 @@ impl Cluster {
         !frozen && self.owners.owner(shard).0 == group.id
     }
 
-    /// Shards moved into a partition on this node, as (partition, shard); `None` after the
-    /// first call.
+    /// Shards a partition on this node serves again, moved in or unfrozen, as (partition,
+    /// shard); `None` after the first call.
     pub fn take_moved_in(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<(GroupId, u32)>> {
         self.moved_in
             .lock()

@@ -281,6 +281,57 @@ async fn a_moved_shard_takes_only_its_new_partitions_writes() {
     assert_eq!(store_b.load(&id).unwrap().last_seq(), 3);
 }
 
+/// A partition tells the node of each shard it serves again: one moved in, and one unfrozen
+/// after its move was abandoned (its calls and timers, refused while it was frozen, are then
+/// carried out again); lifting a freeze that was not there tells nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_tells_of_the_shards_it_serves_again() {
+    use cella_cluster::{
+        Command,
+        shards::{Owners, ShardData, ShardOp},
+    };
+    use openraft::{Entry, EntryPayload, storage::RaftStateMachine, testing::log_id};
+
+    let placement = Placement {
+        shards: 64,
+        partitions: 2,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let owners = Arc::new(Owners::new(placement, Default::default()));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut sm = StateMachine::open(store, 1, placement, owners)
+        .unwrap()
+        .with_moved_in(tx);
+    let ops = [
+        ShardOp::Freeze { shard: 3 },
+        ShardOp::Unfreeze { shard: 3 },
+        ShardOp::Unfreeze { shard: 3 },
+        ShardOp::MoveIn {
+            shard: 9,
+            generation: 4,
+            data: ShardData::default(),
+        },
+    ];
+    let entries = (1..).zip(ops).map(|(index, op)| {
+        Ok((
+            Entry {
+                log_id: log_id::<TypeConfig>(1, 1, index),
+                payload: EntryPayload::Normal(Command::Shard(op)),
+            },
+            None,
+        ))
+    });
+    sm.apply(futures_util::stream::iter(entries.collect::<Vec<_>>()))
+        .await
+        .expect("apply");
+    let mut told = Vec::new();
+    while let Ok(served) = rx.try_recv() {
+        told.push(served);
+    }
+    assert_eq!(told, [(1, 3), (1, 9)]);
+}
+
 /// More entries than the log keeps in memory: the older ones are read back from disk, in
 /// order, both while the group runs and after it reopens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -91,7 +91,8 @@ impl StateMachine {
         Ok(self)
     }
 
-    /// Tells `moved_in` of every shard moved into this partition here.
+    /// Tells `moved_in` of every shard this partition serves again here: moved in, or
+    /// unfrozen.
     pub fn with_moved_in(
         mut self,
         moved_in: tokio::sync::mpsc::UnboundedSender<(GroupId, u32)>,
@@ -191,7 +192,9 @@ impl StateMachine {
         Ok(writes)
     }
 
-    /// Applies a change to the partition's shards; returns the shard moved in, if one was.
+    /// Applies a change to the partition's shards; returns the shard this partition serves
+    /// again here, if one is: moved in, or unfrozen (its move abandoned before any data left),
+    /// whose calls and timers, refused while it was frozen, are then carried out again.
     pub(super) fn apply_shard(
         &self,
         op: ShardOp,
@@ -203,7 +206,10 @@ impl StateMachine {
                 frozen.insert(shard);
             }
             ShardOp::Unfreeze { shard } => {
-                frozen.remove(&shard);
+                if frozen.remove(&shard) {
+                    writes.push(self.set_frozen(frozen)?);
+                    return Ok(Some(shard));
+                }
             }
             ShardOp::MoveIn {
                 shard,

@@ -107,9 +107,10 @@ pub(crate) fn start(
     tokio::spawn(dispatcher.clone().receive(notices));
     tokio::spawn(dispatcher.clone().watch_leadership());
     if let Some(mut moved_in) = node.cluster.as_ref().and_then(|c| c.take_moved_in()) {
-        // A shard moved into a partition here: its cached entities are dropped (their next
-        // command loads what the move brought), and if this node leads the partition, their
-        // calls and timers are carried out here.
+        // A shard moved into a partition here, or unfrozen (its move abandoned): its cached
+        // entities are dropped (their next command loads what the move brought), and if this
+        // node leads the partition, their calls and timers are carried out here (those that
+        // found the shard frozen were given up).
         let dispatcher = dispatcher.clone();
         tokio::spawn(async move {
             while let Some((group, shard)) = moved_in.recv().await {
