@@ -106,6 +106,20 @@ pub async fn cluster_status(node: &TestNode) -> Value {
     node.request(Method::GET, "/v1/cluster", "").await.json
 }
 
+/// The audit records of `action` among the last 100 on `node`, and the whole answer's body
+/// (for failure messages).
+pub async fn audit_records(node: &TestNode, action: &str) -> (Vec<Value>, String) {
+    let audit = node.request(Method::GET, "/v1/audit?limit=100", "").await;
+    let records = audit.json["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["action"] == action)
+        .cloned()
+        .collect();
+    (records, audit.body)
+}
+
 /// The groups of a status, by group id.
 pub fn groups(status: &Value) -> BTreeMap<u64, Value> {
     status["groups"]

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use cella_core::EntityId;
 use cella_tests::{
     cella_bin,
-    cluster::{Load, check_history, cluster_status, deploy_counter, leaders, start_cluster},
+    cluster::{
+        Load, audit_records, check_history, cluster_status, deploy_counter, leaders, start_cluster,
+    },
     output_text, wait_until,
 };
 use hyper::Method;
@@ -142,16 +144,8 @@ async fn leadership_moves_under_load_keep_every_key_linearizable() {
             );
         }
     }
-    let audit = nodes[2]
-        .request(Method::GET, "/v1/audit?limit=100", "")
-        .await;
-    let moved = audit.json["records"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["action"] == "move-leader")
-        .count();
-    assert_eq!(moved, made.len(), "{}", audit.body);
+    let (moved, audit) = audit_records(&nodes[2], "move-leader").await;
+    assert_eq!(moved.len(), made.len(), "{audit}");
 }
 
 /// Keys of `counter` whose partition (of `partitions`) is in `wanted`.

@@ -15,7 +15,7 @@ use std::{
 use cella_cluster::placement::Placement;
 use cella_core::EntityId;
 use cella_tests::{
-    cluster::{Load, cluster_status, deploy_counter, start_cluster},
+    cluster::{Load, audit_records, cluster_status, deploy_counter, start_cluster},
     component, wait_until,
 };
 use hyper::Method;
@@ -326,21 +326,16 @@ async fn a_partition_far_hotter_than_the_others_hands_shards_to_them() {
     );
     assert!(expected.keys().all(|s| shards.contains(s)), "{expected:?}");
     // Each move is in the audit trail, by the placement loop.
-    let audit = nodes[0]
-        .request(Method::GET, "/v1/audit?limit=100", "")
-        .await;
-    let by_loop = audit.json["records"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let (moves, audit) = audit_records(&nodes[0], "move-shard").await;
+    let by_loop = moves
+        .iter()
         .filter(|r| {
-            r["action"] == "move-shard"
-                && r["actor"]
-                    .as_str()
-                    .is_some_and(|a| a.ends_with("(placement)"))
+            r["actor"]
+                .as_str()
+                .is_some_and(|a| a.ends_with("(placement)"))
         })
         .count();
-    assert!(by_loop >= 2, "{}", audit.body);
+    assert!(by_loop >= 2, "{audit}");
     // `cella cluster status` lists the moves with their reasons.
     let out = std::process::Command::new(cella_tests::cella_bin())
         .args(["cluster", "status", "--table", "--server", &nodes[2].url])

@@ -120,6 +120,7 @@ pub fn plan_shards(loads: &[NodeLoad], options: &RebalanceOptions, settling: &[u
             break;
         };
         let source = hottest.writes;
+        let ratio = source / mean.max(f64::MIN_POSITIVE);
         if source < options.min_shard_writes {
             note = format!(
                 "idle: the busiest partition, {from}, takes {source:.0} writes/s (shards move \
@@ -130,9 +131,8 @@ pub fn plan_shards(loads: &[NodeLoad], options: &RebalanceOptions, settling: &[u
         }
         if source < mean * options.shard_imbalance {
             note = format!(
-                "even: the busiest partition, {from}, takes {source:.0} writes/s, {:.2}× the \
-                 mean of {mean:.0} (shards move from {:.2}×)",
-                source / mean.max(f64::MIN_POSITIVE),
+                "even: the busiest partition, {from}, takes {source:.0} writes/s, {ratio:.2}× \
+                 the mean of {mean:.0} (shards move from {:.2}×)",
                 options.shard_imbalance
             );
             break;
@@ -150,10 +150,9 @@ pub fn plan_shards(loads: &[NodeLoad], options: &RebalanceOptions, settling: &[u
         // and the shard's work lands on CPUs clearly less busy.
         if hottest.own_use < options.shard_min_cpu {
             note = format!(
-                "partition {from} takes {source:.0} writes/s, {:.2}× the mean, but its leader, \
-                 node {}, uses only {:.0}% of its CPUs itself (shards move from {:.0}%): \
-                 splitting the partition would add work without relieving a bottleneck",
-                source / mean.max(f64::MIN_POSITIVE),
+                "partition {from} takes {source:.0} writes/s, {ratio:.2}× the mean, but its \
+                 leader, node {}, uses only {:.0}% of its CPUs itself (shards move from \
+                 {:.0}%): splitting the partition would add work without relieving a bottleneck",
                 hottest.leader,
                 hottest.own_use * 100.0,
                 options.shard_min_cpu * 100.0
@@ -172,9 +171,8 @@ pub fn plan_shards(loads: &[NodeLoad], options: &RebalanceOptions, settling: &[u
             })
         else {
             note = format!(
-                "partition {from} takes {source:.0} writes/s, {:.2}× the mean, but no other \
-                 partition's leader has CPUs {:.0}% less busy than node {}'s ({:.2})",
-                source / mean.max(f64::MIN_POSITIVE),
+                "partition {from} takes {source:.0} writes/s, {ratio:.2}× the mean, but no \
+                 other partition's leader has CPUs {:.0}% less busy than node {}'s ({:.2})",
                 options.min_gain * 100.0,
                 hottest.leader,
                 hottest.pressure
@@ -199,21 +197,17 @@ pub fn plan_shards(loads: &[NodeLoad], options: &RebalanceOptions, settling: &[u
                 format!(" (its hottest shard, {}, takes {:.0})", s.shard, s.commands)
             });
             note = format!(
-                "partition {from} takes {source:.0} writes/s, {:.2}× the mean, but none of its \
-                 shards fits in partition {to} ({:.0} writes/s) without making it the hotter \
-                 one{top}",
-                source / mean.max(f64::MIN_POSITIVE),
+                "partition {from} takes {source:.0} writes/s, {ratio:.2}× the mean, but none of \
+                 its shards fits in partition {to} ({:.0} writes/s) without making it the \
+                 hotter one{top}",
                 coolest.writes
             );
             break;
         };
         let reason = format!(
-            "partition {from} takes {source:.0} writes/s, {:.2}× the partitions' mean of \
+            "partition {from} takes {source:.0} writes/s, {ratio:.2}× the partitions' mean of \
              {mean:.0}; shard {} ({:.0} writes/s) goes to partition {to} ({:.0} writes/s)",
-            source / mean.max(f64::MIN_POSITIVE),
-            shard.shard,
-            shard.commands,
-            coolest.writes
+            shard.shard, shard.commands, coolest.writes
         );
         plan.moves.push(PlannedShardMove {
             shard: shard.shard,

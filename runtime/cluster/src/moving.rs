@@ -46,6 +46,16 @@ impl<'a> Running<'a> {
     }
 }
 
+impl Cluster {
+    /// Whether this node is moving `shard` now.
+    pub(crate) fn moving_here(&self, shard: u32) -> bool {
+        self.moves_running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&shard)
+    }
+}
+
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         self.cluster

@@ -39,6 +39,14 @@ pub(crate) struct PlacementState {
     moved: BTreeMap<u32, Instant>,
 }
 
+impl PlacementState {
+    /// Forgets both candidates (nothing is decided this round).
+    fn reset(&mut self) {
+        self.leaders.reset();
+        self.shards.reset();
+    }
+}
+
 /// What an operator asks of `POST /v1/cluster/rebalance`.
 #[derive(Clone, Debug, Default)]
 pub struct RebalanceRequest {
@@ -167,22 +175,19 @@ impl Cluster {
     pub(crate) async fn placement_round(&self, state: &mut PlacementState) {
         self.meter.sample();
         if self.meta_leadership().is_err() {
-            state.leaders.reset();
-            state.shards.reset();
+            state.reset();
             return;
         }
         self.finish_abandoned_moves().await;
         let options = &self.options.rebalance;
         if !options.enabled {
-            state.leaders.reset();
-            state.shards.reset();
+            state.reset();
             return;
         }
         let (loads, unreachable) = self.gather_loads().await;
         if !unreachable.is_empty() {
             // A node that does not answer may be the busiest: decide on full information only.
-            state.leaders.reset();
-            state.shards.reset();
+            state.reset();
             return;
         }
         state.moved.retain(|_, at| at.elapsed() < options.settle);
@@ -195,8 +200,9 @@ impl Cluster {
                 .shards
                 .decide_key(shard_plan.key(), options, Instant::now())
             {
-                let actor = format!("node {} (placement)", self.options.node_id);
-                let (made, failed) = self.make_shard_moves(&shard_plan, &actor).await;
+                let (made, failed) = self
+                    .make_shard_moves(&shard_plan, &self.placement_actor())
+                    .await;
                 for m in &made {
                     state.moved.insert(m.made.shard, Instant::now());
                     tracing::info!(
@@ -250,18 +256,13 @@ impl Cluster {
             .filter(|m| now.saturating_sub(m.at_ms) >= after)
             .collect();
         for m in abandoned {
-            let running = self
-                .moves_running
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(&m.shard);
-            if running {
+            if self.moving_here(m.shard) {
                 continue;
             }
             let request = ShardMoveRequest {
                 shard: m.shard,
                 to: m.to,
-                actor: format!("node {} (placement)", self.options.node_id),
+                actor: self.placement_actor(),
                 reason: Some(format!(
                     "finishing the move begun at generation {}, left unfinished",
                     m.generation
@@ -278,6 +279,11 @@ impl Cluster {
                 Err(e) => tracing::warn!("placement: {e}"),
             }
         }
+    }
+
+    /// Who the placement loop's shard moves are by, in their audit records.
+    fn placement_actor(&self) -> String {
+        format!("node {} (placement)", self.options.node_id)
     }
 
     /// The move `loads` suggest now, leaving out the partitions that moved recently.

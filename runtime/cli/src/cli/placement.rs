@@ -74,22 +74,32 @@ pub(super) fn load_view(status: &Value) -> String {
         let ids: Vec<String> = missing.iter().map(Value::to_string).collect();
         let _ = writeln!(out, "no load report from node {}", ids.join(", "));
     }
-    let moves = status["placement"]["moves"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if !moves.is_empty() {
-        out.push_str("leader moves (newest last)\n");
-        for m in moves.iter().rev().take(10).rev() {
-            let _ = writeln!(
-                out,
-                "  {}  partition {}: node {} → node {}  {}",
-                m["atMs"].as_u64().map_or("-".to_string(), utc),
+    out.push_str(&recent_moves(
+        "leader moves",
+        &status["placement"]["moves"],
+        |m| {
+            format!(
+                "partition {}: node {} → node {}  {}",
                 m["group"],
                 m["from"],
                 m["to"],
                 m["reason"].as_str().unwrap_or("")
-            );
+            )
+        },
+    ));
+    out
+}
+
+/// The last 10 of `moves`, a line each (its time, then `line`), under `title`; nothing when
+/// there are none.
+fn recent_moves(title: &str, moves: &Value, line: impl Fn(&Value) -> String) -> String {
+    let moves = moves.as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut out = String::new();
+    if !moves.is_empty() {
+        let _ = writeln!(out, "{title} (newest last)");
+        for m in &moves[moves.len().saturating_sub(10)..] {
+            let at = m["atMs"].as_u64().map_or("-".to_string(), utc);
+            let _ = writeln!(out, "  {at}  {}", line(m));
         }
     }
     out
@@ -280,18 +290,9 @@ pub(super) fn shards_view(status: &Value) -> String {
     if !moving.is_empty() {
         let _ = writeln!(out, "shards moving: {}", moving.join(", "));
     }
-    let moves = shards["moves"].as_array().cloned().unwrap_or_default();
-    if !moves.is_empty() {
-        out.push_str("shard moves (newest last)\n");
-        for m in moves.iter().rev().take(10).rev() {
-            let _ = writeln!(
-                out,
-                "  {}  {}",
-                m["atMs"].as_u64().map_or("-".to_string(), utc),
-                m["reason"].as_str().unwrap_or("")
-            );
-        }
-    }
+    out.push_str(&recent_moves("shard moves", &shards["moves"], |m| {
+        m["reason"].as_str().unwrap_or("").to_string()
+    }));
     out
 }
 
