@@ -252,15 +252,25 @@ impl Drop for TestNode {
     }
 }
 
-/// `n` distinct free ports on 127.0.0.1 (bound, read, released).
+/// `n` distinct free ports on 127.0.0.1 (bound, read, released), none handed out before in
+/// this process: a port released here is free for the kernel to give again, and the tests of
+/// one binary run at once, so two of them could otherwise be given the same port.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local address").port())
-        .collect()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut listeners = Vec::with_capacity(n);
+    let mut ports = Vec::with_capacity(n);
+    while ports.len() < n {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = listener.local_addr().expect("local address").port();
+        // Held until all are picked, so the kernel cannot give one of them twice meanwhile.
+        listeners.push(listener);
+        if given.insert(port) {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 /// Polls `check` until it returns true or `timeout` passes.
