@@ -202,11 +202,16 @@ impl Node {
                     let Some(registry) = registry.upgrade() else {
                         break;
                     };
-                    if let Err(e) = registry.refresh(&entity_type).await
-                        && registry.load_error(&entity_type).is_none()
-                    {
-                        // (A version that does not load is logged, once, as it is recorded.)
-                        tracing::warn!("loading the replicated module `{entity_type}`: {e}");
+                    if let Err(e) = registry.refresh(&entity_type).await {
+                        // A version that does not load was logged as it was recorded; any
+                        // other failure (reading the store, say) is logged here.
+                        let message = e.to_string();
+                        let recorded = registry
+                            .load_error(&entity_type)
+                            .is_some_and(|(_, recorded)| recorded == message);
+                        if !recorded {
+                            tracing::warn!("loading the replicated module `{entity_type}`: {e}");
+                        }
                     }
                 }
             });
