@@ -22,6 +22,7 @@ use wasmtime::{
 use crate::{
     Error, Module, artifact,
     bindings::{self, Contract, Pre},
+    pacing::Pacing,
     sandbox::StoreState,
 };
 
@@ -78,6 +79,8 @@ pub struct HostStats {
     pub traps: u64,
     /// Calls or instantiations stopped because they ran past the deadline.
     pub deadline_hits: u64,
+    /// Pauses of one epoch tick that long calls took while other calls were starting.
+    pub paced_pauses: u64,
 }
 
 #[derive(Default)]
@@ -103,6 +106,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// Admission: one permit per live instance, `max_instances` in all.
     pub(crate) permits: Arc<Semaphore>,
+    /// When calls start, for pacing the long ones (`pacing.rs`).
+    pub(crate) pacing: Arc<Pacing>,
     _ticker: EpochTicker,
 }
 
@@ -145,6 +150,7 @@ impl Host {
                 config,
                 counters: Counters::default(),
                 permits,
+                pacing: Arc::new(Pacing::new()),
                 _ticker: ticker,
             }),
         })
@@ -246,6 +252,7 @@ impl Host {
             calls: c.calls.load(Ordering::Relaxed),
             traps: c.traps.load(Ordering::Relaxed),
             deadline_hits: c.deadline_hits.load(Ordering::Relaxed),
+            paced_pauses: self.shared.pacing.pauses.load(Ordering::Relaxed),
         }
     }
 

@@ -9,17 +9,19 @@ use std::{
 };
 
 use tokio::sync::OwnedSemaphorePermit;
-use wasmtime::{PoolConcurrencyLimitError, Store, Trap, UpdateDeadline, component::Component};
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap, component::Component};
 
 use crate::{
     CommandContext, Descriptor, Error, Failure, Outcome, artifact,
     bindings::{Guest, Pre, World},
     host::{Counters, Shared},
+    pacing::Pacing,
     sandbox::StoreState,
 };
 
-/// How long past its deadline a call may stay parked in a host wait (a guest sleeping through
-/// WASI, say) before it is abandoned. Guest code itself is stopped at the deadline by epochs.
+/// How long past twice its deadline a call may stay parked in a host wait (a guest sleeping
+/// through WASI, say) before it is abandoned. Guest code itself is stopped by epochs once it
+/// has run for its deadline (`pacing.rs`: pauses do not count).
 const DEADLINE_GRACE: Duration = Duration::from_millis(50);
 
 /// A compiled, validated entity component. Cheap to clone.
@@ -153,19 +155,10 @@ impl Instance {
             StoreState::new(config.memory_limit, config.deadline),
         );
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_callback(|ctx| {
-            let state = ctx.data();
-            if state.call_started.elapsed() >= state.deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                // Let other tasks on this thread run while a long call is in progress.
-                Ok(UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(tokio::task::yield_now()),
-                ))
-            }
-        });
-        start_call(&mut store);
+        // At each tick: the deadline, else a yield (a pause, for a long call beside others).
+        let pacing = shared.pacing.clone();
+        store.epoch_deadline_callback(move |ctx| Ok(pacing.at_tick(ctx.data())));
+        start_call(&mut store, &shared.pacing);
         let result = with_deadline(config.deadline, pre.instantiate(&mut store)).await;
         match result {
             Ok(world) => {
@@ -341,7 +334,7 @@ impl Instance {
         // dropped) leaves the instance unusable.
         self.poisoned = Some("a call was abandoned before it completed".into());
         self.store.data().clear_output();
-        start_call(&mut self.store);
+        start_call(&mut self.store, &self.shared.pacing);
         let deadline = self.store.data().deadline;
         match with_deadline(deadline, f(&mut self.store)).await {
             Ok(value) => {
@@ -361,19 +354,25 @@ impl Instance {
     }
 }
 
-/// Starts the clock of a call: the epoch callback compares against `call_started`.
-fn start_call(store: &mut Store<StoreState>) {
-    store.data_mut().call_started = Instant::now();
+/// Starts the clock of a call: the epoch callback compares against `call_started`, and long
+/// calls running elsewhere are paced while calls start (`pacing.rs`).
+fn start_call(store: &mut Store<StoreState>, pacing: &Pacing) {
+    let now = Instant::now();
+    let state = store.data_mut();
+    state.call_started = now;
+    state.paused.store(0, Ordering::Relaxed);
+    pacing.call_started(now);
     store.set_epoch_deadline(1);
 }
 
-/// Runs `fut`, giving up on it a little after `deadline` (epochs stop guest code at the
-/// deadline; this catches calls parked in host waits).
+/// Runs `fut`, giving up on it a little after twice `deadline` (epochs stop guest code once
+/// it has run for the deadline, its pacing pauses not counted, and it pauses at most about as
+/// long as it runs; this catches calls parked in host waits).
 async fn with_deadline<R>(
     deadline: Duration,
     fut: impl Future<Output = wasmtime::Result<R>>,
 ) -> wasmtime::Result<R> {
-    match tokio::time::timeout(deadline + DEADLINE_GRACE, fut).await {
+    match tokio::time::timeout(deadline * 2 + DEADLINE_GRACE, fut).await {
         Ok(result) => result,
         Err(_) => Err(Trap::Interrupt.into()),
     }

@@ -23,6 +23,7 @@ mod convert;
 mod crdt_types;
 mod host;
 mod instance;
+mod pacing;
 mod sandbox;
 mod types;
 

@@ -7,7 +7,7 @@ use std::{
     convert::Infallible,
     io,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::AtomicU64},
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -36,9 +36,11 @@ pub(crate) struct StoreState {
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     output: OutputCapture,
-    /// When the running call started and how long it may take (checked on each epoch tick).
+    /// When the running call started and how long it may run (checked on each epoch tick).
     pub(crate) call_started: Instant,
     pub(crate) deadline: Duration,
+    /// Microseconds the running call has spent paused (`pacing.rs`): not counted as running.
+    pub(crate) paused: Arc<AtomicU64>,
 }
 
 impl StoreState {
@@ -64,6 +66,7 @@ impl StoreState {
             output,
             call_started: Instant::now(),
             deadline,
+            paused: Arc::default(),
         }
     }
 

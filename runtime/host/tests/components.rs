@@ -361,6 +361,40 @@ async fn a_spinning_guest_does_not_stall_others() {
     ));
 }
 
+/// A call running long pauses at its epoch ticks while other calls start (so it takes about
+/// half of a worker from them), and never when it runs alone.
+#[tokio::test(flavor = "current_thread")]
+async fn a_long_call_is_paced_only_beside_other_calls() {
+    let host = misbehave_host();
+    let module = load(&host, "misbehave").await;
+    let error = misbehave(&module, "spin").await;
+    assert_eq!(error, Error::DeadlineExceeded);
+    assert_eq!(host.stats().paced_pauses, 0, "alone, it is not paced");
+
+    let spinner = {
+        let module = module.clone();
+        tokio::spawn(async move {
+            let mut instance = module.instantiate().await.unwrap();
+            instance.handle(&ctx("spin", 0), None, "null").await
+        })
+    };
+    let mut others = 0;
+    while !spinner.is_finished() {
+        run(&module, "ok", None, "null").await;
+        others += 1;
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(
+        spinner.await.unwrap(),
+        Err(Error::DeadlineExceeded)
+    ));
+    let paused = host.stats().paced_pauses;
+    assert!(
+        paused > 0,
+        "{others} calls ran beside the spinning call, which never paused"
+    );
+}
+
 #[tokio::test]
 async fn precompiled_round_trip() {
     let host = small_host();

@@ -12,6 +12,7 @@ pub mod edge;
 pub mod effects;
 pub mod entities;
 pub mod error;
+pub mod histograms;
 pub mod http;
 pub mod memory_metrics;
 pub mod metrics;
