@@ -6,9 +6,8 @@
 //! `` `module/` `` in its crate's section). Each check is a line-based scan and lists every
 //! offending file with a hint.
 //!
-//! Every `.rs` file of the repository is scanned except under `target/`, `node_modules/`,
-//! `vendor/` (third-party crates carried with a change, kept as published but for it) and hidden
-//! directories (`.git`, a node's `.cella` data).
+//! Every `.rs` file of the repository is scanned except under `target/`, `node_modules/` and
+//! hidden directories (`.git`, a node's `.cella` data).
 
 use std::{
     collections::BTreeSet,
@@ -23,8 +22,8 @@ const MAX_LINES: usize = 600;
 /// Files allowed over [`MAX_LINES`], with the reason they cannot be split (none so far).
 const LONG_FILES: &[(&str, &str)] = &[];
 
-/// Directories never scanned: build output, installed packages, vendored third-party crates.
-const SKIPPED_DIRS: &[&str] = &["target", "node_modules", "vendor"];
+/// Directories never scanned: build output, installed packages.
+const SKIPPED_DIRS: &[&str] = &["target", "node_modules"];
 
 /// Every `.rs` file under `root` (relative path, text), sorted by path.
 fn rust_files(root: &Path) -> Vec<(PathBuf, String)> {

@@ -1,3 +1,5 @@
+//! The histogram, its scale, slots, interpolation, bucket views and displays.
+
 mod ascii_chart;
 mod bucket_ref;
 mod display_buckets;

@@ -1,3 +1,5 @@
+//! `PercentileStats`: a histogram's sample count and common percentiles, for display.
+
 use std::fmt;
 
 /// Percentile statistics for a histogram.

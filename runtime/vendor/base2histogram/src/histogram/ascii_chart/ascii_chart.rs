@@ -1,3 +1,5 @@
+//! `AsciiChart`: one or several named histograms drawn as ASCII bars, compact or detailed.
+
 use std::fmt;
 use std::fmt::Write;
 
@@ -151,77 +153,4 @@ pub(crate) fn digit_count(n: u64) -> usize {
         return 1;
     }
     (n.ilog10() + 1) as usize
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_digit_count() {
-        assert_eq!(digit_count(0), 1);
-        assert_eq!(digit_count(1), 1);
-        assert_eq!(digit_count(9), 1);
-        assert_eq!(digit_count(10), 2);
-        assert_eq!(digit_count(99), 2);
-        assert_eq!(digit_count(100), 3);
-        assert_eq!(digit_count(999), 3);
-        assert_eq!(digit_count(u64::MAX), 20);
-    }
-
-    #[test]
-    fn test_empty_chart() {
-        let chart: AsciiChart = AsciiChart::new();
-        assert_eq!(chart.compact().to_string(), "");
-        assert_eq!(chart.detailed().to_string(), "");
-    }
-
-    #[test]
-    fn test_empty_histogram() {
-        let hist = Histogram::<()>::new();
-        let chart = AsciiChart::new().add("test", hist.clone());
-        assert_eq!(chart.compact().to_string(), "");
-        assert_eq!(chart.detailed().to_string(), "");
-    }
-
-    #[test]
-    fn test_display_uses_detailed() {
-        let mut hist = Histogram::<()>::new();
-        hist.record_n(5, 10);
-
-        let chart = AsciiChart::new().add("test", hist.clone());
-        assert_eq!(format!("{}", chart), chart.detailed().to_string());
-    }
-
-    #[test]
-    fn test_default() {
-        let chart: AsciiChart = AsciiChart::default();
-        assert_eq!(chart.compact().to_string(), "");
-    }
-
-    #[test]
-    fn test_from_series() {
-        let mut h1 = Histogram::<()>::new();
-        h1.record_n(10, 5);
-        let mut h2 = Histogram::<()>::new();
-        h2.record_n(100, 3);
-
-        let chart = AsciiChart::from_series([("a", h1), ("b", h2)]);
-        let text = chart.detailed().to_string();
-        assert!(text.contains("a"), "should contain series name 'a'");
-        assert!(text.contains("b"), "should contain series name 'b'");
-    }
-
-    #[test]
-    fn test_multi_series_detailed() {
-        let mut h1 = Histogram::<()>::new();
-        h1.record_n(10, 5);
-        let mut h2 = Histogram::<()>::new();
-        h2.record_n(10, 3);
-
-        let chart = AsciiChart::new().add("fast", h1).add("slow", h2);
-        let text = chart.detailed().to_string();
-        assert!(text.contains("fast"), "{text}");
-        assert!(text.contains("slow"), "{text}");
-    }
 }

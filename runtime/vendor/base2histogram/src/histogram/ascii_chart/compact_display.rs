@@ -1,3 +1,5 @@
+//! `CompactDisplay`: an `AsciiChart` rendered in a few lines, for log files.
+
 use std::fmt;
 use std::fmt::Write;
 
@@ -72,52 +74,4 @@ impl<T> fmt::Display for CompactDisplay<'_, T> {
 /// Width of `"[left,right)"` or `"[left,right]"` without allocating.
 fn compact_range_width(left: u64, right: u64) -> usize {
     1 + digit_count(left) + 1 + digit_count(right) + 1
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::histogram::Histogram;
-
-    #[test]
-    fn test_single_compact() {
-        let mut hist = Histogram::<()>::new();
-        hist.record_n(5, 10);
-        hist.record_n(100, 3);
-
-        let chart = AsciiChart::new().add("test", hist.clone()).bar_width(20);
-        let expect = [
-            //
-            "   [5,6)  ████████████████████ 10",
-            "[96,112)  ██████ 3",
-        ]
-        .join("\n");
-        assert_eq!(chart.compact().to_string(), expect);
-    }
-
-    #[test]
-    fn test_stacked_compact() {
-        let mut hist_a = Histogram::<()>::new();
-        let mut hist_b = Histogram::<()>::new();
-        hist_a.record_n(5, 10);
-        hist_b.record_n(5, 5);
-
-        let chart = AsciiChart::new().add("a", hist_a).add("b", hist_b).bar_width(20);
-        assert_eq!(chart.compact().to_string(), "[5,6)  █████████████▒▒▒▒▒▒▒  a:10 b:5");
-    }
-
-    #[test]
-    fn test_bar_width_setting() {
-        let mut hist = Histogram::<()>::new();
-        hist.record_n(5, 10);
-
-        let chart_narrow = AsciiChart::new().add("test", hist.clone()).bar_width(10);
-        assert_eq!(chart_narrow.compact().to_string(), "[5,6)  ██████████ 10");
-
-        let chart_wide = AsciiChart::new().add("test", hist.clone()).bar_width(50);
-        assert_eq!(
-            chart_wide.compact().to_string(),
-            "[5,6)  ██████████████████████████████████████████████████ 10"
-        );
-    }
 }

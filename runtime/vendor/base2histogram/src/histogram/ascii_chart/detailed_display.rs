@@ -1,3 +1,5 @@
+//! `DetailedDisplay`: an `AsciiChart` rendered with a header and a percentile summary.
+
 use std::fmt;
 use std::fmt::Write;
 
@@ -106,48 +108,5 @@ impl<T> fmt::Display for DetailedDisplay<'_, T> {
         }
 
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::histogram::Histogram;
-
-    #[test]
-    fn test_single_detailed() {
-        let mut hist = Histogram::<()>::new();
-        hist.record_n(5, 10);
-        hist.record_n(100, 3);
-
-        let chart = AsciiChart::new().add("test", hist).bar_width(20);
-        let expect = [
-            "    range | count",
-            "[ 5,   6) | ████████████████████ 10",
-            "[96, 112) | ██████ 3",
-            "total: 13  P50: 5  P90: 106  P99: 112",
-        ]
-        .join("\n");
-        assert_eq!(chart.detailed().to_string(), expect);
-    }
-
-    #[test]
-    fn test_stacked_detailed() {
-        let mut hist_a = Histogram::<()>::new();
-        let mut hist_b = Histogram::<()>::new();
-        hist_a.record_n(5, 10);
-        hist_b.record_n(5, 5);
-        hist_b.record_n(100, 3);
-
-        let chart = AsciiChart::new().add("a", hist_a).add("b", hist_b).bar_width(20);
-        let expect = [
-            "    range | █ a ▒ b",
-            "[ 5,   6) | █████████████▒▒▒▒▒▒▒  10 + 5",
-            "[96, 112) | ▒▒▒▒  0 + 3",
-            "█ a  total: 10  P50: 5  P90: 5  P99: 5",
-            "▒ b  total: 8  P50: 5  P90: 112  P99: 112",
-        ]
-        .join("\n");
-        assert_eq!(chart.detailed().to_string(), expect);
     }
 }

@@ -1,3 +1,5 @@
+//! ASCII charts of histograms: the chart, its series and its two renderings.
+
 #[allow(clippy::module_inception)]
 mod ascii_chart;
 mod compact_display;

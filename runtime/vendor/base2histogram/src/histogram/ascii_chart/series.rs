@@ -1,3 +1,5 @@
+//! `Series`: one named histogram within an `AsciiChart`.
+
 use crate::histogram::Histogram;
 
 /// A named histogram series within an [`super::ascii_chart::AsciiChart`].

@@ -1,3 +1,5 @@
+//! Interpolation between a histogram's buckets: the interpolator and its cumulative cursor.
+
 mod cumulative_count;
 mod interpolator;
 

@@ -1,3 +1,5 @@
+//! `LogScaleConfig`: the bucket layout a width gives (buckets per group, mask, bucket count).
+
 /// Configuration for logarithmic bucket boundaries.
 ///
 /// The `width` parameter determines bucket granularity:
@@ -87,28 +89,5 @@ impl LogScaleConfig {
     /// Number of values eligible for the small-value lookup cache.
     pub fn small_value_cache_size(&self) -> usize {
         self.small_value_cache_size
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::LogScaleConfig;
-
-    #[test]
-    fn test_new_accepts_supported_widths() {
-        assert_eq!(LogScaleConfig::new(1).width(), 1);
-        assert_eq!(LogScaleConfig::new(16).width(), 16);
-    }
-
-    #[test]
-    #[should_panic(expected = "width must be 1..=16, got 0")]
-    fn test_new_rejects_zero_width() {
-        let _ = LogScaleConfig::new(0);
-    }
-
-    #[test]
-    #[should_panic(expected = "width must be 1..=16, got 17")]
-    fn test_new_rejects_width_above_max() {
-        let _ = LogScaleConfig::new(17);
     }
 }

@@ -1,3 +1,5 @@
+//! The logarithmic scale: its configuration, its lookup tables and bucket geometry.
+
 mod bucket_span;
 mod log_scale;
 mod log_scale_config;

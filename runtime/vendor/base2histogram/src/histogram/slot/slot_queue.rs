@@ -1,3 +1,5 @@
+//! `SlotQueue`: the past slots a sliding-window histogram keeps.
+
 use std::collections::VecDeque;
 
 use super::slot::Slot;
@@ -30,22 +32,5 @@ impl<T> SlotQueue<T> {
 
     pub(crate) fn iter_all(&self) -> impl Iterator<Item = &Slot<T>> {
         self.slots.iter()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_slot_limit_is_stable_when_vecdeque_reserves_more() {
-        let mut q: SlotQueue<()> = SlotQueue::new(3);
-
-        assert_eq!(q.slot_limit, 3);
-
-        q.slots.reserve(16);
-
-        assert!(q.slots.capacity() > q.slot_limit);
-        assert_eq!(q.slot_limit, 3);
     }
 }
