@@ -10,8 +10,8 @@ use redb::ReadableTable;
 use crate::{
     Store,
     error::{Error, Result},
+    op::Op,
     tables::CRDT_STATES,
-    writer::Op,
 };
 
 impl Store {

@@ -28,14 +28,16 @@ use std::{
 
 use cella_core::{EntityLoad, JournalEntry, Snapshot, decode};
 
-use crate::{error::Result, writer::Op};
+use crate::{error::Result, op::Op};
 
 /// When the writer writes the deferred writes: after `after` since the oldest was deferred,
-/// or once `max_writes` wait, whichever comes first (and whenever a caller asks).
+/// or once `max_writes` wait, whichever comes first (and whenever a caller asks); and how:
+/// about `slice_writes` of them per commit (see [`Pending::slices`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DeferPolicy {
     pub(crate) after: Duration,
     pub(crate) max_writes: usize,
+    pub(crate) slice_writes: usize,
 }
 
 /// Writes in the order they were deferred, indexed for reads.
@@ -91,6 +93,38 @@ impl Pending {
     /// The writes, in order, for the writer.
     pub(crate) fn ops(&self) -> &[Op] {
         &self.ops
+    }
+
+    /// The writes as slices (positions in [`Pending::ops`]) of about `size` writes each, for a
+    /// flush spread over as many commits, so that no one commit holds up the requests queued
+    /// behind it for long. Each entity's writes stay in order and in one slice, and the
+    /// entities come in key order, so each slice touches its own part of the tables and every
+    /// page is still written about once per flush. The group values come last, in the final
+    /// slice: a state machine's applied log id is never durable before the entity writes it
+    /// covers (a crash between two slices leaves entity writes ahead of it on disk, which
+    /// applying the log again rewrites with the same values).
+    pub(crate) fn slices(&self, size: usize) -> Vec<Vec<usize>> {
+        let mut entities: Vec<_> = self.entities.iter().collect();
+        entities.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut slices = Vec::new();
+        let mut slice: Vec<usize> = Vec::new();
+        for (_, at) in entities {
+            if !slice.is_empty() && slice.len() + at.len() > size {
+                slices.push(std::mem::take(&mut slice));
+            }
+            slice.extend_from_slice(at);
+        }
+        let mut states: Vec<usize> = self.states.values().copied().collect();
+        states.sort_unstable();
+        slice.extend(states);
+        if !slice.is_empty() {
+            slices.push(slice);
+        }
+        // Every write in exactly one slice, or (were one ever left unindexed) all in order.
+        if slices.iter().map(Vec::len).sum::<usize>() != self.ops.len() {
+            return vec![(0..self.ops.len()).collect()];
+        }
+        slices
     }
 
     fn entity_ops<'a>(&'a self, entity_type: &str, key: &str) -> impl Iterator<Item = &'a Op> {
@@ -159,6 +193,11 @@ impl Deferred {
         }
         let max = self.policy.max_writes;
         Ok(first || (before < max && state.active.ops.len() >= max))
+    }
+
+    /// About how many deferred writes one commit writes when a flush is spread over several.
+    pub(crate) fn slice_writes(&self) -> usize {
+        self.policy.slice_writes
     }
 
     /// How long until the pending writes are due (zero if they are), or `None` if there are
@@ -313,4 +352,52 @@ pub(crate) fn merge(load: &mut EntityLoad, ops: &[Op]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn append(key: &str, seq: u64) -> Op {
+        Op::Append {
+            entity_type: "t".into(),
+            key: key.into(),
+            seq,
+            value: Vec::new(),
+        }
+    }
+
+    fn state(group: u64, value: u8) -> Op {
+        Op::RaftState {
+            group,
+            name: "applied".into(),
+            value: Some(vec![value]),
+        }
+    }
+
+    #[test]
+    fn slices_keep_each_entity_whole_in_key_order_and_the_group_values_last() {
+        let mut pending = Pending::default();
+        for op in [
+            append("b", 1),
+            state(1, 1),
+            append("a", 1),
+            append("b", 2),
+            append("c", 1),
+            state(2, 1),
+            append("a", 2),
+            append("b", 3),
+            state(1, 2),
+        ] {
+            pending.push(op);
+        }
+        // Positions: b1 0, s1 1 (rewritten in place), a1 2, b2 3, c1 4, s2 5, a2 6, b3 7.
+        assert_eq!(
+            pending.slices(2),
+            vec![vec![2, 6], vec![0, 3, 7], vec![4, 1, 5]],
+            "b's three writes stay together past the size; the group values close the last"
+        );
+        assert_eq!(pending.slices(100), vec![vec![2, 6, 0, 3, 7, 4, 1, 5]]);
+        assert_eq!(Pending::default().slices(2), Vec::<Vec<usize>>::new());
+    }
 }

@@ -12,8 +12,8 @@ use crate::{
     Store,
     deferred::{Pendings, merge},
     error::{Error, Result},
+    op::Op,
     tables::{JOURNAL, SNAPSHOTS},
-    writer::Op,
 };
 
 impl Journal for Store {

@@ -25,6 +25,7 @@ mod journal;
 mod listing;
 mod log_index;
 mod modules;
+mod op;
 mod replication;
 mod rows;
 mod stats;
@@ -75,6 +76,13 @@ pub struct StoreOptions {
     pub defer_for: Duration,
     /// How many deferred writes are written at once, whatever their age.
     pub defer_max_writes: usize,
+    /// About how many deferred writes one commit carries: a flush is spread over as many
+    /// commits as it takes, one with each batch of requests (or back to back when none come),
+    /// each entity's writes in one of them, so that a large flush does not hold up every
+    /// append queued behind it (2,500 writes in one commit held them up for about 10 ms).
+    /// A caller that asks for the deferred writes ([`Store::flush_deferred`]) gets all of them
+    /// in one commit.
+    pub defer_slice_writes: usize,
     /// Bytes of redb's page cache (redb's own default is 1 GiB, which a busy node fills).
     pub cache_bytes: usize,
 }
@@ -86,6 +94,7 @@ impl Default for StoreOptions {
             linger: Duration::ZERO,
             defer_for: Duration::from_millis(100),
             defer_max_writes: 50_000,
+            defer_slice_writes: 256,
             cache_bytes: DEFAULT_CACHE_BYTES,
         }
     }
@@ -146,6 +155,7 @@ impl Store {
         let deferred = Arc::new(Deferred::new(DeferPolicy {
             after: options.defer_for,
             max_writes: options.defer_max_writes.max(1),
+            slice_writes: options.defer_slice_writes.max(1),
         }));
         let log = Arc::new(log_index::LogIndex::load(&db)?);
         let writer = Writer::spawn(

@@ -16,8 +16,8 @@ use crate::{
     Store,
     deferred::merge,
     error::{Error, Result},
+    op::Op,
     tables::JOURNAL,
-    writer::Op,
 };
 
 /// One entity of a listing: its key and the head of its journal.

@@ -12,8 +12,8 @@ use crate::{
     deferred::merge,
     error::{Error, Result},
     log_index::{self, RAFT_ENTRIES},
+    op::Op,
     tables::{JOURNAL, RAFT_STATE, SNAPSHOTS},
-    writer::Op,
 };
 
 /// One write of a replication group or its state machine, applied with the other writes of

@@ -9,8 +9,8 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition};
 use crate::{
     Store,
     error::{Error, Result},
+    op::Op,
     tables::{EFFECTS, PROCESSED},
-    writer::Op,
 };
 
 type Rows = TableDefinition<'static, (&'static str, &'static str, &'static str), &'static [u8]>;

@@ -25,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use cella_core::{RowTable, Write, encode};
+use cella_core::RowTable;
 use redb::{Database, Durability};
 use tokio::sync::oneshot;
 
@@ -33,112 +33,10 @@ use crate::{
     deferred::{Deferred, Pending},
     error::{Error, Result},
     log_index::{LogIndex, RAFT_ENTRIES, Staged},
+    op::Op,
     stats::Stats,
     tables::{CRDT_STATES, EFFECTS, JOURNAL, PROCESSED, RAFT_STATE, SNAPSHOTS},
 };
-
-/// One write, encoded on the caller's thread, ready for the writer.
-#[derive(Clone, Debug)]
-pub(crate) enum Op {
-    Append {
-        entity_type: String,
-        key: String,
-        seq: u64,
-        value: Vec<u8>,
-    },
-    Snapshot {
-        entity_type: String,
-        key: String,
-        value: Vec<u8>,
-    },
-    Trim {
-        entity_type: String,
-        key: String,
-        upto: u64,
-    },
-    /// Removes an entity's journal, snapshot and rows.
-    Clear { entity_type: String, key: String },
-    /// Sets or deletes one of an entity's rows.
-    Row {
-        table: RowTable,
-        entity_type: String,
-        key: String,
-        name: String,
-        value: Option<Vec<u8>>,
-    },
-    RaftPut {
-        group: u64,
-        index: u64,
-        value: Vec<u8>,
-    },
-    /// Sets (`Some`) or deletes a crdt entity's replica state on this node.
-    CrdtPut {
-        entity_type: String,
-        key: String,
-        value: Option<Vec<u8>>,
-    },
-    /// Deletes the group's log entries with `index >= from`.
-    RaftTruncateFrom { group: u64, from: u64 },
-    /// Deletes the group's log entries with `index <= upto`.
-    RaftPurgeUpto { group: u64, upto: u64 },
-    RaftState {
-        group: u64,
-        name: String,
-        value: Option<Vec<u8>>,
-    },
-}
-
-impl Op {
-    /// What kind of write this is, for messages.
-    pub(crate) fn kind(&self) -> &'static str {
-        match self {
-            Op::Append { .. } => "a journal append",
-            Op::Snapshot { .. } => "a snapshot write",
-            Op::Trim { .. } => "a journal trim",
-            Op::Clear { .. } => "an entity clear",
-            Op::Row { .. } => "an entity row write",
-            Op::RaftPut { .. } => "a log append",
-            Op::CrdtPut { .. } => "a crdt state write",
-            Op::RaftTruncateFrom { .. } => "a log truncation",
-            Op::RaftPurgeUpto { .. } => "a log purge",
-            Op::RaftState { .. } => "a group value write",
-        }
-    }
-
-    /// Encodes a [`Write`] into its table row.
-    pub(crate) fn encode(write: Write) -> Result<Op> {
-        Ok(match write {
-            Write::Append(id, entry) => Op::Append {
-                value: encode(&entry)?,
-                seq: entry.seq,
-                entity_type: id.entity_type,
-                key: id.key,
-            },
-            Write::Snapshot(id, snapshot) => Op::Snapshot {
-                value: encode(&snapshot)?,
-                entity_type: id.entity_type,
-                key: id.key,
-            },
-            Write::Trim(id, upto) => Op::Trim {
-                entity_type: id.entity_type,
-                key: id.key,
-                upto,
-            },
-            Write::Row {
-                id,
-                table,
-                name,
-                value,
-            } => Op::Row {
-                table,
-                entity_type: id.entity_type,
-                key: id.key,
-                name,
-                value,
-            },
-        })
-    }
-}
 
 /// The reply to one request: `Ok` once its writes are durable.
 pub(crate) type Reply = oneshot::Receiver<Result<()>>;
@@ -198,6 +96,7 @@ impl Writer {
                     deferred,
                     log,
                     rx,
+                    flushing: None,
                 }
                 .run()
             })
@@ -287,18 +186,45 @@ struct WriterThread {
     /// Where the log entries are (see [`crate::log_index`]).
     log: Arc<LogIndex>,
     rx: mpsc::Receiver<Request>,
+    /// A flush spread over several commits, under way: its frozen writes and the slices
+    /// still to write.
+    flushing: Option<Flushing>,
+}
+
+/// The frozen deferred writes of a flush under way, and the slices of them not yet written.
+struct Flushing {
+    pending: Arc<Pending>,
+    slices: std::vec::IntoIter<Vec<usize>>,
+}
+
+/// The deferred writes one commit writes: all of `pending` in order, or one slice of it.
+struct DeferredPart {
+    pending: Arc<Pending>,
+    slice: Option<Vec<usize>>,
+    /// Whether this commit ends the flush: the frozen writes are released after it.
+    last: bool,
+}
+
+impl DeferredPart {
+    fn ops(&self) -> Vec<&Op> {
+        let ops = self.pending.ops();
+        match &self.slice {
+            None => ops.iter().collect(),
+            Some(at) => at.iter().filter_map(|&i| ops.get(i)).collect(),
+        }
+    }
 }
 
 impl WriterThread {
     fn run(mut self) {
         loop {
-            // Wait for a request, or until the deferred writes fall due (a stopped writer
-            // writes nothing more).
-            let due = self
-                .failed
-                .is_none()
-                .then(|| self.deferred.due_in())
-                .flatten();
+            // Wait for a request, or until the deferred writes fall due, or not at all while
+            // a flush is under way (a stopped writer writes nothing more).
+            let due = match (&self.failed, &self.flushing) {
+                (Some(_), _) => None,
+                (None, Some(_)) => Some(Duration::ZERO),
+                (None, None) => self.deferred.due_in(),
+            };
             let first = match due {
                 None => self
                     .rx
@@ -312,17 +238,17 @@ impl WriterThread {
                     // Wake-ups carry nothing: waking was their job.
                     batch.retain(|r| r.reply.is_some());
                     if !batch.is_empty() {
-                        self.process(batch);
+                        self.process(batch, false);
                     }
                 }
-                Err(mpsc::RecvTimeoutError::Timeout) => self.process(Vec::new()),
+                Err(mpsc::RecvTimeoutError::Timeout) => self.process(Vec::new(), false),
                 // Every sender is gone and the queue is empty.
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        // What is still deferred goes to disk before the store closes.
-        if self.failed.is_none() && self.deferred.due_in().is_some() {
-            self.process(Vec::new());
+        // What is still deferred goes to disk, in one commit, before the store closes.
+        if self.failed.is_none() && (self.flushing.is_some() || self.deferred.due_in().is_some()) {
+            self.process(Vec::new(), true);
         }
     }
 
@@ -354,8 +280,10 @@ impl WriterThread {
     }
 
     /// Commits a batch and resolves its requests; a failure fails it and stops the writer.
-    /// An empty batch writes the deferred writes.
-    fn process(&mut self, mut batch: Vec<Request>) {
+    /// The commit also writes deferred writes: the next slice of a flush under way, or the
+    /// first slice of one that falls due (an empty batch: due, or under way), or all of them
+    /// when a request asks (or `everything`).
+    fn process(&mut self, mut batch: Vec<Request>, everything: bool) {
         if let Some(reason) = &self.failed {
             self.stats.requests_failed(batch.len() as u64);
             for request in batch {
@@ -363,14 +291,14 @@ impl WriterThread {
             }
             return;
         }
-        let flush = batch.is_empty()
-            || batch.iter().any(|r| r.flush)
-            || self.deferred.due_in() == Some(Duration::ZERO);
-        let deferred = if flush { self.deferred.freeze() } else { None };
-        if deferred.is_some() {
+        let everything = everything || batch.iter().any(|r| r.flush);
+        let due = batch.is_empty() || self.deferred.due_in() == Some(Duration::ZERO);
+        let (deferred, frozen_now) = self.deferred_part(everything, due);
+        if frozen_now {
             // Everything queued before the freeze joins this commit, whatever the batch
             // limit: a caller that queued a write and then deferred one that depends on it
             // (a log append, then the commit index covering it) finds both on disk together.
+            // The later slices of the flush commit after this one.
             batch.extend(self.rx.try_iter().filter(|r| r.reply.is_some()));
         }
         if deferred.is_none() && batch.iter().all(|r| r.ops.is_empty()) {
@@ -380,9 +308,10 @@ impl WriterThread {
             }
             return;
         }
-        match self.commit(&batch, deferred.as_deref()) {
+        match self.commit(&batch, deferred.as_ref()) {
             Ok(()) => {
-                if deferred.is_some() {
+                if deferred.as_ref().is_some_and(|d| d.last) {
+                    self.flushing = None;
                     self.deferred.release();
                 }
                 for request in batch {
@@ -401,15 +330,64 @@ impl WriterThread {
         }
     }
 
+    /// The deferred writes the next commit writes, and whether they were frozen just now.
+    /// All of them (what a flush under way has not written yet, and every write deferred
+    /// since: [`Deferred::freeze`] joins them, and writing one twice leaves the same rows)
+    /// when `everything`; else the next slice of a flush under way; else, when `due`, the
+    /// first slice of a new one.
+    fn deferred_part(&mut self, everything: bool, due: bool) -> (Option<DeferredPart>, bool) {
+        if everything {
+            self.flushing = None;
+            let part = self.deferred.freeze().map(|pending| DeferredPart {
+                pending,
+                slice: None,
+                last: true,
+            });
+            return (part, true);
+        }
+        if let Some(flushing) = &mut self.flushing {
+            let slice = flushing.slices.next();
+            let last = flushing.slices.len() == 0;
+            let part = DeferredPart {
+                pending: flushing.pending.clone(),
+                slice: Some(slice.unwrap_or_default()),
+                last,
+            };
+            return (Some(part), false);
+        }
+        if !due {
+            return (None, false);
+        }
+        let Some(pending) = self.deferred.freeze() else {
+            return (None, false);
+        };
+        let mut slices = pending.slices(self.deferred.slice_writes()).into_iter();
+        let first = slices.next().unwrap_or_default();
+        let last = slices.len() == 0;
+        if !last {
+            self.flushing = Some(Flushing {
+                pending: pending.clone(),
+                slices,
+            });
+        }
+        let part = DeferredPart {
+            pending,
+            slice: Some(first),
+            last,
+        };
+        (Some(part), true)
+    }
+
     /// Applies the deferred writes (if any) and the requests' writes in one durable
     /// transaction, recording stats.
-    fn commit(&self, requests: &[Request], deferred: Option<&Pending>) -> Result<()> {
+    fn commit(&self, requests: &[Request], deferred: Option<&DeferredPart>) -> Result<()> {
         let started = Instant::now();
-        let outcome = self.apply(requests, deferred);
+        let deferred = deferred.map(DeferredPart::ops);
+        let outcome = self.apply(requests, deferred.as_deref().unwrap_or_default());
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         match outcome {
             Ok(writes) => {
-                let flushed = deferred.map_or(0, |d| d.ops().len() as u64);
+                let flushed = deferred.as_ref().map_or(0, |d| d.len() as u64);
                 self.stats
                     .committed(requests.len() as u64, writes - flushed, micros);
                 if deferred.is_some() {
@@ -422,7 +400,7 @@ impl WriterThread {
     }
 
     /// Applies and commits; returns the number of writes.
-    fn apply(&self, requests: &[Request], deferred: Option<&Pending>) -> Result<u64> {
+    fn apply(&self, requests: &[Request], deferred: &[&Op]) -> Result<u64> {
         let mut txn = self
             .db
             .begin_write()
@@ -453,8 +431,11 @@ impl WriterThread {
             let mut crdt = txn
                 .open_table(CRDT_STATES)
                 .map_err(Error::storage("open crdt table"))?;
-            let deferred = deferred.map(Pending::ops).unwrap_or_default();
-            for op in deferred.iter().chain(requests.iter().flat_map(|r| &r.ops)) {
+            for op in deferred
+                .iter()
+                .copied()
+                .chain(requests.iter().flat_map(|r| &r.ops))
+            {
                 writes += 1;
                 match op {
                     Op::Append {

@@ -1,6 +1,6 @@
 //! Deferred state-machine writes: readable at once through every read, written in bulk when
-//! due, when asked, and on close, in order (a deferred clear replaces what came before it);
-//! log writes are refused.
+//! due (a slice per commit), when asked, and on close, in order (a deferred clear replaces
+//! what came before it); log writes are refused.
 
 mod common;
 
@@ -11,9 +11,19 @@ use cella_store::{Error, GroupWrite, Store, StoreOptions};
 use common::{append, entry, id, journal_seqs, snapshot};
 
 fn open_with(dir: &std::path::Path, defer_for: Duration, defer_max_writes: usize) -> Store {
+    open_sliced(dir, defer_for, defer_max_writes, 1_000)
+}
+
+fn open_sliced(
+    dir: &std::path::Path,
+    defer_for: Duration,
+    defer_max_writes: usize,
+    defer_slice_writes: usize,
+) -> Store {
     let options = StoreOptions {
         defer_for,
         defer_max_writes,
+        defer_slice_writes,
         ..StoreOptions::default()
     };
     Store::open(dir, options).unwrap()
@@ -270,4 +280,71 @@ async fn bounded_reads_of_a_long_journal_with_pending_writes() {
         .unwrap();
     assert_eq!(seqs(0, 10), [1, 2]);
     assert_eq!(seqs(2, 1), [2]);
+}
+
+#[tokio::test]
+async fn a_due_flush_is_written_a_slice_per_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sliced(dir.path(), Duration::from_millis(10), 1_000, 2);
+    let mut writes = Vec::new();
+    for key in ["d", "b", "a", "c"] {
+        writes.push(entity(append(key, 1)));
+        writes.push(entity(append(key, 2)));
+    }
+    writes.push(applied(b"8"));
+    store.write_group_deferred(writes).unwrap();
+    wait_for(&store, |s| s.deferred_writes == 9).await;
+    let stats = store.stats();
+    // Two entities' writes per slice would be four: one entity's each, the group value with
+    // the last one.
+    assert_eq!((stats.commits, stats.deferred_flushes), (4, 4), "{stats:?}");
+    let (_dir, disk) = on_disk(&store);
+    for key in ["a", "b", "c", "d"] {
+        assert_eq!(disk.load(&id(key)).unwrap().entries, [entry(1), entry(2)]);
+    }
+    assert_eq!(disk.group_state(7, "applied").unwrap(), Some(b"8".to_vec()));
+}
+
+/// A flush of one write per commit, read from while it is under way: every read sees every
+/// deferred write, an append made meanwhile commits without waiting for the rest of the flush,
+/// and asking for the deferred writes writes the rest at once.
+#[tokio::test]
+async fn a_flush_under_way_is_read_through_and_holds_up_no_append() {
+    const KEYS: usize = 2_000;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_sliced(dir.path(), Duration::from_millis(1), 100_000, 1);
+    let key = |i: usize| format!("k{i:04}");
+    let mut writes: Vec<GroupWrite> = (0..KEYS).map(|i| entity(append(&key(i), 1))).collect();
+    writes.push(applied(b"1"));
+    store.write_group_deferred(writes).unwrap();
+    wait_for(&store, |s| s.deferred_flushes >= 1).await;
+
+    let appended = store.append(vec![append("other", 1)]).await;
+    appended.unwrap();
+    let stats = store.stats();
+    assert!(
+        stats.deferred_writes < KEYS as u64,
+        "the append waited for the whole flush: {stats:?}"
+    );
+    let mut read_mid_flush = 0;
+    for i in 0..KEYS {
+        let before = store.stats().deferred_writes;
+        assert_eq!(store.load(&id(&key(i))).unwrap().entries, [entry(1)], "{i}");
+        assert_eq!(
+            store.group_state(7, "applied").unwrap(),
+            Some(b"1".to_vec())
+        );
+        if store.stats().deferred_writes < KEYS as u64 && before > 0 {
+            read_mid_flush += 1;
+        }
+    }
+    assert!(read_mid_flush > 0, "no read happened during the flush");
+
+    store.flush_deferred().await.unwrap();
+    let (_dir, disk) = on_disk(&store);
+    for i in 0..KEYS {
+        assert_eq!(disk.load(&id(&key(i))).unwrap().entries, [entry(1)], "{i}");
+    }
+    assert_eq!(disk.load(&id("other")).unwrap().entries, [entry(1)]);
+    assert_eq!(disk.group_state(7, "applied").unwrap(), Some(b"1".to_vec()));
 }
