@@ -7,6 +7,13 @@
 //! write goes through the store's group-commit writer, whose FIFO order serializes a group's
 //! votes, appends, truncations and purges as openraft requires, and whose batches put the
 //! appends of every group on the node into one durable transaction.
+//!
+//! *Purges* (openraft's, after each snapshot: tens of thousands of entries) would hold up
+//! both this group's raft core, which awaits them, and every group's appends behind one long
+//! commit. So a purge records the purged log id durably and returns; the rows follow in the
+//! background, [`PURGE_CHUNK`] per commit, oldest first. Until they are gone, rows at or
+//! below the purged index may remain on disk (also after a restart): they are never read (reads
+//! start past it, opening skips them) and the next purge's first chunk removes them.
 
 use std::{
     collections::BTreeMap,
@@ -34,6 +41,9 @@ type C = TypeConfig;
 const VOTE: &str = "vote";
 const PURGED: &str = "purged";
 const COMMITTED: &str = "committed";
+
+/// How many purged log entries one commit deletes at most.
+pub const PURGE_CHUNK: u64 = 256;
 
 /// How many of the newest durable entries stay in memory.
 pub const CACHED: usize = 1024;
@@ -109,7 +119,10 @@ impl LogStore {
             cached.vote = Some(decode("a vote", &bytes)?);
         }
         if let Some(bytes) = store.group_state(group, PURGED)? {
-            cached.purged = Some(decode("a purged log id", &bytes)?);
+            let purged: LogIdOf<C> = decode("a purged log id", &bytes)?;
+            // Rows a purge had not deleted yet when the node stopped.
+            cached.retain(|index| index > purged.index());
+            cached.purged = Some(purged);
         }
         Ok(LogStore {
             group,
@@ -157,19 +170,25 @@ impl RaftLogReader<C> for LogStore {
         if start >= end {
             return Ok(Vec::new());
         }
-        let (first_cached, cached): (u64, Vec<EntryOf<C>>) = {
+        let (first_cached, cached, start): (u64, Vec<EntryOf<C>>, u64) = {
             let cache = self.cache();
+            // Purged rows may still be on disk (see the module docs): never read them.
+            let start = match cache.purged {
+                Some(purged) => start.max(purged.index() + 1),
+                None => start,
+            };
             let first = cache.entries.keys().next().copied().unwrap_or(u64::MAX);
             (
                 first,
                 cache
                     .entries
-                    .range(start..end)
+                    .range(start..end.max(start))
                     .map(|(_, e)| e.clone())
                     .collect(),
+                start,
             )
         };
-        if start >= first_cached {
+        if start >= first_cached || start >= end {
             return Ok(cached);
         }
         // The part older than the cache is durable (only durable entries leave memory).
@@ -295,18 +314,42 @@ impl RaftLogStorage<C> for LogStore {
     async fn purge(&mut self, log_id: LogIdOf<C>) -> Result<(), io::Error> {
         let upto = log_id.index();
         let bytes = encode("a purged log id", &log_id)?;
-        {
+        let first = {
             let mut cache = self.cache();
             cache.retain(|index| index > upto);
+            let first = cache.purged.map_or(0, |p| p.index() + 1);
             cache.purged = Some(log_id);
-        }
+            first
+        };
+        // The purged id is durable before any row goes, so the log never has a hole at its
+        // start; the first chunk (and any rows an interrupted purge left) go with it.
+        let mut chunk_end = first.saturating_add(PURGE_CHUNK - 1).min(upto);
         self.write(vec![
             self.state_write(PURGED, Some(bytes)),
             GroupWrite::LogPurgeUpto {
                 group: self.group,
-                upto,
+                upto: chunk_end,
             },
         ])
-        .await
+        .await?;
+        if chunk_end < upto {
+            let (store, group) = (self.store.clone(), self.group);
+            tokio::spawn(async move {
+                while chunk_end < upto {
+                    chunk_end = chunk_end.saturating_add(PURGE_CHUNK).min(upto);
+                    let chunk = GroupWrite::LogPurgeUpto {
+                        group,
+                        upto: chunk_end,
+                    };
+                    // A store that closed meanwhile keeps the rest, never read, until the next
+                    // purge after it opens again.
+                    if let Err(e) = store.write_group(vec![chunk]).await {
+                        tracing::debug!(group, error = %e, "a purge stopped before its end");
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(())
     }
 }
