@@ -173,22 +173,22 @@ impl RaftLogReader<C> for LogStore {
         let (first_cached, cached, start): (u64, Vec<EntryOf<C>>, u64) = {
             let cache = self.cache();
             // Purged rows may still be on disk (see the module docs): never read them.
-            let start = match cache.purged {
-                Some(purged) => start.max(purged.index() + 1),
-                None => start,
-            };
+            let start = cache.purged.map_or(start, |p| start.max(p.index() + 1));
+            if start >= end {
+                return Ok(Vec::new());
+            }
             let first = cache.entries.keys().next().copied().unwrap_or(u64::MAX);
             (
                 first,
                 cache
                     .entries
-                    .range(start..end.max(start))
+                    .range(start..end)
                     .map(|(_, e)| e.clone())
                     .collect(),
                 start,
             )
         };
-        if start >= first_cached || start >= end {
+        if start >= first_cached {
             return Ok(cached);
         }
         // The part older than the cache is durable (only durable entries leave memory).

@@ -343,7 +343,8 @@ impl WriterThread {
                 slice: None,
                 last: true,
             });
-            return (part, true);
+            let frozen = part.is_some();
+            return (part, frozen);
         }
         if let Some(flushing) = &mut self.flushing {
             let slice = flushing.slices.next();
